@@ -1,0 +1,3 @@
+from rentgate.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,326 @@
+"""A supervised MQTT connection shared by the gateway and the server.
+
+paho-mqtt does the protocol. Around it this module adds what field gateways
+have been bitten by (see docs/architecture.md): a network thread of our own that
+never dies silently, jittered and capped reconnect backoff, subscriptions made
+again on every connect, and a watchdog (an asyncio task) that replaces a
+network loop that has stopped beating.
+
+Callbacks (``on_message``, ``on_connect``, ``on_disconnect``) run on the
+network thread; consumers hand work to their own loop or thread from there and
+return quickly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import ssl
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+import paho.mqtt.client as paho
+from paho.mqtt.enums import CallbackAPIVersion
+
+log = logging.getLogger(__name__)
+
+
+class MqttError(Exception):
+    """Root of this module's errors."""
+
+
+class MqttUrlError(MqttError, ValueError):
+    pass
+
+
+@dataclass(frozen=True, kw_only=True)
+class BrokerAddress:
+    host: str
+    port: int
+    tls: bool = False
+    username: str | None = None
+    password: str | None = None
+
+    @classmethod
+    def parse(cls, url: str) -> BrokerAddress:
+        """``mqtt://[user:pass@]host[:port]`` or ``mqtts://...`` (TLS, port 8883)."""
+        parts = urlsplit(url)
+        if parts.scheme not in ("mqtt", "mqtts", "tcp", "ssl"):
+            raise MqttUrlError(f"unsupported MQTT URL scheme {parts.scheme!r} in {url!r}")
+        tls = parts.scheme in ("mqtts", "ssl")
+        if not parts.hostname:
+            raise MqttUrlError(f"no host in MQTT URL {url!r}")
+        try:
+            port = parts.port or (8883 if tls else 1883)
+        except ValueError as exc:
+            raise MqttUrlError(f"bad port in MQTT URL {url!r}") from exc
+        return cls(
+            host=parts.hostname,
+            port=port,
+            tls=tls,
+            username=unquote(parts.username) if parts.username else None,
+            password=unquote(parts.password) if parts.password else None,
+        )
+
+
+@dataclass(frozen=True)
+class Will:
+    topic: str
+    payload: bytes
+    qos: int = 1
+    retain: bool = True
+
+
+@dataclass(kw_only=True)
+class LinkSettings:
+    url: str
+    client_id: str
+    keepalive_s: int = 30
+    clean_session: bool = True
+    subscriptions: Sequence[tuple[str, int]] = ()
+    will: Will | None = None
+    # paho's default of 20 in-flight QoS 1 messages caps a localhost pipe well
+    # below what the broker can take.
+    max_inflight: int = 1000
+    backoff_initial_s: float = 0.2
+    backoff_max_s: float = 15.0
+    watchdog_s: float = 10.0
+    protocol: int = paho.MQTTv311
+
+
+@dataclass
+class LinkStats:
+    connects: int = 0
+    disconnects: int = 0
+    watchdog_restarts: int = 0
+    callback_errors: int = 0
+    last_error: str | None = None
+    connected_since: float | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def backoff_delays(initial: float, maximum: float) -> Any:
+    """Full-jitter exponential backoff: each delay uniform in [0, min(max, initial*2^n)],
+    with a small floor so that a flapping broker is not hammered."""
+    attempt = 0
+    while True:
+        ceiling = min(maximum, initial * (2**attempt))
+        yield max(initial / 2, random.uniform(0, ceiling))
+        attempt = min(attempt + 1, 30)
+
+
+class MqttLink:
+    """One supervised MQTT client. Start it with ``await link.run()`` as a task."""
+
+    def __init__(
+        self,
+        settings: LinkSettings,
+        *,
+        on_message: Callable[[str, bytes], None] | None = None,
+        on_connect: Callable[[], None] | None = None,
+        on_disconnect: Callable[[], None] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.address = BrokerAddress.parse(settings.url)
+        self._on_message = on_message
+        self._on_connect = on_connect
+        self._on_disconnect = on_disconnect
+        self.connected = threading.Event()
+        self.stats = LinkStats()
+        self._client: paho.Client | None = None
+        self._thread: threading.Thread | None = None
+        self._generation = 0
+        self._beat = time.monotonic()
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+
+    # ------------------------------------------------------------------ public API
+
+    def publish(self, topic: str, payload: bytes | str, *, qos: int = 1, retain: bool = False) -> bool:
+        """Hand a message to the network thread. False if not connected: the
+        caller keeps it (the gateway's outbox does) rather than letting paho
+        queue it in memory."""
+        client = self._client
+        if client is None or not self.connected.is_set():
+            return False
+        info = client.publish(topic, payload, qos=qos, retain=retain)
+        return info.rc == paho.MQTT_ERR_SUCCESS
+
+    async def run(self) -> None:
+        """Run until cancelled: start the network thread, and replace it when it
+        stops beating (a hung socket, a crashed loop)."""
+        self._start_thread()
+        try:
+            while True:
+                await asyncio.sleep(min(1.0, self.settings.watchdog_s / 4))
+                thread = self._thread
+                stale = time.monotonic() - self._beat > self.settings.watchdog_s
+                if thread is None or not thread.is_alive() or stale:
+                    self.stats.watchdog_restarts += 1
+                    log.warning(
+                        "mqtt %s: network loop %s; restarting it",
+                        self.settings.client_id,
+                        "stalled" if stale else "died",
+                    )
+                    self._start_thread()
+        finally:
+            await asyncio.to_thread(self.stop)
+
+    def stop(self) -> None:
+        self._stop.set()
+        with self._lock:
+            self._generation += 1
+            client, thread = self._client, self._thread
+        if client is not None:
+            try:
+                client.disconnect()
+            except Exception:  # noqa: BLE001 - shutting down, nothing to save
+                pass
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout=5)
+        self.connected.clear()
+
+    def wait_connected(self, timeout: float | None = None) -> bool:
+        return self.connected.wait(timeout)
+
+    # ------------------------------------------------------------------ network thread
+
+    def _start_thread(self) -> None:
+        with self._lock:
+            self._generation += 1
+            generation = self._generation
+            old = self._client
+            self._beat = time.monotonic()
+            self._thread = threading.Thread(
+                target=self._network_loop,
+                args=(generation,),
+                name=f"mqtt-{self.settings.client_id}-{generation}",
+                daemon=True,
+            )
+        if old is not None:
+            # The old thread sees the generation change and leaves; closing its
+            # socket unblocks it if it is stuck in a read.
+            try:
+                old.disconnect()
+            except Exception:  # noqa: BLE001
+                pass
+        self.connected.clear()
+        self._thread.start()
+
+    def _make_client(self) -> paho.Client:
+        s = self.settings
+        client = paho.Client(
+            CallbackAPIVersion.VERSION2,
+            client_id=s.client_id,
+            clean_session=s.clean_session if s.protocol != paho.MQTTv5 else None,
+            protocol=s.protocol,
+        )
+        client.max_inflight_messages_set(s.max_inflight)
+        client.max_queued_messages_set(0)
+        if self.address.username:
+            client.username_pw_set(self.address.username, self.address.password)
+        if self.address.tls:
+            client.tls_set_context(ssl.create_default_context())
+        if s.will is not None:
+            client.will_set(s.will.topic, s.will.payload, qos=s.will.qos, retain=s.will.retain)
+        client.on_connect = self._handle_connect
+        client.on_disconnect = self._handle_disconnect
+        client.on_message = self._handle_message
+        return client
+
+    def _network_loop(self, generation: int) -> None:
+        delays = backoff_delays(self.settings.backoff_initial_s, self.settings.backoff_max_s)
+        while not self._stop.is_set() and generation == self._generation:
+            client = self._make_client()
+            with self._lock:
+                if generation != self._generation:
+                    return
+                self._client = client
+            try:
+                client.connect(self.address.host, self.address.port, keepalive=self.settings.keepalive_s)
+            except (OSError, ValueError) as exc:
+                self.stats.last_error = f"connect: {exc}"
+                log.info("mqtt %s: cannot connect to %s:%s: %s", self.settings.client_id,
+                         self.address.host, self.address.port, exc)
+                self._sleep(next(delays), generation)
+                continue
+            while not self._stop.is_set() and generation == self._generation:
+                self._beat = time.monotonic()
+                try:
+                    rc = client.loop(timeout=0.2)
+                except Exception as exc:  # noqa: BLE001 - a callback bug must not kill the link
+                    self.stats.callback_errors += 1
+                    self.stats.last_error = repr(exc)
+                    log.exception("mqtt %s: error in network loop", self.settings.client_id)
+                    rc = paho.MQTT_ERR_UNKNOWN
+                if rc != paho.MQTT_ERR_SUCCESS:
+                    break
+                if self.connected.is_set():
+                    delays = backoff_delays(self.settings.backoff_initial_s, self.settings.backoff_max_s)
+            try:
+                client.disconnect()
+            except Exception:  # noqa: BLE001
+                pass
+            self._mark_down("network loop ended")
+            if not self._stop.is_set() and generation == self._generation:
+                self._sleep(next(delays), generation)
+
+    def _sleep(self, seconds: float, generation: int) -> None:
+        deadline = time.monotonic() + seconds
+        while not self._stop.is_set() and generation == self._generation:
+            self._beat = time.monotonic()
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return
+            self._stop.wait(min(left, 0.5))
+
+    # ------------------------------------------------------------------ paho callbacks
+
+    def _handle_connect(self, client: paho.Client, userdata: Any, flags: Any, reason: Any, props: Any = None) -> None:
+        if reason.is_failure:
+            self.stats.last_error = f"connack: {reason}"
+            log.warning("mqtt %s: broker refused connection: %s", self.settings.client_id, reason)
+            return
+        for topic, qos in self.settings.subscriptions:
+            client.subscribe(topic, qos)
+        self.stats.connects += 1
+        self.stats.connected_since = time.time()
+        self.connected.set()
+        log.info("mqtt %s: connected to %s:%s", self.settings.client_id, self.address.host, self.address.port)
+        self._fire(self._on_connect)
+
+    def _handle_disconnect(self, client: paho.Client, userdata: Any, flags: Any, reason: Any, props: Any = None) -> None:
+        self._mark_down(str(reason))
+
+    def _mark_down(self, why: str) -> None:
+        """Once per lost connection: count it and tell the owner."""
+        with self._lock:
+            was_up = self.connected.is_set()
+            self.connected.clear()
+        if was_up:
+            self.stats.disconnects += 1
+            log.info("mqtt %s: disconnected: %s", self.settings.client_id, why)
+            self._fire(self._on_disconnect)
+
+    def _handle_message(self, client: paho.Client, userdata: Any, msg: paho.MQTTMessage) -> None:
+        if self._on_message is None:
+            return
+        try:
+            self._on_message(msg.topic, msg.payload)
+        except Exception:  # noqa: BLE001
+            self.stats.callback_errors += 1
+            log.exception("mqtt %s: message handler failed on %s", self.settings.client_id, msg.topic)
+
+    def _fire(self, cb: Callable[[], None] | None) -> None:
+        if cb is None:
+            return
+        try:
+            cb()
+        except Exception:  # noqa: BLE001
+            self.stats.callback_errors += 1
+            log.exception("mqtt %s: callback failed", self.settings.client_id)

@@ -1,0 +1,381 @@
+"""The wire contract between gateways and the server.
+
+This is the only module the server shares with the gateway. Everything that
+crosses MQTT is defined here: topic names, event shapes, batches, the server's
+acknowledgements and both sides' status messages. docs/wire.md describes it for
+people; ``rentgate wire-schema`` prints the JSON Schema generated from these
+models.
+
+Topics, all under ``rentgate/v1/``:
+
+* ``gw/{gateway_id}/events``  gateway -> server, QoS 1, one event or a batch
+* ``gw/{gateway_id}/ack``     server -> gateway, QoS 1, committed/rejected/resend ranges
+* ``gw/{gateway_id}/status``  gateway -> all, retained; the last will says offline
+* ``gw/{gateway_id}/config``  server -> gateway, retained (reserved for later work)
+* ``server/status``           server -> all, retained; a gateway replays its
+                              unacknowledged events when a server comes online
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal, TypeAlias
+
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    TypeAdapter,
+    ValidationError,
+)
+
+SCHEMA_VERSION = 1
+TOPIC_ROOT = "rentgate/v1"
+
+# No MQTT wildcards, separators or whitespace: the id is a topic level.
+GATEWAY_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$"
+_GATEWAY_ID_RE = re.compile(GATEWAY_ID_PATTERN)
+
+GatewayId = Annotated[str, StringConstraints(pattern=GATEWAY_ID_PATTERN)]
+DeviceId = Annotated[str, StringConstraints(min_length=1, max_length=64)]
+Seq = Annotated[int, Field(ge=1, le=2**63 - 1)]
+
+MAX_BATCH_EVENTS = 5000
+
+
+class WireError(ValueError):
+    """A payload that does not follow the contract; ``reason`` says why."""
+
+    def __init__(self, reason: str, *, gateway_id: str | None = None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.gateway_id = gateway_id
+
+
+# --------------------------------------------------------------------------- topics
+
+
+def is_gateway_id(value: str) -> bool:
+    return bool(_GATEWAY_ID_RE.match(value))
+
+
+def _gw_topic(gateway_id: str, leaf: str) -> str:
+    if not is_gateway_id(gateway_id):
+        raise WireError(f"invalid gateway id {gateway_id!r}")
+    return f"{TOPIC_ROOT}/gw/{gateway_id}/{leaf}"
+
+
+def events_topic(gateway_id: str) -> str:
+    return _gw_topic(gateway_id, "events")
+
+
+def ack_topic(gateway_id: str) -> str:
+    return _gw_topic(gateway_id, "ack")
+
+
+def status_topic(gateway_id: str) -> str:
+    return _gw_topic(gateway_id, "status")
+
+
+def config_topic(gateway_id: str) -> str:
+    return _gw_topic(gateway_id, "config")
+
+
+EVENTS_SUBSCRIPTION = f"{TOPIC_ROOT}/gw/+/events"
+STATUS_SUBSCRIPTION = f"{TOPIC_ROOT}/gw/+/status"
+SERVER_STATUS_TOPIC = f"{TOPIC_ROOT}/server/status"
+
+
+def gateway_from_topic(topic: str) -> str | None:
+    """The gateway id in ``rentgate/v1/gw/{id}/...``, or None if the topic is not ours."""
+    parts = topic.split("/")
+    if len(parts) != 5 or parts[0] != "rentgate" or parts[1] != "v1" or parts[2] != "gw":
+        return None
+    return parts[3] if is_gateway_id(parts[3]) else None
+
+
+# --------------------------------------------------------------------------- events
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Credential(_Model):
+    """What a reader read. ``value`` is the card number as the format defines it
+    (EM4100: 10 upper-case hex digits; Wiegand: facility and card joined by ':';
+    raw: hex of the bits)."""
+
+    format: Literal["em4100", "wiegand26", "wiegand34", "osdp_raw", "raw"]
+    value: Annotated[str, StringConstraints(min_length=1, max_length=128)]
+    bits: int | None = None
+
+
+class _EventBase(_Model):
+    v: Literal[1] = 1
+    gw: GatewayId
+    seq: Seq
+    device: DeviceId
+    door: DeviceId | None = None
+    ts: AwareDatetime
+
+
+class CardRead(_EventBase):
+    """A credential was presented at a reader."""
+
+    kind: Literal["card_read"] = "card_read"
+    credential: Credential
+    # Filled by the gateway's local access decision (later work); None means
+    # the gateway only observed the read.
+    decision: Literal["granted", "denied"] | None = None
+    reason: Annotated[str, StringConstraints(max_length=200)] | None = None
+
+
+class DoorState(_EventBase):
+    kind: Literal["door_state"] = "door_state"
+    state: Literal["open", "closed", "forced", "held_open"]
+
+
+class DeviceStatus(_EventBase):
+    """A device came up, went away, or reported a fault (counters are cumulative)."""
+
+    kind: Literal["device_status"] = "device_status"
+    online: bool
+    detail: Annotated[str, StringConstraints(max_length=500)] | None = None
+    bad_frames: int | None = None
+
+
+class GatewayStarted(_EventBase):
+    """First event after every gateway start; ``outbox_id`` names the outbox
+    file so that a replaced outbox (seq counting again) is recognisable."""
+
+    kind: Literal["gateway_started"] = "gateway_started"
+    version: str
+    outbox_id: str
+    pending: int = Field(ge=0)
+
+
+class EventsDropped(_EventBase):
+    """The outbox hit its size or age bound and deleted unsent events. Dropping
+    is never silent: this event names exactly which sequence numbers are gone."""
+
+    kind: Literal["events_dropped"] = "events_dropped"
+    first_seq: Seq
+    last_seq: Seq
+    count: int = Field(ge=1)
+    reason: Literal["outbox_full", "outbox_expired"]
+
+
+Event: TypeAlias = Annotated[
+    CardRead | DoorState | DeviceStatus | GatewayStarted | EventsDropped,
+    Field(discriminator="kind"),
+]
+EVENT_KINDS: tuple[str, ...] = ("card_read", "door_state", "device_status", "gateway_started", "events_dropped")
+# Fields every event has; the rest are kind-specific and stored as the event's data.
+COMMON_FIELDS = frozenset({"v", "gw", "seq", "device", "door", "ts", "kind"})
+
+
+class EventBatch(_Model):
+    v: Literal[1] = 1
+    gw: GatewayId
+    events: Annotated[list[Event], Field(min_length=1, max_length=MAX_BATCH_EVENTS)]
+
+
+_message_adapter: TypeAdapter[EventBatch | Event] = TypeAdapter(EventBatch | Event)  # type: ignore[arg-type]
+_event_adapter: TypeAdapter[Event] = TypeAdapter(Event)
+
+
+def decode_events(payload: bytes | str, topic_gateway: str | None = None) -> list[Event]:
+    """Validate an ``events`` message and return its events.
+
+    Raises WireError with a short reason if the payload breaks the contract,
+    including when an event claims another gateway than the topic it came on.
+    """
+    try:
+        msg = _message_adapter.validate_json(payload)
+    except ValidationError as exc:
+        raise WireError(_summarise(exc), gateway_id=topic_gateway) from exc
+    events: list[Event] = list(msg.events) if isinstance(msg, EventBatch) else [msg]
+    if topic_gateway is not None:
+        claimed = {e.gw for e in events}
+        if isinstance(msg, EventBatch):
+            claimed.add(msg.gw)
+        if claimed != {topic_gateway}:
+            raise WireError(
+                f"gateway id in payload {sorted(claimed)} does not match topic {topic_gateway!r}",
+                gateway_id=topic_gateway,
+            )
+    return events
+
+
+def salvage_events(payload: bytes | str, topic_gateway: str) -> tuple[list[Event], list[tuple[int, str, Any]]]:
+    """For a message that failed ``decode_events``: the events in it that are
+    valid on their own, and ``(seq, reason, raw)`` for each identifiable bad one.
+
+    The server stores the good ones and dead-letters and rejects the bad ones,
+    so that one malformed event does not make a gateway resend its batch forever.
+    """
+    try:
+        doc = json.loads(payload)
+    except (ValueError, UnicodeDecodeError):
+        return [], []
+    raw_events = doc.get("events") if isinstance(doc, dict) and "events" in doc else [doc]
+    if not isinstance(raw_events, list):
+        return [], []
+    good: list[Event] = []
+    bad: list[tuple[int, str, Any]] = []
+    for raw in raw_events[:MAX_BATCH_EVENTS]:
+        seq = raw.get("seq") if isinstance(raw, dict) else None
+        try:
+            event = _event_adapter.validate_python(raw)
+        except ValidationError as exc:
+            if isinstance(seq, int) and not isinstance(seq, bool) and 1 <= seq < 2**63:
+                bad.append((seq, _summarise(exc), raw))
+            continue
+        if event.gw != topic_gateway:
+            bad.append((event.seq, f"gateway id {event.gw!r} does not match topic {topic_gateway!r}", raw))
+        else:
+            good.append(event)
+    return good, bad
+
+
+def event_data(event: Event) -> dict[str, Any]:
+    """The kind-specific fields of an event, JSON-ready."""
+    return event.model_dump(mode="json", exclude=COMMON_FIELDS, exclude_none=True)
+
+
+def encode_event(event: Event) -> str:
+    return event.model_dump_json(exclude_none=True)
+
+
+def batch_json(gateway_id: str, event_jsons: Sequence[str]) -> bytes:
+    """A batch message built from already-encoded events.
+
+    The gateway stores each event's JSON once, when it is made durable; a
+    backlog is sent by joining those strings rather than re-encoding them.
+    """
+    if len(event_jsons) == 1:
+        return event_jsons[0].encode()
+    return ('{"v":1,"gw":"%s","events":[%s]}' % (gateway_id, ",".join(event_jsons))).encode()
+
+
+def _summarise(exc: ValidationError, limit: int = 3) -> str:
+    parts = []
+    for err in exc.errors()[:limit]:
+        loc = ".".join(str(p) for p in err["loc"]) or "<root>"
+        parts.append(f"{loc}: {err['msg']}")
+    more = exc.error_count() - limit
+    if more > 0:
+        parts.append(f"(+{more} more)")
+    return "; ".join(parts)[:1000]
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+# --------------------------------------------------------------------------- acknowledgements
+
+SeqRange = tuple[int, int]
+
+
+class Ack(_Model):
+    """Server -> gateway. Ranges are inclusive ``[first, last]`` sequence numbers.
+
+    * ``committed``: stored in the server's database (or already were). The
+      gateway deletes these from its outbox; nothing else allows it to.
+    * ``rejected``: invalid; kept in the server's dead-letter table. The gateway
+      deletes them too and counts them, since resending cannot fix them.
+    * ``resend``: the server saw a gap and asks for these again.
+    """
+
+    v: Literal[1] = 1
+    committed: list[tuple[int, int]] = Field(default_factory=list)
+    rejected: list[tuple[int, int]] = Field(default_factory=list)
+    resend: list[tuple[int, int]] = Field(default_factory=list)
+
+
+_ack_adapter = TypeAdapter(Ack)
+
+
+def decode_ack(payload: bytes | str) -> Ack:
+    try:
+        return _ack_adapter.validate_json(payload)
+    except ValidationError as exc:
+        raise WireError(_summarise(exc)) from exc
+
+
+def to_ranges(seqs: Iterable[int]) -> list[SeqRange]:
+    """Collapse sequence numbers into sorted inclusive ranges."""
+    out: list[list[int]] = []
+    for s in sorted(set(seqs)):
+        if out and s == out[-1][1] + 1:
+            out[-1][1] = s
+        else:
+            out.append([s, s])
+    return [(a, b) for a, b in out]
+
+
+# --------------------------------------------------------------------------- status
+
+
+class GatewayStatus(_Model):
+    """Retained on ``gw/{id}/status``; doubles as the heartbeat. The last will
+    is the same shape with ``state="offline"`` and no counters."""
+
+    v: Literal[1] = 1
+    gw: GatewayId
+    state: Literal["online", "offline"]
+    ts: AwareDatetime | None = None
+    version: str | None = None
+    boot_id: str | None = None
+    outbox_depth: int | None = None
+    oldest_unsent_age_s: float | None = None
+    dropped_total: int | None = None
+    rejected_total: int | None = None
+    devices_online: int | None = None
+    devices_total: int | None = None
+
+
+class ServerStatus(_Model):
+    v: Literal[1] = 1
+    state: Literal["online", "offline"]
+    instance: str
+    ts: AwareDatetime | None = None
+
+
+_gw_status_adapter = TypeAdapter(GatewayStatus)
+_server_status_adapter = TypeAdapter(ServerStatus)
+
+
+def decode_gateway_status(payload: bytes | str) -> GatewayStatus:
+    try:
+        return _gw_status_adapter.validate_json(payload)
+    except ValidationError as exc:
+        raise WireError(_summarise(exc)) from exc
+
+
+def decode_server_status(payload: bytes | str) -> ServerStatus:
+    try:
+        return _server_status_adapter.validate_json(payload)
+    except ValidationError as exc:
+        raise WireError(_summarise(exc)) from exc
+
+
+def json_schema() -> dict[str, Any]:
+    """JSON Schema of every message, generated from the models."""
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "title": "rentgate wire contract v1",
+        "messages": {
+            "events": _message_adapter.json_schema(),
+            "ack": Ack.model_json_schema(),
+            "gateway_status": GatewayStatus.model_json_schema(),
+            "server_status": ServerStatus.model_json_schema(),
+        },
+    }
