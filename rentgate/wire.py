@@ -28,8 +28,10 @@ from pydantic import (
     AwareDatetime,
     BaseModel,
     ConfigDict,
+    Discriminator,
     Field,
     StringConstraints,
+    Tag,
     TypeAdapter,
     ValidationError,
 )
@@ -186,7 +188,20 @@ class EventBatch(_Model):
     events: Annotated[list[Event], Field(min_length=1, max_length=MAX_BATCH_EVENTS)]
 
 
-_message_adapter: TypeAdapter[EventBatch | Event] = TypeAdapter(EventBatch | Event)  # type: ignore[arg-type]
+def _message_shape(value: Any) -> str:
+    # Choosing the branch by shape keeps error messages about the message the
+    # sender meant, instead of a union's errors for every branch.
+    if isinstance(value, dict):
+        return "batch" if "events" in value else "event"
+    return "event"
+
+
+_message_adapter: TypeAdapter[EventBatch | Event] = TypeAdapter(
+    Annotated[
+        Annotated[EventBatch, Tag("batch")] | Annotated[Event, Tag("event")],
+        Discriminator(_message_shape),
+    ]
+)
 _event_adapter: TypeAdapter[Event] = TypeAdapter(Event)
 
 

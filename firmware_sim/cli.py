@@ -1,0 +1,95 @@
+"""``rentgate sim ...``: simulated hardware for demos and manual tests."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+import threading
+from collections.abc import Callable
+from types import FrameType
+from typing import Any
+
+# Seconds the readers stay plugged in after the last swipe, so a gateway can
+# read the tail of the line before the ptys go away.
+_LINGER_S = 1.0
+
+
+def register(subparsers: Any) -> None:
+    sim = subparsers.add_parser("sim", help="simulated hardware (card readers on ptys)")
+    sim_sub = sim.add_subparsers(dest="sim_command", required=True, metavar="SIM_COMMAND")
+    building = sim_sub.add_parser(
+        "building",
+        help="simulate a building's EM4100 readers and tenants swiping them",
+        description="Opens one pty per door (at the configured link paths), prints the port "
+        "paths to stderr, swipes until the duration or the swipe total is reached or Ctrl-C.",
+    )
+    building.add_argument("--config", required=True, help="TOML file (see firmware_sim/examples/building.toml)")
+    building.add_argument("--duration", type=float, default=None, metavar="S", help="override swipes.duration_s")
+    building.add_argument("--json", action="store_true", help="print the stats as one JSON object on stdout")
+    building.set_defaults(func=_building)
+
+
+def _building(args: argparse.Namespace) -> int:
+    from firmware_sim.building import BuildingSim
+    from firmware_sim.config import load_config
+    from firmware_sim.errors import SimConfigError
+
+    if args.duration is not None and args.duration <= 0:
+        print("error: --duration must be > 0", file=sys.stderr)
+        return 2
+    try:
+        config = load_config(args.config)
+    except SimConfigError as exc:
+        print(f"error: bad simulator config {exc}", file=sys.stderr)
+        return 2
+    try:
+        sim = BuildingSim(config, duration_s=args.duration)
+    except OSError as exc:
+        print(f"error: cannot open the simulated readers: {exc}", file=sys.stderr)
+        return 1
+    interrupted = threading.Event()
+
+    def terminate() -> None:
+        interrupted.set()
+        sim.stop()
+
+    previous = _on_sigterm(terminate)
+    try:
+        for door, port in sim.ports().items():
+            pts = sim.pts()[door]
+            print(f"door {door}: {port}" + (f" -> {pts}" if pts != port else ""), file=sys.stderr)
+        sim.start()
+        try:
+            while not sim.wait(0.5):
+                pass
+        except KeyboardInterrupt:
+            interrupted.set()
+            sim.stop()
+        if not interrupted.is_set():
+            interrupted.wait(_LINGER_S)
+        stats = sim.stats()
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        sim.close()
+    for door, d in stats.doors.items():
+        if d.reader.unread_bytes:
+            print(f"warning: door {door}: {d.reader.unread_bytes} bytes were never read "
+                  f"(was a gateway reading {d.port}?)", file=sys.stderr)
+    print(
+        f"{stats.swipes} swipes, {stats.swipes_with_valid_frame} with a valid frame, "
+        f"in {stats.elapsed_s:.1f} s",
+        file=sys.stderr,
+    )
+    if args.json:
+        print(json.dumps(stats.to_json(), ensure_ascii=False), flush=True)
+    return 0
+
+
+def _on_sigterm(action: Callable[[], None]) -> Any:
+    def handler(signum: int, frame: FrameType | None) -> None:
+        # Stop from another thread: the main thread may be joining the doors.
+        threading.Thread(target=action, name="sim-sigterm", daemon=True).start()
+
+    return signal.signal(signal.SIGTERM, handler)
