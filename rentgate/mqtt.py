@@ -25,7 +25,7 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 import paho.mqtt.client as paho
-from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
 log = logging.getLogger(__name__)
 
@@ -90,7 +90,7 @@ class LinkSettings:
     backoff_initial_s: float = 0.2
     backoff_max_s: float = 15.0
     watchdog_s: float = 10.0
-    protocol: int = paho.MQTTv311
+    protocol: MQTTProtocolVersion = MQTTProtocolVersion.MQTTv311
 
 
 @dataclass
@@ -311,7 +311,7 @@ class MqttLink:
         if self._on_message is None:
             return
         try:
-            self._on_message(msg.topic, msg.payload)
+            self._on_message(msg.topic, bytes(msg.payload))
         except Exception:  # noqa: BLE001
             self.stats.callback_errors += 1
             log.exception("mqtt %s: message handler failed on %s", self.settings.client_id, msg.topic)

@@ -179,7 +179,7 @@ Event: TypeAlias = Annotated[
 ]
 EVENT_KINDS: tuple[str, ...] = ("card_read", "door_state", "device_status", "gateway_started", "events_dropped")
 # Fields every event has; the rest are kind-specific and stored as the event's data.
-COMMON_FIELDS = frozenset({"v", "gw", "seq", "device", "door", "ts", "kind"})
+COMMON_FIELDS: set[str] = set({"v", "gw", "seq", "device", "door", "ts", "kind"})
 
 
 class EventBatch(_Model):
@@ -197,12 +197,12 @@ def _message_shape(value: Any) -> str:
 
 
 _message_adapter: TypeAdapter[EventBatch | Event] = TypeAdapter(
-    Annotated[
+    Annotated[  # type: ignore[arg-type]
         Annotated[EventBatch, Tag("batch")] | Annotated[Event, Tag("event")],
         Discriminator(_message_shape),
     ]
 )
-_event_adapter: TypeAdapter[Event] = TypeAdapter(Event)
+_event_adapter: TypeAdapter[Event] = TypeAdapter(Event)  # type: ignore[arg-type]
 
 
 def decode_events(payload: bytes | str, topic_gateway: str | None = None) -> list[Event]:

@@ -1,0 +1,328 @@
+"""``rentgate demo``: the whole system on one machine with embedded defaults.
+
+Starts, each as its own ``rentgate`` process exactly as an operator would run it:
+the embedded MQTT broker, the server on SQLite, a simulated building whose two
+doors have EM4100 readers on pseudo-terminals, and a gateway reading them.
+Interactive by default (prints the server's URL, runs until Ctrl-C); with
+``--duration N --json`` it runs headless, waits for the gateway to drain, and
+prints one JSON object comparing what the readers sent with what the server
+stored.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections import Counter
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+GATEWAY_ID = "demo-bldg-0001"
+
+
+class DemoError(Exception):
+    """A part of the demo did not come up, or died."""
+
+
+def register(subparsers: Any) -> None:
+    p = subparsers.add_parser(
+        "demo",
+        help="run broker, server, a simulated building and a gateway on this machine",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--duration", type=float, default=None, metavar="S",
+                   help="swipe for S seconds, drain, report and exit (default: run until Ctrl-C)")
+    p.add_argument("--json", action="store_true", help="print one JSON object with the results as the last line")
+    p.add_argument("--data-dir", default="var/demo", help="where the database, outbox and logs go (emptied first)")
+    p.add_argument("--http-port", type=int, default=8080, help="server port (a free one if taken)")
+    p.add_argument("--rate-per-min", type=float, default=60.0, help="swipes per minute for the building")
+    p.add_argument("--tenants", type=int, default=24)
+    p.add_argument("--quiet-line", action="store_true", help="no serial line noise")
+    p.set_defaults(func=_run)
+
+
+def _run(args: argparse.Namespace) -> int:
+    demo = Demo(
+        data_dir=Path(args.data_dir).resolve(),
+        http_port=args.http_port,
+        rate_per_min=args.rate_per_min,
+        tenants=args.tenants,
+        noise=not args.quiet_line,
+        duration_s=args.duration,
+    )
+    try:
+        result = demo.run()
+    except DemoError as exc:
+        log.error("demo failed: %s", exc)
+        if args.json:
+            print(json.dumps({"error": str(exc)}))
+        return 1
+    if args.json:
+        print(json.dumps(result, ensure_ascii=False))
+    return 0 if result.get("lost", 0) == 0 and result.get("duplicates", 0) == 0 else 1
+
+
+def free_port(preferred: int = 0) -> int:
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", preferred))
+        except OSError:
+            s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _wait(predicate: Any, timeout: float, what: str, procs: dict[str, subprocess.Popen[bytes]]) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for name, proc in procs.items():
+            if proc.poll() is not None:
+                raise DemoError(f"{name} exited with code {proc.returncode} while waiting for {what}")
+        if predicate():
+            return
+        time.sleep(0.05)
+    raise DemoError(f"timed out after {timeout:.0f} s waiting for {what}")
+
+
+def _port_open(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+            return True
+    except OSError:
+        return False
+
+
+@dataclass
+class Demo:
+    data_dir: Path
+    http_port: int
+    rate_per_min: float
+    tenants: int
+    noise: bool
+    duration_s: float | None
+    procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.http_port}"
+
+    def run(self) -> dict[str, Any]:
+        if self.data_dir.exists():
+            shutil.rmtree(self.data_dir)
+        (self.data_dir / "logs").mkdir(parents=True)
+        broker_port = free_port()
+        self.http_port = free_port(self.http_port)
+        mqtt_url = f"mqtt://127.0.0.1:{broker_port}"
+        with ExitStack() as stack:
+            stack.callback(self._stop_all)
+            self._spawn("broker", ["broker", "--host", "127.0.0.1", "--port", str(broker_port)])
+            _wait(lambda: _port_open(broker_port), 20, "the broker", self.procs)
+            self._spawn("server", [
+                "server", "--upgrade",
+                "--database-url", f"sqlite:///{self.data_dir / 'rentgate.db'}",
+                "--mqtt-url", mqtt_url, "--host", "127.0.0.1", "--port", str(self.http_port),
+            ])
+            _wait(lambda: self._get("/healthz") is not None, 30, "the server", self.procs)
+            sim_cfg = self._write_sim_config()
+            sim_args = ["sim", "building", "--config", str(sim_cfg), "--json"]
+            if self.duration_s is not None:
+                sim_args += ["--duration", str(self.duration_s)]
+            self._spawn("sim", sim_args, stdout=subprocess.PIPE)
+            links = [self.data_dir / "door-a", self.data_dir / "door-b"]
+            _wait(lambda: all(p.exists() for p in links), 20, "the simulated readers", self.procs)
+            self._spawn("gateway", ["gateway", "--config", str(self._write_gateway_config(mqtt_url))])
+            _wait(self._gateway_online, 30, "the gateway to come online", self.procs)
+            log.info("rentgate demo is running: %s  (events: %s/api/v1/events, gateways: %s/api/v1/gateways)",
+                     self.url, self.url, self.url)
+            print(f"rentgate server: {self.url}", file=sys.stderr, flush=True)
+            if self.duration_s is None:
+                return self._run_until_interrupted()
+            return self._run_measured()
+
+    # ------------------------------------------------------------------ modes
+
+    def _run_until_interrupted(self) -> dict[str, Any]:
+        stored = 0
+        try:
+            while True:
+                for name, proc in self.procs.items():
+                    if proc.poll() is not None:
+                        raise DemoError(f"{name} exited with code {proc.returncode}; logs in {self.data_dir / 'logs'}")
+                time.sleep(5)
+                now = len(self._stored_reads())
+                if now != stored:
+                    print(f"events stored: {now}", file=sys.stderr, flush=True)
+                    stored = now
+        except KeyboardInterrupt:
+            print("stopping ...", file=sys.stderr)
+        return {"events_stored": stored}
+
+    def _run_measured(self) -> dict[str, Any]:
+        sim = self.procs["sim"]
+        assert self.duration_s is not None
+        try:
+            out, _ = sim.communicate(timeout=self.duration_s + 60)
+        except subprocess.TimeoutExpired as exc:
+            raise DemoError("the simulated building did not finish") from exc
+        if sim.returncode != 0:
+            raise DemoError(f"the simulated building exited with code {sim.returncode}")
+        stats = json.loads(out.decode().strip().splitlines()[-1])
+        expected = Counter((door, card) for door, card in stats["expected_reads"])
+        _wait(self._drained, 60, "the gateway's outbox to drain", {"gateway": self.procs["gateway"]})
+        stored = Counter(self._stored_reads())
+        lost = expected - stored
+        extra = stored - expected
+        metrics = self._metrics()
+        return {
+            "duration_s": self.duration_s,
+            "swipes": stats["swipes"],
+            "events_generated": sum(expected.values()),
+            "events_stored": sum(stored.values()),
+            "duplicates": sum(extra.values()),
+            "lost": sum(lost.values()),
+            "redeliveries_absorbed": int(metrics.get("rentgate_duplicates_dropped_total", 0)),
+            "dead_letters": int(metrics.get("rentgate_dead_letters_total", 0)),
+            "bad_frames": sum(d.get("bad_checksum", 0) for d in stats["doors"].values()),
+            "server": self.url,
+        }
+
+    # ------------------------------------------------------------------ helpers
+
+    def _spawn(self, name: str, args: list[str], stdout: int | None = None) -> None:
+        logfile = open(self.data_dir / "logs" / f"{name}.log", "wb")  # noqa: SIM115 - lives as long as the child
+        cmd = [sys.executable, "-m", "rentgate", *args]
+        log.info("starting %s: %s", name, " ".join(args))
+        self.procs[name] = subprocess.Popen(
+            cmd, stdout=stdout if stdout is not None else logfile, stderr=logfile, stdin=subprocess.DEVNULL,
+            start_new_session=True,  # Ctrl-C reaches the demo only; it stops the children in order
+        )
+
+    def _stop_all(self) -> None:
+        for name in ("sim", "gateway", "server", "broker"):
+            proc = self.procs.get(name)
+            if proc is None or proc.poll() is not None:
+                continue
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                log.warning("%s did not stop in 15 s; killing it", name)
+                proc.kill()
+                proc.wait()
+
+    def _get(self, path: str) -> bytes | None:
+        try:
+            with urllib.request.urlopen(self.url + path, timeout=5) as resp:
+                return bytes(resp.read())
+        except (urllib.error.URLError, OSError):
+            return None
+
+    def _gateway(self) -> dict[str, Any] | None:
+        body = self._get("/api/v1/gateways")
+        if body is None:
+            return None
+        for gw in json.loads(body).get("gateways", []):
+            if gw.get("id") == GATEWAY_ID:
+                return dict(gw)
+        return None
+
+    def _gateway_online(self) -> bool:
+        gw = self._gateway()
+        return bool(gw and gw.get("online"))
+
+    def _drained(self) -> bool:
+        gw = self._gateway()
+        return bool(gw and gw.get("online") and gw.get("outbox_depth") == 0 and not gw.get("open_gaps"))
+
+    def _stored_reads(self) -> list[tuple[str, str]]:
+        reads: list[tuple[str, str]] = []
+        after: Any = None
+        while True:
+            query = f"/api/v1/events?gateway={GATEWAY_ID}&kind=card_read&limit=1000"
+            if after is not None:
+                query += f"&after={after}"
+            body = self._get(query)
+            if body is None:
+                raise DemoError("the server stopped answering")
+            page = json.loads(body)
+            for ev in page["events"]:
+                reads.append((ev["door"], ev["credential"]["value"]))
+            after = page.get("next")
+            if not after:
+                return reads
+
+    def _metrics(self) -> dict[str, float]:
+        body = self._get("/metrics") or b""
+        out: dict[str, float] = {}
+        for line in body.decode().splitlines():
+            if line and not line.startswith("#") and "{" not in line:
+                name, _, value = line.partition(" ")
+                try:
+                    out[name] = float(value)
+                except ValueError:
+                    pass
+        return out
+
+    def _write_sim_config(self) -> Path:
+        noise = (
+            "bad_checksum = 0.03\nsplit = 0.2\ngarbage = 0.03\nextra_repeats = 0.2\n" if self.noise else ""
+        )
+        text = f"""name = "rentgate demo building"
+seed = 7
+
+[[doors]]
+id = "door-a"
+link = "{self.data_dir / 'door-a'}"
+
+[[doors]]
+id = "door-b"
+link = "{self.data_dir / 'door-b'}"
+
+[tenants]
+count = {self.tenants}
+
+[swipes]
+pattern = "poisson"
+rate_per_min = {self.rate_per_min}
+duration_s = {self.duration_s if self.duration_s is not None else 31536000}
+start_delay_s = 5
+repeats = 3
+
+[noise]
+{noise}"""
+        path = self.data_dir / "building.toml"
+        path.write_text(text)
+        return path
+
+    def _write_gateway_config(self, mqtt_url: str) -> Path:
+        devices = "".join(
+            f"""
+[[devices]]
+type = "em4100"
+id = "reader-{door}"
+door = "{door}"
+port = "{self.data_dir / door}"
+"""
+            for door in ("door-a", "door-b")
+        )
+        text = f"""gateway_id = "{GATEWAY_ID}"
+mqtt_url = "{mqtt_url}"
+data_dir = "{self.data_dir / 'gateway'}"
+heartbeat_s = 2
+{devices}"""
+        path = self.data_dir / "gateway.toml"
+        path.write_text(text)
+        return path

@@ -1,0 +1,94 @@
+"""Fixtures shared by every test package: real services on free ports.
+
+* ``mosquitto``           a Mosquitto of the test's own (tests.services.Mosquitto)
+* ``pg_cluster``          one PostgreSQL cluster for the session (tests.services.PostgresCluster)
+* ``postgres_url``        a fresh database in it, as a SQLAlchemy URL, dropped after the test
+* ``make_postgres_url``   a factory for more such databases in one test
+* ``embedded_broker``     a started rentgate.broker.EmbeddedBroker (amqtt) on a free port
+
+A missing binary skips the test with the package to install, or fails it when
+RENTGATE_REQUIRE_SERVICES=1 (CI sets that, so a skipped suite cannot pass).
+Tests using these fixtures get the ``services`` marker: ``-m "not services"``
+leaves them out.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator, Callable, Iterator
+from typing import NoReturn
+
+import pytest
+
+from rentgate.broker import EmbeddedBroker
+from tests.services import REQUIRE_ENV, Mosquitto, PostgresCluster, ServiceMissing
+
+_SERVICE_FIXTURES = {"mosquitto", "pg_cluster", "postgres_url", "make_postgres_url"}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if _SERVICE_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.services)
+
+
+def service_missing(exc: ServiceMissing) -> NoReturn:
+    reason = f"{exc.service} not found: {exc.hint}"
+    if os.environ.get(REQUIRE_ENV) == "1":
+        pytest.fail(f"{reason} ({REQUIRE_ENV}=1)", pytrace=False)
+    pytest.skip(reason)
+
+
+@pytest.fixture
+def mosquitto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mosquitto]:
+    try:
+        broker = Mosquitto(tmp_path_factory.mktemp("mosquitto"))
+    except ServiceMissing as exc:
+        service_missing(exc)
+    broker.start()
+    try:
+        yield broker
+    finally:
+        broker.stop()
+
+
+@pytest.fixture(scope="session")
+def pg_cluster() -> Iterator[PostgresCluster]:
+    try:
+        cluster = PostgresCluster()
+    except ServiceMissing as exc:
+        service_missing(exc)
+    try:
+        cluster.start()
+        yield cluster
+    finally:
+        cluster.destroy()
+
+
+@pytest.fixture
+def make_postgres_url(pg_cluster: PostgresCluster) -> Iterator[Callable[[], str]]:
+    created: list[str] = []
+
+    def make() -> str:
+        created.append(pg_cluster.create_database())
+        return pg_cluster.url(created[-1])
+
+    yield make
+    for name in created:
+        pg_cluster.drop_database(name)
+
+
+@pytest.fixture
+def postgres_url(make_postgres_url: Callable[[], str]) -> str:
+    return make_postgres_url()
+
+
+@pytest.fixture
+async def embedded_broker() -> AsyncIterator[EmbeddedBroker]:
+    broker = EmbeddedBroker("127.0.0.1", 0)
+    await broker.start()
+    try:
+        yield broker
+    finally:
+        await broker.stop()
+
