@@ -18,5 +18,5 @@ def setup(level: str | None = None) -> None:
         format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
     )
     # amqtt and paho are chatty at INFO about every client.
-    for noisy in ("amqtt", "transitions", "alembic.runtime.migration"):
+    for noisy in ("amqtt", "transitions", "alembic.runtime.migration", "alembic.runtime.plugins"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLogger().level))

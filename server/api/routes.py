@@ -1,0 +1,102 @@
+"""aiohttp handlers. Database work runs in worker threads; bad parameters are
+400s with a JSON body, never 500s."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import sqlalchemy as sa
+from aiohttp import web
+
+from server.api import queries
+from server.api.params import ParamError, parse_event_filter, parse_page
+from server.appkeys import ENGINE, INGEST, METRICS
+from server.db.engine import database_reachable
+from server.ingest.metrics import render
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+HEALTH_DB_TIMEOUT_S = 3.0
+
+
+@web.middleware
+async def json_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except ParamError as exc:
+        return web.json_response({"error": "bad_parameter", "parameter": exc.name, "detail": exc.problem},
+                                 status=400)
+    except sa.exc.SQLAlchemyError as exc:
+        log.warning("database error serving %s: %s", request.path, exc)
+        return web.json_response({"error": "database_unavailable"}, status=503)
+
+
+async def events_handler(request: web.Request) -> web.Response:
+    event_filter = parse_event_filter(request.query)
+    return web.json_response(await asyncio.to_thread(queries.list_events, request.app[ENGINE], event_filter))
+
+
+async def gateways_handler(request: web.Request) -> web.Response:
+    return web.json_response(await asyncio.to_thread(queries.list_gateways, request.app[ENGINE]))
+
+
+async def dead_letters_handler(request: web.Request) -> web.Response:
+    page = parse_page(request.query)
+    return web.json_response(await asyncio.to_thread(queries.list_dead_letters, request.app[ENGINE], page))
+
+
+async def gaps_handler(request: web.Request) -> web.Response:
+    page = parse_page(request.query)
+    gateway = request.query.get("gateway") or None
+    return web.json_response(await asyncio.to_thread(queries.list_gaps, request.app[ENGINE], gateway, page))
+
+
+async def _database_ok(request: web.Request) -> bool:
+    try:
+        return await asyncio.wait_for(asyncio.to_thread(database_reachable, request.app[ENGINE]),
+                                      HEALTH_DB_TIMEOUT_S)
+    except TimeoutError:
+        return False
+
+
+def _mqtt_state(request: web.Request) -> str:
+    ingest = request.app.get(INGEST)
+    if ingest is None:
+        return "disabled"
+    return "connected" if ingest.mqtt_connected else "disconnected"
+
+
+async def healthz_handler(request: web.Request) -> web.Response:
+    database_ok = await _database_ok(request)
+    mqtt = _mqtt_state(request)
+    ingest = request.app.get(INGEST)
+    healthy = database_ok and mqtt != "disconnected" and (ingest is None or ingest.database_ok)
+    body: dict[str, Any] = {
+        "status": "ok" if healthy else "unhealthy",
+        "database": "ok" if database_ok else "unreachable",
+        "mqtt": mqtt,
+    }
+    if ingest is not None:
+        body["ingest"] = "ok" if ingest.database_ok else "commit_failing"
+    return web.json_response(body, status=200 if healthy else 503)
+
+
+async def metrics_handler(request: web.Request) -> web.Response:
+    database_ok = await _database_ok(request)
+    text = render(request.app[METRICS], mqtt_connected=_mqtt_state(request) == "connected", database_ok=database_ok)
+    return web.Response(text=text, content_type="text/plain", charset="utf-8",
+                        headers={"X-Content-Type-Options": "nosniff"})
+
+
+def add_routes(app: web.Application) -> None:
+    app.middlewares.append(json_errors)
+    app.router.add_get("/api/v1/events", events_handler)
+    app.router.add_get("/api/v1/gateways", gateways_handler)
+    app.router.add_get("/api/v1/dead-letters", dead_letters_handler)
+    app.router.add_get("/api/v1/gaps", gaps_handler)
+    app.router.add_get("/healthz", healthz_handler)
+    app.router.add_get("/metrics", metrics_handler)

@@ -1,0 +1,67 @@
+"""The server application: engine, ingest service and HTTP routes, each
+resource with its own cleanup context."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+
+from aiohttp import web
+
+from server.api.routes import add_routes
+from server.appkeys import ENGINE, INGEST, METRICS, SETTINGS
+from server.db.engine import create_engine, redacted
+from server.ingest.consumer import IngestService
+from server.ingest.metrics import IngestMetrics
+from server.ingest.store import EventStore
+from server.settings import ServerSettings
+
+log = logging.getLogger(__name__)
+
+SHUTDOWN_COMMIT_TIMEOUT_S = 30.0
+
+
+def make_app(settings: ServerSettings, *, ingest: bool = True) -> web.Application:
+    """``ingest=False`` serves the API alone (no MQTT), e.g. for a read replica."""
+    app = web.Application()
+    app[SETTINGS] = settings
+    app[METRICS] = IngestMetrics()
+    app.cleanup_ctx.append(_engine_ctx)
+    if ingest:
+        app.cleanup_ctx.append(_ingest_ctx)
+    add_routes(app)
+    return app
+
+
+async def _engine_ctx(app: web.Application) -> AsyncIterator[None]:
+    url = app[SETTINGS].database_url
+    engine = create_engine(url)
+    log.info("database %s", redacted(url))
+    app[ENGINE] = engine
+    yield
+    await asyncio.to_thread(engine.dispose)
+
+
+async def _ingest_ctx(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS]
+    store = EventStore(app[ENGINE], max_payload_bytes=settings.max_payload_bytes)
+    service = IngestService(settings, store, metrics=app[METRICS])
+    app[INGEST] = service
+    task = asyncio.create_task(service.run(), name="ingest-service")
+    task.add_done_callback(_report_end)
+    yield
+    # Commit and acknowledge what has arrived before the engine goes away.
+    service.stop()
+    try:
+        await asyncio.wait_for(task, SHUTDOWN_COMMIT_TIMEOUT_S)
+    except TimeoutError:
+        log.error("ingest did not finish within %ss; unacknowledged messages will be resent",
+                  SHUTDOWN_COMMIT_TIMEOUT_S)
+    except Exception:  # noqa: BLE001 - report, but let the rest shut down
+        log.exception("ingest service failed")
+
+
+def _report_end(task: asyncio.Task[None]) -> None:
+    if not task.cancelled() and (exc := task.exception()) is not None:
+        log.error("ingest service stopped: %r; /healthz reports it", exc, exc_info=exc)

@@ -1,0 +1,15 @@
+"""Typed keys of the server's aiohttp application state."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from aiohttp import web
+
+from server.ingest.consumer import IngestService
+from server.ingest.metrics import IngestMetrics
+from server.settings import ServerSettings
+
+SETTINGS = web.AppKey("settings", ServerSettings)
+ENGINE = web.AppKey("engine", sa.Engine)
+METRICS = web.AppKey("metrics", IngestMetrics)
+INGEST = web.AppKey("ingest", IngestService)

@@ -1,0 +1,1 @@
+"""Schema (``models``), engine set-up (``engine``) and migrations (``migrate``)."""

@@ -1,0 +1,114 @@
+"""The server's tables. Event ingest writes with Core statements against these
+tables (no ORM objects on the hot path); the classes document the schema and
+serve Alembic and the API."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, cast
+
+import sqlalchemy as sa
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from server.db.types import BigId, JsonDoc, UtcDateTime
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+GAP_STATES = ("open", "filled", "lost")
+
+
+class Base(DeclarativeBase):
+    metadata = sa.MetaData(naming_convention=NAMING_CONVENTION)
+
+
+class Event(Base):
+    __tablename__ = "events"
+    __table_args__ = (
+        sa.UniqueConstraint("gateway_id", "seq"),
+        sa.Index(None, "occurred_at"),
+        sa.Index(None, "device", "occurred_at"),
+        sa.Index(None, "door", "occurred_at"),
+        sa.Index(None, "kind", "occurred_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    gateway_id: Mapped[str] = mapped_column(sa.String(64))
+    seq: Mapped[int] = mapped_column(sa.BigInteger)
+    kind: Mapped[str] = mapped_column(sa.String(32))
+    device: Mapped[str] = mapped_column(sa.String(64))
+    door: Mapped[str | None] = mapped_column(sa.String(64))
+    occurred_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    received_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    stored_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    credential_format: Mapped[str | None] = mapped_column(sa.String(16))
+    credential_value: Mapped[str | None] = mapped_column(sa.String(128))
+    data: Mapped[dict[str, Any]] = mapped_column(JsonDoc)
+
+
+class Gateway(Base):
+    __tablename__ = "gateways"
+
+    id: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
+    first_seen: Mapped[datetime] = mapped_column(UtcDateTime)
+    last_seen: Mapped[datetime] = mapped_column(UtcDateTime)
+    online: Mapped[bool | None] = mapped_column(sa.Boolean)
+    status_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    version: Mapped[str | None] = mapped_column(sa.String(64))
+    boot_id: Mapped[str | None] = mapped_column(sa.String(64))
+    outbox_depth: Mapped[int | None] = mapped_column(sa.BigInteger)
+    oldest_unsent_age_s: Mapped[float | None] = mapped_column(sa.Float)
+    dropped_total: Mapped[int | None] = mapped_column(sa.BigInteger)
+    rejected_total: Mapped[int | None] = mapped_column(sa.BigInteger)
+    devices_online: Mapped[int | None] = mapped_column(sa.Integer)
+    devices_total: Mapped[int | None] = mapped_column(sa.Integer)
+    max_seq: Mapped[int] = mapped_column(sa.BigInteger, server_default="0")
+
+
+class DeadLetter(Base):
+    __tablename__ = "dead_letters"
+    __table_args__ = (sa.Index(None, "gateway_id", "seq"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    received_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    topic: Mapped[str] = mapped_column(sa.Text)
+    gateway_id: Mapped[str | None] = mapped_column(sa.String(64))
+    seq: Mapped[int | None] = mapped_column(sa.BigInteger)
+    reason: Mapped[str] = mapped_column(sa.Text)
+    # "utf-8" or "base64": bytes that are not text (or hold NULs, which
+    # PostgreSQL text refuses) are kept as base64 rather than mangled.
+    payload_encoding: Mapped[str] = mapped_column(sa.String(8))
+    payload: Mapped[str] = mapped_column(sa.Text)
+    payload_size: Mapped[int] = mapped_column(sa.Integer)
+
+
+class SeqGap(Base):
+    __tablename__ = "seq_gaps"
+    __table_args__ = (
+        sa.Index(None, "gateway_id", "state", "first_seq"),
+        sa.CheckConstraint("state IN ('open', 'filled', 'lost')", name="state"),
+        sa.CheckConstraint("first_seq <= last_seq", name="range"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    gateway_id: Mapped[str] = mapped_column(sa.String(64), sa.ForeignKey("gateways.id", ondelete="CASCADE"))
+    first_seq: Mapped[int] = mapped_column(sa.BigInteger)
+    last_seq: Mapped[int] = mapped_column(sa.BigInteger)
+    detected_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    last_requested_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    request_count: Mapped[int] = mapped_column(sa.Integer, server_default="0")
+    state: Mapped[str] = mapped_column(sa.String(8), server_default="open")
+    closed_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+
+
+# Declarative types these as FromClause; they are Tables.
+events = cast(sa.Table, Event.__table__)
+gateways = cast(sa.Table, Gateway.__table__)
+dead_letters = cast(sa.Table, DeadLetter.__table__)
+seq_gaps = cast(sa.Table, SeqGap.__table__)
+metadata = Base.metadata

@@ -1,0 +1,212 @@
+"""The ingest service: MQTT messages in, one commit per batch, acks out.
+
+The MQTT network thread only appends to a deque; a named asyncio task drains
+it, commits in a worker thread and only then publishes the acknowledgements.
+Nothing is acknowledged that is not committed, and a message dropped here
+(shutdown, database down, overload) is simply sent again by its gateway,
+which keeps every unacknowledged event in its outbox.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import uuid
+from collections import deque
+from datetime import UTC, datetime
+
+import psycopg
+import sqlalchemy as sa
+
+from rentgate import wire
+from rentgate.mqtt import LinkSettings, MqttLink, Will, backoff_delays
+from server.ingest.metrics import IngestMetrics
+from server.ingest.parse import Message
+from server.ingest.resend import GapLedger
+from server.ingest.store import CommitResult, EventStore
+from server.settings import ServerSettings
+
+log = logging.getLogger(__name__)
+
+_TRANSIENT = (sa.exc.OperationalError, sa.exc.InterfaceError, psycopg.OperationalError, psycopg.InterfaceError)
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Database unreachable or busy (retry the same batch) rather than refusing
+    this particular data."""
+    return isinstance(exc, _TRANSIENT) or bool(getattr(exc, "connection_invalidated", False))
+
+
+class IngestService:
+    def __init__(self, settings: ServerSettings, store: EventStore, *, metrics: IngestMetrics | None = None) -> None:
+        self.settings = settings
+        self.store = store
+        self.gaps = GapLedger(store.engine)
+        self.metrics = metrics or IngestMetrics()
+        self.instance = f"{settings.mqtt_client_id}/{uuid.uuid4().hex[:8]}"
+        self.database_ok = True
+        self._queue: deque[Message] = deque()
+        self._lock = threading.Lock()
+        self._signalled = False
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._wake = asyncio.Event()
+        self._stopping = asyncio.Event()
+        self.link = MqttLink(
+            LinkSettings(
+                url=settings.mqtt_url,
+                client_id=settings.mqtt_client_id,
+                clean_session=False,
+                subscriptions=[(wire.EVENTS_SUBSCRIPTION, 1), (wire.STATUS_SUBSCRIPTION, 1)],
+                will=Will(wire.SERVER_STATUS_TOPIC, self._server_status("offline")),
+            ),
+            on_message=self._on_message,
+            on_connect=self._on_connect,
+        )
+
+    @property
+    def mqtt_connected(self) -> bool:
+        return self.link.connected.is_set()
+
+    async def run(self) -> None:
+        """Run until ``stop()``: then commit and acknowledge what has arrived, say
+        offline, and disconnect."""
+        self._loop = asyncio.get_running_loop()
+        async with asyncio.TaskGroup() as tg:
+            link_task = tg.create_task(self.link.run(), name="ingest-mqtt-link")
+            tg.create_task(self._request_resends(), name="ingest-gap-resend")
+            await self._drain()
+            self.link.publish(wire.SERVER_STATUS_TOPIC, self._server_status("offline"), qos=1, retain=True)
+            link_task.cancel()
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self._wake.set()
+
+    # ------------------------------------------------------------------ network thread
+
+    def _on_message(self, topic: str, payload: bytes) -> None:
+        with self._lock:
+            if len(self._queue) >= self.settings.ingest_max_pending:
+                self.metrics.messages_shed += 1
+                return
+            self._queue.append((topic, bytes(payload), datetime.now(UTC)))
+            self.metrics.messages_received += 1
+            # Only the first message into an empty queue costs a loop wake-up.
+            if self._signalled:
+                return
+            self._signalled = True
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(self._wake.set)
+
+    def _on_connect(self) -> None:
+        # Retained, so gateways that connect later also learn a server is up
+        # and replay whatever they have not had acknowledged.
+        self.link.publish(wire.SERVER_STATUS_TOPIC, self._server_status("online"), qos=1, retain=True)
+
+    def _server_status(self, state: str) -> bytes:
+        status = wire.ServerStatus(state=state, instance=self.instance, ts=wire.utcnow())  # type: ignore[arg-type]
+        return status.model_dump_json(exclude_none=True).encode()
+
+    # ------------------------------------------------------------------ drain and commit
+
+    def _take(self, limit: int) -> list[Message]:
+        with self._lock:
+            batch = [self._queue.popleft() for _ in range(min(limit, len(self._queue)))]
+            self.metrics.pending_messages = len(self._queue)
+            if not self._queue:
+                self._signalled = False
+            return batch
+
+    async def _drain(self) -> None:
+        limit = self.settings.ingest_batch_messages
+        while True:
+            batch = self._take(limit)
+            if not batch:
+                if self._stopping.is_set():
+                    return
+                await self._wake.wait()
+                self._wake.clear()
+                continue
+            if self.settings.ingest_linger_s and len(batch) < limit and not self._stopping.is_set():
+                await asyncio.sleep(self.settings.ingest_linger_s)
+                batch += self._take(limit - len(batch))
+            await self._commit(batch)
+
+    async def _commit(self, batch: list[Message]) -> None:
+        delays = backoff_delays(0.2, self.settings.commit_retry_max_s)
+        while True:
+            try:
+                result = await asyncio.to_thread(self.store.commit, batch)
+            except Exception as exc:  # noqa: BLE001 - classified below; ingest must go on
+                self.metrics.commit_errors += 1
+                if not is_transient(exc):
+                    await self._isolate_poison(batch, exc)
+                    return
+                self.database_ok = False
+                if self._stopping.is_set():
+                    log.error("database unavailable at shutdown; %s messages not committed, "
+                              "their gateways will send them again: %s", len(batch), exc)
+                    return
+                log.warning("commit of %s messages failed, retrying: %s", len(batch), exc)
+                await self._pause(next(delays))
+                continue
+            self.database_ok = True
+            self._acknowledge(result)
+            return
+
+    async def _isolate_poison(self, batch: list[Message], exc: Exception) -> None:
+        """A batch the database refuses for its content: split it until the
+        message at fault is alone, then dead-letter that one."""
+        if len(batch) > 1:
+            half = len(batch) // 2
+            await self._commit(batch[:half])
+            await self._commit(batch[half:])
+            return
+        log.error("database refused a message on %s; dead-lettering it: %s", batch[0][0], exc, exc_info=exc)
+        try:
+            result = await asyncio.to_thread(self.store.dead_letter_messages, batch, f"database refused: {exc}"[:2000])
+        except Exception:  # noqa: BLE001 - the gateway resends it; nothing else to do
+            log.exception("cannot dead-letter a message on %s either; dropping it unacknowledged", batch[0][0])
+            return
+        self._acknowledge(result)
+
+    def _acknowledge(self, result: CommitResult) -> None:
+        self.metrics.record_commit(result)
+        for gw, outcome in result.gateways.items():
+            ack = outcome.ack()
+            if ack is None:
+                continue
+            if self.link.publish(wire.ack_topic(gw), ack.model_dump_json(), qos=1):
+                self.metrics.acks_published += 1
+            else:
+                log.debug("ack for %s not sent (MQTT down); the gateway will resend", gw)
+
+    async def _pause(self, seconds: float) -> None:
+        try:
+            await asyncio.wait_for(self._stopping.wait(), timeout=seconds)
+        except TimeoutError:
+            pass
+
+    # ------------------------------------------------------------------ gaps
+
+    async def _request_resends(self) -> None:
+        s = self.settings
+        interval = min(1.0, s.gap_resend_delay_s / 2)
+        while not self._stopping.is_set():
+            await self._pause(interval)
+            try:
+                self.metrics.open_gaps = await asyncio.to_thread(self.gaps.count_open)
+                if not self.mqtt_connected or not self.metrics.open_gaps:
+                    continue
+                due = await asyncio.to_thread(
+                    self.gaps.claim_due, wire.utcnow(), delay_s=s.gap_resend_delay_s,
+                    max_interval_s=s.gap_resend_max_interval_s,
+                )
+            except sa.exc.SQLAlchemyError as exc:
+                log.debug("gap check skipped: %s", exc)
+                continue
+            for gw, ranges in due.items():
+                log.info("asking gateway %s to resend %s", gw, ranges)
+                if self.link.publish(wire.ack_topic(gw), wire.Ack(resend=ranges).model_dump_json(), qos=1):
+                    self.metrics.resend_requests += 1

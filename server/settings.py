@@ -1,0 +1,86 @@
+"""Server settings: one validated model, read from ``RENTGATE_*`` variables,
+overridable by command-line flags."""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Mapping
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from server.errors import SettingsError
+
+ENV_PREFIX = "RENTGATE_"
+
+
+def normalise_database_url(url: str) -> str:
+    """Plain ``postgresql://`` means psycopg 3 here, not SQLAlchemy's psycopg2 default."""
+    for plain in ("postgresql://", "postgres://"):
+        if url.startswith(plain):
+            return "postgresql+psycopg://" + url[len(plain):]
+    return url
+
+
+def _default_client_id() -> str:
+    return f"rentgate-server-{socket.gethostname()}"[:64]
+
+
+class ServerSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    database_url: str = "sqlite:///var/rentgate.db"
+    mqtt_url: str = "mqtt://127.0.0.1:1883"
+    # Stable across restarts: the broker keeps this client's persistent session
+    # and queues events for it while the server is down.
+    mqtt_client_id: str = Field(default_factory=_default_client_id, min_length=1, max_length=64)
+    http_host: str = "127.0.0.1"
+    http_port: int = Field(default=8080, ge=0, le=65535)
+    ingest_batch_messages: int = Field(default=2000, ge=1, le=100_000)
+    ingest_linger_s: float = Field(default=0.0, ge=0.0, le=5.0)
+    # Past this many messages waiting for the database, new ones are dropped
+    # unacknowledged: the gateways still hold them and send them again.
+    ingest_max_pending: int = Field(default=200_000, ge=100)
+    max_payload_bytes: int = Field(default=8 * 1024 * 1024, ge=1024)
+    gap_resend_delay_s: float = Field(default=5.0, gt=0.0)
+    gap_resend_max_interval_s: float = Field(default=300.0, gt=0.0)
+    commit_retry_max_s: float = Field(default=10.0, gt=0.0)
+
+    @field_validator("database_url")
+    @classmethod
+    def _database_url(cls, value: str) -> str:
+        value = normalise_database_url(value.strip())
+        if not value.startswith(("sqlite:", "postgresql+psycopg:")):
+            raise ValueError("only sqlite:/// and postgresql:// databases are supported")
+        return value
+
+    @field_validator("mqtt_url")
+    @classmethod
+    def _mqtt_url(cls, value: str) -> str:
+        from rentgate.mqtt import BrokerAddress, MqttUrlError
+
+        try:
+            BrokerAddress.parse(value)
+        except MqttUrlError as exc:
+            raise ValueError(str(exc)) from exc
+        return value
+
+
+def load_settings(environ: Mapping[str, str] | None = None, **overrides: Any) -> ServerSettings:
+    """Settings from ``RENTGATE_<FIELD>`` variables, then non-None ``overrides``
+    (command-line flags) on top."""
+    env = os.environ if environ is None else environ
+    values: dict[str, Any] = {}
+    for name in ServerSettings.model_fields:
+        raw = env.get(ENV_PREFIX + name.upper())
+        if raw is not None and raw != "":
+            values[name] = raw
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    try:
+        return ServerSettings(**values)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{ENV_PREFIX}{'.'.join(str(p) for p in err['loc']).upper()}: {err['msg']}" for err in exc.errors()
+        )
+        raise SettingsError(f"invalid server settings: {problems}") from exc

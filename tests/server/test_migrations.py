@@ -1,0 +1,37 @@
+from __future__ import annotations
+
+import json
+
+import pytest
+import sqlalchemy as sa
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+
+from rentgate.cli import main
+from server.db import migrate
+from server.db.models import metadata
+
+
+def test_migrations_build_exactly_the_models_schema(engine: sa.Engine) -> None:
+    with engine.connect() as conn:
+        diff = compare_metadata(MigrationContext.configure(conn, opts={"compare_type": True}), metadata)
+    assert diff == []
+    assert migrate.is_at_head(engine)
+
+
+def test_db_commands_upgrade_and_report(sqlite_url: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["db", "current", "--database-url", sqlite_url, "--json"]) == 0
+    before = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert before["current"] is None and before["at_head"] is False
+
+    assert main(["db", "upgrade", "--database-url", sqlite_url, "--json"]) == 0
+    upgraded = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert upgraded["to"] == migrate.head_revision()
+
+    assert main(["db", "current", "--database-url", sqlite_url, "--json"]) == 0
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["at_head"] is True
+
+
+def test_server_refuses_a_database_that_is_not_migrated(sqlite_url: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["server", "--database-url", sqlite_url, "--port", "0"]) == 2
+    assert "rentgate db upgrade" in capsys.readouterr().err

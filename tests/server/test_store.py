@@ -1,0 +1,151 @@
+"""EventStore.commit against a real database (SQLite and PostgreSQL)."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+
+from rentgate import wire
+from server.db.models import dead_letters, events, gateways, seq_gaps
+from server.ingest.store import EventStore
+from tests.server.helpers import T0, batch, card_read, door_state, dropped, message, raw_batch
+
+GW = "gw-store-1"
+
+
+def count(engine: sa.Engine, table: sa.Table, *where: Any) -> int:
+    with engine.connect() as conn:
+        return int(conn.execute(sa.select(sa.func.count()).select_from(table).where(*where)).scalar_one())
+
+
+def gap_rows(engine: sa.Engine, gw: str = GW) -> list[tuple[int, int, str]]:
+    with engine.connect() as conn:
+        rows = conn.execute(sa.select(seq_gaps.c.first_seq, seq_gaps.c.last_seq, seq_gaps.c.state)
+                            .where(seq_gaps.c.gateway_id == gw).order_by(seq_gaps.c.first_seq)).tuples()
+        return list(rows)
+
+
+def test_a_batch_sent_twice_is_stored_once_and_acknowledged_twice(engine: sa.Engine) -> None:
+    store = EventStore(engine)
+    payload = batch(GW, [card_read(GW, s) for s in range(1, 501)])
+
+    first = store.commit([message(GW, payload)])
+    again = store.commit([message(GW, payload), message(GW, payload)])
+
+    assert count(engine, events) == 500
+    assert (first.inserted, first.duplicates) == (500, 0)
+    assert (again.inserted, again.duplicates) == (0, 1000)
+    assert first.gateways[GW].ack() == wire.Ack(committed=[(1, 500)])
+    assert again.gateways[GW].ack() == wire.Ack(committed=[(1, 500)])
+
+
+def test_stored_events_keep_their_fields_and_time_zone(engine: sa.Engine) -> None:
+    store = EventStore(engine)
+    ts = datetime(2024, 5, 1, 16, 0, 0, 123456, tzinfo=UTC).astimezone(wire.utcnow().astimezone().tzinfo)
+    store.commit([message(GW, batch(GW, [card_read(GW, 1, ts=ts), door_state(GW, 2, "forced")]))])
+
+    with engine.connect() as conn:
+        rows = conn.execute(sa.select(events).order_by(events.c.seq)).mappings().all()
+    assert rows[0]["occurred_at"] == ts and rows[0]["occurred_at"].tzinfo is not None
+    assert (rows[0]["credential_format"], rows[0]["credential_value"]) == ("em4100", "0A1B2C3D4E")
+    assert rows[0]["data"]["credential"]["value"] == "0A1B2C3D4E"
+    assert rows[1]["kind"] == "door_state" and rows[1]["data"] == {"state": "forced"}
+    assert rows[1]["credential_format"] is None
+
+
+def test_one_bad_event_is_dead_lettered_and_the_rest_stored(engine: sa.Engine) -> None:
+    store = EventStore(engine)
+    good = [json.loads(wire.encode_event(card_read(GW, s))) for s in (1, 2, 4)]
+    bad = {**json.loads(wire.encode_event(card_read(GW, 3))), "credential": {"format": "nfc", "value": "x"}}
+    result = store.commit([message(GW, raw_batch(GW, [good[0], good[1], bad, good[2]]))])
+
+    assert result.gateways[GW].ack() == wire.Ack(committed=[(1, 2), (4, 4)], rejected=[(3, 3)])
+    assert count(engine, events) == 3
+    with engine.connect() as conn:
+        letter = conn.execute(sa.select(dead_letters)).mappings().one()
+    assert (letter["gateway_id"], letter["seq"]) == (GW, 3)
+    assert "credential" in letter["reason"]
+    assert json.loads(letter["payload"])["credential"]["format"] == "nfc"
+    assert gap_rows(engine) == []  # a rejected seq is accounted for, not missing
+
+
+def test_garbage_becomes_dead_letters_without_raising(engine: sa.Engine) -> None:
+    store = EventStore(engine, max_payload_bytes=64 * 1024)
+    now = datetime.now(UTC)
+    garbage = [
+        message(GW, b"\xff\xfe not json \x00"),
+        message(GW, b'{"v": 1, "gw": "gw-store-1"}'),
+        message(GW, b""),
+        ("rentgate/v1/gw/bad id!/events", batch(GW, [card_read(GW, 1)]), now),
+        ("rentgate/v1/gw/gw-store-1/unknown", b"{}", now),
+        message(GW, batch("someone-else", [card_read("someone-else", 1)])),
+        message(GW, b"[" + b" " * (70 * 1024) + b"]"),
+        message(GW, b"not a status", leaf="status"),
+        message(GW, wire.encode_event(card_read(GW, 7, device="r\u0000")).encode()),
+    ]
+    result = store.commit(garbage + [message(GW, batch(GW, [card_read(GW, 1)]))])
+
+    assert count(engine, events) == 1
+    assert result.dead_letters == len(garbage)
+    assert count(engine, dead_letters) == len(garbage)
+    with engine.connect() as conn:
+        letters = conn.execute(sa.select(dead_letters).order_by(dead_letters.c.id)).mappings().all()
+    assert letters[0]["payload_encoding"] == "base64"
+    huge = letters[6]
+    assert huge["payload_size"] == 70 * 1024 + 2 and "exceeds" in huge["reason"]
+    assert len(huge["payload"]) == 64 * 1024
+    # The event with a NUL is valid JSON but unstorable: rejected, so the gateway stops resending it.
+    assert result.gateways[GW].ack() == wire.Ack(committed=[(1, 1)], rejected=[(7, 7)])
+
+
+def test_gaps_open_split_fill_and_get_lost(engine: sa.Engine) -> None:
+    store = EventStore(engine)
+
+    def send(*seqs: int) -> None:
+        store.commit([message(GW, batch(GW, [card_read(GW, s) for s in seqs]))])
+
+    send(1, 2, 10)
+    assert gap_rows(engine) == [(3, 9, "open")]
+    send(5)
+    assert gap_rows(engine) == [(3, 4, "open"), (6, 9, "open")]
+    send(3, 4)
+    assert gap_rows(engine) == [(3, 4, "filled"), (6, 9, "open")]
+    store.commit([message(GW, batch(GW, [dropped(GW, 11, 6, 8)]))])
+    assert gap_rows(engine) == [(3, 4, "filled"), (6, 8, "lost"), (9, 9, "open")]
+    send(9)
+    assert gap_rows(engine) == [(3, 4, "filled"), (6, 8, "lost"), (9, 9, "filled")]
+    with engine.connect() as conn:
+        assert conn.execute(sa.select(gateways.c.max_seq).where(gateways.c.id == GW)).scalar_one() == 11
+
+
+def test_events_dropped_ahead_of_the_stream_are_recorded_lost(engine: sa.Engine) -> None:
+    store = EventStore(engine)
+    store.commit([message(GW, batch(GW, [card_read(GW, 1)]))])
+    store.commit([message(GW, batch(GW, [dropped(GW, 50, 2, 49)]))])
+    assert gap_rows(engine) == [(2, 49, "lost")]
+
+
+def test_gateway_status_updates_the_gateway_row(engine: sa.Engine) -> None:
+    store = EventStore(engine)
+    status = wire.GatewayStatus(gw=GW, state="online", ts=T0, version="0.1.0", outbox_depth=42,
+                                oldest_unsent_age_s=3.5, dropped_total=0, rejected_total=1)
+    store.commit([message(GW, status.model_dump_json().encode(), leaf="status")])
+    will = wire.GatewayStatus(gw=GW, state="offline")
+    store.commit([message(GW, will.model_dump_json().encode(), leaf="status")])
+
+    with engine.connect() as conn:
+        row = conn.execute(sa.select(gateways)).mappings().one()
+    assert row["online"] is False
+    assert (row["outbox_depth"], row["oldest_unsent_age_s"], row["version"]) == (42, 3.5, "0.1.0")
+    assert row["status_at"] > T0 - timedelta(seconds=1)
+
+
+def test_poison_messages_are_dead_lettered_and_rejected(engine: sa.Engine) -> None:
+    store = EventStore(engine)
+    msg = message(GW, batch(GW, [card_read(GW, 1), card_read(GW, 2)]))
+    result = store.dead_letter_messages([msg], "database refused: example")
+    assert result.gateways[GW].ack() == wire.Ack(rejected=[(1, 2)])
+    assert count(engine, dead_letters) == 1 and count(engine, events) == 0
