@@ -114,6 +114,10 @@ def backoff_delays(initial: float, maximum: float) -> Any:
         attempt = min(attempt + 1, 30)
 
 
+def _no_op_socket_hook(client: paho.Client, userdata: Any, sock: Any) -> None:
+    return None
+
+
 class MqttLink:
     """One supervised MQTT client. Start it with ``await link.run()`` as a task."""
 
@@ -228,6 +232,11 @@ class MqttLink:
             client.tls_set_context(ssl.create_default_context())
         if s.will is not None:
             client.will_set(s.will.topic, s.will.payload, qos=s.will.qos, retain=s.will.retain)
+        # paho writes to the socket on the publishing thread when it runs no
+        # thread of its own (our case). Registering a write hook makes it only
+        # queue the packet and wake the network thread through its socketpair,
+        # so all socket writes happen on one thread.
+        client.on_socket_register_write = _no_op_socket_hook
         client.on_connect = self._handle_connect
         client.on_disconnect = self._handle_disconnect
         client.on_message = self._handle_message

@@ -1,0 +1,280 @@
+"""The running gateway: the outbox, the MQTT link, the sender, the heartbeat,
+the outbox bounds and one task per device, in one TaskGroup.
+
+Threads meet the loop only through ``call_soon_threadsafe``: serial readers
+and paho's network thread hand their callbacks over and return at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import uuid
+from collections.abc import Callable
+
+from gateway.config import GatewayConfig
+from gateway.devices import DeviceConfigBase, make_adapter
+from gateway.errors import GatewayError
+from gateway.outbox import DropReport, EventMaker
+from gateway.sender import Sender
+from gateway.writer import AsyncOutbox
+from rentgate import __version__, wire
+from rentgate.mqtt import LinkSettings, MqttLink, Will
+
+log = logging.getLogger(__name__)
+
+_BOUNDS_INTERVAL_MAX_S = 60.0
+
+
+class GatewayApp:
+    def __init__(self, config: GatewayConfig) -> None:
+        self.config = config
+        self.gateway_id = config.gateway_id
+        self.boot_id = str(uuid.uuid4())
+        self.outbox: AsyncOutbox | None = None
+        self.sender: Sender | None = None
+        self.link: MqttLink | None = None
+        self.devices_online: dict[str, bool] = {d.id: False for d in config.devices}
+        self.ready = asyncio.Event()  # outbox open, tasks started
+        self._stop = asyncio.Event()
+        self._status_now = asyncio.Event()
+        self._server_instance: str | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def stop(self) -> None:
+        """Ask :meth:`run` to shut down cleanly (from the loop)."""
+        self._stop.set()
+
+    async def run(self, *, install_signal_handlers: bool = False) -> None:
+        self._loop = asyncio.get_running_loop()
+        if install_signal_handlers:
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                self._loop.add_signal_handler(sig, self.stop)
+        cfg = self.config.outbox
+        self.outbox = await AsyncOutbox.open(
+            str(self.config.outbox_path), gateway_id=self.gateway_id, max_events=cfg.max_events,
+            max_age_s=cfg.max_age_s, synchronous=cfg.synchronous,
+        )
+        try:
+            await self._run_tasks(self.outbox)
+        finally:
+            await self.outbox.close()
+            log.info("gateway %s stopped", self.gateway_id)
+
+    async def _run_tasks(self, outbox: AsyncOutbox) -> None:
+        cfg = self.config.outbox
+        pending = outbox.depth()
+        await outbox.append([self._started_event(outbox.outbox.outbox_id, pending)])
+        log.info("gateway %s starting: outbox %s, %d events pending", self.gateway_id, self.config.outbox_path, pending)
+        self.link = link = self._make_link()
+        self.sender = sender = Sender(
+            outbox, lambda topic, payload, qos: link.publish(topic, payload, qos=qos), gateway_id=self.gateway_id,
+            batch_max=cfg.batch_max, inflight_max=cfg.inflight_max, ack_timeout_s=cfg.ack_timeout_s,
+        )
+        outbox.on_commit(lambda seqs: sender.wake())
+        outbox.on_drop(self._dropped)
+        async with asyncio.TaskGroup() as tg:
+            services = [
+                tg.create_task(link.run(), name="mqtt-link"),
+                tg.create_task(sender.run(), name="sender"),
+                tg.create_task(self._heartbeat(), name="heartbeat"),
+                tg.create_task(self._enforce_bounds(), name="outbox-bounds"),
+            ]
+            devices = [
+                tg.create_task(make_adapter(d, _DeviceSink(self, d)).run(), name=f"device-{d.id}")
+                for d in self.config.devices
+            ]
+            self.ready.set()
+            await self._stop.wait()
+            log.info("gateway %s shutting down", self.gateway_id)
+            # Devices first, so that their last reads reach the outbox before it closes.
+            await _cancel(devices)
+            await asyncio.sleep(0)  # let their final call_soon_threadsafe callbacks run
+            self._publish_offline()
+            await _cancel(services)
+
+    # ------------------------------------------------------------------ events
+
+    def record(self, makers: list[EventMaker]) -> None:
+        """Queue events for the outbox (on the loop); failures are logged."""
+        if self.outbox is None:
+            raise GatewayError("gateway not running")
+        try:
+            future = self.outbox.submit(makers)
+        except GatewayError as exc:
+            log.error("gateway %s: %d events lost at shutdown: %s", self.gateway_id, len(makers), exc)
+            return
+        future.add_done_callback(_log_failure)
+
+    def _started_event(self, outbox_id: str, pending: int) -> EventMaker:
+        gw, ts = self.gateway_id, wire.utcnow()
+        return lambda seq: wire.GatewayStarted(
+            gw=gw, seq=seq, device=gw, ts=ts, version=__version__, outbox_id=outbox_id, pending=pending
+        )
+
+    def _dropped(self, report: DropReport) -> None:
+        if self.sender is not None:
+            self.sender.forget(report.first_seq, report.last_seq)
+
+    # ------------------------------------------------------------------ MQTT
+
+    def _make_link(self) -> MqttLink:
+        will = wire.GatewayStatus(gw=self.gateway_id, state="offline")
+        settings = LinkSettings(
+            url=self.config.mqtt_url,
+            client_id=f"rentgate-gw-{self.gateway_id}",
+            subscriptions=[(wire.ack_topic(self.gateway_id), 1), (wire.SERVER_STATUS_TOPIC, 1)],
+            will=Will(wire.status_topic(self.gateway_id), will.model_dump_json(exclude_none=True).encode()),
+        )
+        return MqttLink(
+            settings,
+            on_message=self._from_network(self._on_message),
+            on_connect=self._from_network(self._on_connect),
+        )
+
+    def _from_network(self, handler: Callable[..., None]) -> Callable[..., None]:
+        def hand_over(*args: object) -> None:
+            loop = self._loop
+            if loop is not None and not loop.is_closed():
+                loop.call_soon_threadsafe(handler, *args)
+
+        return hand_over
+
+    def _on_connect(self) -> None:
+        if self.sender is not None:
+            self.sender.replay("reconnected")
+        self._status_now.set()
+
+    def _on_message(self, topic: str, payload: bytes) -> None:
+        if self.sender is None:
+            return
+        if topic == wire.SERVER_STATUS_TOPIC:
+            self._on_server_status(payload)
+            return
+        try:
+            ack = wire.decode_ack(payload)
+        except wire.WireError as exc:
+            log.warning("gateway %s: ignoring a malformed ack: %s", self.gateway_id, exc.reason)
+            return
+        self.sender.handle_ack(ack)
+
+    def _on_server_status(self, payload: bytes) -> None:
+        assert self.sender is not None
+        if not payload:
+            return  # retained status cleared
+        try:
+            status = wire.decode_server_status(payload)
+        except wire.WireError as exc:
+            log.warning("gateway %s: ignoring a malformed server status: %s", self.gateway_id, exc.reason)
+            return
+        online = status.state == "online"
+        self.sender.set_server_online(online)
+        if online and status.instance != self._server_instance:
+            self._server_instance = status.instance
+            # A new server instance may have lost what the old one had not acked.
+            self.sender.replay(f"server {status.instance} online")
+
+    # ------------------------------------------------------------------ status
+
+    async def _heartbeat(self) -> None:
+        while True:
+            self._status_now.clear()
+            await self._publish_status()
+            try:
+                await asyncio.wait_for(self._status_now.wait(), self.config.heartbeat_s)
+            except TimeoutError:
+                pass
+
+    async def status(self) -> wire.GatewayStatus:
+        assert self.outbox is not None and self.sender is not None
+        stats = await self.outbox.stats()
+        return wire.GatewayStatus(
+            gw=self.gateway_id, state="online", ts=wire.utcnow(), version=__version__, boot_id=self.boot_id,
+            outbox_depth=stats.depth, oldest_unsent_age_s=stats.oldest_age_s, dropped_total=stats.dropped_total,
+            rejected_total=stats.rejected_total, devices_online=sum(self.devices_online.values()),
+            devices_total=len(self.devices_online),
+        )
+
+    async def _publish_status(self) -> None:
+        assert self.link is not None
+        status = await self.status()
+        self.link.publish(wire.status_topic(self.gateway_id), status.model_dump_json(exclude_none=True), qos=1,
+                          retain=True)
+
+    def _publish_offline(self) -> None:
+        # A clean disconnect does not fire the last will; say it ourselves.
+        if self.link is not None:
+            offline = wire.GatewayStatus(gw=self.gateway_id, state="offline", ts=wire.utcnow(), boot_id=self.boot_id)
+            self.link.publish(wire.status_topic(self.gateway_id), offline.model_dump_json(exclude_none=True), qos=1,
+                              retain=True)
+
+    async def _enforce_bounds(self) -> None:
+        assert self.outbox is not None
+        interval = min(_BOUNDS_INTERVAL_MAX_S, self.config.outbox.max_age_s / 10)
+        while True:
+            try:
+                await self.outbox.enforce_age()
+            except GatewayError:
+                log.exception("gateway %s: enforcing the outbox age bound failed", self.gateway_id)
+            await asyncio.sleep(interval)
+
+    # ------------------------------------------------------------------ devices (on the loop)
+
+    def device_event(self, config: DeviceConfigBase, make: Callable[[str, int], wire.Event]) -> None:
+        gw = self.gateway_id
+        self.record([lambda seq: make(gw, seq)])
+
+    def device_online(self, device_id: str, online: bool) -> None:
+        if self.devices_online.get(device_id) != online:
+            self.devices_online[device_id] = online
+            self._status_now.set()
+
+
+class _DeviceSink:
+    """Thread-safe: takes the time of the read on the reader's thread, builds
+    the event on the loop once the outbox assigns its seq."""
+
+    def __init__(self, app: GatewayApp, config: DeviceConfigBase) -> None:
+        self._app = app
+        self._config = config
+        assert app._loop is not None
+        self._loop = app._loop
+
+    def card_read(self, credential: wire.Credential) -> None:
+        ts, device, door = wire.utcnow(), self._config.id, self._config.door
+
+        def make(gw: str, seq: int) -> wire.Event:
+            return wire.CardRead(gw=gw, seq=seq, device=device, door=door, ts=ts, credential=credential)
+
+        self._hand_over(self._app.device_event, self._config, make)
+
+    def device_status(self, online: bool, detail: str | None = None, bad_frames: int | None = None) -> None:
+        ts, device, door = wire.utcnow(), self._config.id, self._config.door
+
+        def make(gw: str, seq: int) -> wire.Event:
+            return wire.DeviceStatus(gw=gw, seq=seq, device=device, door=door, ts=ts, online=online,
+                                     detail=detail[:500] if detail else None, bad_frames=bad_frames)
+
+        self._hand_over(self._app.device_online, device, online)
+        self._hand_over(self._app.device_event, self._config, make)
+
+    def _hand_over(self, fn: Callable[..., None], *args: object) -> None:
+        try:
+            self._loop.call_soon_threadsafe(fn, *args)
+        except RuntimeError:
+            # The loop is gone: only the reader's own "stopped" report can land here.
+            log.debug("device %s: event after shutdown dropped", self._config.id)
+
+
+def _log_failure(future: asyncio.Future[list[int]]) -> None:
+    if not future.cancelled() and future.exception() is not None:
+        log.error("events were not stored: %s", future.exception())
+
+
+async def _cancel(tasks: list[asyncio.Task[None]]) -> None:
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+
+

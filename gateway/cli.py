@@ -1,0 +1,66 @@
+"""``rentgate gateway``: run the edge gateway, or check its configuration."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser("gateway", help="run the edge gateway (devices -> outbox -> MQTT)")
+    parser.add_argument("--config", "-c", help="gateway TOML file (see gateway/examples/gateway.toml)")
+    parser.set_defaults(func=_run)
+    sub = parser.add_subparsers(dest="gateway_command", metavar="SUBCOMMAND")
+    check = sub.add_parser("check-config", help="validate a gateway TOML file; exit 2 if it is wrong")
+    check.add_argument("file")
+    check.add_argument("--json", action="store_true", help="print one JSON object on the last line")
+    check.set_defaults(func=_check_config)
+
+
+def _run(args: argparse.Namespace) -> int:
+    if not args.config:
+        print("rentgate gateway: --config FILE is required", file=sys.stderr)
+        return 2
+    import asyncio
+
+    from gateway.app import GatewayApp
+    from gateway.config import load_config
+    from gateway.errors import ConfigError, OutboxLockedError
+
+    try:
+        config = load_config(args.config)
+    except ConfigError as exc:
+        _print_problems(exc)
+        return 2
+    try:
+        asyncio.run(GatewayApp(config).run(install_signal_handlers=True))
+    except OutboxLockedError as exc:
+        print(f"rentgate gateway: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _check_config(args: argparse.Namespace) -> int:
+    from gateway.config import describe, load_config
+    from gateway.errors import ConfigError
+
+    try:
+        config = load_config(args.file)
+    except ConfigError as exc:
+        _print_problems(exc)
+        if args.json:
+            problems = [{"path": p.path, "line": p.line, "message": p.message} for p in exc.problems]
+            print(json.dumps({"ok": False, "file": args.file, "problems": problems}, ensure_ascii=False))
+        return 2
+    if args.json:
+        print(json.dumps({"ok": True, "file": args.file, "config": describe(config)}, ensure_ascii=False))
+    else:
+        print(f"{args.file}: ok (gateway {config.gateway_id}, {len(config.devices)} devices)")
+    return 0
+
+
+def _print_problems(exc: Any) -> None:
+    for problem in exc.problems:
+        print(f"{exc.source}: {problem}", file=sys.stderr)

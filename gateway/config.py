@@ -1,0 +1,152 @@
+"""The gateway's settings: one TOML file, validated, unknown keys rejected.
+
+``load_config`` turns every problem into a :class:`ConfigProblem` naming the
+key path (``devices.1.port``) and, where it can find it, the line."""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from gateway.devices import DeviceConfig
+from gateway.errors import ConfigError, ConfigProblem
+from rentgate import wire
+from rentgate.mqtt import BrokerAddress, MqttUrlError
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class OutboxConfig(_Model):
+    max_events: int = Field(default=1_000_000, ge=10)
+    max_age_days: float = Field(default=30, gt=0)
+    batch_max: int = Field(default=500, ge=1, le=wire.MAX_BATCH_EVENTS)
+    inflight_max: int = Field(default=20_000, ge=1)
+    ack_timeout_s: float = Field(default=15, gt=0)
+    # "normal" survives a process crash but not a power cut (the WAL is not
+    # synced at each commit).
+    synchronous: Literal["full", "normal"] = "full"
+
+    @property
+    def max_age_s(self) -> float:
+        return self.max_age_days * 86400
+
+
+class GatewayConfig(_Model):
+    gateway_id: str
+    mqtt_url: str
+    data_dir: Path
+    heartbeat_s: float = Field(default=10, gt=0)
+    outbox: OutboxConfig = Field(default_factory=OutboxConfig)
+    devices: list[DeviceConfig] = Field(default_factory=list)
+
+    @field_validator("gateway_id")
+    @classmethod
+    def _gateway_id(cls, value: str) -> str:
+        if not wire.is_gateway_id(value):
+            raise ValueError(f"must match {wire.GATEWAY_ID_PATTERN} (it is an MQTT topic level)")
+        return value
+
+    @field_validator("mqtt_url")
+    @classmethod
+    def _mqtt_url(cls, value: str) -> str:
+        try:
+            BrokerAddress.parse(value)
+        except MqttUrlError as exc:
+            raise ValueError(str(exc)) from exc
+        return value
+
+    @field_validator("devices")
+    @classmethod
+    def _unique_ids(cls, value: list[DeviceConfig]) -> list[DeviceConfig]:
+        seen: set[str] = set()
+        for device in value:
+            if device.id in seen:
+                raise ValueError(f"device id {device.id!r} appears twice")
+            seen.add(device.id)
+        return value
+
+    @property
+    def outbox_path(self) -> Path:
+        return self.data_dir / "outbox.sqlite3"
+
+
+def load_config(path: str | Path) -> GatewayConfig:
+    """Read and validate a TOML file; a relative ``data_dir`` is taken from
+    the file's folder, so a service's working directory does not matter."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(str(path), [ConfigProblem("<file>", f"cannot read: {exc.strerror or exc}")]) from exc
+    return parse_config(text, source=str(path), base_dir=path.parent)
+
+
+def parse_config(text: str, *, source: str = "<config>", base_dir: Path | None = None) -> GatewayConfig:
+    try:
+        doc = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(source, [ConfigProblem("<toml>", str(exc))]) from exc
+    data_dir = doc.get("data_dir")
+    if isinstance(data_dir, str) and base_dir is not None and not Path(data_dir).is_absolute():
+        doc["data_dir"] = str(base_dir / data_dir)
+    try:
+        return GatewayConfig.model_validate(doc)
+    except ValidationError as exc:
+        problems = [_problem(text, err["loc"], err["msg"]) for err in exc.errors()]
+        raise ConfigError(source, problems) from exc
+
+
+def _problem(text: str, loc: tuple[int | str, ...], msg: str) -> ConfigProblem:
+    # A discriminated union puts the tag in the location ("devices.0.em4100.port");
+    # the user wrote no such key.
+    tags = set(_device_types())
+    keys = [p for i, p in enumerate(loc) if not (i == 2 and loc[0] == "devices" and p in tags)]
+    return ConfigProblem(".".join(str(k) for k in keys) or "<root>", msg, _find_line(text, keys))
+
+
+def _device_types() -> list[str]:
+    from gateway.devices import adapter_types
+
+    return list(adapter_types())
+
+
+def _find_line(text: str, loc: list[int | str]) -> int | None:
+    """Best effort: the line that sets the key, or the table that lacks it.
+    Handles the shapes this file uses (top-level keys, ``[table]``, ``[[array]]``)."""
+    lines = text.splitlines()
+    start, end = 0, len(lines)
+    keys = list(loc)
+    found: int | None = None
+    if len(keys) >= 2 and isinstance(keys[0], str) and isinstance(keys[1], int):
+        headers = [i for i, line in enumerate(lines) if re.match(rf"\s*\[\[\s*{re.escape(keys[0])}\s*\]\]", line)]
+        if keys[1] >= len(headers):
+            return None
+        start = headers[keys[1]]
+        found = start + 1
+        end = next((i for i in range(start + 1, len(lines)) if lines[i].lstrip().startswith("[")), len(lines))
+        keys = keys[2:]
+    elif len(keys) >= 2 and isinstance(keys[0], str):
+        header = next((i for i, line in enumerate(lines) if re.match(rf"\s*\[\s*{re.escape(keys[0])}\s*\]", line)), None)
+        if header is not None:
+            start, found = header, header + 1
+            end = next((i for i in range(start + 1, len(lines)) if lines[i].lstrip().startswith("[")), len(lines))
+            keys = keys[1:]
+    else:
+        end = next((i for i, line in enumerate(lines) if line.lstrip().startswith("[")), len(lines))
+    if keys and isinstance(keys[0], str):
+        pattern = re.compile(rf"\s*{re.escape(keys[0])}\s*=")
+        for i in range(start, end):
+            if pattern.match(lines[i]):
+                return i + 1
+    return found
+
+
+def describe(config: GatewayConfig) -> dict[str, Any]:
+    """The validated settings as JSON-ready data (for ``check-config --json``)."""
+    return config.model_dump(mode="json")

@@ -1,0 +1,63 @@
+"""What every device adapter is: a config model keyed by ``type`` and a
+factory for an object whose ``run()`` reads the device until cancelled.
+
+Adapters talk to the rest of the gateway only through an :class:`EventSink`,
+which is safe to call from any thread (serial readers have their own)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol, TypeVar, cast
+
+from pydantic import BaseModel, ConfigDict
+
+from rentgate import wire
+
+
+class DeviceConfigBase(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    type: str
+    id: wire.DeviceId
+    door: wire.DeviceId | None = None
+
+
+class EventSink(Protocol):
+    """Where an adapter reports; thread-safe, returns at once (the outbox
+    commit happens on the gateway's loop)."""
+
+    def card_read(self, credential: wire.Credential) -> None: ...
+
+    def device_status(self, online: bool, detail: str | None = None, bad_frames: int | None = None) -> None: ...
+
+
+class DeviceAdapter(Protocol):
+    async def run(self) -> None:
+        """Read the device until cancelled; report through the sink."""
+
+
+C = TypeVar("C", bound=DeviceConfigBase)
+
+
+@dataclass(frozen=True)
+class AdapterType:
+    config_model: type[DeviceConfigBase]
+    factory: Callable[[Any, EventSink], DeviceAdapter]
+
+
+_REGISTRY: dict[str, AdapterType] = {}
+
+
+def register(type_name: str, config_model: type[C], factory: Callable[[C, EventSink], DeviceAdapter]) -> None:
+    if type_name in _REGISTRY:
+        raise ValueError(f"device type {type_name!r} registered twice")
+    _REGISTRY[type_name] = AdapterType(config_model, cast(Callable[[Any, EventSink], DeviceAdapter], factory))
+
+
+def adapter_types() -> dict[str, AdapterType]:
+    return dict(_REGISTRY)
+
+
+def make_adapter(config: DeviceConfigBase, sink: EventSink) -> DeviceAdapter:
+    return _REGISTRY[config.type].factory(config, sink)

@@ -1,0 +1,101 @@
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import pytest
+
+from gateway import cli
+from gateway.config import load_config, parse_config
+from gateway.errors import ConfigError
+
+EXAMPLE = Path(__file__).parents[2] / "gateway" / "examples" / "gateway.toml"
+
+MINIMAL = """\
+gateway_id = "gw-1"
+mqtt_url = "mqtt://127.0.0.1:1883"
+data_dir = "/var/lib/rentgate"
+"""
+
+
+def _problems(text: str) -> dict[str, int | None]:
+    with pytest.raises(ConfigError) as info:
+        parse_config(text)
+    return {p.path: p.line for p in info.value.problems}
+
+
+def test_example_is_valid_and_relative_data_dir_follows_the_file() -> None:
+    config = load_config(EXAMPLE)
+    assert config.devices[0].type == "em4100"
+    assert config.data_dir == EXAMPLE.parent / "var"
+
+
+def test_defaults() -> None:
+    config = parse_config(MINIMAL)
+    assert config.heartbeat_s == 10
+    assert config.outbox.max_events == 1_000_000
+    assert config.outbox.batch_max == 500
+    assert config.outbox.inflight_max == 20_000
+    assert config.outbox.ack_timeout_s == 15
+    assert config.outbox.synchronous == "full"
+    assert config.outbox.max_age_s == 30 * 86400
+    assert config.devices == []
+
+
+def test_errors_name_key_path_and_line() -> None:
+    text = MINIMAL.replace('"gw-1"', '"gw/1"') + """
+[outbox]
+batch_max = 0
+colour = "red"
+
+[[devices]]
+type = "em4100"
+id = "r1"
+port = "/dev/ttyUSB0"
+
+[[devices]]
+type = "em4100"
+id = "r2"
+baudrate = -5
+"""
+    assert _problems(text) == {
+        "gateway_id": 1,
+        "outbox.batch_max": 6,
+        "outbox.colour": 7,
+        "devices.1.port": 14,  # missing: points at its [[devices]] table
+        "devices.1.baudrate": 17,
+    }
+
+
+def test_unknown_device_type_and_duplicate_ids_are_rejected() -> None:
+    text = MINIMAL + '[[devices]]\ntype = "osdp-magic"\nid = "a"\n'
+    assert "devices.0.type" in _problems(text)
+    dup = MINIMAL + '[[devices]]\ntype = "em4100"\nid = "a"\nport = "x"\n' * 2
+    with pytest.raises(ConfigError, match="appears twice"):
+        parse_config(dup)
+
+
+def test_bad_toml_reports_the_line() -> None:
+    with pytest.raises(ConfigError, match="line 2"):
+        parse_config('gateway_id = "a"\nmqtt_url = \n')
+
+
+def _cli(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser()
+    cli.register(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(argv)
+    return int(args.func(args))
+
+
+def test_check_config_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert _cli(["gateway", "check-config", str(EXAMPLE)]) == 0
+    bad = tmp_path / "bad.toml"
+    bad.write_text(MINIMAL.replace("mqtt://", "http://"))
+    capsys.readouterr()
+    assert _cli(["gateway", "check-config", str(bad), "--json"]) == 2
+    out, err = capsys.readouterr()
+    result = json.loads(out.splitlines()[-1])
+    assert result["ok"] is False
+    assert result["problems"][0]["path"] == "mqtt_url"
+    assert "mqtt_url (line 2)" in err
