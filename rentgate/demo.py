@@ -55,7 +55,14 @@ def register(subparsers: Any) -> None:
     p.set_defaults(func=_run)
 
 
+def _sigterm_as_interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
 def _run(args: argparse.Namespace) -> int:
+    # SIGTERM must stop the children too, as Ctrl-C does; they run in their own
+    # sessions so that a terminal's Ctrl-C reaches only the demo.
+    signal.signal(signal.SIGTERM, _sigterm_as_interrupt)
     demo = Demo(
         data_dir=Path(args.data_dir).resolve(),
         http_port=args.http_port,
@@ -66,6 +73,8 @@ def _run(args: argparse.Namespace) -> int:
     )
     try:
         result = demo.run()
+    except KeyboardInterrupt:
+        return 130
     except DemoError as exc:
         log.error("demo failed: %s", exc)
         if args.json:
@@ -155,17 +164,25 @@ class Demo:
     # ------------------------------------------------------------------ modes
 
     def _run_until_interrupted(self) -> dict[str, Any]:
+        """Print every swipe as the server stores it, until Ctrl-C."""
+        print(f"rentgate demo: open {self.url}/ (status page), {self.url}/api/v1/events, {self.url}/metrics;"
+              " Ctrl-C stops", flush=True)
         stored = 0
+        after: Any = None
         try:
             while True:
                 for name, proc in self.procs.items():
                     if proc.poll() is not None:
                         raise DemoError(f"{name} exited with code {proc.returncode}; logs in {self.data_dir / 'logs'}")
-                time.sleep(5)
-                now = len(self._stored_reads())
-                if now != stored:
-                    print(f"events stored: {now}", file=sys.stderr, flush=True)
-                    stored = now
+                page = self._events_page(after, limit=200)
+                for ev in page["events"]:
+                    stored += 1
+                    what = ev["credential"]["value"] if ev["credential"] else json.dumps(ev["data"])
+                    print(f"{ev['occurred_at'][11:19]}  {ev['door'] or ev['device']:<8} {ev['kind']:<15} {what}"
+                          f"  (gateway {ev['gateway_id']} seq {ev['seq']})", flush=True)
+                after = page.get("next") or (page["events"][-1]["id"] if page["events"] else after)
+                if not page.get("next"):
+                    time.sleep(1)
         except KeyboardInterrupt:
             print("stopping ...", file=sys.stderr)
         return {"events_stored": stored}
@@ -195,7 +212,7 @@ class Demo:
             "lost": sum(lost.values()),
             "redeliveries_absorbed": int(metrics.get("rentgate_duplicates_dropped_total", 0)),
             "dead_letters": int(metrics.get("rentgate_dead_letters_total", 0)),
-            "bad_frames": sum(d.get("bad_checksum", 0) for d in stats["doors"].values()),
+            "frames_written": sum(d.get("frames_written", 0) for d in stats["doors"].values()),
             "server": self.url,
         }
 
@@ -247,19 +264,21 @@ class Demo:
         gw = self._gateway()
         return bool(gw and gw.get("online") and gw.get("outbox_depth") == 0 and not gw.get("open_gaps"))
 
+    def _events_page(self, after: Any, limit: int = 1000, extra: str = "") -> dict[str, Any]:
+        query = f"/api/v1/events?limit={limit}{extra}"
+        if after is not None:
+            query += f"&after={after}"
+        body = self._get(query)
+        if body is None:
+            raise DemoError("the server stopped answering")
+        return dict(json.loads(body))
+
     def _stored_reads(self) -> list[tuple[str, str]]:
         reads: list[tuple[str, str]] = []
         after: Any = None
         while True:
-            query = f"/api/v1/events?gateway={GATEWAY_ID}&kind=card_read&limit=1000"
-            if after is not None:
-                query += f"&after={after}"
-            body = self._get(query)
-            if body is None:
-                raise DemoError("the server stopped answering")
-            page = json.loads(body)
-            for ev in page["events"]:
-                reads.append((ev["door"], ev["credential"]["value"]))
+            page = self._events_page(after, extra=f"&gateway={GATEWAY_ID}&kind=card_read")
+            reads.extend((ev["door"], ev["credential"]["value"]) for ev in page["events"])
             after = page.get("next")
             if not after:
                 return reads

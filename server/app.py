@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 
 from server.api.routes import add_routes
+from server.pages import dashboard
 from server.appkeys import ENGINE, INGEST, METRICS, SETTINGS
 from server.db.engine import create_engine, redacted
 from server.ingest.consumer import IngestService
@@ -31,6 +32,7 @@ def make_app(settings: ServerSettings, *, ingest: bool = True) -> web.Applicatio
     if ingest:
         app.cleanup_ctx.append(_ingest_ctx)
     add_routes(app)
+    dashboard.add_routes(app)
     return app
 
 

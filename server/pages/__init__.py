@@ -1,0 +1,1 @@
+"""Server-rendered pages for people (Simplified Chinese by default, English with ?lang=en)."""
