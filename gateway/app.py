@@ -16,7 +16,7 @@ from collections.abc import Callable
 from gateway.config import GatewayConfig
 from gateway.devices import DeviceConfigBase, make_adapter
 from gateway.errors import GatewayError
-from gateway.outbox import DropReport, EventMaker
+from gateway.outbox import DropReport, EventMaker, new_outbox_first_seq
 from gateway.sender import Sender
 from gateway.writer import AsyncOutbox
 from rentgate import __version__, wire
@@ -54,7 +54,7 @@ class GatewayApp:
         cfg = self.config.outbox
         self.outbox = await AsyncOutbox.open(
             str(self.config.outbox_path), gateway_id=self.gateway_id, max_events=cfg.max_events,
-            max_age_s=cfg.max_age_s, synchronous=cfg.synchronous,
+            max_age_s=cfg.max_age_s, synchronous=cfg.synchronous, first_seq=new_outbox_first_seq(),
         )
         try:
             await self._run_tasks(self.outbox)
@@ -65,7 +65,7 @@ class GatewayApp:
     async def _run_tasks(self, outbox: AsyncOutbox) -> None:
         cfg = self.config.outbox
         pending = outbox.depth()
-        await outbox.append([self._started_event(outbox.outbox.outbox_id, pending)])
+        await outbox.append([self._started_event(outbox.outbox.outbox_id, outbox.outbox.first_seq, pending)])
         log.info("gateway %s starting: outbox %s, %d events pending", self.gateway_id, self.config.outbox_path, pending)
         self.link = link = self._make_link()
         self.sender = sender = Sender(
@@ -107,10 +107,11 @@ class GatewayApp:
             return
         future.add_done_callback(_log_failure)
 
-    def _started_event(self, outbox_id: str, pending: int) -> EventMaker:
+    def _started_event(self, outbox_id: str, first_seq: int, pending: int) -> EventMaker:
         gw, ts = self.gateway_id, wire.utcnow()
         return lambda seq: wire.GatewayStarted(
-            gw=gw, seq=seq, device=gw, ts=ts, version=__version__, outbox_id=outbox_id, pending=pending
+            gw=gw, seq=seq, device=gw, ts=ts, version=__version__, outbox_id=outbox_id,
+            outbox_first_seq=first_seq, pending=pending,
         )
 
     def _dropped(self, report: DropReport) -> None:

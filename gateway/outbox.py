@@ -73,7 +73,10 @@ class Outbox:
         max_age_s: float = 30 * 86400,
         synchronous: Literal["full", "normal"] = "full",
         clock: Callable[[], float] = time.time,
+        first_seq: int = 1,
     ) -> None:
+        """``first_seq`` numbers the first event of a NEW outbox file; an
+        existing file keeps counting where it was (see ``new_outbox_first_seq``)."""
         if not wire.is_gateway_id(gateway_id):
             raise OutboxError(str(path), f"invalid gateway id {gateway_id!r}")
         self.path = Path(path)
@@ -81,6 +84,7 @@ class Outbox:
         self.max_events = max_events
         self.max_age_s = max_age_s
         self._clock = clock
+        self._first_seq_if_new = first_seq
         self._mutex = threading.Lock()
         self._drops: list[DropReport] = []
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -113,7 +117,8 @@ class Outbox:
                 meta = {
                     "schema": _SCHEMA_VERSION,
                     "outbox_id": str(uuid.uuid4()),
-                    "last_seq": "0",
+                    "first_seq": str(self._first_seq_if_new),
+                    "last_seq": str(self._first_seq_if_new - 1),
                     "dropped_total": "0",
                     "rejected_total": "0",
                 }
@@ -126,6 +131,7 @@ class Outbox:
             raise OutboxError(str(self.path), f"unknown outbox schema {meta.get('schema')!r}")
         self.outbox_id: str = meta["outbox_id"]
         self._last_seq = int(meta["last_seq"])
+        self.first_seq = int(meta.get("first_seq", "1"))
         self.dropped_total = int(meta["dropped_total"])
         self.rejected_total = int(meta["rejected_total"])
         self._depth: int = db.execute("SELECT count(*) FROM events").fetchone()[0]
@@ -318,6 +324,19 @@ class _Transaction:
         del o._drops[n_drops:]
         if isinstance(exc, sqlite3.Error):
             raise OutboxError(str(o.path), f"write failed: {exc}") from exc
+
+
+def new_outbox_first_seq(clock: Callable[[], float] = time.time) -> int:
+    """The first sequence number for a new outbox: the Unix time in microseconds.
+
+    A gateway whose outbox file is lost starts a new one; counting from 1 again
+    would reuse numbers the server already holds, and ``(gateway_id, seq)`` is
+    the server's unique key, so the new events would be taken for duplicates and
+    silently not stored. Starting from the clock keeps every number above any
+    the old outbox could have reached (it would have needed more than a million
+    events per second). 2**63 microseconds is the year 294,000.
+    """
+    return int(clock() * 1_000_000)
 
 
 def _encode(make: EventMaker, seq: int) -> str:

@@ -49,6 +49,7 @@ class AsyncOutbox:
         max_events: int = 1_000_000,
         max_age_s: float = 30 * 86400,
         synchronous: Literal["full", "normal"] = "full",
+        first_seq: int = 1,
     ) -> AsyncOutbox:
         executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="outbox")
         loop = asyncio.get_running_loop()
@@ -56,7 +57,7 @@ class AsyncOutbox:
             outbox = await loop.run_in_executor(
                 executor,
                 lambda: Outbox(path, gateway_id=gateway_id, max_events=max_events, max_age_s=max_age_s,
-                               synchronous=synchronous),
+                               synchronous=synchronous, first_seq=first_seq),
             )
         except BaseException:
             executor.shutdown(wait=False)

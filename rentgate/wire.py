@@ -153,12 +153,21 @@ class DeviceStatus(_EventBase):
 
 
 class GatewayStarted(_EventBase):
-    """First event after every gateway start; ``outbox_id`` names the outbox
-    file so that a replaced outbox (seq counting again) is recognisable."""
+    """First event after every gateway start.
+
+    A new outbox starts numbering at the Unix time in microseconds, never at 1,
+    so that a gateway whose outbox file was lost or replaced cannot reuse a
+    sequence number its old outbox used (the server would take the new events
+    for duplicates). ``outbox_first_seq`` is that first number; the event whose
+    ``seq`` equals it is the first of a new outbox, which tells the server that
+    numbers below it were never sent by this outbox: not a gap to ask for, and
+    whatever the old outbox still held is lost.
+    """
 
     kind: Literal["gateway_started"] = "gateway_started"
     version: str
     outbox_id: str
+    outbox_first_seq: Seq | None = None
     pending: int = Field(ge=0)
 
 

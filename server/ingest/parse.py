@@ -73,6 +73,8 @@ class ParsedBatch:
     committed: defaultdict[str, list[int]] = field(default_factory=lambda: defaultdict(list))
     rejected: defaultdict[str, list[int]] = field(default_factory=lambda: defaultdict(list))
     dropped: defaultdict[str, list[SeqRange]] = field(default_factory=lambda: defaultdict(list))
+    # gateway -> first seq of a new outbox whose first event is in this batch
+    outbox_starts: dict[str, int] = field(default_factory=dict)
     statuses: dict[str, tuple[wire.GatewayStatus, datetime]] = field(default_factory=dict)
     last_seen: dict[str, datetime] = field(default_factory=dict)
     dead_letters: list[dict[str, Any]] = field(default_factory=list)
@@ -144,6 +146,8 @@ class ParsedBatch:
                 rows[key] = _row(event, received_at)
             if isinstance(event, wire.EventsDropped):
                 self.dropped[gateway].append((event.first_seq, event.last_seq))
+            elif isinstance(event, wire.GatewayStarted) and event.outbox_first_seq == event.seq:
+                self.outbox_starts[gateway] = min(event.seq, self.outbox_starts.get(gateway, event.seq))
 
     def _reject(self, topic: str, gateway: str, seq: int, reason: str, raw: bytes, received_at: datetime) -> None:
         self.rejected[gateway].append(seq)

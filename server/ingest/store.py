@@ -195,7 +195,10 @@ class EventStore:
         for gw, at in seen_at.items():
             seen = wire.to_ranges([*batch.committed.get(gw, ()), *batch.rejected.get(gw, ())])
             previous = max_seq[gw]
-            self._track_gaps(conn, gw, previous, seen, gaps.merge(batch.dropped.get(gw, ())), now, result)
+            dropped = batch.dropped.get(gw, [])
+            if (first := batch.outbox_starts.get(gw)) is not None:
+                seen, dropped = _new_outbox(gw, first, previous, seen, dropped)
+            self._track_gaps(conn, gw, previous, seen, gaps.merge(dropped), now, result)
             updates.append({"gid": gw, "at": at, "max_seq": max(previous, seen[-1][1] if seen else 0)})
         conn.execute(
             gateways.update().where(gateways.c.id == sa.bindparam("gid")).values(
@@ -265,6 +268,20 @@ class EventStore:
             newest = max(times)
             result.newest_event_at = datetime.fromtimestamp(newest, UTC)
             result.latencies_s = [stamp - t for t in times]
+
+
+def _new_outbox(gw: str, first: int, previous_max: int, seen: list[SeqRange],
+                dropped: list[SeqRange]) -> tuple[list[SeqRange], list[SeqRange]]:
+    """A gateway started a new outbox numbered from ``first``. Numbers between
+    the old maximum and ``first`` were never used: not a gap. Open gaps below
+    ``first`` can no longer be filled (the old outbox is gone): lost."""
+    if first <= previous_max:
+        log.error("gateway %s started a new outbox at seq %d, at or below the %d already stored: its events "
+                  "may be taken for duplicates; check the gateway's clock", gw, first, previous_max)
+        return seen, dropped
+    never_used = (previous_max + 1, first - 1) if first > previous_max + 1 else None
+    seen = gaps.merge([*seen, never_used]) if never_used else seen
+    return seen, [*dropped, (1, first - 1)] if first > 1 else dropped
 
 
 def _gap_row(gw: str, span: SeqRange, state: str, now: datetime, *, detected_at: datetime,

@@ -39,9 +39,22 @@ class FakeServer:
         status = wire.ServerStatus(state=state, instance=instance, ts=wire.utcnow())  # type: ignore[arg-type]
         self._client.publish(wire.SERVER_STATUS_TOPIC, status.model_dump_json(), qos=1, retain=True).wait_for_publish(5)
 
-    def seqs(self, kind: str | None = None) -> list[int]:
+    def first_seq(self) -> int:
+        """The outbox's first number (a new outbox starts at the clock, not at 1)."""
         with self._lock:
-            return [e.seq for e in self.received if kind is None or e.kind == kind]
+            firsts = [e.outbox_first_seq for e in self.received
+                      if isinstance(e, wire.GatewayStarted) and e.outbox_first_seq is not None]
+        return min(firsts) if firsts else 1
+
+    def nth(self, seq: int) -> int:
+        """1 for the outbox's first event, 2 for the next, ..."""
+        return seq - self.first_seq() + 1
+
+    def seqs(self, kind: str | None = None) -> list[int]:
+        """Received events by position in the outbox (see ``nth``), in arrival order."""
+        base = self.first_seq() - 1
+        with self._lock:
+            return [e.seq - base for e in self.received if kind is None or e.kind == kind]
 
     def times_received(self) -> Counter[int]:
         return Counter(self.seqs())

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from gateway.errors import OutboxError, OutboxLockedError
-from gateway.outbox import Outbox
+from gateway.outbox import Outbox, new_outbox_first_seq
 from gateway.writer import AsyncOutbox
 from rentgate import wire
 from tests.gateway.helpers import GW, card, cards
@@ -25,6 +25,21 @@ def _open(tmp_path: Path, **kw: object) -> Outbox:
 
 def _decoded(outbox: Outbox) -> list[wire.Event]:
     return [wire.decode_events(j)[0] for _, j in outbox.pending(0, 1_000_000)]
+
+
+def test_a_replaced_outbox_never_reuses_the_old_ones_numbers(tmp_path: Path) -> None:
+    clock = [1_795_000_000.0]
+    old_dir, new_dir = tmp_path / "old", tmp_path / "new"
+    with _open(old_dir, first_seq=new_outbox_first_seq(lambda: clock[0])) as old:
+        old_seqs = old.append(cards(1000))
+    clock[0] += 1.0  # the SD card is replaced a second later: a new, empty outbox
+    with _open(new_dir, first_seq=new_outbox_first_seq(lambda: clock[0])) as new:
+        assert new.first_seq > max(old_seqs)
+        assert new.append(cards(1)) == [new.first_seq]
+    # An existing file keeps counting where it was, whatever first_seq says.
+    with _open(old_dir, first_seq=1) as old:
+        assert old.first_seq == min(old_seqs)
+        assert old.append(cards(1)) == [max(old_seqs) + 1]
 
 
 def test_seqs_survive_reopen_and_are_never_reused(tmp_path: Path) -> None:
@@ -125,7 +140,7 @@ def test_closed_outbox_refuses_work(tmp_path: Path) -> None:
 _KILL_CHILD = textwrap.dedent(
     """
     import sys
-    from gateway.outbox import Outbox
+    from gateway.outbox import Outbox, new_outbox_first_seq
     from tests.gateway.helpers import cards
     outbox = Outbox(sys.argv[1], gateway_id="gw-test")
     seqs = outbox.append(cards(250))

@@ -128,6 +128,33 @@ def test_events_dropped_ahead_of_the_stream_are_recorded_lost(engine: sa.Engine)
     assert gap_rows(engine) == [(2, 49, "lost")]
 
 
+def _started(seq: int, first: int) -> wire.GatewayStarted:
+    return wire.GatewayStarted(gw=GW, seq=seq, device=GW, ts=T0, version="t", outbox_id=f"o-{first}",
+                               outbox_first_seq=first, pending=0)
+
+
+def test_a_new_outbox_numbered_from_the_clock_is_no_gap_and_is_stored(engine: sa.Engine) -> None:
+    first = 1_795_000_000_000_000
+    store = EventStore(engine)
+    store.commit([message(GW, batch(GW, [_started(first, first), card_read(GW, first + 1, ts=T0)]))])
+    assert gap_rows(engine) == []
+    # Restarts of the same outbox repeat outbox_first_seq but are not its first event.
+    store.commit([message(GW, batch(GW, [_started(first + 5, first), card_read(GW, first + 6, ts=T0)]))])
+    assert gap_rows(engine) == [(first + 2, first + 4, "open")]
+    assert count(engine, events, events.c.gateway_id == GW) == 4
+
+
+def test_a_replaced_outbox_settles_the_old_ones_gaps_as_lost(engine: sa.Engine) -> None:
+    store = EventStore(engine)
+    store.commit([message(GW, batch(GW, [card_read(GW, s) for s in (1, 2, 4, 5)]))])
+    assert gap_rows(engine) == [(3, 3, "open")]
+    first = 1_795_000_000_000_000  # the old outbox's file was lost; a new one starts
+    result = store.commit([message(GW, batch(GW, [_started(first, first), card_read(GW, first + 1, ts=T0)]))])
+    assert gap_rows(engine) == [(3, 3, "lost")]  # nobody can send seq 3 any more
+    assert result.inserted == 2 and result.duplicates == 0
+    assert count(engine, events, events.c.gateway_id == GW) == 6
+
+
 def test_gateway_status_updates_the_gateway_row(engine: sa.Engine) -> None:
     store = EventStore(engine)
     status = wire.GatewayStatus(gw=GW, state="online", ts=T0, version="0.1.0", outbox_depth=42,
