@@ -22,6 +22,9 @@ class Em4100Config(DeviceConfigBase):
     port: str = Field(min_length=1)
     baudrate: int = Field(default=9600, gt=0)
     debounce_ms: int = Field(default=800, ge=0)
+    # How often a growing count of bad frames (line noise, a failing reader)
+    # is reported as a device_status event; never more often than this.
+    noise_report_s: float = Field(default=60, gt=0)
 
 
 class Em4100Adapter:
@@ -44,8 +47,14 @@ class Em4100Adapter:
             name=f"em4100 {self.config.id}",
         )
         reader.start()
+        reported = 0
         try:
-            await asyncio.Event().wait()
+            while True:
+                await asyncio.sleep(self.config.noise_report_s)
+                stats = reader.stats()
+                if stats.bad_frames != reported:
+                    reported = stats.bad_frames
+                    self._sink.device_status(stats.online, "bad frames on the serial line", bad_frames=reported)
         finally:
             # Joining the thread blocks for up to a read timeout: not on the loop.
             await asyncio.to_thread(reader.stop)

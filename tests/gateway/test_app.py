@@ -154,6 +154,37 @@ async def test_em4100_reader_swipe_reaches_the_server(tmp_path: Path, mosquitto:
         os.close(slave)
 
 
+async def test_line_noise_is_reported_as_a_bad_frame_count(tmp_path: Path, mosquitto: Mosquitto,
+                                                            server: FakeServer) -> None:
+    import tty
+
+    master, slave = os.openpty()
+    tty.setraw(slave)
+    device = GatewayConfig.model_validate({
+        "gateway_id": GW, "mqtt_url": mosquitto.url, "data_dir": "x",
+        "devices": [{"type": "em4100", "id": "reader-1", "door": "front", "port": os.ttyname(slave),
+                     "noise_report_s": 0.2}],
+    }).devices[0]
+    config = _config(tmp_path, mosquitto.url).model_copy(update={"devices": [device]})
+    server.acking = True
+
+    def noise_reports() -> list[wire.DeviceStatus]:
+        return [e for e in server.received if isinstance(e, wire.DeviceStatus) and e.bad_frames]
+
+    try:
+        async with running(config):
+            await wait_until(lambda: server.seqs("device_status") != [], what="the reader online")
+            good = encode_frame(0x14, 0x008EC793)
+            bad_checksum = good[:11] + (b"00" if good[11:13] != b"00" else b"11") + good[13:]
+            os.write(master, bad_checksum + bad_checksum + good)
+            await wait_until(lambda: bool(noise_reports()), what="a bad-frame report")
+            assert noise_reports()[-1].bad_frames == 2
+            await wait_until(lambda: server.seqs("card_read") != [], what="the good frame after the noise")
+    finally:
+        os.close(master)
+        os.close(slave)
+
+
 _RUN_CLI = (
     "import argparse, sys; from rentgate import logs; from gateway import cli; "
     "p = argparse.ArgumentParser(); cli.register(p.add_subparsers()); "
