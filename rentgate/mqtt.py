@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import socket
 import ssl
 import threading
 import time
@@ -112,6 +113,11 @@ def backoff_delays(initial: float, maximum: float) -> Any:
         ceiling = min(maximum, initial * (2**attempt))
         yield max(initial / 2, random.uniform(0, ceiling))
         attempt = min(attempt + 1, 30)
+
+
+def _set_nodelay(client: paho.Client, userdata: Any, sock: Any) -> None:
+    if isinstance(sock, socket.socket) and sock.family in (socket.AF_INET, socket.AF_INET6):
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
 
 def _no_op_socket_hook(client: paho.Client, userdata: Any, sock: Any) -> None:
@@ -237,6 +243,9 @@ class MqttLink:
         # queue the packet and wake the network thread through its socketpair,
         # so all socket writes happen on one thread.
         client.on_socket_register_write = _no_op_socket_hook
+        # paho leaves Nagle's algorithm on: small QoS 1 packets then wait for
+        # the peer's delayed ACK, about 40 ms per hop at light load.
+        client.on_socket_open = _set_nodelay
         client.on_connect = self._handle_connect
         client.on_disconnect = self._handle_disconnect
         client.on_message = self._handle_message

@@ -98,3 +98,22 @@ def test_json_schema_covers_every_event_kind() -> None:
     text = json.dumps(wire.json_schema())
     for kind in wire.EVENT_KINDS:
         assert f'"{kind}"' in text
+
+
+def test_shape_is_recognised_whatever_the_bytes_look_like() -> None:
+    event = card(7)
+    # "events" inside a value of a single event ...
+    odd = wire.CardRead(gw="gw-1", seq=8, device="reader-a", ts=TS, decision="denied", reason='"events" full',
+                        credential=Credential(format="raw", value="x"))
+    assert wire.decode_events(wire.encode_event(odd), "gw-1") == [odd]
+    # ... and a batch whose key is written with a JSON escape.
+    escaped = '{"v":1,"gw":"gw-1","\\u0065vents":[%s]}' % wire.encode_event(event)
+    assert wire.decode_events(escaped, "gw-1") == [event]
+
+
+def test_an_event_claiming_another_gateway_is_not_rejected_by_its_number() -> None:
+    # Rejecting seq 5 would make gw-1 delete its own, unrelated event 5.
+    spoofed = wire.batch_json("gw-1", [wire.encode_event(card(4)), wire.encode_event(card(5, gw="gw-2"))])
+    kept, bad = wire.salvage_events(spoofed, "gw-1")
+    assert [e.seq for e in kept] == [4]
+    assert [(seq, "does not match topic" in reason) for seq, reason, _ in bad] == [(None, True)]

@@ -66,6 +66,7 @@ def list_gateways(engine: sa.Engine) -> dict[str, Any]:
             "last_seen": _iso(r["last_seen"]), "status_at": _iso(r["status_at"]), "version": r["version"],
             "outbox_depth": r["outbox_depth"], "oldest_unsent_age_s": r["oldest_unsent_age_s"],
             "dropped_total": r["dropped_total"], "rejected_total": r["rejected_total"],
+            "devices_online": r["devices_online"], "devices_total": r["devices_total"],
             "max_seq": r["max_seq"], "open_gaps": r["open_gaps"],
         }
         for r in rows

@@ -30,11 +30,12 @@ class Base(DeclarativeBase):
 class Event(Base):
     __tablename__ = "events"
     __table_args__ = (
+        # Every index costs each ingested row (about 8 us per row on PostgreSQL
+        # with six of them): only what the API's filters need. The unique key
+        # also serves the gateway filter; kind has too few values to index.
         sa.UniqueConstraint("gateway_id", "seq"),
         sa.Index(None, "occurred_at"),
-        sa.Index(None, "device", "occurred_at"),
         sa.Index(None, "door", "occurred_at"),
-        sa.Index(None, "kind", "occurred_at"),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)

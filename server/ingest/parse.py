@@ -73,8 +73,8 @@ class ParsedBatch:
     committed: defaultdict[str, list[int]] = field(default_factory=lambda: defaultdict(list))
     rejected: defaultdict[str, list[int]] = field(default_factory=lambda: defaultdict(list))
     dropped: defaultdict[str, list[SeqRange]] = field(default_factory=lambda: defaultdict(list))
-    # gateway -> first seq of a new outbox whose first event is in this batch
-    outbox_starts: dict[str, int] = field(default_factory=dict)
+    # gateway -> (first seq, outbox id) of a new outbox whose first event is in this batch
+    outbox_starts: dict[str, tuple[int, str]] = field(default_factory=dict)
     statuses: dict[str, tuple[wire.GatewayStatus, datetime]] = field(default_factory=dict)
     last_seen: dict[str, datetime] = field(default_factory=dict)
     dead_letters: list[dict[str, Any]] = field(default_factory=list)
@@ -127,7 +127,11 @@ class ParsedBatch:
         except wire.WireError as exc:
             events, bad = wire.salvage_events(payload, gateway)
             for seq, reason, raw in bad:
-                self._reject(topic, gateway, seq, reason, json.dumps(raw, ensure_ascii=False).encode(), received_at)
+                text = json.dumps(raw, ensure_ascii=False).encode()
+                if seq is None:
+                    self.dead_letter(topic, text, received_at, reason, gateway=gateway)
+                else:
+                    self._reject(topic, gateway, seq, reason, text, received_at)
             if not events and not bad:
                 self.dead_letter(topic, payload, received_at, exc.reason, gateway=gateway)
                 return
@@ -147,7 +151,7 @@ class ParsedBatch:
             if isinstance(event, wire.EventsDropped):
                 self.dropped[gateway].append((event.first_seq, event.last_seq))
             elif isinstance(event, wire.GatewayStarted) and event.outbox_first_seq == event.seq:
-                self.outbox_starts[gateway] = min(event.seq, self.outbox_starts.get(gateway, event.seq))
+                self.outbox_starts[gateway] = (event.seq, event.outbox_id)
 
     def _reject(self, topic: str, gateway: str, seq: int, reason: str, raw: bytes, received_at: datetime) -> None:
         self.rejected[gateway].append(seq)

@@ -124,7 +124,8 @@ class EventStore:
             try:
                 seqs = [e.seq for e in wire.decode_events(payload, gateway)]
             except wire.WireError:
-                seqs = [s for s, _, _ in wire.salvage_events(payload, gateway)[1]]
+                good, bad = wire.salvage_events(payload, gateway)
+                seqs = [e.seq for e in good] + [s for s, _, _ in bad if s is not None]
             batch.rejected[gateway].extend(seqs)
         return self.commit_parsed(batch)
 
@@ -196,8 +197,8 @@ class EventStore:
             seen = wire.to_ranges([*batch.committed.get(gw, ()), *batch.rejected.get(gw, ())])
             previous = max_seq[gw]
             dropped = batch.dropped.get(gw, [])
-            if (first := batch.outbox_starts.get(gw)) is not None:
-                seen, dropped = _new_outbox(gw, first, previous, seen, dropped)
+            if (start := batch.outbox_starts.get(gw)) is not None:
+                seen, dropped = _new_outbox(conn, gw, start, previous, seen, dropped)
             self._track_gaps(conn, gw, previous, seen, gaps.merge(dropped), now, result)
             updates.append({"gid": gw, "at": at, "max_seq": max(previous, seen[-1][1] if seen else 0)})
         conn.execute(
@@ -270,14 +271,19 @@ class EventStore:
             result.latencies_s = [stamp - t for t in times]
 
 
-def _new_outbox(gw: str, first: int, previous_max: int, seen: list[SeqRange],
+def _new_outbox(conn: sa.Connection, gw: str, start: tuple[int, str], previous_max: int, seen: list[SeqRange],
                 dropped: list[SeqRange]) -> tuple[list[SeqRange], list[SeqRange]]:
     """A gateway started a new outbox numbered from ``first``. Numbers between
     the old maximum and ``first`` were never used: not a gap. Open gaps below
     ``first`` can no longer be filled (the old outbox is gone): lost."""
+    first, outbox_id = start
     if first <= previous_max:
-        log.error("gateway %s started a new outbox at seq %d, at or below the %d already stored: its events "
-                  "may be taken for duplicates; check the gateway's clock", gw, first, previous_max)
+        stored = conn.execute(sa.select(events.c.data).where(events.c.gateway_id == gw, events.c.seq == first)
+                              ).scalar_one_or_none()
+        if not (isinstance(stored, dict) and stored.get("outbox_id") == outbox_id):
+            log.error("gateway %s started a new outbox at seq %d, at or below the %d already stored: its events "
+                      "may be taken for duplicates; check the gateway's clock", gw, first, previous_max)
+        # else: the new outbox's first event sent again (a replay); nothing new.
         return seen, dropped
     never_used = (previous_max + 1, first - 1) if first > previous_max + 1 else None
     seen = gaps.merge([*seen, never_used]) if never_used else seen

@@ -11,6 +11,7 @@ import sqlalchemy as sa
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
+from rentgate import wire
 from server.app import make_app
 from server.ingest.store import EventStore
 from server.settings import ServerSettings
@@ -29,6 +30,8 @@ async def client(sqlite_engine: sa.Engine, sqlite_url: str, aiohttp_client: Make
                                        for s in range(1, 11)])),
         message("gw-b", batch("gw-b", [door_state("gw-b", 1), door_state("gw-b", 3, "closed")])),
         message("gw-b", b"garbage"),
+        message("gw-a", wire.GatewayStatus(gw="gw-a", state="online", outbox_depth=3, devices_online=1,
+                                           devices_total=2).model_dump_json().encode(), leaf="status"),
     ])
     return await aiohttp_client(make_app(ServerSettings(database_url=sqlite_url), ingest=False))
 
@@ -79,6 +82,8 @@ async def test_gateways_and_dead_letters(client: Client) -> None:
     doc = await get_json(client, "/api/v1/gateways")
     by_id = {g["id"]: g for g in doc["gateways"]}
     assert by_id["gw-a"]["max_seq"] == 10 and by_id["gw-a"]["open_gaps"] == 0
+    assert (by_id["gw-a"]["online"], by_id["gw-a"]["outbox_depth"]) == (True, 3)
+    assert (by_id["gw-a"]["devices_online"], by_id["gw-a"]["devices_total"]) == (1, 2)
     assert by_id["gw-b"]["open_gaps"] == 1  # seq 2 never arrived
 
     doc = await get_json(client, "/api/v1/dead-letters", limit=1)

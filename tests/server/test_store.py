@@ -6,6 +6,7 @@ import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pytest
 import sqlalchemy as sa
 
 from rentgate import wire
@@ -70,6 +71,19 @@ def test_one_bad_event_is_dead_lettered_and_the_rest_stored(engine: sa.Engine) -
     assert "credential" in letter["reason"]
     assert json.loads(letter["payload"])["credential"]["format"] == "nfc"
     assert gap_rows(engine) == []  # a rejected seq is accounted for, not missing
+
+
+def test_an_event_of_another_gateway_is_dead_lettered_but_not_rejected(engine: sa.Engine) -> None:
+    store = EventStore(engine)
+    spoofed = raw_batch(GW, [json.loads(wire.encode_event(card_read(GW, 1))),
+                             json.loads(wire.encode_event(card_read("gw-other", 2)))])
+    result = store.commit([message(GW, spoofed)])
+    # Rejecting seq 2 would make GW delete its own event 2 from its outbox.
+    assert result.gateways[GW].ack() == wire.Ack(committed=[(1, 1)])
+    with engine.connect() as conn:
+        letter = conn.execute(sa.select(dead_letters)).mappings().one()
+    assert (letter["gateway_id"], letter["seq"]) == (GW, None)
+    assert "does not match topic" in letter["reason"]
 
 
 def test_garbage_becomes_dead_letters_without_raising(engine: sa.Engine) -> None:
@@ -142,6 +156,21 @@ def test_a_new_outbox_numbered_from_the_clock_is_no_gap_and_is_stored(engine: sa
     store.commit([message(GW, batch(GW, [_started(first + 5, first), card_read(GW, first + 6, ts=T0)]))])
     assert gap_rows(engine) == [(first + 2, first + 4, "open")]
     assert count(engine, events, events.c.gateway_id == GW) == 4
+
+
+def test_a_new_outbox_that_reuses_stored_numbers_is_reported(engine: sa.Engine,
+                                                             caplog: pytest.LogCaptureFixture) -> None:
+    store = EventStore(engine)
+    first = 1_795_000_000_000_000
+    store.commit([message(GW, batch(GW, [_started(first, first)]))])
+    store.commit([message(GW, batch(GW, [card_read(GW, first + 1, ts=T0)]))])
+    store.commit([message(GW, batch(GW, [_started(first, first)]))])  # the same first event, replayed
+    assert "check the gateway's clock" not in caplog.text
+    clock_reset = wire.GatewayStarted(gw=GW, seq=first, device=GW, ts=T0, version="t", outbox_id="another",
+                                      outbox_first_seq=first, pending=0)
+    result = store.commit([message(GW, batch(GW, [clock_reset]))])
+    assert result.duplicates == 1
+    assert "check the gateway's clock" in caplog.text
 
 
 def test_a_replaced_outbox_settles_the_old_ones_gaps_as_lost(engine: sa.Engine) -> None:

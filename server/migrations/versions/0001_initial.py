@@ -60,9 +60,7 @@ def upgrade() -> None:
         sa.UniqueConstraint("gateway_id", "seq", name="uq_events_gateway_id_seq"),
     )
     op.create_index("ix_events_occurred_at", "events", ["occurred_at"])
-    op.create_index("ix_events_device_occurred_at", "events", ["device", "occurred_at"])
     op.create_index("ix_events_door_occurred_at", "events", ["door", "occurred_at"])
-    op.create_index("ix_events_kind_occurred_at", "events", ["kind", "occurred_at"])
     op.create_table(
         "dead_letters",
         sa.Column("id", BIG_ID, autoincrement=True, nullable=False),
