@@ -147,6 +147,9 @@ class MqttLink:
         self._generation = 0
         self._beat = time.monotonic()
         self._stop = threading.Event()
+        self._draining = threading.Event()  # stop(): no reconnects, finish writing
+        self._unacked = 0  # QoS > 0 messages handed to paho, not yet acknowledged by the broker
+        self._count_lock = threading.Lock()
         self._lock = threading.Lock()
 
     # ------------------------------------------------------------------ public API
@@ -158,8 +161,19 @@ class MqttLink:
         client = self._client
         if client is None or not self.connected.is_set():
             return False
+        # Counted before paho sees it (its PUBACK may come back at once), and
+        # never while holding a lock paho's callbacks would need.
+        if qos > 0:
+            self._count(+1)
         info = client.publish(topic, payload, qos=qos, retain=retain)
-        return info.rc == paho.MQTT_ERR_SUCCESS
+        ok = info.rc == paho.MQTT_ERR_SUCCESS
+        if not ok and qos > 0:
+            self._count(-1)
+        return ok
+
+    def _count(self, delta: int) -> None:
+        with self._count_lock:
+            self._unacked = max(0, self._unacked + delta)
 
     async def run(self) -> None:
         """Run until cancelled: start the network thread, and replace it when it
@@ -181,17 +195,30 @@ class MqttLink:
         finally:
             await asyncio.to_thread(self.stop)
 
-    def stop(self) -> None:
-        self._stop.set()
+    def stop(self, drain_s: float = 5.0) -> None:
+        """Disconnect cleanly: paho writes what was published before, then
+        DISCONNECT, so that the last will is not sent; then end the thread."""
+        self._draining.set()
         with self._lock:
-            self._generation += 1
             client, thread = self._client, self._thread
-        if client is not None:
+        here = threading.current_thread()
+        if client is not None and self.connected.is_set():
+            # Closing a socket with unread PUBACKs in it makes the kernel send
+            # RST, and the broker then drops what it had not read yet: wait for
+            # the broker to acknowledge everything before saying goodbye.
+            deadline = time.monotonic() + drain_s
+            while self._unacked > 0 and self.connected.is_set() and time.monotonic() < deadline:
+                time.sleep(0.01)
             try:
                 client.disconnect()
             except Exception:  # noqa: BLE001 - shutting down, nothing to save
                 pass
-        if thread is not None and thread is not threading.current_thread():
+            if thread is not None and thread is not here:
+                thread.join(timeout=drain_s)
+        self._stop.set()
+        with self._lock:
+            self._generation += 1
+        if thread is not None and thread is not here:
             thread.join(timeout=5)
         self.connected.clear()
 
@@ -246,14 +273,18 @@ class MqttLink:
         # paho leaves Nagle's algorithm on: small QoS 1 packets then wait for
         # the peer's delayed ACK, about 40 ms per hop at light load.
         client.on_socket_open = _set_nodelay
+        client.on_publish = self._handle_publish
         client.on_connect = self._handle_connect
         client.on_disconnect = self._handle_disconnect
         client.on_message = self._handle_message
         return client
 
+    def _running(self, generation: int) -> bool:
+        return not self._stop.is_set() and generation == self._generation
+
     def _network_loop(self, generation: int) -> None:
         delays = backoff_delays(self.settings.backoff_initial_s, self.settings.backoff_max_s)
-        while not self._stop.is_set() and generation == self._generation:
+        while self._running(generation) and not self._draining.is_set():
             client = self._make_client()
             with self._lock:
                 if generation != self._generation:
@@ -267,7 +298,10 @@ class MqttLink:
                          self.address.host, self.address.port, exc)
                 self._sleep(next(delays), generation)
                 continue
-            while not self._stop.is_set() and generation == self._generation:
+            backoff_reset = False
+            # While draining this loop goes on until paho has written the
+            # DISCONNECT that stop() queued and closed the socket.
+            while self._running(generation):
                 self._beat = time.monotonic()
                 try:
                     rc = client.loop(timeout=0.2)
@@ -278,19 +312,20 @@ class MqttLink:
                     rc = paho.MQTT_ERR_UNKNOWN
                 if rc != paho.MQTT_ERR_SUCCESS:
                     break
-                if self.connected.is_set():
+                if not backoff_reset and self.connected.is_set():
                     delays = backoff_delays(self.settings.backoff_initial_s, self.settings.backoff_max_s)
+                    backoff_reset = True
             try:
                 client.disconnect()
             except Exception:  # noqa: BLE001
                 pass
             self._mark_down("network loop ended")
-            if not self._stop.is_set() and generation == self._generation:
+            if self._running(generation) and not self._draining.is_set():
                 self._sleep(next(delays), generation)
 
     def _sleep(self, seconds: float, generation: int) -> None:
         deadline = time.monotonic() + seconds
-        while not self._stop.is_set() and generation == self._generation:
+        while self._running(generation) and not self._draining.is_set():
             self._beat = time.monotonic()
             left = deadline - time.monotonic()
             if left <= 0:
@@ -312,6 +347,9 @@ class MqttLink:
         log.info("mqtt %s: connected to %s:%s", self.settings.client_id, self.address.host, self.address.port)
         self._fire(self._on_connect)
 
+    def _handle_publish(self, client: paho.Client, userdata: Any, mid: int, reason: Any, props: Any) -> None:
+        self._count(-1)
+
     def _handle_disconnect(self, client: paho.Client, userdata: Any, flags: Any, reason: Any, props: Any = None) -> None:
         self._mark_down(str(reason))
 
@@ -320,6 +358,8 @@ class MqttLink:
         with self._lock:
             was_up = self.connected.is_set()
             self.connected.clear()
+        with self._count_lock:
+            self._unacked = 0  # a new session starts from nothing; owners resend
         if was_up:
             self.stats.disconnects += 1
             log.info("mqtt %s: disconnected: %s", self.settings.client_id, why)
