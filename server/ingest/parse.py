@@ -164,12 +164,26 @@ class ParsedBatch:
 _COMMON_FIELDS = set(wire.COMMON_FIELDS)
 
 
+_CARD_COLUMNS = {*_COMMON_FIELDS, "credential"}
+
+
 def _row(event: wire.Event, received_at: datetime) -> EventRow:
-    credential = event.credential if isinstance(event, wire.CardRead) else None
+    if isinstance(event, wire.CardRead):
+        credential = event.credential
+        # The credential has columns of its own (the reconciliation queries
+        # them); ``data`` keeps the rest. A plain read, the bulk of all
+        # traffic, has no rest: no serialisation at all.
+        if credential.bits is not None:  # no column for it: keep the whole credential
+            data = event.model_dump_json(exclude=_COMMON_FIELDS, exclude_none=True)
+        elif event.decision is None and event.reason is None:
+            data = "{}"
+        else:
+            data = event.model_dump_json(exclude=_CARD_COLUMNS, exclude_none=True)
+        return (event.gw, event.seq, event.kind, event.device, event.door, event.ts, received_at,
+                credential.format, credential.value, data)
     return (
-        event.gw, event.seq, event.kind, event.device, event.door, event.ts, received_at,
-        credential.format if credential else None, credential.value if credential else None,
-        # Same fields as wire.event_data(event), as JSON.
+        event.gw, event.seq, event.kind, event.device, event.door, event.ts, received_at, None, None,
+        # The kind-specific fields, as wire.event_data(event) gives them.
         event.model_dump_json(exclude=_COMMON_FIELDS, exclude_none=True),
     )
 

@@ -46,15 +46,23 @@ def test_a_batch_sent_twice_is_stored_once_and_acknowledged_twice(engine: sa.Eng
 def test_stored_events_keep_their_fields_and_time_zone(engine: sa.Engine) -> None:
     store = EventStore(engine)
     ts = datetime(2024, 5, 1, 16, 0, 0, 123456, tzinfo=UTC).astimezone(wire.utcnow().astimezone().tzinfo)
-    store.commit([message(GW, batch(GW, [card_read(GW, 1, ts=ts), door_state(GW, 2, "forced")]))])
+    denied = wire.CardRead(gw=GW, seq=3, device="r", ts=ts, decision="denied", reason="not on the allowlist",
+                           credential=wire.Credential(format="em4100", value="0A1B2C3D4F"))
+    wiegand = wire.CardRead(gw=GW, seq=4, device="r", ts=ts,
+                            credential=wire.Credential(format="wiegand26", value="90:324", bits=26))
+    store.commit([message(GW, batch(GW, [card_read(GW, 1, ts=ts), door_state(GW, 2, "forced"), denied, wiegand]))])
 
     with engine.connect() as conn:
         rows = conn.execute(sa.select(events).order_by(events.c.seq)).mappings().all()
     assert rows[0]["occurred_at"] == ts and rows[0]["occurred_at"].tzinfo is not None
+    # A card's credential lives in its own columns; data keeps what else the event said.
     assert (rows[0]["credential_format"], rows[0]["credential_value"]) == ("em4100", "0A1B2C3D4E")
-    assert rows[0]["data"]["credential"]["value"] == "0A1B2C3D4E"
+    assert rows[0]["data"] == {}
     assert rows[1]["kind"] == "door_state" and rows[1]["data"] == {"state": "forced"}
     assert rows[1]["credential_format"] is None
+    assert rows[2]["credential_value"] == "0A1B2C3D4F"
+    assert rows[2]["data"] == {"decision": "denied", "reason": "not on the allowlist"}
+    assert rows[3]["data"] == {"credential": {"format": "wiegand26", "value": "90:324", "bits": 26}}
 
 
 def test_one_bad_event_is_dead_lettered_and_the_rest_stored(engine: sa.Engine) -> None:
