@@ -1,0 +1,33 @@
+"""``bench/ingest.py --quick --json`` still runs and still loses nothing.
+
+Speed is judged by the benchmark's own figures, not here: this only keeps the
+benchmark from rotting, and checks the one thing that must hold at any speed.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.conftest import service_missing
+from tests.services import Mosquitto, PostgresCluster, ServiceMissing, find_binary, find_postgres_bindir
+
+REPO = Path(__file__).parents[1]
+
+
+def test_quick_benchmark_prints_one_json_object_and_loses_nothing(tmp_path: Path) -> None:
+    # The benchmark starts its own Mosquitto and PostgreSQL from these binaries.
+    if find_binary("mosquitto", "/usr/sbin", "/usr/local/sbin") is None:
+        service_missing(ServiceMissing(Mosquitto.service, Mosquitto.hint))
+    if find_postgres_bindir() is None:
+        service_missing(ServiceMissing(PostgresCluster.service, PostgresCluster.hint))
+    proc = subprocess.run([sys.executable, "bench/ingest.py", "--quick", "--json"], cwd=REPO,
+                          capture_output=True, timeout=300, stdin=subprocess.DEVNULL)
+    assert proc.returncode == 0, proc.stderr.decode(errors="replace")[-3000:]
+    result = json.loads(proc.stdout.decode().strip().splitlines()[-1])
+    for figure in ("events", "events_per_s", "latency_ms_p50", "latency_ms_p99", "baseline_broker_per_s", "ratio",
+                   "replay_events_per_s"):
+        assert isinstance(result[figure], (int, float)) and result[figure] > 0, (figure, result)
+    assert (result["lost"], result["duplicates"]) == (0, 0), result
