@@ -13,6 +13,8 @@ import logging
 import random
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -112,6 +114,16 @@ class BuildingSim:
                 return False
         self._mark_finished()
         return True
+
+    @contextmanager
+    def paused(self) -> Iterator[None]:
+        """Every reader held between two presentations while inside: for
+        placing a gateway crash or restart between swipes, as when nobody is
+        at the door."""
+        with ExitStack() as stack:
+            for reader in self._readers.values():
+                stack.enter_context(reader.held())
+            yield
 
     def run(self) -> BuildingStats:
         """Start, wait until the swipes are done (or :meth:`stop`), return the stats."""

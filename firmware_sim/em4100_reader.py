@@ -18,6 +18,8 @@ import termios
 import threading
 import time
 import tty
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -114,6 +116,13 @@ class SimEm4100Reader:
             if valid:
                 self.swipes_with_valid_frame += 1
         return valid
+
+    @contextmanager
+    def held(self) -> Iterator[None]:
+        """No presentation is in progress inside this block, and the next one
+        waits until it ends (a tenant waiting at the door)."""
+        with self._lock:
+            yield
 
     def write_raw(self, data: bytes) -> int:
         """Write bytes as they are (for tests of line noise); returns bytes written."""

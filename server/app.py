@@ -10,12 +10,12 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 
 from server.api.routes import add_routes
-from server.pages import dashboard
 from server.appkeys import ENGINE, INGEST, METRICS, SETTINGS
 from server.db.engine import create_engine, redacted
 from server.ingest.consumer import IngestService
 from server.ingest.metrics import IngestMetrics
 from server.ingest.store import EventStore
+from server.pages import dashboard
 from server.settings import ServerSettings
 
 log = logging.getLogger(__name__)

@@ -15,7 +15,6 @@ import signal
 import sqlite3
 import subprocess
 import sys
-import threading
 import time
 import urllib.error
 import urllib.request
@@ -431,17 +430,8 @@ def readers_paused(sim: BuildingSim) -> Iterator[None]:
     whatever the pty buffered while nobody had it open. Neither is about
     delivery, so the crash is placed between swipes.
     """
-    # The reader serialises presentations on this lock; the simulator has no pause of its own.
-    locks: list[threading.Lock] = [reader._lock for reader in sim._readers.values()]
-    acquired: list[threading.Lock] = []
-    try:
-        for lock in locks:
-            lock.acquire()
-            acquired.append(lock)
+    with sim.paused():
         yield
-    finally:
-        for lock in acquired:
-            lock.release()
 
 
 def pty_drained(sim: BuildingSim) -> bool:
