@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from gateway.devices import DeviceConfig
 from gateway.errors import ConfigError, ConfigProblem
 from rentgate import wire
-from rentgate.mqtt import BrokerAddress, MqttUrlError
+from rentgate.mqtt import validate_url
 
 
 class _Model(BaseModel):
@@ -55,11 +55,7 @@ class GatewayConfig(_Model):
     @field_validator("mqtt_url")
     @classmethod
     def _mqtt_url(cls, value: str) -> str:
-        try:
-            BrokerAddress.parse(value)
-        except MqttUrlError as exc:
-            raise ValueError(str(exc)) from exc
-        return value
+        return validate_url(value)
 
     @field_validator("devices")
     @classmethod

@@ -181,7 +181,7 @@ class Sender:
             self.replay("ack timeout")
 
     async def _answer_resend(self) -> None:
-        ranges, self._resend = _merge(self._resend), []
+        ranges, self._resend = wire.merge_ranges(self._resend), []
         generation = self._generation
         rows = await self._outbox.select(ranges)
         if generation != self._generation:
@@ -218,16 +218,6 @@ class Sender:
             self.stats.published_events += len(chunk)
             self.stats.published_messages += 1
         return True
-
-
-def _merge(ranges: list[wire.SeqRange]) -> list[wire.SeqRange]:
-    out: list[list[int]] = []
-    for first, last in sorted(ranges):
-        if out and first <= out[-1][1] + 1:
-            out[-1][1] = max(out[-1][1], last)
-        else:
-            out.append([first, last])
-    return [(a, b) for a, b in out]
 
 
 def _fmt_ranges(ranges: Iterable[tuple[int, int]], limit: int = 10) -> str:

@@ -69,6 +69,15 @@ class BrokerAddress:
         )
 
 
+def validate_url(value: str) -> str:
+    """For settings validators: the URL if it parses, else ValueError saying why."""
+    try:
+        BrokerAddress.parse(value)
+    except MqttUrlError as exc:
+        raise ValueError(str(exc)) from exc
+    return value
+
+
 @dataclass(frozen=True)
 class Will:
     topic: str

@@ -339,6 +339,17 @@ def decode_ack(payload: bytes | str) -> Ack:
         raise WireError(_summarise(exc)) from exc
 
 
+def merge_ranges(ranges: Iterable[SeqRange]) -> list[SeqRange]:
+    """Sorted inclusive ranges with overlapping and touching ones joined."""
+    out: list[list[int]] = []
+    for first, last in sorted(ranges):
+        if out and first <= out[-1][1] + 1:
+            out[-1][1] = max(out[-1][1], last)
+        else:
+            out.append([first, last])
+    return [(a, b) for a, b in out]
+
+
 def to_ranges(seqs: Iterable[int]) -> list[SeqRange]:
     """Collapse sequence numbers into sorted inclusive ranges."""
     out: list[list[int]] = []

@@ -6,7 +6,10 @@ import argparse
 import json
 import logging
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import sqlalchemy as sa
 
 log = logging.getLogger(__name__)
 
@@ -41,41 +44,46 @@ def _settings(args: argparse.Namespace, **flags: Any) -> Any:
     return load_settings(database_url=args.database_url, **flags)
 
 
-def _db_upgrade(args: argparse.Namespace) -> int:
-    from server.db import migrate
-    from server.db.engine import create_engine, redacted
+def _db_engine(args: argparse.Namespace) -> tuple[str, sa.Engine] | None:
+    """The database URL and an engine for it, or None after saying what is wrong."""
+    from server.db.engine import create_engine
     from server.errors import ServerError
 
     try:
         settings = _settings(args)
     except ServerError as exc:
         print(f"rentgate db: {exc}", file=sys.stderr)
+        return None
+    return settings.database_url, create_engine(settings.database_url)
+
+
+def _db_upgrade(args: argparse.Namespace) -> int:
+    from server.db import migrate
+    from server.db.engine import redacted
+
+    if (opened := _db_engine(args)) is None:
         return 2
-    engine = create_engine(settings.database_url)
+    url, engine = opened
     before = migrate.current_revision(engine)
     migrate.upgrade(engine)
     after = migrate.current_revision(engine)
     engine.dispose()
-    log.info("database %s: %s -> %s", redacted(settings.database_url), before or "<empty>", after)
-    _report(args, {"database": redacted(settings.database_url), "from": before, "to": after},
+    log.info("database %s: %s -> %s", redacted(url), before or "<empty>", after)
+    _report(args, {"database": redacted(url), "from": before, "to": after},
             f"database at revision {after}")
     return 0
 
 
 def _db_current(args: argparse.Namespace) -> int:
     from server.db import migrate
-    from server.db.engine import create_engine, redacted
-    from server.errors import ServerError
+    from server.db.engine import redacted
 
-    try:
-        settings = _settings(args)
-    except ServerError as exc:
-        print(f"rentgate db: {exc}", file=sys.stderr)
+    if (opened := _db_engine(args)) is None:
         return 2
-    engine = create_engine(settings.database_url)
+    url, engine = opened
     current, head = migrate.current_revision(engine), migrate.head_revision()
     engine.dispose()
-    _report(args, {"database": redacted(settings.database_url), "current": current, "head": head,
+    _report(args, {"database": redacted(url), "current": current, "head": head,
                    "at_head": current == head},
             f"{current or '<empty>'}{' (head)' if current == head else f' (head is {head})'}")
     return 0

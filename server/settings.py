@@ -58,13 +58,9 @@ class ServerSettings(BaseModel):
     @field_validator("mqtt_url")
     @classmethod
     def _mqtt_url(cls, value: str) -> str:
-        from rentgate.mqtt import BrokerAddress, MqttUrlError
+        from rentgate.mqtt import validate_url
 
-        try:
-            BrokerAddress.parse(value)
-        except MqttUrlError as exc:
-            raise ValueError(str(exc)) from exc
-        return value
+        return validate_url(value)
 
 
 def load_settings(environ: Mapping[str, str] | None = None, **overrides: Any) -> ServerSettings:

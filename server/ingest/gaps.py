@@ -6,19 +6,11 @@ neither overlap nor touch, as ``rentgate.wire.to_ranges`` returns them.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 
-from rentgate.wire import SeqRange
+from rentgate.wire import SeqRange, merge_ranges
 
-
-def merge(ranges: Iterable[SeqRange]) -> list[SeqRange]:
-    out: list[list[int]] = []
-    for first, last in sorted(ranges):
-        if out and first <= out[-1][1] + 1:
-            out[-1][1] = max(out[-1][1], last)
-        else:
-            out.append([first, last])
-    return [(a, b) for a, b in out]
+merge = merge_ranges  # ranges are wire sequence ranges; one definition for both sides
 
 
 def subtract(span: SeqRange, covered: Sequence[SeqRange]) -> list[SeqRange]:
