@@ -117,3 +117,10 @@ def test_an_event_claiming_another_gateway_is_not_rejected_by_its_number() -> No
     kept, bad = wire.salvage_events(spoofed, "gw-1")
     assert [e.seq for e in kept] == [4]
     assert [(seq, "does not match topic" in reason) for seq, reason, _ in bad] == [(None, True)]
+
+
+def test_published_schema_matches_the_models() -> None:
+    from pathlib import Path
+
+    published = json.loads((Path(__file__).parents[1] / "docs" / "wire-schema.json").read_text())
+    assert published == wire.json_schema(), "run: rentgate wire-schema > docs/wire-schema.json"
