@@ -109,9 +109,11 @@ class _Model(BaseModel):
 class Credential(_Model):
     """What a reader read. ``value`` is the card number as the format defines it
     (EM4100: 10 upper-case hex digits; Wiegand: facility and card joined by ':';
-    raw: hex of the bits)."""
+    osdp_raw / raw: hex of the bits, with ``bits`` saying how many)."""
 
-    format: Literal["em4100", "wiegand26", "wiegand34", "osdp_raw", "raw"]
+    # terminal_person: the person number a face or fingerprint terminal
+    # reports (Hikvision employeeNoString, ZKTeco PIN), not a card.
+    format: Literal["em4100", "wiegand26", "wiegand34", "osdp_raw", "terminal_person", "raw"]
     value: Annotated[str, StringConstraints(min_length=1, max_length=128)]
     bits: int | None = None
 
