@@ -236,14 +236,21 @@ class _DeviceSink:
     """Thread-safe: takes the time of the read on the reader's thread, builds
     the event on the loop once the outbox assigns its seq."""
 
-    def __init__(self, app: GatewayApp, config: DeviceConfigBase) -> None:
+    def __init__(self, app: GatewayApp, config: DeviceConfigBase, device: str | None = None,
+                 door: str | None = None) -> None:
         self._app = app
         self._config = config
+        # An adapter serving several readers reports each under its own id and door.
+        self._device = device or config.id
+        self._door = door if device is not None else config.door
         assert app._loop is not None
         self._loop = app._loop
 
+    def for_device(self, device: str, door: str | None) -> _DeviceSink:
+        return _DeviceSink(self._app, self._config, device, door)
+
     def card_read(self, credential: wire.Credential) -> None:
-        ts, device, door = wire.utcnow(), self._config.id, self._config.door
+        ts, device, door = wire.utcnow(), self._device, self._door
 
         def make(gw: str, seq: int) -> wire.Event:
             return wire.CardRead(gw=gw, seq=seq, device=device, door=door, ts=ts, credential=credential)
@@ -251,7 +258,7 @@ class _DeviceSink:
         self._hand_over(self._app.device_event, self._config, make)
 
     def device_status(self, online: bool, detail: str | None = None, bad_frames: int | None = None) -> None:
-        ts, device, door = wire.utcnow(), self._config.id, self._config.door
+        ts, device, door = wire.utcnow(), self._device, self._door
 
         def make(gw: str, seq: int) -> wire.Event:
             return wire.DeviceStatus(gw=gw, seq=seq, device=device, door=door, ts=ts, online=online,
@@ -265,7 +272,7 @@ class _DeviceSink:
             self._loop.call_soon_threadsafe(fn, *args)
         except RuntimeError:
             # The loop is gone: only the reader's own "stopped" report can land here.
-            log.debug("device %s: event after shutdown dropped", self._config.id)
+            log.debug("device %s: event after shutdown dropped", self._device)
 
 
 def _log_failure(future: asyncio.Future[list[int]]) -> None:

@@ -94,8 +94,16 @@ def parse_config(text: str, *, source: str = "<config>", base_dir: Path | None =
     try:
         return GatewayConfig.model_validate(doc)
     except ValidationError as exc:
-        problems = [_problem(text, err["loc"], err["msg"]) for err in exc.errors()]
+        problems = [_problem(text, _loc(err["loc"], err["type"]), err["msg"]) for err in exc.errors()]
         raise ConfigError(source, problems) from exc
+
+
+def _loc(loc: tuple[int | str, ...], error_type: str) -> tuple[int | str, ...]:
+    # With several device types, a bad or missing type is reported on the
+    # table rather than on its key: point at the key the user has to fix.
+    if error_type in ("union_tag_invalid", "union_tag_not_found"):
+        return (*loc, "type")
+    return loc
 
 
 def _problem(text: str, loc: tuple[int | str, ...], msg: str) -> ConfigProblem:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Protocol, TypeVar, cast
+from typing import Any, Protocol, TypeVar, cast, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict
 
@@ -30,6 +30,14 @@ class EventSink(Protocol):
     def card_read(self, credential: wire.Credential) -> None: ...
 
     def device_status(self, online: bool, detail: str | None = None, bad_frames: int | None = None) -> None: ...
+
+
+@runtime_checkable
+class DeviceRouter(Protocol):
+    """A sink that can also report for other devices than the adapter's own:
+    one adapter serving several readers (an OSDP line, a push listener)."""
+
+    def for_device(self, device: wire.DeviceId, door: wire.DeviceId | None) -> EventSink: ...
 
 
 class DeviceAdapter(Protocol):

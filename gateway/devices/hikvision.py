@@ -1,0 +1,193 @@
+"""Hikvision terminals that push ISAPI event notifications ("HTTP listening")
+to a small HTTP server the gateway runs on its own loop.
+
+Card and face reads become ``card_read`` events. Door events (opened, forced,
+held open) are counted and logged but not yet reported: the door-state work
+will map them. Pictures are read off the socket and dropped unseen.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import logging
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from gateway.devices.base import DeviceConfigBase, DeviceRouter, EventSink, register
+from rentgate import wire
+
+if TYPE_CHECKING:
+    from aiohttp import web
+
+    from devices.hikvision import TerminalEvent
+
+log = logging.getLogger(__name__)
+
+_DEDUPE_WINDOW = 4096
+
+
+class TerminalRoute(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    device: wire.DeviceId
+    door: wire.DeviceId | None = None
+
+
+class HikvisionConfig(DeviceConfigBase):
+    type: Literal["hikvision_isapi"]
+    host: str = "0.0.0.0"  # noqa: S104 - terminals are on the building's LAN
+    port: int = Field(ge=0, le=65535)
+    path: str = Field(default="/isapi/events", pattern=r"^/")
+    # Empty: any source address may post.
+    allowed_ips: list[str] = Field(default_factory=list)
+    # Terminal (deviceID, MAC or IP as it reports itself) -> the device and door
+    # its reads are reported for. Empty: every terminal is this device.
+    terminals: dict[str, TerminalRoute] = Field(default_factory=dict)
+    max_body_kb: int = Field(default=4096, ge=16)
+    noise_report_s: float = Field(default=60, gt=0)
+
+    @field_validator("allowed_ips")
+    @classmethod
+    def _ips(cls, value: list[str]) -> list[str]:
+        for item in value:
+            ipaddress.ip_network(item, strict=False)  # ValueError names the bad one
+        return value
+
+
+@dataclass
+class PushStats:
+    reads: int = 0
+    duplicates: int = 0
+    rejected: int = 0
+    forbidden: int = 0
+    door_events_ignored: int = 0
+    other_events: int = 0
+
+
+class HikvisionAdapter:
+    def __init__(self, config: HikvisionConfig, sink: EventSink) -> None:
+        self.config = config
+        self.stats = PushStats()
+        self.port: int | None = None  # the bound port, once listening
+        self.listening = asyncio.Event()
+        self._sink = sink
+        self._seen: OrderedDict[tuple[str, int], None] = OrderedDict()
+        self._networks = [ipaddress.ip_network(n, strict=False) for n in config.allowed_ips]
+
+    async def run(self) -> None:
+        from aiohttp import web
+
+        app = web.Application(client_max_size=self.config.max_body_kb * 1024)
+        app.router.add_post(self.config.path, self._handle)
+        runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        await runner.setup()
+        try:
+            site = web.TCPSite(runner, self.config.host, self.config.port)
+            await site.start()
+            self.port = _bound_port(runner, self.config.port)
+            log.info("hikvision %s: listening on %s:%s%s", self.config.id, self.config.host, self.port,
+                     self.config.path)
+            if self.config.terminals and not isinstance(self._sink, DeviceRouter):
+                log.warning("hikvision %s: this sink cannot report per terminal; "
+                            "all reads are reported as %s", self.config.id, self.config.id)
+            self._sink.device_status(True, f"listening on port {self.port}")
+            self.listening.set()
+            await self._report_noise()
+        finally:
+            self.listening.clear()
+            await runner.cleanup()
+
+    async def _report_noise(self) -> None:
+        reported = 0
+        while True:
+            await asyncio.sleep(self.config.noise_report_s)
+            if self.stats.rejected != reported:
+                reported = self.stats.rejected
+                self._sink.device_status(True, "rejected terminal notifications", bad_frames=reported)
+
+    async def _handle(self, request: web.Request) -> web.Response:
+        from devices.hikvision import VendorPayloadError, parse_notification
+
+        if not self._allowed(request.remote):
+            self.stats.forbidden += 1
+            log.warning("hikvision %s: refused a post from %s (not in allowed_ips)", self.config.id, request.remote)
+            return _status(request, 403, 4, "Forbidden")
+        body = await request.read()
+        try:
+            events = parse_notification(body, request.headers.get("Content-Type", ""))
+        except VendorPayloadError as exc:
+            self.stats.rejected += 1
+            log.warning("hikvision %s: rejected a notification from %s (%d bytes): %s", self.config.id,
+                        request.remote, len(body), exc.reason)
+            return _status(request, 400, 6, "Invalid Content")
+        for event in events:
+            sink = self._route(event)
+            if sink is None:
+                self.stats.forbidden += 1
+                log.warning("hikvision %s: notification from unknown terminal %s", self.config.id,
+                            "/".join(event.terminal_keys) or request.remote)
+                return _status(request, 403, 4, "Unknown terminal")
+            self._deliver(event, sink)
+        return _status(request, 200, 1, "OK")
+
+    def _deliver(self, event: TerminalEvent, sink: EventSink) -> None:
+        if event.serial_no is not None:
+            key = (event.terminal_keys[0] if event.terminal_keys else "", event.serial_no)
+            if key in self._seen:
+                # The terminal did not see our 200 and posted the event again.
+                self.stats.duplicates += 1
+                return
+            self._seen[key] = None
+            if len(self._seen) > _DEDUPE_WINDOW:
+                self._seen.popitem(last=False)
+        credential = event.credential
+        if event.kind == "access" and credential is not None:
+            self.stats.reads += 1
+            sink.card_read(credential)
+        elif event.kind == "door":
+            self.stats.door_events_ignored += 1
+            log.debug("hikvision %s: door event %d/%d not reported yet", self.config.id, event.major, event.minor)
+        else:
+            self.stats.other_events += 1
+
+    def _route(self, event: TerminalEvent) -> EventSink | None:
+        if not self.config.terminals:
+            return self._sink
+        route = next((self.config.terminals[k] for k in event.terminal_keys if k in self.config.terminals), None)
+        if route is None:
+            return None
+        if isinstance(self._sink, DeviceRouter):
+            return self._sink.for_device(route.device, route.door)
+        return self._sink
+
+    def _allowed(self, remote: str | None) -> bool:
+        if not self._networks:
+            return True
+        try:
+            address = ipaddress.ip_address(remote or "")
+        except ValueError:
+            return False
+        return any(address in network for network in self._networks)
+
+
+def _status(request: web.Request, http_status: int, code: int, text: str) -> web.Response:
+    from aiohttp import web
+
+    # ISAPI's ResponseStatus; terminals only look at the HTTP status.
+    body = {"requestURL": request.path, "statusCode": code, "statusString": text,
+            "subStatusCode": "ok" if http_status == 200 else "badParameters"}
+    return web.json_response(body, status=http_status)
+
+
+def _bound_port(runner: web.AppRunner, configured: int) -> int:
+    for address in runner.addresses:
+        if isinstance(address, tuple) and len(address) >= 2:
+            return int(address[1])
+    return configured
+
+
+register("hikvision_isapi", HikvisionConfig, HikvisionAdapter)

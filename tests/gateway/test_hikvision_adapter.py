@@ -1,0 +1,119 @@
+"""The Hikvision push adapter over a real socket, fed by the simulated terminal;
+and one terminal's read through a whole gateway to the (fake) server."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from firmware_sim.hikvision_terminal import DOOR_OPEN, HikvisionTerminalSim, TerminalPostError
+from gateway.config import GatewayConfig
+from gateway.devices.hikvision import HikvisionAdapter, HikvisionConfig
+from rentgate import wire
+from tests.gateway.fake_server import FakeServer
+from tests.gateway.helpers import GW, wait_until
+from tests.gateway.terminal_helpers import RecordingSink
+from tests.gateway.test_app import running
+from tests.services import Mosquitto, free_port
+
+
+def _config(**extra: Any) -> HikvisionConfig:
+    return HikvisionConfig.model_validate({"type": "hikvision_isapi", "id": "lobby-face", "door": "front",
+                                           "host": "127.0.0.1", "port": 0, **extra})
+
+
+@asynccontextmanager
+async def serving(config: HikvisionConfig) -> AsyncIterator[tuple[HikvisionAdapter, RecordingSink, str]]:
+    sink = RecordingSink()
+    adapter = HikvisionAdapter(config, sink)
+    task = asyncio.create_task(adapter.run(), name="hikvision-under-test")
+    await asyncio.wait_for(adapter.listening.wait(), 5)
+    try:
+        yield adapter, sink, f"http://127.0.0.1:{adapter.port}{config.path}"
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+
+@pytest.mark.parametrize("multipart", [False, True])
+async def test_swipes_and_faces_become_reads_and_retries_are_deduped(multipart: bool) -> None:
+    async with serving(_config()) as (adapter, sink, url):
+        terminal = HikvisionTerminalSim(url, multipart=multipart, picture=multipart)
+        await terminal.swipe("3265421170")
+        await terminal.face("1001", lose_response=True)  # the terminal posts it twice
+        await terminal.door(DOOR_OPEN)
+        assert sink.values() == [("raw", "C2A25F72"), ("terminal_person", "1001")]
+        assert terminal.statuses == [200, 200, 200, 200]
+        assert (adapter.stats.duplicates, adapter.stats.door_events_ignored) == (1, 1)
+        assert sink.statuses[0][0] is True
+
+
+async def test_garbage_is_answered_400_and_counted_and_the_server_keeps_serving() -> None:
+    async with serving(_config(noise_report_s=0.05)) as (adapter, sink, url):
+        terminal = HikvisionTerminalSim(url)
+        assert await terminal.post(b"\x00\xffnot json", "application/json") == 400
+        assert await terminal.post(b"<xml/>", "application/xml") == 400
+        await terminal.swipe("12345678")
+        assert sink.values() == [("raw", "BC614E")]
+        assert adapter.stats.rejected == 2
+        await wait_until(lambda: any(bad == 2 for _, _, bad in sink.statuses), what="the bad-post count reported")
+
+
+async def test_the_terminal_retries_until_the_gateway_answers() -> None:
+    port = free_port()
+    config = _config(port=port)
+    terminal = HikvisionTerminalSim(f"http://127.0.0.1:{port}{config.path}", retry_s=0.05, max_attempts=100)
+    posting = asyncio.create_task(terminal.swipe("42"), name="terminal-swipe")
+    await wait_until(lambda: terminal.posts >= 2, what="failed attempts while the gateway is down")
+    async with serving(config) as (_, sink, _url):
+        await asyncio.wait_for(posting, 10)
+        assert sink.values() == [("raw", "2A")]
+
+
+async def test_unknown_sources_and_terminals_are_refused() -> None:
+    async with serving(_config(allowed_ips=["10.0.0.0/8"])) as (adapter, sink, url):
+        assert await HikvisionTerminalSim(url).post(b"{}", "application/json") == 403
+    config = _config(terminals={"44:47:cc:00:00:01": {"device": "lobby-face"}})
+    async with serving(config) as (adapter, sink, url):
+        stranger = HikvisionTerminalSim(url, mac="44:47:cc:99:99:99", max_attempts=1, retry_s=0)
+        with pytest.raises(TerminalPostError):
+            await stranger.swipe("1")
+        await HikvisionTerminalSim(url, mac="44:47:cc:00:00:01").swipe("1")
+        assert sink.values() == [("raw", "1")] and adapter.stats.forbidden == 1
+
+
+async def test_an_oversized_post_is_refused() -> None:
+    async with serving(_config(max_body_kb=16)) as (_, sink, url):
+        assert await HikvisionTerminalSim(url).post(b"{" + b" " * 40_000 + b"}", "application/json") == 413
+        await HikvisionTerminalSim(url).swipe("7")
+        assert sink.values() == [("raw", "7")]
+
+
+@pytest.fixture
+def server(mosquitto: Mosquitto) -> Iterator[FakeServer]:
+    fake = FakeServer(mosquitto.url, GW, acking=True)
+    yield fake
+    fake.close()
+
+
+async def test_a_terminal_read_reaches_the_server_as_its_own_device(tmp_path: Path, mosquitto: Mosquitto, server: FakeServer) -> None:
+    port = free_port()
+    config = GatewayConfig.model_validate({
+        "gateway_id": GW, "mqtt_url": mosquitto.url, "data_dir": str(tmp_path / "data"), "heartbeat_s": 0.5,
+        "devices": [{"type": "hikvision_isapi", "id": "lobby-face", "door": "front", "host": "127.0.0.1",
+                     "port": port, "terminals": {"44:47:cc:10:20:30": {"device": "side-face", "door": "side"}}}],
+    })
+    async with running(config):
+        terminal = HikvisionTerminalSim(f"http://127.0.0.1:{port}/isapi/events", multipart=True, picture=True,
+                                        retry_s=0.05, max_attempts=100)
+        await terminal.face("1001")
+        await wait_until(lambda: server.seqs("card_read") != [], what="the read at the server")
+        read = next(e for e in server.received if isinstance(e, wire.CardRead))
+        assert (read.device, read.door, read.credential.format, read.credential.value) == (
+            "side-face", "side", "terminal_person", "1001")
+
