@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: venv demo test bench typecheck clean
+.PHONY: venv demo test bench typecheck lint check clean
 
 venv: $(STAMP)
 
@@ -35,6 +35,12 @@ bench: venv
 typecheck: venv
 	$(BIN)/mypy
 	$(BIN)/mypy --strict tests/services.py tests/conftest.py
+
+lint: venv
+	$(BIN)/ruff check rentgate gateway devices server firmware_sim tests bench
+
+# What CI runs before the tests: types and lint.
+check: typecheck lint
 
 clean:
 	rm -rf build .pytest_cache .mypy_cache .hypothesis

@@ -14,6 +14,11 @@ Topics, all under ``rentgate/v1/``:
 * ``gw/{gateway_id}/config``  server -> gateway, retained (reserved for later work)
 * ``server/status``           server -> all, retained; a gateway replays its
                               unacknowledged events when a server comes online
+* ``gw/{gateway_id}/allowlist``          server -> gateway, retained: the latest
+                                         signed allowlist snapshot
+* ``gw/{gateway_id}/allowlist_delta``    server -> gateway, not retained: signed
+                                         changes on top of a version
+* ``gw/{gateway_id}/allowlist_request``  gateway -> server: "send me a snapshot"
 """
 
 from __future__ import annotations
@@ -86,7 +91,20 @@ def config_topic(gateway_id: str) -> str:
     return _gw_topic(gateway_id, "config")
 
 
+def allowlist_topic(gateway_id: str) -> str:
+    return _gw_topic(gateway_id, "allowlist")
+
+
+def allowlist_delta_topic(gateway_id: str) -> str:
+    return _gw_topic(gateway_id, "allowlist_delta")
+
+
+def allowlist_request_topic(gateway_id: str) -> str:
+    return _gw_topic(gateway_id, "allowlist_request")
+
+
 EVENTS_SUBSCRIPTION = f"{TOPIC_ROOT}/gw/+/events"
+ALLOWLIST_REQUEST_SUBSCRIPTION = f"{TOPIC_ROOT}/gw/+/allowlist_request"
 STATUS_SUBSCRIPTION = f"{TOPIC_ROOT}/gw/+/status"
 SERVER_STATUS_TOPIC = f"{TOPIC_ROOT}/server/status"
 
@@ -409,6 +427,124 @@ def decode_server_status(payload: bytes | str) -> ServerStatus:
         raise WireError(_summarise(exc)) from exc
 
 
+# --------------------------------------------------------------------------- allowlists
+
+PersonRef = Annotated[str, StringConstraints(min_length=1, max_length=64)]
+KeyId = Annotated[str, StringConstraints(min_length=1, max_length=64)]
+AllowlistVersion = Annotated[int, Field(ge=1, le=2**63 - 1)]
+
+
+class AllowlistEntry(_Model):
+    """One credential the gateway may open doors for.
+
+    ``person`` is the server's opaque reference for the holder, never an
+    identity number: the allowlist sits on a box in a stairwell. ``doors``
+    empty means every door of the gateway. The validity bounds are inclusive
+    of ``valid_from`` and exclusive of ``valid_until``.
+    """
+
+    credential: Credential
+    person: PersonRef
+    doors: list[DeviceId] = Field(default_factory=list)
+    valid_from: AwareDatetime | None = None
+    valid_until: AwareDatetime | None = None
+
+
+class AllowlistSnapshot(_Model):
+    """The whole allowlist of one gateway at ``version``.
+
+    ``revoked`` lists credentials whose access was taken away recently, so a
+    gateway that never saw them can still deny them as "revoked" rather than
+    "unknown"; it never grants anything.
+    """
+
+    v: Literal[1] = 1
+    kind: Literal["allowlist_snapshot"] = "allowlist_snapshot"
+    gw: GatewayId
+    version: AllowlistVersion
+    issued_at: AwareDatetime
+    entries: list[AllowlistEntry]
+    revoked: list[Credential] = Field(default_factory=list)
+
+
+class AllowlistDelta(_Model):
+    """Changes that turn version ``base_version`` into ``version``. An upsert
+    replaces the entry with the same credential; a removal revokes it."""
+
+    v: Literal[1] = 1
+    kind: Literal["allowlist_delta"] = "allowlist_delta"
+    gw: GatewayId
+    base_version: AllowlistVersion
+    version: AllowlistVersion
+    issued_at: AwareDatetime
+    upserts: list[AllowlistEntry] = Field(default_factory=list)
+    removals: list[Credential] = Field(default_factory=list)
+
+
+AllowlistUpdate: TypeAlias = Annotated[AllowlistSnapshot | AllowlistDelta, Field(discriminator="kind")]
+
+
+class SignedAllowlist(_Model):
+    """A snapshot or delta as signed by the server.
+
+    ``payload`` is the JSON text of the update, carried as a string so the
+    gateway verifies exactly the bytes that were signed (re-serialising could
+    change them); ``signature`` is base64 Ed25519 over ``payload`` in UTF-8.
+    """
+
+    v: Literal[1] = 1
+    key_id: KeyId
+    signature: Annotated[str, StringConstraints(min_length=1, max_length=200)]
+    payload: str
+
+
+class AllowlistRequest(_Model):
+    """Gateway -> server: the gateway's allowlist is missing or out of step
+    (a delta did not follow its version); the server answers by publishing a
+    fresh retained snapshot."""
+
+    v: Literal[1] = 1
+    gw: GatewayId
+    have_version: int | None = None
+    reason: Annotated[str, StringConstraints(max_length=200)] | None = None
+
+
+_signed_allowlist_adapter = TypeAdapter(SignedAllowlist)
+_allowlist_update_adapter: TypeAdapter[AllowlistUpdate] = TypeAdapter(AllowlistUpdate)  # type: ignore[arg-type]
+_allowlist_request_adapter = TypeAdapter(AllowlistRequest)
+
+
+def allowlist_payload(update: AllowlistSnapshot | AllowlistDelta) -> str:
+    """The canonical text of an update: what the server signs."""
+    return update.model_dump_json(exclude_none=True)
+
+
+def signed_allowlist_json(payload: str, key_id: str, signature: str) -> bytes:
+    return SignedAllowlist(key_id=key_id, signature=signature, payload=payload).model_dump_json().encode()
+
+
+def decode_signed_allowlist(message: bytes | str) -> SignedAllowlist:
+    try:
+        return _signed_allowlist_adapter.validate_json(message)
+    except ValidationError as exc:
+        raise WireError(_summarise(exc)) from exc
+
+
+def decode_allowlist_update(payload: bytes | str) -> AllowlistSnapshot | AllowlistDelta:
+    """Validate the (already verified) payload of a signed allowlist message."""
+    try:
+        return _allowlist_update_adapter.validate_json(payload)
+    except ValidationError as exc:
+        raise WireError(_summarise(exc)) from exc
+
+
+def decode_allowlist_request(payload: bytes | str) -> AllowlistRequest:
+    try:
+        return _allowlist_request_adapter.validate_json(payload)
+    except ValidationError as exc:
+        raise WireError(_summarise(exc)) from exc
+
+
 def json_schema() -> dict[str, Any]:
     """JSON Schema of every message, generated from the models."""
     return {
@@ -419,5 +555,8 @@ def json_schema() -> dict[str, Any]:
             "ack": Ack.model_json_schema(),
             "gateway_status": GatewayStatus.model_json_schema(),
             "server_status": ServerStatus.model_json_schema(),
+            "allowlist": SignedAllowlist.model_json_schema(),
+            "allowlist_payload": _allowlist_update_adapter.json_schema(),
+            "allowlist_request": AllowlistRequest.model_json_schema(),
         },
     }

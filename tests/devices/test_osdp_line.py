@@ -120,7 +120,7 @@ def test_bad_parity_is_counted_not_reported(sim: SimOsdpLine) -> None:
 
 
 def test_unplugged_reader_goes_offline_and_comes_back(sim: SimOsdpLine) -> None:
-    front, back = sim.add_reader(1), sim.add_reader(2)
+    _front, back = sim.add_reader(1), sim.add_reader(2)
     with polling(sim, ReaderSpec(address=1), ReaderSpec(address=2), revive_s=0.5) as (line, rec):
         back.unplug()
         # libosdp gives up on a silent reader after about 8 s of retries.
