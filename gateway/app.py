@@ -12,9 +12,14 @@ import logging
 import signal
 import uuid
 from collections.abc import Callable
+from datetime import datetime
+from typing import Any, Literal
 
+from gateway.access.doors import DoorEvent
+from gateway.access.runtime import AccessRuntime
 from gateway.config import GatewayConfig
 from gateway.devices import DeviceConfigBase, make_adapter
+from gateway.devices.base import Respond
 from gateway.errors import GatewayError
 from gateway.outbox import DropReport, EventMaker, new_outbox_first_seq
 from gateway.sender import Sender
@@ -25,6 +30,7 @@ from rentgate.mqtt import LinkSettings, MqttLink, Will
 log = logging.getLogger(__name__)
 
 _BOUNDS_INTERVAL_MAX_S = 60.0
+DoorStateName = Literal["open", "closed", "forced", "held_open"]
 
 
 class GatewayApp:
@@ -35,12 +41,14 @@ class GatewayApp:
         self.outbox: AsyncOutbox | None = None
         self.sender: Sender | None = None
         self.link: MqttLink | None = None
+        self.access: AccessRuntime | None = None  # local decisions, when the config enables them
         self.devices_online: dict[str, bool] = {d.id: False for d in config.devices}
         self.ready = asyncio.Event()  # outbox open, tasks started
         self._stop = asyncio.Event()
         self._status_now = asyncio.Event()
         self._server_instance: str | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._background: set[asyncio.Future[Any]] = set()  # keeps allowlist applies referenced
 
     def stop(self) -> None:
         """Ask :meth:`run` to shut down cleanly (from the loop)."""
@@ -56,10 +64,15 @@ class GatewayApp:
             str(self.config.outbox_path), gateway_id=self.gateway_id, max_events=cfg.max_events,
             max_age_s=cfg.max_age_s, synchronous=cfg.synchronous, first_seq=new_outbox_first_seq(),
         )
+        if self.config.access.public_keys:
+            self.access = AccessRuntime(self.gateway_id, self.config.access,
+                                        str(self.config.data_dir / "allowlist.sqlite3"), self._publish_now)
         try:
             await self._run_tasks(self.outbox)
         finally:
             await self.outbox.close()
+            if self.access is not None:
+                await asyncio.to_thread(self.access.close)
             log.info("gateway %s stopped", self.gateway_id)
 
     async def _run_tasks(self, outbox: AsyncOutbox) -> None:
@@ -81,6 +94,8 @@ class GatewayApp:
                 tg.create_task(self._heartbeat(), name="heartbeat"),
                 tg.create_task(self._enforce_bounds(), name="outbox-bounds"),
             ]
+            if self.access is not None:
+                services.append(tg.create_task(self.access.watch_doors(self._door_event), name="door-alarms"))
             devices = [
                 tg.create_task(make_adapter(d, _DeviceSink(self, d)).run(), name=f"device-{d.id}")
                 for d in self.config.devices
@@ -125,7 +140,8 @@ class GatewayApp:
         settings = LinkSettings(
             url=self.config.mqtt_url,
             client_id=f"rentgate-gw-{self.gateway_id}",
-            subscriptions=[(wire.ack_topic(self.gateway_id), 1), (wire.SERVER_STATUS_TOPIC, 1)],
+            subscriptions=[(wire.ack_topic(self.gateway_id), 1), (wire.SERVER_STATUS_TOPIC, 1),
+                           *(self.access.subscriptions() if self.access is not None else [])],
             will=Will(wire.status_topic(self.gateway_id), will.model_dump_json(exclude_none=True).encode()),
         )
         return MqttLink(
@@ -152,6 +168,11 @@ class GatewayApp:
             return
         if topic == wire.SERVER_STATUS_TOPIC:
             self._on_server_status(payload)
+            return
+        if self.access is not None and self.access.handles(topic):
+            task = asyncio.ensure_future(self.access.on_allowlist(payload))
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
             return
         try:
             ack = wire.decode_ack(payload)
@@ -226,6 +247,50 @@ class GatewayApp:
         gw = self.gateway_id
         self.record([lambda seq: make(gw, seq)])
 
+    def card_read(self, device: str, door: str | None, ts: datetime, credential: wire.Credential,
+                  respond: Respond | None) -> None:
+        """Decide (when access control is on), make the read durable with its
+        decision, then let the adapter signal the reader and open the lock."""
+        decision = self.access.decide(device, door, credential) if self.access is not None else None
+        outcome = decision.outcome if decision is not None else None
+        reason = decision.reason if decision is not None and not decision.granted else None
+        gw = self.gateway_id
+
+        def make(seq: int) -> wire.Event:
+            return wire.CardRead(gw=gw, seq=seq, device=device, door=door, ts=ts, credential=credential,
+                                 decision=outcome, reason=reason)
+
+        if self.outbox is None:
+            raise GatewayError("gateway not running")
+        future = self.outbox.submit([make])
+        future.add_done_callback(_log_failure)
+        if decision is not None and respond is not None:
+            granted, unlock_s = decision.granted, self.access.unlock_pulse_s if self.access else 0.0
+            # The door opens once the decision is on disk; if the disk failed the
+            # tenant still gets in (the failure is logged): a door is no place
+            # to stop at a full SD card.
+            future.add_done_callback(lambda _f: _respond_safely(respond, granted, unlock_s, device))
+
+    def door_contact(self, device: str, door: str | None, is_open: bool) -> None:
+        if door is None:
+            log.warning("device %s reported a door contact but has no door configured", device)
+            return
+        if self.access is not None:
+            for event in self.access.contact(door, is_open):
+                self._door_event(event, device)
+        else:
+            self._record_door(device, door, "open" if is_open else "closed")
+
+    def _door_event(self, event: DoorEvent, device: str | None = None) -> None:
+        self._record_door(device or event.door, event.door, event.kind)
+
+    def _record_door(self, device: str, door: str, state: DoorStateName) -> None:
+        gw, ts = self.gateway_id, wire.utcnow()
+        self.record([lambda seq: wire.DoorState(gw=gw, seq=seq, device=device, door=door, ts=ts, state=state)])
+
+    def _publish_now(self, topic: str, payload: bytes) -> bool:
+        return self.link is not None and self.link.publish(topic, payload, qos=1)
+
     def device_online(self, device_id: str, online: bool) -> None:
         if self.devices_online.get(device_id) != online:
             self.devices_online[device_id] = online
@@ -249,13 +314,11 @@ class _DeviceSink:
     def for_device(self, device: str, door: str | None) -> _DeviceSink:
         return _DeviceSink(self._app, self._config, device, door)
 
-    def card_read(self, credential: wire.Credential) -> None:
-        ts, device, door = wire.utcnow(), self._device, self._door
+    def card_read(self, credential: wire.Credential, respond: Respond | None = None) -> None:
+        self._hand_over(self._app.card_read, self._device, self._door, wire.utcnow(), credential, respond)
 
-        def make(gw: str, seq: int) -> wire.Event:
-            return wire.CardRead(gw=gw, seq=seq, device=device, door=door, ts=ts, credential=credential)
-
-        self._hand_over(self._app.device_event, self._config, make)
+    def door_contact(self, is_open: bool) -> None:
+        self._hand_over(self._app.door_contact, self._device, self._door, is_open)
 
     def device_status(self, online: bool, detail: str | None = None, bad_frames: int | None = None) -> None:
         ts, device, door = wire.utcnow(), self._device, self._door
@@ -273,6 +336,13 @@ class _DeviceSink:
         except RuntimeError:
             # The loop is gone: only the reader's own "stopped" report can land here.
             log.debug("device %s: event after shutdown dropped", self._device)
+
+
+def _respond_safely(respond: Respond, granted: bool, unlock_s: float, device: str) -> None:
+    try:
+        respond(granted, unlock_s)
+    except Exception:  # noqa: BLE001 - a reader's feedback must not take the gateway down
+        log.exception("device %s: signalling the decision failed", device)
 
 
 def _log_failure(future: asyncio.Future[list[int]]) -> None:

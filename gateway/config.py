@@ -12,6 +12,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from gateway.access.config import AccessConfig
 from gateway.devices import DeviceConfig
 from gateway.errors import ConfigError, ConfigProblem
 from rentgate import wire
@@ -44,6 +45,8 @@ class GatewayConfig(_Model):
     heartbeat_s: float = Field(default=10, gt=0)
     outbox: OutboxConfig = Field(default_factory=OutboxConfig)
     devices: list[DeviceConfig] = Field(default_factory=list)
+    # Local access decisions; off (observe only) until public_keys are given.
+    access: AccessConfig = Field(default_factory=AccessConfig)
 
     @field_validator("gateway_id")
     @classmethod

@@ -23,11 +23,21 @@ class DeviceConfigBase(BaseModel):
     door: wire.DeviceId | None = None
 
 
+# (granted, unlock seconds); called on the gateway's event loop.
+Respond = Callable[[bool, float], None]
+
+
 class EventSink(Protocol):
     """Where an adapter reports; thread-safe, returns at once (the outbox
     commit happens on the gateway's loop)."""
 
-    def card_read(self, credential: wire.Credential) -> None: ...
+    def card_read(self, credential: wire.Credential, respond: Respond | None = None) -> None:
+        """Report a presented credential. When the gateway decides access, it
+        calls ``respond(granted, unlock_s)`` once the decision is on disk: the
+        adapter then signals the reader and pulses the lock for ``unlock_s``."""
+
+    def door_contact(self, is_open: bool) -> None:
+        """The door contact of this device's door opened or closed."""
 
     def device_status(self, online: bool, detail: str | None = None, bad_frames: int | None = None) -> None: ...
 

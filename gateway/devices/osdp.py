@@ -34,6 +34,11 @@ class OsdpReaderConfig(BaseModel):
     install_mode: bool = False
     # "raw": a 34-bit reader that puts a 32-bit UID where H10306 has fields.
     card_mode: Literal["standard", "raw"] = "standard"
+    # The reader's output wired to the door's lock relay, pulsed on a grant;
+    # None: this reader opens nothing (an exit reader on a free-exit door).
+    lock_output: int | None = Field(default=0, ge=0, le=255)
+    # The reader's input wired to the door contact (active = open); None: none.
+    contact_input: int | None = Field(default=0, ge=0, le=255)
 
     @field_validator("scbk")
     @classmethod
@@ -127,10 +132,30 @@ class OsdpAdapter:
                             install_mode=r.install_mode, card_mode=r.card_mode) for r in self.config.readers]
         return OsdpLine(self.config.port, baudrate=self.config.baudrate, channel_id=self.config.channel_id,
                         readers=specs, on_card=self._on_card, on_status=self._on_status,
-                        name=f"osdp {self.config.id}")
+                        on_input=self._on_input, on_tamper=self._on_tamper, name=f"osdp {self.config.id}")
 
     def _on_card(self, address: int, credential: wire.Credential) -> None:
-        self._sinks[address].card_read(credential)
+        self._sinks[address].card_read(credential, lambda granted, unlock_s: self._respond(address, granted, unlock_s))
+
+    def _respond(self, address: int, granted: bool, unlock_s: float) -> None:
+        """On the gateway's loop, after the decision is on disk: LED and beep,
+        and on a grant the lock relay for the unlock time."""
+        line, reader = self.line, self._readers[address]
+        if line is None:
+            log.warning("osdp %s: reader %s: line down, cannot signal the decision", self.config.id, reader.id)
+            return
+        line.feedback(address, granted)
+        if granted and reader.lock_output is not None:
+            # libosdp 3.2.9 carries the timer in one byte of 100 ms units.
+            line.pulse_output(address, reader.lock_output, min(25_500, int(unlock_s * 1000)))
+
+    def _on_input(self, address: int, input_no: int, active: bool) -> None:
+        if input_no == self._readers[address].contact_input:
+            self._sinks[address].door_contact(active)
+
+    def _on_tamper(self, address: int, tamper: bool) -> None:
+        # An alarm, not an outage: the reader is still online and reading.
+        self._sinks[address].device_status(True, "tamper alarm: casing opened" if tamper else "tamper alarm cleared")
 
     def _on_status(self, address: int, online: bool, detail: str | None) -> None:
         self._sinks[address].device_status(online, detail)

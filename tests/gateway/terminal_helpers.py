@@ -15,7 +15,10 @@ class RecordingSink:
         self.reads: list[wire.Credential] = []
         self.statuses: list[tuple[bool, str | None, int | None]] = []
 
-    def card_read(self, credential: wire.Credential) -> None:
+    def door_contact(self, is_open: bool) -> None:
+        raise AssertionError("terminals report no door contacts yet")
+
+    def card_read(self, credential: wire.Credential, respond: object = None) -> None:
         with self._lock:
             self.reads.append(credential)
 
