@@ -29,6 +29,18 @@ def register(subparsers: Any) -> None:
     building.add_argument("--duration", type=float, default=None, metavar="S", help="override swipes.duration_s")
     building.add_argument("--json", action="store_true", help="print the stats as one JSON object on stdout")
     building.set_defaults(func=_building)
+    osdp = sim_sub.add_parser(
+        "osdp-building",
+        help="simulate a building's OSDP doors: readers, locks, contacts, tenants and incidents",
+        description="Opens one pty per OSDP line (at the configured link paths), prints the port "
+        "paths to stderr, runs the tenants' entries and the script until the duration, the entry "
+        "total or the script's end is reached, or Ctrl-C. The JSON record lists what was done and "
+        "what the gateway should report ('expected': door, kind, card).",
+    )
+    osdp.add_argument("--config", required=True, help="TOML file (see firmware_sim/examples/osdp_building.toml)")
+    osdp.add_argument("--duration", type=float, default=None, metavar="S", help="override traffic.duration_s")
+    osdp.add_argument("--json", action="store_true", help="print the record as one JSON object on stdout")
+    osdp.set_defaults(func=_osdp_building)
 
 
 def _building(args: argparse.Namespace) -> int:
@@ -84,6 +96,55 @@ def _building(args: argparse.Namespace) -> int:
     )
     if args.json:
         print(json.dumps(stats.to_json(), ensure_ascii=False), flush=True)
+    return 0
+
+
+def _osdp_building(args: argparse.Namespace) -> int:
+    from firmware_sim.config import load_osdp_config
+    from firmware_sim.errors import SimConfigError
+    from firmware_sim.osdp_building import OsdpBuildingSim
+
+    if args.duration is not None and args.duration <= 0:
+        print("error: --duration must be > 0", file=sys.stderr)
+        return 2
+    try:
+        config = load_osdp_config(args.config)
+    except SimConfigError as exc:
+        print(f"error: bad simulator config {exc}", file=sys.stderr)
+        return 2
+    try:
+        sim = OsdpBuildingSim(config, duration_s=args.duration)
+    except OSError as exc:
+        print(f"error: cannot open the simulated OSDP lines: {exc}", file=sys.stderr)
+        return 1
+    interrupted = threading.Event()
+
+    def terminate() -> None:
+        interrupted.set()
+        sim.stop()
+
+    previous = _on_sigterm(terminate)
+    try:
+        pts = sim.pts()
+        for line, port in sim.ports().items():
+            print(f"osdp line {line}: {port}" + (f" -> {pts[line]}" if pts[line] != port else ""), file=sys.stderr)
+        sim.start()
+        try:
+            while not sim.wait(0.5):
+                pass
+        except KeyboardInterrupt:
+            interrupted.set()
+            sim.stop()
+        if not interrupted.is_set():
+            interrupted.wait(_LINGER_S)
+        record = sim.record()
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        sim.close()
+    print(f"{len(record.actions)} actions, {len(record.expected)} expected events, in {record.elapsed_s:.1f} s",
+          file=sys.stderr)
+    if args.json:
+        print(json.dumps(record.to_json(), ensure_ascii=False), flush=True)
     return 0
 
 

@@ -16,6 +16,7 @@ import select
 import threading
 import time
 import tty
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -125,6 +126,7 @@ class SimOsdpReader:
         self._plugged = True
         self._last_present = 0.0
         self._commands: list[ReceivedCommand] = []
+        self._listeners: list[Callable[[ReceivedCommand], None]] = []
         self._pd: Any = None
 
     # ------------------------------------------------------------------ bus side
@@ -204,6 +206,18 @@ class SimOsdpReader:
             self._plugged = True
 
     @property
+    def plugged(self) -> bool:
+        with self._lock:
+            return self._plugged
+
+    def add_command_listener(self, listener: Callable[[ReceivedCommand], None]) -> None:
+        """Also hand every command received from now on to ``listener``. It
+        runs on libosdp's thread with its lock held: it must only record (not
+        call back into this reader, e.g. :meth:`set_inputs`)."""
+        with self._lock:
+            self._listeners.append(listener)
+
+    @property
     def online(self) -> bool:
         return self._pd is not None and bool(self._pd.is_online())
 
@@ -257,8 +271,12 @@ class SimOsdpReader:
         if kind == "keyset":
             # A reader in install mode must keep the key it was given.
             self.scbk = bytes(command.get("data", b""))
+        received = ReceivedCommand(kind, dict(command))
         with self._lock:
-            self._commands.append(ReceivedCommand(kind, dict(command)))
+            self._commands.append(received)
+            listeners = list(self._listeners)
+        for listener in listeners:
+            listener(received)
         return 0, None
 
 
