@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
+from server.access import routes as access_routes
 from server.api.routes import add_routes
 from server.appkeys import ENGINE, INGEST, METRICS, SETTINGS
 from server.db.engine import create_engine, redacted
@@ -33,6 +34,7 @@ def make_app(settings: ServerSettings, *, ingest: bool = True) -> web.Applicatio
         app.cleanup_ctx.append(_ingest_ctx)
     add_routes(app)
     dashboard.add_routes(app)
+    access_routes.setup(app, mqtt=ingest)
     return app
 
 

@@ -46,6 +46,13 @@ class ServerSettings(BaseModel):
     gap_resend_delay_s: float = Field(default=5.0, gt=0.0)
     gap_resend_max_interval_s: float = Field(default=300.0, gt=0.0)
     commit_retry_max_s: float = Field(default=10.0, gt=0.0)
+    # Ed25519 private key (PEM or base64) that signs allowlists. Unset: a key
+    # is generated next to a SQLite database; PostgreSQL servers need one.
+    allowlist_key_file: str | None = None
+    # Unset: derived from the public key, so a new key gets a new id.
+    allowlist_key_id: str | None = Field(default=None, min_length=1, max_length=64)
+    # How long a revoked credential stays in snapshots' `revoked` list.
+    allowlist_revoked_keep_days: float = Field(default=30.0, gt=0.0)
 
     @field_validator("database_url")
     @classmethod

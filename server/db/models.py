@@ -69,6 +69,9 @@ class Gateway(Base):
     devices_online: Mapped[int | None] = mapped_column(sa.Integer)
     devices_total: Mapped[int | None] = mapped_column(sa.Integer)
     max_seq: Mapped[int] = mapped_column(sa.BigInteger, server_default="0")
+    # Which building's allowlist the gateway holds; set by an operator.
+    building_id: Mapped[int | None] = mapped_column(
+        sa.BigInteger, sa.ForeignKey("buildings.id"))
 
 
 class DeadLetter(Base):
@@ -107,9 +110,89 @@ class SeqGap(Base):
     closed_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
 
 
+class Building(Base):
+    __tablename__ = "buildings"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(sa.String(200))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+class Person(Base):
+    """A credential holder. No identity numbers here: the registry (issue 4)
+    adds them, protected; allowlists only ever carry ``p-<id>``."""
+
+    __tablename__ = "persons"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    display_name: Mapped[str] = mapped_column(sa.String(200))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+class Registration(Base):
+    """A person's right to live in a building, from ``valid_from`` (inclusive)
+    to ``valid_until`` (exclusive, open-ended when None) unless ended early."""
+
+    __tablename__ = "registrations"
+    __table_args__ = (sa.Index(None, "building_id"), sa.Index(None, "person_id"))
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    person_id: Mapped[int] = mapped_column(sa.BigInteger, sa.ForeignKey("persons.id"))
+    building_id: Mapped[int] = mapped_column(sa.BigInteger, sa.ForeignKey("buildings.id"))
+    valid_from: Mapped[datetime] = mapped_column(UtcDateTime)
+    valid_until: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    ended_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+class Credential(Base):
+    """A card or terminal person id issued under a registration. ``building_id``
+    repeats the registration's so that the database itself keeps one active
+    credential per (format, value) and building."""
+
+    __tablename__ = "credentials"
+    __table_args__ = (
+        sa.Index("uq_credentials_active_building_id_format_value", "building_id", "format", "value", unique=True,
+                 sqlite_where=sa.text("revoked_at IS NULL"), postgresql_where=sa.text("revoked_at IS NULL")),
+        sa.Index(None, "registration_id"),
+        sa.Index(None, "building_id", "revoked_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    person_id: Mapped[int] = mapped_column(sa.BigInteger, sa.ForeignKey("persons.id"))
+    registration_id: Mapped[int] = mapped_column(sa.BigInteger, sa.ForeignKey("registrations.id"))
+    building_id: Mapped[int] = mapped_column(sa.BigInteger, sa.ForeignKey("buildings.id"))
+    format: Mapped[str] = mapped_column(sa.String(16))
+    value: Mapped[str] = mapped_column(sa.String(128))
+    # Door ids of the building's gateways; empty means every door.
+    doors: Mapped[list[str]] = mapped_column(JsonDoc)
+    issued_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    revoked_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    revoked_reason: Mapped[str | None] = mapped_column(sa.String(32))
+
+
+class AllowlistVersion(Base):
+    """Each gateway's allowlist version, bumped in the transaction that changes
+    what the list holds, so a change is never published under an old number."""
+
+    __tablename__ = "allowlist_versions"
+
+    gateway_id: Mapped[str] = mapped_column(sa.String(64), sa.ForeignKey("gateways.id", ondelete="CASCADE"),
+                                            primary_key=True)
+    version: Mapped[int] = mapped_column(sa.BigInteger)
+    changed_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    published_version: Mapped[int | None] = mapped_column(sa.BigInteger)
+    published_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+
+
 # Declarative types these as FromClause; they are Tables.
 events = cast(sa.Table, Event.__table__)
 gateways = cast(sa.Table, Gateway.__table__)
 dead_letters = cast(sa.Table, DeadLetter.__table__)
 seq_gaps = cast(sa.Table, SeqGap.__table__)
+buildings = cast(sa.Table, Building.__table__)
+persons = cast(sa.Table, Person.__table__)
+registrations = cast(sa.Table, Registration.__table__)
+credentials = cast(sa.Table, Credential.__table__)
+allowlist_versions = cast(sa.Table, AllowlistVersion.__table__)
 metadata = Base.metadata

@@ -1,0 +1,236 @@
+"""``/api/v1`` routes for buildings, persons, registrations, credentials and
+allowlists. No authentication yet (docs/access.md says so): run the server on a
+trusted network until issue 4 adds it."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import re
+from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Any, Literal, TypeVar
+
+import sqlalchemy as sa
+from aiohttp import web
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints, ValidationError
+
+from rentgate import wire
+from server.access import allowlists, registry
+from server.access.errors import Conflict, InvalidInput, NotFound, SigningKeyUnavailable
+from server.access.keys import SigningKey, load_signing_key
+from server.access.publisher import AllowlistPublisher
+from server.access.service import AccessService
+from server.appkeys import ENGINE, SETTINGS
+from server.db.models import allowlist_versions, gateways
+
+log = logging.getLogger(__name__)
+
+ACCESS = web.AppKey("access", AccessService)
+M = TypeVar("M", bound=BaseModel)
+Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+_EM4100 = re.compile(r"[0-9A-F]{10}")
+_GATEWAY_ID = re.compile(wire.GATEWAY_ID_PATTERN)
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class BuildingIn(_Body):
+    name: Name
+
+
+class PersonIn(_Body):
+    display_name: Name
+
+
+class GatewayBuildingIn(_Body):
+    building_id: int | None
+
+
+class RegistrationIn(_Body):
+    person_id: int
+    building_id: int
+    valid_from: AwareDatetime | None = None
+    valid_until: AwareDatetime | None = None
+
+
+class CredentialIn(_Body):
+    registration_id: int
+    format: Literal["em4100", "wiegand26", "wiegand34", "osdp_raw", "terminal_person", "raw"]
+    value: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=128)]
+    doors: list[wire.DeviceId] = Field(default_factory=list)
+
+
+async def _body(request: web.Request, model: type[M]) -> M:
+    try:
+        raw = await request.json()
+    except ValueError as exc:
+        raise InvalidInput("body", "not JSON") from exc
+    try:
+        return model.model_validate(raw)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        raise InvalidInput(".".join(str(p) for p in err["loc"]) or "body", err["msg"]) from exc
+
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def _errors(handler: Handler) -> Handler:
+    @functools.wraps(handler)
+    async def wrapped(request: web.Request) -> web.StreamResponse:
+        try:
+            return await handler(request)
+        except InvalidInput as exc:
+            return web.json_response({"error": "bad_parameter", "parameter": exc.field, "detail": exc.problem},
+                                     status=400)
+        except NotFound as exc:
+            return web.json_response({"error": "not_found", "detail": str(exc)}, status=404)
+        except Conflict as exc:
+            return web.json_response({"error": "conflict", "detail": str(exc)}, status=409)
+    return wrapped
+
+
+def _id(request: web.Request) -> int:
+    return int(request.match_info["id"])
+
+
+def _gateway_id(request: web.Request) -> str:
+    gw = request.match_info["gw"]
+    if not _GATEWAY_ID.fullmatch(gw):
+        raise InvalidInput("gateway", f"not a gateway id ({wire.GATEWAY_ID_PATTERN})")
+    return gw
+
+
+async def _apply(request: web.Request, operation: Any, status: int = 200) -> web.Response:
+    outcome = await request.app[ACCESS].apply(operation)
+    return web.json_response(outcome.body, status=status)
+
+
+@_errors
+async def create_building(request: web.Request) -> web.Response:
+    body = await _body(request, BuildingIn)
+    return await _apply(request, lambda conn, now: registry.create_building(conn, now, body.name), 201)
+
+
+@_errors
+async def create_person(request: web.Request) -> web.Response:
+    body = await _body(request, PersonIn)
+    return await _apply(request, lambda conn, now: registry.create_person(conn, now, body.display_name), 201)
+
+
+@_errors
+async def assign_gateway(request: web.Request) -> web.Response:
+    gw = _gateway_id(request)
+    body = await _body(request, GatewayBuildingIn)
+    return await _apply(request, lambda conn, now: registry.assign_gateway(conn, now, gw, body.building_id))
+
+
+@_errors
+async def create_registration(request: web.Request) -> web.Response:
+    b = await _body(request, RegistrationIn)
+    return await _apply(request, lambda conn, now: registry.create_registration(
+        conn, now, b.person_id, b.building_id, b.valid_from, b.valid_until), 201)
+
+
+@_errors
+async def end_registration(request: web.Request) -> web.Response:
+    reg_id = _id(request)
+    return await _apply(request, lambda conn, now: registry.end_registration(conn, now, reg_id))
+
+
+@_errors
+async def issue_credential(request: web.Request) -> web.Response:
+    b = await _body(request, CredentialIn)
+    value = b.value.upper() if b.format == "em4100" else b.value
+    if b.format == "em4100" and not _EM4100.fullmatch(value):
+        raise InvalidInput("value", "an em4100 card number is 10 hexadecimal digits")
+    return await _apply(request, lambda conn, now: registry.issue_credential(
+        conn, now, b.registration_id, b.format, value, list(b.doors)), 201)
+
+
+@_errors
+async def revoke_credential(request: web.Request) -> web.Response:
+    cred_id = _id(request)
+    return await _apply(request, lambda conn, now: registry.revoke_credential(conn, now, cred_id))
+
+
+@_errors
+async def gateway_allowlist(request: web.Request) -> web.Response:
+    gw = _gateway_id(request)
+    settings = request.app[SETTINGS]
+    keep = timedelta(days=settings.allowlist_revoked_keep_days)
+    body = await asyncio.to_thread(_allowlist_doc, request.app[ENGINE], gw, keep)
+    return web.json_response(body)
+
+
+def _allowlist_doc(engine: sa.Engine, gw: str, keep: timedelta) -> dict[str, Any]:
+    with engine.connect() as conn:
+        row = conn.execute(
+            sa.select(gateways.c.building_id, allowlist_versions.c.published_version,
+                      allowlist_versions.c.published_at)
+            .outerjoin(allowlist_versions, allowlist_versions.c.gateway_id == gateways.c.id)
+            .where(gateways.c.id == gw)
+        ).first()
+        if row is None:
+            raise NotFound("gateway", gw)
+        snapshot = allowlists.read_snapshot(conn, gw, datetime.now(UTC), keep)
+    building_id, published_version, published_at = row
+    return {
+        "gateway": gw, "building_id": building_id,
+        "version": snapshot.version if snapshot else None,
+        "published_version": published_version,
+        "published_at": published_at.isoformat() if published_at else None,
+        "entries": snapshot.entries if snapshot else [],
+        "revoked": snapshot.revoked if snapshot else [],
+    }
+
+
+@_errors
+async def allowlist_keys(request: web.Request) -> web.Response:
+    service = request.app[ACCESS]
+    if service.key is None:
+        return web.json_response({"error": "no_signing_key", "detail": service.key_problem}, status=503)
+    return web.json_response({"keys": {service.key.key_id: service.key.public_b64}, "active": service.key.key_id})
+
+
+def setup(app: web.Application, *, mqtt: bool) -> None:
+    """Routes, and the access service (publishing over MQTT when ``mqtt``)."""
+    app.cleanup_ctx.append(functools.partial(_access_ctx, mqtt=mqtt))
+    r = app.router
+    r.add_post("/api/v1/buildings", create_building)
+    r.add_put("/api/v1/gateways/{gw}/building", assign_gateway)
+    r.add_get("/api/v1/gateways/{gw}/allowlist", gateway_allowlist)
+    r.add_post("/api/v1/persons", create_person)
+    r.add_post("/api/v1/registrations", create_registration)
+    r.add_post(r"/api/v1/registrations/{id:\d+}/end", end_registration)
+    r.add_post("/api/v1/credentials", issue_credential)
+    r.add_post(r"/api/v1/credentials/{id:\d+}/revoke", revoke_credential)
+    r.add_get("/api/v1/allowlist-keys", allowlist_keys)
+
+
+async def _access_ctx(app: web.Application, *, mqtt: bool) -> AsyncIterator[None]:
+    settings = app[SETTINGS]
+    key: SigningKey | None = None
+    problem: str | None = None
+    try:
+        key = await asyncio.to_thread(load_signing_key, settings)
+        log.info("allowlists signed with key id %s, public key %s", key.key_id, key.public_b64)
+    except SigningKeyUnavailable as exc:
+        problem = str(exc)
+        log.error("%s", problem)
+    publisher = AllowlistPublisher(settings, app[ENGINE], key) if mqtt else None
+    app[ACCESS] = AccessService(app[ENGINE], key, problem, publisher)
+    task = asyncio.create_task(publisher.run(), name="allowlist-publisher") if publisher else None
+    yield
+    if task is not None:
+        task.cancel()
+        try:
+            await task
+        except asyncio.CancelledError:
+            pass
+        except Exception:  # noqa: BLE001 - report, but let the rest shut down
+            log.exception("allowlist publisher failed")
