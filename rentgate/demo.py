@@ -28,6 +28,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from rentgate import demo_osdp
+
 log = logging.getLogger(__name__)
 
 GATEWAY_ID = "demo-bldg-0001"
@@ -51,7 +53,10 @@ def register(subparsers: Any) -> None:
     p.add_argument("--http-port", type=int, default=8080, help="server port (a free one if taken)")
     p.add_argument("--rate-per-min", type=float, default=60.0, help="swipes per minute for the building")
     p.add_argument("--tenants", type=int, default=24)
-    p.add_argument("--quiet-line", action="store_true", help="no serial line noise")
+    p.add_argument("--quiet-line", action="store_true", help="no serial line noise (EM4100 building)")
+    p.add_argument("--readers", choices=("osdp", "em4100"), default="osdp",
+                   help="osdp: RS-485 readers with locks, door contacts and access decisions (default); "
+                        "em4100: read-only 125 kHz readers on serial lines")
     p.set_defaults(func=_run)
 
 
@@ -70,6 +75,7 @@ def _run(args: argparse.Namespace) -> int:
         tenants=args.tenants,
         noise=not args.quiet_line,
         duration_s=args.duration,
+        readers=args.readers,
     )
     try:
         result = demo.run()
@@ -122,6 +128,7 @@ class Demo:
     tenants: int
     noise: bool
     duration_s: float | None
+    readers: str = "osdp"
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
 
     @property
@@ -145,14 +152,24 @@ class Demo:
                 "--mqtt-url", mqtt_url, "--host", "127.0.0.1", "--port", str(self.http_port),
             ])
             _wait(lambda: self._get("/healthz") is not None, 30, "the server", self.procs)
-            sim_cfg = self._write_sim_config()
-            sim_args = ["sim", "building", "--config", str(sim_cfg), "--json"]
+            if self.readers == "osdp":
+                public_keys = demo_osdp.register_tenants(self.url, GATEWAY_ID)
+                sim_cfg = self._write("building.toml",
+                                      demo_osdp.sim_config(self.data_dir, self.duration_s,
+                                                           min(self.rate_per_min, demo_osdp.MAX_RATE_PER_MIN)))
+                sim_args = ["sim", "osdp-building", "--config", str(sim_cfg), "--json"]
+                links = [self.data_dir / demo_osdp.LINK]
+                devices = demo_osdp.gateway_devices(self.data_dir, public_keys)
+            else:
+                sim_cfg = self._write_sim_config()
+                sim_args = ["sim", "building", "--config", str(sim_cfg), "--json"]
+                links = [self.data_dir / "door-a", self.data_dir / "door-b"]
+                devices = self._em4100_devices()
             if self.duration_s is not None:
                 sim_args += ["--duration", str(self.duration_s)]
             self._spawn("sim", sim_args, stdout=subprocess.PIPE)
-            links = [self.data_dir / "door-a", self.data_dir / "door-b"]
             _wait(lambda: all(p.exists() for p in links), 20, "the simulated readers", self.procs)
-            self._spawn("gateway", ["gateway", "--config", str(self._write_gateway_config(mqtt_url))])
+            self._spawn("gateway", ["gateway", "--config", str(self._write_gateway_config(mqtt_url, devices))])
             _wait(self._gateway_online, 30, "the gateway to come online", self.procs)
             log.info("rentgate demo is running: %s  (events: %s/api/v1/events, gateways: %s/api/v1/gateways)",
                      self.url, self.url, self.url)
@@ -177,7 +194,7 @@ class Demo:
                 page = self._events_page(after, limit=200)
                 for ev in page["events"]:
                     stored += 1
-                    what = ev["credential"]["value"] if ev["credential"] else json.dumps(ev["data"])
+                    what = _describe(ev)
                     print(f"{ev['occurred_at'][11:19]}  {ev['door'] or ev['device']:<8} {ev['kind']:<15} {what}"
                           f"  (gateway {ev['gateway_id']} seq {ev['seq']})", flush=True)
                 after = page.get("next") or (page["events"][-1]["id"] if page["events"] else after)
@@ -197,6 +214,11 @@ class Demo:
         if sim.returncode != 0:
             raise DemoError(f"the simulated building exited with code {sim.returncode}")
         stats = json.loads(out.decode().strip().splitlines()[-1])
+        if self.readers == "osdp":
+            _wait(self._drained, 60, "the gateway's outbox to drain", {"gateway": self.procs["gateway"]})
+            events = self._all_events()
+            return {"duration_s": self.duration_s, "readers": "osdp",
+                    **demo_osdp.judge(stats["expected"], events), "server": self.url}
         expected = Counter((door, card) for door, card in stats["expected_reads"])
         _wait(self._drained, 60, "the gateway's outbox to drain", {"gateway": self.procs["gateway"]})
         stored = Counter(self._stored_reads())
@@ -273,6 +295,21 @@ class Demo:
             raise DemoError("the server stopped answering")
         return dict(json.loads(body))
 
+    def _all_events(self) -> list[dict[str, Any]]:
+        events: list[dict[str, Any]] = []
+        after: Any = None
+        while True:
+            page = self._events_page(after, extra=f"&gateway={GATEWAY_ID}")
+            events.extend(page["events"])
+            after = page.get("next")
+            if not after:
+                return events
+
+    def _write(self, name: str, text: str) -> Path:
+        path = self.data_dir / name
+        path.write_text(text)
+        return path
+
     def _stored_reads(self) -> list[tuple[str, str]]:
         reads: list[tuple[str, str]] = []
         after: Any = None
@@ -326,8 +363,8 @@ repeats = 3
         path.write_text(text)
         return path
 
-    def _write_gateway_config(self, mqtt_url: str) -> Path:
-        devices = "".join(
+    def _em4100_devices(self) -> str:
+        return "".join(
             f"""
 [[devices]]
 type = "em4100"
@@ -337,11 +374,26 @@ port = "{self.data_dir / door}"
 """
             for door in ("door-a", "door-b")
         )
+
+    def _write_gateway_config(self, mqtt_url: str, devices: str) -> Path:
         text = f"""gateway_id = "{GATEWAY_ID}"
 mqtt_url = "{mqtt_url}"
 data_dir = "{self.data_dir / 'gateway'}"
 heartbeat_s = 2
 {devices}"""
-        path = self.data_dir / "gateway.toml"
-        path.write_text(text)
-        return path
+        return self._write("gateway.toml", text)
+
+
+def _describe(ev: dict[str, Any]) -> str:
+    data = ev.get("data") or {}
+    if ev["credential"]:
+        card = ev["credential"]["value"]
+        if data.get("decision") == "granted":
+            return f"{card}  granted"
+        if data.get("decision") == "denied":
+            return f"{card}  DENIED ({data.get('reason')})"
+        return str(card)
+    if ev["kind"] == "door_state":
+        state = data.get("state")
+        return f"door {state}" + ("  ALARM" if state in ("forced", "held_open") else "")
+    return json.dumps(data, ensure_ascii=False)

@@ -216,7 +216,7 @@ class EventBatch(_Model):
 
 
 _batch_adapter = TypeAdapter(EventBatch)
-_event_adapter: TypeAdapter[Event] = TypeAdapter(Event)  # type: ignore[arg-type]
+_event_adapter: TypeAdapter[Event] = TypeAdapter(Event)  # type: ignore[arg-type, unused-ignore]
 
 
 def decode_events(payload: bytes | str, topic_gateway: str | None = None) -> list[Event]:
@@ -510,7 +510,7 @@ class AllowlistRequest(_Model):
 
 
 _signed_allowlist_adapter = TypeAdapter(SignedAllowlist)
-_allowlist_update_adapter: TypeAdapter[AllowlistUpdate] = TypeAdapter(AllowlistUpdate)  # type: ignore[arg-type]
+_allowlist_update_adapter: TypeAdapter[AllowlistUpdate] = TypeAdapter(AllowlistUpdate)  # type: ignore[arg-type, unused-ignore]
 _allowlist_request_adapter = TypeAdapter(AllowlistRequest)
 
 

@@ -48,11 +48,27 @@ def _time(value: datetime | str | None) -> str:
     return value.astimezone().strftime("%m-%d %H:%M:%S")
 
 
-def _detail(row: dict[str, Any]) -> str:
-    if row["kind"] == "card_read":
-        return mask_card(row["credential_value"])
+def _detail(row: dict[str, Any], t: dict[str, str]) -> str:
     data = row.get("data") or {}
+    if row["kind"] == "card_read":
+        card = mask_card(row["credential_value"])
+        decision = data.get("decision")
+        if decision == "granted":
+            return f"{card} · {t['granted']}"
+        if decision == "denied":
+            reason = data.get("reason")
+            return f"{card} · {t['denied']}: {t.get(f'reason.{reason}', str(reason))}"
+        return card
+    if row["kind"] == "door_state":
+        return t.get(f"door.{data.get('state')}", str(data.get("state")))
     return ", ".join(f"{k}={v}" for k, v in sorted(data.items()))
+
+
+def _row_class(row: dict[str, Any]) -> str:
+    data = row.get("data") or {}
+    if data.get("decision") == "denied" or data.get("state") in ("forced", "held_open"):
+        return "off"
+    return ""
 
 
 def render(lang: str, gws: list[dict[str, Any]], rows: list[dict[str, Any]]) -> str:
@@ -72,7 +88,7 @@ def render(lang: str, gws: list[dict[str, Any]], rows: list[dict[str, Any]]) -> 
     ) or f"<tr><td colspan='6'>{t['none']}</td></tr>"
     ev_rows = "".join(
         f"<tr><td>{_time(r['occurred_at'])}</td><td>{escape(r['door'] or r['device'])}</td>"
-        f"<td>{escape(t.get(r['kind'], r['kind']))}</td><td>{escape(_detail(r))}</td></tr>"
+        f"<td>{escape(t.get(r['kind'], r['kind']))}</td><td class='{_row_class(r)}'>{escape(_detail(r, t))}</td></tr>"
         for r in rows
     ) or f"<tr><td colspan='4'>{t['none']}</td></tr>"
     return f"""<!doctype html>

@@ -50,3 +50,19 @@ async def test_chinese_browser_that_also_accepts_english_stays_chinese(client: C
 @pytest.mark.parametrize("value, masked", [("0A1B2C3D4E", "0A1B****4E"), ("ABC", "***"), ("", "")])
 def test_card_numbers_are_masked(value: str, masked: str) -> None:
     assert mask_card(value) == masked
+
+
+async def test_decisions_and_door_alarms_are_shown_in_words(sqlite_engine: sa.Engine, sqlite_url: str,
+                                                            aiohttp_client: MakeClient) -> None:
+    from rentgate import wire
+    from tests.server.helpers import T0
+
+    denied = wire.CardRead(gw="gw-a", seq=2, device="r", door="east-gate", ts=T0, decision="denied",
+                           reason="revoked", credential=wire.Credential(format="wiegand26", value="90:999"))
+    forced = wire.DoorState(gw="gw-a", seq=3, device="r", door="east-gate", ts=T0, state="forced")
+    EventStore(sqlite_engine).commit([message("gw-a", batch("gw-a", [denied, forced]))])
+    client = await aiohttp_client(make_app(ServerSettings(database_url=sqlite_url), ingest=False))
+    html = await (await client.get("/")).text()
+    assert "拒绝: 已注销" in html and "强行开门（报警）" in html
+    html = await (await client.get("/", params={"lang": "en"})).text()
+    assert "denied: revoked" in html and "forced open (alarm)" in html
