@@ -6,13 +6,18 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
+import os
 import random
+import subprocess
 import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -25,13 +30,131 @@ import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
 
 from bench.measure import percentile
+from bench.stack import REPO, BenchError, _stop_process, _wait_server_online
 from gateway.access import AccessConfig, AccessController, AllowlistStore
 from rentgate import signing, wire
 from rentgate.wire import AllowlistEntry, AllowlistSnapshot, Credential
-from tests.services import Mosquitto, ServiceMissing
+from tests.services import Mosquitto, PostgresCluster, ServiceMissing, free_port
 
 GW = "gw-bench-door"
+REVOKE_GW = "gw-bench-revoke"
 KEY_ID = "bench"
+
+
+@dataclass
+class DoorStack:
+    """Mosquitto, PostgreSQL and the rentgate server (a subprocess) signing allowlists with ``key_file``."""
+
+    broker: Mosquitto
+    database_url: str
+    server: subprocess.Popen[bytes]
+    server_url: str
+    server_log: Path
+
+    @property
+    def mqtt_url(self) -> str:
+        return self.broker.url
+
+
+@dataclass
+class DoorPath:
+    times_ms: list[float]
+    stored: int  # decisions made durable in the outbox with the broker down
+    delivered_s: float | None  # broker back → every one acknowledged by the server
+
+
+@contextlib.contextmanager
+def door_stack(workdir: Path) -> Iterator[DoorStack]:
+    """Like ``bench.stack.running_stack`` on PostgreSQL, plus what the access API
+    needs: a signing key (a PostgreSQL server never generates one) and a known HTTP port."""
+    with contextlib.ExitStack() as stack:
+        broker = Mosquitto(workdir / "mosquitto")
+        broker.start()
+        stack.callback(lambda: broker.stop() if broker.running else None)
+        cluster = PostgresCluster()
+        stack.callback(cluster.destroy)
+        cluster.start()
+        url = cluster.url(cluster.create_database("bench_door"))
+        key_file = workdir / "allowlist-key.pem"
+        key_file.write_text(signing.private_key_pem(signing.generate_private_key()))
+        port = free_port()
+        server_log = workdir / "server.log"
+        log_file = stack.enter_context(open(server_log, "ab"))
+        env = dict(os.environ, RENTGATE_MQTT_CLIENT_ID="rentgate-bench-door-server",
+                   RENTGATE_ALLOWLIST_KEY_FILE=str(key_file))
+        server = subprocess.Popen(
+            [sys.executable, "-m", "rentgate", "server", "--upgrade", "--database-url", url,
+             "--mqtt-url", broker.url, "--host", "127.0.0.1", "--port", str(port)],
+            cwd=REPO, env=env, stdin=subprocess.DEVNULL, stdout=log_file, stderr=log_file, start_new_session=True)
+        stack.callback(_stop_process, server, "server")
+        _wait_server_online(broker, server, server_log)
+        yield DoorStack(broker, url, server, f"http://127.0.0.1:{port}", server_log)
+
+
+def api(stack: DoorStack, method: str, path: str, body: object = None) -> Any:
+    """One access API call (the bench's landlord); any non-2xx is a BenchError."""
+    import urllib.error
+    import urllib.request
+
+    data = None if body is None else json.dumps(body).encode()
+    req = urllib.request.Request(stack.server_url + path, data=data, method=method,
+                                 headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            return json.loads(resp.read() or b"null")
+    except urllib.error.HTTPError as exc:
+        raise BenchError(f"{method} {path} answered {exc.code}: {exc.read()[:500]!r}") from exc
+
+
+def revocations(stack: DoorStack, workdir: Path, n: int) -> list[float]:
+    """Registration ended on the server (the HTTP call starts the clock) → the
+    same card denied as ``revoked`` by a connected gateway, ``n`` times, each
+    with a fresh tenant and card. The gateway is a real ``GatewayApp`` with
+    access on, subscribed to its allowlist topics through the stack's broker."""
+    import asyncio
+
+    from gateway.app import GatewayApp
+    from gateway.config import GatewayConfig
+
+    keys = api(stack, "GET", "/api/v1/allowlist-keys")["keys"]
+    config = GatewayConfig.model_validate({
+        "gateway_id": REVOKE_GW, "mqtt_url": stack.mqtt_url, "data_dir": str(workdir / "gateway-revoke"),
+        "access": {"public_keys": keys},
+    })
+    building = api(stack, "POST", "/api/v1/buildings", {"name": "bench revocations"})["id"]
+    api(stack, "PUT", f"/api/v1/gateways/{REVOKE_GW}/building", {"building_id": building})
+
+    async def measure() -> list[float]:
+        app = GatewayApp(config)
+        task = asyncio.create_task(app.run(), name="bench-revoke-gateway")
+        await app.ready.wait()
+        access = app.access
+        assert access is not None
+
+        def reason(credential: Credential) -> str:
+            return access.decide("bench-reader", None, credential).reason
+
+        times_s: list[float] = []
+        try:
+            for i in range(n):
+                credential = Credential(format="em4100", value=f"{0xB0_0000_0000 + i:010X}")
+                person = (await asyncio.to_thread(api, stack, "POST", "/api/v1/persons",
+                                                  {"display_name": f"bench tenant {i}"}))["id"]
+                registration = (await asyncio.to_thread(api, stack, "POST", "/api/v1/registrations",
+                                                        {"person_id": person, "building_id": building}))["id"]
+                await asyncio.to_thread(api, stack, "POST", "/api/v1/credentials", {
+                    "registration_id": registration, "format": credential.format, "value": credential.value})
+                await _poll(lambda: reason(credential) == "granted", 30, f"card {credential.value} granted")
+                started = time.perf_counter()
+                await asyncio.to_thread(api, stack, "POST", f"/api/v1/registrations/{registration}/end")
+                await _poll(lambda: reason(credential) == "revoked", 30, f"card {credential.value} revoked")
+                times_s.append(time.perf_counter() - started)
+        finally:
+            app.stop()
+            await task
+        return times_s
+
+    return asyncio.run(measure())
 
 
 def progress(text: str, *args: object) -> None:
@@ -44,11 +167,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--credentials", type=int, default=100_000)
     p.add_argument("--decisions", type=int, default=20_000)
     p.add_argument("--door-reads", type=int, default=500, help="card reads through a running gateway")
-    p.add_argument("--no-broker", action="store_true", help="skip the sync through Mosquitto")
+    p.add_argument("--revocations", type=int, default=30, help="cards revoked through the server's API")
+    p.add_argument("--no-broker", action="store_true",
+                   help="skip everything that needs Mosquitto and PostgreSQL (broker sync, revocation, "
+                        "offline delivery)")
     p.add_argument("--quick", action="store_true", help="small numbers, for a smoke test")
     args = p.parse_args(argv)
     if args.quick:
-        args.credentials, args.decisions, args.door_reads = 5_000, 2_000, 100
+        args.credentials, args.decisions, args.door_reads, args.revocations = 5_000, 2_000, 100, 10
     return args
 
 
@@ -151,11 +277,12 @@ def decisions(store: AllowlistStore, n: int, credentials: int) -> list[float]:
 
 
 def door_path(store_path: Path, keys: dict[str, signing.Ed25519PublicKey], workdir: Path, n: int,
-              credentials: int) -> tuple[list[float], int]:
-    """The whole path in a running gateway, with its MQTT broker unreachable:
-    card read handed to the gateway → decision → CardRead durable in the
-    outbox (synchronous=FULL) → the adapter told to unlock. Returns the
-    latencies and how many decisions ended up in the outbox."""
+              credentials: int, stack: DoorStack | None) -> DoorPath:
+    """The whole path in a running gateway, with its MQTT broker down: card
+    read handed to the gateway → decision → CardRead durable in the outbox
+    (synchronous=FULL) → the adapter told to unlock. With ``stack``, its broker
+    is stopped for the reads and started again afterwards, and the decisions
+    are then followed until the server has acknowledged every one."""
     import asyncio
     import shutil
 
@@ -167,13 +294,16 @@ def door_path(store_path: Path, keys: dict[str, signing.Ed25519PublicKey], workd
     # The gateway finds its allowlist where a synced one would be.
     shutil.copyfile(store_path, data_dir / "allowlist.sqlite3")
     config = GatewayConfig.model_validate({
-        "gateway_id": GW, "mqtt_url": "mqtt://127.0.0.1:9", "data_dir": str(data_dir),
+        "gateway_id": GW, "mqtt_url": stack.mqtt_url if stack else "mqtt://127.0.0.1:9",
+        "data_dir": str(data_dir), "outbox": {"ack_timeout_s": 5},
         "access": {"public_keys": {k: signing.public_key_b64(v) for k, v in keys.items()}},
     })
     rng = random.Random(5)
     presented = [Credential(format="em4100", value=f"{rng.randrange(credentials):010X}") for _ in range(n)]
+    if stack is not None:
+        stack.broker.stop()
 
-    async def measure() -> tuple[list[float], int]:
+    async def measure() -> DoorPath:
         app = GatewayApp(config)
         task = asyncio.create_task(app.run(), name="bench-gateway")
         await app.ready.wait()
@@ -192,11 +322,45 @@ def door_path(store_path: Path, keys: dict[str, signing.Ed25519PublicKey], workd
             await done.wait()
             await asyncio.sleep(0.002)  # paced: people, not a flood
         stored = app.outbox.depth() - before
+        delivered_s: float | None = None
+        if stack is not None:
+            progress("broker back: waiting for the server to acknowledge %d offline decisions", stored)
+            started = time.perf_counter()
+            await asyncio.to_thread(stack.broker.start)
+            outbox = app.outbox
+            await _poll(lambda: outbox.depth() == 0, 120, "the gateway's outbox to drain after the outage")
+            delivered_s = time.perf_counter() - started
         app.stop()
         await task
-        return times_ms, stored
+        return DoorPath(times_ms, stored, delivered_s)
 
     return asyncio.run(measure())
+
+
+async def _poll(predicate: Callable[[], bool], timeout: float, what: str, interval: float = 0.005) -> None:
+    import asyncio
+
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() >= deadline:
+            raise BenchError(f"timed out after {timeout:g} s waiting for {what}")
+        await asyncio.sleep(interval)
+
+
+def stored_decisions(database_url: str, gateway_id: str) -> tuple[int, int]:
+    """``(card reads stored with a decision, distinct sequence numbers among them)`` for ``gateway_id``."""
+    import sqlalchemy as sa
+
+    engine = sa.create_engine(database_url)
+    try:
+        with engine.connect() as conn:
+            rows = conn.execute(sa.text(
+                "SELECT seq, data FROM events WHERE gateway_id = :gw AND kind = 'card_read'"
+            ), {"gw": gateway_id}).all()
+    finally:
+        engine.dispose()
+    decided = [seq for seq, data in rows if (json.loads(data) if isinstance(data, str) else data).get("decision")]
+    return len(decided), len(set(decided))
 
 
 def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
@@ -208,15 +372,31 @@ def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     times = decisions(store, args.decisions, args.credentials)
     store_path = Path(store.path)
     store.close()
-    progress("door path in a running gateway with the broker down: %d card reads", args.door_reads)
-    path_times, offline_stored = door_path(store_path, keys, workdir, args.door_reads, args.credentials)
     broker_s: float | None = None
-    broker_note = None
-    if not args.no_broker:
-        try:
-            broker_s = sync_through_broker(entries, key, keys, workdir)
-        except ServiceMissing as exc:
-            broker_note = str(exc)
+    skipped: str | None = "--no-broker" if args.no_broker else None
+    revoke_s: list[float] = []
+    offline_ok: int | None = None
+    offline_unique: int | None = None
+    with contextlib.ExitStack() as services:
+        stack: DoorStack | None = None
+        if not args.no_broker:
+            try:
+                broker_s = sync_through_broker(entries, key, keys, workdir)
+                progress("starting Mosquitto, PostgreSQL and the server")
+                stack = services.enter_context(door_stack(workdir))
+            except ServiceMissing as exc:
+                skipped = str(exc)
+        if stack is not None:
+            progress("revocation through the server's API: %d cards", args.revocations)
+            revoke_s = revocations(stack, workdir, args.revocations)
+            progress("revocation p50 %.3f s, p99 %.3f s", percentile(revoke_s, 50), percentile(revoke_s, 99))
+        progress("door path in a running gateway with the broker down: %d card reads", args.door_reads)
+        path = door_path(store_path, keys, workdir, args.door_reads, args.credentials, stack)
+        if stack is not None:
+            offline_ok, offline_unique = stored_decisions(stack.database_url, GW)
+            progress("offline decisions: %d made, %d stored at the server (%d distinct)", path.stored,
+                     offline_ok, offline_unique)
+    revocation_p99 = percentile(revoke_s, 99)
     return {
         "credentials": args.credentials,
         "decisions": args.decisions,
@@ -225,17 +405,30 @@ def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
         "allowlist_sync_s": round(broker_s if broker_s is not None else sync_s, 3),
         "allowlist_sync_in_process_s": round(sync_s, 3),
         "allowlist_sync_broker_s": None if broker_s is None else round(broker_s, 3),
-        "door_reads": len(path_times),
-        "door_path_ms_p50": round(percentile(path_times, 50) or 0.0, 3),
-        "door_path_ms_p99": round(percentile(path_times, 99) or 0.0, 3),
-        "offline_decisions_stored": offline_stored,
-        "revocation_s_p99": None,
-        "offline_decisions_ok": None,
+        "door_reads": len(path.times_ms),
+        "door_path_ms_p50": round(percentile(path.times_ms, 50) or 0.0, 3),
+        "door_path_ms_p99": round(percentile(path.times_ms, 99) or 0.0, 3),
+        "offline_decisions_stored": path.stored,
+        "offline_decisions_made": len(path.times_ms),
+        "offline_decisions_ok": offline_ok,
+        "offline_duplicates": None if offline_ok is None or offline_unique is None else offline_ok - offline_unique,
+        "offline_delivery_s": None if path.delivered_s is None else round(path.delivered_s, 3),
+        "revocations": len(revoke_s),
+        "revocation_s_p50": None if not revoke_s else round(percentile(revoke_s, 50) or 0.0, 3),
+        "revocation_s_p99": None if revocation_p99 is None else round(revocation_p99, 3),
+        "targets_met": {
+            "decision_ms_p99": (percentile(times, 99) or 0.0) <= 5,
+            "revocation_s_p99": None if revocation_p99 is None else revocation_p99 <= 2,
+            "allowlist_sync_s": (broker_s if broker_s is not None else sync_s) <= 3,
+            "offline_decisions_ok": None if offline_ok is None else offline_ok == len(path.times_ms)
+            and offline_ok == offline_unique,
+        },
         "note": "decision_ms is AccessController.decide alone; door_path_ms is a card read handed to a running "
-                "gateway (broker unreachable) until the lock is told to open, with the decision made durable "
-                "in the outbox (synchronous=FULL) first; revocation_s_p99 and offline_decisions_ok (delivered "
-                "after the outage) need the server's credential publishing, not yet measured"
-                + (f"; broker sync skipped: {broker_note}" if broker_note else ""),
+                "gateway (broker stopped) until the lock is told to open, with the decision made durable "
+                "in the outbox (synchronous=FULL) first; offline_decisions_ok counts those decisions stored by "
+                "the server (PostgreSQL) once the broker is back; revocation_s is POST registrations/{id}/end "
+                "until a connected gateway's decision for the card is revoked"
+                + (f"; server phases skipped: {skipped}" if skipped else ""),
     }
 
 

@@ -27,8 +27,10 @@ def mask_card(value: str | None) -> str:
     glance, not enough to clone one."""
     if not value:
         return ""
-    if len(value) <= 6:
+    if len(value) <= 3:
         return "*" * len(value)
+    if len(value) <= 6:  # a Wiegand "facility:card" such as 90:324
+        return "*" * (len(value) - 2) + value[-2:]
     return value[:4] + "*" * (len(value) - 6) + value[-2:]
 
 
@@ -40,12 +42,12 @@ def recent_events(engine: sa.Engine, limit: int = RECENT_LIMIT) -> list[dict[str
         return [dict(r) for r in conn.execute(query).mappings()]
 
 
-def _time(value: datetime | str | None) -> str:
+def _time(value: datetime | str | None, fmt: str = "%m-%d %H:%M:%S") -> str:
     if value is None:
         return ""
     if isinstance(value, str):
         value = datetime.fromisoformat(value)
-    return value.astimezone().strftime("%m-%d %H:%M:%S")
+    return value.astimezone().strftime(fmt)
 
 
 def _detail(row: dict[str, Any], t: dict[str, str]) -> str:
@@ -87,10 +89,11 @@ def render(lang: str, gws: list[dict[str, Any]], rows: list[dict[str, Any]]) -> 
         for g in gws
     ) or f"<tr><td colspan='6'>{t['none']}</td></tr>"
     ev_rows = "".join(
-        f"<tr><td>{_time(r['occurred_at'])}</td><td>{escape(r['door'] or r['device'])}</td>"
-        f"<td>{escape(t.get(r['kind'], r['kind']))}</td><td class='{_row_class(r)}'>{escape(_detail(r, t))}</td></tr>"
+        f"<tr><td title='{_time(r['occurred_at'], '%Y-%m-%d')}'>{_time(r['occurred_at'], '%H:%M:%S')}</td>"
+        f"<td>{escape(r['door'] or r['device'])}</td>"
+        f"<td class='what {_row_class(r)}'>{escape(t.get(r['kind'], r['kind']))} · {escape(_detail(r, t))}</td></tr>"
         for r in rows
-    ) or f"<tr><td colspan='4'>{t['none']}</td></tr>"
+    ) or f"<tr><td colspan='3'>{t['none']}</td></tr>"
     return f"""<!doctype html>
 <html lang="{'zh-CN' if lang == 'zh' else 'en'}"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
@@ -101,7 +104,7 @@ body{{font-family:system-ui,"PingFang SC","Noto Sans CJK SC",sans-serif;margin:0
 h1{{font-size:1.2rem;margin:0 0 8px}} h2{{font-size:1rem;margin:16px 0 6px}}
 table{{width:100%;border-collapse:collapse;background:#fff;font-size:.9rem}}
 th,td{{padding:6px 8px;border-bottom:1px solid #e3e5e8;text-align:left;white-space:nowrap}}
-.wrap{{overflow-x:auto}} .on{{color:#0a7d32;font-weight:600}} .off{{color:#b3261e;font-weight:600}}
+.wrap{{overflow-x:auto}} table.events{{table-layout:fixed}} table.events td{{overflow:hidden;text-overflow:ellipsis}} td.what{{white-space:normal}} .on{{color:#0a7d32;font-weight:600}} .off{{color:#b3261e;font-weight:600}}
 header{{display:flex;justify-content:space-between;align-items:baseline}} small{{color:#666}}
 </style></head><body>
 <header><h1>{t['title']}</h1><a href="?lang={other}">{t['switch']}</a></header>
@@ -109,7 +112,8 @@ header{{display:flex;justify-content:space-between;align-items:baseline}} small{
 <h2>{t['gateways']}</h2>
 <div class="wrap"><table><tr><th>{t['gateway']}</th><th>{t['state']}</th><th>{t['last_seen']}</th><th>{t['outbox']}</th><th>{t['oldest']}</th><th>{t['gaps']}</th></tr>{gw_rows}</table></div>
 <h2>{t['recent']}</h2>
-<div class="wrap"><table><tr><th>{t['time']}</th><th>{t['door']}</th><th>{t['kind']}</th><th>{t['detail']}</th></tr>{ev_rows}</table></div>
+<div class="wrap"><table class="events"><colgroup><col style="width:6.5em"><col style="width:22%"><col></colgroup>
+<tr><th>{t['time']}</th><th>{t['door']}</th><th>{t['detail']}</th></tr>{ev_rows}</table></div>
 </body></html>"""
 
 

@@ -469,3 +469,148 @@ def assert_exactly_once(expected_reads: Iterable[Read], stored_reads: Iterable[R
     lines += [f"  missing x{n}: door={door} card={card}" for (door, card), n in sorted(missing.items())]
     lines += [f"  extra   x{n}: door={door} card={card}" for (door, card), n in sorted(extra.items())]
     raise AssertionError("\n".join(lines))
+
+
+# --------------------------------------------------------------------------- access control
+
+
+@contextmanager
+def _environment(**values: str) -> Iterator[None]:
+    """``os.environ`` with ``values`` set while a child is spawned (children inherit it)."""
+    saved = {name: os.environ.get(name) for name in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for name, old in saved.items():
+            if old is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = old
+
+
+class AccessServer(Server):
+    """A :class:`Server` that signs allowlists with a key of the test's own and
+    is driven through its HTTP API like a landlord's tool would."""
+
+    def __init__(self, system: System, *, database_url: str, mqtt_url: str) -> None:
+        super().__init__(system, database_url=database_url, mqtt_url=mqtt_url)
+        from rentgate import signing
+
+        self.key_file = system.workdir / "allowlist-key.pem"
+        self.key_file.write_text(signing.private_key_pem(signing.generate_private_key()))
+
+    def start(self, *, wait: bool = True, timeout: float = 30.0) -> None:
+        with _environment(RENTGATE_ALLOWLIST_KEY_FILE=str(self.key_file)):
+            super().start(wait=wait, timeout=timeout)
+
+    def call(self, method: str, path: str, body: object = None, *, expect: int | None = None) -> Any:
+        """The JSON answer of ``method path``; fails with every log if the status is not ``expect``
+        (any 2xx when None)."""
+        data = None if body is None else json.dumps(body).encode()
+        req = urllib.request.Request(self.url + path, data=data, method=method,
+                                     headers={"Content-Type": "application/json"})
+        try:
+            with urllib.request.urlopen(req, timeout=10) as resp:
+                status, raw = int(resp.status), resp.read()
+        except urllib.error.HTTPError as exc:
+            status, raw = exc.code, exc.read()
+        answer = json.loads(raw or b"null")
+        ok = status == expect if expect is not None else 200 <= status < 300
+        self.system.check(ok, f"{method} {path} {body!r} answered {status}: {answer}")
+        return answer
+
+    def public_keys(self) -> dict[str, str]:
+        """What a gateway's ``[access] public_keys`` should hold."""
+        return dict(self.call("GET", "/api/v1/allowlist-keys")["keys"])
+
+
+class AccessGateway(Gateway):
+    """A :class:`Gateway` with one OSDP line (readers ``{reader id: door}`` at
+    addresses 1, 2, ...) and an ``[access]`` table: it decides at the door."""
+
+    def __init__(self, system: System, *, mqtt_url: str, port: str, readers: dict[str, str],
+                 public_keys: dict[str, str], ack_timeout_s: float = 5.0, unlock_pulse_ms: int = 300,
+                 held_open_s: float = 30.0) -> None:
+        self.data_dir = system.workdir / "gateway"
+        self.outbox_path = self.data_dir / "outbox.sqlite3"
+        self.allowlist_path = self.data_dir / "allowlist.sqlite3"
+        keys = ", ".join(f'"{key_id}" = "{b64}"' for key_id, b64 in public_keys.items())
+        reader_tables = "".join(
+            f'\n[[devices.readers]]\nid = "{reader}"\ndoor = "{door}"\naddress = {address}\n'
+            for address, (reader, door) in enumerate(readers.items(), start=1)
+        )
+        config = system.workdir / "gateway.toml"
+        config.write_text(
+            f'gateway_id = "{GATEWAY_ID}"\nmqtt_url = "{mqtt_url}"\ndata_dir = "{self.data_dir}"\n'
+            f"heartbeat_s = 1\n\n[outbox]\nack_timeout_s = {ack_timeout_s}\n\n"
+            f"[access]\npublic_keys = {{ {keys} }}\nunlock_pulse_ms = {unlock_pulse_ms}\n"
+            f"held_open_s = {held_open_s}\n\n"
+            f'[[devices]]\ntype = "osdp"\nid = "osdp-line-1"\nport = "{port}"\nchannel_id = 1\n{reader_tables}'
+        )
+        self.devices = list(readers)
+        Proc.__init__(self, system, "gateway", ["gateway", "--config", str(config)], ready=self._devices_opened)
+        self._online_before = Counter()
+
+    def allowlist_version(self) -> int:
+        """The version of the allowlist the gateway holds on disk (0: none yet)."""
+        if not self.allowlist_path.exists():
+            return 0
+        db = sqlite3.connect(f"file:{self.allowlist_path}?mode=ro", uri=True, timeout=5)
+        try:
+            row = db.execute("SELECT value FROM meta WHERE key = 'version'").fetchone()
+        except sqlite3.OperationalError:
+            return 0  # not created yet
+        finally:
+            db.close()
+        return int(row[0]) if row else 0
+
+    def wait_allowlist(self, version: int, timeout: float = 10.0) -> float:
+        """Wait until the gateway holds ``version`` or newer; the seconds it took."""
+        started = time.monotonic()
+        self.system.wait_for(lambda: self.allowlist_version() >= version, timeout,
+                             f"allowlist version {version} at the gateway")
+        return time.monotonic() - started
+
+
+def add_access_server(system: System, *, database_url: str, mqtt_url: str) -> AccessServer:
+    server = AccessServer(system, database_url=database_url, mqtt_url=mqtt_url)
+    system.server = server
+    system._database_url = database_url
+    system.procs.append(server)
+    return server
+
+
+def add_access_gateway(system: System, *, mqtt_url: str, port: str, readers: dict[str, str],
+                       public_keys: dict[str, str], **options: Any) -> AccessGateway:
+    gateway = AccessGateway(system, mqtt_url=mqtt_url, port=port, readers=readers, public_keys=public_keys,
+                            **options)
+    system.gateway = gateway
+    system.procs.append(gateway)
+    return gateway
+
+
+Decided = tuple[str, str | None, str | None]
+"""``(credential_value, decision, reason)`` of one stored card read."""
+
+
+def stored_decisions(engine: sa.Engine, gateway_id: str = GATEWAY_ID) -> list[Decided]:
+    """Every ``card_read`` the server stored for ``gateway_id``, in sequence order, with its decision."""
+    with engine.connect() as conn:
+        rows = conn.execute(sa.text(
+            "SELECT credential_value, data FROM events WHERE gateway_id = :gw AND kind = 'card_read' ORDER BY seq"
+        ), {"gw": gateway_id})
+        decided: list[Decided] = []
+        for value, data in rows:
+            doc = json.loads(data) if isinstance(data, str) else data
+            decided.append((str(value), doc.get("decision"), doc.get("reason")))
+        return decided
+
+
+def stored_door_states(engine: sa.Engine, gateway_id: str = GATEWAY_ID) -> list[tuple[str | None, str]]:
+    """``(door, state)`` of every ``door_state`` event stored for ``gateway_id``, in sequence order."""
+    with engine.connect() as conn:
+        rows = conn.execute(sa.text(
+            "SELECT door, data FROM events WHERE gateway_id = :gw AND kind = 'door_state' ORDER BY seq"
+        ), {"gw": gateway_id})
+        return [(door, str((json.loads(d) if isinstance(d, str) else d)["state"])) for door, d in rows]
