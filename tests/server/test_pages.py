@@ -47,7 +47,8 @@ async def test_chinese_browser_that_also_accepts_english_stays_chinese(client: C
     assert '<html lang="zh-CN">' in html
 
 
-@pytest.mark.parametrize("value, masked", [("0A1B2C3D4E", "0A1B****4E"), ("ABC", "***"), ("", "")])
+@pytest.mark.parametrize("value, masked", [("0A1B2C3D4E", "0A1B****4E"), ("90:324", "****24"), ("ABC", "***"),
+                                           ("", "")])
 def test_card_numbers_are_masked(value: str, masked: str) -> None:
     assert mask_card(value) == masked
 
