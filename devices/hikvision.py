@@ -55,8 +55,11 @@ MAJOR_ALARM, MAJOR_EXCEPTION, MAJOR_OPERATION, MAJOR_EVENT = 1, 2, 3, 5
 # terminal itself concluded; the gateway decides on its own, this is context.
 _PASS = frozenset({0x01, 0x02, 0x26, 0x4B, 0x4D, 0x50, 0x68})
 _FAIL = frozenset({0x03, 0x06, 0x07, 0x08, 0x09, 0x0A, 0x27, 0x4C, 0x4E, 0x51, 0x69})
-# Door open / closed / forced / held open: reported, not yet turned into events.
-_DOOR = frozenset({0x15, 0x16, 0x17, 0x18})
+# Door open / closed / forced (opened abnormally) / held open (open timeout),
+# HCNetSDK MINOR_DOOR_OPEN_NORMAL, _CLOSE_NORMAL, _OPEN_ABNORMAL, _OPEN_TIMEOUT.
+DOOR_STATES: dict[int, Literal["open", "closed", "forced", "held_open"]] = {
+    0x15: "open", 0x16: "closed", 0x17: "forced", 0x18: "held_open"}
+_DOOR = frozenset(DOOR_STATES)
 
 _MAX_CARD_CHARS = 32
 

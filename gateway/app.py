@@ -13,13 +13,13 @@ import signal
 import uuid
 from collections.abc import Callable
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any
 
 from gateway.access.doors import DoorEvent
 from gateway.access.runtime import AccessRuntime
 from gateway.config import GatewayConfig
 from gateway.devices import DeviceConfigBase, make_adapter
-from gateway.devices.base import Respond
+from gateway.devices.base import DoorStateName, Respond
 from gateway.errors import GatewayError
 from gateway.outbox import DropReport, EventMaker, new_outbox_first_seq
 from gateway.sender import Sender
@@ -30,7 +30,6 @@ from rentgate.mqtt import LinkSettings, MqttLink, Will
 log = logging.getLogger(__name__)
 
 _BOUNDS_INTERVAL_MAX_S = 60.0
-DoorStateName = Literal["open", "closed", "forced", "held_open"]
 
 
 class GatewayApp:
@@ -319,6 +318,12 @@ class _DeviceSink:
 
     def door_contact(self, is_open: bool) -> None:
         self._hand_over(self._app.door_contact, self._device, self._door, is_open)
+
+    def door_state(self, state: DoorStateName) -> None:
+        if self._door is None:
+            log.warning("device %s reported door state %s but has no door configured", self._device, state)
+            return
+        self._hand_over(self._app._record_door, self._device, self._door, state)
 
     def device_status(self, online: bool, detail: str | None = None, bad_frames: int | None = None) -> None:
         ts, device, door = wire.utcnow(), self._device, self._door

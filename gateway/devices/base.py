@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Protocol, TypeVar, cast, runtime_checkable
+from typing import Any, Literal, Protocol, TypeVar, cast, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict
 
@@ -23,6 +23,7 @@ class DeviceConfigBase(BaseModel):
     door: wire.DeviceId | None = None
 
 
+DoorStateName = Literal["open", "closed", "forced", "held_open"]
 # (granted, unlock seconds); called on the gateway's event loop.
 Respond = Callable[[bool, float], None]
 
@@ -37,7 +38,12 @@ class EventSink(Protocol):
         adapter then signals the reader and pulses the lock for ``unlock_s``."""
 
     def door_contact(self, is_open: bool) -> None:
-        """The door contact of this device's door opened or closed."""
+        """The door contact of this device's door opened or closed (the gateway
+        decides whether that was forced or held open)."""
+
+    def door_state(self, state: DoorStateName) -> None:
+        """A controller that judges its door itself (a face terminal driving
+        its own lock) reports the state as it saw it."""
 
     def device_status(self, online: bool, detail: str | None = None, bad_frames: int | None = None) -> None: ...
 

@@ -1,9 +1,10 @@
 """Hikvision terminals that push ISAPI event notifications ("HTTP listening")
 to a small HTTP server the gateway runs on its own loop.
 
-Card and face reads become ``card_read`` events. Door events (opened, forced,
-held open) are counted and logged but not yet reported: the door-state work
-will map them. Pictures are read off the socket and dropped unseen.
+Card and face reads become ``card_read`` events. Door events (opened, closed,
+forced, held open) become ``door_state`` events as the terminal judged them: it
+drives its own lock, so only it knows whether an opening was allowed. Pictures
+are read off the socket and dropped unseen.
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ if TYPE_CHECKING:
     from aiohttp import web
 
     from devices.hikvision import TerminalEvent
+
+from devices.hikvision import DOOR_STATES
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +67,7 @@ class PushStats:
     duplicates: int = 0
     rejected: int = 0
     forbidden: int = 0
-    door_events_ignored: int = 0
+    door_events: int = 0
     other_events: int = 0
 
 
@@ -148,9 +151,11 @@ class HikvisionAdapter:
         if event.kind == "access" and credential is not None:
             self.stats.reads += 1
             sink.card_read(credential)
-        elif event.kind == "door":
-            self.stats.door_events_ignored += 1
-            log.debug("hikvision %s: door event %d/%d not reported yet", self.config.id, event.major, event.minor)
+        elif event.kind == "door" and (state := DOOR_STATES.get(event.minor)) is not None:
+            # The terminal drives its own lock, so its judgement of the door
+            # (forced, held open) is the one that counts.
+            self.stats.door_events += 1
+            sink.door_state(state)
         else:
             self.stats.other_events += 1
 

@@ -14,9 +14,14 @@ class RecordingSink:
         self._lock = threading.Lock()
         self.reads: list[wire.Credential] = []
         self.statuses: list[tuple[bool, str | None, int | None]] = []
+        self.door_states: list[str] = []
 
     def door_contact(self, is_open: bool) -> None:
-        raise AssertionError("terminals report no door contacts yet")
+        raise AssertionError("terminals judge their doors themselves: door_state, not door_contact")
+
+    def door_state(self, state: str) -> None:
+        with self._lock:
+            self.door_states.append(state)
 
     def card_read(self, credential: wire.Credential, respond: object = None) -> None:
         with self._lock:

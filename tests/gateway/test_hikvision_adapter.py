@@ -12,6 +12,8 @@ from typing import Any
 import pytest
 
 from firmware_sim.hikvision_terminal import DOOR_OPEN, HikvisionTerminalSim, TerminalPostError
+
+DOOR_FORCED = 0x17  # HCNetSDK MINOR_DOOR_OPEN_ABNORMAL
 from gateway.config import GatewayConfig
 from gateway.devices.hikvision import HikvisionAdapter, HikvisionConfig
 from rentgate import wire
@@ -47,9 +49,11 @@ async def test_swipes_and_faces_become_reads_and_retries_are_deduped(multipart: 
         await terminal.swipe("3265421170")
         await terminal.face("1001", lose_response=True)  # the terminal posts it twice
         await terminal.door(DOOR_OPEN)
+        await terminal.door(DOOR_FORCED)
         assert sink.values() == [("raw", "C2A25F72"), ("terminal_person", "1001")]
-        assert terminal.statuses == [200, 200, 200, 200]
-        assert (adapter.stats.duplicates, adapter.stats.door_events_ignored) == (1, 1)
+        assert terminal.statuses == [200, 200, 200, 200, 200]
+        assert (adapter.stats.duplicates, adapter.stats.door_events) == (1, 2)
+        assert sink.door_states == ["open", "forced"]
         assert sink.statuses[0][0] is True
 
 
