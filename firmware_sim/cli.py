@@ -9,7 +9,7 @@ import sys
 import threading
 from collections.abc import Callable
 from types import FrameType
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 # Seconds the readers stay plugged in after the last swipe, so a gateway can
 # read the tail of the line before the ptys go away.
@@ -43,79 +43,72 @@ def register(subparsers: Any) -> None:
     osdp.set_defaults(func=_osdp_building)
 
 
+class _Sim(Protocol):
+    """What both simulated buildings offer the command line."""
+
+    def ports(self) -> dict[str, str]: ...
+
+    def pts(self) -> dict[str, str]: ...
+
+    def start(self) -> None: ...
+
+    def wait(self, timeout: float | None = None) -> bool: ...
+
+    def stop(self) -> None: ...
+
+    def close(self) -> None: ...
+
+
 def _building(args: argparse.Namespace) -> int:
     from firmware_sim.building import BuildingSim
     from firmware_sim.config import load_config
-    from firmware_sim.errors import SimConfigError
 
-    if args.duration is not None and args.duration <= 0:
-        print("error: --duration must be > 0", file=sys.stderr)
-        return 2
-    try:
-        config = load_config(args.config)
-    except SimConfigError as exc:
-        print(f"error: bad simulator config {exc}", file=sys.stderr)
-        return 2
-    try:
-        sim = BuildingSim(config, duration_s=args.duration)
-    except OSError as exc:
-        print(f"error: cannot open the simulated readers: {exc}", file=sys.stderr)
-        return 1
-    interrupted = threading.Event()
-
-    def terminate() -> None:
-        interrupted.set()
-        sim.stop()
-
-    previous = _on_sigterm(terminate)
-    try:
-        for door, port in sim.ports().items():
-            pts = sim.pts()[door]
-            print(f"door {door}: {port}" + (f" -> {pts}" if pts != port else ""), file=sys.stderr)
-        sim.start()
-        try:
-            while not sim.wait(0.5):
-                pass
-        except KeyboardInterrupt:
-            interrupted.set()
-            sim.stop()
-        if not interrupted.is_set():
-            interrupted.wait(_LINGER_S)
+    def report(sim: BuildingSim) -> dict[str, Any]:
         stats = sim.stats()
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-        sim.close()
-    for door, d in stats.doors.items():
-        if d.reader.unread_bytes:
-            print(f"warning: door {door}: {d.reader.unread_bytes} bytes were never read "
-                  f"(was a gateway reading {d.port}?)", file=sys.stderr)
-    print(
-        f"{stats.swipes} swipes, {stats.swipes_with_valid_frame} with a valid frame, "
-        f"in {stats.elapsed_s:.1f} s",
-        file=sys.stderr,
-    )
-    if args.json:
-        print(json.dumps(stats.to_json(), ensure_ascii=False), flush=True)
-    return 0
+        for door, d in stats.doors.items():
+            if d.reader.unread_bytes:
+                print(f"warning: door {door}: {d.reader.unread_bytes} bytes were never read "
+                      f"(was a gateway reading {d.port}?)", file=sys.stderr)
+        print(f"{stats.swipes} swipes, {stats.swipes_with_valid_frame} with a valid frame, "
+              f"in {stats.elapsed_s:.1f} s", file=sys.stderr)
+        return stats.to_json()
+
+    return _run(args, lambda: BuildingSim(load_config(args.config), duration_s=args.duration), report,
+                port_label="door", what="simulated readers")
 
 
 def _osdp_building(args: argparse.Namespace) -> int:
     from firmware_sim.config import load_osdp_config
-    from firmware_sim.errors import SimConfigError
     from firmware_sim.osdp_building import OsdpBuildingSim
+
+    def report(sim: OsdpBuildingSim) -> dict[str, Any]:
+        record = sim.record()
+        print(f"{len(record.actions)} actions, {len(record.expected)} expected events, "
+              f"in {record.elapsed_s:.1f} s", file=sys.stderr)
+        return record.to_json()
+
+    return _run(args, lambda: OsdpBuildingSim(load_osdp_config(args.config), duration_s=args.duration), report,
+                port_label="osdp line", what="simulated OSDP lines")
+
+
+S = TypeVar("S", bound=_Sim)
+
+
+def _run(args: argparse.Namespace, make: Callable[[], S], report: Callable[[S], dict[str, Any]], *,
+         port_label: str, what: str) -> int:
+    """Open, announce the ports, run until done, Ctrl-C or SIGTERM, report."""
+    from firmware_sim.errors import SimConfigError
 
     if args.duration is not None and args.duration <= 0:
         print("error: --duration must be > 0", file=sys.stderr)
         return 2
     try:
-        config = load_osdp_config(args.config)
+        sim = make()
     except SimConfigError as exc:
         print(f"error: bad simulator config {exc}", file=sys.stderr)
         return 2
-    try:
-        sim = OsdpBuildingSim(config, duration_s=args.duration)
     except OSError as exc:
-        print(f"error: cannot open the simulated OSDP lines: {exc}", file=sys.stderr)
+        print(f"error: cannot open the {what}: {exc}", file=sys.stderr)
         return 1
     interrupted = threading.Event()
 
@@ -126,8 +119,9 @@ def _osdp_building(args: argparse.Namespace) -> int:
     previous = _on_sigterm(terminate)
     try:
         pts = sim.pts()
-        for line, port in sim.ports().items():
-            print(f"osdp line {line}: {port}" + (f" -> {pts[line]}" if pts[line] != port else ""), file=sys.stderr)
+        for name, port in sim.ports().items():
+            print(f"{port_label} {name}: {port}" + (f" -> {pts[name]}" if pts[name] != port else ""),
+                  file=sys.stderr)
         sim.start()
         try:
             while not sim.wait(0.5):
@@ -137,14 +131,12 @@ def _osdp_building(args: argparse.Namespace) -> int:
             sim.stop()
         if not interrupted.is_set():
             interrupted.wait(_LINGER_S)
-        record = sim.record()
+        result = report(sim)
     finally:
         signal.signal(signal.SIGTERM, previous)
         sim.close()
-    print(f"{len(record.actions)} actions, {len(record.expected)} expected events, in {record.elapsed_s:.1f} s",
-          file=sys.stderr)
     if args.json:
-        print(json.dumps(record.to_json(), ensure_ascii=False), flush=True)
+        print(json.dumps(result, ensure_ascii=False), flush=True)
     return 0
 
 
