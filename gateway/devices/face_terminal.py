@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
-from collections import OrderedDict
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
@@ -19,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from gateway.devices.base import DeviceConfigBase, DeviceRouter, EventSink, register
 from gateway.devices.hikvision import TerminalRoute
+from gateway.devices.recent import RecentKeys
 from rentgate.mqtt import validate_url
 
 if TYPE_CHECKING:
@@ -91,7 +91,7 @@ class MqttTerminalAdapter:
         self._sink = sink
         self._template: TopicTemplate = TopicTemplate(config.topic)
         self._fields = config.fields.field_map()
-        self._seen: OrderedDict[tuple[str, str], None] = OrderedDict()
+        self._seen = RecentKeys(_DEDUPE_WINDOW)
         self._lock = threading.Lock()
         self.subscribed = threading.Event()
 
@@ -151,14 +151,11 @@ class MqttTerminalAdapter:
 
     def _seen_before(self, key: tuple[str, str]) -> bool:
         # QoS 1 delivers at least once: a redelivered message carries the same id.
-        with self._lock:
-            if key in self._seen:
-                self.stats.duplicates += 1
-                return True
-            self._seen[key] = None
-            if len(self._seen) > _DEDUPE_WINDOW:
-                self._seen.popitem(last=False)
+        if not self._seen.seen_before(key):
             return False
+        with self._lock:
+            self.stats.duplicates += 1
+        return True
 
     def _route(self, serial: str) -> EventSink | None:
         if not self.config.terminals:

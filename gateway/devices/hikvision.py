@@ -12,13 +12,13 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import logging
-from collections import OrderedDict
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from gateway.devices.base import DeviceConfigBase, DeviceRouter, EventSink, register
+from gateway.devices.recent import RecentKeys
 from rentgate import wire
 
 if TYPE_CHECKING:
@@ -78,7 +78,7 @@ class HikvisionAdapter:
         self.port: int | None = None  # the bound port, once listening
         self.listening = asyncio.Event()
         self._sink = sink
-        self._seen: OrderedDict[tuple[str, int], None] = OrderedDict()
+        self._seen = RecentKeys(_DEDUPE_WINDOW)
         self._networks = [ipaddress.ip_network(n, strict=False) for n in config.allowed_ips]
 
     async def run(self) -> None:
@@ -140,13 +140,10 @@ class HikvisionAdapter:
     def _deliver(self, event: TerminalEvent, sink: EventSink) -> None:
         if event.serial_no is not None:
             key = (event.terminal_keys[0] if event.terminal_keys else "", event.serial_no)
-            if key in self._seen:
+            if self._seen.seen_before(key):
                 # The terminal did not see our 200 and posted the event again.
                 self.stats.duplicates += 1
                 return
-            self._seen[key] = None
-            if len(self._seen) > _DEDUPE_WINDOW:
-                self._seen.popitem(last=False)
         credential = event.credential
         if event.kind == "access" and credential is not None:
             self.stats.reads += 1
