@@ -172,6 +172,7 @@ class GatewayApp:
             task = asyncio.ensure_future(self.access.on_allowlist(payload))
             self._background.add(task)
             task.add_done_callback(self._background.discard)
+            task.add_done_callback(lambda _t: self._status_now.set())  # show the new version at once
             return
         try:
             ack = wire.decode_ack(payload)
@@ -215,6 +216,7 @@ class GatewayApp:
             outbox_depth=stats.depth, oldest_unsent_age_s=stats.oldest_age_s, dropped_total=stats.dropped_total,
             rejected_total=stats.rejected_total, devices_online=sum(self.devices_online.values()),
             devices_total=len(self.devices_online),
+            allowlist_version=self.access.store.version if self.access is not None else None,
         )
 
     async def _publish_status(self) -> None:

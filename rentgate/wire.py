@@ -400,6 +400,9 @@ class GatewayStatus(_Model):
     rejected_total: int | None = None
     devices_online: int | None = None
     devices_total: int | None = None
+    # The allowlist version the gateway decides from (None: access control off),
+    # so an operator sees whether a change has reached the door.
+    allowlist_version: int | None = None
 
 
 class ServerStatus(_Model):

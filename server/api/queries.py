@@ -67,6 +67,7 @@ def list_gateways(engine: sa.Engine) -> dict[str, Any]:
             "outbox_depth": r["outbox_depth"], "oldest_unsent_age_s": r["oldest_unsent_age_s"],
             "dropped_total": r["dropped_total"], "rejected_total": r["rejected_total"],
             "devices_online": r["devices_online"], "devices_total": r["devices_total"],
+            "allowlist_version": r["allowlist_version"],
             "max_seq": r["max_seq"], "open_gaps": r["open_gaps"],
         }
         for r in rows

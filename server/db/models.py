@@ -69,6 +69,8 @@ class Gateway(Base):
     devices_online: Mapped[int | None] = mapped_column(sa.Integer)
     devices_total: Mapped[int | None] = mapped_column(sa.Integer)
     max_seq: Mapped[int] = mapped_column(sa.BigInteger, server_default="0")
+    # The allowlist version the gateway last said it holds (its status).
+    allowlist_version: Mapped[int | None] = mapped_column(sa.BigInteger)
     # Which building's allowlist the gateway holds; set by an operator.
     building_id: Mapped[int | None] = mapped_column(
         sa.BigInteger, sa.ForeignKey("buildings.id"))

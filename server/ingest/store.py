@@ -306,7 +306,7 @@ def _status_values(status: wire.GatewayStatus, received_at: datetime) -> dict[st
             values[name] = clean_text(text, 64)
     # Clamped to the columns' range: an absurd counter must not fail the batch.
     for name, limit in (("outbox_depth", _BIGINT), ("dropped_total", _BIGINT), ("rejected_total", _BIGINT),
-                        ("devices_online", _INT), ("devices_total", _INT)):
+                        ("devices_online", _INT), ("devices_total", _INT), ("allowlist_version", _BIGINT)):
         if (number := getattr(status, name)) is not None:
             values[name] = max(-limit, min(limit, number))
     if status.oldest_unsent_age_s is not None:

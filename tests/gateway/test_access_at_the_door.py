@@ -70,6 +70,8 @@ def _relay_pulses(reader: SimOsdpReader) -> int:
 
 async def _ready(app: GatewayApp, server: FakeServer) -> None:
     await wait_until(lambda: app.access is not None and app.access.store.version == 1, what="the allowlist")
+    # Its status tells the operator which allowlist the door decides from.
+    await wait_until(lambda: any(s.allowlist_version == 1 for s in server.statuses), what="the version in the status")
     await wait_until(lambda: any(isinstance(e, wire.DeviceStatus) and e.online and e.device == "reader-front"
                                  for e in server.received), what="the reader online")
 

@@ -195,7 +195,7 @@ def test_a_replaced_outbox_settles_the_old_ones_gaps_as_lost(engine: sa.Engine) 
 def test_gateway_status_updates_the_gateway_row(engine: sa.Engine) -> None:
     store = EventStore(engine)
     status = wire.GatewayStatus(gw=GW, state="online", ts=T0, version="0.1.0", outbox_depth=42,
-                                oldest_unsent_age_s=3.5, dropped_total=0, rejected_total=1)
+                                oldest_unsent_age_s=3.5, dropped_total=0, rejected_total=1, allowlist_version=17)
     store.commit([message(GW, status.model_dump_json().encode(), leaf="status")])
     will = wire.GatewayStatus(gw=GW, state="offline")
     store.commit([message(GW, will.model_dump_json().encode(), leaf="status")])
@@ -204,6 +204,7 @@ def test_gateway_status_updates_the_gateway_row(engine: sa.Engine) -> None:
         row = conn.execute(sa.select(gateways)).mappings().one()
     assert row["online"] is False
     assert (row["outbox_depth"], row["oldest_unsent_age_s"], row["version"]) == (42, 3.5, "0.1.0")
+    assert row["allowlist_version"] == 17  # kept from the last status that had it
     assert row["status_at"] > T0 - timedelta(seconds=1)
 
 

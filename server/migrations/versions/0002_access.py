@@ -91,6 +91,7 @@ def upgrade() -> None:
     # under ON DELETE CASCADE and take seq_gaps with it. SQLite takes a
     # REFERENCES clause on ADD COLUMN for a nullable column, but Alembic will
     # not write one.
+    op.add_column("gateways", sa.Column("allowlist_version", sa.BigInteger(), nullable=True))
     if op.get_context().dialect.name == "sqlite":
         op.execute("ALTER TABLE gateways ADD COLUMN building_id BIGINT CONSTRAINT fk_gateways_building_id_buildings "
                    "REFERENCES buildings (id)")
@@ -104,6 +105,7 @@ def upgrade() -> None:
 def downgrade() -> None:
     with op.batch_alter_table("gateways") as batch:
         batch.drop_column("building_id")
+        batch.drop_column("allowlist_version")
     op.drop_table("allowlist_versions")
     op.drop_table("credentials")
     op.drop_table("registrations")
