@@ -27,7 +27,7 @@ import json
 import re
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
-from typing import Annotated, Any, Literal, TypeAlias
+from typing import Annotated, Any, Literal, TypeAlias, TypeVar
 
 from pydantic import (
     AwareDatetime,
@@ -51,6 +51,7 @@ DeviceId = Annotated[str, StringConstraints(min_length=1, max_length=64)]
 Seq = Annotated[int, Field(ge=1, le=2**63 - 1)]
 
 MAX_BATCH_EVENTS = 5000
+T = TypeVar("T")
 
 
 class WireError(ValueError):
@@ -324,6 +325,14 @@ def _summarise(exc: ValidationError, limit: int = 3) -> str:
     return "; ".join(parts)[:1000]
 
 
+def _validate(adapter: TypeAdapter[T], payload: bytes | str) -> T:
+    """Validate one message; a contract breach becomes a WireError with a short reason."""
+    try:
+        return adapter.validate_json(payload)
+    except ValidationError as exc:
+        raise WireError(_summarise(exc)) from exc
+
+
 def utcnow() -> datetime:
     return datetime.now(UTC)
 
@@ -353,10 +362,7 @@ _ack_adapter = TypeAdapter(Ack)
 
 
 def decode_ack(payload: bytes | str) -> Ack:
-    try:
-        return _ack_adapter.validate_json(payload)
-    except ValidationError as exc:
-        raise WireError(_summarise(exc)) from exc
+    return _validate(_ack_adapter, payload)
 
 
 def merge_ranges(ranges: Iterable[SeqRange]) -> list[SeqRange]:
@@ -417,17 +423,11 @@ _server_status_adapter = TypeAdapter(ServerStatus)
 
 
 def decode_gateway_status(payload: bytes | str) -> GatewayStatus:
-    try:
-        return _gw_status_adapter.validate_json(payload)
-    except ValidationError as exc:
-        raise WireError(_summarise(exc)) from exc
+    return _validate(_gw_status_adapter, payload)
 
 
 def decode_server_status(payload: bytes | str) -> ServerStatus:
-    try:
-        return _server_status_adapter.validate_json(payload)
-    except ValidationError as exc:
-        raise WireError(_summarise(exc)) from exc
+    return _validate(_server_status_adapter, payload)
 
 
 # --------------------------------------------------------------------------- allowlists
@@ -527,25 +527,16 @@ def signed_allowlist_json(payload: str, key_id: str, signature: str) -> bytes:
 
 
 def decode_signed_allowlist(message: bytes | str) -> SignedAllowlist:
-    try:
-        return _signed_allowlist_adapter.validate_json(message)
-    except ValidationError as exc:
-        raise WireError(_summarise(exc)) from exc
+    return _validate(_signed_allowlist_adapter, message)
 
 
 def decode_allowlist_update(payload: bytes | str) -> AllowlistSnapshot | AllowlistDelta:
     """Validate the (already verified) payload of a signed allowlist message."""
-    try:
-        return _allowlist_update_adapter.validate_json(payload)
-    except ValidationError as exc:
-        raise WireError(_summarise(exc)) from exc
+    return _validate(_allowlist_update_adapter, payload)
 
 
 def decode_allowlist_request(payload: bytes | str) -> AllowlistRequest:
-    try:
-        return _allowlist_request_adapter.validate_json(payload)
-    except ValidationError as exc:
-        raise WireError(_summarise(exc)) from exc
+    return _validate(_allowlist_request_adapter, payload)
 
 
 def json_schema() -> dict[str, Any]:
