@@ -280,12 +280,12 @@ class GatewayApp:
             for event in self.access.contact(door, is_open):
                 self._door_event(event, device)
         else:
-            self._record_door(device, door, "open" if is_open else "closed")
+            self.record_door(device, door, "open" if is_open else "closed")
 
     def _door_event(self, event: DoorEvent, device: str | None = None) -> None:
-        self._record_door(device or event.door, event.door, event.kind)
+        self.record_door(device or event.door, event.door, event.kind)
 
-    def _record_door(self, device: str, door: str, state: DoorStateName) -> None:
+    def record_door(self, device: str, door: str, state: DoorStateName) -> None:
         gw, ts = self.gateway_id, wire.utcnow()
         self.record([lambda seq: wire.DoorState(gw=gw, seq=seq, device=device, door=door, ts=ts, state=state)])
 
@@ -325,7 +325,7 @@ class _DeviceSink:
         if self._door is None:
             log.warning("device %s reported door state %s but has no door configured", self._device, state)
             return
-        self._hand_over(self._app._record_door, self._device, self._door, state)
+        self._hand_over(self._app.record_door, self._device, self._door, state)
 
     def device_status(self, online: bool, detail: str | None = None, bad_frames: int | None = None) -> None:
         ts, device, door = wire.utcnow(), self._device, self._door
