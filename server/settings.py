@@ -53,6 +53,16 @@ class ServerSettings(BaseModel):
     allowlist_key_id: str | None = Field(default=None, min_length=1, max_length=64)
     # How long a revoked credential stays in snapshots' `revoked` list.
     allowlist_revoked_keep_days: float = Field(default=30.0, gt=0.0)
+    # 32 random bytes in base64 that protect identity numbers at rest
+    # (server/registry/pii.py). Unset: generated next to a SQLite database.
+    pii_key_file: str | None = None
+    # TOML file overriding the city's rules (server/rules.py); unset: defaults.
+    rules_file: str | None = None
+    # How often reconciliation sweeps every registration (cases that depend
+    # on time passing: deadlines, silence, unanswered prompts).
+    reconcile_sweep_interval_s: float = Field(default=3600.0, gt=0.0)
+    # Login sessions (cookies) last this long without use.
+    session_idle_hours: float = Field(default=12.0, gt=0.0)
 
     @field_validator("database_url")
     @classmethod

@@ -4,7 +4,7 @@ serve Alembic and the API."""
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any, cast
 
 import sqlalchemy as sa
@@ -112,31 +112,155 @@ class SeqGap(Base):
     closed_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
 
 
+AREA_LEVELS = ("district", "street", "community", "grid")
+REGISTRATION_STATES = ("pending", "active", "ended", "rejected")
+REGISTRATION_SOURCES = ("landlord", "tenant", "coordinator", "import", "access")
+CASE_KINDS = ("unregistered_occupant", "presumed_departure", "address_mismatch", "overcrowding",
+              "unknown_credential", "credential_unused")
+CASE_STATES = ("open", "acknowledged", "resolved", "auto_closed")
+OPEN_CASE_STATES = ("open", "acknowledged")
+USER_ROLES = ("admin", "landlord", "coordinator", "police")
+GRADES = ("trusted", "normal", "watch", "strict")  # 放心 / 一般 / 重点 / 严控
+
+
+def _in(column: str, values: tuple[str, ...]) -> str:
+    return f"{column} IN ({', '.join(repr(v) for v in values)})"
+
+
+class User(Base):
+    """Someone who logs in: an administrator, a landlord, a grid coordinator
+    or a police client. Passwords are scrypt hashes (server/auth)."""
+
+    __tablename__ = "users"
+    __table_args__ = (sa.CheckConstraint(_in("role", USER_ROLES), name="role"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    username: Mapped[str] = mapped_column(sa.String(64), unique=True)
+    password_hash: Mapped[str] = mapped_column(sa.String(200))
+    role: Mapped[str] = mapped_column(sa.String(16))
+    display_name: Mapped[str] = mapped_column(sa.String(200))
+    phone: Mapped[str | None] = mapped_column(sa.String(32))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    disabled_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+
+
+class AuthSession(Base):
+    """A login (cookie) or an API token (bearer). Only a digest of the token
+    is stored, so a copy of the database cannot be used to log in."""
+
+    __tablename__ = "auth_sessions"
+    __table_args__ = (sa.Index(None, "user_id"),
+                      sa.CheckConstraint("kind IN ('cookie', 'token')", name="kind"))
+
+    token_digest: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
+    user_id: Mapped[int] = mapped_column(sa.BigInteger, sa.ForeignKey("users.id", ondelete="CASCADE"))
+    kind: Mapped[str] = mapped_column(sa.String(8))
+    label: Mapped[str | None] = mapped_column(sa.String(100))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    expires_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    last_seen_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+
+
+class Area(Base):
+    """One level of the standard address: district (区) > street (街道/镇) >
+    community (社区/村) > grid (网格). Codes are the city's own."""
+
+    __tablename__ = "areas"
+    __table_args__ = (sa.Index(None, "parent_id"),
+                      sa.CheckConstraint(_in("level", AREA_LEVELS), name="level"))
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    level: Mapped[str] = mapped_column(sa.String(12))
+    code: Mapped[str] = mapped_column(sa.String(32), unique=True)
+    name: Mapped[str] = mapped_column(sa.String(100))
+    parent_id: Mapped[int | None] = mapped_column(sa.BigInteger, sa.ForeignKey("areas.id"))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
 class Building(Base):
     __tablename__ = "buildings"
+    __table_args__ = (sa.Index(None, "grid_id"), sa.Index(None, "landlord_user_id"),
+                      sa.Index(None, "code", unique=True))
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     name: Mapped[str] = mapped_column(sa.String(200))
     created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    # The standard address (一标): its code and its text in full.
+    code: Mapped[str | None] = mapped_column(sa.String(32))
+    address: Mapped[str | None] = mapped_column(sa.String(300))
+    grid_id: Mapped[int | None] = mapped_column(sa.BigInteger, sa.ForeignKey("areas.id"))
+    landlord_name: Mapped[str | None] = mapped_column(sa.String(100))
+    landlord_phone: Mapped[str | None] = mapped_column(sa.String(32))
+    landlord_user_id: Mapped[int | None] = mapped_column(sa.BigInteger, sa.ForeignKey("users.id"))
+    # Registered with the authorities as a rental (出租房屋登记).
+    is_rental: Mapped[bool] = mapped_column(sa.Boolean, server_default=sa.false())
+    pledge_signed_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    rooms: Mapped[int | None] = mapped_column(sa.Integer)
+    updated_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+
+
+class Unit(Base):
+    """A rental unit (房号) with a door plate. ``capacity`` is derived from the
+    area and the rooms under the city's rules and kept here so that the sweep
+    and the rates need no per-row arithmetic; it is recomputed when they change."""
+
+    __tablename__ = "units"
+    __table_args__ = (sa.UniqueConstraint("building_id", "number"),
+                      sa.CheckConstraint("grade IS NULL OR " + _in("grade", GRADES), name="grade"))
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    building_id: Mapped[int] = mapped_column(sa.BigInteger, sa.ForeignKey("buildings.id"))
+    number: Mapped[str] = mapped_column(sa.String(32))
+    floor: Mapped[int | None] = mapped_column(sa.Integer)
+    area_m2: Mapped[float] = mapped_column(sa.Float)
+    rooms: Mapped[int] = mapped_column(sa.Integer)
+    capacity: Mapped[int] = mapped_column(sa.Integer)
+    grade: Mapped[str | None] = mapped_column(sa.String(8))
+    grade_score: Mapped[int | None] = mapped_column(sa.Integer)
+    grade_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    updated_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
 
 
 class Person(Base):
-    """A credential holder. No identity numbers here: the registry (issue 4)
-    adds them, protected; allowlists only ever carry ``p-<id>``."""
+    """A person. The identity number is never stored in the clear: ``id_cipher``
+    holds it encrypted (AES-GCM, key id first), ``id_digest`` is a keyed hash
+    (HMAC-SHA256) that finds a person by number and keeps numbers unique, and
+    ``id_masked`` is the only form pages and logs ever show. Allowlists carry
+    ``p-<id>`` and nothing else. Persons made through the access API before the
+    registry existed have no number."""
 
     __tablename__ = "persons"
+    __table_args__ = (sa.Index(None, "id_digest", unique=True),)
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     display_name: Mapped[str] = mapped_column(sa.String(200))
     created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    id_digest: Mapped[str | None] = mapped_column(sa.String(64))
+    id_cipher: Mapped[str | None] = mapped_column(sa.Text)
+    id_masked: Mapped[str | None] = mapped_column(sa.String(18))
+    sex: Mapped[str | None] = mapped_column(sa.String(1))
+    birth_year: Mapped[int | None] = mapped_column(sa.Integer)
+    phone: Mapped[str | None] = mapped_column(sa.String(32))
+    # 户籍地: where the person's household registration is.
+    origin: Mapped[str | None] = mapped_column(sa.String(100))
+    updated_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
 
 
 class Registration(Base):
-    """A person's right to live in a building, from ``valid_from`` (inclusive)
-    to ``valid_until`` (exclusive, open-ended when None) unless ended early."""
+    """A residence registration (居住登记): a person living at a unit from
+    ``valid_from`` (arrival) until ``ended_at`` (departure). Registrations made
+    through the access API before the registry existed name a building and no
+    unit. ``pending`` is a tenant's self-declaration awaiting confirmation."""
 
     __tablename__ = "registrations"
-    __table_args__ = (sa.Index(None, "building_id"), sa.Index(None, "person_id"))
+    __table_args__ = (
+        sa.Index(None, "building_id"), sa.Index(None, "person_id"),
+        sa.Index(None, "unit_id", "status"),
+        sa.Index(None, "status", "unit_id"),
+        sa.CheckConstraint(_in("status", REGISTRATION_STATES), name="status"),
+        sa.CheckConstraint(_in("source", REGISTRATION_SOURCES), name="source"),
+    )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     person_id: Mapped[int] = mapped_column(sa.BigInteger, sa.ForeignKey("persons.id"))
@@ -145,12 +269,22 @@ class Registration(Base):
     valid_until: Mapped[datetime | None] = mapped_column(UtcDateTime)
     ended_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    unit_id: Mapped[int | None] = mapped_column(sa.BigInteger, sa.ForeignKey("units.id"))
+    status: Mapped[str] = mapped_column(sa.String(12), server_default="active")
+    source: Mapped[str] = mapped_column(sa.String(12), server_default="access")
+    # deregistered, moved, presumed_departure, rejected, ...
+    end_reason: Mapped[str | None] = mapped_column(sa.String(32))
+    confirmed_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    confirmed_by: Mapped[int | None] = mapped_column(sa.BigInteger, sa.ForeignKey("users.id"))
+    updated_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
 
 
 class Credential(Base):
-    """A card or terminal person id issued under a registration. ``building_id``
-    repeats the registration's so that the database itself keeps one active
-    credential per (format, value) and building."""
+    """A card or terminal person id, issued under a registration or, when a
+    landlord hands a card to someone not (yet) registered, to a unit alone:
+    using such a card is the evidence reconciliation works from.
+    ``building_id`` repeats the registration's or unit's so that the database
+    itself keeps one active credential per (format, value) and building."""
 
     __tablename__ = "credentials"
     __table_args__ = (
@@ -158,12 +292,15 @@ class Credential(Base):
                  sqlite_where=sa.text("revoked_at IS NULL"), postgresql_where=sa.text("revoked_at IS NULL")),
         sa.Index(None, "registration_id"),
         sa.Index(None, "building_id", "revoked_at"),
+        sa.Index(None, "person_id"),
+        sa.Index(None, "unit_id"),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
-    person_id: Mapped[int] = mapped_column(sa.BigInteger, sa.ForeignKey("persons.id"))
-    registration_id: Mapped[int] = mapped_column(sa.BigInteger, sa.ForeignKey("registrations.id"))
+    person_id: Mapped[int | None] = mapped_column(sa.BigInteger, sa.ForeignKey("persons.id"))
+    registration_id: Mapped[int | None] = mapped_column(sa.BigInteger, sa.ForeignKey("registrations.id"))
     building_id: Mapped[int] = mapped_column(sa.BigInteger, sa.ForeignKey("buildings.id"))
+    unit_id: Mapped[int | None] = mapped_column(sa.BigInteger, sa.ForeignKey("units.id"))
     format: Mapped[str] = mapped_column(sa.String(16))
     value: Mapped[str] = mapped_column(sa.String(128))
     # Door ids of the building's gateways; empty means every door.
@@ -187,6 +324,147 @@ class AllowlistVersion(Base):
     published_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
 
 
+class History(Base):
+    """The trace of every change to the registry and to cases: who, when, what
+    and the fields before and after. Identity numbers appear masked only."""
+
+    __tablename__ = "history"
+    __table_args__ = (sa.Index(None, "entity", "entity_id", "id"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    at: Mapped[datetime] = mapped_column(UtcDateTime)
+    # "user:<id>", "system:reconcile", "import:<file>", "sim:landlord", ...
+    actor: Mapped[str] = mapped_column(sa.String(64))
+    entity: Mapped[str] = mapped_column(sa.String(24))
+    entity_id: Mapped[int] = mapped_column(sa.BigInteger)
+    action: Mapped[str] = mapped_column(sa.String(32))
+    changes: Mapped[dict[str, Any]] = mapped_column(JsonDoc)
+
+
+class Presence(Base):
+    """Evidence of someone living at a unit, kept up to date from every
+    ingested event: a person (when the credential names one) or else the
+    credential itself. ``last_day`` and ``days_seen`` count distinct local
+    days, which tell a resident from a one-day visitor."""
+
+    __tablename__ = "presence"
+    __table_args__ = (sa.UniqueConstraint("unit_id", "subject"),
+                      sa.Index(None, "person_id"),
+                      sa.Index(None, "last_seen_at"))
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    unit_id: Mapped[int] = mapped_column(sa.BigInteger, sa.ForeignKey("units.id"))
+    building_id: Mapped[int] = mapped_column(sa.BigInteger)
+    # "p<person id>" or "c<credential id>".
+    subject: Mapped[str] = mapped_column(sa.String(24))
+    person_id: Mapped[int | None] = mapped_column(sa.BigInteger)
+    credential_id: Mapped[int | None] = mapped_column(sa.BigInteger)
+    first_seen_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    last_seen_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    last_day: Mapped[int] = mapped_column(sa.Integer)
+    days_seen: Mapped[int] = mapped_column(sa.Integer)
+    events: Mapped[int] = mapped_column(sa.BigInteger)
+
+
+class UnknownCredential(Base):
+    """A credential read at a building that has no record of it."""
+
+    __tablename__ = "unknown_credentials"
+    __table_args__ = (sa.UniqueConstraint("building_id", "format", "value"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    building_id: Mapped[int] = mapped_column(sa.BigInteger, sa.ForeignKey("buildings.id"))
+    format: Mapped[str] = mapped_column(sa.String(16))
+    value: Mapped[str] = mapped_column(sa.String(128))
+    first_seen_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    last_seen_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    last_day: Mapped[int] = mapped_column(sa.Integer)
+    days_seen: Mapped[int] = mapped_column(sa.Integer)
+    events: Mapped[int] = mapped_column(sa.BigInteger)
+
+
+class ReconcileState(Base):
+    """How far incremental reconciliation has read the events table."""
+
+    __tablename__ = "reconcile_state"
+
+    name: Mapped[str] = mapped_column(sa.String(32), primary_key=True)
+    last_event_id: Mapped[int] = mapped_column(sa.BigInteger)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+class Case(Base):
+    """A gap between evidence and the record. At most one open (or
+    acknowledged) case per kind and subject, which the database enforces."""
+
+    __tablename__ = "cases"
+    __table_args__ = (
+        sa.Index("uq_cases_open_kind_subject", "kind", "subject", unique=True,
+                 sqlite_where=sa.text("state IN ('open', 'acknowledged')"),
+                 postgresql_where=sa.text("state IN ('open', 'acknowledged')")),
+        sa.Index(None, "state", "kind"),
+        sa.Index(None, "building_id", "state"),
+        sa.Index(None, "unit_id", "state"),
+        sa.CheckConstraint(_in("kind", CASE_KINDS), name="kind"),
+        sa.CheckConstraint(_in("state", CASE_STATES), name="state"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    kind: Mapped[str] = mapped_column(sa.String(24))
+    # What the case is about, e.g. "u12/p34", "r56", "u12", "b3/em4100/0A1B2C3D4E".
+    subject: Mapped[str] = mapped_column(sa.String(200))
+    state: Mapped[str] = mapped_column(sa.String(12))
+    building_id: Mapped[int | None] = mapped_column(sa.BigInteger)
+    unit_id: Mapped[int | None] = mapped_column(sa.BigInteger)
+    person_id: Mapped[int | None] = mapped_column(sa.BigInteger)
+    registration_id: Mapped[int | None] = mapped_column(sa.BigInteger)
+    credential_id: Mapped[int | None] = mapped_column(sa.BigInteger)
+    # When the evidence behind the case began (first sighting, last sighting).
+    evidence_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    opened_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    # Presumed departure: the landlord's answer is due by then.
+    due_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    acknowledged_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    closed_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    resolution: Mapped[str | None] = mapped_column(sa.String(32))
+    evidence: Mapped[dict[str, Any]] = mapped_column(JsonDoc)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+class Task(Base):
+    """Work for a grid coordinator, e.g. after a registration ended without
+    the landlord's answer. The six-step workflow grows on this (issue 5)."""
+
+    __tablename__ = "tasks"
+    __table_args__ = (sa.Index(None, "grid_id", "state"), sa.Index(None, "case_id"))
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    kind: Mapped[str] = mapped_column(sa.String(32))
+    state: Mapped[str] = mapped_column(sa.String(16))
+    case_id: Mapped[int | None] = mapped_column(sa.BigInteger, sa.ForeignKey("cases.id"))
+    grid_id: Mapped[int | None] = mapped_column(sa.BigInteger)
+    building_id: Mapped[int | None] = mapped_column(sa.BigInteger)
+    unit_id: Mapped[int | None] = mapped_column(sa.BigInteger)
+    summary: Mapped[str] = mapped_column(sa.Text)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    due_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    closed_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+
+
+class RateSnapshot(Base):
+    """The four rates of one area on one day, for trends."""
+
+    __tablename__ = "rate_snapshots"
+    __table_args__ = (sa.UniqueConstraint("area_id", "day"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    area_id: Mapped[int] = mapped_column(sa.BigInteger, sa.ForeignKey("areas.id", ondelete="CASCADE"))
+    day: Mapped[date] = mapped_column(sa.Date)
+    # {"registration": [numerator, denominator], "rental": [...], ...}
+    counts: Mapped[dict[str, Any]] = mapped_column(JsonDoc)
+    taken_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
 # Declarative types these as FromClause; they are Tables.
 events = cast(sa.Table, Event.__table__)
 gateways = cast(sa.Table, Gateway.__table__)
@@ -197,4 +475,15 @@ persons = cast(sa.Table, Person.__table__)
 registrations = cast(sa.Table, Registration.__table__)
 credentials = cast(sa.Table, Credential.__table__)
 allowlist_versions = cast(sa.Table, AllowlistVersion.__table__)
+users = cast(sa.Table, User.__table__)
+auth_sessions = cast(sa.Table, AuthSession.__table__)
+areas = cast(sa.Table, Area.__table__)
+units = cast(sa.Table, Unit.__table__)
+history = cast(sa.Table, History.__table__)
+presence = cast(sa.Table, Presence.__table__)
+unknown_credentials = cast(sa.Table, UnknownCredential.__table__)
+reconcile_state = cast(sa.Table, ReconcileState.__table__)
+cases = cast(sa.Table, Case.__table__)
+tasks = cast(sa.Table, Task.__table__)
+rate_snapshots = cast(sa.Table, RateSnapshot.__table__)
 metadata = Base.metadata
