@@ -10,6 +10,10 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 
 from server.access import routes as access_routes
+from server.auth import setup as auth_setup
+from server.pages import setup as pages_setup
+from server.reconcile import setup as reconcile_setup
+from server.registry import setup as registry_setup
 from server.api.routes import add_routes
 from server.appkeys import ENGINE, INGEST, METRICS, SETTINGS
 from server.db.engine import create_engine, redacted
@@ -32,9 +36,13 @@ def make_app(settings: ServerSettings, *, ingest: bool = True) -> web.Applicatio
     app.cleanup_ctx.append(_engine_ctx)
     if ingest:
         app.cleanup_ctx.append(_ingest_ctx)
+    auth_setup.setup(app)
     add_routes(app)
     dashboard.add_routes(app)
     access_routes.setup(app, mqtt=ingest)
+    registry_setup.setup(app)
+    reconcile_setup.setup(app, run_service=ingest)
+    pages_setup.setup(app)
     return app
 
 

@@ -81,9 +81,15 @@ def credential_json(fmt: str, value: str) -> JsonObj:
     return {"format": fmt, "value": value}
 
 
-def entry_json(fmt: str, value: str, person_id: int, doors: list[str] | None,
+def holder_ref(person_id: int | None, credential_id: int) -> str:
+    """``p-<person>``, or ``c-<credential>`` for a card handed out to a unit
+    with no known holder: gateways only need a stable opaque name."""
+    return person_ref(person_id) if person_id is not None else f"c-{credential_id}"
+
+
+def entry_json(fmt: str, value: str, holder: str, doors: list[str] | None,
                valid_from: datetime | None, valid_until: datetime | None) -> JsonObj:
-    entry: JsonObj = {"credential": {"format": fmt, "value": value}, "person": person_ref(person_id)}
+    entry: JsonObj = {"credential": {"format": fmt, "value": value}, "person": holder}
     if doors:
         entry["doors"] = doors
     if valid_from is not None:
@@ -144,13 +150,16 @@ def read_snapshot(conn: sa.Connection, gateway_id: str, now: datetime, keep_revo
 
 def _entries(conn: sa.Connection, building_id: int) -> list[JsonObj]:
     c, r = credentials.c, registrations.c
+    # Credentials handed to a unit without a registration have no validity
+    # window of their own: they hold until revoked.
     query = (
-        sa.select(c.format, c.value, c.person_id, c.doors, r.valid_from, r.valid_until)
-        .join(registrations, r.id == c.registration_id)
+        sa.select(c.id, c.format, c.value, c.person_id, c.doors, r.valid_from, r.valid_until)
+        .outerjoin(registrations, r.id == c.registration_id)
         .where(c.building_id == building_id, c.revoked_at.is_(None))
         .order_by(c.id)
     )
-    return [entry_json(*row) for row in conn.execute(query).tuples()]
+    return [entry_json(fmt, value, holder_ref(person_id, cred_id), doors, valid_from, valid_until)
+            for cred_id, fmt, value, person_id, doors, valid_from, valid_until in conn.execute(query).tuples()]
 
 
 def _revoked(conn: sa.Connection, building_id: int, since: datetime) -> list[JsonObj]:

@@ -128,7 +128,7 @@ def issue_credential(conn: sa.Connection, now: datetime, registration_id: int, f
     cred_id = conn.execute(sa.insert(credentials).values(
         person_id=person_id, registration_id=registration_id, building_id=building_id, format=fmt, value=value,
         doors=doors, issued_at=now).returning(c.id)).scalar_one()
-    entry = allowlists.entry_json(fmt, value, person_id, doors, valid_from, valid_until)
+    entry = allowlists.entry_json(fmt, value, allowlists.person_ref(person_id), doors, valid_from, valid_until)
     changes = allowlists.bump(conn, allowlists.gateways_of(conn, building_id), now, upserts=[entry])
     return Outcome({"id": cred_id, "registration_id": registration_id, "person_id": person_id,
                     "building_id": building_id, "format": fmt, "value": value, "doors": doors,

@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 import sqlalchemy as sa
 
 from server.access.errors import Conflict
+from server.access.allowlists import Change
 from server.access.keys import SigningKey
 from server.access.publisher import AllowlistPublisher
 from server.access.registry import Outcome
@@ -54,12 +55,25 @@ class AccessService:
             if not outcome.changes:
                 return outcome
             deltas_ok = self.publisher is not None and self.publisher.publish_deltas(outcome.changes)
-        snapshots_ok = await self._refresh([c.gateway_id for c in outcome.changes])
-        outcome.body["published"] = deltas_ok and snapshots_ok
-        if not outcome.body["published"]:
+        outcome.body["published"] = await self._finish(outcome.changes, deltas_ok)
+        return outcome
+
+    async def publish(self, changes: list[Change]) -> bool:
+        """Publish changes another component committed (reconciliation ending
+        registrations): deltas, then fresh snapshots."""
+        if not changes:
+            return True
+        async with self._lock:
+            deltas_ok = self.publisher is not None and self.publisher.publish_deltas(changes)
+        return await self._finish(changes, deltas_ok)
+
+    async def _finish(self, changes: list[Change], deltas_ok: bool) -> bool:
+        snapshots_ok = await self._refresh([c.gateway_id for c in changes])
+        published = deltas_ok and snapshots_ok
+        if not published:
             log.warning("allowlist change committed but not published (%s); the next connect republishes it",
                         self.key_problem or "broker not connected" if self.publisher else "MQTT disabled")
-        return outcome
+        return published
 
     def _commit(self, operation: Operation) -> Outcome:
         try:
