@@ -86,7 +86,8 @@ def end_registration(conn: sa.Connection, now: datetime, registration_id: int) -
     building_id, ended_at = row
     if ended_at is not None:
         raise Conflict(f"registration {registration_id} already ended at {ended_at.isoformat()}")
-    conn.execute(sa.update(registrations).where(r.id == registration_id).values(ended_at=now))
+    conn.execute(sa.update(registrations).where(r.id == registration_id)
+                 .values(ended_at=now, status="ended", end_reason="deregistered", updated_at=now))
     c = credentials.c
     revoked = conn.execute(
         sa.update(credentials).where(c.registration_id == registration_id, c.revoked_at.is_(None))
