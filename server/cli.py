@@ -1,4 +1,4 @@
-"""``rentgate server`` and ``rentgate db upgrade|current``."""
+"""``rentgate server``, ``rentgate db upgrade|current`` and ``rentgate keys pii``."""
 
 from __future__ import annotations
 
@@ -32,6 +32,24 @@ def register(subparsers: Any) -> None:
         _database_flag(action)
         action.add_argument("--json", action="store_true", help="print one JSON object as the last line")
         action.set_defaults(func=func)
+
+    keys = subparsers.add_parser("keys", help="create keys: pii (identity numbers at rest)")
+    keys_sub = keys.add_subparsers(dest="keys_command", required=True, metavar="KIND")
+    pii = keys_sub.add_parser("pii", help="write a new identity-number key (32 random bytes, base64, mode 600)")
+    pii.add_argument("path", help="file to create; set RENTGATE_PII_KEY_FILE to it")
+    pii.set_defaults(func=_keys_pii)
+
+
+def _keys_pii(args: argparse.Namespace) -> int:
+    from server.registry.pii import read_key_file, write_key_file
+
+    if not write_key_file(args.path):
+        print(f"rentgate keys pii: {args.path} exists; a key is never overwritten (numbers sealed with it "
+              "would become unreadable)", file=sys.stderr)
+        return 2
+    print(f"wrote identity-number key {read_key_file(args.path).key_id} to {args.path}; back it up and set "
+          f"RENTGATE_PII_KEY_FILE={args.path}", file=sys.stderr)
+    return 0
 
 
 def _database_flag(parser: argparse.ArgumentParser) -> None:

@@ -54,3 +54,15 @@ def test_a_short_key_is_refused(tmp_path: Path) -> None:
     bad.write_text("c2hvcnQ=\n")
     with pytest.raises(PiiKeyUnavailable, match="32 bytes"):
         load_vault(str(bad), "sqlite:///x.db")
+
+
+def test_keys_pii_writes_a_key_once(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from rentgate.cli import main
+
+    path = tmp_path / "pii.key"
+    assert main(["keys", "pii", str(path)]) == 0
+    vault = load_vault(str(path), "postgresql+psycopg://db/rentgate")
+    assert vault.key_id in capsys.readouterr().err
+    before = path.read_bytes()
+    assert main(["keys", "pii", str(path)]) == 2
+    assert path.read_bytes() == before
