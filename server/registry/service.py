@@ -303,9 +303,11 @@ def recompute_capacities(conn: sa.Connection, rules: CityRules) -> int:
 
 
 def upsert_person(conn: sa.Connection, now: datetime, actor: str, vault: PiiVault, fields: PersonFields,
-                  *, field_prefix: str = "person.") -> PersonRef:
+                  *, field_prefix: str = "person.", update_existing: bool = True) -> PersonRef:
     """Find the person by identity number or create them. Name, phone and
-    origin given for an existing person replace the recorded ones, traced."""
+    origin given for an existing person replace the recorded ones, traced,
+    unless ``update_existing`` is false: a public self-declaration must not
+    let whoever knows a number rewrite that person's record."""
     try:
         number = parse_id_number(fields.id_number, today=now.date())
     except InvalidIdNumber as exc:
@@ -321,7 +323,7 @@ def upsert_person(conn: sa.Connection, now: datetime, actor: str, vault: PiiVaul
     if row is not None:
         before = {"display_name": row.display_name, "phone": row.phone, "origin": row.origin}
         # Fields left empty keep what is recorded.
-        given = {k: v for k, v in values.items() if v is not None}
+        given = {k: v for k, v in values.items() if v is not None} if update_existing else {}
         changed = history.diff(before, given)
         if changed:
             conn.execute(sa.update(persons).where(p.id == row.id).values(updated_at=now, **given))
@@ -419,7 +421,7 @@ def register(conn: sa.Connection, now: datetime, actor: str, vault: PiiVault, *,
     _not_future("arrived_at", arrived_at, now)
     building_id, _ = _unit(conn, unit_id)
     if isinstance(person, PersonFields):
-        ref = upsert_person(conn, now, actor, vault, person)
+        ref = upsert_person(conn, now, actor, vault, person, update_existing=status == "active")
         person_id, masked = ref.id, ref.masked
     else:
         p = conn.execute(sa.select(persons.c.id, persons.c.id_masked).where(persons.c.id == person)).first()

@@ -169,6 +169,11 @@ def test_a_self_declaration_waits_for_confirmation(conn: sa.Connection, place: d
     service.confirm_registration(conn, NOW, ACTOR, pending.body["id"], user_id=None)
     status = conn.execute(sa.select(registrations.c.status).where(registrations.c.id == pending.body["id"]))
     assert status.scalar_one() == "active"
+    # Whoever knows a number cannot rewrite that person's record by declaring.
+    service.declare(conn, NOW, "tenant", VAULT, unit_id=place["u2"], person=PersonFields(BOB, "冒名", "13000000000"),
+                    arrived_at=NOW)
+    name = conn.execute(sa.select(persons.c.display_name).where(persons.c.id == pending.body["person_id"]))
+    assert name.scalar_one() == "王强"
     other = service.declare(conn, NOW, "tenant", VAULT, unit_id=place["u2"],
                             person=PersonFields(ALICE, "李娜"), arrived_at=NOW)
     service.reject_registration(conn, NOW, ACTOR, other.body["id"], reason="not_a_tenant")
