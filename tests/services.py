@@ -123,6 +123,14 @@ def find_binary(name: str, *fallback_dirs: str) -> str | None:
     return None
 
 
+def find_chromium() -> str:
+    """The Chromium the browser tests drive through Playwright."""
+    found = find_binary("chromium", "/usr/bin") or find_binary("chromium-browser", "/usr/bin")
+    if found is None:
+        raise ServiceMissing("chromium", "apt-get install chromium")
+    return found
+
+
 # --------------------------------------------------------------------------- Mosquitto
 
 

@@ -182,6 +182,15 @@ def gateways_with_lists(conn: sa.Connection) -> list[str]:
                 .scalars())
 
 
+def unpublished_gateways(conn: sa.Connection) -> list[str]:
+    """Gateways whose list changed after its last published snapshot."""
+    v = allowlist_versions.c
+    query = (sa.select(v.gateway_id)
+             .where(sa.or_(v.published_version.is_(None), v.version > v.published_version))
+             .order_by(v.gateway_id))
+    return list(conn.execute(query).scalars())
+
+
 def mark_published(conn: sa.Connection, gateway_id: str, version: int, at: datetime) -> None:
     v = allowlist_versions.c
     conn.execute(sa.update(allowlist_versions).where(v.gateway_id == gateway_id, v.version >= version)

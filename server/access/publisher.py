@@ -6,7 +6,9 @@ what counts); snapshots are built by one named task that coalesces requests
 for the same gateway, and always carry the version the database holds at
 build time, so a retained snapshot never goes back in version. When the
 broker is away nothing is kept here: the next connect republishes every
-gateway's snapshot.
+gateway's snapshot. A catch-up task also republishes any list whose version
+is ahead of what was last published, so changes committed by another
+process (an import) reach the gateways within seconds.
 """
 
 from __future__ import annotations
@@ -29,6 +31,9 @@ from server.settings import ServerSettings
 log = logging.getLogger(__name__)
 
 CLIENT_ID_SUFFIX = "-access"
+# How often to look for lists changed without a publish from this process:
+# by `rentgate import` (another process), or committed just before a crash.
+CATCH_UP_INTERVAL_S = 10.0
 
 
 def client_id(server_client_id: str) -> str:
@@ -63,6 +68,7 @@ class AllowlistPublisher:
         async with asyncio.TaskGroup() as tg:
             tg.create_task(self.link.run(), name="allowlist-mqtt-link")
             tg.create_task(self._snapshots(), name="allowlist-snapshots")
+            tg.create_task(self._catch_up(), name="allowlist-catch-up")
 
     # ------------------------------------------------------------------ callers on the loop
 
@@ -144,6 +150,25 @@ class AllowlistPublisher:
                 for future in futures:
                     if not future.done():
                         future.set_result(ok)
+
+    async def _catch_up(self) -> None:
+        while True:
+            await asyncio.sleep(CATCH_UP_INTERVAL_S)
+            if not self.link.connected.is_set():
+                continue
+            try:
+                behind = await asyncio.to_thread(self._unpublished)
+            except Exception:  # noqa: BLE001 - a database hiccup waits for the next round
+                log.exception("allowlist catch-up query failed")
+                continue
+            for gw in behind:
+                if gw not in self._pending:
+                    log.info("allowlist of %s changed without a publish; republishing", gw)
+                    self._request_untracked(gw)
+
+    def _unpublished(self) -> list[str]:
+        with self.engine.connect() as conn:
+            return allowlists.unpublished_gateways(conn)
 
     def _gateways_with_lists(self) -> list[str]:
         with self.engine.connect() as conn:

@@ -16,6 +16,7 @@ from aiohttp import web
 
 from server.api.queries import list_gateways
 from server.appkeys import ENGINE
+from server.auth.policy import require_page_user
 from server.db.models import events
 from server.pages.i18n import TEXTS, pick_language
 
@@ -118,6 +119,7 @@ header{{display:flex;justify-content:space-between;align-items:baseline}} small{
 
 
 async def dashboard_handler(request: web.Request) -> web.Response:
+    require_page_user(request, "admin", "coordinator")
     lang = pick_language(request.query, request.headers.get("Accept-Language"))
     engine = request.app[ENGINE]
     gws = (await asyncio.to_thread(list_gateways, engine))["gateways"]

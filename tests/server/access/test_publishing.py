@@ -25,9 +25,10 @@ from server.access.routes import ACCESS
 from server.app import make_app
 from server.settings import ServerSettings
 from tests.server.access.test_api import call, issue, tenant
+from tests.server.auth_helpers import bearer, make_user
 
 Client = TestClient[web.Request, web.Application]
-MakeClient = Callable[[web.Application], Awaitable[Client]]
+MakeClient = Callable[..., Awaitable[Client]]
 GW = "gw-door-1"
 TIMEOUT = 10.0
 CARD = wire.Credential(format="em4100", value="14008EC793")
@@ -91,7 +92,8 @@ async def client(mosquitto: Any, sqlite_engine: sa.Engine, sqlite_url: str,
                  aiohttp_client: MakeClient) -> AsyncIterator[Client]:
     settings = ServerSettings(database_url=sqlite_url, mqtt_url=mosquitto.url,
                               mqtt_client_id=f"server-{uuid.uuid4().hex[:8]}")
-    client = await aiohttp_client(make_app(settings))
+    admin = make_user(sqlite_engine)
+    client = await aiohttp_client(make_app(settings), headers=bearer(admin.token))
     publisher = client.app[ACCESS].publisher
     assert publisher is not None
     await asyncio.to_thread(publisher.link.wait_connected, TIMEOUT)
@@ -177,3 +179,23 @@ async def test_changes_made_while_the_broker_is_down_arrive_on_reconnect(
 
     await asyncio.to_thread(mosquitto.start)
     await until(lambda: door.store.lookup(CARD), "the card after the broker came back", timeout=30.0)
+
+
+async def test_a_change_committed_by_another_process_reaches_the_gateway(
+        client: Client, sqlite_engine: sa.Engine, monkeypatch: pytest.MonkeyPatch,
+        make_gateway: Callable[[dict[str, str]], DoorGateway]) -> None:
+    """What `rentgate import` does: commit list changes without publishing."""
+    from datetime import UTC, datetime
+
+    from server.access import publisher as publisher_module
+    from server.access.registry import issue_credential
+    from server.access.service import write_transaction
+
+    monkeypatch.setattr(publisher_module, "CATCH_UP_INTERVAL_S", 0.05)
+    keys = (await call(client, "GET", "/api/v1/allowlist-keys"))["keys"]
+    t = await tenant(client, gw=GW)
+    door = make_gateway(keys)
+    await until(lambda: door.store.version is not None, "the retained snapshot")
+    with write_transaction(sqlite_engine) as conn:
+        issue_credential(conn, datetime.now(UTC), t["registration"], "em4100", CARD.value, [])
+    await until(lambda: door.store.lookup(CARD), "the card committed outside the server")

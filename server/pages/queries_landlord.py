@@ -1,0 +1,138 @@
+"""Reads behind the landlord pages: buildings with their counts, a building's
+units, declarations and cases, a unit's occupants. Only masked identity
+numbers (persons.id_masked) are ever selected."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import sqlalchemy as sa
+
+from server.auth.policy import AuthUser
+from server.db.models import OPEN_CASE_STATES, buildings, cases, credentials, persons, registrations, units
+
+Row = dict[str, Any]
+
+
+def _count_where(table: sa.Table, *conditions: sa.ColumnElement[bool]) -> sa.ScalarSelect[Any]:
+    return sa.select(sa.func.count()).select_from(table).where(*conditions).scalar_subquery()
+
+
+def list_buildings(conn: sa.Connection, user: AuthUser) -> list[Row]:
+    """The user's buildings (a landlord's own; admins and coordinators all)."""
+    b, r = buildings.c, registrations.c
+    query = sa.select(
+        b.id, b.name, b.address, b.code,
+        _count_where(units, units.c.building_id == b.id).label("units"),
+        _count_where(registrations, r.building_id == b.id, r.status == "active").label("occupants"),
+        _count_where(registrations, r.building_id == b.id, r.status == "pending").label("pending"),
+        _count_where(cases, cases.c.building_id == b.id, cases.c.state.in_(OPEN_CASE_STATES)).label("open_cases"),
+    ).order_by(b.name, b.id)
+    if user.role == "landlord":
+        query = query.where(b.landlord_user_id == user.id)
+    rows = [dict(row) for row in conn.execute(query).mappings()]
+    grades = _grade_counts(conn, [row["id"] for row in rows])
+    for row in rows:
+        row["grades"] = grades.get(row["id"], {})
+    return rows
+
+
+def _grade_counts(conn: sa.Connection, building_ids: list[int]) -> dict[int, dict[str | None, int]]:
+    if not building_ids:
+        return {}
+    u = units.c
+    out: dict[int, dict[str | None, int]] = {}
+    query = (sa.select(u.building_id, u.grade, sa.func.count()).where(u.building_id.in_(building_ids))
+             .group_by(u.building_id, u.grade))
+    for building_id, grade, count in conn.execute(query).tuples():
+        out.setdefault(int(building_id), {})[grade] = int(count)
+    return out
+
+
+def building(conn: sa.Connection, building_id: int) -> Row | None:
+    b = buildings.c
+    row = conn.execute(sa.select(b.id, b.name, b.address, b.code, b.landlord_name, b.pledge_signed_at)
+                       .where(b.id == building_id)).mappings().first()
+    return dict(row) if row is not None else None
+
+
+def building_units(conn: sa.Connection, building_id: int) -> list[Row]:
+    u, r = units.c, registrations.c
+    query = sa.select(
+        u.id, u.number, u.floor, u.area_m2, u.rooms, u.capacity, u.grade,
+        _count_where(registrations, r.unit_id == u.id, r.status == "active").label("occupants"),
+        _count_where(registrations, r.unit_id == u.id, r.status == "pending").label("pending"),
+    ).where(u.building_id == building_id).order_by(u.floor, u.number)
+    return [dict(row) for row in conn.execute(query).mappings()]
+
+
+def _registration_rows(conn: sa.Connection, *conditions: sa.ColumnElement[bool]) -> list[Row]:
+    r, p, u = registrations.c, persons.c, units.c
+    query = (sa.select(r.id, r.person_id, r.unit_id, r.valid_from, r.source, r.status, r.created_at,
+                       p.display_name.label("name"), p.id_masked, p.phone, p.origin, u.number.label("unit"))
+             .join(persons, p.id == r.person_id).join(units, u.id == r.unit_id, isouter=True)
+             .where(*conditions).order_by(r.valid_from, r.id))
+    return [dict(row) for row in conn.execute(query).mappings()]
+
+
+def pending_declarations(conn: sa.Connection, *, building_id: int | None = None,
+                         unit_id: int | None = None) -> list[Row]:
+    r = registrations.c
+    where = [r.status == "pending"]
+    if building_id is not None:
+        where.append(r.building_id == building_id)
+    if unit_id is not None:
+        where.append(r.unit_id == unit_id)
+    return _registration_rows(conn, *where)
+
+
+def occupants(conn: sa.Connection, unit_id: int) -> list[Row]:
+    """The unit's active registrations, each with its cards (active ones)."""
+    rows = _registration_rows(conn, registrations.c.unit_id == unit_id, registrations.c.status == "active")
+    if rows:
+        c = credentials.c
+        cards: dict[int, list[str]] = {}
+        query = (sa.select(c.registration_id, c.value).where(c.registration_id.in_([row["id"] for row in rows]),
+                                                            c.revoked_at.is_(None)).order_by(c.id))
+        for reg_id, value in conn.execute(query).tuples():
+            cards.setdefault(int(reg_id), []).append(str(value))
+        for row in rows:
+            row["cards"] = cards.get(row["id"], [])
+    return rows
+
+
+def open_cases(conn: sa.Connection, building_id: int) -> list[Row]:
+    """Open and acknowledged cases of the building, with the unit number and
+    the person's name (never their number) where the case names them."""
+    c, u, p = cases.c, units.c, persons.c
+    query = (sa.select(c.id, c.kind, c.state, c.unit_id, c.person_id, c.registration_id, c.evidence_at,
+                       c.opened_at, c.due_at, c.evidence, u.number.label("unit"), p.display_name.label("name"))
+             .join(units, u.id == c.unit_id, isouter=True).join(persons, p.id == c.person_id, isouter=True)
+             .where(c.building_id == building_id, c.state.in_(OPEN_CASE_STATES)).order_by(c.opened_at, c.id))
+    return [dict(row) for row in conn.execute(query).mappings()]
+
+
+def unit(conn: sa.Connection, unit_id: int) -> Row | None:
+    u, b = units.c, buildings.c
+    row = conn.execute(
+        sa.select(u.id, u.building_id, u.number, u.floor, u.area_m2, u.rooms, u.capacity, u.grade,
+                  b.name.label("building_name"), b.address)
+        .join(buildings, b.id == u.building_id).where(u.id == unit_id)).mappings().first()
+    return dict(row) if row is not None else None
+
+
+def building_of_registration(conn: sa.Connection, registration_id: int) -> int | None:
+    found = conn.execute(sa.select(registrations.c.building_id)
+                         .where(registrations.c.id == registration_id)).scalar_one_or_none()
+    return int(found) if found is not None else None
+
+
+def unit_of_registration(conn: sa.Connection, registration_id: int) -> int | None:
+    found = conn.execute(sa.select(registrations.c.unit_id)
+                         .where(registrations.c.id == registration_id)).scalar_one_or_none()
+    return int(found) if found is not None else None
+
+
+def building_of_case(conn: sa.Connection, case_id: int) -> int | None:
+    found = conn.execute(sa.select(cases.c.building_id).where(cases.c.id == case_id)).scalar_one_or_none()
+    return int(found) if found is not None else None

@@ -1,0 +1,38 @@
+"""Field rules shared by both imports. They mirror server/registry/service.py
+(codes, phones, lengths) so that a row passing here is one the registry
+functions accept; apply.py still turns any refusal into a row error."""
+
+from __future__ import annotations
+
+import re
+
+from server.registry.imports.cells import CellProblem
+
+CODE = re.compile(r"[0-9A-Za-z][0-9A-Za-z_.-]{0,31}")
+PHONE = re.compile(r"\+?[0-9][0-9 -]{4,19}")
+EM4100 = re.compile(r"[0-9A-F]{10}")
+
+
+def code(value: str) -> str:
+    if not CODE.fullmatch(value):
+        raise CellProblem("a code is 1-32 letters, digits, '.', '_' or '-'")
+    return value
+
+
+def phone(value: str | None) -> str | None:
+    if value is not None and (len(value) > 20 or not PHONE.fullmatch(value)):
+        raise CellProblem("not a phone number (digits, optionally + - and spaces)")
+    return value
+
+
+def length(value: str | None, max_len: int) -> str | None:
+    if value is not None and len(value) > max_len:
+        raise CellProblem(f"longer than {max_len} characters")
+    return value
+
+
+def em4100(value: str) -> str:
+    card = value.replace(" ", "").upper()
+    if not EM4100.fullmatch(card):
+        raise CellProblem("an EM4100 card number is 10 hexadecimal digits")
+    return card

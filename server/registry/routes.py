@@ -1,0 +1,582 @@
+"""``/api/v1`` routes of the registry: areas, buildings, units, persons,
+residence registrations, tenants' self-declarations, cards handed to a unit
+and the history. docs/registry-api.md lists each with who may call it.
+
+Writes that change a gateway's allowlist go through the AccessService (one
+transaction, then publish); other writes run in a write transaction of
+their own. The rules themselves live in server/registry/service.py; this
+module parses, authorises and answers."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from datetime import UTC, date, datetime
+from typing import Any, TypeVar
+
+import sqlalchemy as sa
+from aiohttp import web
+
+from server.access.errors import Conflict, InvalidInput, NotFound
+from server.access.registry import Outcome
+from server.access.routes import ACCESS
+from server.access.service import write_transaction
+from server.appkeys import ENGINE
+from server.auth.policy import AuthUser, actor_of, forbidden, require_building, require_user
+from server.registry import api_input as inp
+from server.registry import queries, service
+from server.registry.appkeys import RULES, VAULT, VAULT_PROBLEM
+from server.registry.pii import PiiVault
+from server.registry.ratelimit import RateLimiter, retry_after_header
+from server.rules import CityRules
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+JsonObj = dict[str, Any]
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+# Self-declarations per client address and hour: a household declares a few
+# people, a script thousands.
+DECLARATIONS_PER_HOUR = 10
+DECLARATION_LIMITER = web.AppKey("declaration_limiter", RateLimiter)
+DECLARATION_ACTOR = "tenant:self-declaration"
+
+STAFF = ("admin", "coordinator")
+READERS = ("admin", "coordinator", "landlord")
+REGISTRARS = ("admin", "coordinator", "landlord")
+CARD_ISSUERS = ("admin", "landlord")
+MAX_LIMIT = 1000
+
+
+class VaultUnavailable(Exception):
+    """No identity-number key: persons cannot be written or looked up (503)."""
+
+
+# --------------------------------------------------------------------------- plumbing
+
+
+def _json_default(value: object) -> str:
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
+
+
+_dumps = functools.partial(json.dumps, default=_json_default, ensure_ascii=False)
+
+
+def _answer(body: Any, status: int = 200) -> web.Response:
+    return web.json_response(body, status=status, dumps=_dumps)
+
+
+def _errors(handler: Handler) -> Handler:
+    @functools.wraps(handler)
+    async def wrapped(request: web.Request) -> web.StreamResponse:
+        try:
+            return await handler(request)
+        except InvalidInput as exc:
+            return _answer({"error": "bad_parameter", "field": exc.field, "detail": exc.problem}, 400)
+        except NotFound as exc:
+            return _answer({"error": "not_found", "detail": str(exc)}, 404)
+        except Conflict as exc:
+            return _answer({"error": "conflict", "detail": str(exc)}, 409)
+        except sa.exc.IntegrityError:
+            # Lost a race with a concurrent writer on a unique key.
+            log.warning("registry write refused by a database constraint", exc_info=True)
+            return _answer({"error": "conflict", "detail": "conflicting concurrent change; try again"}, 409)
+        except VaultUnavailable as exc:
+            return _answer({"error": "pii_key_unavailable", "detail": str(exc)}, 503)
+    return wrapped
+
+
+def _id(request: web.Request) -> int:
+    return int(request.match_info["id"])
+
+
+def _engine(request: web.Request) -> sa.Engine:
+    return request.app[ENGINE]
+
+
+def _rules(request: web.Request) -> CityRules:
+    return request.app[RULES]
+
+
+def _vault(request: web.Request) -> PiiVault:
+    vault = request.app.get(VAULT)
+    if vault is None:
+        raise VaultUnavailable(request.app.get(VAULT_PROBLEM, "no identity-number key loaded"))
+    return vault
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+async def _read(request: web.Request, fn: Callable[[sa.Connection], T]) -> T:
+    def run() -> T:
+        with _engine(request).connect() as conn:
+            return fn(conn)
+    return await asyncio.to_thread(run)
+
+
+async def _write(request: web.Request, fn: Callable[[sa.Connection, datetime], T]) -> T:
+    def run() -> T:
+        with write_transaction(_engine(request)) as conn:
+            return fn(conn, _now())
+    return await asyncio.to_thread(run)
+
+
+async def _apply(request: web.Request, operation: Callable[[sa.Connection, datetime], Outcome]) -> JsonObj:
+    """Commit through the access service, which publishes allowlist changes."""
+    outcome = await request.app[ACCESS].apply(operation)
+    return outcome.body
+
+
+def _int_query(request: web.Request, name: str, *, default: int | None = None, lo: int = 1,
+               hi: int = 2**62) -> int | None:
+    raw = request.query.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise InvalidInput(name, "not an integer") from None
+    if not lo <= value <= hi:
+        raise InvalidInput(name, f"must be between {lo} and {hi}")
+    return value
+
+
+def _limit(request: web.Request) -> int:
+    value = _int_query(request, "limit", default=200, hi=MAX_LIMIT)
+    assert value is not None
+    return value
+
+
+def _person_fields(person: inp.PersonIn) -> service.PersonFields:
+    return service.PersonFields(id_number=person.id_number, name=person.name, phone=person.phone,
+                                origin=person.origin)
+
+
+def _building_of_unit(conn: sa.Connection, unit_id: int, field: str | None = "unit_id") -> int:
+    building_id = queries.unit_building(conn, unit_id)
+    if building_id is None:
+        if field is None:
+            raise NotFound("unit", unit_id)
+        raise InvalidInput(field, f"no unit {unit_id}")
+    return building_id
+
+
+def _building_of_registration(conn: sa.Connection, registration_id: int) -> int:
+    brief = queries.registration_brief(conn, registration_id)
+    if brief is None:
+        raise NotFound("registration", registration_id)
+    return int(brief["building_id"])
+
+
+# --------------------------------------------------------------------------- areas
+
+
+@_errors
+async def create_area(request: web.Request) -> web.Response:
+    user = require_user(request, "admin")
+    b = await inp.read_body(request, inp.AreaIn)
+    body = await _write(request, lambda conn, now: service.create_area(
+        conn, now, actor_of(user), level=b.level, code=b.code, name=b.name, parent_code=b.parent_code))
+    return _answer(body, 201)
+
+
+@_errors
+async def list_areas(request: web.Request) -> web.Response:
+    require_user(request, *READERS)
+    parent = request.query.get("parent") or None
+
+    def read(conn: sa.Connection) -> list[JsonObj]:
+        if parent is not None and not queries.area_exists(conn, parent):
+            raise NotFound("area", parent)
+        return queries.list_areas(conn, parent)
+    return _answer({"areas": await _read(request, read)})
+
+
+# --------------------------------------------------------------------------- buildings
+
+
+def _landlord_field(fn: Callable[[], T]) -> T:
+    """The service names the resolved id; the client sent a username."""
+    try:
+        return fn()
+    except InvalidInput as exc:
+        if exc.field == "landlord_user_id":
+            raise InvalidInput("landlord_username", exc.problem.replace("user ", "that user ", 1)) from None
+        raise
+
+
+def _building_fields(request: web.Request, b: inp.BuildingIn, conn: sa.Connection) -> JsonObj:
+    """The fields the client sent, as service arguments (dates parsed, a
+    landlord's username resolved to the user id)."""
+    sent = b.model_dump(exclude_unset=True)
+    if "pledge_signed_at" in sent and sent["pledge_signed_at"] is not None:
+        signed = inp.when("pledge_signed_at", sent["pledge_signed_at"], _rules(request).zone)
+        sent["pledge_signed_at"] = inp.not_future("pledge_signed_at", signed, _now())
+    if "landlord_username" in sent:
+        username = sent.pop("landlord_username")
+        user_id = None
+        if username is not None:
+            user_id = queries.user_id_by_username(conn, username)
+            if user_id is None:
+                raise InvalidInput("landlord_username", "no such user")
+        sent["landlord_user_id"] = user_id
+    return sent
+
+
+@_errors
+async def create_building(request: web.Request) -> web.Response:
+    user = require_user(request, "admin")
+    b = await inp.read_body(request, inp.BuildingIn)
+
+    def write(conn: sa.Connection, now: datetime) -> JsonObj:
+        fields = _building_fields(request, b, conn)
+        fields.setdefault("is_rental", b.is_rental)
+        return _landlord_field(lambda: service.create_building(conn, now, actor_of(user), **fields))
+    return _answer(await _write(request, write), 201)
+
+
+@_errors
+async def update_building(request: web.Request) -> web.Response:
+    user = require_user(request, "admin")
+    building_id = _id(request)
+    b = await inp.read_body(request, inp.BuildingPatch)
+    if "name" in b.model_fields_set and b.name is None:
+        raise InvalidInput("name", "a building keeps a name")
+    if "is_rental" in b.model_fields_set and b.is_rental is None:
+        raise InvalidInput("is_rental", "must be true or false")
+
+    def write(conn: sa.Connection, now: datetime) -> JsonObj:
+        fields = _building_fields(request, b, conn)
+        return _landlord_field(lambda: service.update_building(conn, now, actor_of(user), building_id, **fields))
+    return _answer(await _write(request, write))
+
+
+@_errors
+async def list_buildings(request: web.Request) -> web.Response:
+    user = require_user(request, *READERS)
+    grid = request.query.get("grid") or None
+    landlord = _int_query(request, "landlord")
+    if user.role == "landlord":
+        if landlord not in (None, user.id):
+            raise forbidden("a landlord sees only their own buildings")
+        landlord = user.id
+    limit = _limit(request)
+
+    def read(conn: sa.Connection) -> list[JsonObj]:
+        if grid is not None and not queries.area_exists(conn, grid):
+            raise InvalidInput("grid", "no area with this code")
+        return queries.list_buildings(conn, grid_code=grid, landlord_user_id=landlord, limit=limit)
+    return _answer({"buildings": await _read(request, read)})
+
+
+@_errors
+async def get_building(request: web.Request) -> web.Response:
+    user = require_user(request, *READERS)
+    building_id = _id(request)
+
+    def read(conn: sa.Connection) -> JsonObj:
+        doc = queries.building_detail(conn, building_id)
+        if doc is None:
+            raise NotFound("building", building_id)
+        require_building(conn, user, building_id)
+        return doc
+    return _answer(await _read(request, read))
+
+
+# --------------------------------------------------------------------------- units
+
+
+@_errors
+async def create_unit(request: web.Request) -> web.Response:
+    user = require_user(request, "admin")
+    building_id = _id(request)
+    b = await inp.read_body(request, inp.UnitIn)
+
+    def write(conn: sa.Connection, now: datetime) -> JsonObj:
+        return service.create_unit(conn, now, actor_of(user), _rules(request), building_id=building_id,
+                                   number=b.number, area_m2=b.area_m2, rooms=b.rooms, floor=b.floor)
+    try:
+        return _answer(await _write(request, write), 201)
+    except InvalidInput as exc:
+        # The building is in the path, not the body: an unknown one is a 404.
+        if exc.field == "building_id":
+            raise NotFound("building", building_id) from None
+        raise
+
+
+@_errors
+async def get_unit(request: web.Request) -> web.Response:
+    user = require_user(request, *READERS)
+    unit_id = _id(request)
+
+    def read(conn: sa.Connection) -> JsonObj:
+        doc = queries.unit_detail(conn, unit_id)
+        if doc is None:
+            raise NotFound("unit", unit_id)
+        require_building(conn, user, int(doc["building_id"]))
+        return doc
+    return _answer(await _read(request, read))
+
+
+@_errors
+async def update_unit(request: web.Request) -> web.Response:
+    user = require_user(request, "admin")
+    unit_id = _id(request)
+    b = await inp.read_body(request, inp.UnitPatch)
+    if "number" in b.model_fields_set:
+        raise InvalidInput("number", "a unit's number is its door plate and does not change")
+
+    def write(conn: sa.Connection, now: datetime) -> JsonObj:
+        return service.update_unit(conn, now, actor_of(user), _rules(request), unit_id, area_m2=b.area_m2,
+                                   rooms=b.rooms, floor=b.floor)
+    return _answer(await _write(request, write))
+
+
+# --------------------------------------------------------------------------- persons
+
+
+@_errors
+async def lookup_person(request: web.Request) -> web.Response:
+    require_user(request, *STAFF)
+    vault = _vault(request)
+    b = await inp.read_body(request, inp.LookupIn)
+    number = inp.id_number("id_number", b.id_number)
+    found = await _read(request, lambda conn: queries.person_by_digest(conn, vault.digest(number)))
+    if found is None:
+        # Say nothing of the number itself: not even its masked form.
+        return _answer({"error": "not_found", "detail": "no person with this identity number"}, 404)
+    return _answer(found)
+
+
+@_errors
+async def get_person(request: web.Request) -> web.Response:
+    user = require_user(request, *READERS)
+    person_id = _id(request)
+
+    def read(conn: sa.Connection) -> JsonObj:
+        doc = queries.person_detail(conn, person_id)
+        if doc is None:
+            raise NotFound("person", person_id)
+        if user.role == "landlord":
+            if not queries.person_lives_with_landlord(conn, person_id, user.id):
+                raise forbidden("this person was never registered in your buildings")
+            # Their registrations elsewhere are not the landlord's business.
+            doc["registrations"] = queries.list_registrations(conn, person_id=person_id, landlord_user_id=user.id)
+        return doc
+    return _answer(await _read(request, read))
+
+
+# --------------------------------------------------------------------------- registrations
+
+
+def _default_source(user: AuthUser, source: str | None) -> str:
+    if user.role == "landlord":
+        if source not in (None, "landlord"):
+            raise InvalidInput("source", "a landlord registers with source landlord")
+        return "landlord"
+    return source or "coordinator"
+
+
+@_errors
+async def create_registration(request: web.Request) -> web.Response:
+    user = require_user(request, *REGISTRARS)
+    b = await inp.read_body(request, inp.RegistrationIn)
+    if (b.person is None) == (b.person_id is None):
+        raise InvalidInput("person", "give either person {id_number, name, ...} or person_id")
+    vault = _vault(request)
+    source = _default_source(user, b.source)
+    now = _now()
+    arrived_at = inp.not_future("arrived_at", inp.when("arrived_at", b.arrived_at, _rules(request).zone), now)
+    person: service.PersonFields | int
+    if b.person is not None:
+        inp.id_number("person.id_number", b.person.id_number)
+        person = _person_fields(b.person)
+    else:
+        assert b.person_id is not None
+        person = b.person_id
+    credential = None
+    if b.credential is not None:
+        credential = (b.credential.format,
+                      inp.credential_value("credential.value", b.credential.format, b.credential.value))
+    elif b.doors is not None:
+        raise InvalidInput("doors", "doors go with a credential")
+
+    def operation(conn: sa.Connection, now: datetime) -> Outcome:
+        require_building(conn, user, _building_of_unit(conn, b.unit_id))
+        return service.register(conn, now, actor_of(user), vault, unit_id=b.unit_id, person=person,
+                                arrived_at=arrived_at, source=source, end_previous=b.end_previous,
+                                credential=credential, doors=list(b.doors) if b.doors else None,
+                                confirmed_by=user.id)
+    return _answer(await _apply(request, operation), 201)
+
+
+@_errors
+async def end_registration(request: web.Request) -> web.Response:
+    user = require_user(request, *REGISTRARS)
+    registration_id = _id(request)
+    b = await inp.read_body(request, inp.EndIn, optional=True)
+    departed_at = None
+    if b.departed_at is not None:
+        departed_at = inp.not_future("departed_at", inp.when("departed_at", b.departed_at, _rules(request).zone),
+                                     _now())
+
+    def operation(conn: sa.Connection, now: datetime) -> Outcome:
+        require_building(conn, user, _building_of_registration(conn, registration_id))
+        return service.deregister(conn, now, actor_of(user), registration_id, departed_at=departed_at,
+                                  reason=b.reason)
+    return _answer(await _apply(request, operation))
+
+
+@_errors
+async def confirm_registration(request: web.Request) -> web.Response:
+    user = require_user(request, *REGISTRARS)
+    registration_id = _id(request)
+    b = await inp.read_body(request, inp.ConfirmIn, optional=True)
+
+    def operation(conn: sa.Connection, now: datetime) -> Outcome:
+        require_building(conn, user, _building_of_registration(conn, registration_id))
+        return service.confirm_registration(conn, now, actor_of(user), registration_id, user_id=user.id,
+                                            end_previous=b.end_previous)
+    return _answer(await _apply(request, operation))
+
+
+@_errors
+async def reject_registration(request: web.Request) -> web.Response:
+    user = require_user(request, *REGISTRARS)
+    registration_id = _id(request)
+    b = await inp.read_body(request, inp.RejectIn)
+
+    def operation(conn: sa.Connection, now: datetime) -> Outcome:
+        require_building(conn, user, _building_of_registration(conn, registration_id))
+        return service.reject_registration(conn, now, actor_of(user), registration_id, reason=b.reason)
+    return _answer(await _apply(request, operation))
+
+
+@_errors
+async def list_registrations(request: web.Request) -> web.Response:
+    user = require_user(request, *READERS)
+    filters = {name: _int_query(request, name) for name in ("unit_id", "person_id", "building_id")}
+    status = request.query.get("status") or None
+    if status is not None and status not in ("pending", "active", "ended", "rejected"):
+        raise InvalidInput("status", "must be pending, active, ended or rejected")
+    landlord = user.id if user.role == "landlord" else None
+    limit = _limit(request)
+    rows = await _read(request, lambda conn: queries.list_registrations(
+        conn, status=status, landlord_user_id=landlord, limit=limit, **filters))
+    return _answer({"registrations": rows})
+
+
+# --------------------------------------------------------------------------- self-declarations
+
+
+@_errors
+async def declare(request: web.Request) -> web.Response:
+    """Public: a tenant declares themself at a unit; it waits for the
+    landlord's or a coordinator's confirmation."""
+    wait = request.app[DECLARATION_LIMITER].hit(request.remote or "unknown")
+    if wait is not None:
+        return web.json_response({"error": "too_many_requests",
+                                  "detail": f"at most {DECLARATIONS_PER_HOUR} declarations an hour from one address"},
+                                 status=429, headers={"Retry-After": retry_after_header(wait)})
+    vault = _vault(request)
+    b = await inp.read_body(request, inp.DeclarationIn)
+    now = _now()
+    arrived_at = inp.not_future("arrived_at", inp.when("arrived_at", b.arrived_at, _rules(request).zone), now)
+    inp.id_number("person.id_number", b.person.id_number)
+
+    def operation(conn: sa.Connection, now: datetime) -> Outcome:
+        _building_of_unit(conn, b.unit_id)
+        return service.declare(conn, now, DECLARATION_ACTOR, vault, unit_id=b.unit_id,
+                               person=_person_fields(b.person), arrived_at=arrived_at)
+    body = await _apply(request, operation)
+    # An anonymous caller learns nothing of the registry's own ids for the person.
+    return _answer({k: body[k] for k in ("id", "status", "unit_id", "arrived_at", "person_masked")}, 201)
+
+
+# --------------------------------------------------------------------------- credentials
+
+
+@_errors
+async def issue_unit_credential(request: web.Request) -> web.Response:
+    user = require_user(request, *CARD_ISSUERS)
+    unit_id = _id(request)
+    b = await inp.read_body(request, inp.UnitCredentialIn)
+    value = inp.credential_value("value", b.format, b.value)
+
+    def operation(conn: sa.Connection, now: datetime) -> Outcome:
+        require_building(conn, user, _building_of_unit(conn, unit_id, field=None))
+        return service.issue_unit_credential(conn, now, actor_of(user), unit_id=unit_id, fmt=b.format, value=value,
+                                             person_id=b.person_id, doors=list(b.doors) if b.doors else None)
+    return _answer(await _apply(request, operation), 201)
+
+
+@_errors
+async def revoke_credential(request: web.Request) -> web.Response:
+    user = require_user(request, *CARD_ISSUERS)
+    credential_id = _id(request)
+
+    def operation(conn: sa.Connection, now: datetime) -> Outcome:
+        building_id = queries.credential_building(conn, credential_id)
+        if building_id is None:
+            raise NotFound("credential", credential_id)
+        require_building(conn, user, building_id)
+        return service.revoke_credential(conn, now, actor_of(user), credential_id)
+    return _answer(await _apply(request, operation))
+
+
+# --------------------------------------------------------------------------- history
+
+
+@_errors
+async def list_history(request: web.Request) -> web.Response:
+    user = require_user(request, *READERS)
+    entity = request.query.get("entity") or None
+    if entity is not None and entity not in queries.HISTORY_ENTITIES:
+        raise InvalidInput("entity", f"must be one of {', '.join(queries.HISTORY_ENTITIES)}")
+    entity_id = _int_query(request, "entity_id")
+    limit = _limit(request)
+
+    def read(conn: sa.Connection) -> list[JsonObj]:
+        if user.role == "landlord":
+            # A landlord reads the trace of one thing in their own building.
+            if entity is None or entity_id is None:
+                raise InvalidInput("entity_id", "a landlord asks for one entity: entity and entity_id")
+            building_id = queries.entity_building(conn, entity, entity_id)
+            if building_id is None:
+                raise forbidden("landlords read the history of their buildings, units, registrations and cards")
+            require_building(conn, user, building_id)
+        return queries.list_history(conn, entity=entity, entity_id=entity_id, limit=limit)
+    return _answer({"history": await _read(request, read)})
+
+
+def add_routes(app: web.Application) -> None:
+    app[DECLARATION_LIMITER] = RateLimiter(DECLARATIONS_PER_HOUR, 3600.0)
+    r = app.router
+    r.add_post("/api/v1/areas", create_area)
+    r.add_get("/api/v1/areas", list_areas)
+    r.add_post("/api/v1/registry/buildings", create_building)
+    r.add_get("/api/v1/registry/buildings", list_buildings)
+    r.add_get(r"/api/v1/registry/buildings/{id:\d+}", get_building)
+    r.add_patch(r"/api/v1/registry/buildings/{id:\d+}", update_building)
+    r.add_post(r"/api/v1/registry/buildings/{id:\d+}/units", create_unit)
+    r.add_get(r"/api/v1/registry/units/{id:\d+}", get_unit)
+    r.add_patch(r"/api/v1/registry/units/{id:\d+}", update_unit)
+    r.add_post(r"/api/v1/registry/units/{id:\d+}/credentials", issue_unit_credential)
+    r.add_delete(r"/api/v1/registry/credentials/{id:\d+}", revoke_credential)
+    r.add_post("/api/v1/persons/lookup", lookup_person)
+    r.add_get(r"/api/v1/registry/persons/{id:\d+}", get_person)
+    r.add_post("/api/v1/registry/registrations", create_registration)
+    r.add_get("/api/v1/registry/registrations", list_registrations)
+    r.add_post(r"/api/v1/registry/registrations/{id:\d+}/end", end_registration)
+    r.add_post(r"/api/v1/registry/registrations/{id:\d+}/confirm", confirm_registration)
+    r.add_post(r"/api/v1/registry/registrations/{id:\d+}/reject", reject_registration)
+    r.add_post("/api/v1/declarations", declare)
+    r.add_get("/api/v1/registry/history", list_history)

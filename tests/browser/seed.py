@@ -1,0 +1,88 @@
+"""A small world for the page tests, made through the registry functions:
+one district > street > community > two grids; landlord A's building in grid
+1 with units 101 (empty) and 102 (one tenant, silent long enough to be asked
+"has this tenant left?"), landlord B's building in grid 2 with one tenant."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+
+import sqlalchemy as sa
+
+from server.access.service import write_transaction
+from server.db.models import cases
+from server.registry import service
+from server.registry.idnumber import make_id_number
+from server.registry.pii import PiiVault, load_vault
+from server.rules import CityRules
+from tests.server.auth_helpers import UserCreds, make_user
+
+ACTOR = "test:seed"
+# Valid numbers (GB 11643) made for the tests; none is ever allowed on a page.
+TENANT_ID = make_id_number("440104", date(1990, 5, 17), 123)
+SILENT_ID = make_id_number("440106", date(1985, 2, 3), 45)
+OTHER_ID = make_id_number("510104", date(1995, 11, 30), 88)
+DECLARANT_ID = make_id_number("430102", date(2000, 1, 9), 12)
+
+
+@dataclass(frozen=True)
+class World:
+    landlord: UserCreds
+    other_landlord: UserCreds
+    admin: UserCreds
+    building_id: int
+    other_building_id: int
+    empty_unit_id: int
+    silent_unit_id: int
+    other_unit_id: int
+    silent_registration_id: int
+    departure_case_id: int
+
+
+def vault_for(database_url: str) -> PiiVault:
+    return load_vault(None, database_url)
+
+
+def seed(engine: sa.Engine, database_url: str) -> World:
+    vault = vault_for(database_url)
+    rules = CityRules()
+    landlord = make_user(engine, "landlord", "landlord-a")
+    other = make_user(engine, "landlord", "landlord-b")
+    admin = make_user(engine, "admin", "admin-1")
+    now = datetime.now(UTC)
+    long_ago = now - timedelta(days=60)
+    with write_transaction(engine) as conn:
+        for level, code, name, parent in (("district", "D1", "越秀区", None), ("street", "S1", "北京街", "D1"),
+                                          ("community", "C1", "盐运西社区", "S1"), ("grid", "G1", "一网格", "C1"),
+                                          ("grid", "G2", "二网格", "C1")):
+            service.create_area(conn, now, ACTOR, level=level, code=code, name=name, parent_code=parent)
+        building = service.create_building(conn, now, ACTOR, name="幸福楼", address="北京街12号", grid_code="G1",
+                                           landlord_user_id=landlord.id, is_rental=True, pledge_signed_at=now)
+        other_building = service.create_building(conn, now, ACTOR, name="别人楼", grid_code="G2",
+                                                 landlord_user_id=other.id, is_rental=True)
+        empty = service.create_unit(conn, now, ACTOR, rules, building_id=building["id"], number="101",
+                                    area_m2=30.0, rooms=2, floor=1)
+        silent = service.create_unit(conn, now, ACTOR, rules, building_id=building["id"], number="102",
+                                     area_m2=20.0, rooms=1, floor=1)
+        other_unit = service.create_unit(conn, now, ACTOR, rules, building_id=other_building["id"], number="201",
+                                         area_m2=25.0, rooms=1, floor=2)
+        silent_reg = service.register(conn, now, ACTOR, vault, unit_id=silent["id"], arrived_at=long_ago,
+                                      source="landlord",
+                                      person=service.PersonFields(SILENT_ID, "王五", "13800138000", "湖南长沙"))
+        service.register(conn, now, ACTOR, vault, unit_id=other_unit["id"], arrived_at=long_ago, source="landlord",
+                         person=service.PersonFields(OTHER_ID, "赵六", None, None))
+        # What reconciliation opens after 30 silent days (server/reconcile).
+        case_id = conn.execute(sa.insert(cases).values(
+            kind="presumed_departure", subject=f"r{silent_reg.body['id']}", state="open",
+            building_id=building["id"], unit_id=silent["id"], person_id=silent_reg.body["person_id"],
+            registration_id=silent_reg.body["id"], evidence_at=now - timedelta(days=31), opened_at=now,
+            due_at=now + timedelta(days=7), evidence={"last_seen_at": (now - timedelta(days=31)).isoformat()},
+            updated_at=now).returning(cases.c.id)).scalar_one()
+    return World(landlord, other, admin, building["id"], other_building["id"], empty["id"], silent["id"],
+                 other_unit["id"], silent_reg.body["id"], case_id)
+
+
+def database_url_for(tmp: Path) -> str:
+    return f"sqlite:///{tmp / 'pages.db'}"
