@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import json
 import logging
 import os
@@ -55,6 +56,23 @@ class DoorStack:
     def mqtt_url(self) -> str:
         return self.broker.url
 
+    @functools.cached_property
+    def token(self) -> str:
+        """A bearer token of an administrator created for the bench in the server's database."""
+        from server.auth.sessions import start_session
+        from server.auth.users import create_user
+        from server.db.engine import create_engine
+
+        engine = create_engine(self.database_url)
+        try:
+            now = datetime.now(UTC)
+            with engine.begin() as conn:
+                user_id = create_user(conn, now, username="bench-admin", password=os.urandom(12).hex(),
+                                      role="admin", display_name="bench")
+                return start_session(conn, now, user_id, kind="token", ttl=None, label="bench")
+        finally:
+            engine.dispose()
+
 
 @dataclass
 class DoorPath:
@@ -98,7 +116,8 @@ def api(stack: DoorStack, method: str, path: str, body: object = None) -> Any:
 
     data = None if body is None else json.dumps(body).encode()
     req = urllib.request.Request(stack.server_url + path, data=data, method=method,
-                                 headers={"Content-Type": "application/json"})
+                                 headers={"Content-Type": "application/json",
+                                          "Authorization": f"Bearer {stack.token}"})
     try:
         with urllib.request.urlopen(req, timeout=10) as resp:
             return json.loads(resp.read() or b"null")

@@ -16,6 +16,8 @@ from rentgate import __version__, logs
 _COMMAND_MODULES = (
     "gateway.cli",
     "server.cli",
+    "server.registry.imports.cli",
+    "server.auth.cli",
     "firmware_sim.cli",
     "rentgate.broker",
     "rentgate.demo",

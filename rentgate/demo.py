@@ -120,6 +120,38 @@ def _port_open(port: int) -> bool:
         return False
 
 
+@dataclass(frozen=True)
+class DemoLogin:
+    username: str
+    password: str
+    token: str
+
+
+def _create_admin(database_url: str) -> DemoLogin:
+    """Migrates the fresh demo database and creates an administrator: the demo
+    drives the API with its token, a human logs in to the pages with its password."""
+    import secrets
+    from datetime import UTC, datetime
+
+    from server.auth.sessions import start_session
+    from server.auth.users import create_user
+    from server.db import migrate
+    from server.db.engine import create_engine
+
+    engine = create_engine(database_url)
+    try:
+        migrate.upgrade(engine)
+        password = secrets.token_urlsafe(12)
+        now = datetime.now(UTC)
+        with engine.begin() as conn:
+            user_id = create_user(conn, now, username="admin", password=password, role="admin",
+                                  display_name="demo admin")
+            token = start_session(conn, now, user_id, kind="token", ttl=None, label="demo")
+    finally:
+        engine.dispose()
+    return DemoLogin(username="admin", password=password, token=token)
+
+
 @dataclass
 class Demo:
     data_dir: Path
@@ -130,6 +162,7 @@ class Demo:
     duration_s: float | None
     readers: str = "osdp"
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    token: str = ""
 
     @property
     def url(self) -> str:
@@ -142,18 +175,21 @@ class Demo:
         broker_port = free_port()
         self.http_port = free_port(self.http_port)
         mqtt_url = f"mqtt://127.0.0.1:{broker_port}"
+        database_url = f"sqlite:///{self.data_dir / 'rentgate.db'}"
+        login = _create_admin(database_url)
+        self.token = login.token
         with ExitStack() as stack:
             stack.callback(self._stop_all)
             self._spawn("broker", ["broker", "--host", "127.0.0.1", "--port", str(broker_port)])
             _wait(lambda: _port_open(broker_port), 20, "the broker", self.procs)
             self._spawn("server", [
                 "server", "--upgrade",
-                "--database-url", f"sqlite:///{self.data_dir / 'rentgate.db'}",
+                "--database-url", database_url,
                 "--mqtt-url", mqtt_url, "--host", "127.0.0.1", "--port", str(self.http_port),
             ])
             _wait(lambda: self._get("/healthz") is not None, 30, "the server", self.procs)
             if self.readers == "osdp":
-                public_keys = demo_osdp.register_tenants(self.url, GATEWAY_ID)
+                public_keys = demo_osdp.register_tenants(self.url, GATEWAY_ID, self.token)
                 sim_cfg = self._write("building.toml",
                                       demo_osdp.sim_config(self.data_dir, self.duration_s,
                                                            min(self.rate_per_min, demo_osdp.MAX_RATE_PER_MIN)))
@@ -174,6 +210,8 @@ class Demo:
             log.info("rentgate demo is running: %s  (events: %s/api/v1/events, gateways: %s/api/v1/gateways)",
                      self.url, self.url, self.url)
             print(f"rentgate server: {self.url}", file=sys.stderr, flush=True)
+            print(f"rentgate demo: log in at {self.url}/login as {login.username} with password {login.password}",
+                  file=sys.stderr, flush=True)
             if self.duration_s is None:
                 return self._run_until_interrupted()
             return self._run_measured()
@@ -263,8 +301,10 @@ class Demo:
                 proc.wait()
 
     def _get(self, path: str) -> bytes | None:
+        headers = {} if path in ("/healthz", "/metrics") else {"Authorization": f"Bearer {self.token}"}
         try:
-            with urllib.request.urlopen(self.url + path, timeout=5) as resp:
+            with urllib.request.urlopen(urllib.request.Request(self.url + path, headers=headers),
+                                        timeout=5) as resp:
                 return bytes(resp.read())
         except (urllib.error.URLError, OSError):
             return None

@@ -26,28 +26,29 @@ DOORS = (("front", 1), ("back", 2))
 LINK = "osdp-line-1"
 
 
-def _call(base: str, method: str, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
+def _call(base: str, token: str, method: str, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
     data = json.dumps(body).encode() if body is not None else None
     request = urllib.request.Request(base + path, data=data, method=method,
-                                     headers={"Content-Type": "application/json"})
+                                     headers={"Content-Type": "application/json", "Authorization": f"Bearer {token}"})
     with urllib.request.urlopen(request, timeout=10) as response:
         return dict(json.loads(response.read() or b"{}"))
 
 
-def register_tenants(base: str, gateway_id: str) -> str:
+def register_tenants(base: str, gateway_id: str, token: str) -> str:
     """Building, gateway, tenants and their cards; the one who left has their
-    registration ended (so their card is revoked). Returns the gateway's
-    allowlist public key entry as ``key_id = "base64"`` TOML."""
-    building = _call(base, "POST", "/api/v1/buildings", {"name": "出租屋 禅城区 示范楼"})["id"]
-    _call(base, "PUT", f"/api/v1/gateways/{gateway_id}/building", {"building_id": building})
+    registration ended (so their card is revoked), all as the administrator
+    whose bearer ``token`` is given. Returns the gateway's allowlist public key
+    entry as ``key_id = "base64"`` TOML."""
+    building = _call(base, token, "POST", "/api/v1/buildings", {"name": "出租屋 禅城区 示范楼"})["id"]
+    _call(base, token, "PUT", f"/api/v1/gateways/{gateway_id}/building", {"building_id": building})
     for i, card in enumerate([*TENANT_CARDS, LEFT_CARD], start=1):
-        person = _call(base, "POST", "/api/v1/persons", {"display_name": f"租户 {i:02d}"})["id"]
-        registration = _call(base, "POST", "/api/v1/registrations", {"person_id": person, "building_id": building})
-        _call(base, "POST", "/api/v1/credentials",
+        person = _call(base, token, "POST", "/api/v1/persons", {"display_name": f"租户 {i:02d}"})["id"]
+        registration = _call(base, token, "POST", "/api/v1/registrations", {"person_id": person, "building_id": building})
+        _call(base, token, "POST", "/api/v1/credentials",
               {"registration_id": registration["id"], "format": "wiegand26", "value": card})
         if card == LEFT_CARD:
-            _call(base, "POST", f"/api/v1/registrations/{registration['id']}/end")
-    keys = _call(base, "GET", "/api/v1/allowlist-keys")["keys"]
+            _call(base, token, "POST", f"/api/v1/registrations/{registration['id']}/end")
+    keys = _call(base, token, "GET", "/api/v1/allowlist-keys")["keys"]
     return ", ".join(f'"{key_id}" = "{key}"' for key_id, key in keys.items())
 
 

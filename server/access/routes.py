@@ -1,6 +1,5 @@
 """``/api/v1`` routes for buildings, persons, registrations, credentials and
-allowlists. No authentication yet (docs/access.md says so): run the server on a
-trusted network until issue 4 adds it."""
+allowlists. Administrators only (docs/auth.md)."""
 
 from __future__ import annotations
 
@@ -23,6 +22,7 @@ from server.access.keys import SigningKey, load_signing_key
 from server.access.publisher import AllowlistPublisher
 from server.access.service import AccessService
 from server.appkeys import ENGINE, SETTINGS
+from server.auth.policy import requires
 from server.db.models import allowlist_versions, gateways
 
 log = logging.getLogger(__name__)
@@ -201,15 +201,17 @@ def setup(app: web.Application, *, mqtt: bool) -> None:
     """Routes, and the access service (publishing over MQTT when ``mqtt``)."""
     app.cleanup_ctx.append(functools.partial(_access_ctx, mqtt=mqtt))
     r = app.router
-    r.add_post("/api/v1/buildings", create_building)
-    r.add_put("/api/v1/gateways/{gw}/building", assign_gateway)
-    r.add_get("/api/v1/gateways/{gw}/allowlist", gateway_allowlist)
-    r.add_post("/api/v1/persons", create_person)
-    r.add_post("/api/v1/registrations", create_registration)
-    r.add_post(r"/api/v1/registrations/{id:\d+}/end", end_registration)
-    r.add_post("/api/v1/credentials", issue_credential)
-    r.add_post(r"/api/v1/credentials/{id:\d+}/revoke", revoke_credential)
-    r.add_get("/api/v1/allowlist-keys", allowlist_keys)
+    # Every access route changes or reveals who may open which door: admins only.
+    admin = requires("admin")
+    r.add_post("/api/v1/buildings", admin(create_building))
+    r.add_put("/api/v1/gateways/{gw}/building", admin(assign_gateway))
+    r.add_get("/api/v1/gateways/{gw}/allowlist", admin(gateway_allowlist))
+    r.add_post("/api/v1/persons", admin(create_person))
+    r.add_post("/api/v1/registrations", admin(create_registration))
+    r.add_post(r"/api/v1/registrations/{id:\d+}/end", admin(end_registration))
+    r.add_post("/api/v1/credentials", admin(issue_credential))
+    r.add_post(r"/api/v1/credentials/{id:\d+}/revoke", admin(revoke_credential))
+    r.add_get("/api/v1/allowlist-keys", admin(allowlist_keys))
 
 
 async def _access_ctx(app: web.Application, *, mqtt: bool) -> AsyncIterator[None]:

@@ -139,15 +139,29 @@ class Server(Proc):
             "server", "--upgrade", "--database-url", database_url, "--mqtt-url", mqtt_url,
             "--host", "127.0.0.1", "--port", str(self.port),
         ], ready=self.healthy)
+        self._token: str | None = None
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
+    @property
+    def token(self) -> str:
+        """An administrator's bearer token, created in the server's database on
+        first use (the server has migrated it by then)."""
+        if self._token is None:
+            self._token = admin_token(self.database_url)
+        return self._token
+
+    def auth_headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}"}
+
     def get(self, path: str) -> tuple[int, Any] | None:
         """``(status, JSON body)``, or None when nothing answers."""
+        headers = {} if path in ("/healthz", "/metrics") else self.auth_headers()
         try:
-            with urllib.request.urlopen(self.url + path, timeout=5) as resp:
+            with urllib.request.urlopen(urllib.request.Request(self.url + path, headers=headers),
+                                        timeout=5) as resp:
                 return int(resp.status), json.loads(resp.read())
         except urllib.error.HTTPError as exc:
             return exc.code, json.loads(exc.read() or b"null")
@@ -489,6 +503,25 @@ def _environment(**values: str) -> Iterator[None]:
                 os.environ[name] = old
 
 
+def admin_token(database_url: str) -> str:
+    """Creates an administrator and returns a bearer token for it."""
+    from datetime import UTC, datetime
+
+    from server.auth.sessions import start_session
+    from server.auth.users import create_user
+    from server.db.engine import create_engine
+
+    engine = create_engine(database_url)
+    try:
+        now = datetime.now(UTC)
+        with engine.begin() as conn:
+            user_id = create_user(conn, now, username=f"harness-{os.getpid()}-{time.monotonic_ns()}",
+                                  password=os.urandom(12).hex(), role="admin", display_name="test harness")
+            return start_session(conn, now, user_id, kind="token", ttl=None, label="harness")
+    finally:
+        engine.dispose()
+
+
 class AccessServer(Server):
     """A :class:`Server` that signs allowlists with a key of the test's own and
     is driven through its HTTP API like a landlord's tool would."""
@@ -509,7 +542,7 @@ class AccessServer(Server):
         (any 2xx when None)."""
         data = None if body is None else json.dumps(body).encode()
         req = urllib.request.Request(self.url + path, data=data, method=method,
-                                     headers={"Content-Type": "application/json"})
+                                     headers={"Content-Type": "application/json", **self.auth_headers()})
         try:
             with urllib.request.urlopen(req, timeout=10) as resp:
                 status, raw = int(resp.status), resp.read()

@@ -15,11 +15,12 @@ from rentgate import wire
 from server.app import make_app
 from server.ingest.store import EventStore
 from server.settings import ServerSettings
+from tests.server.auth_helpers import bearer, make_user
 from tests.server.helpers import T0, batch, card_read, door_state, message
 from tests.services import free_port
 
 Client = TestClient[web.Request, web.Application]
-MakeClient = Callable[[web.Application], Awaitable[Client]]
+MakeClient = Callable[..., Awaitable[Client]]
 
 
 @pytest.fixture
@@ -33,7 +34,9 @@ async def client(sqlite_engine: sa.Engine, sqlite_url: str, aiohttp_client: Make
         message("gw-a", wire.GatewayStatus(gw="gw-a", state="online", outbox_depth=3, devices_online=1,
                                            devices_total=2).model_dump_json().encode(), leaf="status"),
     ])
-    return await aiohttp_client(make_app(ServerSettings(database_url=sqlite_url), ingest=False))
+    admin = make_user(sqlite_engine)
+    return await aiohttp_client(make_app(ServerSettings(database_url=sqlite_url), ingest=False),
+                                headers=bearer(admin.token))
 
 
 async def get_json(client: Client, path: str, status: int = 200, **params: Any) -> Any:

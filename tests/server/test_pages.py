@@ -13,16 +13,19 @@ from server.app import make_app
 from server.ingest.store import EventStore
 from server.pages.dashboard import mask_card
 from server.settings import ServerSettings
+from tests.server.auth_helpers import bearer, make_user
 from tests.server.helpers import batch, card_read, message
 
 Client = TestClient[web.Request, web.Application]
-MakeClient = Callable[[web.Application], Awaitable[Client]]
+MakeClient = Callable[..., Awaitable[Client]]
 
 
 @pytest.fixture
 async def client(sqlite_engine: sa.Engine, sqlite_url: str, aiohttp_client: MakeClient) -> Client:
     EventStore(sqlite_engine).commit([message("gw-a", batch("gw-a", [card_read("gw-a", 1, door="east-gate")]))])
-    return await aiohttp_client(make_app(ServerSettings(database_url=sqlite_url), ingest=False))
+    admin = make_user(sqlite_engine)
+    return await aiohttp_client(make_app(ServerSettings(database_url=sqlite_url), ingest=False),
+                                headers=bearer(admin.token))
 
 
 async def test_page_is_chinese_by_default_and_shows_the_swipe_masked(client: Client) -> None:
@@ -62,7 +65,9 @@ async def test_decisions_and_door_alarms_are_shown_in_words(sqlite_engine: sa.En
                            reason="revoked", credential=wire.Credential(format="wiegand26", value="90:999"))
     forced = wire.DoorState(gw="gw-a", seq=3, device="r", door="east-gate", ts=T0, state="forced")
     EventStore(sqlite_engine).commit([message("gw-a", batch("gw-a", [denied, forced]))])
-    client = await aiohttp_client(make_app(ServerSettings(database_url=sqlite_url), ingest=False))
+    coordinator = make_user(sqlite_engine, role="coordinator")
+    client = await aiohttp_client(make_app(ServerSettings(database_url=sqlite_url), ingest=False),
+                                  headers=bearer(coordinator.token))
     html = await (await client.get("/")).text()
     assert "拒绝: 已注销" in html and "强行开门（报警）" in html
     html = await (await client.get("/", params={"lang": "en"})).text()

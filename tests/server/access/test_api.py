@@ -14,14 +14,17 @@ from aiohttp.test_utils import TestClient
 from rentgate import wire
 from server.app import make_app
 from server.settings import ServerSettings
+from tests.server.auth_helpers import bearer, make_user
 
 Client = TestClient[web.Request, web.Application]
-MakeClient = Callable[[web.Application], Awaitable[Client]]
+MakeClient = Callable[..., Awaitable[Client]]
 
 
 @pytest.fixture
 async def client(engine: sa.Engine, database_url: str, aiohttp_client: MakeClient) -> Client:
-    return await aiohttp_client(make_app(ServerSettings(database_url=database_url), ingest=False))
+    admin = make_user(engine)
+    return await aiohttp_client(make_app(ServerSettings(database_url=database_url), ingest=False),
+                                headers=bearer(admin.token))
 
 
 async def call(client: Client, method: str, path: str, body: Any = None, status: int = 200) -> Any:

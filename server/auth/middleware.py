@@ -1,0 +1,81 @@
+"""Resolves who the request is from (once, with one indexed query) and
+enforces CSRF for cookie sessions. Handlers decide what the user may do
+(server/auth/policy.py)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
+
+import sqlalchemy as sa
+from aiohttp import web
+
+from server.appkeys import ENGINE, SETTINGS
+from server.auth.policy import AUTH_KEY, RequestAuth, forbidden, unauthorized
+from server.auth.sessions import SESSION_COOKIE, ResolvedSession, csrf_matches, resolve_session, touch
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+CSRF_HEADER = "X-CSRF-Token"
+CSRF_FIELD = "csrf"
+# Logging in does not use the authority of an existing session, so a stale
+# cookie must not stop it.
+CSRF_EXEMPT = frozenset({("POST", "/api/v1/session"), ("POST", "/login")})
+
+
+def _bearer(request: web.Request) -> str | None:
+    header = request.headers.get("Authorization", "")
+    scheme, _, value = header.partition(" ")
+    if scheme.lower() != "bearer":
+        return None
+    return value.strip() or None
+
+
+def _lookup(engine: sa.Engine, token: str, now: datetime, idle: timedelta) -> ResolvedSession | None:
+    with engine.connect() as conn:
+        resolved = resolve_session(conn, token, now, idle=idle)
+    if resolved is not None and resolved.needs_touch:
+        try:
+            with engine.begin() as conn:
+                touch(conn, resolved.digest, now)
+        except sa.exc.OperationalError as exc:
+            # Busy database: the request is still authentic; the next one touches.
+            log.warning("could not record session use: %s", exc)
+    return resolved
+
+
+async def _csrf_offered(request: web.Request) -> str | None:
+    offered = request.headers.get(CSRF_HEADER)
+    if offered is None and request.content_type in ("application/x-www-form-urlencoded", "multipart/form-data"):
+        # post() caches the parsed form, so the handler can read it again.
+        value = (await request.post()).get(CSRF_FIELD)
+        offered = value if isinstance(value, str) else None
+    return offered
+
+
+@web.middleware
+async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    bearer = _bearer(request)
+    token = bearer or request.cookies.get(SESSION_COOKIE)
+    if token:
+        idle = timedelta(hours=request.app[SETTINGS].session_idle_hours)
+        try:
+            resolved = await asyncio.to_thread(_lookup, request.app[ENGINE], token, datetime.now(UTC), idle)
+        except sa.exc.SQLAlchemyError as exc:
+            log.warning("database error checking a session for %s: %s", request.path, exc)
+            return web.json_response({"error": "database_unavailable"}, status=503)
+        if resolved is None and bearer is not None:
+            # A client that sends a token wants to know it no longer works.
+            raise unauthorized("invalid, expired or revoked token")
+        if resolved is not None:
+            kind = "token" if bearer is not None else "cookie"
+            request[AUTH_KEY] = RequestAuth(user=resolved.user, kind=kind, token=token)
+            if (kind == "cookie" and request.method not in SAFE_METHODS
+                    and (request.method, request.path) not in CSRF_EXEMPT
+                    and not csrf_matches(token, await _csrf_offered(request))):
+                raise forbidden(f"missing or wrong CSRF token (header {CSRF_HEADER} or form field {CSRF_FIELD})")
+    return await handler(request)
