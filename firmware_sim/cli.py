@@ -41,6 +41,9 @@ def register(subparsers: Any) -> None:
     osdp.add_argument("--duration", type=float, default=None, metavar="S", help="override traffic.duration_s")
     osdp.add_argument("--json", action="store_true", help="print the record as one JSON object on stdout")
     osdp.set_defaults(func=_osdp_building)
+    from firmware_sim.district.command import add_parser as add_district
+
+    add_district(sim_sub)
 
 
 class _Sim(Protocol):
