@@ -308,6 +308,8 @@ class Credential(Base):
     issued_at: Mapped[datetime] = mapped_column(UtcDateTime)
     revoked_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     revoked_reason: Mapped[str | None] = mapped_column(sa.String(32))
+    # The newest event that used it (reconciliation); None: never seen.
+    last_seen_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
 
 
 class AllowlistVersion(Base):

@@ -14,6 +14,7 @@ import logging
 import threading
 import uuid
 from collections import deque
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 import psycopg
@@ -52,6 +53,9 @@ class IngestService:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._wake = asyncio.Event()
         self._stopping = asyncio.Event()
+        # Called on the event loop after each committed batch that stored new
+        # events (reconciliation wakes on it instead of polling). Must not block.
+        self.on_commit: Callable[[CommitResult], None] | None = None
         self.link = MqttLink(
             LinkSettings(
                 url=settings.mqtt_url,
@@ -153,7 +157,16 @@ class IngestService:
                 continue
             self.database_ok = True
             self._acknowledge(result)
+            self._notify(result)
             return
+
+    def _notify(self, result: CommitResult) -> None:
+        if self.on_commit is None or not result.inserted:
+            return
+        try:
+            self.on_commit(result)
+        except Exception:  # noqa: BLE001 - a listener's fault must not stop ingest
+            log.exception("commit listener failed")
 
     async def _isolate_poison(self, batch: list[Message], exc: Exception) -> None:
         """A batch the database refuses for its content: split it until the

@@ -155,6 +155,8 @@ def upgrade() -> None:
     # Nothing references credentials, so rebuilding it on SQLite is safe.
     with op.batch_alter_table("credentials") as batch:
         batch.add_column(sa.Column("unit_id", sa.BigInteger(), nullable=True))
+        # Reconciliation's per-credential evidence (credential_unused cases).
+        batch.add_column(sa.Column("last_seen_at", TS, nullable=True))
         batch.alter_column("person_id", existing_type=sa.BigInteger(), nullable=True)
         batch.alter_column("registration_id", existing_type=sa.BigInteger(), nullable=True)
         batch.create_foreign_key("fk_credentials_unit_id_units", "units", ["unit_id"], ["id"])
@@ -293,6 +295,7 @@ def downgrade() -> None:
     op.drop_index("ix_credentials_person_id", "credentials")
     op.drop_constraint("fk_credentials_unit_id_units", "credentials", type_="foreignkey")
     op.drop_column("credentials", "unit_id")
+    op.drop_column("credentials", "last_seen_at")
     # person_id and registration_id stay nullable: credentials issued to a
     # unit alone have neither, and 0002 has nowhere else to put them.
     op.drop_index("ix_registrations_status_unit_id", "registrations")

@@ -1,0 +1,315 @@
+"""Incremental reconciliation: stored card reads become presence evidence.
+
+Each call reads the events after the watermark (reconcile_state "events"),
+finds for each read the credential valid at that moment in the gateway's
+building, and folds the reads into ``presence`` (per unit and subject) or
+``unknown_credentials``. The watermark moves in the same transaction as the
+presence rows, so a crash never counts an event twice or skips one.
+
+Credentials are looked up by one joined query per chunk, against the
+database as it is at that moment: there is no cache, hence no staleness.
+
+Known limit: the watermark assumes events become visible in id order, which
+holds for the one ingest writer per database the server runs (it commits
+batches one after another). Out-of-order events (a gateway's outbox replayed
+days later) count their day only if it is newer than the subject's last day,
+so ``days_seen`` can undercount for them; first/last seen stay exact.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import ARRAY
+
+from server.db.models import credentials, presence, reconcile_state, unknown_credentials
+from server.db.types import UtcDateTime
+from server.reconcile import cases as case_ops
+from server.reconcile.sqlbits import ACTOR, is_postgres, ts
+from server.rules import CityRules
+
+log = logging.getLogger(__name__)
+
+WATERMARK = "events"
+
+_READS = sa.text("""
+SELECT e.id, e.occurred_at, e.credential_format, e.credential_value, g.building_id,
+       c.id AS credential_id, COALESCE(c.unit_id, r.unit_id) AS unit_id,
+       COALESCE(c.person_id, r.person_id) AS person_id, c.issued_at
+FROM events e
+LEFT JOIN gateways g ON g.id = e.gateway_id
+LEFT JOIN credentials c ON c.building_id = g.building_id AND c.format = e.credential_format
+     AND c.value = e.credential_value AND c.issued_at <= e.occurred_at
+     AND (c.revoked_at IS NULL OR c.revoked_at > e.occurred_at)
+LEFT JOIN registrations r ON r.id = c.registration_id
+WHERE e.id > :after AND e.id <= :upto AND e.kind = 'card_read' AND e.credential_value IS NOT NULL
+ORDER BY e.id, c.issued_at DESC
+LIMIT :limit
+""").columns(occurred_at=UtcDateTime(), issued_at=UtcDateTime())
+
+
+_NEWEST = sa.text("SELECT MAX(id) FROM events")
+
+
+@dataclass
+class CatchUpStats:
+    events: int = 0
+    attributed: int = 0
+    unknown: int = 0
+    no_building: int = 0
+    no_unit: int = 0
+    cases_opened: int = 0
+    cases_closed: int = 0
+    watermark: int = 0
+    touched_units: set[int] = field(default_factory=set)
+
+
+@dataclass
+class _Seen:
+    first: datetime
+    last: datetime
+    days: set[int]
+    events: int
+    building_id: int
+    person_id: int | None
+    credential_id: int | None
+
+    def add(self, at: datetime, day: int) -> None:
+        self.first = min(self.first, at)
+        self.last = max(self.last, at)
+        self.days.add(day)
+        self.events += 1
+
+
+def _aware(value: Any) -> datetime:
+    # Raw text() columns come back naive (UTC) from SQLite, aware from PostgreSQL.
+    at: datetime = datetime.fromisoformat(value) if isinstance(value, str) else value
+    return at if at.tzinfo is not None else at.replace(tzinfo=ZoneInfo("UTC"))
+
+
+def local_day(at: datetime, zone: ZoneInfo) -> int:
+    """Days since 0001-01-01 of the local calendar date: one number per day."""
+    return at.astimezone(zone).date().toordinal()
+
+
+def read_watermark(conn: sa.Connection, *, lock: bool) -> int:
+    query = sa.select(reconcile_state.c.last_event_id).where(reconcile_state.c.name == WATERMARK)
+    if lock and is_postgres(conn):
+        query = query.with_for_update()
+    mark = conn.execute(query).scalar()
+    if mark is not None:
+        return int(mark)
+    conn.execute(sa.text("INSERT INTO reconcile_state (name, last_event_id, updated_at) VALUES (:n, 0, :t) "
+                         "ON CONFLICT (name) DO NOTHING").bindparams(ts("t")), {"n": WATERMARK, "t": _epoch()})
+    return int(conn.execute(query).scalar_one())
+
+
+def _epoch() -> datetime:
+    return datetime(1970, 1, 1, tzinfo=ZoneInfo("UTC"))
+
+
+def apply_chunk(conn: sa.Connection, now: datetime, rules: CityRules, *, limit: int) -> CatchUpStats:
+    """One chunk of at most ``limit`` card reads, in the caller's write
+    transaction (which must serialise with other reconcilers: BEGIN
+    IMMEDIATE on SQLite; here the watermark row is locked on PostgreSQL)."""
+    stats = CatchUpStats()
+    zone = rules.zone
+    after = read_watermark(conn, lock=True)
+    upto = conn.execute(_NEWEST).scalar()
+    if upto is None or upto <= after:
+        stats.watermark = after
+        return stats
+    rows = conn.execute(_READS, {"after": after, "upto": upto, "limit": limit}).all()
+    # A full chunk stops at its last event (its other credential rows may be
+    # cut off by LIMIT: drop that event, the next chunk takes it whole).
+    if len(rows) == limit:
+        last = rows[-1][0]
+        rows = [r for r in rows if r[0] != last]
+        upto = last - 1 if rows else last
+        if not rows:  # one event with `limit` candidate credentials: impossible by the unique index
+            upto = last
+    seen: dict[tuple[int, str], _Seen] = {}
+    unknown: dict[tuple[int, str, str], _Seen] = {}
+    cred_seen: dict[int, datetime] = {}
+    previous = None
+    for event_id, occurred, fmt, value, building_id, cred_id, unit_id, person_id, _issued in rows:
+        if event_id == previous:  # an older credential of the same event (newest issue first)
+            continue
+        previous = event_id
+        stats.events += 1
+        if building_id is None:
+            stats.no_building += 1
+            continue
+        at = _aware(occurred)
+        day = local_day(at, zone)
+        if cred_id is None:
+            stats.unknown += 1
+            _fold(unknown, (building_id, fmt or "raw", value), at, day, building_id, None, None)
+            continue
+        cred_seen[cred_id] = max(at, cred_seen.get(cred_id, at))
+        if unit_id is None:
+            stats.no_unit += 1  # an access-era credential of a building without units
+            continue
+        stats.attributed += 1
+        subject = f"p{person_id}" if person_id is not None else f"c{cred_id}"
+        _fold(seen, (unit_id, subject), at, day, building_id, person_id, cred_id)
+    _write_presence(conn, seen)
+    _write_unknown(conn, unknown)
+    _write_credentials(conn, cred_seen)
+    stats.touched_units = {k[0] for k in seen}
+    stats.cases_closed = _close_seen_again(conn, now, seen)
+    stats.cases_opened = _open_unknown(conn, now, rules, unknown)
+    conn.execute(sa.update(reconcile_state).where(reconcile_state.c.name == WATERMARK)
+                 .values(last_event_id=upto, updated_at=now))
+    stats.watermark = upto
+    return stats
+
+
+def _fold(into: dict[Any, _Seen], key: Any, at: datetime, day: int, building_id: int, person_id: int | None,
+          cred_id: int | None) -> None:
+    item = into.get(key)
+    if item is None:
+        into[key] = _Seen(at, at, {day}, 1, building_id, person_id, cred_id)
+    else:
+        item.add(at, day)
+        item.credential_id = cred_id or item.credential_id
+
+
+def _merge(old: tuple[Any, ...] | None, new: _Seen) -> dict[str, Any]:
+    """The row after folding ``new`` into ``old`` (first_seen, last_seen,
+    last_day, days_seen, events)."""
+    if old is None:
+        return {"first_seen_at": new.first, "last_seen_at": new.last, "last_day": max(new.days),
+                "days_seen": len(new.days), "events": new.events}
+    first, last, last_day, days_seen, events = old
+    fresh = [d for d in new.days if d > last_day]
+    return {"first_seen_at": min(_aware(first), new.first), "last_seen_at": max(_aware(last), new.last),
+            "last_day": max([last_day, *fresh]), "days_seen": days_seen + len(fresh),
+            "events": events + new.events}
+
+
+# PostgreSQL element types of the key and value columns, for unnest(): one
+# statement with a dozen array parameters instead of thousands of scalars
+# (which psycopg spends longer converting than the server does executing).
+_PG_TYPES = {"unit_id": "bigint", "subject": "text", "building_id": "bigint", "person_id": "bigint",
+             "credential_id": "bigint", "format": "text", "value": "text", "first_seen_at": "timestamptz",
+             "last_seen_at": "timestamptz", "last_day": "integer", "days_seen": "integer", "events": "bigint"}
+_COUNTS = ["first_seen_at", "last_seen_at", "last_day", "days_seen", "events"]
+
+
+def _unnest(cols: list[str]) -> str:
+    return "unnest(" + ", ".join(f"CAST(:{c} AS {_PG_TYPES[c]}[])" for c in cols) + ")"
+
+
+def _existing(conn: sa.Connection, table: sa.Table, key_cols: list[str], keys: list[tuple[Any, ...]],
+              ) -> dict[tuple[Any, ...], tuple[Any, ...]]:
+    found: dict[tuple[Any, ...], tuple[Any, ...]] = {}
+    if not keys:
+        return found
+    n = len(key_cols)
+    if is_postgres(conn):
+        # LATERAL: one index probe per key, whatever the planner guesses
+        # about the size of the unnest.
+        on = " AND ".join(f"t.{c} = k.{c}" for c in key_cols)
+        sql = (f"SELECT {', '.join('k.' + c for c in key_cols)}, {', '.join('t.' + c for c in _COUNTS)} "
+               f"FROM {_unnest(key_cols)} AS k({', '.join(key_cols)}) "
+               f"CROSS JOIN LATERAL (SELECT * FROM {table.name} t WHERE {on}) t")
+        values = {c: [k[i] for k in keys] for i, c in enumerate(key_cols)}
+        for row in conn.execute(sa.text(sql), values):
+            found[tuple(row[:n])] = tuple(row[n:])
+        return found
+    cols = [table.c[k] for k in key_cols]
+    for start in range(0, len(keys), 2000):
+        query = (sa.select(*cols, *(table.c[c] for c in _COUNTS))
+                 .where(sa.tuple_(*cols).in_(keys[start:start + 2000])))
+        for row in conn.execute(query):
+            found[tuple(row[:n])] = tuple(row[n:])
+    return found
+
+
+def _upsert(conn: sa.Connection, table: sa.Table, key_cols: list[str], rows: list[dict[str, Any]],
+            extra: list[str]) -> None:
+    if not rows:
+        return
+    updated = _COUNTS + extra
+    if is_postgres(conn):
+        cols = list(rows[0])
+        sql = (f"INSERT INTO {table.name} ({', '.join(cols)}) SELECT * FROM {_unnest(cols)} "
+               f"ON CONFLICT ({', '.join(key_cols)}) DO UPDATE SET "
+               + ", ".join(f"{c} = excluded.{c}" for c in updated))
+        conn.execute(sa.text(sql), {c: [r[c] for r in rows] for c in cols})
+        return
+    from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+    stmt = sqlite_insert(table)
+    stmt = stmt.on_conflict_do_update(index_elements=key_cols, set_={c: stmt.excluded[c] for c in updated})
+    conn.execute(stmt, rows)
+
+
+def _write_presence(conn: sa.Connection, seen: dict[tuple[int, str], _Seen]) -> None:
+    old = _existing(conn, presence, ["unit_id", "subject"], list(seen))
+    rows = [{"unit_id": k[0], "subject": k[1], "building_id": v.building_id, "person_id": v.person_id,
+             "credential_id": v.credential_id, **_merge(old.get(k), v)} for k, v in seen.items()]
+    _upsert(conn, presence, ["unit_id", "subject"], rows, ["credential_id"])
+
+
+def _write_unknown(conn: sa.Connection, unknown: dict[tuple[int, str, str], _Seen]) -> None:
+    old = _existing(conn, unknown_credentials, ["building_id", "format", "value"], list(unknown))
+    rows = [{"building_id": k[0], "format": k[1], "value": k[2], **_merge(old.get(k), v)}
+            for k, v in unknown.items()]
+    _upsert(conn, unknown_credentials, ["building_id", "format", "value"], rows, [])
+
+
+def _write_credentials(conn: sa.Connection, cred_seen: dict[int, datetime]) -> None:
+    if not cred_seen:
+        return
+    if is_postgres(conn):
+        conn.execute(sa.text(
+            "UPDATE credentials c SET last_seen_at = k.at "
+            "FROM unnest(CAST(:ids AS bigint[]), CAST(:ats AS timestamptz[])) AS k(id, at) "
+            "WHERE c.id = k.id AND (c.last_seen_at IS NULL OR c.last_seen_at < k.at)"),
+            {"ids": list(cred_seen), "ats": list(cred_seen.values())})
+        return
+    stmt = (sa.update(credentials)
+            .where(credentials.c.id == sa.bindparam("cid"),
+                   sa.or_(credentials.c.last_seen_at.is_(None), credentials.c.last_seen_at < sa.bindparam("at")))
+            .values(last_seen_at=sa.bindparam("at")))
+    conn.execute(stmt, [{"cid": k, "at": v} for k, v in cred_seen.items()])
+
+
+def _close_seen_again(conn: sa.Connection, now: datetime, seen: dict[tuple[int, str], _Seen]) -> int:
+    """A presumed departure ends the moment its person is seen again at the
+    unit after the last evidence the case was opened on."""
+    unit_ids = sorted({k[0] for k, v in seen.items() if v.person_id is not None})
+    if not unit_ids:
+        return 0
+    from server.db.models import cases
+
+    # By unit: cases are indexed on (unit_id, state).
+    in_units = (cases.c.unit_id == sa.any_(sa.bindparam("units", unit_ids, type_=ARRAY(sa.BigInteger)))
+                if is_postgres(conn) else cases.c.unit_id.in_(unit_ids))
+    open_cases = conn.execute(
+        sa.select(cases.c.id, cases.c.person_id, cases.c.unit_id, cases.c.evidence_at)
+        .where(in_units, cases.c.state.in_(("open", "acknowledged")), cases.c.kind == "presumed_departure")).all()
+    ids = []
+    for case_id, person_id, unit_id, evidence_at in open_cases:
+        item = seen.get((unit_id, f"p{person_id}"))
+        if item is not None and (evidence_at is None or item.last > evidence_at):
+            ids.append(case_id)
+    return len(case_ops.close_cases(conn, now, ACTOR, ids, resolution="seen_again"))
+
+
+def _open_unknown(conn: sa.Connection, now: datetime, rules: CityRules,
+                  unknown: dict[tuple[int, str, str], _Seen]) -> int:
+    """Unknown credential cases open at once (the sweep applies the
+    distinct-days threshold when it is above one day)."""
+    if not unknown:
+        return 0
+    from server.reconcile.sweep import open_unknown_credentials
+
+    return open_unknown_credentials(conn, now, rules, keys=list(unknown))

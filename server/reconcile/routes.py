@@ -1,0 +1,275 @@
+"""``/api/v1`` routes of reconciliation: cases and their lifecycle, the four
+rates and their history, and the engine's status.
+
+Who may do what: admin and coordinator see and act on every case; a landlord
+sees only the cases of their own buildings and may acknowledge and answer
+those (resolving is staff work). Rates are for admin, coordinator and police.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from datetime import UTC, date, datetime
+from typing import Any, TypeVar
+
+import sqlalchemy as sa
+from aiohttp import web
+
+from server.access.errors import Conflict, InvalidInput, NotFound
+from server.access.registry import Outcome
+from server.access.routes import ACCESS
+from server.access.service import write_transaction
+from server.appkeys import ENGINE
+from server.auth.policy import AuthUser, actor_of, forbidden, require_user
+from server.db.models import buildings, cases
+from server.reconcile import cases as case_ops
+from server.reconcile import rates
+from server.reconcile.appkeys import RECONCILER, SERVICE
+from server.registry.appkeys import RULES
+from server.rules import CityRules
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+STAFF = ("admin", "coordinator")
+CASE_READERS = ("admin", "coordinator", "landlord")
+RATE_READERS = ("admin", "coordinator", "police")
+
+
+def _json_default(value: object) -> str:
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
+
+
+def _answer(body: Any, status: int = 200) -> web.Response:
+    return web.json_response(body, status=status, dumps=functools.partial(json.dumps, default=_json_default,
+                                                                            ensure_ascii=False))
+
+
+def _errors(handler: Handler) -> Handler:
+    @functools.wraps(handler)
+    async def wrapped(request: web.Request) -> web.StreamResponse:
+        try:
+            return await handler(request)
+        except InvalidInput as exc:
+            return _answer({"error": "bad_parameter", "field": exc.field, "detail": exc.problem}, 400)
+        except NotFound as exc:
+            return _answer({"error": "not_found", "detail": str(exc)}, 404)
+        except Conflict as exc:
+            return _answer({"error": "conflict", "detail": str(exc)}, 409)
+    return wrapped
+
+
+def _engine(request: web.Request) -> sa.Engine:
+    return request.app[ENGINE]
+
+
+def _rules(request: web.Request) -> CityRules:
+    return request.app.get(RULES) or CityRules()
+
+
+async def _read(request: web.Request, fn: Callable[[sa.Connection], T]) -> T:
+    def run() -> T:
+        with _engine(request).connect() as conn:
+            return fn(conn)
+    return await asyncio.to_thread(run)
+
+
+def _int(request: web.Request, name: str, default: int | None = None) -> int | None:
+    raw = request.query.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise InvalidInput(name, "must be an integer") from None
+
+
+def _case_id(request: web.Request) -> int:
+    return int(request.match_info["id"])
+
+
+async def _body(request: web.Request) -> dict[str, Any]:
+    try:
+        body = await request.json()
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise InvalidInput("body", "must be a JSON object") from None
+    if not isinstance(body, dict):
+        raise InvalidInput("body", "must be a JSON object")
+    return body
+
+
+def _own_buildings(conn: sa.Connection, user: AuthUser) -> list[int] | None:
+    """None: every building (staff); else the landlord's own."""
+    if user.role in STAFF:
+        return None
+    return list(conn.execute(sa.select(buildings.c.id).where(buildings.c.landlord_user_id == user.id)).scalars())
+
+
+def _check_case(conn: sa.Connection, user: AuthUser, case_id: int) -> None:
+    """404 for a case that does not exist, 403 for one of another landlord."""
+    building_id = conn.execute(sa.select(cases.c.building_id).where(cases.c.id == case_id)).first()
+    if building_id is None:
+        raise NotFound("case", case_id)
+    own = _own_buildings(conn, user)
+    if own is not None and building_id[0] not in own:
+        raise forbidden("not a case of your buildings")
+
+
+# --------------------------------------------------------------------------- cases
+
+
+@_errors
+async def list_cases(request: web.Request) -> web.Response:
+    user = require_user(request, *CASE_READERS)
+    q = request.query
+    limit = _int(request, "limit", 100) or 100
+
+    def run(conn: sa.Connection) -> list[dict[str, Any]]:
+        return case_ops.list_cases(conn, state=q.get("state") or None, kind=q.get("kind") or None,
+                                   building_id=_int(request, "building_id"), unit_id=_int(request, "unit_id"),
+                                   limit=limit, before_id=_int(request, "before_id"),
+                                   building_ids=_own_buildings(conn, user))
+    items = await _read(request, run)
+    next_before = items[-1]["id"] if len(items) == limit else None
+    return _answer({"items": items, "next_before_id": next_before})
+
+
+@_errors
+async def get_case(request: web.Request) -> web.Response:
+    user = require_user(request, *CASE_READERS)
+    case_id = _case_id(request)
+
+    def run(conn: sa.Connection) -> dict[str, Any]:
+        _check_case(conn, user, case_id)
+        return case_ops.get_case(conn, case_id)
+    return _answer(await _read(request, run))
+
+
+async def _write(request: web.Request, user: AuthUser, case_id: int,
+                 fn: Callable[[sa.Connection, datetime], dict[str, Any]]) -> dict[str, Any]:
+    def run() -> dict[str, Any]:
+        with write_transaction(_engine(request)) as conn:
+            _check_case(conn, user, case_id)
+            return fn(conn, datetime.now(UTC))
+    return await asyncio.to_thread(run)
+
+
+@_errors
+async def acknowledge(request: web.Request) -> web.Response:
+    user = require_user(request, *CASE_READERS)
+    case_id = _case_id(request)
+    return _answer(await _write(request, user, case_id,
+                                lambda conn, now: case_ops.acknowledge_case(conn, now, actor_of(user), case_id)))
+
+
+@_errors
+async def resolve(request: web.Request) -> web.Response:
+    user = require_user(request, *STAFF)
+    case_id = _case_id(request)
+    body = await _body(request)
+    resolution, note = body.get("resolution"), body.get("note")
+    if not isinstance(resolution, str):
+        raise InvalidInput("resolution", "is required (a string)")
+    if note is not None and not isinstance(note, str):
+        raise InvalidInput("note", "must be a string")
+    return _answer(await _write(request, user, case_id, lambda conn, now: case_ops.resolve_case(
+        conn, now, actor_of(user), case_id, resolution=resolution, note=note)))
+
+
+def _departed_at(body: dict[str, Any]) -> datetime | None:
+    raw = body.get("departed_at")
+    if raw is None:
+        return None
+    try:
+        value = datetime.fromisoformat(str(raw))
+    except ValueError:
+        raise InvalidInput("departed_at", "must be an ISO 8601 time") from None
+    if value.tzinfo is None:
+        raise InvalidInput("departed_at", "must carry a time zone")
+    return value
+
+
+@_errors
+async def answer(request: web.Request) -> web.Response:
+    user = require_user(request, *CASE_READERS)
+    case_id = _case_id(request)
+    body = await _body(request)
+    still_living = body.get("still_living")
+    if not isinstance(still_living, bool):
+        raise InvalidInput("still_living", "is required (true or false)")
+    departed_at = _departed_at(body)
+
+    def operation(conn: sa.Connection, now: datetime) -> Outcome:
+        _check_case(conn, user, case_id)
+        return case_ops.answer_departure(conn, now, actor_of(user), case_id, still_living=still_living,
+                                         departed_at=departed_at)
+    access = request.app.get(ACCESS)
+    if access is not None:
+        # One transaction, then the revoked cards leave the gateways' lists.
+        return _answer((await access.apply(operation)).body)
+
+    def run() -> Outcome:
+        with write_transaction(_engine(request)) as conn:
+            return operation(conn, datetime.now(UTC))
+    return _answer((await asyncio.to_thread(run)).body)
+
+
+# --------------------------------------------------------------------------- rates and status
+
+
+@_errors
+async def get_rates(request: web.Request) -> web.Response:
+    require_user(request, *RATE_READERS)
+    rules = _rules(request)
+    computed = await _read(request, lambda conn: rates.compute_rates(conn, rules, datetime.now(UTC)))
+    chosen = rates.select_rates(computed, level=request.query.get("level") or None,
+                                code=request.query.get("code") or None)
+    return _answer({"items": [r.as_json() for r in chosen]})
+
+
+@_errors
+async def get_rate_history(request: web.Request) -> web.Response:
+    require_user(request, *RATE_READERS)
+    code = request.query.get("code")
+    if not code:
+        raise InvalidInput("code", "is required (an area code)")
+    days = _int(request, "days", 30) or 30
+    today = datetime.now(UTC).astimezone(_rules(request).zone).date()
+    return _answer({"code": code, "items": await _read(request, lambda c: rates.rate_history(c, code, days,
+                                                                                              today=today))})
+
+
+@_errors
+async def status(request: web.Request) -> web.Response:
+    require_user(request, *STAFF)
+    reconciler = request.app.get(RECONCILER)
+    if reconciler is None:
+        return _answer({"running": False})
+    service = request.app.get(SERVICE)
+    lag = await asyncio.to_thread(reconciler.watermark_lag)
+    open_cases = await asyncio.to_thread(reconciler.open_cases)
+    t = reconciler.totals
+    return _answer({"running": service is not None, "events_reconciled": t.events, "unknown_reads": t.unknown,
+                    "reads_without_building": t.no_building, "watermark": t.watermark, "watermark_lag": lag,
+                    "last_sweep_s": t.last_sweep_s, "last_sweep_at": t.last_sweep_at,
+                    "failures": service.failures if service is not None else 0, "open_cases": open_cases})
+
+
+def add_routes(app: web.Application) -> None:
+    r = app.router
+    r.add_get("/api/v1/cases", list_cases)
+    r.add_get(r"/api/v1/cases/{id:\d+}", get_case)
+    r.add_post(r"/api/v1/cases/{id:\d+}/acknowledge", acknowledge)
+    r.add_post(r"/api/v1/cases/{id:\d+}/resolve", resolve)
+    r.add_post(r"/api/v1/cases/{id:\d+}/answer", answer)
+    r.add_get("/api/v1/rates", get_rates)
+    r.add_get("/api/v1/rates/history", get_rate_history)
+    r.add_get("/api/v1/reconcile/status", status)

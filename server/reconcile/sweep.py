@@ -1,0 +1,317 @@
+"""The time-driven rules, as a handful of set-based statements per rule.
+
+Each rule is a *candidates* query: the subjects for which the rule's
+condition holds now. The sweep opens a case for every candidate without an
+open one and auto-closes every open case whose subject is no longer a
+candidate; the same query serves both, so opening and closing can never
+disagree. See docs/reconcile.md for each rule in words.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+
+from server.access.allowlists import Change
+from server.db.models import cases, tasks
+from server.reconcile import cases as case_ops
+from server.reconcile.sqlbits import ACTOR, OPEN_STATES_SQL, days, greatest, is_postgres, json_object, ts
+from server.registry import history as trail
+from server.rules import CityRules
+
+log = logging.getLogger(__name__)
+
+_CANDIDATES = "reconcile_candidates"
+_TIME_PARAMS = ("now", "deadline", "silence", "unused", "due")
+
+
+@dataclass
+class RuleCounts:
+    opened: dict[str, int] = field(default_factory=dict)
+    closed: dict[str, int] = field(default_factory=dict)
+    ended_registrations: list[int] = field(default_factory=list)
+    changes: list[Change] = field(default_factory=list)
+    touched_units: set[int] = field(default_factory=set)
+
+    def add_closed(self, kind: str, n: int) -> None:
+        if n:
+            self.closed[kind] = self.closed.get(kind, 0) + n
+
+
+def params(rules: CityRules, now: datetime) -> dict[str, Any]:
+    return {"now": now, "deadline": now - days(rules.registration_deadline_days),
+            "silence": now - days(rules.silence_days), "unused": now - days(rules.credential_unused_days),
+            "due": now + days(rules.answer_days), "min_days": rules.living_min_days,
+            "unknown_min_days": rules.unknown_credential_min_days}
+
+
+def _text(sql: str) -> sa.TextClause:
+    stmt = sa.text(sql)
+    typed = [ts(name) for name in _TIME_PARAMS if f":{name}" in sql]
+    return stmt.bindparams(*typed) if typed else stmt
+
+
+# ---------------------------------------------------------------------------- candidates
+
+_LIVING = "p.days_seen >= :min_days AND p.last_seen_at >= :silence"
+# The subject of the presence row holds an active registration at its unit
+# (for a person: theirs; for a bare credential: the one it was issued under).
+_REGISTERED_HERE = """(
+  (p.person_id IS NOT NULL AND EXISTS (SELECT 1 FROM registrations r WHERE r.person_id = p.person_id
+     AND r.status = 'active' AND (r.unit_id = p.unit_id OR (r.unit_id IS NULL AND r.building_id = p.building_id))))
+  OR (p.person_id IS NULL AND EXISTS (SELECT 1 FROM credentials c JOIN registrations r ON r.id = c.registration_id
+     WHERE c.id = p.credential_id AND r.status = 'active')))"""
+_REGISTERED_ELSEWHERE = """(p.person_id IS NOT NULL AND EXISTS (SELECT 1 FROM registrations r
+  WHERE r.person_id = p.person_id AND r.status = 'active' AND r.unit_id IS NOT NULL AND r.unit_id <> p.unit_id))"""
+
+
+def _presence_evidence(conn: sa.Connection) -> str:
+    return json_object(conn, {"first_seen": "p.first_seen_at", "last_seen": "p.last_seen_at",
+                              "days_seen": "p.days_seen", "events": "p.events"})
+
+
+def unregistered_candidates(conn: sa.Connection) -> str:
+    return f"""
+SELECT 'u' || CAST(p.unit_id AS TEXT) || '/' || p.subject AS subject, p.building_id, p.unit_id, p.person_id,
+       CAST(NULL AS BIGINT) AS registration_id, p.credential_id, p.first_seen_at AS evidence_at,
+       {_presence_evidence(conn)} AS evidence
+FROM presence p
+WHERE {_LIVING} AND p.first_seen_at <= :deadline AND NOT {_REGISTERED_HERE} AND NOT {_REGISTERED_ELSEWHERE}"""
+
+
+def mismatch_candidates(conn: sa.Connection) -> str:
+    return f"""
+SELECT 'p' || CAST(p.person_id AS TEXT) AS subject, p.building_id, p.unit_id, p.person_id,
+       (SELECT MIN(r.id) FROM registrations r WHERE r.person_id = p.person_id AND r.status = 'active'
+          AND r.unit_id IS NOT NULL AND r.unit_id <> p.unit_id) AS registration_id,
+       p.credential_id, p.first_seen_at AS evidence_at, {_presence_evidence(conn)} AS evidence
+FROM presence p
+WHERE {_LIVING} AND p.first_seen_at <= :deadline AND NOT {_REGISTERED_HERE} AND {_REGISTERED_ELSEWHERE}"""
+
+
+def departure_candidates(conn: sa.Connection) -> str:
+    """Active unit registrations whose last evidence is older than the
+    silence period. Registrations that never had a credential are not judged:
+    without a card there is no evidence to miss."""
+    last = greatest(conn, "r.valid_from", "COALESCE(pr.last_seen_at, r.valid_from)", "cr.issued",
+                    "COALESCE(an.answered, r.valid_from)")
+    return f"""
+SELECT subject, building_id, unit_id, person_id, registration_id, credential_id, evidence_at,
+       {json_object(conn, {"last_evidence": "evidence_at"})} AS evidence
+FROM (SELECT 'r' || CAST(r.id AS TEXT) AS subject, r.building_id, r.unit_id, r.person_id,
+             r.id AS registration_id, CAST(NULL AS BIGINT) AS credential_id, {last} AS evidence_at
+      FROM registrations r
+      JOIN (SELECT registration_id, MAX(issued_at) AS issued FROM credentials
+            WHERE registration_id IS NOT NULL GROUP BY registration_id) cr ON cr.registration_id = r.id
+      LEFT JOIN presence pr ON pr.unit_id = r.unit_id AND pr.subject = 'p' || CAST(r.person_id AS TEXT)
+      LEFT JOIN (SELECT registration_id, MAX(closed_at) AS answered FROM cases
+                 WHERE kind = 'presumed_departure' AND resolution = 'still_resident'
+                 GROUP BY registration_id) an ON an.registration_id = r.id
+      WHERE r.status = 'active' AND r.unit_id IS NOT NULL) d
+WHERE evidence_at < :silence"""
+
+
+def overcrowding_candidates(conn: sa.Connection) -> str:
+    occupants = f"""
+SELECT r.unit_id FROM registrations r WHERE r.status = 'active' AND r.unit_id IS NOT NULL
+UNION ALL
+SELECT p.unit_id FROM presence p WHERE {_LIVING} AND NOT {_REGISTERED_HERE}"""
+    return f"""
+SELECT 'u' || CAST(u.id AS TEXT) AS subject, u.building_id, u.id AS unit_id, CAST(NULL AS BIGINT) AS person_id,
+       CAST(NULL AS BIGINT) AS registration_id, CAST(NULL AS BIGINT) AS credential_id,
+       CAST(NULL AS TIMESTAMP) AS evidence_at,
+       {json_object(conn, {"occupants": "o.n", "capacity": "u.capacity"})} AS evidence
+FROM units u JOIN (SELECT unit_id, COUNT(*) AS n FROM ({occupants}) x GROUP BY unit_id) o ON o.unit_id = u.id
+WHERE o.n > u.capacity"""
+
+
+def unknown_candidates(conn: sa.Connection, extra: str = "") -> str:
+    return f"""
+SELECT 'b' || CAST(uc.building_id AS TEXT) || '/' || uc.format || '/' || uc.value AS subject, uc.building_id,
+       CAST(NULL AS BIGINT) AS unit_id, CAST(NULL AS BIGINT) AS person_id, CAST(NULL AS BIGINT) AS registration_id,
+       CAST(NULL AS BIGINT) AS credential_id, uc.first_seen_at AS evidence_at,
+       {json_object(conn, {"format": "uc.format", "value": "uc.value", "first_seen": "uc.first_seen_at",
+                           "last_seen": "uc.last_seen_at", "days_seen": "uc.days_seen", "events": "uc.events"})}
+         AS evidence
+FROM unknown_credentials uc
+WHERE uc.days_seen >= :unknown_min_days AND uc.last_seen_at >= :silence {extra}
+  AND NOT EXISTS (SELECT 1 FROM credentials c WHERE c.building_id = uc.building_id AND c.format = uc.format
+                  AND c.value = uc.value AND c.revoked_at IS NULL)"""
+
+
+def unused_candidates(conn: sa.Connection) -> str:
+    return f"""
+SELECT 'c' || CAST(c.id AS TEXT) AS subject, c.building_id, r.unit_id, r.person_id, r.id AS registration_id,
+       c.id AS credential_id, c.issued_at AS evidence_at,
+       {json_object(conn, {"format": "c.format", "issued_at": "c.issued_at"})} AS evidence
+FROM credentials c JOIN registrations r ON r.id = c.registration_id
+WHERE r.status = 'active' AND c.revoked_at IS NULL AND c.last_seen_at IS NULL AND c.issued_at <= :unused"""
+
+
+# ---------------------------------------------------------------------------- open and close
+
+
+def open_cases(conn: sa.Connection, now: datetime, kind: str, candidates: str, values: dict[str, Any],
+               *, due: bool = False) -> list[Any]:
+    """Open a case for every candidate without an open one; (id, kind, subject) of each opened."""
+    sql = f"""
+INSERT INTO cases (kind, subject, state, building_id, unit_id, person_id, registration_id, credential_id,
+                   evidence_at, evidence, opened_at, due_at, updated_at)
+SELECT '{kind}', x.subject, 'open', x.building_id, x.unit_id, x.person_id, x.registration_id, x.credential_id,
+       x.evidence_at, x.evidence, :now, {':due' if due else 'NULL'}, :now
+FROM ({candidates}) x
+WHERE NOT EXISTS (SELECT 1 FROM cases c WHERE c.kind = '{kind}' AND c.subject = x.subject
+                  AND c.state IN {OPEN_STATES_SQL})
+ON CONFLICT DO NOTHING
+RETURNING id, kind, subject, unit_id"""
+    rows = conn.execute(_text(sql), values).all()
+    case_ops.record_opened(conn, now, ACTOR, rows)
+    return list(rows)
+
+
+def stale_cases(conn: sa.Connection, kind: str, candidates: str, values: dict[str, Any],
+                *, where: str = "") -> list[Any]:
+    """(id, unit_id) of open cases of ``kind`` whose subject is no longer a candidate."""
+    # ``candidates`` should read a materialised table (run_rule): against a
+    # view-like subquery or a CTE PostgreSQL may pick a nested loop, which
+    # took minutes on a large city.
+    sql = f"""
+SELECT c.id, c.unit_id FROM cases c
+WHERE c.kind = '{kind}' AND c.state IN {OPEN_STATES_SQL} {where}
+  AND NOT EXISTS (SELECT 1 FROM ({candidates}) x WHERE x.subject = c.subject)"""
+    return list(conn.execute(_text(sql), values).all())
+
+
+def _close(conn: sa.Connection, now: datetime, counts: RuleCounts, kind: str, rows: Sequence[Any],
+           resolution: str) -> None:
+    closed = case_ops.close_cases(conn, now, ACTOR, [r[0] for r in rows], resolution=resolution)
+    counts.add_closed(kind, len(closed))
+    counts.touched_units.update(r[1] for r in rows if r[1] is not None)
+
+
+def _registered_now(conn: sa.Connection, kind: str, values: dict[str, Any]) -> str:
+    """Open unregistered cases whose subject now holds an active registration at the unit."""
+    return f"""
+SELECT c.id, c.unit_id FROM cases c
+WHERE c.kind = '{kind}' AND c.state IN {OPEN_STATES_SQL}
+  AND ((c.person_id IS NOT NULL AND EXISTS (SELECT 1 FROM registrations r WHERE r.person_id = c.person_id
+          AND r.status = 'active' AND (r.unit_id = c.unit_id OR r.unit_id IS NULL AND r.building_id = c.building_id)))
+    OR (c.person_id IS NULL AND EXISTS (SELECT 1 FROM credentials k JOIN registrations r ON r.id = k.registration_id
+          WHERE k.id = c.credential_id AND r.status = 'active')))"""
+
+
+def run_rule(conn: sa.Connection, now: datetime, counts: RuleCounts, kind: str, candidates: str,
+             values: dict[str, Any], *, first_close: tuple[str, str] | None = None,
+             resolution: str = "condition_cleared", due: bool = False) -> None:
+    """Close what no longer holds (``first_close``: a query and resolution
+    tried first, for a more telling resolution), then open what is new."""
+    if first_close is not None:
+        _close(conn, now, counts, kind, conn.execute(_text(first_close[0]), values).all(), first_close[1])
+    # The candidates are computed once into a temporary table that both the
+    # closing and the opening statement read.
+    conn.execute(sa.text(f"DROP TABLE IF EXISTS {_CANDIDATES}"))
+    conn.execute(_text(f"CREATE TEMP TABLE {_CANDIDATES} AS {candidates}"), values)
+    if is_postgres(conn):
+        conn.execute(sa.text(f"ANALYZE {_CANDIDATES}"))  # hash joins need its size
+    else:
+        conn.execute(sa.text(f"CREATE INDEX temp.ix_{_CANDIDATES} ON {_CANDIDATES} (subject)"))
+    materialised = f"SELECT * FROM {_CANDIDATES}"
+    try:
+        _close(conn, now, counts, kind, stale_cases(conn, kind, materialised, values), resolution)
+        opened = open_cases(conn, now, kind, materialised, values, due=due)
+    finally:
+        conn.execute(sa.text(f"DROP TABLE IF EXISTS {_CANDIDATES}"))
+    if opened:
+        counts.opened[kind] = counts.opened.get(kind, 0) + len(opened)
+        counts.touched_units.update(r[3] for r in opened if r[3] is not None)
+
+
+def open_unknown_credentials(conn: sa.Connection, now: datetime, rules: CityRules, *,
+                             keys: list[tuple[int, str, str]]) -> int:
+    """The incremental path's immediate unknown-credential cases, for the
+    buildings of ``keys`` (the sweep covers the rest)."""
+    values = params(rules, now) | {"building_ids": sorted({k[0] for k in keys})}
+    extra = "AND uc.building_id IN :building_ids"
+    stmt = _text(f"""
+INSERT INTO cases (kind, subject, state, building_id, unit_id, person_id, registration_id, credential_id,
+                   evidence_at, evidence, opened_at, due_at, updated_at)
+SELECT 'unknown_credential', x.subject, 'open', x.building_id, x.unit_id, x.person_id, x.registration_id,
+       x.credential_id, x.evidence_at, x.evidence, :now, NULL, :now
+FROM ({unknown_candidates(conn, extra)}) x
+WHERE NOT EXISTS (SELECT 1 FROM cases c WHERE c.kind = 'unknown_credential' AND c.subject = x.subject
+                  AND c.state IN {OPEN_STATES_SQL})
+ON CONFLICT DO NOTHING
+RETURNING id, kind, subject""").bindparams(sa.bindparam("building_ids", expanding=True))
+    rows = conn.execute(stmt, values).all()
+    case_ops.record_opened(conn, now, ACTOR, rows)
+    return len(rows)
+
+
+# ---------------------------------------------------------------------------- the rules
+
+
+def run_rules(conn: sa.Connection, now: datetime, rules: CityRules, counts: RuleCounts) -> None:
+    values = params(rules, now)
+    run_rule(conn, now, counts, "unregistered_occupant", unregistered_candidates(conn), values,
+             first_close=(_registered_now(conn, "unregistered_occupant", values), "registered"))
+    run_rule(conn, now, counts, "address_mismatch", mismatch_candidates(conn), values,
+             first_close=(_registered_now(conn, "address_mismatch", values), "registered"))
+    run_rule(conn, now, counts, "overcrowding", overcrowding_candidates(conn), values)
+    run_rule(conn, now, counts, "unknown_credential", unknown_candidates(conn), values,
+             first_close=(_known_now(), "registered"))
+    run_rule(conn, now, counts, "credential_unused", unused_candidates(conn), values,
+             first_close=(_credential_seen(), "seen_again"))
+    ended = f"""SELECT c.id, c.unit_id FROM cases c JOIN registrations r ON r.id = c.registration_id
+WHERE c.kind = 'presumed_departure' AND c.state IN {OPEN_STATES_SQL} AND r.status <> 'active'"""
+    run_rule(conn, now, counts, "presumed_departure", departure_candidates(conn), values,
+             first_close=(ended, "registration_ended"), resolution="seen_again", due=True)
+
+
+def _known_now() -> str:
+    return f"""SELECT c.id, c.unit_id FROM cases c
+WHERE c.kind = 'unknown_credential' AND c.state IN {OPEN_STATES_SQL} AND EXISTS (
+  SELECT 1 FROM credentials k WHERE c.subject = 'b' || CAST(k.building_id AS TEXT) || '/' || k.format || '/' || k.value
+  AND k.building_id = c.building_id AND k.revoked_at IS NULL)"""
+
+
+def _credential_seen() -> str:
+    return f"""SELECT c.id, c.unit_id FROM cases c JOIN credentials k ON k.id = c.credential_id
+WHERE c.kind = 'credential_unused' AND c.state IN {OPEN_STATES_SQL} AND k.last_seen_at IS NOT NULL"""
+
+
+def expire_departures(conn: sa.Connection, now: datetime, counts: RuleCounts) -> None:
+    """No answer by the due time: end the registration at its last evidence,
+    revoke its credentials (deregister does both), give the grid's
+    coordinator a task to verify. One row at a time, since each ending goes
+    through the registry and changes allowlists; there are few per sweep."""
+    from server.db.models import buildings
+    from server.registry import service as registry
+
+    due = conn.execute(
+        sa.select(cases.c.id, cases.c.registration_id, cases.c.evidence_at, cases.c.building_id, cases.c.unit_id,
+                  buildings.c.grid_id)
+        .select_from(cases.outerjoin(buildings, buildings.c.id == cases.c.building_id))
+        .where(cases.c.kind == "presumed_departure", cases.c.state.in_(("open", "acknowledged")),
+               cases.c.due_at <= now).order_by(cases.c.id)).all()
+    for case_id, registration_id, evidence_at, building_id, unit_id, grid_id in due:
+        if not case_ops.close_cases(conn, now, ACTOR, [case_id], resolution="registration_ended"):
+            continue
+        outcome = registry.deregister(conn, now, ACTOR, registration_id, departed_at=min(evidence_at or now, now),
+                                      reason="presumed_departure")
+        counts.changes.extend(outcome.changes)
+        counts.ended_registrations.append(registration_id)
+        counts.add_closed("presumed_departure", 1)
+        if unit_id is not None:
+            counts.touched_units.add(unit_id)
+        task_id = conn.execute(sa.insert(tasks).values(
+            kind="verify_departure", state="reported", case_id=case_id, grid_id=grid_id, building_id=building_id,
+            unit_id=unit_id, created_at=now, due_at=now + days(3),
+            summary=f"Registration {registration_id} ended without the landlord's answer "
+                    f"(no evidence since {(evidence_at or now).date().isoformat()}): verify the departure.",
+        ).returning(tasks.c.id)).scalar_one()
+        trail.record(conn, now, ACTOR, "task", task_id, "created", {"kind": "verify_departure", "case_id": case_id})
