@@ -49,3 +49,11 @@ def days(value: float) -> timedelta:
 
 def json_array(conn: sa.Connection, *items: str) -> str:
     return f"{'jsonb_build_array' if is_postgres(conn) else 'json_array'}({', '.join(items)})"
+
+
+def plus_days(conn: sa.Connection, expr: str, n: int) -> str:
+    """A stored time plus whole days, comparable with stored times (SQLite
+    keeps them as 'YYYY-MM-DD HH:MM:SS.ffffff' text)."""
+    if is_postgres(conn):
+        return f"({expr} + INTERVAL '{int(n)} days')"
+    return f"strftime('%Y-%m-%d %H:%M:%f', {expr}, '+{int(n)} days')"

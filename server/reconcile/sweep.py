@@ -20,7 +20,16 @@ import sqlalchemy as sa
 from server.access.allowlists import Change
 from server.db.models import cases, tasks
 from server.reconcile import cases as case_ops
-from server.reconcile.sqlbits import ACTOR, OPEN_STATES_SQL, days, greatest, is_postgres, json_object, ts
+from server.reconcile.sqlbits import (
+    ACTOR,
+    OPEN_STATES_SQL,
+    days,
+    greatest,
+    is_postgres,
+    json_object,
+    plus_days,
+    ts,
+)
 from server.registry import history as trail
 from server.rules import CityRules
 
@@ -58,7 +67,21 @@ def _text(sql: str) -> sa.TextClause:
 
 # ---------------------------------------------------------------------------- candidates
 
-_LIVING = "p.days_seen >= :min_days AND p.last_seen_at >= :silence"
+def _living(conn: sa.Connection) -> str:
+    """A presence row that still says someone lives at the unit: seen on
+    enough days, lately, and still holding an active card there (a card taken
+    back, or the tenancy's cards revoked when it ended, leave evidence of the
+    past, not of now). After the subject's registration at the unit ended,
+    only sightings from the next day on count, and the deadline runs from the
+    ending."""
+    return f"""(p.days_seen >= :min_days AND p.last_seen_at >= :silence
+  AND EXISTS (SELECT 1 FROM credentials k WHERE k.unit_id = p.unit_id AND k.revoked_at IS NULL
+      AND ((p.person_id IS NOT NULL AND k.person_id = p.person_id) OR (p.person_id IS NULL AND k.id = p.credential_id)))
+  AND NOT EXISTS (SELECT 1 FROM registrations e WHERE p.person_id IS NOT NULL AND e.person_id = p.person_id
+      AND e.unit_id = p.unit_id AND e.status = 'ended'
+      AND (e.ended_at > :deadline OR p.last_seen_at <= {plus_days(conn, 'e.ended_at', 1)})))"""
+
+
 # The subject of the presence row holds an active registration at its unit
 # (for a person: theirs; for a bare credential: the one it was issued under).
 _REGISTERED_HERE = """(
@@ -68,6 +91,11 @@ _REGISTERED_HERE = """(
      WHERE c.id = p.credential_id AND r.status = 'active')))"""
 _REGISTERED_ELSEWHERE = """(p.person_id IS NOT NULL AND EXISTS (SELECT 1 FROM registrations r
   WHERE r.person_id = p.person_id AND r.status = 'active' AND r.unit_id IS NOT NULL AND r.unit_id <> p.unit_id))"""
+# Registered elsewhere and seen here since that registration began: a person
+# seen here only before it is someone who moved, not a mismatch.
+_SEEN_HERE_SINCE_REGISTERED_ELSEWHERE = """(p.person_id IS NOT NULL AND EXISTS (SELECT 1 FROM registrations r
+  WHERE r.person_id = p.person_id AND r.status = 'active' AND r.unit_id IS NOT NULL AND r.unit_id <> p.unit_id
+    AND r.valid_from < p.last_seen_at))"""
 
 
 def _presence_evidence(conn: sa.Connection) -> str:
@@ -81,7 +109,7 @@ SELECT 'u' || CAST(p.unit_id AS TEXT) || '/' || p.subject AS subject, p.building
        CAST(NULL AS BIGINT) AS registration_id, p.credential_id, p.first_seen_at AS evidence_at,
        {_presence_evidence(conn)} AS evidence
 FROM presence p
-WHERE {_LIVING} AND p.first_seen_at <= :deadline AND NOT {_REGISTERED_HERE} AND NOT {_REGISTERED_ELSEWHERE}"""
+WHERE {_living(conn)} AND p.first_seen_at <= :deadline AND NOT {_REGISTERED_HERE} AND NOT {_REGISTERED_ELSEWHERE}"""
 
 
 def mismatch_candidates(conn: sa.Connection) -> str:
@@ -91,7 +119,8 @@ SELECT 'p' || CAST(p.person_id AS TEXT) AS subject, p.building_id, p.unit_id, p.
           AND r.unit_id IS NOT NULL AND r.unit_id <> p.unit_id) AS registration_id,
        p.credential_id, p.first_seen_at AS evidence_at, {_presence_evidence(conn)} AS evidence
 FROM presence p
-WHERE {_LIVING} AND p.first_seen_at <= :deadline AND NOT {_REGISTERED_HERE} AND {_REGISTERED_ELSEWHERE}"""
+WHERE {_living(conn)} AND p.first_seen_at <= :deadline AND NOT {_REGISTERED_HERE}
+  AND {_SEEN_HERE_SINCE_REGISTERED_ELSEWHERE}"""
 
 
 def departure_candidates(conn: sa.Connection) -> str:
@@ -120,7 +149,7 @@ def overcrowding_candidates(conn: sa.Connection) -> str:
     occupants = f"""
 SELECT r.unit_id FROM registrations r WHERE r.status = 'active' AND r.unit_id IS NOT NULL
 UNION ALL
-SELECT p.unit_id FROM presence p WHERE {_LIVING} AND NOT {_REGISTERED_HERE}"""
+SELECT p.unit_id FROM presence p WHERE {_living(conn)} AND NOT {_REGISTERED_HERE}"""
     return f"""
 SELECT 'u' || CAST(u.id AS TEXT) AS subject, u.building_id, u.id AS unit_id, CAST(NULL AS BIGINT) AS person_id,
        CAST(NULL AS BIGINT) AS registration_id, CAST(NULL AS BIGINT) AS credential_id,

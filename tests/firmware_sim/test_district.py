@@ -66,9 +66,6 @@ def test_departures_are_not_presumed_wrongly(small_run: dict[str, Any]) -> None:
     assert small_run["kinds"]["presumed_departure"]["precision"] >= 0.98, small_run["wrong"]
 
 
-@pytest.mark.xfail(strict=True, reason="engine: presence from before a deregistration (or of a returned, revoked "
-                                       "card) still counts as someone living there, so a deregistered tenant who "
-                                       "left becomes an 'unregistered occupant' (see docs/district-sim.md)")
 def test_unregistered_occupant_cases_are_right(small_run: dict[str, Any]) -> None:
     assert small_run["kinds"]["unregistered_occupant"]["precision"] >= 0.98, small_run["wrong"]
 

@@ -180,3 +180,67 @@ def test_presence_counts_distinct_local_days(world: World) -> None:
     with world.engine.connect() as conn:
         row = conn.execute(sa.select(presence.c.days_seen, presence.c.events)).one()
     assert tuple(row) == (2, 3)
+
+
+def _end(world: World, registration_id: int, at: object) -> None:
+    """What deregistering does: the registration ends, its cards are revoked."""
+    with world.engine.begin() as conn:
+        conn.execute(sa.update(registrations).where(registrations.c.id == registration_id)
+                     .values(status="ended", ended_at=at, end_reason="deregistered"))
+        conn.execute(sa.update(credentials).where(credentials.c.registration_id == registration_id)
+                     .values(revoked_at=at, revoked_reason="registration_ended"))
+
+
+def test_a_deregistered_tenant_who_left_is_not_an_unregistered_occupant(world: World) -> None:
+    """Found by the district simulator: evidence from the tenancy outlived it."""
+    b = world.building()
+    u = world.unit(b)
+    p = world.person()
+    reg = world.register(p, u, card="T1")
+    world.reads(b, "T1", 0, 10)
+    _end(world, reg, day(9) + timedelta(hours=8))
+    for at in (day(12), day(13), day(20)):
+        world.sweep(at)
+    assert world.open_cases() == []
+
+
+def test_a_card_handed_back_before_the_deadline_opens_nothing(world: World) -> None:
+    b = world.building()
+    u = world.unit(b)
+    cred = world.card(u, "G1", person_id=world.person())
+    world.reads(b, "G1", 0, 2)
+    with world.engine.begin() as conn:
+        conn.execute(sa.update(credentials).where(credentials.c.id == cred).values(revoked_at=day(2.3)))
+    world.sweep(day(3.5))
+    world.sweep(day(10))
+    assert world.open_cases() == []
+
+
+def test_a_proper_move_is_neither_a_mismatch_nor_unregistered(world: World) -> None:
+    old_b, new_b = world.building("old"), world.building("new")
+    old, new = world.unit(old_b), world.unit(new_b)
+    p = world.person()
+    first = world.register(p, old, card="A1")
+    world.reads(old_b, "A1", 0, 10)
+    _end(world, first, day(10))
+    world.register(p, new, at=day(10), card="B1")
+    world.reads(new_b, "B1", 10, 5)
+    for at in (day(12), day(14), day(16)):
+        world.sweep(at)
+    assert world.open_cases() == []
+
+
+def test_a_deregistered_tenant_who_stays_with_a_new_card_is_found_after_the_deadline(world: World) -> None:
+    b = world.building()
+    u = world.unit(b)
+    p = world.person()
+    reg = world.register(p, u, card="T2")
+    world.reads(b, "T2", 0, 5)
+    _end(world, reg, day(5))
+    world.card(u, "T3", person_id=p, at=day(5))  # the landlord hands over a new card, unregistered
+    world.reads(b, "T3", 5, 6)
+    world.sweep(day(7.5))
+    assert world.open_cases() == []  # within the deadline counted from the ending
+    world.sweep(day(8.5))
+    [case] = world.open_cases("unregistered_occupant")
+    assert case["person_id"] == p
