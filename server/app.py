@@ -10,17 +10,17 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 
 from server.access import routes as access_routes
-from server.auth import setup as auth_setup
-from server.pages import setup as pages_setup
-from server.reconcile import setup as reconcile_setup
-from server.registry import setup as registry_setup
 from server.api.routes import add_routes
 from server.appkeys import ENGINE, INGEST, METRICS, SETTINGS
+from server.auth import setup as auth_setup
 from server.db.engine import create_engine, redacted
 from server.ingest.consumer import IngestService
 from server.ingest.metrics import IngestMetrics
 from server.ingest.store import EventStore
 from server.pages import dashboard
+from server.pages import setup as pages_setup
+from server.reconcile import setup as reconcile_setup
+from server.registry import setup as registry_setup
 from server.settings import ServerSettings
 
 log = logging.getLogger(__name__)

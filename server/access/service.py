@@ -11,8 +11,8 @@ from datetime import UTC, datetime
 
 import sqlalchemy as sa
 
-from server.access.errors import Conflict
 from server.access.allowlists import Change
+from server.access.errors import Conflict
 from server.access.keys import SigningKey
 from server.access.publisher import AllowlistPublisher
 from server.access.registry import Outcome

@@ -201,13 +201,12 @@ async def test_overview_shows_the_rates_per_area_with_numbers(client: Client) ->
 
 
 async def test_the_declaration_page_shares_the_apis_hourly_budget(client: Client, world: World) -> None:
-    from server.registry.routes import DECLARATIONS_PER_HOUR
-
     # Each attempt names a new person (invalid ones are refused before they
     # count): the budget is per address, whatever is declared.
     from datetime import date
 
     from server.registry.idnumber import make_id_number
+    from server.registry.routes import DECLARATIONS_PER_HOUR
 
     statuses = []
     for n in range(DECLARATIONS_PER_HOUR + 1):
