@@ -31,3 +31,16 @@ def test_quick_benchmark_prints_one_json_object_and_loses_nothing(tmp_path: Path
                    "replay_events_per_s"):
         assert isinstance(result[figure], (int, float)) and result[figure] > 0, (figure, result)
     assert (result["lost"], result["duplicates"]) == (0, 0), result
+
+
+def test_quick_reconcile_benchmark_prints_its_figures(tmp_path: Path) -> None:
+    """``bench/reconcile.py --quick --json``: a small district on a throwaway
+    PostgreSQL; the figures are there and the sweep opened cases."""
+    if find_postgres_bindir() is None:
+        service_missing(ServiceMissing(PostgresCluster.service, PostgresCluster.hint))
+    proc = subprocess.run([sys.executable, "bench/reconcile.py", "--quick", "--json"], cwd=REPO,
+                          capture_output=True, timeout=300, stdin=subprocess.DEVNULL)
+    assert proc.returncode == 0, proc.stderr.decode(errors="replace")[-3000:]
+    result = json.loads(proc.stdout.decode().strip().splitlines()[-1])
+    for figure in ("registrations", "events", "sweep_s", "incremental_ms_p99", "rates_s"):
+        assert isinstance(result[figure], (int, float)) and result[figure] > 0, (figure, result)

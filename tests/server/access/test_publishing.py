@@ -181,17 +181,23 @@ async def test_changes_made_while_the_broker_is_down_arrive_on_reconnect(
     await until(lambda: door.store.lookup(CARD), "the card after the broker came back", timeout=30.0)
 
 
+@pytest.fixture
+def fast_catch_up(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Set before the server starts: the catch-up task reads it per round."""
+    from server.access import publisher as publisher_module
+
+    monkeypatch.setattr(publisher_module, "CATCH_UP_INTERVAL_S", 0.05)
+
+
 async def test_a_change_committed_by_another_process_reaches_the_gateway(
-        client: Client, sqlite_engine: sa.Engine, monkeypatch: pytest.MonkeyPatch,
+        fast_catch_up: None, client: Client, sqlite_engine: sa.Engine,
         make_gateway: Callable[[dict[str, str]], DoorGateway]) -> None:
     """What `rentgate import` does: commit list changes without publishing."""
     from datetime import UTC, datetime
 
-    from server.access import publisher as publisher_module
     from server.access.registry import issue_credential
     from server.access.service import write_transaction
 
-    monkeypatch.setattr(publisher_module, "CATCH_UP_INTERVAL_S", 0.05)
     keys = (await call(client, "GET", "/api/v1/allowlist-keys"))["keys"]
     t = await tenant(client, gw=GW)
     door = make_gateway(keys)
