@@ -102,7 +102,10 @@ async def test_metrics_are_prometheus_text(client: Client) -> None:
     samples = dict(line.rsplit(" ", 1) for line in text.splitlines() if line and not line.startswith("#"))
     for name in ("rentgate_events_ingested_total", "rentgate_duplicates_dropped_total", "rentgate_dead_letters_total",
                  "rentgate_ingest_lag_seconds", "rentgate_commit_errors_total", "rentgate_open_gaps",
-                 "rentgate_mqtt_connected", 'rentgate_event_commit_latency_seconds_bucket{le="+Inf"}'):
+                 "rentgate_mqtt_connected", 'rentgate_event_commit_latency_seconds_bucket{le="+Inf"}',
+                 "rentgate_reconcile_reads_total", "rentgate_reconcile_lag_events",
+                 "rentgate_reconcile_last_sweep_seconds", 'rentgate_cases_open{kind="unregistered_occupant"}',
+                 'rentgate_cases_open{kind="presumed_departure"}'):
         float(samples[name])
     assert "# TYPE rentgate_events_ingested_total counter" in text
 
