@@ -31,5 +31,11 @@ class Conflict(AccessError):
     """The request is well formed but the current state forbids it (HTTP 409)."""
 
 
+class Unavailable(AccessError):
+    """Something the request needs is not configured (HTTP 503); ``code`` names it."""
+
+    code = "unavailable"
+
+
 class SigningKeyUnavailable(AccessError):
     """No allowlist signing key: allowlists are not published."""

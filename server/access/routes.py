@@ -7,20 +7,21 @@ import asyncio
 import functools
 import logging
 import re
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal, TypeVar
 
 import sqlalchemy as sa
 from aiohttp import web
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints, ValidationError
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
 
 from rentgate import wire
 from server.access import allowlists, registry
-from server.access.errors import Conflict, InvalidInput, NotFound, SigningKeyUnavailable
+from server.access.errors import InvalidInput, NotFound, SigningKeyUnavailable
 from server.access.keys import SigningKey, load_signing_key
 from server.access.publisher import AllowlistPublisher
 from server.access.service import AccessService
+from server.api.http import api_errors, read_body
 from server.appkeys import ENGINE, SETTINGS
 from server.auth.policy import requires
 from server.db.models import allowlist_versions, gateways
@@ -64,36 +65,6 @@ class CredentialIn(_Body):
     doors: list[wire.DeviceId] = Field(default_factory=list)
 
 
-async def _body(request: web.Request, model: type[M]) -> M:
-    try:
-        raw = await request.json()
-    except ValueError as exc:
-        raise InvalidInput("body", "not JSON") from exc
-    try:
-        return model.model_validate(raw)
-    except ValidationError as exc:
-        err = exc.errors()[0]
-        raise InvalidInput(".".join(str(p) for p in err["loc"]) or "body", err["msg"]) from exc
-
-
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
-
-def _errors(handler: Handler) -> Handler:
-    @functools.wraps(handler)
-    async def wrapped(request: web.Request) -> web.StreamResponse:
-        try:
-            return await handler(request)
-        except InvalidInput as exc:
-            return web.json_response({"error": "bad_parameter", "parameter": exc.field, "detail": exc.problem},
-                                     status=400)
-        except NotFound as exc:
-            return web.json_response({"error": "not_found", "detail": str(exc)}, status=404)
-        except Conflict as exc:
-            return web.json_response({"error": "conflict", "detail": str(exc)}, status=409)
-    return wrapped
-
-
 def _id(request: web.Request) -> int:
     return int(request.match_info["id"])
 
@@ -110,41 +81,41 @@ async def _apply(request: web.Request, operation: Any, status: int = 200) -> web
     return web.json_response(outcome.body, status=status)
 
 
-@_errors
+@api_errors
 async def create_building(request: web.Request) -> web.Response:
-    body = await _body(request, BuildingIn)
+    body = await read_body(request, BuildingIn)
     return await _apply(request, lambda conn, now: registry.create_building(conn, now, body.name), 201)
 
 
-@_errors
+@api_errors
 async def create_person(request: web.Request) -> web.Response:
-    body = await _body(request, PersonIn)
+    body = await read_body(request, PersonIn)
     return await _apply(request, lambda conn, now: registry.create_person(conn, now, body.display_name), 201)
 
 
-@_errors
+@api_errors
 async def assign_gateway(request: web.Request) -> web.Response:
     gw = _gateway_id(request)
-    body = await _body(request, GatewayBuildingIn)
+    body = await read_body(request, GatewayBuildingIn)
     return await _apply(request, lambda conn, now: registry.assign_gateway(conn, now, gw, body.building_id))
 
 
-@_errors
+@api_errors
 async def create_registration(request: web.Request) -> web.Response:
-    b = await _body(request, RegistrationIn)
+    b = await read_body(request, RegistrationIn)
     return await _apply(request, lambda conn, now: registry.create_registration(
         conn, now, b.person_id, b.building_id, b.valid_from, b.valid_until), 201)
 
 
-@_errors
+@api_errors
 async def end_registration(request: web.Request) -> web.Response:
     reg_id = _id(request)
     return await _apply(request, lambda conn, now: registry.end_registration(conn, now, reg_id))
 
 
-@_errors
+@api_errors
 async def issue_credential(request: web.Request) -> web.Response:
-    b = await _body(request, CredentialIn)
+    b = await read_body(request, CredentialIn)
     value = b.value.upper() if b.format == "em4100" else b.value
     if b.format == "em4100" and not _EM4100.fullmatch(value):
         raise InvalidInput("value", "an em4100 card number is 10 hexadecimal digits")
@@ -152,13 +123,13 @@ async def issue_credential(request: web.Request) -> web.Response:
         conn, now, b.registration_id, b.format, value, list(b.doors)), 201)
 
 
-@_errors
+@api_errors
 async def revoke_credential(request: web.Request) -> web.Response:
     cred_id = _id(request)
     return await _apply(request, lambda conn, now: registry.revoke_credential(conn, now, cred_id))
 
 
-@_errors
+@api_errors
 async def gateway_allowlist(request: web.Request) -> web.Response:
     gw = _gateway_id(request)
     settings = request.app[SETTINGS]
@@ -189,7 +160,7 @@ def _allowlist_doc(engine: sa.Engine, gw: str, keep: timedelta) -> dict[str, Any
     }
 
 
-@_errors
+@api_errors
 async def allowlist_keys(request: web.Request) -> web.Response:
     service = request.app[ACCESS]
     if service.key is None:

@@ -9,20 +9,20 @@ those (resolving is staff work). Rates are for admin, coordinator and police.
 from __future__ import annotations
 
 import asyncio
-import functools
 import json
 import logging
 from collections.abc import Awaitable, Callable
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 import sqlalchemy as sa
 from aiohttp import web
 
-from server.access.errors import Conflict, InvalidInput, NotFound
+from server.access.errors import InvalidInput, NotFound
 from server.access.registry import Outcome
 from server.access.routes import ACCESS
 from server.access.service import write_transaction
+from server.api.http import answer, api_errors
 from server.appkeys import ENGINE
 from server.auth.policy import AuthUser, actor_of, forbidden, require_user
 from server.db.models import buildings, cases
@@ -40,31 +40,6 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 STAFF = ("admin", "coordinator")
 CASE_READERS = ("admin", "coordinator", "landlord")
 RATE_READERS = ("admin", "coordinator", "police")
-
-
-def _json_default(value: object) -> str:
-    if isinstance(value, datetime | date):
-        return value.isoformat()
-    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
-
-
-def _answer(body: Any, status: int = 200) -> web.Response:
-    return web.json_response(body, status=status, dumps=functools.partial(json.dumps, default=_json_default,
-                                                                            ensure_ascii=False))
-
-
-def _errors(handler: Handler) -> Handler:
-    @functools.wraps(handler)
-    async def wrapped(request: web.Request) -> web.StreamResponse:
-        try:
-            return await handler(request)
-        except InvalidInput as exc:
-            return _answer({"error": "bad_parameter", "field": exc.field, "detail": exc.problem}, 400)
-        except NotFound as exc:
-            return _answer({"error": "not_found", "detail": str(exc)}, 404)
-        except Conflict as exc:
-            return _answer({"error": "conflict", "detail": str(exc)}, 409)
-    return wrapped
 
 
 def _engine(request: web.Request) -> sa.Engine:
@@ -126,7 +101,7 @@ def _check_case(conn: sa.Connection, user: AuthUser, case_id: int) -> None:
 # --------------------------------------------------------------------------- cases
 
 
-@_errors
+@api_errors
 async def list_cases(request: web.Request) -> web.Response:
     user = require_user(request, *CASE_READERS)
     q = request.query
@@ -139,10 +114,10 @@ async def list_cases(request: web.Request) -> web.Response:
                                    building_ids=_own_buildings(conn, user))
     items = await _read(request, run)
     next_before = items[-1]["id"] if len(items) == limit else None
-    return _answer({"items": items, "next_before_id": next_before})
+    return answer({"items": items, "next_before_id": next_before})
 
 
-@_errors
+@api_errors
 async def get_case(request: web.Request) -> web.Response:
     user = require_user(request, *CASE_READERS)
     case_id = _case_id(request)
@@ -150,7 +125,7 @@ async def get_case(request: web.Request) -> web.Response:
     def run(conn: sa.Connection) -> dict[str, Any]:
         _check_case(conn, user, case_id)
         return case_ops.get_case(conn, case_id)
-    return _answer(await _read(request, run))
+    return answer(await _read(request, run))
 
 
 async def _write(request: web.Request, user: AuthUser, case_id: int,
@@ -162,15 +137,15 @@ async def _write(request: web.Request, user: AuthUser, case_id: int,
     return await asyncio.to_thread(run)
 
 
-@_errors
+@api_errors
 async def acknowledge(request: web.Request) -> web.Response:
     user = require_user(request, *CASE_READERS)
     case_id = _case_id(request)
-    return _answer(await _write(request, user, case_id,
+    return answer(await _write(request, user, case_id,
                                 lambda conn, now: case_ops.acknowledge_case(conn, now, actor_of(user), case_id)))
 
 
-@_errors
+@api_errors
 async def resolve(request: web.Request) -> web.Response:
     user = require_user(request, *STAFF)
     case_id = _case_id(request)
@@ -180,7 +155,7 @@ async def resolve(request: web.Request) -> web.Response:
         raise InvalidInput("resolution", "is required (a string)")
     if note is not None and not isinstance(note, str):
         raise InvalidInput("note", "must be a string")
-    return _answer(await _write(request, user, case_id, lambda conn, now: case_ops.resolve_case(
+    return answer(await _write(request, user, case_id, lambda conn, now: case_ops.resolve_case(
         conn, now, actor_of(user), case_id, resolution=resolution, note=note)))
 
 
@@ -197,8 +172,8 @@ def _departed_at(body: dict[str, Any]) -> datetime | None:
     return value
 
 
-@_errors
-async def answer(request: web.Request) -> web.Response:
+@api_errors
+async def answer_departure(request: web.Request) -> web.Response:
     user = require_user(request, *CASE_READERS)
     case_id = _case_id(request)
     body = await _body(request)
@@ -214,28 +189,28 @@ async def answer(request: web.Request) -> web.Response:
     access = request.app.get(ACCESS)
     if access is not None:
         # One transaction, then the revoked cards leave the gateways' lists.
-        return _answer((await access.apply(operation)).body)
+        return answer((await access.apply(operation)).body)
 
     def run() -> Outcome:
         with write_transaction(_engine(request)) as conn:
             return operation(conn, datetime.now(UTC))
-    return _answer((await asyncio.to_thread(run)).body)
+    return answer((await asyncio.to_thread(run)).body)
 
 
 # --------------------------------------------------------------------------- rates and status
 
 
-@_errors
+@api_errors
 async def get_rates(request: web.Request) -> web.Response:
     require_user(request, *RATE_READERS)
     rules = _rules(request)
     computed = await _read(request, lambda conn: rates.compute_rates(conn, rules, datetime.now(UTC)))
     chosen = rates.select_rates(computed, level=request.query.get("level") or None,
                                 code=request.query.get("code") or None)
-    return _answer({"items": [r.as_json() for r in chosen]})
+    return answer({"items": [r.as_json() for r in chosen]})
 
 
-@_errors
+@api_errors
 async def get_rate_history(request: web.Request) -> web.Response:
     require_user(request, *RATE_READERS)
     code = request.query.get("code")
@@ -243,21 +218,21 @@ async def get_rate_history(request: web.Request) -> web.Response:
         raise InvalidInput("code", "is required (an area code)")
     days = _int(request, "days", 30) or 30
     today = datetime.now(UTC).astimezone(_rules(request).zone).date()
-    return _answer({"code": code, "items": await _read(request, lambda c: rates.rate_history(c, code, days,
+    return answer({"code": code, "items": await _read(request, lambda c: rates.rate_history(c, code, days,
                                                                                               today=today))})
 
 
-@_errors
+@api_errors
 async def status(request: web.Request) -> web.Response:
     require_user(request, *STAFF)
     reconciler = request.app.get(RECONCILER)
     if reconciler is None:
-        return _answer({"running": False})
+        return answer({"running": False})
     service = request.app.get(SERVICE)
     lag = await asyncio.to_thread(reconciler.watermark_lag)
     open_cases = await asyncio.to_thread(reconciler.open_cases)
     t = reconciler.totals
-    return _answer({"running": service is not None, "events_reconciled": t.events, "unknown_reads": t.unknown,
+    return answer({"running": service is not None, "events_reconciled": t.events, "unknown_reads": t.unknown,
                     "reads_without_building": t.no_building, "watermark": t.watermark, "watermark_lag": lag,
                     "last_sweep_s": t.last_sweep_s, "last_sweep_at": t.last_sweep_at,
                     "failures": service.failures if service is not None else 0, "open_cases": open_cases})
@@ -269,7 +244,7 @@ def add_routes(app: web.Application) -> None:
     r.add_get(r"/api/v1/cases/{id:\d+}", get_case)
     r.add_post(r"/api/v1/cases/{id:\d+}/acknowledge", acknowledge)
     r.add_post(r"/api/v1/cases/{id:\d+}/resolve", resolve)
-    r.add_post(r"/api/v1/cases/{id:\d+}/answer", answer)
+    r.add_post(r"/api/v1/cases/{id:\d+}/answer", answer_departure)
     r.add_get("/api/v1/rates", get_rates)
     r.add_get("/api/v1/rates/history", get_rate_history)
     r.add_get("/api/v1/reconcile/status", status)

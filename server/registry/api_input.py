@@ -7,17 +7,14 @@ from __future__ import annotations
 
 import re
 from datetime import date, datetime, time, timedelta
-from typing import Annotated, Literal, TypeVar
+from typing import Annotated, Literal
 from zoneinfo import ZoneInfo
 
-from aiohttp import web
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from rentgate import wire
 from server.access.errors import InvalidInput
 from server.registry.idnumber import InvalidIdNumber, parse_id_number
-
-M = TypeVar("M", bound=BaseModel)
 
 Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
 Code = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=32)]
@@ -131,23 +128,6 @@ class UnitCredentialIn(Body):
     value: CredentialValue
     person_id: int | None = None
     doors: list[wire.DeviceId] | None = None
-
-
-async def read_body(request: web.Request, model: type[M], *, optional: bool = False) -> M:
-    """The JSON body as ``model``; ``optional``: an empty body means ``{}``."""
-    if optional and not await request.read():
-        raw: object = {}
-    else:
-        try:
-            raw = await request.json()
-        except ValueError as exc:
-            raise InvalidInput("body", "not JSON") from exc
-    try:
-        return model.model_validate(raw)
-    except ValidationError as exc:
-        err = exc.errors()[0]
-        # Never echo the input: it may be an identity number.
-        raise InvalidInput(".".join(str(p) for p in err["loc"]) or "body", err["msg"]) from None
 
 
 def when(field: str, raw: str, zone: ZoneInfo) -> datetime:

@@ -10,20 +10,19 @@ module parses, authorises and answers."""
 from __future__ import annotations
 
 import asyncio
-import functools
-import json
 import logging
 from collections.abc import Awaitable, Callable
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 import sqlalchemy as sa
 from aiohttp import web
 
-from server.access.errors import Conflict, InvalidInput, NotFound
+from server.access.errors import InvalidInput, NotFound, Unavailable
 from server.access.registry import Outcome
 from server.access.routes import ACCESS
 from server.access.service import write_transaction
+from server.api.http import answer, api_errors, read_body
 from server.appkeys import ENGINE
 from server.auth.policy import AuthUser, actor_of, forbidden, require_building, require_user
 from server.registry import api_input as inp
@@ -52,44 +51,13 @@ CARD_ISSUERS = ("admin", "landlord")
 MAX_LIMIT = 1000
 
 
-class VaultUnavailable(Exception):
+class VaultUnavailable(Unavailable):
     """No identity-number key: persons cannot be written or looked up (503)."""
+
+    code = "pii_key_unavailable"
 
 
 # --------------------------------------------------------------------------- plumbing
-
-
-def _json_default(value: object) -> str:
-    if isinstance(value, datetime | date):
-        return value.isoformat()
-    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
-
-
-_dumps = functools.partial(json.dumps, default=_json_default, ensure_ascii=False)
-
-
-def _answer(body: Any, status: int = 200) -> web.Response:
-    return web.json_response(body, status=status, dumps=_dumps)
-
-
-def _errors(handler: Handler) -> Handler:
-    @functools.wraps(handler)
-    async def wrapped(request: web.Request) -> web.StreamResponse:
-        try:
-            return await handler(request)
-        except InvalidInput as exc:
-            return _answer({"error": "bad_parameter", "field": exc.field, "detail": exc.problem}, 400)
-        except NotFound as exc:
-            return _answer({"error": "not_found", "detail": str(exc)}, 404)
-        except Conflict as exc:
-            return _answer({"error": "conflict", "detail": str(exc)}, 409)
-        except sa.exc.IntegrityError:
-            # Lost a race with a concurrent writer on a unique key.
-            log.warning("registry write refused by a database constraint", exc_info=True)
-            return _answer({"error": "conflict", "detail": "conflicting concurrent change; try again"}, 409)
-        except VaultUnavailable as exc:
-            return _answer({"error": "pii_key_unavailable", "detail": str(exc)}, 503)
-    return wrapped
 
 
 def _id(request: web.Request) -> int:
@@ -179,16 +147,16 @@ def _building_of_registration(conn: sa.Connection, registration_id: int) -> int:
 # --------------------------------------------------------------------------- areas
 
 
-@_errors
+@api_errors
 async def create_area(request: web.Request) -> web.Response:
     user = require_user(request, "admin")
-    b = await inp.read_body(request, inp.AreaIn)
+    b = await read_body(request, inp.AreaIn)
     body = await _write(request, lambda conn, now: service.create_area(
         conn, now, actor_of(user), level=b.level, code=b.code, name=b.name, parent_code=b.parent_code))
-    return _answer(body, 201)
+    return answer(body, 201)
 
 
-@_errors
+@api_errors
 async def list_areas(request: web.Request) -> web.Response:
     require_user(request, *READERS)
     parent = request.query.get("parent") or None
@@ -197,7 +165,7 @@ async def list_areas(request: web.Request) -> web.Response:
         if parent is not None and not queries.area_exists(conn, parent):
             raise NotFound("area", parent)
         return queries.list_areas(conn, parent)
-    return _answer({"areas": await _read(request, read)})
+    return answer({"areas": await _read(request, read)})
 
 
 # --------------------------------------------------------------------------- buildings
@@ -231,23 +199,23 @@ def _building_fields(request: web.Request, b: inp.BuildingIn, conn: sa.Connectio
     return sent
 
 
-@_errors
+@api_errors
 async def create_building(request: web.Request) -> web.Response:
     user = require_user(request, "admin")
-    b = await inp.read_body(request, inp.BuildingIn)
+    b = await read_body(request, inp.BuildingIn)
 
     def write(conn: sa.Connection, now: datetime) -> JsonObj:
         fields = _building_fields(request, b, conn)
         fields.setdefault("is_rental", b.is_rental)
         return _landlord_field(lambda: service.create_building(conn, now, actor_of(user), **fields))
-    return _answer(await _write(request, write), 201)
+    return answer(await _write(request, write), 201)
 
 
-@_errors
+@api_errors
 async def update_building(request: web.Request) -> web.Response:
     user = require_user(request, "admin")
     building_id = _id(request)
-    b = await inp.read_body(request, inp.BuildingPatch)
+    b = await read_body(request, inp.BuildingPatch)
     if "name" in b.model_fields_set and b.name is None:
         raise InvalidInput("name", "a building keeps a name")
     if "is_rental" in b.model_fields_set and b.is_rental is None:
@@ -256,10 +224,10 @@ async def update_building(request: web.Request) -> web.Response:
     def write(conn: sa.Connection, now: datetime) -> JsonObj:
         fields = _building_fields(request, b, conn)
         return _landlord_field(lambda: service.update_building(conn, now, actor_of(user), building_id, **fields))
-    return _answer(await _write(request, write))
+    return answer(await _write(request, write))
 
 
-@_errors
+@api_errors
 async def list_buildings(request: web.Request) -> web.Response:
     user = require_user(request, *READERS)
     grid = request.query.get("grid") or None
@@ -274,10 +242,10 @@ async def list_buildings(request: web.Request) -> web.Response:
         if grid is not None and not queries.area_exists(conn, grid):
             raise InvalidInput("grid", "no area with this code")
         return queries.list_buildings(conn, grid_code=grid, landlord_user_id=landlord, limit=limit)
-    return _answer({"buildings": await _read(request, read)})
+    return answer({"buildings": await _read(request, read)})
 
 
-@_errors
+@api_errors
 async def get_building(request: web.Request) -> web.Response:
     user = require_user(request, *READERS)
     building_id = _id(request)
@@ -288,23 +256,23 @@ async def get_building(request: web.Request) -> web.Response:
             raise NotFound("building", building_id)
         require_building(conn, user, building_id)
         return doc
-    return _answer(await _read(request, read))
+    return answer(await _read(request, read))
 
 
 # --------------------------------------------------------------------------- units
 
 
-@_errors
+@api_errors
 async def create_unit(request: web.Request) -> web.Response:
     user = require_user(request, "admin")
     building_id = _id(request)
-    b = await inp.read_body(request, inp.UnitIn)
+    b = await read_body(request, inp.UnitIn)
 
     def write(conn: sa.Connection, now: datetime) -> JsonObj:
         return service.create_unit(conn, now, actor_of(user), _rules(request), building_id=building_id,
                                    number=b.number, area_m2=b.area_m2, rooms=b.rooms, floor=b.floor)
     try:
-        return _answer(await _write(request, write), 201)
+        return answer(await _write(request, write), 201)
     except InvalidInput as exc:
         # The building is in the path, not the body: an unknown one is a 404.
         if exc.field == "building_id":
@@ -312,7 +280,7 @@ async def create_unit(request: web.Request) -> web.Response:
         raise
 
 
-@_errors
+@api_errors
 async def get_unit(request: web.Request) -> web.Response:
     user = require_user(request, *READERS)
     unit_id = _id(request)
@@ -323,40 +291,40 @@ async def get_unit(request: web.Request) -> web.Response:
             raise NotFound("unit", unit_id)
         require_building(conn, user, int(doc["building_id"]))
         return doc
-    return _answer(await _read(request, read))
+    return answer(await _read(request, read))
 
 
-@_errors
+@api_errors
 async def update_unit(request: web.Request) -> web.Response:
     user = require_user(request, "admin")
     unit_id = _id(request)
-    b = await inp.read_body(request, inp.UnitPatch)
+    b = await read_body(request, inp.UnitPatch)
     if "number" in b.model_fields_set:
         raise InvalidInput("number", "a unit's number is its door plate and does not change")
 
     def write(conn: sa.Connection, now: datetime) -> JsonObj:
         return service.update_unit(conn, now, actor_of(user), _rules(request), unit_id, area_m2=b.area_m2,
                                    rooms=b.rooms, floor=b.floor)
-    return _answer(await _write(request, write))
+    return answer(await _write(request, write))
 
 
 # --------------------------------------------------------------------------- persons
 
 
-@_errors
+@api_errors
 async def lookup_person(request: web.Request) -> web.Response:
     require_user(request, *STAFF)
     vault = _vault(request)
-    b = await inp.read_body(request, inp.LookupIn)
+    b = await read_body(request, inp.LookupIn)
     number = inp.id_number("id_number", b.id_number)
     found = await _read(request, lambda conn: queries.person_by_digest(conn, vault.digest(number)))
     if found is None:
         # Say nothing of the number itself: not even its masked form.
-        return _answer({"error": "not_found", "detail": "no person with this identity number"}, 404)
-    return _answer(found)
+        return answer({"error": "not_found", "detail": "no person with this identity number"}, 404)
+    return answer(found)
 
 
-@_errors
+@api_errors
 async def get_person(request: web.Request) -> web.Response:
     user = require_user(request, *READERS)
     person_id = _id(request)
@@ -371,7 +339,7 @@ async def get_person(request: web.Request) -> web.Response:
             # Their registrations elsewhere are not the landlord's business.
             doc["registrations"] = queries.list_registrations(conn, person_id=person_id, landlord_user_id=user.id)
         return doc
-    return _answer(await _read(request, read))
+    return answer(await _read(request, read))
 
 
 # --------------------------------------------------------------------------- registrations
@@ -385,10 +353,10 @@ def _default_source(user: AuthUser, source: str | None) -> str:
     return source or "coordinator"
 
 
-@_errors
+@api_errors
 async def create_registration(request: web.Request) -> web.Response:
     user = require_user(request, *REGISTRARS)
-    b = await inp.read_body(request, inp.RegistrationIn)
+    b = await read_body(request, inp.RegistrationIn)
     if (b.person is None) == (b.person_id is None):
         raise InvalidInput("person", "give either person {id_number, name, ...} or person_id")
     vault = _vault(request)
@@ -415,14 +383,14 @@ async def create_registration(request: web.Request) -> web.Response:
                                 arrived_at=arrived_at, source=source, end_previous=b.end_previous,
                                 credential=credential, doors=list(b.doors) if b.doors else None,
                                 confirmed_by=user.id)
-    return _answer(await _apply(request, operation), 201)
+    return answer(await _apply(request, operation), 201)
 
 
-@_errors
+@api_errors
 async def end_registration(request: web.Request) -> web.Response:
     user = require_user(request, *REGISTRARS)
     registration_id = _id(request)
-    b = await inp.read_body(request, inp.EndIn, optional=True)
+    b = await read_body(request, inp.EndIn, optional=True)
     departed_at = None
     if b.departed_at is not None:
         departed_at = inp.not_future("departed_at", inp.when("departed_at", b.departed_at, _rules(request).zone),
@@ -432,35 +400,35 @@ async def end_registration(request: web.Request) -> web.Response:
         require_building(conn, user, _building_of_registration(conn, registration_id))
         return service.deregister(conn, now, actor_of(user), registration_id, departed_at=departed_at,
                                   reason=b.reason)
-    return _answer(await _apply(request, operation))
+    return answer(await _apply(request, operation))
 
 
-@_errors
+@api_errors
 async def confirm_registration(request: web.Request) -> web.Response:
     user = require_user(request, *REGISTRARS)
     registration_id = _id(request)
-    b = await inp.read_body(request, inp.ConfirmIn, optional=True)
+    b = await read_body(request, inp.ConfirmIn, optional=True)
 
     def operation(conn: sa.Connection, now: datetime) -> Outcome:
         require_building(conn, user, _building_of_registration(conn, registration_id))
         return service.confirm_registration(conn, now, actor_of(user), registration_id, user_id=user.id,
                                             end_previous=b.end_previous)
-    return _answer(await _apply(request, operation))
+    return answer(await _apply(request, operation))
 
 
-@_errors
+@api_errors
 async def reject_registration(request: web.Request) -> web.Response:
     user = require_user(request, *REGISTRARS)
     registration_id = _id(request)
-    b = await inp.read_body(request, inp.RejectIn)
+    b = await read_body(request, inp.RejectIn)
 
     def operation(conn: sa.Connection, now: datetime) -> Outcome:
         require_building(conn, user, _building_of_registration(conn, registration_id))
         return service.reject_registration(conn, now, actor_of(user), registration_id, reason=b.reason)
-    return _answer(await _apply(request, operation))
+    return answer(await _apply(request, operation))
 
 
-@_errors
+@api_errors
 async def list_registrations(request: web.Request) -> web.Response:
     user = require_user(request, *READERS)
     filters = {name: _int_query(request, name) for name in ("unit_id", "person_id", "building_id")}
@@ -471,13 +439,13 @@ async def list_registrations(request: web.Request) -> web.Response:
     limit = _limit(request)
     rows = await _read(request, lambda conn: queries.list_registrations(
         conn, status=status, landlord_user_id=landlord, limit=limit, **filters))
-    return _answer({"registrations": rows})
+    return answer({"registrations": rows})
 
 
 # --------------------------------------------------------------------------- self-declarations
 
 
-@_errors
+@api_errors
 async def declare(request: web.Request) -> web.Response:
     """Public: a tenant declares themself at a unit; it waits for the
     landlord's or a coordinator's confirmation."""
@@ -487,7 +455,7 @@ async def declare(request: web.Request) -> web.Response:
                                   "detail": f"at most {DECLARATIONS_PER_HOUR} declarations an hour from one address"},
                                  status=429, headers={"Retry-After": retry_after_header(wait)})
     vault = _vault(request)
-    b = await inp.read_body(request, inp.DeclarationIn)
+    b = await read_body(request, inp.DeclarationIn)
     now = _now()
     arrived_at = inp.not_future("arrived_at", inp.when("arrived_at", b.arrived_at, _rules(request).zone), now)
     inp.id_number("person.id_number", b.person.id_number)
@@ -498,27 +466,27 @@ async def declare(request: web.Request) -> web.Response:
                                person=_person_fields(b.person), arrived_at=arrived_at)
     body = await _apply(request, operation)
     # An anonymous caller learns nothing of the registry's own ids for the person.
-    return _answer({k: body[k] for k in ("id", "status", "unit_id", "arrived_at", "person_masked")}, 201)
+    return answer({k: body[k] for k in ("id", "status", "unit_id", "arrived_at", "person_masked")}, 201)
 
 
 # --------------------------------------------------------------------------- credentials
 
 
-@_errors
+@api_errors
 async def issue_unit_credential(request: web.Request) -> web.Response:
     user = require_user(request, *CARD_ISSUERS)
     unit_id = _id(request)
-    b = await inp.read_body(request, inp.UnitCredentialIn)
+    b = await read_body(request, inp.UnitCredentialIn)
     value = inp.credential_value("value", b.format, b.value)
 
     def operation(conn: sa.Connection, now: datetime) -> Outcome:
         require_building(conn, user, _building_of_unit(conn, unit_id, field=None))
         return service.issue_unit_credential(conn, now, actor_of(user), unit_id=unit_id, fmt=b.format, value=value,
                                              person_id=b.person_id, doors=list(b.doors) if b.doors else None)
-    return _answer(await _apply(request, operation), 201)
+    return answer(await _apply(request, operation), 201)
 
 
-@_errors
+@api_errors
 async def revoke_credential(request: web.Request) -> web.Response:
     user = require_user(request, *CARD_ISSUERS)
     credential_id = _id(request)
@@ -529,13 +497,13 @@ async def revoke_credential(request: web.Request) -> web.Response:
             raise NotFound("credential", credential_id)
         require_building(conn, user, building_id)
         return service.revoke_credential(conn, now, actor_of(user), credential_id)
-    return _answer(await _apply(request, operation))
+    return answer(await _apply(request, operation))
 
 
 # --------------------------------------------------------------------------- history
 
 
-@_errors
+@api_errors
 async def list_history(request: web.Request) -> web.Response:
     user = require_user(request, *READERS)
     entity = request.query.get("entity") or None
@@ -554,7 +522,7 @@ async def list_history(request: web.Request) -> web.Response:
                 raise forbidden("landlords read the history of their buildings, units, registrations and cards")
             require_building(conn, user, building_id)
         return queries.list_history(conn, entity=entity, entity_id=entity_id, limit=limit)
-    return _answer({"history": await _read(request, read)})
+    return answer({"history": await _read(request, read)})
 
 
 def add_routes(app: web.Application) -> None:

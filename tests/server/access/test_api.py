@@ -69,15 +69,15 @@ async def test_an_issued_card_is_in_the_gateways_list_with_the_registrations_val
 async def test_cards_are_only_issued_under_an_active_registration(client: Client) -> None:
     later = await tenant(client, valid_from=(datetime.now(UTC) + timedelta(days=3)).isoformat())
     problem = await issue(client, later["registration"], status=400)
-    assert problem["parameter"] == "registration_id" and "not valid before" in problem["detail"]
+    assert problem["field"] == "registration_id" and "not valid before" in problem["detail"]
 
     t = await tenant(client, gw="gw-b")
     await call(client, "POST", f"/api/v1/registrations/{t['registration']}/end")
     problem = await issue(client, t["registration"], status=400)
-    assert problem["parameter"] == "registration_id" and "ended" in problem["detail"]
+    assert problem["field"] == "registration_id" and "ended" in problem["detail"]
 
     problem = await issue(client, 999, status=400)
-    assert problem["parameter"] == "registration_id"
+    assert problem["field"] == "registration_id"
 
 
 async def test_ending_a_registration_revokes_its_cards(client: Client) -> None:
@@ -127,9 +127,9 @@ async def test_bad_input_names_the_field_and_unknown_ids_are_404(client: Client)
     ]
     for method, path, body, field in cases:
         problem = await call(client, method, path, body, 400)
-        assert problem["parameter"] == field, (path, body, problem)
+        assert problem["field"] == field, (path, body, problem)
     response = await client.post("/api/v1/buildings", data=b"{not json")
-    assert response.status == 400 and (await response.json())["parameter"] == "body"
+    assert response.status == 400 and (await response.json())["field"] == "body"
 
     for method, path in [("POST", "/api/v1/registrations/999/end"), ("POST", "/api/v1/credentials/999/revoke"),
                          ("GET", "/api/v1/gateways/gw-nobody/allowlist")]:

@@ -1,0 +1,74 @@
+"""What every JSON API handler of the server shares: reading a validated
+body, writing an answer with dates as ISO text, and turning the registry's
+errors into 4xx/5xx answers with the same shape everywhere:
+``{"error": "bad_parameter", "field": ..., "detail": ...}``."""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from datetime import date, datetime
+from typing import Any, TypeVar
+
+import sqlalchemy as sa
+from aiohttp import web
+from pydantic import BaseModel, ValidationError
+
+from server.access.errors import Conflict, InvalidInput, NotFound, Unavailable
+
+log = logging.getLogger(__name__)
+
+M = TypeVar("M", bound=BaseModel)
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def _json_default(value: object) -> str:
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
+
+
+dumps = functools.partial(json.dumps, default=_json_default, ensure_ascii=False)
+
+
+def answer(body: Any, status: int = 200) -> web.Response:
+    return web.json_response(body, status=status, dumps=dumps)
+
+
+async def read_body(request: web.Request, model: type[M], *, optional: bool = False) -> M:
+    """The JSON body as ``model``; ``optional``: an empty body means ``{}``."""
+    if optional and not await request.read():
+        raw: object = {}
+    else:
+        try:
+            raw = await request.json()
+        except ValueError as exc:
+            raise InvalidInput("body", "not JSON") from exc
+    try:
+        return model.model_validate(raw)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        # Never echo the input: it may be an identity number.
+        raise InvalidInput(".".join(str(p) for p in err["loc"]) or "body", err["msg"]) from None
+
+
+def api_errors(handler: Handler) -> Handler:
+    @functools.wraps(handler)
+    async def wrapped(request: web.Request) -> web.StreamResponse:
+        try:
+            return await handler(request)
+        except InvalidInput as exc:
+            return answer({"error": "bad_parameter", "field": exc.field, "detail": exc.problem}, 400)
+        except NotFound as exc:
+            return answer({"error": "not_found", "detail": str(exc)}, 404)
+        except Conflict as exc:
+            return answer({"error": "conflict", "detail": str(exc)}, 409)
+        except sa.exc.IntegrityError:
+            # Lost a race with a concurrent writer on a unique key.
+            log.warning("write refused by a database constraint", exc_info=True)
+            return answer({"error": "conflict", "detail": "conflicting concurrent change; try again"}, 409)
+        except Unavailable as exc:
+            return answer({"error": exc.code, "detail": str(exc)}, 503)
+    return wrapped
