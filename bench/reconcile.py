@@ -293,10 +293,12 @@ def run(args: argparse.Namespace, url: str) -> dict[str, Any]:
     out["sweep_s"] = round(result.seconds, 2)
     out["sweep_opened"] = result.opened
     out["sweep_regraded"] = result.regraded
-    progress("sweep: %.1fs, opened %s", result.seconds, result.opened)
+    out["sweep_steps_s"] = result.timings
+    progress("sweep: %.1fs, opened %s, steps %s", result.seconds, result.opened, result.timings)
     result = reconciler.sweep(now + timedelta(minutes=1))
     out["sweep_again_s"] = round(result.seconds, 2)
-    progress("second sweep: %.1fs", result.seconds)
+    out["sweep_again_steps_s"] = result.timings
+    progress("second sweep: %.1fs, steps %s", result.seconds, result.timings)
     samples = incremental(engine, reconciler, now + timedelta(minutes=2), batch=args.batch, rounds=args.rounds,
                           first_seq=sizes.events * 10)
     out["incremental_batch"] = args.batch

@@ -10,6 +10,7 @@ disagree. See docs/reconcile.md for each rule in words.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -46,6 +47,9 @@ class RuleCounts:
     ended_registrations: list[int] = field(default_factory=list)
     changes: list[Change] = field(default_factory=list)
     touched_units: set[int] = field(default_factory=set)
+    # Seconds per step ("rule:<kind>", "expire", "grades", "rates"): where a
+    # slow sweep spends its time.
+    timings: dict[str, float] = field(default_factory=dict)
 
     def add_closed(self, kind: str, n: int) -> None:
         if n:
@@ -239,6 +243,7 @@ def run_rule(conn: sa.Connection, now: datetime, counts: RuleCounts, kind: str, 
              resolution: str = "condition_cleared", due: bool = False) -> None:
     """Close what no longer holds (``first_close``: a query and resolution
     tried first, for a more telling resolution), then open what is new."""
+    started = time.perf_counter()
     if first_close is not None:
         _close(conn, now, counts, kind, conn.execute(_text(first_close[0]), values).all(), first_close[1])
     # The candidates are computed once into a temporary table that both the
@@ -258,6 +263,7 @@ def run_rule(conn: sa.Connection, now: datetime, counts: RuleCounts, kind: str, 
     if opened:
         counts.opened[kind] = counts.opened.get(kind, 0) + len(opened)
         counts.touched_units.update(r[3] for r in opened if r[3] is not None)
+    counts.timings[f"rule:{kind}"] = round(time.perf_counter() - started, 3)
 
 
 def open_unknown_credentials(conn: sa.Connection, now: datetime, rules: CityRules, *,
