@@ -12,6 +12,8 @@ WIDTH = 360
 BAR_ROW = 40
 LINE_HEIGHT = 150
 PAD = 28
+# Room for the y axis's "100%" on the left of a trend chart.
+AXIS = 40
 
 
 @dataclass(frozen=True)
@@ -72,11 +74,11 @@ def bar_chart(title: str, bars: list[Bar], *, css_class: str = "bars") -> str:
 def line_chart(title: str, points: list[tuple[str, int, int]]) -> str:
     """``points``: (day, numerator, denominator), oldest first. Days with a
     zero denominator leave a gap rather than dropping to 0 %."""
-    inner_w, inner_h = WIDTH - 2 * PAD, LINE_HEIGHT - 2 * PAD
+    inner_w, inner_h = WIDTH - AXIS - PAD, LINE_HEIGHT - 2 * PAD
     n = len(points)
 
     def x(i: int) -> float:
-        return PAD + (inner_w * i / (n - 1) if n > 1 else inner_w / 2)
+        return AXIS + (inner_w * i / (n - 1) if n > 1 else inner_w / 2)
 
     def y(value: float) -> float:
         return PAD + inner_h * (1 - value)
@@ -93,12 +95,12 @@ def line_chart(title: str, points: list[tuple[str, int, int]]) -> str:
                     f'<title>{esc(day)}: {esc(ratio_text(num, den))}</title></circle>')
     lines = "".join(f'<polyline fill="none" stroke="#1a4d8f" stroke-width="2" points="{" ".join(s)}"/>'
                     for s in segments if len(s) > 1)
-    grid = "".join(f'<line x1="{PAD}" x2="{WIDTH - PAD}" y1="{y(v):.1f}" y2="{y(v):.1f}" stroke="#e3e5e8"/>'
-                   f'<text x="{PAD - 4}" y="{y(v) + 4:.1f}" font-size="10" text-anchor="end">{int(v * 100)}%</text>'
+    grid = "".join(f'<line x1="{AXIS}" x2="{WIDTH - PAD}" y1="{y(v):.1f}" y2="{y(v):.1f}" stroke="#e3e5e8"/>'
+                   f'<text x="{AXIS - 4}" y="{y(v) + 4:.1f}" font-size="10" text-anchor="end">{int(v * 100)}%</text>'
                    for v in (0.0, 0.5, 1.0))
     labels = ""
     if points:
-        labels = (f'<text x="{PAD}" y="{LINE_HEIGHT - 6}" font-size="10">{esc(points[0][0])}</text>'
+        labels = (f'<text x="{AXIS}" y="{LINE_HEIGHT - 6}" font-size="10">{esc(points[0][0])}</text>'
                   f'<text x="{WIDTH - PAD}" y="{LINE_HEIGHT - 6}" font-size="10" text-anchor="end">'
                   f'{esc(points[-1][0])}</text>')
         last = points[-1]

@@ -10,7 +10,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from server.db.models import areas, buildings, units
+from server.db.models import areas, buildings, rate_snapshots, units
 from server.reconcile.rates import RATES, AreaRates, Ratio, compute_rates, rate_history
 from server.rules import CityRules
 
@@ -72,6 +72,11 @@ def overview(conn: sa.Connection, rules: CityRules, now: datetime, area_code: st
     """None when ``area_code`` names no area."""
     rates = compute_rates(conn, rules, now)
     today = now.astimezone(rules.zone).date()
+    # The trend ends at the newest snapshot: a sweep that stopped (or a
+    # simulated district that ran in the past) still shows its last month.
+    newest = conn.execute(sa.select(sa.func.max(rate_snapshots.c.day))).scalar()
+    if newest is not None and newest < today:
+        today = newest
     if area_code is not None and area_code not in rates:
         return None
     area = rates[area_code] if area_code is not None else None

@@ -216,3 +216,22 @@ async def test_the_declaration_page_shares_the_apis_hourly_budget(client: Client
         statuses.append(response.status)
     assert statuses[-1] == 429 and 429 not in statuses[:-1]
     assert "申报过于频繁" in await response.text()
+
+
+async def test_the_trend_ends_at_the_newest_snapshot(client: Client, sqlite_engine: sa.Engine) -> None:
+    """A district whose sweeps stopped (or was simulated in the past) still
+    shows its last month rather than an empty chart."""
+    from datetime import date
+
+    from server.db.models import areas, rate_snapshots
+
+    with sqlite_engine.begin() as conn:
+        district = conn.execute(sa.select(areas.c.id).where(areas.c.code == "D1")).scalar_one()
+        for offset, registered in ((0, 8), (1, 9)):
+            conn.execute(sa.insert(rate_snapshots).values(
+                area_id=district, day=date(2024, 3, 1 + offset), taken_at=datetime(2024, 3, 1, tzinfo=UTC),
+                counts={"registration": [registered, 10], "rental": [1, 1], "consistency": [1, 1],
+                        "pledge": [1, 1]}))
+    await login(client, "admin-1")
+    html = await (await client.get("/overview", params={"lang": "en"})).text()
+    assert "2024-03-01" in html and "2024-03-02" in html and "90.0% (9/10)" in html
