@@ -265,8 +265,9 @@ class Demo:
 
     def _run_until_interrupted(self) -> dict[str, Any]:
         """Print every swipe as the server stores it, until Ctrl-C."""
-        print(f"rentgate demo: open {self.url}/ (status page), {self.url}/api/v1/events, {self.url}/metrics;"
-              " Ctrl-C stops", flush=True)
+        print(f"rentgate demo: open {self.url}/ (status page), {self.url}/landlord (buildings, tenants, cases), "
+              f"{self.url}/overview (the four rates), {self.url}/api/v1/events, {self.url}/metrics; Ctrl-C stops",
+              flush=True)
         stored = 0
         after: Any = None
         try:
@@ -274,7 +275,9 @@ class Demo:
                 for name, proc in self.procs.items():
                     if proc.poll() is not None:
                         raise DemoError(f"{name} exited with code {proc.returncode}; logs in {self.data_dir / 'logs'}")
-                page = self._events_page(after, limit=200)
+                # This building's events only: the district's months of reads
+                # are already in the same database.
+                page = self._events_page(after, limit=200, extra=f"&gateway={GATEWAY_ID}")
                 for ev in page["events"]:
                     stored += 1
                     what = _describe(ev)
