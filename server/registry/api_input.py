@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 from rentgate import wire
 from server.access.errors import InvalidInput
 from server.registry.idnumber import InvalidIdNumber, parse_id_number
+from server.registry.service import EM4100
 
 Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
 Code = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=32)]
@@ -28,7 +29,6 @@ CredentialFormat = Literal["em4100", "wiegand26", "wiegand34", "osdp_raw", "term
 CredentialValue = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=128)]
 
 _DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
-_EM4100 = re.compile(r"[0-9A-F]{10}")
 # Arrivals a day ahead are accepted (a landlord registering tonight's tenant
 # in another zone's idea of today); anything later is a typing mistake.
 FUTURE_SLACK = timedelta(days=1)
@@ -164,6 +164,6 @@ def credential_value(field: str, fmt: str, raw: str) -> str:
     if fmt != "em4100":
         return raw
     value = raw.upper()
-    if not _EM4100.fullmatch(value):
+    if not EM4100.fullmatch(value):
         raise InvalidInput(field, "an em4100 card number is 10 hexadecimal digits")
     return value

@@ -40,9 +40,11 @@ from server.rules import CityRules
 
 JsonObj = dict[str, Any]
 
-_CODE = re.compile(r"[0-9A-Za-z][0-9A-Za-z_.-]{0,31}")
-_PHONE = re.compile(r"\+?[0-9][0-9 -]{4,19}")
-_EM4100 = re.compile(r"[0-9A-F]{10}")
+# The shapes of codes, phone numbers and EM4100 card numbers, shared with
+# the API's input checks and the imports so all three accept the same.
+CODE = re.compile(r"[0-9A-Za-z][0-9A-Za-z_.-]{0,31}")
+PHONE = re.compile(r"\+?[0-9][0-9 -]{4,19}")
+EM4100 = re.compile(r"[0-9A-F]{10}")
 CREDENTIAL_FORMATS: tuple[str, ...] = get_args(wire.Credential.model_fields["format"].annotation)
 # An arrival or departure may be recorded a little ahead (the tenant moves in
 # tonight), never further: a date a year ahead is a typo.
@@ -84,7 +86,7 @@ def _text(field: str, value: str | None, *, max_len: int, required: bool = True)
 
 def _phone(field: str, value: str | None) -> str | None:
     value = _text(field, value, max_len=20, required=False)
-    if value is not None and not _PHONE.fullmatch(value):
+    if value is not None and not PHONE.fullmatch(value):
         raise InvalidInput(field, "not a phone number (digits, optionally + - and spaces)")
     return value
 
@@ -106,7 +108,7 @@ def create_area(conn: sa.Connection, now: datetime, actor: str, *, level: str, c
                 parent_code: str | None) -> JsonObj:
     if level not in AREA_LEVELS:
         raise InvalidInput("level", f"must be one of {', '.join(AREA_LEVELS)}")
-    if not _CODE.fullmatch(code or ""):
+    if not CODE.fullmatch(code or ""):
         raise InvalidInput("code", "1-32 letters, digits, '.', '_' or '-'")
     name_ok = _text("name", name, max_len=100)
     parent_id = None
@@ -152,7 +154,7 @@ def _building_values(conn: sa.Connection, fields: dict[str, Any]) -> dict[str, A
         out["name"] = _text("name", fields["name"], max_len=200)
     if "code" in fields:
         code = fields["code"]
-        if code is not None and not _CODE.fullmatch(code):
+        if code is not None and not CODE.fullmatch(code):
             raise InvalidInput("code", "1-32 letters, digits, '.', '_' or '-'")
         out["code"] = code
     if "address" in fields:
@@ -364,7 +366,7 @@ def _credential_value(fmt: str, value: str, field: str = "credential") -> str:
     value = value.strip()
     if fmt == "em4100":
         value = value.upper()
-        if not _EM4100.fullmatch(value):
+        if not EM4100.fullmatch(value):
             raise InvalidInput(field + ".value", "an EM4100 card number is 10 hexadecimal digits")
     if not 1 <= len(value) <= 128:
         raise InvalidInput(field + ".value", "must be 1-128 characters")

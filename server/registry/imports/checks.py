@@ -1,16 +1,12 @@
-"""Field rules shared by both imports. They mirror server/registry/service.py
-(codes, phones, lengths) so that a row passing here is one the registry
-functions accept; apply.py still turns any refusal into a row error."""
+"""Field rules shared by both imports, with the registry's own shapes of
+codes, phones and card numbers (server/registry/service.py), so that a row
+passing here is one the registry functions accept; apply.py still turns any
+refusal into a row error."""
 
 from __future__ import annotations
 
-import re
-
 from server.registry.imports.cells import CellProblem
-
-CODE = re.compile(r"[0-9A-Za-z][0-9A-Za-z_.-]{0,31}")
-PHONE = re.compile(r"\+?[0-9][0-9 -]{4,19}")
-EM4100 = re.compile(r"[0-9A-F]{10}")
+from server.registry.service import CODE, EM4100, PHONE
 
 
 def code(value: str) -> str:
