@@ -24,7 +24,15 @@ if __package__ in (None, ""):
 from bench import gateways as gws
 from bench.acks import AckListener
 from bench.baseline import run_baseline
-from bench.measure import Integrity, count_stored, first_ack_times, percentile, process_cpu_s, stored_times
+from bench.measure import (
+    Integrity,
+    count_stored,
+    first_ack_times,
+    percentile,
+    print_result,
+    process_cpu_s,
+    stored_times,
+)
 from bench.stack import BenchError, Stack, running_stack
 from rentgate import __version__, wire
 
@@ -239,11 +247,7 @@ def main(argv: list[str] | None = None) -> int:
             if args.json:
                 print(json.dumps({"error": str(exc)}))
             return 1
-    if args.json:
-        print(json.dumps(result))
-    else:
-        for key, value in result.items():
-            print(f"{key}: {value}")
+    print_result(result, as_json=args.json)
     return 0
 
 

@@ -4,6 +4,7 @@ query in :func:`count_stored`."""
 
 from __future__ import annotations
 
+import json
 import math
 import os
 from collections.abc import Iterable, Sequence
@@ -83,3 +84,13 @@ def process_cpu_s(pid: int) -> float:
         fields = f.read().rsplit(")", 1)[1].split()
     ticks = os.sysconf("SC_CLK_TCK")
     return (int(fields[11]) + int(fields[12])) / ticks
+
+
+def print_result(result: dict[str, object], *, as_json: bool) -> None:
+    """The benchmark's figures on stdout: one JSON object as the last line
+    with ``--json``, else one ``name: value`` line each."""
+    if as_json:
+        print(json.dumps(result))
+    else:
+        for key, value in result.items():
+            print(f"{key}: {value}")

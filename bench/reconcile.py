@@ -49,7 +49,7 @@ if __package__ in (None, ""):
 
 import sqlalchemy as sa
 
-from bench.measure import percentile
+from bench.measure import percentile, print_result
 
 log = logging.getLogger("bench.reconcile")
 
@@ -338,11 +338,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.json:
             print(json.dumps({"error": str(exc)}))
         return 1
-    if args.json:
-        print(json.dumps(result))
-    else:
-        for key, value in result.items():
-            print(f"{key}: {value}")
+    print_result(result, as_json=args.json)
     return 0
 
 
