@@ -39,6 +39,16 @@ class GradeRules(_Rules):
     strict_from: int = Field(default=10, ge=1)
 
 
+def _per_key(value: dict[str, Any], keys: tuple[str, ...]) -> dict[str, Any]:
+    """A table with exactly ``keys``, each a positive number."""
+    if set(value) != set(keys):
+        raise ValueError(f"needs exactly the keys {', '.join(keys)}")
+    for key, number in value.items():
+        if not number > 0:
+            raise ValueError(f"{key} must be greater than 0")
+    return value
+
+
 class CityRules(_Rules):
     timezone: str = "Asia/Shanghai"
     # A new occupant must be registered within this many days of the first
@@ -61,6 +71,15 @@ class CityRules(_Rules):
     # Patrol interval per grade (issue 5): trusted, normal, watch, strict.
     patrol_days: dict[str, int] = Field(
         default_factory=lambda: {"trusted": 21, "normal": 14, "watch": 7, "strict": 3})
+    # Staffing: one coordinator per this many residents (seed 001's target).
+    residents_per_coordinator: int = Field(default=500, ge=1)
+    # Deadline of each task step, in days from entering it: dispatch a
+    # reported task, handle a dispatched one, verify, evaluate, archive.
+    task_step_days: dict[str, float] = Field(
+        default_factory=lambda: {"reported": 1.0, "dispatched": 3.0, "handled": 2.0, "verified": 3.0,
+                                 "evaluated": 7.0})
+    # Printed plates stay valid this long (days); 0: they do not expire.
+    plate_valid_days: int = Field(default=1826, ge=0)
     grades: GradeRules = Field(default_factory=GradeRules)
 
     @field_validator("timezone")
@@ -71,6 +90,16 @@ class CityRules(_Rules):
         except (ZoneInfoNotFoundError, ValueError) as exc:
             raise ValueError(f"unknown time zone {value!r}") from exc
         return value
+
+    @field_validator("patrol_days")
+    @classmethod
+    def _patrol_days(cls, value: dict[str, int]) -> dict[str, int]:
+        return _per_key(value, ("trusted", "normal", "watch", "strict"))
+
+    @field_validator("task_step_days")
+    @classmethod
+    def _step_days(cls, value: dict[str, float]) -> dict[str, float]:
+        return _per_key(value, ("reported", "dispatched", "handled", "verified", "evaluated"))
 
     @property
     def zone(self) -> ZoneInfo:

@@ -56,6 +56,15 @@ class ServerSettings(BaseModel):
     # 32 random bytes in base64 that protect identity numbers at rest
     # (server/registry/pii.py). Unset: generated next to a SQLite database.
     pii_key_file: str | None = None
+    # Plate-signing keyring (server/plates/keys.py). Unset: generated next to
+    # a SQLite database.
+    plate_key_file: str | None = None
+    # Where scanned plates point: the server's address as phones reach it.
+    # QR codes hold <public_url>/p/<token>.
+    public_url: str = "http://127.0.0.1:8080"
+    # Uploaded photos (patrols, problem reports). Unset: "media" next to a
+    # SQLite database; PostgreSQL servers need it set.
+    media_dir: str | None = None
     # TOML file overriding the city's rules (server/rules.py); unset: defaults.
     rules_file: str | None = None
     # How often reconciliation sweeps every registration (cases that depend

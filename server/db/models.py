@@ -121,6 +121,12 @@ CASE_STATES = ("open", "acknowledged", "resolved", "auto_closed")
 OPEN_CASE_STATES = ("open", "acknowledged")
 USER_ROLES = ("admin", "landlord", "coordinator", "police")
 GRADES = ("trusted", "normal", "watch", "strict")  # 放心 / 一般 / 重点 / 严控
+# 上报 → 派遣 → 处置 → 核查 → 评价 → 归档 (server/grid/workflow.py).
+TASK_STATES = ("reported", "dispatched", "handled", "verified", "evaluated", "archived")
+# Where a task came from: a reconciliation case, a public report from a plate,
+# a patrol's finding, or a person creating one by hand.
+TASK_SOURCES = ("case", "report", "patrol", "manual")
+REPORT_CATEGORIES = ("hazard", "overcrowding", "suspicious", "other")
 
 
 def _in(column: str, values: tuple[str, ...]) -> str:
@@ -218,6 +224,8 @@ class Unit(Base):
     grade: Mapped[str | None] = mapped_column(sa.String(8))
     grade_score: Mapped[int | None] = mapped_column(sa.Integer)
     grade_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    # Kept by server/patrols so the overdue list needs no aggregate.
+    last_patrol_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime)
     updated_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
 
@@ -434,11 +442,15 @@ class Case(Base):
 
 
 class Task(Base):
-    """Work for a grid coordinator, e.g. after a registration ended without
-    the landlord's answer. The six-step workflow grows on this (issue 5)."""
+    """Work for a grid coordinator, run through the six steps of
+    ``server/grid/workflow.py``. ``due_at`` is the deadline of the current
+    step; every transition is a ``task_events`` row."""
 
     __tablename__ = "tasks"
-    __table_args__ = (sa.Index(None, "grid_id", "state"), sa.Index(None, "case_id"))
+    __table_args__ = (sa.Index(None, "grid_id", "state"), sa.Index(None, "case_id"),
+                      sa.Index(None, "assignee_user_id", "state"),
+                      sa.CheckConstraint(_in("state", TASK_STATES), name="state"),
+                      sa.CheckConstraint(_in("source", TASK_SOURCES), name="source"))
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     kind: Mapped[str] = mapped_column(sa.String(32))
@@ -451,6 +463,150 @@ class Task(Base):
     created_at: Mapped[datetime] = mapped_column(UtcDateTime)
     due_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     closed_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    source: Mapped[str] = mapped_column(sa.String(12), server_default="case")
+    created_by: Mapped[str | None] = mapped_column(sa.String(64))
+    assignee_user_id: Mapped[int | None] = mapped_column(sa.BigInteger, sa.ForeignKey("users.id"))
+    report_id: Mapped[int | None] = mapped_column(sa.BigInteger)
+    patrol_id: Mapped[int | None] = mapped_column(sa.BigInteger)
+    # 评价: "good", "adequate" or "poor", with a note.
+    evaluation: Mapped[str | None] = mapped_column(sa.String(12))
+    evaluation_note: Mapped[str | None] = mapped_column(sa.Text)
+    updated_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+
+
+class TaskEvent(Base):
+    """The audit trail of a task: every step, assignment and note, who did it
+    and when. Never updated or deleted."""
+
+    __tablename__ = "task_events"
+    __table_args__ = (sa.Index(None, "task_id", "id"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    task_id: Mapped[int] = mapped_column(sa.BigInteger, sa.ForeignKey("tasks.id"))
+    at: Mapped[datetime] = mapped_column(UtcDateTime)
+    actor: Mapped[str] = mapped_column(sa.String(64))
+    action: Mapped[str] = mapped_column(sa.String(24))
+    from_state: Mapped[str | None] = mapped_column(sa.String(16))
+    to_state: Mapped[str | None] = mapped_column(sa.String(16))
+    assignee_user_id: Mapped[int | None] = mapped_column(sa.BigInteger)
+    note: Mapped[str | None] = mapped_column(sa.Text)
+    due_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+
+
+class GridCoordinator(Base):
+    """A coordinator assigned to a grid cell (网格). A coordinator may hold
+    several grids and a grid several coordinators."""
+
+    __tablename__ = "grid_coordinators"
+    __table_args__ = (sa.Index(None, "user_id"),)
+
+    grid_id: Mapped[int] = mapped_column(sa.BigInteger, sa.ForeignKey("areas.id", ondelete="CASCADE"),
+                                         primary_key=True)
+    user_id: Mapped[int] = mapped_column(sa.BigInteger, sa.ForeignKey("users.id", ondelete="CASCADE"),
+                                         primary_key=True)
+    assigned_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    assigned_by: Mapped[str] = mapped_column(sa.String(64))
+
+
+class Plate(Base):
+    """A printed door plate. Its token (server/plates/tokens.py) names only
+    this row's id, signed with ``key_id``'s key; revoking the row makes every
+    printed copy of that plate invalid. At most one unrevoked plate per unit."""
+
+    __tablename__ = "plates"
+    __table_args__ = (
+        sa.Index("uq_plates_active_unit_id", "unit_id", unique=True,
+                 sqlite_where=sa.text("revoked_at IS NULL"), postgresql_where=sa.text("revoked_at IS NULL")),
+        sa.Index(None, "unit_id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    unit_id: Mapped[int] = mapped_column(sa.BigInteger, sa.ForeignKey("units.id"))
+    key_id: Mapped[str] = mapped_column(sa.String(16))
+    issued_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    expires_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    revoked_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    revoked_reason: Mapped[str | None] = mapped_column(sa.String(32))
+    revoked_by: Mapped[str | None] = mapped_column(sa.String(64))
+
+
+class ScanRejection(Base):
+    """A plate token that was refused (forged, altered, expired, revoked,
+    unknown): the logged attempt. Only the token's first characters are
+    kept, and the client's address."""
+
+    __tablename__ = "scan_rejections"
+    __table_args__ = (sa.Index(None, "at"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    at: Mapped[datetime] = mapped_column(UtcDateTime)
+    reason: Mapped[str] = mapped_column(sa.String(24))
+    token_excerpt: Mapped[str] = mapped_column(sa.String(64))
+    plate_id: Mapped[int | None] = mapped_column(sa.BigInteger)
+    client: Mapped[str | None] = mapped_column(sa.String(64))
+    user_agent: Mapped[str | None] = mapped_column(sa.String(200))
+
+
+class Attachment(Base):
+    """An uploaded photo. The bytes live in the media folder under their
+    SHA-256 (server/media); the row says what they are and who sent them."""
+
+    __tablename__ = "attachments"
+    __table_args__ = (sa.Index(None, "sha256"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    sha256: Mapped[str] = mapped_column(sa.String(64))
+    content_type: Mapped[str] = mapped_column(sa.String(32))
+    size: Mapped[int] = mapped_column(sa.Integer)
+    width: Mapped[int | None] = mapped_column(sa.Integer)
+    height: Mapped[int | None] = mapped_column(sa.Integer)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    # "public:<plate id>" or "user:<id>".
+    actor: Mapped[str] = mapped_column(sa.String(64))
+
+
+class ProblemReport(Base):
+    """"Report a problem" from a plate's public page: anyone may send one; it
+    becomes a task (上报) for the grid."""
+
+    __tablename__ = "problem_reports"
+    __table_args__ = (sa.Index(None, "unit_id", "created_at"),
+                      sa.CheckConstraint(_in("category", REPORT_CATEGORIES), name="category"))
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    unit_id: Mapped[int] = mapped_column(sa.BigInteger, sa.ForeignKey("units.id"))
+    building_id: Mapped[int] = mapped_column(sa.BigInteger)
+    plate_id: Mapped[int | None] = mapped_column(sa.BigInteger)
+    category: Mapped[str] = mapped_column(sa.String(16))
+    description: Mapped[str] = mapped_column(sa.Text)
+    contact_phone: Mapped[str | None] = mapped_column(sa.String(32))
+    attachment_id: Mapped[int | None] = mapped_column(sa.BigInteger, sa.ForeignKey("attachments.id"))
+    # Keyed digest of the client's address, for rate limits and abuse review.
+    client_digest: Mapped[str | None] = mapped_column(sa.String(64))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    task_id: Mapped[int | None] = mapped_column(sa.BigInteger)
+
+
+class Patrol(Base):
+    """A coordinator's visit to a unit (巡查): what they saw and checked.
+    ``checklist`` maps each item (fire_safety, overcrowding, unregistered,
+    pledge) to "ok", "problem" or "n/a"."""
+
+    __tablename__ = "patrols"
+    __table_args__ = (sa.Index(None, "unit_id", "at"), sa.Index(None, "user_id", "at"))
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    unit_id: Mapped[int] = mapped_column(sa.BigInteger, sa.ForeignKey("units.id"))
+    building_id: Mapped[int] = mapped_column(sa.BigInteger)
+    grid_id: Mapped[int | None] = mapped_column(sa.BigInteger)
+    user_id: Mapped[int] = mapped_column(sa.BigInteger, sa.ForeignKey("users.id"))
+    at: Mapped[datetime] = mapped_column(UtcDateTime)
+    occupants_observed: Mapped[int | None] = mapped_column(sa.Integer)
+    # Registered persons the coordinator saw there.
+    seen_person_ids: Mapped[list[int]] = mapped_column(JsonDoc)
+    checklist: Mapped[dict[str, str]] = mapped_column(JsonDoc)
+    notes: Mapped[str | None] = mapped_column(sa.Text)
+    attachment_ids: Mapped[list[int]] = mapped_column(JsonDoc)
 
 
 class RateSnapshot(Base):
@@ -488,4 +644,11 @@ reconcile_state = cast(sa.Table, ReconcileState.__table__)
 cases = cast(sa.Table, Case.__table__)
 tasks = cast(sa.Table, Task.__table__)
 rate_snapshots = cast(sa.Table, RateSnapshot.__table__)
+task_events = cast(sa.Table, TaskEvent.__table__)
+grid_coordinators = cast(sa.Table, GridCoordinator.__table__)
+plates = cast(sa.Table, Plate.__table__)
+scan_rejections = cast(sa.Table, ScanRejection.__table__)
+attachments = cast(sa.Table, Attachment.__table__)
+problem_reports = cast(sa.Table, ProblemReport.__table__)
+patrols = cast(sa.Table, Patrol.__table__)
 metadata = Base.metadata
