@@ -14,6 +14,7 @@ from server.api.routes import add_routes
 from server.appkeys import ENGINE, INGEST, METRICS, SETTINGS
 from server.auth import setup as auth_setup
 from server.db.engine import create_engine, redacted
+from server.grid import setup as grid_setup
 from server.ingest.consumer import IngestService
 from server.ingest.metrics import IngestMetrics
 from server.ingest.store import EventStore
@@ -42,6 +43,7 @@ def make_app(settings: ServerSettings, *, ingest: bool = True) -> web.Applicatio
     access_routes.setup(app, mqtt=ingest)
     registry_setup.setup(app)
     reconcile_setup.setup(app, run_service=ingest)
+    grid_setup.setup(app)
     pages_setup.setup(app)
     return app
 

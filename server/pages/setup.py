@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from server.pages import declare, landlord, landlord_actions, login, overview
+from server.pages import declare, grid_routes, landlord, landlord_actions, login, overview, scan_routes
 from server.pages.state import pages_ctx
 
 
@@ -25,3 +25,5 @@ def setup(app: web.Application) -> None:
     r.add_get(r"/declare/{id:\d+}", declare.declare_page)
     r.add_post(r"/declare/{id:\d+}", declare.declare_submit)
     r.add_get("/overview", overview.overview_handler)
+    scan_routes.add_routes(r)
+    grid_routes.add_routes(r)
