@@ -371,3 +371,18 @@ def pick_language(query: Mapping[str, str], accept_language: str | None, cookie:
     if header.startswith("en") and "zh" not in header:
         return "en"
     return "zh"
+
+
+def _merge() -> None:
+    """The scan and grid pages keep their texts in modules of their own."""
+    from server.pages import texts_grid, texts_scan
+
+    for extra in (texts_scan.TEXTS, texts_grid.TEXTS):
+        for lang in LANGS:
+            clash = set(TEXTS[lang]) & set(extra[lang])
+            if clash:
+                raise RuntimeError(f"page text keys defined twice: {sorted(clash)}")
+            TEXTS[lang].update(extra[lang])
+
+
+_merge()
