@@ -38,5 +38,10 @@ def upgrade(engine: sa.Engine, revision: str = "head") -> None:
         command.upgrade(alembic_config(conn), revision)
 
 
+def downgrade(engine: sa.Engine, revision: str) -> None:
+    with engine.begin() as conn:
+        command.downgrade(alembic_config(conn), revision)
+
+
 def is_at_head(engine: sa.Engine) -> bool:
     return current_revision(engine) == head_revision()

@@ -35,3 +35,19 @@ def test_db_commands_upgrade_and_report(sqlite_url: str, capsys: pytest.CaptureF
 def test_server_refuses_a_database_that_is_not_migrated(sqlite_url: str, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["server", "--database-url", sqlite_url, "--port", "0"]) == 2
     assert "rentgate db upgrade" in capsys.readouterr().err
+
+
+def test_plates_and_patrols_revision_downgrades_and_upgrades_again(engine: sa.Engine) -> None:
+    """0004 must come off cleanly (a failed deployment is rolled back) and
+    go on again, keeping the tasks that existed before it."""
+    with engine.begin() as conn:
+        conn.execute(sa.text("INSERT INTO tasks (kind, state, summary, created_at, source) "
+                             "VALUES ('verify_departure', 'reported', 'check', CURRENT_TIMESTAMP, 'case')"))
+    migrate.downgrade(engine, "0003")
+    columns = {c["name"] for c in sa.inspect(engine).get_columns("tasks")}
+    assert "assignee_user_id" not in columns and "plates" not in sa.inspect(engine).get_table_names()
+    migrate.upgrade(engine)
+    with engine.connect() as conn:
+        assert conn.execute(sa.text("SELECT kind, source FROM tasks")).all() == [("verify_departure", "case")]
+        diff = compare_metadata(MigrationContext.configure(conn, opts={"compare_type": True}), metadata)
+    assert diff == []

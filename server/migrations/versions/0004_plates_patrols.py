@@ -164,13 +164,14 @@ def downgrade() -> None:
     for table in ("patrols", "problem_reports", "attachments", "scan_rejections", "plates", "grid_coordinators",
                   "task_events"):
         op.drop_table(table)
-    with op.batch_alter_table("units") as batch:
-        batch.drop_column("last_patrol_at")
+    # Not batch mode: rebuilding units on SQLite would run into every table
+    # that references it; SQLite (3.35+) drops a plain column in place.
+    op.drop_column("units", "last_patrol_at")
     with op.batch_alter_table("tasks") as batch:
         batch.drop_index("ix_tasks_assignee_user_id_state")
-        batch.drop_constraint("ck_tasks_source", type_="check")
-        batch.drop_constraint("ck_tasks_state", type_="check")
-        batch.drop_constraint("fk_tasks_assignee_user_id_users", type_="foreignkey")
+        batch.drop_constraint(op.f("ck_tasks_source"), type_="check")
+        batch.drop_constraint(op.f("ck_tasks_state"), type_="check")
+        batch.drop_constraint(op.f("fk_tasks_assignee_user_id_users"), type_="foreignkey")
         for column in ("updated_at", "evaluation_note", "evaluation", "patrol_id", "report_id", "assignee_user_id",
                        "created_by", "source"):
             batch.drop_column(column)
