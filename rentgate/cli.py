@@ -18,6 +18,8 @@ _COMMAND_MODULES = (
     "server.cli",
     "server.registry.imports.cli",
     "server.auth.cli",
+    "server.plates.cli",
+    "server.grid.cli",
     "firmware_sim.cli",
     "rentgate.broker",
     "rentgate.demo",

@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import shutil
 import signal
 import socket
@@ -33,6 +34,8 @@ from rentgate import demo_osdp
 log = logging.getLogger(__name__)
 
 GATEWAY_ID = "demo-bldg-0001"
+# The simulated district's first street (firmware_sim/district/world.py).
+DEMO_STREET = "440699001"
 
 
 class DemoError(Exception):
@@ -158,6 +161,52 @@ def _create_admin(database_url: str) -> DemoLogin:
     return DemoLogin(username="admin", password=password, token=token)
 
 
+def _create_coordinator(database_url: str) -> DemoLogin:
+    """A grid coordinator assigned to every grid of the simulated district."""
+    import secrets
+    from datetime import UTC, datetime
+
+    import sqlalchemy as sa
+
+    from server.auth.users import create_user
+    from server.db.engine import create_engine
+    from server.db.models import areas
+    from server.grid import grids
+
+    engine = create_engine(database_url)
+    try:
+        password = secrets.token_urlsafe(12)
+        now = datetime.now(UTC)
+        with engine.begin() as conn:
+            user_id = create_user(conn, now, username="grid1", password=password, role="coordinator",
+                                  display_name="网格员 一号")
+            for (grid_id,) in conn.execute(sa.select(areas.c.id).where(areas.c.level == "grid")):
+                grids.assign(conn, now, "demo", grid_id, user_id)
+    finally:
+        engine.dispose()
+    return DemoLogin(username="grid1", password=password, token="")
+
+
+def _sample_plate_url(database_url: str, public_url: str) -> str:
+    """One printed plate's URL (its token is the one on the sheet)."""
+    import sqlalchemy as sa
+
+    from server.db.engine import create_engine
+    from server.db.models import plates
+    from server.plates.keys import load_keyring
+    from server.plates.service import plate_url, token_for
+
+    engine = create_engine(database_url)
+    try:
+        with engine.connect() as conn:
+            row = conn.execute(sa.select(plates.c.id, plates.c.key_id, plates.c.expires_at)
+                               .where(plates.c.revoked_at.is_(None)).order_by(plates.c.id).limit(1)).one()
+    finally:
+        engine.dispose()
+    keyring = load_keyring(None, database_url)
+    return plate_url(public_url, token_for(keyring, row.id, row.key_id, row.expires_at))
+
+
 @dataclass
 class Demo:
     data_dir: Path
@@ -171,6 +220,7 @@ class Demo:
     district_days: int = 90
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     district: dict[str, Any] | None = None
+    plates: dict[str, Any] | None = None
     token: str = ""
 
     @property
@@ -189,6 +239,9 @@ class Demo:
             self.district = self._run_district(database_url)
         login = _create_admin(database_url)
         self.token = login.token
+        coordinator = _create_coordinator(database_url)
+        if self.district_buildings > 0:
+            self.plates = self._print_plates(database_url)
         with ExitStack() as stack:
             stack.callback(self._stop_all)
             self._spawn("broker", ["broker", "--host", "127.0.0.1", "--port", str(broker_port)])
@@ -223,9 +276,26 @@ class Demo:
             print(f"rentgate server: {self.url}", file=sys.stderr, flush=True)
             print(f"rentgate demo: log in at {self.url}/login as {login.username} with password {login.password}",
                   file=sys.stderr, flush=True)
+            print(f"rentgate demo: grid coordinator {coordinator.username} / {coordinator.password} works the "
+                  f"district's grids at {self.url}/c", file=sys.stderr, flush=True)
+            if self.plates is not None:
+                print(f"rentgate demo: door plates of the first street: {self.plates['pdf']}; a plate's code opens "
+                      f"{self.plates['sample_url']} (the public page; logged in as the coordinator, the unit page)",
+                      file=sys.stderr, flush=True)
             if self.duration_s is None:
                 return self._run_until_interrupted()
             result = self._run_measured()
+            if self.plates is not None:
+                # The printed code really opens its plate's public page.
+                sample = self.plates["sample_url"]
+                try:
+                    with urllib.request.urlopen(sample, timeout=5) as resp:
+                        page = resp.read().decode("utf-8", errors="replace")
+                    self.plates["sample_page_status"] = resp.status
+                    self.plates["sample_page_is_plate"] = 'class="plate-banner' in page or "我住在这里" in page
+                except (urllib.error.URLError, OSError) as exc:
+                    self.plates["sample_page_status"] = getattr(exc, "code", None)
+                result["plates"] = self.plates
             if self.district is not None:
                 result["district"] = {k: self.district.get(k) for k in (
                     "buildings", "days", "people", "events_published", "events_stored", "events_lost", "kinds",
@@ -260,6 +330,23 @@ class Demo:
         print(f"rentgate demo: district done: {result.get('events_stored')} card reads stored, cases: {summary}",
               file=sys.stderr, flush=True)
         return result
+
+    def _print_plates(self, database_url: str) -> dict[str, Any]:
+        """The first street's door plates as an A4 PDF, through the real
+        `rentgate plates render`, pointing at this demo's server."""
+        out = self.data_dir / "plates"
+        cmd = [sys.executable, "-m", "rentgate.cli", "plates", "render", "--street", DEMO_STREET, "--out", str(out),
+               "--base-url", self.url, "--database-url", database_url, "--json"]
+        env = {**os.environ, "RENTGATE_DATABASE_URL": database_url}
+        done = subprocess.run(cmd, capture_output=True, env=env, stdin=subprocess.DEVNULL)
+        (self.data_dir / "logs" / "plates.log").write_bytes(done.stderr)
+        if done.returncode != 0 or not done.stdout.strip():
+            raise DemoError(f"rendering the door plates failed (exit {done.returncode}): "
+                            f"{done.stderr.decode(errors='replace').strip()[-300:]}")
+        result: dict[str, Any] = json.loads(done.stdout.decode().strip().splitlines()[-1])
+        pdf = next((f for f in result["files"] if f.endswith(".pdf")), None)
+        return {"pdf": pdf, "plates": result["plates"], "pages": result["pages"],
+                "sample_url": _sample_plate_url(database_url, self.url)}
 
     # ------------------------------------------------------------------ modes
 

@@ -18,8 +18,11 @@ from server.grid import setup as grid_setup
 from server.ingest.consumer import IngestService
 from server.ingest.metrics import IngestMetrics
 from server.ingest.store import EventStore
+from server.media.limits import UPLOAD_BODY_MAX, body_limit_middleware
 from server.pages import dashboard
 from server.pages import setup as pages_setup
+from server.pages.scan_common import read_engine_ctx
+from server.plates.appkeys import plate_keys_ctx
 from server.reconcile import setup as reconcile_setup
 from server.registry import setup as registry_setup
 from server.settings import ServerSettings
@@ -31,10 +34,14 @@ SHUTDOWN_COMMIT_TIMEOUT_S = 30.0
 
 def make_app(settings: ServerSettings, *, ingest: bool = True) -> web.Application:
     """``ingest=False`` serves the API alone (no MQTT), e.g. for a read replica."""
-    app = web.Application()
+    # Photos from patrols and problem reports exceed aiohttp's 1 MiB default;
+    # other routes keep 1 MiB (server/media/limits.py).
+    app = web.Application(client_max_size=UPLOAD_BODY_MAX, middlewares=[body_limit_middleware])
     app[SETTINGS] = settings
     app[METRICS] = IngestMetrics()
     app.cleanup_ctx.append(_engine_ctx)
+    app.cleanup_ctx.append(read_engine_ctx)
+    app.cleanup_ctx.append(plate_keys_ctx)
     if ingest:
         app.cleanup_ctx.append(_ingest_ctx)
     auth_setup.setup(app)

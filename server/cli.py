@@ -1,4 +1,4 @@
-"""``rentgate server``, ``rentgate db upgrade|current`` and ``rentgate keys pii``."""
+"""``rentgate server``, ``rentgate db upgrade|current`` and ``rentgate keys pii|plates``."""
 
 from __future__ import annotations
 
@@ -33,11 +33,15 @@ def register(subparsers: Any) -> None:
         action.add_argument("--json", action="store_true", help="print one JSON object as the last line")
         action.set_defaults(func=func)
 
-    keys = subparsers.add_parser("keys", help="create keys: pii (identity numbers at rest)")
+    keys = subparsers.add_parser(
+        "keys", help="create keys: pii (identity numbers at rest), plates (plate-signing keyring)")
     keys_sub = keys.add_subparsers(dest="keys_command", required=True, metavar="KIND")
     pii = keys_sub.add_parser("pii", help="write a new identity-number key (32 random bytes, base64, mode 600)")
     pii.add_argument("path", help="file to create; set RENTGATE_PII_KEY_FILE to it")
     pii.set_defaults(func=_keys_pii)
+    from server.plates.cli import register_keys as register_plate_keys
+
+    register_plate_keys(keys_sub)
 
 
 def _keys_pii(args: argparse.Namespace) -> int:

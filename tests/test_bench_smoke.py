@@ -44,3 +44,21 @@ def test_quick_reconcile_benchmark_prints_its_figures(tmp_path: Path) -> None:
     result = json.loads(proc.stdout.decode().strip().splitlines()[-1])
     for figure in ("registrations", "events", "sweep_s", "incremental_ms_p99", "rates_s"):
         assert isinstance(result[figure], (int, float)) and result[figure] > 0, (figure, result)
+
+
+def test_quick_patrol_benchmark_prints_its_figures(tmp_path: Path) -> None:
+    """``bench/patrol.py --quick --json``: a thousand units on a throwaway
+    PostgreSQL, the coordinator's unit page under a few concurrent phones,
+    the public scan page and a few plates; every page answered 200."""
+    if find_postgres_bindir() is None:
+        service_missing(ServiceMissing(PostgresCluster.service, PostgresCluster.hint))
+    proc = subprocess.run([sys.executable, "bench/patrol.py", "--quick", "--json", "--workdir", str(tmp_path)],
+                          cwd=REPO, capture_output=True, timeout=120, stdin=subprocess.DEVNULL)
+    assert proc.returncode == 0, proc.stderr.decode(errors="replace")[-3000:]
+    result = json.loads(proc.stdout.decode().strip().splitlines()[-1])
+    for figure in ("units", "people", "clients", "generate_s", "scan_page_ms_p50", "scan_page_ms_p99",
+                   "scan_page_total_ms_p99", "client_ms_p50", "client_ms_p99", "requests_per_s",
+                   "public_page_ms_p99", "plates_per_s"):
+        assert isinstance(result[figure], (int, float)) and result[figure] > 0, (figure, result)
+    assert (result["errors"], result["public_errors"]) == (0, 0), result
+    assert (tmp_path / "plates.pdf").read_bytes().startswith(b"%PDF"), "the plates were rendered to a PDF"

@@ -44,3 +44,9 @@ def test_headless_osdp_demo_decides_at_the_door_and_raises_alarms(tmp_path: Path
     district = result["district"]
     assert district["events_stored"] == district["events_published"] > 0 and district["events_lost"] == 0, district
     assert district["kinds"]["unregistered_occupant"]["cases"] > 0, district
+
+    # The first street's door plates, printed against this server: the
+    # sample code opens its public plate page.
+    plates = result["plates"]
+    assert plates["plates"] > 0 and plates["pages"] >= 1 and Path(plates["pdf"]).stat().st_size > 0, plates
+    assert plates["sample_page_status"] == 200 and plates["sample_page_is_plate"], plates

@@ -17,6 +17,7 @@ from server.appkeys import ENGINE, INGEST, METRICS
 from server.auth.policy import requires
 from server.db.engine import database_reachable
 from server.ingest.metrics import render
+from server.plates.appkeys import PLATE_KEYS
 from server.reconcile import metrics as reconcile_metrics
 from server.reconcile.appkeys import RECONCILER
 
@@ -93,6 +94,8 @@ async def metrics_handler(request: web.Request) -> web.Response:
     text = render(request.app[METRICS], mqtt_connected=_mqtt_state(request) == "connected", database_ok=database_ok)
     if RECONCILER in request.app and database_ok:
         text += await asyncio.to_thread(reconcile_metrics.render, request.app[RECONCILER])
+    if PLATE_KEYS in request.app:
+        text += request.app[PLATE_KEYS].rejections.metrics()
     return web.Response(text=text, content_type="text/plain", charset="utf-8",
                         headers={"X-Content-Type-Options": "nosniff"})
 

@@ -12,6 +12,7 @@ import sqlalchemy as sa
 from aiohttp import web
 
 from server.db.models import Building
+from server.grid.scope import coordinator_has_building
 
 ROLES = ("admin", "landlord", "coordinator", "police")
 
@@ -89,9 +90,12 @@ def requires(*roles: str) -> Callable[[Handler], Handler]:
 
 
 def can_manage_building(conn: sa.Connection, user: AuthUser, building_id: int) -> bool:
-    if user.role in ("admin", "coordinator"):
-        # Coordinators are not yet limited to their grids (assignment comes later).
+    if user.role == "admin":
         return True
+    if user.role == "coordinator":
+        # A coordinator works the buildings of the grids assigned to them
+        # (grid_coordinators; server/grid/scope.py).
+        return coordinator_has_building(conn, user.id, building_id)
     if user.role == "landlord":
         owner = conn.execute(sa.select(Building.landlord_user_id).where(Building.id == building_id)).scalar()
         return owner is not None and int(owner) == user.id

@@ -36,6 +36,10 @@ class Event(Base):
         sa.UniqueConstraint("gateway_id", "seq"),
         sa.Index(None, "occurred_at"),
         sa.Index(None, "door", "occurred_at"),
+        # A card's last events for the coordinator's unit page (server/patrols/unit_view.py);
+        # partial, so door contacts and status events cost nothing more.
+        sa.Index(None, "credential_value", "occurred_at", sqlite_where=sa.text("credential_value IS NOT NULL"),
+                 postgresql_where=sa.text("credential_value IS NOT NULL")),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
@@ -449,6 +453,15 @@ class Task(Base):
     __tablename__ = "tasks"
     __table_args__ = (sa.Index(None, "grid_id", "state"), sa.Index(None, "case_id"),
                       sa.Index(None, "assignee_user_id", "state"),
+                      # The unit page's open tasks and the patrol's "already open" check.
+                      sa.Index(None, "unit_id", "state"),
+                      # At most one task per case that is not archived (server/grid/cases.py).
+                      sa.Index("uq_tasks_open_case_id", "case_id", unique=True,
+                               sqlite_where=sa.text("state <> 'archived'"),
+                               postgresql_where=sa.text("state <> 'archived'")),
+                      # The overdue list: due_at < now among tasks not archived.
+                      sa.Index("ix_tasks_open_due_at", "due_at", sqlite_where=sa.text("state <> 'archived'"),
+                               postgresql_where=sa.text("state <> 'archived'")),
                       sa.CheckConstraint(_in("state", TASK_STATES), name="state"),
                       sa.CheckConstraint(_in("source", TASK_SOURCES), name="source"))
 
@@ -472,6 +485,9 @@ class Task(Base):
     evaluation: Mapped[str | None] = mapped_column(sa.String(12))
     evaluation_note: Mapped[str | None] = mapped_column(sa.Text)
     updated_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    # Last escalation of its case (server/grid/cases.py): the dispatch view
+    # lists escalated tasks first; dispatching clears it.
+    escalated_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
 
 
 class TaskEvent(Base):
@@ -571,6 +587,8 @@ class ProblemReport(Base):
 
     __tablename__ = "problem_reports"
     __table_args__ = (sa.Index(None, "unit_id", "created_at"),
+                      # Which report a photo belongs to (GET /media/{id}).
+                      sa.Index(None, "attachment_id"),
                       sa.CheckConstraint(_in("category", REPORT_CATEGORIES), name="category"))
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)

@@ -1,6 +1,10 @@
-"""/declare/{unit_id}: a tenant's self-declaration, public (the door-plate
-work adds signed tokens). It creates a pending registration that waits for
-the landlord's or a coordinator's confirmation."""
+"""A tenant's self-declaration, reached from a door plate
+(``/p/{token}/declare``, server/pages/plate_public.py). It creates a pending
+registration that waits for the landlord's or a coordinator's confirmation.
+
+The token-less ``/declare/{unit_id}`` of the first pages is gone: anyone
+could declare at any unit id by counting. It now answers 404 with a page that
+says to scan the door plate."""
 
 from __future__ import annotations
 
@@ -14,7 +18,6 @@ from aiohttp import web
 from server.access.errors import Conflict, InvalidInput
 from server.access.service import write_transaction
 from server.appkeys import ENGINE
-from server.pages import queries_landlord as q
 from server.pages.forms import (
     FormErrors,
     check_id_number,
@@ -28,22 +31,21 @@ from server.pages.forms import (
     text,
     today_in,
 )
-from server.pages.guard import page_not_found
 from server.pages.layout import PageContext, context, esc, page
 from server.pages.state import PAGES
 from server.registry import service
 from server.registry.routes import DECLARATION_LIMITER
 
 log = logging.getLogger(__name__)
-ACTOR = "tenant:declare-page"
+Row = dict[str, object]
 
 
-def _form(ctx: PageContext, unit_id: int, today: str, values: dict[str, str], errors: FormErrors | None) -> str:
+def _form(ctx: PageContext, action: str, today: str, values: dict[str, str], errors: FormErrors | None) -> str:
     t = ctx.t
     arrived = input_field(ctx, "arrived", value=values.get("arrived", today), kind="date", errors=errors,
                           extra=f"required max={today}")
     return (f'<p>{esc(t["declare.intro"])}</p>'
-            f'<form class="card declare" method="post" action="/declare/{unit_id}" novalidate>{ctx.csrf_field()}'
+            f'<form class="card declare" method="post" action="{esc(action)}" novalidate>{ctx.csrf_field()}'
             f'{errors_box(ctx, errors)}'
             f'{input_field(ctx, "id_number", errors=errors, extra="autocomplete=off maxlength=18 required")}'
             f'{input_field(ctx, "name", value=values.get("name", ""), errors=errors, extra="required")}'
@@ -52,38 +54,26 @@ def _form(ctx: PageContext, unit_id: int, today: str, values: dict[str, str], er
             f'{arrived}<p><button type="submit">{esc(t["declare.submit"])}</button></p></form>')
 
 
-async def _unit(request: web.Request, ctx: PageContext, unit_id: int) -> q.Row:
-    def load() -> q.Row | None:
-        with request.app[ENGINE].connect() as conn:
-            return q.unit(conn, unit_id)
-
-    found = await asyncio.to_thread(load)
-    if found is None:
-        raise page_not_found(ctx)
-    return found
-
-
-def _title(ctx: PageContext, unit: q.Row) -> str:
+def title(ctx: PageContext, unit: Row) -> str:
     return f'{ctx.t["declare.title"]} · {unit["building_name"]} {unit["number"]}'
 
 
-async def declare_page(request: web.Request) -> web.Response:
-    ctx = context(request)
-    unit_id = int(request.match_info["id"])
-    unit = await _unit(request, ctx, unit_id)
+def form_page(request: web.Request, ctx: PageContext, unit: Row, action: str) -> web.Response:
+    """GET: the empty form, or after a declaration (``?sent=1``) the notice
+    that it waits for confirmation."""
     if request.query.get("sent") == "1":
         body = (f'<div class="waiting" role="status"><p>{esc(ctx.t["declare.done"])}</p>'
                 f'<p class="state">{esc(ctx.t["declare.waiting"])}</p></div>')
-        return page(ctx, _title(ctx, unit), body)
-    zone = request.app[PAGES].rules.zone
-    today = today_in(zone, datetime.now(UTC)).isoformat()
-    return page(ctx, _title(ctx, unit), _form(ctx, unit_id, today, {}, None))
+        return page(ctx, title(ctx, unit), body)
+    today = today_in(request.app[PAGES].rules.zone, datetime.now(UTC)).isoformat()
+    return page(ctx, title(ctx, unit), _form(ctx, action, today, {}, None))
 
 
-async def declare_submit(request: web.Request) -> web.Response:
-    ctx = context(request)
-    unit_id = int(request.match_info["id"])
-    unit = await _unit(request, ctx, unit_id)
+async def submit(request: web.Request, ctx: PageContext, unit: Row, action: str, actor: str) -> web.Response:
+    """POST: a pending registration at ``unit``, then 303 to ``action?sent=1``;
+    the form again (400/409/429/503) with the reason otherwise. An identity
+    number is never written back into the page."""
+    unit_id = int(str(unit["id"]))
     state = request.app[PAGES]
     zone = state.rules.zone
     today = today_in(zone, datetime.now(UTC))
@@ -96,7 +86,7 @@ async def declare_submit(request: web.Request) -> web.Response:
     values = {k: text(form, k) for k in ("name", "phone", "origin", "arrived")}
 
     def again(found: FormErrors, status: int) -> web.Response:
-        return page(ctx, _title(ctx, unit), _form(ctx, unit_id, today.isoformat(), values, found), status=status)
+        return page(ctx, title(ctx, unit), _form(ctx, action, today.isoformat(), values, found), status=status)
 
     if state.vault is None:
         errors.general.append(ctx.t["error.vault"])
@@ -114,7 +104,7 @@ async def declare_submit(request: web.Request) -> web.Response:
     def write() -> int:
         now = datetime.now(UTC)
         with write_transaction(request.app[ENGINE]) as conn:
-            outcome = service.declare(conn, now, ACTOR, vault, unit_id=unit_id, person=person,
+            outcome = service.declare(conn, now, actor, vault, unit_id=unit_id, person=person,
                                       arrived_at=moment(arrived_day, zone, now))
             return int(outcome.body["id"])
 
@@ -127,4 +117,19 @@ async def declare_submit(request: web.Request) -> web.Response:
         log.info("unit %s: self-declaration refused: %s", unit_id, str(exc).split("\n")[0])
         return again(FormErrors(general=[ctx.t["declare.conflict"]]), 409)
     log.info("unit %s: self-declaration %s", unit_id, reg_id)
-    raise web.HTTPSeeOther(f"/declare/{unit_id}?sent=1")
+    raise web.HTTPSeeOther(f"{action}?sent=1", headers={"Referrer-Policy": "no-referrer"})
+
+
+def _gone(request: web.Request) -> web.Response:
+    ctx = context(request)
+    body = f'<div class="card"><p>{esc(ctx.t["scan.declare_moved"])}</p></div>'
+    return page(ctx, ctx.t["declare.title"], body, status=404)
+
+
+async def declare_page(request: web.Request) -> web.Response:
+    """The old token-less address: the declaration needs the door plate now."""
+    return _gone(request)
+
+
+async def declare_submit(request: web.Request) -> web.Response:
+    return _gone(request)

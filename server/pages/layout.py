@@ -111,6 +111,7 @@ def _header(ctx: PageContext) -> str:
     links = [f'<a href="/landlord">{esc(t["nav.landlord"])}</a>'] if ctx.user.role in ("admin", "landlord",
                                                                                           "coordinator") else []
     if ctx.user.role in ("admin", "coordinator"):
+        links.append(f'<a href="/c">{esc(t["nav.grid"])}</a>')
         links.append(f'<a href="/overview">{esc(t["nav.overview"])}</a>')
     return (f'<header class="top"><nav class="main">{"".join(links)}</nav>'
             f'<span class="who">{esc(ctx.user.display_name)}</span>{switch}'

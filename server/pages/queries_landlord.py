@@ -9,7 +9,16 @@ from typing import Any
 import sqlalchemy as sa
 
 from server.auth.policy import AuthUser
-from server.db.models import OPEN_CASE_STATES, buildings, cases, credentials, persons, registrations, units
+from server.db.models import (
+    OPEN_CASE_STATES,
+    buildings,
+    cases,
+    credentials,
+    grid_coordinators,
+    persons,
+    registrations,
+    units,
+)
 
 Row = dict[str, Any]
 
@@ -19,7 +28,7 @@ def _count_where(table: sa.Table, *conditions: sa.ColumnElement[bool]) -> sa.Sca
 
 
 def list_buildings(conn: sa.Connection, user: AuthUser) -> list[Row]:
-    """The user's buildings (a landlord's own; admins and coordinators all)."""
+    """The user's buildings (a landlord's own, a coordinator's grids'; admins all)."""
     b, r = buildings.c, registrations.c
     query = sa.select(
         b.id, b.name, b.address, b.code,
@@ -30,6 +39,9 @@ def list_buildings(conn: sa.Connection, user: AuthUser) -> list[Row]:
     ).order_by(b.name, b.id)
     if user.role == "landlord":
         query = query.where(b.landlord_user_id == user.id)
+    elif user.role == "coordinator":  # the buildings of their grids (server/grid/scope.py)
+        query = query.where(b.grid_id.in_(sa.select(grid_coordinators.c.grid_id)
+                                          .where(grid_coordinators.c.user_id == user.id)))
     rows = [dict(row) for row in conn.execute(query).mappings()]
     grades = _grade_counts(conn, [row["id"] for row in rows])
     for row in rows:

@@ -29,7 +29,8 @@ VERSION = 1
 MAC_BYTES = 16
 _PAYLOAD = struct.Struct(">BQI")
 _BODY_LEN = _PAYLOAD.size + MAC_BYTES
-KEY_ID_PATTERN = re.compile(r"^[a-z0-9]{1,12}$")
+# \Z, not $: "$" also matches before a final newline ("k1\n").
+KEY_ID_PATTERN = re.compile(r"^[a-z0-9]{1,12}\Z")
 _EPOCH = date(1970, 1, 1)
 # Longer input is refused before any decoding: a scan URL is public.
 MAX_TOKEN_CHARS = 64

@@ -92,7 +92,7 @@ class Reconciler:
                 counts.timings["analyze"] = round(time.perf_counter() - step, 3)
             sweep.run_rules(conn, now, self.rules, counts)
             step = time.perf_counter()
-            sweep.expire_departures(conn, now, counts)
+            sweep.expire_departures(conn, now, counts, self.rules)
             counts.timings["expire"] = round(time.perf_counter() - step, 3)
             step = time.perf_counter()
             regraded = grades.regrade(conn, now, self.rules)

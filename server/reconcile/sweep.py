@@ -19,7 +19,8 @@ from typing import Any
 import sqlalchemy as sa
 
 from server.access.allowlists import Change
-from server.db.models import cases, tasks
+from server.db.models import cases
+from server.grid import case_tasks
 from server.reconcile import cases as case_ops
 from server.reconcile.sqlbits import (
     ACTOR,
@@ -31,7 +32,6 @@ from server.reconcile.sqlbits import (
     plus_days,
     ts,
 )
-from server.registry import history as trail
 from server.rules import CityRules
 
 log = logging.getLogger(__name__)
@@ -305,6 +305,12 @@ def run_rules(conn: sa.Connection, now: datetime, rules: CityRules, counts: Rule
 WHERE c.kind = 'presumed_departure' AND c.state IN {OPEN_STATES_SQL} AND r.status <> 'active'"""
     run_rule(conn, now, counts, "presumed_departure", departure_candidates(conn), values,
              first_close=(ended, "registration_ended"), resolution="seen_again", due=True)
+    # Grid work (server/grid/case_tasks.py): closed cases noted on their
+    # tasks, then a task for each new case that needs a visit.
+    started = time.perf_counter()
+    case_tasks.sync_closed_cases(conn, now)
+    case_tasks.create_case_tasks(conn, now, rules)
+    counts.timings["tasks"] = round(time.perf_counter() - started, 3)
 
 
 def _known_now() -> str:
@@ -319,10 +325,12 @@ def _credential_seen() -> str:
 WHERE c.kind = 'credential_unused' AND c.state IN {OPEN_STATES_SQL} AND k.last_seen_at IS NOT NULL"""
 
 
-def expire_departures(conn: sa.Connection, now: datetime, counts: RuleCounts) -> None:
+def expire_departures(conn: sa.Connection, now: datetime, counts: RuleCounts,
+                      rules: CityRules | None = None) -> None:
     """No answer by the due time: end the registration at its last evidence,
     revoke its credentials (deregister does both), give the grid's
-    coordinator a task to verify. One row at a time, since each ending goes
+    coordinator a task to verify (server/grid/case_tasks.departure_task;
+    ``rules`` give its deadline). One row at a time, since each ending goes
     through the registry and changes allowlists; there are few per sweep."""
     from server.db.models import buildings
     from server.registry import service as registry
@@ -343,10 +351,5 @@ def expire_departures(conn: sa.Connection, now: datetime, counts: RuleCounts) ->
         counts.add_closed("presumed_departure", 1)
         if unit_id is not None:
             counts.touched_units.add(unit_id)
-        task_id = conn.execute(sa.insert(tasks).values(
-            kind="verify_departure", state="reported", case_id=case_id, grid_id=grid_id, building_id=building_id,
-            unit_id=unit_id, created_at=now, due_at=now + days(3),
-            summary=f"Registration {registration_id} ended without the landlord's answer "
-                    f"(no evidence since {(evidence_at or now).date().isoformat()}): verify the departure.",
-        ).returning(tasks.c.id)).scalar_one()
-        trail.record(conn, now, ACTOR, "task", task_id, "created", {"kind": "verify_departure", "case_id": case_id})
+        case_tasks.departure_task(conn, now, rules or CityRules(), case_id=case_id, registration_id=registration_id,
+                                  evidence_at=evidence_at, unit_id=unit_id, building_id=building_id, grid_id=grid_id)

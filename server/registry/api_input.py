@@ -101,7 +101,9 @@ class RegistrationIn(Body):
 
 
 class DeclarationIn(Body):
-    unit_id: int
+    # The door plate's token (the part of its QR code after /p/): only
+    # someone standing at the door can declare there.
+    plate: str = Field(min_length=1, max_length=64)
     person: PersonIn
     arrived_at: When
 

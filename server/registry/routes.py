@@ -25,6 +25,10 @@ from server.access.service import write_transaction
 from server.api.http import answer, api_errors, read_body
 from server.appkeys import ENGINE
 from server.auth.policy import AuthUser, actor_of, forbidden, require_building, require_user
+from server.plates import service as plate_service
+from server.plates.appkeys import PLATE_KEYS
+from server.plates.errors import TokenRejected
+from server.plates.refusals import record_refusal, status_for
 from server.registry import api_input as inp
 from server.registry import queries, service
 from server.registry.appkeys import RULES, VAULT, VAULT_PROBLEM
@@ -445,6 +449,29 @@ async def list_registrations(request: web.Request) -> web.Response:
 # --------------------------------------------------------------------------- self-declarations
 
 
+async def _plate_unit(request: web.Request, token: str) -> int | web.Response:
+    """The unit of a door plate's token, or the JSON refusal (logged like a
+    refused scan of the plate page)."""
+    keyring = request.app[PLATE_KEYS].keyring
+    if keyring is None:
+        return web.json_response({"error": "plate_keys_unavailable", "detail": request.app[PLATE_KEYS].problem},
+                                 status=503)
+
+    def read() -> int | TokenRejected:
+        with _engine(request).connect() as conn:
+            try:
+                return plate_service.resolve(conn, keyring, token, _now()).unit_id
+            except TokenRejected as exc:
+                return exc
+
+    found = await asyncio.to_thread(read)
+    if isinstance(found, TokenRejected):
+        await record_refusal(request, token, found)
+        return web.json_response({"error": "plate_refused", "field": "plate", "reason": found.reason,
+                                  "detail": str(found)}, status=status_for(found))
+    return found
+
+
 @api_errors
 async def declare(request: web.Request) -> web.Response:
     """Public: a tenant declares themself at a unit; it waits for the
@@ -460,9 +487,13 @@ async def declare(request: web.Request) -> web.Response:
     arrived_at = inp.not_future("arrived_at", inp.when("arrived_at", b.arrived_at, _rules(request).zone), now)
     inp.id_number("person.id_number", b.person.id_number)
 
+    unit_id = await _plate_unit(request, b.plate)
+    if isinstance(unit_id, web.Response):
+        return unit_id
+
     def operation(conn: sa.Connection, now: datetime) -> Outcome:
-        _building_of_unit(conn, b.unit_id)
-        return service.declare(conn, now, DECLARATION_ACTOR, vault, unit_id=b.unit_id,
+        _building_of_unit(conn, unit_id)
+        return service.declare(conn, now, DECLARATION_ACTOR, vault, unit_id=unit_id,
                                person=_person_fields(b.person), arrived_at=arrived_at)
     body = await _apply(request, operation)
     # An anonymous caller learns nothing of the registry's own ids for the person.

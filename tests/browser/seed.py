@@ -1,7 +1,8 @@
 """A small world for the page tests, made through the registry functions:
 one district > street > community > two grids; landlord A's building in grid
 1 with units 101 (empty) and 102 (one tenant, silent long enough to be asked
-"has this tenant left?"), landlord B's building in grid 2 with one tenant."""
+"has this tenant left?"), landlord B's building in grid 2 with one tenant;
+coordinator coord-1 assigned to grid 1."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import sqlalchemy as sa
 
 from server.access.service import write_transaction
 from server.db.models import cases
+from server.grid import grids
 from server.registry import service
 from server.registry.idnumber import make_id_number
 from server.registry.pii import PiiVault, load_vault
@@ -39,6 +41,8 @@ class World:
     other_unit_id: int
     silent_registration_id: int
     departure_case_id: int
+    # A grid coordinator of grid G1 (幸福楼 is in it), for the grid pages.
+    coordinator: UserCreds
 
 
 def vault_for(database_url: str) -> PiiVault:
@@ -51,6 +55,7 @@ def seed(engine: sa.Engine, database_url: str) -> World:
     landlord = make_user(engine, "landlord", "landlord-a")
     other = make_user(engine, "landlord", "landlord-b")
     admin = make_user(engine, "admin", "admin-1")
+    coordinator = make_user(engine, "coordinator", "coord-1")
     now = datetime.now(UTC)
     long_ago = now - timedelta(days=60)
     with write_transaction(engine) as conn:
@@ -80,8 +85,9 @@ def seed(engine: sa.Engine, database_url: str) -> World:
             registration_id=silent_reg.body["id"], evidence_at=now - timedelta(days=31), opened_at=now,
             due_at=now + timedelta(days=7), evidence={"last_seen_at": (now - timedelta(days=31)).isoformat()},
             updated_at=now).returning(cases.c.id)).scalar_one()
+        grids.assign(conn, now, ACTOR, service.grid_id_of(conn, "G1"), coordinator.id)
     return World(landlord, other, admin, building["id"], other_building["id"], empty["id"], silent["id"],
-                 other_unit["id"], silent_reg.body["id"], case_id)
+                 other_unit["id"], silent_reg.body["id"], case_id, coordinator)
 
 
 def database_url_for(tmp: Path) -> str:

@@ -71,9 +71,25 @@ def test_landlord_registers_a_tenant_with_a_card_and_deregisters_them(site: Site
     expect(page.locator("text=暂无登记住户")).to_be_visible()
 
 
+def plate_declare_path(site: Site, unit_id: int) -> str:
+    """The self-declaration page a unit's door plate leads to (issued here)."""
+    from server.db.engine import create_engine
+    from server.plates.keys import load_keyring
+    from server.plates.service import ensure_plates
+
+    engine = create_engine(site.database_url)
+    try:
+        with engine.begin() as conn:
+            token = ensure_plates(conn, datetime.now(UTC), load_keyring(None, site.database_url), [unit_id],
+                                  valid_days=0, actor="test")[unit_id]
+    finally:
+        engine.dispose()
+    return f"/p/{token}/declare"
+
+
 def test_tenant_self_declares_and_the_landlord_confirms(site: Site, phone: BrowserContext) -> None:
     tenant = phone.new_page()
-    tenant.goto(f"{site.url}/declare/{site.world.empty_unit_id}")
+    tenant.goto(site.url + plate_declare_path(site, site.world.empty_unit_id))
     assert_fits_phone(tenant)
     tenant.fill("#f-id_number", DECLARANT_ID)
     tenant.fill("#f-name", "李四")

@@ -153,8 +153,21 @@ async def test_register_with_card_then_deregister(client: Client, world: World, 
     assert revoked is not None
 
 
-async def test_self_declaration_waits_and_the_landlord_confirms(client: Client, world: World) -> None:
-    response = await client.post(f"/declare/{world.empty_unit_id}", allow_redirects=False, data={
+def declare_path(engine: sa.Engine, database_url: str, unit_id: int) -> str:
+    """The self-declaration page of the unit's door plate (issued here)."""
+    from server.plates.keys import load_keyring
+    from server.plates.service import ensure_plates
+
+    with engine.begin() as conn:
+        token = ensure_plates(conn, datetime.now(UTC), load_keyring(None, database_url), [unit_id], valid_days=0,
+                              actor="test")[unit_id]
+    return f"/p/{token}/declare"
+
+
+async def test_self_declaration_waits_and_the_landlord_confirms(client: Client, world: World,
+                                                                sqlite_engine: sa.Engine, sqlite_url: str) -> None:
+    path = declare_path(sqlite_engine, sqlite_url, world.empty_unit_id)
+    response = await client.post(path, allow_redirects=False, data={
         "id_number": DECLARANT_ID, "name": "李四", "arrived": "2024-05-01"})
     assert response.status == 303
     assert "等待房东或网格员确认" in await (await client.get(response.headers["Location"])).text()
@@ -200,7 +213,8 @@ async def test_overview_shows_the_rates_per_area_with_numbers(client: Client) ->
     assert (await client.get("/overview", params={"area": "nope"})).status == 404
 
 
-async def test_the_declaration_page_shares_the_apis_hourly_budget(client: Client, world: World) -> None:
+async def test_the_declaration_page_shares_the_apis_hourly_budget(client: Client, world: World,
+                                                                  sqlite_engine: sa.Engine, sqlite_url: str) -> None:
     # Each attempt names a new person (invalid ones are refused before they
     # count): the budget is per address, whatever is declared.
     from datetime import date
@@ -208,10 +222,11 @@ async def test_the_declaration_page_shares_the_apis_hourly_budget(client: Client
     from server.registry.idnumber import make_id_number
     from server.registry.routes import DECLARATIONS_PER_HOUR
 
+    path = declare_path(sqlite_engine, sqlite_url, world.empty_unit_id)
     statuses = []
     for n in range(DECLARATIONS_PER_HOUR + 1):
         number = make_id_number("440106", date(1991, 1, 1), 100 + n)
-        response = await client.post(f"/declare/{world.empty_unit_id}", allow_redirects=False, data={
+        response = await client.post(path, allow_redirects=False, data={
             "id_number": number, "name": f"申报人{n}", "arrived": "2024-05-01"})
         statuses.append(response.status)
     assert statuses[-1] == 429 and 429 not in statuses[:-1]

@@ -24,6 +24,8 @@ BIG_ID = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 TS = sa.DateTime(timezone=True)
 JSON_DOC = sa.JSON().with_variant(postgresql.JSONB(), "postgresql")
 ACTIVE = sa.text("revoked_at IS NULL")
+HAS_CREDENTIAL = sa.text("credential_value IS NOT NULL")
+NOT_ARCHIVED = sa.text("state <> 'archived'")
 TASK_STATES = ("reported", "dispatched", "handled", "verified", "evaluated", "archived")
 TASK_SOURCES = ("case", "report", "patrol", "manual")
 REPORT_CATEGORIES = ("hazard", "overcrowding", "suspicious", "other")
@@ -48,6 +50,12 @@ def upgrade() -> None:
         batch.create_check_constraint("state", _check("state", TASK_STATES))
         batch.create_check_constraint("source", _check("source", TASK_SOURCES))
         batch.create_index("ix_tasks_assignee_user_id_state", ["assignee_user_id", "state"])
+        batch.create_index("ix_tasks_unit_id_state", ["unit_id", "state"])
+        batch.add_column(sa.Column("escalated_at", TS, nullable=True))
+        batch.create_index("uq_tasks_open_case_id", ["case_id"], unique=True, sqlite_where=NOT_ARCHIVED,
+                           postgresql_where=NOT_ARCHIVED)
+        batch.create_index("ix_tasks_open_due_at", ["due_at"], sqlite_where=NOT_ARCHIVED,
+                           postgresql_where=NOT_ARCHIVED)
     op.add_column("units", sa.Column("last_patrol_at", TS, nullable=True))
     op.create_table(
         "task_events",
@@ -139,6 +147,7 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name="pk_problem_reports"),
     )
     op.create_index("ix_problem_reports_unit_id_created_at", "problem_reports", ["unit_id", "created_at"])
+    op.create_index("ix_problem_reports_attachment_id", "problem_reports", ["attachment_id"])
     op.create_table(
         "patrols",
         sa.Column("id", BIG_ID, autoincrement=True, nullable=False),
@@ -158,9 +167,12 @@ def upgrade() -> None:
     )
     op.create_index("ix_patrols_unit_id_at", "patrols", ["unit_id", "at"])
     op.create_index("ix_patrols_user_id_at", "patrols", ["user_id", "at"])
+    op.create_index("ix_events_credential_value_occurred_at", "events", ["credential_value", "occurred_at"],
+                    sqlite_where=HAS_CREDENTIAL, postgresql_where=HAS_CREDENTIAL)
 
 
 def downgrade() -> None:
+    op.drop_index("ix_events_credential_value_occurred_at", table_name="events")
     for table in ("patrols", "problem_reports", "attachments", "scan_rejections", "plates", "grid_coordinators",
                   "task_events"):
         op.drop_table(table)
@@ -168,6 +180,10 @@ def downgrade() -> None:
     # that references it; SQLite (3.35+) drops a plain column in place.
     op.drop_column("units", "last_patrol_at")
     with op.batch_alter_table("tasks") as batch:
+        batch.drop_index("ix_tasks_open_due_at")
+        batch.drop_index("uq_tasks_open_case_id")
+        batch.drop_column("escalated_at")
+        batch.drop_index("ix_tasks_unit_id_state")
         batch.drop_index("ix_tasks_assignee_user_id_state")
         batch.drop_constraint(op.f("ck_tasks_source"), type_="check")
         batch.drop_constraint(op.f("ck_tasks_state"), type_="check")

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +13,9 @@ import sqlalchemy as sa
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
+from server.plates.appkeys import PLATE_KEYS
+from server.plates.keys import rotate
+from server.plates.service import ensure_plates
 from server.registry.idnumber import make_id_number
 from server.registry.pii import write_key_file
 from server.settings import ServerSettings
@@ -28,7 +31,10 @@ ID_B = make_id_number("320102", date(1985, 11, 2), 48)
 def settings_for(database_url: str, tmp_path: Path) -> ServerSettings:
     key = tmp_path / "pii.key"
     write_key_file(key)
-    return ServerSettings(database_url=database_url, pii_key_file=str(key))
+    plate_keys = tmp_path / "plate-keys"
+    if not plate_keys.exists():
+        rotate(plate_keys)
+    return ServerSettings(database_url=database_url, pii_key_file=str(key), plate_key_file=str(plate_keys))
 
 
 @dataclass
@@ -59,6 +65,8 @@ class City:
     unit2: int
     other_building: int
     other_unit: int
+    # The door-plate tokens of unit and unit2 (self-declarations name a plate).
+    plates: dict[int, str] = field(default_factory=dict)
 
 
 async def seed_city(api: Api, engine: sa.Engine) -> City:
@@ -70,8 +78,11 @@ async def seed_city(api: Api, engine: sa.Engine) -> City:
     a = admin.token
     for level, code, parent in (("district", "440106", None), ("street", "440106-01", "440106"),
                                 ("community", "440106-01-03", "440106-01"), ("grid", "G-0301", "440106-01-03")):
-        await api.call("POST", "/api/v1/areas", {"level": level, "code": code, "name": f"{level} {code}",
-                                                 "parent_code": parent}, 201, token=a)
+        area = await api.call("POST", "/api/v1/areas", {"level": level, "code": code, "name": f"{level} {code}",
+                                                        "parent_code": parent}, 201, token=a)
+    # Coordinators work the buildings of their grids: this one has G-0301.
+    await api.call("POST", f"/api/v1/grids/{area['id']}/coordinators", {"username": coordinator.username}, 201,
+                   token=a)
     building = await api.call("POST", "/api/v1/registry/buildings", {
         "name": "Tangxia 12", "code": "B-12", "address": "Tangxia Rd 12", "grid_code": "G-0301",
         "landlord_name": "Chen", "landlord_phone": "13800138000", "landlord_username": landlord.username,
@@ -86,7 +97,16 @@ async def seed_city(api: Api, engine: sa.Engine) -> City:
                              {"number": "101", "area_m2": 40, "rooms": 3}, 201, token=a)
     await api.call("PUT", "/api/v1/gateways/gw-a/building", {"building_id": building["id"]}, token=a)
     return City(admin, landlord, other, coordinator, police, building["id"], unit["id"], unit2["id"],
-                other_b["id"], other_u["id"])
+                other_b["id"], other_u["id"], plates=issue_plates(api, engine, [unit["id"], unit2["id"]]))
+
+
+def issue_plates(api: Api, engine: sa.Engine, unit_ids: list[int]) -> dict[int, str]:
+    """Door plates for the units, signed with the running app's keyring."""
+    keyring = api.client.app[PLATE_KEYS].keyring
+    if keyring is None:  # PostgreSQL without RENTGATE_PLATE_KEY_FILE: no plates
+        return {}
+    with engine.begin() as conn:
+        return ensure_plates(conn, datetime.now(UTC), keyring, unit_ids, valid_days=365, actor="test")
 
 
 def person(number: str = ID_A, name: str = "Li Wei", **extra: Any) -> dict[str, Any]:

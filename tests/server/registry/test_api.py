@@ -10,6 +10,8 @@ import pytest
 import sqlalchemy as sa
 
 from server.app import make_app
+from server.db.models import registrations, scan_rejections
+from server.plates import service as plate_service
 from tests.server.registry.api_helpers import ID_A, ID_B, Api, City, MakeClient, person, seed_city, settings_for
 
 
@@ -72,8 +74,8 @@ async def test_landlord_registers_with_a_card_and_deregistering_revokes_it(api: 
 
 async def test_self_declaration_waits_for_confirmation_or_rejection(api: Api, city: City) -> None:
     declared = await api.call("POST", "/api/v1/declarations", {
-        "unit_id": city.unit, "person": person(), "arrived_at": days_ago(0)[:10]}, 201)
-    assert declared["status"] == "pending" and "person_id" not in declared
+        "plate": city.plates[city.unit], "person": person(), "arrived_at": days_ago(0)[:10]}, 201)
+    assert declared["status"] == "pending" and "person_id" not in declared and declared["unit_id"] == city.unit
     unit = await api.call("GET", f"/api/v1/registry/units/{city.unit}", token=city.landlord.token)
     assert [(o["status"], o["source"]) for o in unit["occupants"]] == [("pending", "tenant")]
     assert unit["occupant_count"] == 0
@@ -88,7 +90,7 @@ async def test_self_declaration_waits_for_confirmation_or_rejection(api: Api, ci
     assert row["status"] == "active" and row["confirmed_by"] == city.landlord.id
 
     second = await api.call("POST", "/api/v1/declarations", {
-        "unit_id": city.unit2, "person": person(ID_B, "Wang Fang"), "arrived_at": days_ago(1)}, 201)
+        "plate": city.plates[city.unit2], "person": person(ID_B, "Wang Fang"), "arrived_at": days_ago(1)}, 201)
     rejected = await api.call("POST", f"/api/v1/registry/registrations/{second['id']}/reject",
                               {"reason": "not_living_here"}, token=city.coordinator.token)
     assert rejected["status"] == "rejected"
@@ -161,3 +163,26 @@ async def test_unit_credentials_and_unit_changes_are_traced(api: Api, city: City
                            entity="building", entity_id=city.building)
     assert [h["action"] for h in trail["history"]] == ["updated", "created"]
     assert trail["history"][0]["changes"]["is_rental"] == [True, False]
+
+
+async def test_self_declaration_needs_a_genuine_plate(api: Api, city: City, engine: sa.Engine) -> None:
+    """The public API, like the plate's page, declares only at the door whose
+    plate was scanned: a unit id alone, a forged token or a withdrawn plate
+    are refused, and each refusal is logged."""
+    body = {"person": person(), "arrived_at": days_ago(0)[:10]}
+    missing = await api.call("POST", "/api/v1/declarations", {**body, "unit_id": city.unit}, 400)
+    assert missing["field"] in ("plate", "unit_id")
+    token = city.plates[city.unit]
+    key_id, sealed = token.split(".")
+    altered = key_id + "." + ("A" if sealed[0] != "A" else "B") + sealed[1:]
+    forged = await api.call("POST", "/api/v1/declarations", {**body, "plate": altered}, 404)
+    assert forged["error"] == "plate_refused" and forged["reason"] in ("bad_signature", "malformed")
+    with engine.begin() as conn:
+        plate_service.revoke_units(conn, datetime.now(UTC), [city.unit], actor="test", reason="stolen")
+    gone = await api.call("POST", "/api/v1/declarations", {**body, "plate": token}, 410)
+    assert gone["reason"] == "revoked"
+    with engine.connect() as conn:
+        reasons = [r for (r,) in conn.execute(sa.select(scan_rejections.c.reason).order_by(scan_rejections.c.id))]
+        pending = conn.execute(sa.select(sa.func.count()).select_from(registrations)
+                               .where(registrations.c.status == "pending")).scalar_one()
+    assert reasons[-2:] == [forged["reason"], "revoked"] and pending == 0

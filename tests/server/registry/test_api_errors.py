@@ -48,8 +48,9 @@ BAD_NUMBERS = {
 @pytest.mark.parametrize("reason", sorted(BAD_NUMBERS))
 async def test_invalid_identity_numbers_say_why_without_repeating_them(api: Api, city: City, reason: str) -> None:
     number = BAD_NUMBERS[reason]
-    for path, token in (("/api/v1/registry/registrations", city.landlord.token), ("/api/v1/declarations", None)):
-        problem = await api.call("POST", path, {"unit_id": city.unit, "person": person(number),
+    for path, token, where in (("/api/v1/registry/registrations", city.landlord.token, {"unit_id": city.unit}),
+                               ("/api/v1/declarations", None, {"plate": city.plates[city.unit]})):
+        problem = await api.call("POST", path, {**where, "person": person(number),
                                                 "arrived_at": "2025-01-01"}, 400, token=token)
         assert problem["field"] == "person.id_number" and problem["detail"] == reason
     assert number not in "".join(api.seen)
@@ -150,7 +151,7 @@ async def test_declarations_are_limited_per_address(api: Api, city: City) -> Non
     for _ in range(DECLARATIONS_PER_HOUR):
         await api.call("POST", "/api/v1/declarations", {}, 400)
     response = await api.client.post("/api/v1/declarations", json={
-        "unit_id": city.unit, "person": person(), "arrived_at": "2025-01-01"})
+        "plate": city.plates[city.unit], "person": person(), "arrived_at": "2025-01-01"})
     assert response.status == 429
     assert 3500 <= int(response.headers["Retry-After"]) <= 3600
     # Staff are not limited by it.

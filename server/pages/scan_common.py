@@ -1,0 +1,127 @@
+"""What the plate pages and the coordinator's unit and patrol pages share:
+their extra CSS, the headers of a page reached by a plate token, and dates
+in the city's time zone."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from datetime import datetime
+from typing import TypeVar
+from zoneinfo import ZoneInfo
+
+import sqlalchemy as sa
+from aiohttp import web
+
+from server.appkeys import ENGINE, SETTINGS
+from server.db.engine import create_engine
+
+# The token is in the URL: no Referer may carry it to another site, and
+# nothing of a scan page may be kept by a cache or a search engine.
+SCAN_HEADERS = {"Referrer-Policy": "no-referrer", "Cache-Control": "no-store", "X-Robots-Tag": "noindex, nofollow"}
+WORK_ROLES = ("admin", "coordinator")
+
+SCAN_CSS = """<style>
+.button.big,button.big{display:block;width:100%;text-align:center;font-size:1.15rem;padding:16px;margin:10px 0}
+.button.secondary{background:#5f6368}
+.grade-banner{border-radius:8px;padding:14px 12px;font-size:1.2rem;font-weight:700;margin:0 0 10px;color:#fff}
+.grade-banner.grade-normal{color:#222}
+.grade-banner.none{background:#9aa0a6}
+.address{font-size:1.15rem;font-weight:600;margin:4px 0}
+.badge{display:inline-block;padding:1px 8px;border-radius:10px;font-size:.8rem;background:#e8eaed;color:#333}
+.badge.warn{background:#fce8e6;color:#a50e0e} .badge.ok{background:#e6f4ea;color:#137333}
+.choices{display:flex;flex-wrap:wrap;gap:6px;margin:4px 0 8px}
+.choices label{display:flex;align-items:center;gap:6px;margin:0;font-weight:400;min-height:44px;padding:6px 12px;
+border:1px solid #b0b6be;border-radius:6px;background:#fff}
+.choices input{width:auto;margin:0}
+.check-item{border-top:1px solid #e3e5e8;padding-top:6px}
+.check-item .item-name{font-weight:600;margin-top:6px}
+ul.plain{list-style:none;padding:0;margin:0} ul.plain li{padding:6px 0;border-bottom:1px solid #e3e5e8}
+.photos{display:flex;flex-wrap:wrap;gap:6px} .photos img{width:96px;height:96px;object-fit:cover;border-radius:4px}
+.overdue{color:#d93025;font-weight:600}
+textarea{min-height:6em}
+</style>"""
+
+
+R = TypeVar("R", bound=web.StreamResponse)
+
+
+def scan_headers(response: R) -> R:
+    response.headers.update(SCAN_HEADERS)
+    return response
+
+
+READ_ENGINE = web.AppKey("scan_read_engine", sa.Engine)
+
+
+async def read_engine_ctx(app: web.Application) -> AsyncIterator[None]:
+    """On PostgreSQL, a pool of autocommit connections of its own for the
+    scan pages' reads. Autocommit spares each page a BEGIN and a ROLLBACK;
+    and psycopg forgets every prepared statement when its connection rolls
+    back (DEALLOCATE ALL), which a pool shared with transactional code does
+    on every checkout: in a pool where nothing ever rolls back, the unit
+    page's statements stay prepared and are planned once per connection,
+    not on every scan (together about two thirds of the page's database
+    time). SQLite prepares nothing across statements and has no round
+    trips: it keeps the one engine (a second one would be a second
+    database for an in-memory URL)."""
+    engine = app[ENGINE]
+    if engine.dialect.name == "postgresql":
+        # No ping before every checkout (one more round trip per page): a
+        # connection that died with a database restart fails its first read
+        # instead, and with_retry reads again on a fresh one.
+        engine = create_engine(app[SETTINGS].database_url, isolation_level="AUTOCOMMIT", pool_pre_ping=False,
+                               pool_recycle=3600)
+        app[READ_ENGINE] = engine
+        yield
+        await asyncio.to_thread(engine.dispose)
+    else:
+        app[READ_ENGINE] = engine.execution_options(isolation_level="AUTOCOMMIT")
+        yield
+
+
+def read_only(app: web.Application) -> sa.Connection:
+    """A connection for pages that only read (autocommit: each statement
+    sees its own snapshot, which a page of lists can live with)."""
+    engine = app.get(READ_ENGINE)
+    if engine is None:
+        return app[ENGINE].connect().execution_options(isolation_level="AUTOCOMMIT")
+    return engine.connect()
+
+
+T = TypeVar("T")
+
+
+def with_retry(read: Callable[[], T]) -> T:
+    """``read()``, once more if its connection turned out to be dead (the
+    pool has then been emptied of the old connections)."""
+    try:
+        return read()
+    except sa.exc.DBAPIError as exc:
+        if not exc.connection_invalidated:
+            raise
+        return read()
+
+
+def day(value: datetime | None, zone: ZoneInfo) -> str:
+    return value.astimezone(zone).strftime("%Y-%m-%d") if value is not None else ""
+
+
+def minute(value: datetime | None, zone: ZoneInfo) -> str:
+    return value.astimezone(zone).strftime("%Y-%m-%d %H:%M") if value is not None else ""
+
+
+def mask_person_name(name: str | None) -> str:
+    """The surname and a star: "张三" → "张*"."""
+    name = (name or "").strip()
+    return f"{name[0]}*" if name else ""
+
+
+def mask_contact_phone(phone: str | None) -> str:
+    """The first three and last four digits: "13812341234" → "138****1234"."""
+    digits = "".join(ch for ch in (phone or "") if ch.isdigit())
+    if len(digits) >= 8:
+        return f"{digits[:3]}****{digits[-4:]}"
+    if len(digits) > 2:
+        return "*" * (len(digits) - 2) + digits[-2:]
+    return "*" * len(digits)
