@@ -17,7 +17,8 @@ def run_demo(tmp_path: Path, *args: str) -> dict[str, Any]:
     )
     logs = "\n".join(f"--- {p.name}\n{p.read_text(errors='replace')[-2000:]}"
                      for p in sorted((tmp_path / "demo" / "logs").glob("*.log")))
-    assert proc.returncode == 0, proc.stderr.decode(errors="replace")[-3000:] + logs
+    assert proc.returncode == 0, (proc.stdout.decode(errors="replace")[-2000:] + proc.stderr.decode(errors="replace")[-3000:]
+                                  + logs)
     result: dict[str, Any] = json.loads(proc.stdout.decode().strip().splitlines()[-1])
     return result
 
