@@ -33,6 +33,20 @@ def _json_default(value: object) -> str:
 dumps = functools.partial(json.dumps, default=_json_default, ensure_ascii=False)
 
 
+def int_param(query: Any, name: str, *, default: int | None = None, lo: int = 1, hi: int = 2**62) -> int | None:
+    """A whole-number query parameter in [lo, hi], or InvalidInput naming it."""
+    raw = query.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise InvalidInput(name, "not an integer") from None
+    if not lo <= value <= hi:
+        raise InvalidInput(name, f"must be between {lo} and {hi}")
+    return value
+
+
 def answer(body: Any, status: int = 200) -> web.Response:
     return web.json_response(body, status=status, dumps=dumps)
 

@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, StringConstraints
 
 from server.access.errors import InvalidInput
 from server.access.service import write_transaction
-from server.api.http import answer, api_errors, read_body
+from server.api.http import answer, api_errors, int_param, read_body
 from server.appkeys import ENGINE
 from server.auth.policy import actor_of, require_user
 from server.grid import grids, schedule, service
@@ -86,19 +86,6 @@ async def _write(request: web.Request, fn: Callable[[sa.Connection, datetime], T
         with write_transaction(request.app[ENGINE]) as conn:
             return fn(conn, _now())
     return await asyncio.to_thread(run)
-
-
-def int_param(query: Any, name: str, *, default: int | None = None, lo: int = 1, hi: int = 2**62) -> int | None:
-    raw = query.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise InvalidInput(name, "not an integer") from None
-    if not lo <= value <= hi:
-        raise InvalidInput(name, f"must be between {lo} and {hi}")
-    return value
 
 
 def bool_param(query: Any, name: str) -> bool:

@@ -22,7 +22,7 @@ from server.access.errors import InvalidInput, NotFound, Unavailable
 from server.access.registry import Outcome
 from server.access.routes import ACCESS
 from server.access.service import write_transaction
-from server.api.http import answer, api_errors, read_body
+from server.api.http import answer, api_errors, int_param, read_body
 from server.appkeys import ENGINE
 from server.auth.policy import AuthUser, actor_of, forbidden, require_building, require_user
 from server.plates import service as plate_service
@@ -107,22 +107,8 @@ async def _apply(request: web.Request, operation: Callable[[sa.Connection, datet
     return outcome.body
 
 
-def _int_query(request: web.Request, name: str, *, default: int | None = None, lo: int = 1,
-               hi: int = 2**62) -> int | None:
-    raw = request.query.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise InvalidInput(name, "not an integer") from None
-    if not lo <= value <= hi:
-        raise InvalidInput(name, f"must be between {lo} and {hi}")
-    return value
-
-
 def _limit(request: web.Request) -> int:
-    value = _int_query(request, "limit", default=200, hi=MAX_LIMIT)
+    value = int_param(request.query, "limit", default=200, hi=MAX_LIMIT)
     assert value is not None
     return value
 
@@ -235,7 +221,7 @@ async def update_building(request: web.Request) -> web.Response:
 async def list_buildings(request: web.Request) -> web.Response:
     user = require_user(request, *READERS)
     grid = request.query.get("grid") or None
-    landlord = _int_query(request, "landlord")
+    landlord = int_param(request.query, "landlord")
     if user.role == "landlord":
         if landlord not in (None, user.id):
             raise forbidden("a landlord sees only their own buildings")
@@ -435,7 +421,7 @@ async def reject_registration(request: web.Request) -> web.Response:
 @api_errors
 async def list_registrations(request: web.Request) -> web.Response:
     user = require_user(request, *READERS)
-    filters = {name: _int_query(request, name) for name in ("unit_id", "person_id", "building_id")}
+    filters = {name: int_param(request.query, name) for name in ("unit_id", "person_id", "building_id")}
     status = request.query.get("status") or None
     if status is not None and status not in ("pending", "active", "ended", "rejected"):
         raise InvalidInput("status", "must be pending, active, ended or rejected")
@@ -540,7 +526,7 @@ async def list_history(request: web.Request) -> web.Response:
     entity = request.query.get("entity") or None
     if entity is not None and entity not in queries.HISTORY_ENTITIES:
         raise InvalidInput("entity", f"must be one of {', '.join(queries.HISTORY_ENTITIES)}")
-    entity_id = _int_query(request, "entity_id")
+    entity_id = int_param(request.query, "entity_id")
     limit = _limit(request)
 
     def read(conn: sa.Connection) -> list[JsonObj]:
