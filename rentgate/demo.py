@@ -419,6 +419,8 @@ class Demo:
         log.info("starting %s: %s", name, " ".join(args))
         self.procs[name] = subprocess.Popen(
             cmd, stdout=stdout if stdout is not None else logfile, stderr=logfile, stdin=subprocess.DEVNULL,
+            # Plates printed from the pages (/c/plates) point at this server.
+            env={**os.environ, "RENTGATE_PUBLIC_URL": self.url},
             start_new_session=True,  # Ctrl-C reaches the demo only; it stops the children in order
         )
 

@@ -91,7 +91,8 @@ async def home_handler(request: web.Request) -> web.Response:
              f'{esc(t["grid.overdue_tasks"])}</span>'
              f'<a id="overdue-patrols" href="/c/overdue"><strong>{data["overdue_patrols"]}</strong>'
              f'{esc(t["grid.overdue_patrols"])}</a>'
-             f'<a href="/c/workload"><strong>&#9878;</strong>{esc(t["grid.workload.title"])}</a></div>')
+             f'<a href="/c/workload"><strong>&#9878;</strong>{esc(t["grid.workload.title"])}</a>'
+             f'<a id="print-plates" href="/c/plates"><strong>&#9641;</strong>{esc(t["plates.title"])}</a></div>')
     body = [f"<style>{CSS}</style>", flash(ctx, request), stats]
     if data["grids"] is not None and not data["grids"]:
         body.append(f'<div class="waiting">{esc(t["grid.no_grid"])}</div>')
