@@ -1,25 +1,6 @@
-"""The scan world on SQLite and PostgreSQL, and a client of its server."""
+"""The patrol tests work in the scan tests' world (tests/server/scan/world.py)
+with the same fixtures."""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-from pathlib import Path
-
-import pytest
-import sqlalchemy as sa
-from aiohttp import web
-
-from server.app import make_app
-from tests.server.scan.world import Client, ScanWorld, build
-
-MakeClient = Callable[[web.Application], Awaitable[Client]]
-
-
-@pytest.fixture
-def world(engine: sa.Engine, tmp_path: Path) -> ScanWorld:
-    return build(engine, tmp_path)
-
-
-@pytest.fixture
-async def client(world: ScanWorld, aiohttp_client: MakeClient) -> Client:
-    return await aiohttp_client(make_app(world.settings, ingest=False))
+from tests.server.scan.conftest import client, world  # noqa: F401 - fixtures, found by name
