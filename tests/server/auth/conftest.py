@@ -10,19 +10,13 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from server.db import migrate
 from server.db.engine import create_engine
+from tests.server.templates import migrated_sqlite
 
 
 @pytest.fixture(scope="session")
 def migrated_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("auth-template") / "template.db"
-    engine = create_engine(f"sqlite:///{path}")
-    migrate.upgrade(engine)
-    with engine.connect() as conn:  # fold the WAL into the file so one copy is complete
-        conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
-    engine.dispose()
-    return path
+    return migrated_sqlite(tmp_path_factory.mktemp("auth-template"))
 
 
 @pytest.fixture

@@ -19,18 +19,13 @@ from server.db import migrate
 from server.db.engine import create_engine
 from tests.server.grid.scene import Scene
 from tests.server.reconcile.world import World
+from tests.server.templates import migrated_sqlite
 from tests.services import PostgresCluster
 
 
 @pytest.fixture(scope="session")
 def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("grid-template") / "template.db"
-    engine = create_engine(f"sqlite:///{path}")
-    migrate.upgrade(engine)
-    with engine.connect() as conn:  # fold the WAL into the file so one copy is complete
-        conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
-    engine.dispose()
-    return path
+    return migrated_sqlite(tmp_path_factory.mktemp("grid-template"))
 
 
 @pytest.fixture(scope="session")
