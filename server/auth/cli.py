@@ -5,16 +5,18 @@ before anyone can log in)."""
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import secrets
 import sys
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     import sqlalchemy as sa
+
+from server.cli_support import action as _action
+from server.cli_support import run_in_transaction
 
 log = logging.getLogger(__name__)
 
@@ -47,53 +49,16 @@ def register(subparsers: Any) -> None:
     revoke.add_argument("--label")
 
 
-def _action(sub: Any, name: str, func: Callable[[argparse.Namespace], int], text: str) -> argparse.ArgumentParser:
-    parser: argparse.ArgumentParser = sub.add_parser(name, help=text)
-    parser.add_argument("--database-url", help="sqlite:///path or postgresql://... (env RENTGATE_DATABASE_URL)")
-    parser.add_argument("--json", action="store_true", help="print one JSON object as the last line")
-    parser.set_defaults(func=func)
-    return parser
-
-
 def _fail(args: argparse.Namespace, message: str) -> int:
     print(f"rentgate user {args.user_command}: {message}", file=sys.stderr)
     return 2
 
 
-def _engine(args: argparse.Namespace) -> sa.Engine:
-    """An engine on a database at the current schema; raises ServerError otherwise."""
-    from server.db import migrate
-    from server.db.engine import create_engine
-    from server.errors import DatabaseNotReady
-    from server.settings import load_settings
-
-    url = load_settings(database_url=args.database_url).database_url
-    engine = create_engine(url)
-    current, head = migrate.current_revision(engine), migrate.head_revision()
-    if current != head:
-        engine.dispose()
-        raise DatabaseNotReady(url, current, head)
-    return engine
-
-
 def _run(args: argparse.Namespace, work: Callable[[sa.Connection, datetime], dict[str, Any]],
          text: Callable[[dict[str, Any]], str]) -> int:
     from server.access.errors import AccessError
-    from server.errors import ServerError
 
-    try:
-        engine = _engine(args)
-    except ServerError as exc:
-        return _fail(args, str(exc))
-    try:
-        with engine.begin() as conn:
-            doc = work(conn, datetime.now(UTC))
-    except (AccessError, ValueError) as exc:
-        return _fail(args, str(exc))
-    finally:
-        engine.dispose()
-    print(json.dumps(doc, ensure_ascii=False) if args.json else text(doc))
-    return 0
+    return run_in_transaction(args, f"user {args.user_command}", work, text, (AccessError, ValueError))
 
 
 def _add(args: argparse.Namespace) -> int:

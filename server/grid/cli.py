@@ -4,14 +4,15 @@ grids, run against the database directly (docs/grid.md, "CLI")."""
 from __future__ import annotations
 
 import argparse
-import json
-import sys
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     import sqlalchemy as sa
+
+from server.cli_support import action as _action
+from server.cli_support import run_in_transaction
 
 ACTOR = "cli:grid"
 
@@ -28,34 +29,11 @@ def register(subparsers: Any) -> None:
     listing.add_argument("--grid", metavar="CODE", help="only this grid")
 
 
-def _action(sub: Any, name: str, func: Callable[[argparse.Namespace], int], text: str) -> argparse.ArgumentParser:
-    parser: argparse.ArgumentParser = sub.add_parser(name, help=text)
-    parser.add_argument("--database-url", help="sqlite:///path or postgresql://... (env RENTGATE_DATABASE_URL)")
-    parser.add_argument("--json", action="store_true", help="print one JSON object as the last line")
-    parser.set_defaults(func=func)
-    return parser
-
-
 def _run(args: argparse.Namespace, work: Callable[[sa.Connection, datetime], dict[str, Any]],
          text: Callable[[dict[str, Any]], str]) -> int:
-    from server.auth.cli import _engine
     from server.errors import ServerError
 
-    try:
-        engine = _engine(args)
-    except ServerError as exc:
-        print(f"rentgate grid {args.grid_command}: {exc}", file=sys.stderr)
-        return 2
-    try:
-        with engine.begin() as conn:
-            doc = work(conn, datetime.now(UTC))
-    except ServerError as exc:
-        print(f"rentgate grid {args.grid_command}: {exc}", file=sys.stderr)
-        return 2
-    finally:
-        engine.dispose()
-    print(json.dumps(doc, ensure_ascii=False, default=str) if args.json else text(doc))
-    return 0
+    return run_in_transaction(args, f"grid {args.grid_command}", work, text, (ServerError,))
 
 
 def _assign(args: argparse.Namespace) -> int:

@@ -23,6 +23,8 @@ if TYPE_CHECKING:
     from server.plates.layout import PlateData, PlateSpec
     from server.settings import ServerSettings
 
+from server.cli_support import action as _action
+
 FORMATS = ("pdf", "png", "svg")
 PDF_NAME = "plates.pdf"
 
@@ -78,14 +80,6 @@ def register_keys(keys_sub: Any) -> None:
     what.add_argument("--retire", metavar="KID", help="remove a key: plates signed with it stop working")
     what.add_argument("--list", action="store_true", help="the key ids (never the keys), newest last")
     keys.set_defaults(func=_keys)
-
-
-def _action(sub: Any, name: str, func: Callable[[argparse.Namespace], int], text: str) -> argparse.ArgumentParser:
-    parser: argparse.ArgumentParser = sub.add_parser(name, help=text)
-    parser.add_argument("--database-url", help="sqlite:///path or postgresql://... (env RENTGATE_DATABASE_URL)")
-    parser.add_argument("--json", action="store_true", help="print one JSON object as the last line")
-    parser.set_defaults(func=func)
-    return parser
 
 
 def _say(text: str) -> None:
