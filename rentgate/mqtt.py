@@ -172,17 +172,22 @@ class MqttLink:
             return False
         # Counted before paho sees it (its PUBACK may come back at once), and
         # never while holding a lock paho's callbacks would need.
-        if qos > 0:
-            self._count(+1)
+        counted = qos > 0 and self._count(client, +1)
         info = client.publish(topic, payload, qos=qos, retain=retain)
         ok = info.rc == paho.MQTT_ERR_SUCCESS
-        if not ok and qos > 0:
-            self._count(-1)
+        if not ok and counted:
+            self._count(client, -1)
         return ok
 
-    def _count(self, delta: int) -> None:
+    def _count(self, client: paho.Client, delta: int) -> bool:
+        """Count for the current client only: a message handed to a client that
+        has just been replaced never gets its PUBACK, and counting it would make
+        every later stop() wait out its whole drain time."""
         with self._count_lock:
+            if client is not self._client:
+                return False
             self._unacked = max(0, self._unacked + delta)
+            return True
 
     async def run(self) -> None:
         """Run until cancelled: start the network thread, and replace it when it
@@ -206,8 +211,13 @@ class MqttLink:
 
     def stop(self, drain_s: float = 5.0) -> None:
         """Disconnect cleanly: paho writes what was published before, then
-        DISCONNECT, so that the last will is not sent; then end the thread."""
+        DISCONNECT, so that the last will is not sent; then end the thread.
+
+        Everything here shares one deadline, ``drain_s`` plus a second for the
+        thread to leave, so that a stuck network thread cannot stretch a
+        shutdown past what a service manager's stop timeout allows."""
         self._draining.set()
+        deadline = time.monotonic() + drain_s
         with self._lock:
             client, thread = self._client, self._thread
         here = threading.current_thread()
@@ -215,20 +225,26 @@ class MqttLink:
             # Closing a socket with unread PUBACKs in it makes the kernel send
             # RST, and the broker then drops what it had not read yet: wait for
             # the broker to acknowledge everything before saying goodbye.
-            deadline = time.monotonic() + drain_s
             while self._unacked > 0 and self.connected.is_set() and time.monotonic() < deadline:
                 time.sleep(0.01)
+            if self._unacked > 0 and self.connected.is_set():
+                log.warning("mqtt %s: %d messages not acknowledged by the broker after %.1f s; disconnecting",
+                            self.settings.client_id, self._unacked, drain_s)
             try:
                 client.disconnect()
             except Exception:  # noqa: BLE001 - shutting down, nothing to save
                 pass
             if thread is not None and thread is not here:
-                thread.join(timeout=drain_s)
+                # The network thread writes the DISCONNECT and leaves by itself.
+                thread.join(timeout=max(0.0, deadline - time.monotonic()) + 0.5)
         self._stop.set()
         with self._lock:
             self._generation += 1
         if thread is not None and thread is not here:
-            thread.join(timeout=5)
+            thread.join(timeout=max(0.0, deadline - time.monotonic()) + 0.5)
+            if thread.is_alive():
+                # A daemon thread: it cannot keep the process alive, but say so.
+                log.warning("mqtt %s: network thread did not stop within %.1f s", self.settings.client_id, drain_s)
         self.connected.clear()
 
     def wait_connected(self, timeout: float | None = None) -> bool:
@@ -298,7 +314,9 @@ class MqttLink:
             with self._lock:
                 if generation != self._generation:
                     return
-                self._client = client
+                with self._count_lock:
+                    self._client = client
+                    self._unacked = 0  # a new session starts from nothing; owners resend
             try:
                 client.connect(self.address.host, self.address.port, keepalive=self.settings.keepalive_s)
             except (OSError, ValueError) as exc:
@@ -357,7 +375,7 @@ class MqttLink:
         self._fire(self._on_connect)
 
     def _handle_publish(self, client: paho.Client, userdata: Any, mid: int, reason: Any, props: Any) -> None:
-        self._count(-1)
+        self._count(client, -1)
 
     def _handle_disconnect(self, client: paho.Client, userdata: Any, flags: Any, reason: Any, props: Any = None) -> None:
         self._mark_down(str(reason))
@@ -368,7 +386,7 @@ class MqttLink:
             was_up = self.connected.is_set()
             self.connected.clear()
         with self._count_lock:
-            self._unacked = 0  # a new session starts from nothing; owners resend
+            self._unacked = 0  # nothing more will be acknowledged on this connection
         if was_up:
             self.stats.disconnects += 1
             log.info("mqtt %s: disconnected: %s", self.settings.client_id, why)

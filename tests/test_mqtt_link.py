@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import queue
+import socket
+import threading
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
@@ -90,3 +92,83 @@ def test_backoff_is_jittered_and_capped() -> None:
     sample = [next(delays) for _ in range(200)]
     assert max(sample) <= 2.0 and min(sample) >= 0.05
     assert len({round(d, 6) for d in sample[20:]}) > 100  # jittered, not a fixed schedule
+
+
+class _SilentBroker:
+    """Accepts MQTT connections, answers CONNECT, and never acknowledges a
+    PUBLISH: a broker that has stopped reading its queue."""
+
+    def __init__(self) -> None:
+        self.server = socket.create_server(("127.0.0.1", 0))
+        self.port = self.server.getsockname()[1]
+        self._conns: list[socket.socket] = []
+        threading.Thread(target=self._serve, name="silent-broker", daemon=True).start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.server.accept()
+            except OSError:
+                return
+            self._conns.append(conn)
+            threading.Thread(target=self._swallow, args=(conn,), daemon=True).start()
+
+    @staticmethod
+    def _swallow(conn: socket.socket) -> None:
+        try:
+            conn.recv(4096)  # CONNECT
+            conn.sendall(b"\x20\x02\x00\x00")  # CONNACK, accepted
+            while conn.recv(4096):
+                pass  # PUBLISHes read, never acknowledged
+        except OSError:
+            pass
+
+    def close(self) -> None:
+        self.server.close()
+        for conn in self._conns:
+            conn.close()
+
+
+async def test_stop_gives_up_on_a_broker_that_never_acknowledges() -> None:
+    broker = _SilentBroker()
+    link = MqttLink(LinkSettings(url=f"mqtt://127.0.0.1:{broker.port}", client_id="link-test"))
+    task = asyncio.create_task(link.run(), name="link-under-test")
+    try:
+        await until(link.connected.is_set, "the connection")
+        assert link.publish("gw/data", b"never acked")
+        started = asyncio.get_running_loop().time()
+        await asyncio.to_thread(link.stop, 0.5)
+        took = asyncio.get_running_loop().time() - started
+        assert 0.4 <= took < 2.0, took  # waited for the PUBACK, then gave up within its bound
+        assert not link.connected.is_set()
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        broker.close()
+
+
+async def test_stop_is_bounded_when_the_network_thread_is_stuck(mosquitto: Mosquitto) -> None:
+    release = threading.Event()
+    stuck = threading.Event()
+
+    def blocks(topic: str, payload: bytes) -> None:
+        stuck.set()
+        release.wait(30)  # a handler that hangs the network thread
+
+    link = MqttLink(settings(mosquitto, subscriptions=[("t/#", 1)]), on_message=blocks)
+    task = asyncio.create_task(link.run(), name="link-under-test")
+    try:
+        await until(link.connected.is_set, "the connection")
+        probe = MqttProbe(mosquitto.host, mosquitto.port).connect()
+        try:
+            probe.publish("t/x", b"hang")
+        finally:
+            probe.close()
+        await asyncio.to_thread(stuck.wait, 10)
+        started = asyncio.get_running_loop().time()
+        await asyncio.to_thread(link.stop, 0.5)
+        assert asyncio.get_running_loop().time() - started < 2.5  # not drain + 5 s + 5 s
+    finally:
+        release.set()
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
