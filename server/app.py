@@ -14,6 +14,7 @@ from server.api.routes import add_routes
 from server.appkeys import ENGINE, INGEST, METRICS, SETTINGS
 from server.auth import setup as auth_setup
 from server.db.engine import create_engine, redacted
+from server.db.read_pool import read_engine_ctx
 from server.grid import setup as grid_setup
 from server.ingest.consumer import IngestService
 from server.ingest.metrics import IngestMetrics
@@ -21,7 +22,6 @@ from server.ingest.store import EventStore
 from server.media.limits import UPLOAD_BODY_MAX, body_limit_middleware
 from server.pages import dashboard
 from server.pages import setup as pages_setup
-from server.pages.scan_common import read_engine_ctx
 from server.plates.appkeys import plate_keys_ctx
 from server.reconcile import setup as reconcile_setup
 from server.registry import setup as registry_setup

@@ -13,3 +13,5 @@ SETTINGS = web.AppKey("settings", ServerSettings)
 ENGINE = web.AppKey("engine", sa.Engine)
 METRICS = web.AppKey("metrics", IngestMetrics)
 INGEST = web.AppKey("ingest", IngestService)
+# Autocommit connections for hot reads (server/db/read_pool.py).
+READ_ENGINE = web.AppKey("read_engine", sa.Engine)

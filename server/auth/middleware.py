@@ -15,6 +15,7 @@ from aiohttp import web
 from server.appkeys import ENGINE, SETTINGS
 from server.auth.policy import AUTH_KEY, RequestAuth, forbidden, unauthorized
 from server.auth.sessions import SESSION_COOKIE, ResolvedSession, csrf_matches, resolve_session, touch
+from server.db.read_pool import read_only, with_retry
 
 log = logging.getLogger(__name__)
 
@@ -35,12 +36,18 @@ def _bearer(request: web.Request) -> str | None:
     return value.strip() or None
 
 
-def _lookup(engine: sa.Engine, token: str, now: datetime, idle: timedelta) -> ResolvedSession | None:
-    with engine.connect() as conn:
-        resolved = resolve_session(conn, token, now, idle=idle)
+def _lookup(app: web.Application, token: str, now: datetime, idle: timedelta) -> ResolvedSession | None:
+    # Every request with a cookie or token comes through here: the read goes
+    # to the autocommit pool, so it is one prepared statement and one round
+    # trip, not a ping, a BEGIN, the SELECT and a ROLLBACK.
+    def read() -> ResolvedSession | None:
+        with read_only(app) as conn:
+            return resolve_session(conn, token, now, idle=idle)
+
+    resolved = with_retry(read)
     if resolved is not None and resolved.needs_touch:
         try:
-            with engine.begin() as conn:
+            with app[ENGINE].begin() as conn:
                 touch(conn, resolved.digest, now)
         except sa.exc.OperationalError as exc:
             # Busy database: the request is still authentic; the next one touches.
@@ -64,7 +71,7 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
     if token:
         idle = timedelta(hours=request.app[SETTINGS].session_idle_hours)
         try:
-            resolved = await asyncio.to_thread(_lookup, request.app[ENGINE], token, datetime.now(UTC), idle)
+            resolved = await asyncio.to_thread(_lookup, request.app, token, datetime.now(UTC), idle)
         except sa.exc.SQLAlchemyError as exc:
             log.warning("database error checking a session for %s: %s", request.path, exc)
             return web.json_response({"error": "database_unavailable"}, status=503)

@@ -25,17 +25,10 @@ from aiohttp import web
 
 from server.auth.policy import can_manage_building
 from server.db.models import buildings, units, users
+from server.db.read_pool import read_only, with_retry
 from server.pages import declare
 from server.pages.layout import GRADE_COLOURS, PageContext, context, esc, page
-from server.pages.scan_common import (
-    SCAN_CSS,
-    WORK_ROLES,
-    mask_contact_phone,
-    mask_person_name,
-    read_only,
-    scan_headers,
-    with_retry,
-)
+from server.pages.scan_common import SCAN_CSS, WORK_ROLES, mask_contact_phone, mask_person_name, scan_headers
 from server.plates.appkeys import PLATE_KEYS
 from server.plates.errors import TokenRejected
 from server.plates.refusals import record_refusal, status_for

@@ -4,17 +4,11 @@ in the city's time zone."""
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import AsyncIterator, Callable
 from datetime import datetime
 from typing import TypeVar
 from zoneinfo import ZoneInfo
 
-import sqlalchemy as sa
 from aiohttp import web
-
-from server.appkeys import ENGINE, SETTINGS
-from server.db.engine import create_engine
 
 # The token is in the URL: no Referer may carry it to another site, and
 # nothing of a scan page may be kept by a cache or a search engine.
@@ -49,58 +43,6 @@ R = TypeVar("R", bound=web.StreamResponse)
 def scan_headers(response: R) -> R:
     response.headers.update(SCAN_HEADERS)
     return response
-
-
-READ_ENGINE = web.AppKey("scan_read_engine", sa.Engine)
-
-
-async def read_engine_ctx(app: web.Application) -> AsyncIterator[None]:
-    """On PostgreSQL, a pool of autocommit connections of its own for the
-    scan pages' reads. Autocommit spares each page a BEGIN and a ROLLBACK;
-    and psycopg forgets every prepared statement when its connection rolls
-    back (DEALLOCATE ALL), which a pool shared with transactional code does
-    on every checkout: in a pool where nothing ever rolls back, the unit
-    page's statements stay prepared and are planned once per connection,
-    not on every scan (together about two thirds of the page's database
-    time). SQLite prepares nothing across statements and has no round
-    trips: it keeps the one engine (a second one would be a second
-    database for an in-memory URL)."""
-    engine = app[ENGINE]
-    if engine.dialect.name == "postgresql":
-        # No ping before every checkout (one more round trip per page): a
-        # connection that died with a database restart fails its first read
-        # instead, and with_retry reads again on a fresh one.
-        engine = create_engine(app[SETTINGS].database_url, isolation_level="AUTOCOMMIT", pool_pre_ping=False,
-                               pool_recycle=3600)
-        app[READ_ENGINE] = engine
-        yield
-        await asyncio.to_thread(engine.dispose)
-    else:
-        app[READ_ENGINE] = engine.execution_options(isolation_level="AUTOCOMMIT")
-        yield
-
-
-def read_only(app: web.Application) -> sa.Connection:
-    """A connection for pages that only read (autocommit: each statement
-    sees its own snapshot, which a page of lists can live with)."""
-    engine = app.get(READ_ENGINE)
-    if engine is None:
-        return app[ENGINE].connect().execution_options(isolation_level="AUTOCOMMIT")
-    return engine.connect()
-
-
-T = TypeVar("T")
-
-
-def with_retry(read: Callable[[], T]) -> T:
-    """``read()``, once more if its connection turned out to be dead (the
-    pool has then been emptied of the old connections)."""
-    try:
-        return read()
-    except sa.exc.DBAPIError as exc:
-        if not exc.connection_invalidated:
-            raise
-        return read()
 
 
 def day(value: datetime | None, zone: ZoneInfo) -> str:

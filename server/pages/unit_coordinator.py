@@ -35,12 +35,13 @@ from server.access.service import write_transaction
 from server.appkeys import ENGINE
 from server.auth.policy import AuthUser, actor_of, can_manage_building
 from server.db.models import cases, registrations
+from server.db.read_pool import read_only, with_retry
 from server.grid.cases import escalate_case
 from server.pages.dashboard import mask_card
 from server.pages.forms import FormErrors, errors_box, read_form, text
 from server.pages.guard import page_user
 from server.pages.layout import PageContext, esc, flash, forbidden, grade_chip, not_found, page
-from server.pages.scan_common import SCAN_CSS, WORK_ROLES, day, minute, read_only, with_retry
+from server.pages.scan_common import SCAN_CSS, WORK_ROLES, day, minute
 from server.pages.state import PAGES
 from server.patrols.service import CHECKLIST_ITEMS
 from server.patrols.unit_view import UnitView, load_unit_view

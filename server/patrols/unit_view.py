@@ -21,7 +21,7 @@ Identity numbers are selected only as persons.id_masked.
 
 On PostgreSQL (psycopg) all reads go out at once in pipeline mode: one
 network round trip for the page instead of one per read. Run it on an
-autocommit connection (server/pages/scan_common.read_only) so the
+autocommit connection (server/db/read_pool.read_only) so the
 statements stay prepared: a rollback makes psycopg forget them."""
 
 from __future__ import annotations
@@ -200,7 +200,20 @@ def _pg_statements(dialect: sa.Dialect) -> dict[str, tuple[str, dict[str, Any]]]
     return _pg_compiled
 
 
-def _read_pipelined(conn: sa.Connection, params: dict[str, Any]) -> dict[str, list[Row]]:
+def pg_reads(dialect: sa.Dialect, unit_id: int, now: datetime) -> list[tuple[str, str, dict[str, Any]]]:
+    """The page's reads on PostgreSQL as (section, SQL, parameters): what
+    :func:`load_unit_view` sends in one pipeline (bench/patrol_profile.py
+    times them one by one)."""
+    params = _params(unit_id, now)
+    return [(name, sql, {**defaults, **{k: v for k, v in params.items() if k in defaults}})
+            for name, (sql, defaults) in _pg_statements(dialect).items()]
+
+
+def _params(unit_id: int, now: datetime) -> dict[str, Any]:
+    return {"unit_id": unit_id, "revoked_since": now - timedelta(days=RECENT_CARD_DAYS)}
+
+
+def _read_pipelined(conn: sa.Connection, unit_id: int, now: datetime) -> dict[str, list[Row]]:
     """PostgreSQL: every read sent at once in psycopg's pipeline mode, so the
     page costs one network round trip instead of one per read. The rows are
     what SQLAlchemy would return: psycopg loads timestamptz as aware
@@ -211,17 +224,17 @@ def _read_pipelined(conn: sa.Connection, params: dict[str, Any]) -> dict[str, li
     driver = conn.connection.driver_connection
     pending = []
     with driver.pipeline():  # type: ignore[union-attr]
-        for name, (sql, defaults) in _pg_statements(conn.dialect).items():
+        for name, sql, params in pg_reads(conn.dialect, unit_id, now):
             cursor = driver.cursor(row_factory=dict_row)  # type: ignore[union-attr]
-            cursor.execute(sql, {**defaults, **{k: v for k, v in params.items() if k in defaults}})
+            cursor.execute(sql, params)
             pending.append((name, cursor))
     return {name: [dict(row) for row in cursor.fetchall()] for name, cursor in pending}
 
 
 def _read(conn: sa.Connection, unit_id: int, now: datetime) -> dict[str, list[Row]]:
-    params = {"unit_id": unit_id, "revoked_since": now - timedelta(days=RECENT_CARD_DAYS)}
     if conn.dialect.name == "postgresql" and conn.dialect.driver == "psycopg":
-        return _read_pipelined(conn, params)
+        return _read_pipelined(conn, unit_id, now)
+    params = _params(unit_id, now)
     # SQLite: statements cost no round trip, one at a time is as fast.
     found = {name: _rows(conn, statement, **params) for name, statement in _SECTIONS.items()}
     found["events"] = _door_events(conn, _rows(conn, _CARDS, **params))

@@ -90,7 +90,7 @@ def test_only_the_photo_forms_take_big_bodies() -> None:
 def test_a_read_on_a_dead_connection_is_tried_once_more() -> None:
     import sqlalchemy as sa
 
-    from server.pages.scan_common import with_retry
+    from server.db.read_pool import with_retry
 
     calls: list[int] = []
 
