@@ -1,8 +1,10 @@
 """Where the unit page's database time goes: ``load_unit_view`` (the page's
 one read, server/patrols/unit_view.py) run in this process, one unit after
-another with nothing else running, every SQL statement timed through the
-engine's cursor events and grouped by the table it reads first. The slowest
-statement of the slowest unit is then run again under EXPLAIN ANALYZE.
+another with nothing else running, then its statements timed one by one and
+grouped: on PostgreSQL by the page's section (the page sends them all in one
+pipeline, which hides each one's time, so they are sent again singly); on
+SQLite through the engine's cursor events, by the table each reads first.
+The slowest instance of each is then run again under EXPLAIN ANALYZE.
 
 No concurrency here on purpose: this separates a slow query from the
 waiting (threads, GIL, CPU) that the load phase adds."""
@@ -58,7 +60,7 @@ def profile_unit_view(engine: sa.Engine, unit_ids: list[int], n: int, rng: rando
     time and any sequential scan in the result).
 
     ``BENCH_PROFILE_VIEW=file.pstats`` also runs the reads under cProfile."""
-    from server.patrols.unit_view import load_unit_view
+    from server.patrols.unit_view import load_unit_view, pg_reads
     from server.rules import CityRules
 
     rules = CityRules()
@@ -71,22 +73,27 @@ def profile_unit_view(engine: sa.Engine, unit_ids: list[int], n: int, rng: rando
     sa.event.listen(engine, "before_cursor_execute", recorder.before)
     sa.event.listen(engine, "after_cursor_execute", recorder.after)
     try:
-        with engine.connect() as conn:
+        # Autocommit, as the server's read pool (server/db/read_pool.py): no
+        # rollback between pages to make psycopg forget its prepared statements.
+        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
             for unit_id in sample:
                 recorder.current = []
                 started = time.perf_counter()
                 if profiler is not None:
                     profiler.enable()
-                load_unit_view(conn, unit_id, datetime.now(UTC), rules)
+                now = datetime.now(UTC)
+                load_unit_view(conn, unit_id, now, rules)
                 if profiler is not None:
                     profiler.disable()
                 pages.append((time.perf_counter() - started) * 1000)
-                for statement, parameters, ms in recorder.current:
-                    label = label_of(statement)
+                statements = [(label_of(statement), statement, parameters, ms)
+                              for statement, parameters, ms in recorder.current]
+                if conn.dialect.name == "postgresql":
+                    statements = _singly(conn, pg_reads(conn.dialect, unit_id, now))
+                for label, statement, parameters, ms in statements:
                     per_label[label].append(ms)
                     if ms > slowest.get(label, (-1.0, "", None))[0]:
                         slowest[label] = (ms, statement, parameters)
-                conn.rollback()
     finally:
         sa.event.remove(engine, "before_cursor_execute", recorder.before)
         sa.event.remove(engine, "after_cursor_execute", recorder.after)
@@ -114,6 +121,17 @@ def profile_unit_view(engine: sa.Engine, unit_ids: list[int], n: int, rng: rando
         progress("  %-22s x%-5s p50 %7s ms  p99 %7s ms  plan %s ms%s", label, q["per_page"], q["ms_p50"], q["ms_p99"],
                  q["explain_ms"], f"  SEQ SCAN on {', '.join(q['seq_scans'])}" if q["seq_scans"] else "")
     return out
+
+
+def _singly(conn: sa.Connection, reads: list[tuple[str, str, dict[str, Any]]]) -> list[tuple[str, str, Any, float]]:
+    """Each of the page's pipelined reads on its own: (section, SQL,
+    parameters, ms), one round trip each."""
+    timed = []
+    for name, sql, parameters in reads:
+        started = time.perf_counter()
+        conn.exec_driver_sql(sql, parameters).all()
+        timed.append((name, sql, parameters, (time.perf_counter() - started) * 1000))
+    return timed
 
 
 def _execution_ms(plan: str) -> float | None:

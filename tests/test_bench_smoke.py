@@ -58,7 +58,9 @@ def test_quick_patrol_benchmark_prints_its_figures(tmp_path: Path) -> None:
     result = json.loads(proc.stdout.decode().strip().splitlines()[-1])
     for figure in ("units", "people", "clients", "generate_s", "scan_page_ms_p50", "scan_page_ms_p99",
                    "scan_page_total_ms_p99", "client_ms_p50", "client_ms_p99", "requests_per_s",
-                   "public_page_ms_p99", "plates_per_s"):
+                   "public_page_ms_p99", "plates_per_s", "unit_view_statements_per_page"):
         assert isinstance(result[figure], (int, float)) and result[figure] > 0, (figure, result)
     assert (result["errors"], result["public_errors"]) == (0, 0), result
+    # The profile sees every read of the page, each with its plan.
+    assert {"unit", "registrations", "events"} <= set(result["unit_view_queries"]), result["unit_view_queries"]
     assert (tmp_path / "plates.pdf").read_bytes().startswith(b"%PDF"), "the plates were rendered to a PDF"
