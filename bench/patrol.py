@@ -221,8 +221,8 @@ async def public_phase(args: argparse.Namespace, base: str, city: City, rng: ran
     out["public_page_ms_source"] = "server" if server else "client"
     out.update(summary("public_page_ms", server or [s.client_ms for s in result.samples if s.status == 200]))
     out.update(summary("public_client_ms", [s.client_ms for s in result.samples if s.status == 200]))
-    progress("public page: p50 %s ms, p99 %s ms (server); client p99 %s ms; %s errors", out["public_page_ms_p50"],
-             out["public_page_ms_p99"], out["public_client_ms_p99"], out["public_errors"])
+    progress("public page: p50 %s ms, p99 %s ms (%s); client p99 %s ms; %s errors", out["public_page_ms_p50"],
+             out["public_page_ms_p99"], out["public_page_ms_source"], out["public_client_ms_p99"], out["public_errors"])
     return out
 
 
