@@ -213,11 +213,12 @@ class MqttLink:
         """Disconnect cleanly: paho writes what was published before, then
         DISCONNECT, so that the last will is not sent; then end the thread.
 
-        Everything here shares one deadline, ``drain_s`` plus a second for the
-        thread to leave, so that a stuck network thread cannot stretch a
+        Everything here shares one deadline, ``drain_s`` plus half a second for
+        the thread to leave, so that a stuck network thread cannot stretch a
         shutdown past what a service manager's stop timeout allows."""
         self._draining.set()
         deadline = time.monotonic() + drain_s
+        leave_by = deadline + 0.5  # for the network thread to write DISCONNECT and end
         with self._lock:
             client, thread = self._client, self._thread
         here = threading.current_thread()
@@ -236,12 +237,12 @@ class MqttLink:
                 pass
             if thread is not None and thread is not here:
                 # The network thread writes the DISCONNECT and leaves by itself.
-                thread.join(timeout=max(0.0, deadline - time.monotonic()) + 0.5)
+                thread.join(timeout=max(0.0, leave_by - time.monotonic()))
         self._stop.set()
         with self._lock:
             self._generation += 1
         if thread is not None and thread is not here:
-            thread.join(timeout=max(0.0, deadline - time.monotonic()) + 0.5)
+            thread.join(timeout=max(0.0, leave_by - time.monotonic()))
             if thread.is_alive():
                 # A daemon thread: it cannot keep the process alive, but say so.
                 log.warning("mqtt %s: network thread did not stop within %.1f s", self.settings.client_id, drain_s)
