@@ -11,6 +11,7 @@ import sys
 from collections.abc import Sequence
 
 from rentgate import __version__, logs
+from rentgate.lang import LANGS, set_cli_lang
 
 # module that defines ``register(subparsers)``
 _COMMAND_MODULES = (
@@ -30,6 +31,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="rentgate", description=__doc__)
     parser.add_argument("--version", action="version", version=f"rentgate {__version__}")
     parser.add_argument("--log-level", default=None, help="DEBUG, INFO, WARNING (env RENTGATE_LOG_LEVEL)")
+    parser.add_argument("--lang", choices=LANGS, default=None,
+                        help="language of messages and reports: zh (default) or en (env RENTGATE_LANG)")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in _COMMAND_MODULES:
         importlib.import_module(name).register(sub)
@@ -48,6 +51,7 @@ def _wire_schema(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logs.setup(args.log_level)
+    set_cli_lang(args.lang)
     try:
         return int(args.func(args) or 0)
     except KeyboardInterrupt:
