@@ -92,8 +92,29 @@ def read_key_file(path: str | Path) -> PiiVault:
 
 def load_vault(key_file: str | None, database_url: str) -> PiiVault:
     """The configured key, or one generated next to a SQLite database."""
+    found = find_vault(key_file, database_url)
+    if found is not None:
+        return found
+    path = generated_key_path(database_url)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_key_file(path)
+    log.warning("generated identity-number key %s: back it up, without it stored numbers cannot be read", path)
+    return read_key_file(path)
+
+
+def find_vault(key_file: str | None, database_url: str) -> PiiVault | None:
+    """The configured key, or the one next to a SQLite database; None when
+    that one is not generated yet. Creates nothing (an import that only
+    checks must leave no key file behind)."""
     if key_file:
         return read_key_file(key_file)
+    path = generated_key_path(database_url)
+    return read_key_file(path) if path.exists() else None
+
+
+def generated_key_path(database_url: str) -> Path:
+    """Where the key of a SQLite database is kept; raises PiiKeyUnavailable
+    when the database cannot have one (PostgreSQL, in-memory)."""
     url = make_url(database_url)
     database = url.database
     if url.get_backend_name() != "sqlite":
@@ -103,13 +124,7 @@ def load_vault(key_file: str | None, database_url: str) -> PiiVault:
     if not database or database == ":memory:" or database.startswith("file:"):
         raise PiiKeyUnavailable("no identity-number key: an in-memory database has no folder to keep a "
                                 "generated key in; set RENTGATE_PII_KEY_FILE")
-    path = Path(database).resolve().parent / GENERATED_KEY_NAME
-    if path.exists():
-        return read_key_file(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    write_key_file(path)
-    log.warning("generated identity-number key %s: back it up, without it stored numbers cannot be read", path)
-    return read_key_file(path)
+    return Path(database).resolve().parent / GENERATED_KEY_NAME
 
 
 def write_key_file(path: str | Path) -> bool:

@@ -12,6 +12,7 @@ from datetime import datetime
 
 import sqlalchemy as sa
 
+from rentgate.lang import tr
 from server.access.errors import AccessError, InvalidInput
 from server.registry import service
 from server.registry.imports.columns import ADDRESS_FIELDS, Columns, column_name
@@ -42,7 +43,10 @@ def apply_addresses(conn: sa.Connection, now: datetime, actor: str, rules: CityR
     def refused(row: int, exc: AccessError, default_field: str) -> None:
         name = exc.field if isinstance(exc, InvalidInput) else default_field
         column = column_name(columns, ADDRESS_FIELDS, _FIELD_COLUMN.get(name, name))
-        problems.add(row, column, exc.problem if isinstance(exc, InvalidInput) else str(exc))
+        # The registry's reasons are in English (they also answer the API);
+        # validation catches what a person can fix, so this is rare.
+        reason = exc.problem if isinstance(exc, InvalidInput) else str(exc)
+        problems.add(row, column, tr(f"登记簿拒绝了这一行：{reason}", f"the registry refused this row: {reason}"))
 
     for area in plan.areas:
         try:

@@ -1,11 +1,13 @@
 """Typed values out of cells, whichever way the spreadsheet stored them.
-Each parser raises ``CellProblem`` with a sentence for the error report."""
+Each parser raises ``CellProblem`` with a sentence for the error report, in
+the command's language: what is wrong and what to write instead."""
 
 from __future__ import annotations
 
 import re
 from datetime import date, datetime
 
+from rentgate.lang import tr
 from server.registry.imports.readers import Cell
 
 
@@ -26,6 +28,14 @@ _DATE_FORMS = (
 _MIDNIGHT = re.compile(r"\s+0{1,2}:00(:00)?$")
 _TRUE = {"是", "yes", "y", "true", "1", "有", "已登记"}
 _FALSE = {"否", "no", "n", "false", "0", "无", "未登记"}
+
+
+def missing() -> str:
+    return tr("必填，请补上", "is required; fill it in")
+
+
+def future() -> str:
+    return tr("是将来的日期，请核对", "is in the future; check the date")
 
 
 def text(cell: Cell) -> str | None:
@@ -59,8 +69,10 @@ def day(cell: Cell) -> date | None:
             try:
                 return date(y, m, d)
             except ValueError:
-                raise CellProblem(f"{raw} is not a real date") from None
-    raise CellProblem("not a date: use YYYY-MM-DD, YYYY/MM/DD or YYYYMMDD")
+                raise CellProblem(tr(f"{raw} 不是真实存在的日期，请核对年月日",
+                                      f"{raw} is not a real date; check the year, month and day")) from None
+    raise CellProblem(tr("不是日期，请写成 2025-06-01、2025/06/01 或 20250601 这样的格式",
+                          "not a date; write it as 2025-06-01, 2025/06/01 or 20250601"))
 
 
 def flag(cell: Cell) -> bool | None:
@@ -74,7 +86,7 @@ def flag(cell: Cell) -> bool | None:
         return True
     if lowered in _FALSE:
         return False
-    raise CellProblem("must be 是/否, yes/no or 1/0")
+    raise CellProblem(tr("请填 是 或 否（也可填 1 或 0）", "write yes or no (or 是/否, 1/0)"))
 
 
 def whole(cell: Cell, *, minimum: int) -> int | None:
@@ -84,9 +96,9 @@ def whole(cell: Cell, *, minimum: int) -> int | None:
     try:
         value = int(raw)
     except ValueError:
-        raise CellProblem("must be a whole number") from None
+        raise CellProblem(tr("请填整数", "write a whole number")) from None
     if value < minimum:
-        raise CellProblem(f"must be at least {minimum}")
+        raise CellProblem(tr(f"不能小于 {minimum}", f"must be at least {minimum}"))
     return value
 
 
@@ -97,7 +109,7 @@ def positive(cell: Cell) -> float | None:
     try:
         value = float(raw)
     except ValueError:
-        raise CellProblem("must be a number") from None
+        raise CellProblem(tr("请填数字，例如 20 或 35.5", "write a number, such as 20 or 35.5")) from None
     if not value > 0 or value != value or value == float("inf"):
-        raise CellProblem("must be more than 0")
+        raise CellProblem(tr("必须大于 0", "must be more than 0"))
     return value

@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from rentgate.lang import tr
 from server.registry.imports.errors import UnusableInput
 from server.registry.imports.readers import Cell
 
@@ -79,12 +80,15 @@ def map_headers(headers: list[str], fields: tuple[Field, ...]) -> Columns:
                 ignored.append(text)
             continue
         if field.name in index:
-            raise UnusableInput(f"columns {header[field.name]!r} and {text!r} both mean {field.name}")
+            raise UnusableInput(tr(f"“{header[field.name]}”和“{text}”两列是同一个意思，请删掉其中一列",
+                                   f"the columns \"{header[field.name]}\" and \"{text}\" mean the same; delete one"))
         index[field.name] = position
         header[field.name] = text
     missing = [f"{f.chinese}/{f.name}" for f in fields if f.required and f.name not in index]
     if missing:
-        raise UnusableInput(f"missing required column{'s' if len(missing) > 1 else ''}: {', '.join(missing)}")
+        raise UnusableInput(tr(f"缺少必填的列：{'、'.join(missing)}。请在第 1 行加上这些列名（中文或英文都可以）",
+                               f"missing required column{'s' if len(missing) > 1 else ''}: {', '.join(missing)}. "
+                               "Add them to row 1 (Chinese or English names)"))
     return Columns(index, header, ignored)
 
 

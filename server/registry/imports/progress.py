@@ -8,6 +8,8 @@ import sys
 import time
 from typing import TextIO
 
+from rentgate.lang import tr
+
 _REDRAW_S = 0.1
 _WIDTH = 24
 
@@ -55,8 +57,9 @@ class Progress:
         filled = int(share * _WIDTH)
         bar = "#" * filled + "-" * (_WIDTH - filled)
         left = (self.total - self.done) / rate if rate > 0 else 0.0
-        eta = "done" if self.done >= self.total else f"ETA {_clock(left)}"
-        return (f"{self.phase:<10} [{bar}] {self.done:,}/{self.total:,} rows  {rate:,.0f} rows/s  {eta}")
+        eta = tr("完成", "done") if self.done >= self.total else tr(f"还需 {_clock(left)}", f"ETA {_clock(left)}")
+        return (f"{self.phase:<10} [{bar}] {self.done:,}/{self.total:,} {tr('行', 'rows')}  "
+                f"{rate:,.0f} {tr('行/秒', 'rows/s')}  {eta}")
 
 
 def _clock(seconds: float) -> str:

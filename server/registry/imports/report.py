@@ -1,6 +1,6 @@
 """The per-row error report: row number as the spreadsheet shows it, the
-column as the file names it, the problem, and the value (identity numbers
-masked, always)."""
+column as the file names it, the problem with what to do about it, and the
+value (identity numbers masked, always)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,13 @@ import csv
 from dataclasses import dataclass, field
 from pathlib import Path
 
-REPORT_HEADER = ("row", "column", "problem", "value")
+from rentgate.lang import tr
+
+
+def report_header() -> tuple[str, str, str, str]:
+    """The report's columns in the command's language (it is opened in Excel
+    by the person who fixes the file; no program reads it back)."""
+    return (tr("行号", "row"), tr("列", "column"), tr("问题和改法", "problem and what to do"), tr("值", "value"))
 
 
 @dataclass(frozen=True)
@@ -46,6 +52,13 @@ def write_report(path: Path, errors: list[RowError]) -> None:
     # utf-8-sig: Excel opens it with the Chinese column names intact.
     with path.open("w", encoding="utf-8-sig", newline="") as out:
         writer = csv.writer(out)
-        writer.writerow(REPORT_HEADER)
+        writer.writerow(report_header())
         for e in errors:
             writer.writerow((e.row, e.column, e.problem, e.value))
+
+
+def error_line(e: RowError) -> str:
+    """One row error as a sentence for the terminal."""
+    if e.value:
+        return tr(f"第 {e.row} 行，{e.column}：{e.problem}（{e.value}）", f"row {e.row}, {e.column}: {e.problem} ({e.value})")
+    return tr(f"第 {e.row} 行，{e.column}：{e.problem}", f"row {e.row}, {e.column}: {e.problem}")

@@ -52,6 +52,11 @@ class NoPhase:
 
 
 PhaseFactory = Callable[[str, int], Phase]
+# The identity-number key, asked for when needed: ``writing`` is False for the
+# checks before the write transaction. The CLI answers a throwaway key when no
+# key exists yet and nothing is to be written, so that a dry run or a refused
+# file does not leave a new key file behind.
+VaultSource = Callable[[bool], PiiVault]
 
 
 @dataclass
@@ -85,7 +90,7 @@ def _no_phase(_name: str, _total: int) -> Phase:
     return NoPhase()
 
 
-def run_import(engine: sa.Engine, vault: PiiVault, rules: CityRules, kind: Kind, path: Path, *, actor: str,
+def run_import(engine: sa.Engine, vault: PiiVault | VaultSource, rules: CityRules, kind: Kind, path: Path, *, actor: str,
                dry_run: bool = False, sheet: str | None = None, phases: PhaseFactory | None = None) -> ImportResult:
     """Raises UnusableInput when the file cannot be read or lacks columns."""
     started = time.monotonic()
@@ -96,9 +101,12 @@ def run_import(engine: sa.Engine, vault: PiiVault, rules: CityRules, kind: Kind,
     if columns.ignored:
         log.warning("import %s: columns ignored (not known): %s", path.name, ", ".join(columns.ignored))
 
+    def key(writing: bool) -> PiiVault:
+        return vault if isinstance(vault, PiiVault) else vault(writing)
+
     checking = phases("validating", len(table.rows))
     with engine.connect() as conn:
-        problems = _validate(conn, vault, rules, kind, columns, table.rows, checking.tick)[1]
+        problems = _validate(conn, key, False, rules, kind, columns, table.rows, checking.tick)[1]
     checking.finish()
     if problems.errors or dry_run:
         return _done(result, problems, started)
@@ -107,11 +115,11 @@ def run_import(engine: sa.Engine, vault: PiiVault, rules: CityRules, kind: Kind,
     try:
         with write_transaction(engine) as conn:
             now = datetime.now(UTC)
-            plan, problems = _validate(conn, vault, rules, kind, columns, table.rows, None)
+            plan, problems = _validate(conn, key, True, rules, kind, columns, table.rows, None)
             if problems.errors:
                 raise _RolledBack(problems)
             if kind == "registrations":
-                counts = apply_registrations(conn, now, actor, vault, plan, tick=applying.tick)
+                counts = apply_registrations(conn, now, actor, key(True), plan, tick=applying.tick)
                 result.changes = counts.changes
                 result.counts = {k: v for k, v in asdict(counts).items() if k != "changes"}
             else:
@@ -128,10 +136,12 @@ def run_import(engine: sa.Engine, vault: PiiVault, rules: CityRules, kind: Kind,
     return _done(result, Problems(), started)
 
 
-def _validate(conn: sa.Connection, vault: PiiVault, rules: CityRules, kind: Kind, columns: Columns, rows: Rows,
-              tick: Callable[[int], None] | None) -> tuple[Any, Problems]:
+def _validate(conn: sa.Connection, key: VaultSource, writing: bool, rules: CityRules, kind: Kind, columns: Columns,
+              rows: Rows, tick: Callable[[int], None] | None) -> tuple[Any, Problems]:
     if kind == "registrations":
-        return validate_registrations(conn, vault, rules, columns, rows, tick=tick)
+        # Addresses never need the key: asking only here keeps an address
+        # import from creating one.
+        return validate_registrations(conn, key(writing), rules, columns, rows, tick=tick)
     return validate_addresses(conn, rules, columns, rows, tick=tick)
 
 

@@ -11,6 +11,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from rentgate.lang import tr
 from server.registry.imports import cells, checks, lookup
 from server.registry.imports.cells import CellProblem
 from server.registry.imports.columns import ADDRESS_FIELDS, Columns, column_name
@@ -22,6 +23,8 @@ Tick = Callable[[int], None]
 # (level, code field, name field), parents first.
 LEVELS = (("district", "district_code", "district"), ("street", "street_code", "street"),
           ("community", "community_code", "community"), ("grid", "grid_code", "grid"))
+LEVEL_NAMES = {"district": ("区", "district"), "street": ("街道", "street"), "community": ("社区", "community"),
+               "grid": ("网格", "grid")}
 # Fields that say which building it is: a different value is another building.
 IDENTITY_FIELDS = ("address", "grid_code")
 BUILDING_FIELDS = ("address", "grid_code", "landlord_name", "landlord_phone", "is_rental", "pledge_signed_at")
@@ -109,7 +112,7 @@ class _Check:
         code = self.text(row, values, "building_code", 32)
         if code is None:
             if not self.problems.failed(row):
-                self.fail(row, "building_code", "is required")
+                self.fail(row, "building_code", cells.missing())
             return
         try:
             checks.code(code)
@@ -130,8 +133,9 @@ class _Check:
             name = self.text(row, values, name_field, 100)
             if code is None:
                 if name is not None:
-                    self.fail(row, code_field, f"is required when {column_name(self.columns, ADDRESS_FIELDS, name_field)}"
-                              " is given")
+                    named = column_name(self.columns, ADDRESS_FIELDS, name_field)
+                    self.fail(row, code_field, tr(f"填了“{named}”就必须填这一列的编码", f"is required when \"{named}\" "
+                                                  "is given; fill in the code"))
                 parent = None
                 continue
             try:
@@ -148,29 +152,38 @@ class _Check:
     def area(self, row: int, level: str, code_field: str, name_field: str, code: str, name: str | None,
              parent_code: str | None) -> None:
         known = self.db_areas.get(code)
-        where = "the database"
+        where = tr("数据库里", "the database")
         earlier = self.file_areas.get(code)
         if known is None and earlier is not None:
-            where = f"row {earlier.row}"
+            where = tr(f"第 {earlier.row} 行", f"row {earlier.row}")
         have = ((known.level, known.name, known.parent_code) if known is not None
                 else (earlier.level, earlier.name, earlier.parent_code) if earlier is not None else None)
         if have is not None:
             have_level, have_name, have_parent = have
             if have_level != level:
-                self.fail(row, code_field, f"{where} has {code} as a {have_level}", code)
+                self.fail(row, code_field, tr(f"{where}的 {code} 是{_level(have_level)}，不是{_level(level)}：请核对编码",
+                                              f"{where} has {code} as a {_level(have_level)}, not a "
+                                              f"{_level(level)}: check the code"), code)
             elif name is not None and name != have_name:
-                self.fail(row, name_field, f"{where} names {code} {have_name!r}", name)
+                self.fail(row, name_field, tr(f"{where}的 {code} 名为“{have_name}”：请核对名称或编码",
+                                              f"{where} names {code} \"{have_name}\": check the name or the code"),
+                          name)
             elif parent_code is not None and parent_code != have_parent:
-                self.fail(row, code_field, f"{where} has {code} under {have_parent or 'no parent'}, "
-                          f"not {parent_code}", code)
+                self.fail(row, code_field, tr(
+                    f"{where}的 {code} 属于 {have_parent or '（无上级）'}，不是 {parent_code}：请核对上级编码",
+                    f"{where} has {code} under {have_parent or 'no parent'}, not {parent_code}: check the codes"),
+                    code)
             return
         if name is None:
-            self.fail(row, name_field, f"is required for the new {level} {code}")
+            self.fail(row, name_field, tr(f"新的{_level(level)} {code} 必须填名称",
+                                          f"is required for the new {_level(level)} {code}; fill in its name"))
             return
         index = [lv for lv, _, _ in LEVELS].index(level)
         if index > 0 and parent_code is None:
             above = LEVELS[index - 1]
-            self.fail(row, above[1], f"the new {level} {code} needs its {above[0]} code")
+            self.fail(row, above[1], tr(f"新的{_level(level)} {code} 需要在同一行填上级{_level(above[0])}的编码",
+                                        f"the new {_level(level)} {code} needs its {_level(above[0])} code in the "
+                                        "same row"))
             return
         plan = AreaPlan(row, level, code, name, parent_code)
         self.file_areas[code] = plan
@@ -194,7 +207,7 @@ class _Check:
         signed: date | None = self.parse(row, values, "pledge_signed_on", cells.day)
         if signed is not None:
             if signed > self.today:
-                self.fail(row, "pledge_signed_on", "is in the future", signed.isoformat())
+                self.fail(row, "pledge_signed_on", cells.future(), signed.isoformat())
             else:
                 given["pledge_signed_at"] = datetime(signed.year, signed.month, signed.day, tzinfo=self.rules.zone)
         return given
@@ -206,9 +219,10 @@ class _Check:
             merged = {**self._recorded(plan), **plan.fields}
             for name, value in given.items():
                 if name in plan.given_in and merged.get(name) != value:
-                    self.fail(row, SOURCE_COLUMN.get(name, name),
-                              f"row {plan.given_in[name]} gives {_shown(merged.get(name))} for building {code}",
-                              _shown(value))
+                    self.fail(row, SOURCE_COLUMN.get(name, name), tr(
+                        f"第 {plan.given_in[name]} 行给楼栋 {code} 填的是 {_shown(merged.get(name))}：同一栋楼的各行要一致",
+                        f"row {plan.given_in[name]} gives {_shown(merged.get(name))} for building {code}: rows of "
+                        "one building must agree"), _shown(value))
                     return
             self._merge(row, plan, given)
             return
@@ -230,8 +244,10 @@ class _Check:
             plan.given_in.setdefault(name, row)
             before = recorded.get(name)
             if plan.existing_id is not None and name in IDENTITY_FIELDS and before is not None and before != value:
-                self.fail(row, SOURCE_COLUMN.get(name, name),
-                          f"the database has {_shown(before)} for building {plan.code}", _shown(value))
+                self.fail(row, SOURCE_COLUMN.get(name, name), tr(
+                    f"数据库里楼栋 {plan.code} 是 {_shown(before)}：请核对楼栋编码，或改成一致",
+                    f"the database has {_shown(before)} for building {plan.code}: check the building code, or "
+                    "make them agree"), _shown(value))
                 return
             if plan.existing_id is None or before != value:
                 plan.fields[name] = value
@@ -244,24 +260,26 @@ class _Check:
         if self.problems.failed(row):
             return
         if area is not None and area > 100_000:
-            self.fail(row, "area_m2", "must be at most 100000", area)
+            self.fail(row, "area_m2", tr("不能超过 100000", "must be at most 100000"), area)
         if rooms is not None and rooms > 1000:
-            self.fail(row, "rooms", "must be at most 1000", rooms)
+            self.fail(row, "rooms", tr("不能超过 1000", "must be at most 1000"), rooms)
         if floor is not None and floor > 200:
-            self.fail(row, "floor", "must be at most 200", floor)
+            self.fail(row, "floor", tr("不能超过 200", "must be at most 200"), floor)
         if number is None:
             if area is not None or rooms is not None or floor is not None:
-                self.fail(row, "unit", "is required when the unit's area, rooms or floor are given")
+                self.fail(row, "unit", tr("填了面积、房间数或楼层，就必须填房号",
+                                          "is required when the unit's area, rooms or floor are given"))
             return
         for name, value in (("area_m2", area), ("rooms", rooms)):
             if value is None:
-                self.fail(row, name, f"is required for unit {number}")
+                self.fail(row, name, tr(f"房号 {number} 必须填这一项", f"is required for unit {number}; fill it in"))
         if self.problems.failed(row) or area is None or rooms is None:
             return
         key = (code, number)
         if key in self.file_units:
-            self.fail(row, "unit", f"unit {number} of building {code} is already in row {self.file_units[key]}",
-                      number)
+            self.fail(row, "unit", tr(f"楼栋 {code} 的房号 {number} 在第 {self.file_units[key]} 行已经有了：请删掉重复的一行",
+                                      f"unit {number} of building {code} is already in row {self.file_units[key]}: "
+                                      "delete the repeated row"), number)
             return
         self.file_units[key] = row
         building_id = self.plan.buildings[code].existing_id
@@ -272,8 +290,9 @@ class _Check:
         for name, have, want in (("area_m2", existing.area_m2, area), ("rooms", existing.rooms, rooms),
                                  ("floor", existing.floor, floor)):
             if want is not None and have != want:
-                self.fail(row, name, f"the database has {_shown(have)} for unit {number} of building {code}",
-                          _shown(want))
+                self.fail(row, name, tr(f"数据库里楼栋 {code} 房号 {number} 是 {_shown(have)}：请改成一致",
+                                        f"the database has {_shown(have)} for unit {number} of building {code}: "
+                                        "make them agree"), _shown(want))
                 return
         self.plan.units_existing += 1
 
@@ -282,10 +301,15 @@ def _shown(value: Any) -> str:
     if isinstance(value, datetime):
         return value.date().isoformat()
     if isinstance(value, bool):
-        return "是" if value else "否"
+        return tr("是" if value else "否", "yes" if value else "no")
     if isinstance(value, float) and value.is_integer():
         return str(int(value))
-    return "(empty)" if value is None else str(value)
+    return tr("（空）", "(empty)") if value is None else str(value)
+
+
+def _level(level: str) -> str:
+    zh, en = LEVEL_NAMES.get(level, (level, level))
+    return tr(zh, en)
 
 
 def validate_addresses(conn: sa.Connection, rules: CityRules, columns: Columns, rows: list[tuple[int, list[Cell]]],

@@ -108,18 +108,18 @@ def test_xlsx_with_english_headers_and_date_cells(sqlite_engine: sa.Engine, tmp_
 
 BAD_ROWS = [
     pytest.param(f"{ZHANG[:-1]}{'0' if ZHANG[-1] != '0' else '1'},张三,,,B0001,101,2025-06-01,,,", "身份证号",
-                 "wrong check character", id="check-character"),
-    pytest.param("440604199002300000,张三,,,B0001,101,2025-06-01,,,", "身份证号", "birth date is not a real date",
+                 "最后一位校验码不对", id="check-character"),
+    pytest.param("440604199002300000,张三,,,B0001,101,2025-06-01,,,", "身份证号", "出生日期不是真实日期",
                  id="impossible-birth-date"),
-    pytest.param(f"{ZHANG},张三,,,B9999,101,2025-06-01,,,", "楼栋编码", "no building", id="unknown-building"),
-    pytest.param(f"{ZHANG},张三,,,B0001,909,2025-06-01,,,", "房号", "has no unit 909", id="unknown-unit"),
-    pytest.param(f"{ZHANG},张三,,,B0001,101,2026-02-30,,,", "入住日期", "not a real date", id="impossible-date"),
-    pytest.param(f"{ZHANG},张三,,,B0001,101,2025-06-01,2025-05-01,,", "离开日期", "before the arrival",
+    pytest.param(f"{ZHANG},张三,,,B9999,101,2025-06-01,,,", "楼栋编码", "没有这个楼栋编码", id="unknown-building"),
+    pytest.param(f"{ZHANG},张三,,,B0001,909,2025-06-01,,,", "房号", "没有房号 909", id="unknown-unit"),
+    pytest.param(f"{ZHANG},张三,,,B0001,101,2026-02-30,,,", "入住日期", "不是真实存在的日期", id="impossible-date"),
+    pytest.param(f"{ZHANG},张三,,,B0001,101,2025-06-01,2025-05-01,,", "离开日期", "早于入住日期",
                  id="departure-before-arrival"),
-    pytest.param(f"{ZHANG},张三,,,B0001,101,2999-01-01,,,", "入住日期", "in the future", id="future-arrival"),
-    pytest.param(f"{ZHANG},张三,,,B0001,101,2025-06-01,,12345,", "卡号", "10 hexadecimal", id="bad-card"),
-    pytest.param(f"{ZHANG},,,,B0001,101,2025-06-01,,,", "姓名", "is required", id="missing-name"),
-    pytest.param(f"{ZHANG},张三,,,B0001,101,2025-06-01,,,police", "来源", "must be one of", id="bad-source"),
+    pytest.param(f"{ZHANG},张三,,,B0001,101,2999-01-01,,,", "入住日期", "将来的日期", id="future-arrival"),
+    pytest.param(f"{ZHANG},张三,,,B0001,101,2025-06-01,,12345,", "卡号", "10 位十六进制", id="bad-card"),
+    pytest.param(f"{ZHANG},,,,B0001,101,2025-06-01,,,", "姓名", "必填", id="missing-name"),
+    pytest.param(f"{ZHANG},张三,,,B0001,101,2025-06-01,,,police", "来源", "请填以下之一", id="bad-source"),
 ]
 
 
@@ -153,7 +153,7 @@ def test_same_person_twice_in_overlapping_stays_and_same_card_twice(sqlite_engin
                  f"{WANG},王五,,,B0001,102,2025-03-01,,0a1b2c3d4e,")   # same card, same building
     result = run(sqlite_engine, "registrations", path)
     assert errors_of(result) == [(3, "身份证号"), (5, "卡号")]
-    assert "row 2" in result.errors[0].problem and "row 4" in result.errors[1].problem
+    assert "第 2 行" in result.errors[0].problem and "第 4 行" in result.errors[1].problem
     assert count(sqlite_engine, registrations) == 0
 
 
@@ -164,7 +164,7 @@ def test_overlap_with_a_registration_already_in_the_database(sqlite_engine: sa.E
     again = run(sqlite_engine, "registrations", write(
         tmp_path, f"{ZHANG},张三,,,B0002,301,2025-08-01,,,", f"{WANG},王五,,,B0002,301,2025-08-01,,,"))
     assert errors_of(again) == [(2, "身份证号")]
-    assert "already registered at B0001/101 from 2025-06-01 (still active)" in again.errors[0].problem
+    assert "2025-06-01 起至今（仍有效）已登记在 B0001/101" in again.errors[0].problem
     assert count(sqlite_engine, registrations) == 1 and count(sqlite_engine, persons) == 1
     # A stay that ended before the new arrival is history, not an overlap.
     ended = run(sqlite_engine, "registrations", write(
@@ -206,7 +206,7 @@ def test_address_rows_that_contradict_the_database_or_repeat_a_unit(sqlite_engin
     result = run(sqlite_engine, "addresses", path)
     assert errors_of(result) == [(2, "district"), (3, "address"), (5, "unit"), (6, "district_code")]
     assert count(sqlite_engine, buildings) == 2 and count(sqlite_engine, units) == 4
-    assert "南海区" in result.errors[0].value and "row 4" in result.errors[2].problem
+    assert "南海区" in result.errors[0].value and "第 4 行" in result.errors[2].problem
 
 
 def test_cards_bump_the_allowlists_of_the_buildings_gateways(sqlite_engine: sa.Engine) -> None:

@@ -35,7 +35,7 @@ def test_import_then_reimport_exit_codes_json_and_report(db: str, tmp_path: Path
     assert main(["import", "addresses", str(FIXTURES / "addresses.csv"), "--database-url", db, "--json"]) == 0
     out, err = capsys.readouterr()
     assert last_json(out) == {**last_json(out), "rows": 4, "imported": 4, "errors": 0, "dry_run": False}
-    assert "validating" in err and "validating" not in out and "importing" not in out
+    assert "检查" in err and "检查" not in out and "导入" not in out
 
     assert main(["import", "registrations", str(FIXTURES / "registrations.csv"), "--database-url", db,
                  "--json"]) == 0
@@ -51,10 +51,11 @@ def test_import_then_reimport_exit_codes_json_and_report(db: str, tmp_path: Path
     assert (doc["imported"], doc["failed_rows"]) == (0, 4)
     with report.open(encoding="utf-8-sig") as f:
         rows = list(csv.DictReader(f))
-    assert [r["row"] for r in rows if r["column"] == "身份证号"] == ["2", "3", "4", "5"]
+    assert [r["行号"] for r in rows if r["列"] == "身份证号"] == ["2", "3", "4", "5"]
+    assert "已登记在 B0001/101" in rows[0]["问题和改法"] and "请先注销原登记" in rows[0]["问题和改法"]
     full = make_id_number("440604", date(1990, 1, 1), 11)
     assert full not in report.read_text(encoding="utf-8-sig") and full not in err and full not in out
-    assert rows[0]["value"] == full[:4] + "*" * 10 + full[-4:]
+    assert rows[0]["值"] == full[:4] + "*" * 10 + full[-4:]
 
 
 def test_dry_run_exit_0_and_nothing_written(db: str, capsys: pytest.CaptureFixture[str]) -> None:
@@ -66,7 +67,7 @@ def test_dry_run_exit_0_and_nothing_written(db: str, capsys: pytest.CaptureFixtu
     assert main(["import", "registrations", str(FIXTURES / "registrations.csv"), "--database-url", db,
                  "--no-progress"]) == 1
     out, err = capsys.readouterr()
-    assert "nothing was written" in out and "no building with this code" in err
+    assert "什么都没有写入" in out and "没有这个楼栋编码" in err
 
 
 def test_unusable_input_exits_2_and_says_why(db: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -75,11 +76,11 @@ def test_unusable_input_exits_2_and_says_why(db: str, tmp_path: Path, capsys: py
     missing.write_text("姓名,楼栋编码,房号\n张三,B0001,101\n", encoding="utf-8")
     assert main(["import", "registrations", str(missing), "--database-url", db]) == 2
     err = capsys.readouterr().err
-    assert "missing required columns: 身份证号/id_number, 入住日期/arrived_on" in err
+    assert "缺少必填的列：身份证号/id_number、入住日期/arrived_on" in err
     odd = tmp_path / "data.json"
     odd.write_text("{}", encoding="utf-8")
     assert main(["import", "addresses", str(odd), "--database-url", db]) == 2
-    assert "unknown file format .json" in capsys.readouterr().err
+    assert "不认识的文件格式 .json" in capsys.readouterr().err
 
 
 def test_gb18030_csv_is_read(db: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
