@@ -227,3 +227,17 @@ def test_postgresql_import_and_overlap(engine: sa.Engine, tmp_path: Path) -> Non
     again = run(engine, "registrations", FIXTURES / "registrations.csv")
     assert again.imported == 0 and {e.row for e in again.errors} == {2, 3, 4, 5}
     assert count(engine, registrations) == 4 and count(engine, persons) == 3
+
+
+@pytest.mark.parametrize("raw", ["44060419900101001", "44060419900101001Y", "990604199001010011",
+                                 "440604199013010011", "440604187001010011", "440604199001010001"])
+def test_every_identity_number_reason_has_its_own_sentence(raw: str) -> None:
+    from server.registry.idnumber import InvalidIdNumber, parse_id_number
+    from server.registry.imports.validate_registrations import id_problem
+
+    with pytest.raises(InvalidIdNumber) as caught:
+        parse_id_number(raw, today=date(2026, 1, 1))
+    sentence = id_problem(caught.value.reason)
+    # A reason without its own sentence falls back to quoting the English one.
+    assert sentence.startswith("身份证号") and "身份证号无效" not in sentence and "请对照身份证" in sentence
+    assert raw not in sentence

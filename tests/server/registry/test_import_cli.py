@@ -106,3 +106,107 @@ def test_progress_redraws_one_line_on_a_tty_and_prints_tenths_otherwise() -> Non
     bar.tick(10)
     bar.finish()
     assert tty.getvalue().startswith("\rvalidating") and tty.getvalue().count("\n") == 1
+
+
+ZHANG = make_id_number("440604", date(1990, 1, 1), 11)
+REG_HEADER = "身份证号,姓名,楼栋编码,房号,入住日期"
+
+
+def folder(path: Path) -> set[str]:
+    return {str(p.relative_to(path)) for p in path.rglob("*")}
+
+
+def test_refused_before_db_upgrade_leaves_the_folder_as_it_was(tmp_path: Path,
+                                                               capsys: pytest.CaptureFixture[str]) -> None:
+    before = folder(tmp_path)
+    url = f"sqlite:///{tmp_path / 'new' / 'rentgate.db'}"
+    report = tmp_path / "errors.csv"
+    assert main(["import", "registrations", str(FIXTURES / "registrations.csv"), "--database-url", url,
+                 "--report", str(report)]) == 2
+    err = capsys.readouterr().err
+    # No database file, no folder for it, no identity-number key, no report.
+    assert folder(tmp_path) == before
+    assert f"rentgate db upgrade --database-url {url}" in err and "还不存在" in err
+
+
+def test_refused_input_and_dry_run_create_no_key_and_no_report(db: str, tmp_path: Path,
+                                                              capsys: pytest.CaptureFixture[str]) -> None:
+    openpyxl = pytest.importorskip("openpyxl")
+    book = openpyxl.Workbook()
+    book.active.title = "登记"
+    book.active.append(REG_HEADER.split(","))
+    xlsx = tmp_path / "regs.xlsx"
+    book.save(xlsx)
+    odd = tmp_path / "regs.xls"
+    odd.write_bytes(b"\xd0\xcf\x11\xe0")
+    report = tmp_path / "errors.csv"
+    before = folder(tmp_path)
+    for argv, code in ((["registrations", str(odd)], 2),                                   # old Excel format
+                       (["registrations", str(xlsx), "--sheet", "Sheet9"], 2),             # no such sheet
+                       (["registrations", str(FIXTURES / "registrations.csv"), "--dry-run"], 1),
+                       (["addresses", str(FIXTURES / "addresses.csv"), "--dry-run"], 0)):
+        assert main(["import", *argv, "--database-url", db, "--report", str(report), "--no-progress"]) == code
+        if code == 2:
+            assert not report.exists()
+        report.unlink(missing_ok=True)
+        assert folder(tmp_path) == before, argv
+    err = capsys.readouterr().err
+    assert "另存为” .xlsx" in err and "没有名为“Sheet9”的工作表，文件里有：登记" in err
+    # The key is made when registrations are first written, not before.
+    assert main(["import", "addresses", str(FIXTURES / "addresses.csv"), "--database-url", db, "--no-progress"]) == 0
+    assert main(["import", "registrations", str(FIXTURES / "registrations.csv"), "--database-url", db,
+                 "--no-progress"]) == 0
+    assert folder(tmp_path) - before == {"pii.key"}
+
+
+def test_english_messages_and_summary(db: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "regs.csv"
+    path.write_text(f"{REG_HEADER}\n{ZHANG},张三,B0001,101,2025-06-01\n", encoding="utf-8")
+    report = tmp_path / "errors.csv"
+    assert main(["--lang", "en", "import", "registrations", str(path), "--database-url", db, "--no-progress",
+                 "--report", str(report)]) == 1
+    out, err = capsys.readouterr()
+    assert "1 of 1 row has errors (1 error in all)" in out and "nothing was written" in out
+    assert "row 2, 楼栋编码: no building has this code: import the addresses first" in err
+    with report.open(encoding="utf-8-sig") as f:
+        assert next(csv.reader(f)) == ["row", "column", "problem and what to do", "value"]
+    assert ZHANG not in out + err + report.read_text(encoding="utf-8-sig")
+
+
+EXCEL_SAYS = "这一列在 Excel 里存成了数字"
+
+
+def test_identity_numbers_stored_as_numbers_in_excel_are_named_as_such(db: str, tmp_path: Path,
+                                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    openpyxl = pytest.importorskip("openpyxl")
+    assert main(["import", "addresses", str(FIXTURES / "addresses.csv"), "--database-url", db, "--no-progress"]) == 0
+    book = openpyxl.Workbook()
+    sheet = book.active
+    sheet.append(REG_HEADER.split(","))
+    # What Excel keeps of a number typed into a General column: 15 significant
+    # digits (a float); and an int as openpyxl writes it, all 18 digits intact
+    # and valid, which Excel itself could not hold: refused just the same.
+    sheet.append([float(ZHANG), "张三", "B0001", 101, date(2025, 6, 1)])
+    sheet.append([int(ZHANG), "李四", "B0001", 102, date(2025, 6, 1)])
+    xlsx = tmp_path / "numbers.xlsx"
+    book.save(xlsx)
+    report = tmp_path / "errors.csv"
+    assert main(["import", "registrations", str(xlsx), "--database-url", db, "--no-progress",
+                 "--report", str(report)]) == 1
+    with report.open(encoding="utf-8-sig") as f:
+        rows = list(csv.DictReader(f))
+    assert [(r["行号"], r["列"]) for r in rows] == [("2", "身份证号"), ("3", "身份证号")]
+    assert all(EXCEL_SAYS in r["问题和改法"] and "设置单元格格式 → 文本" in r["问题和改法"] for r in rows)
+    assert all("校验码" not in r["问题和改法"] for r in rows)
+    assert ZHANG not in report.read_text(encoding="utf-8-sig") + capsys.readouterr().err
+
+    # The same column saved from Excel as CSV: scientific notation, or ".0".
+    path = tmp_path / "numbers.csv"
+    path.write_text(f"{REG_HEADER}\n4.40604E+17,张三,B0001,101,2025-06-01\n{ZHANG}.0,李四,B0001,102,2025-06-01\n"
+                    f"{ZHANG},王五,B0001,201,2025-06-01\n", encoding="utf-8")
+    assert main(["--lang", "en", "import", "registrations", str(path), "--database-url", db, "--no-progress",
+                 "--dry-run"]) == 1
+    err = capsys.readouterr().err
+    assert err.count("this column is stored as a number in Excel and the identity number has lost digits") == 2
+    assert "row 2, 身份证号" in err and "row 3, 身份证号" in err and "row 4" not in err
+    assert "Format the column as text" in err and ZHANG not in err
