@@ -1,15 +1,20 @@
-"""``GET /``: gateways and the latest events, for a landlord or an operator on a phone.
+"""``GET /``: gateways and the latest events, for an administrator or a
+coordinator on a phone.
 
-Card numbers identify a tenant's card, so they are shown masked; the full value
-is in the authenticated API (later work) only.
+Everything is written for a person: each event in words ("设备 1号线 离线",
+"网关已启动（软件版本 0.1.0）"), never the event's raw fields. A device's own
+``detail`` text is not shown: gateways put serial-port paths and driver
+messages there. Card numbers are masked (server/pages/masks.py); the full
+value is in the authenticated API only. Times are in the city's time zone
+with the date, and the year when it is not this year.
 """
 
 from __future__ import annotations
 
 import asyncio
-from datetime import datetime
-from html import escape
+from datetime import UTC, datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
 from aiohttp import web
@@ -18,113 +23,160 @@ from server.api.queries import list_gateways
 from server.appkeys import ENGINE
 from server.auth.policy import require_page_user
 from server.db.models import events
-from server.pages.i18n import TEXTS, pick_language
+from server.pages.layout import PageContext, context, esc, page, when
+from server.pages.masks import mask_card
+from server.pages.state import PAGES
 
 RECENT_LIMIT = 50
+REFRESH_S = 5
+# What the OSDP adapter says when a reader's casing is opened or closed
+# (gateway/devices/osdp.py); any other detail is a driver's own words.
+TAMPER_ON = "tamper alarm: casing opened"
+TAMPER_OFF = "tamper alarm cleared"
+GATEWAY_STATES = ("online", "offline", "never")
 
-
-def mask_card(value: str | None) -> str:
-    """Keep the first 4 and last 2 characters: enough to tell cards apart at a
-    glance, not enough to clone one."""
-    if not value:
-        return ""
-    if len(value) <= 3:
-        return "*" * len(value)
-    if len(value) <= 6:  # a Wiegand "facility:card" such as 90:324
-        return "*" * (len(value) - 2) + value[-2:]
-    return value[:4] + "*" * (len(value) - 6) + value[-2:]
+CSS = """<style>
+.gw h3{display:flex;flex-wrap:wrap;gap:6px;align-items:center}
+.gw .chip.online{background:#1e8e3e;color:#000} .gw .chip.offline{background:#d93025;color:#fff}
+.gw .chip.never{background:#e8eaed;color:#333}
+ul.events{list-style:none;padding:0;margin:0} ul.events li{padding:8px 0;border-bottom:1px solid #e3e5e8}
+ul.events .at{color:#555;font-size:.9rem;white-space:nowrap} ul.events .where{font-weight:600}
+ul.events li.alarm .what{color:#b3261e;font-weight:600}
+</style>"""
 
 
 def recent_events(engine: sa.Engine, limit: int = RECENT_LIMIT) -> list[dict[str, Any]]:
     c = events.c
-    query = sa.select(c.gateway_id, c.seq, c.kind, c.door, c.device, c.occurred_at, c.credential_value,
+    query = sa.select(c.gateway_id, c.kind, c.door, c.device, c.occurred_at, c.credential_value,
                       c.data).order_by(c.id.desc()).limit(limit)
     with engine.connect() as conn:
         return [dict(r) for r in conn.execute(query).mappings()]
 
 
-def _time(value: datetime | str | None, fmt: str = "%m-%d %H:%M:%S") -> str:
-    if value is None:
-        return ""
-    if isinstance(value, str):
-        value = datetime.fromisoformat(value)
-    return value.astimezone().strftime(fmt)
+def age_words(t: dict[str, str], seconds: float) -> str:
+    """How long, rounded to the unit a person would use."""
+    s = max(0, round(seconds))
+    if s < 60:
+        return t["age.s"].format(n=s)
+    if s < 3600:
+        return t["age.m"].format(n=s // 60)
+    if s < 86400:
+        return t["age.h"].format(n=s // 3600)
+    return t["age.d"].format(n=s // 86400)
 
 
-def _detail(row: dict[str, Any], t: dict[str, str]) -> str:
+def gateway_state(gw: dict[str, Any]) -> str:
+    """online / offline from the gateway's own status messages; "never" when
+    it has sent none (simulated or imported gateways, or one not yet set up)."""
+    if gw.get("online") is True:
+        return "online"
+    if gw.get("online") is False:
+        return "offline"
+    return "never"
+
+
+def _device_words(t: dict[str, str], row: dict[str, Any], data: dict[str, Any]) -> str:
+    device = row["device"] or row["door"] or ""
+    detail = data.get("detail")
+    if detail == TAMPER_ON:
+        text = t["ev.device.tamper"].format(device=device)
+    elif detail == TAMPER_OFF:
+        text = t["ev.device.tamper_cleared"].format(device=device)
+    else:
+        text = t["ev.device.online" if data.get("online") else "ev.device.offline"].format(device=device)
+    bad = data.get("bad_frames")
+    if isinstance(bad, int) and bad > 0:
+        text += t["sep"] + t["ev.device.bad_frames"].format(n=bad)
+    return text
+
+
+def event_words(t: dict[str, str], row: dict[str, Any]) -> tuple[str, bool]:
+    """The event as a sentence, and whether it is an alarm."""
     data = row.get("data") or {}
-    if row["kind"] == "card_read":
+    kind = row["kind"]
+    if kind == "card_read":
         card = mask_card(row["credential_value"])
+        text = t["ev.what.card"].format(card=card) if card else t["ev.what.card_nocard"]
         decision = data.get("decision")
         if decision == "granted":
-            return f"{card} · {t['granted']}"
+            return f"{text} · {t['granted']}", False
         if decision == "denied":
             reason = data.get("reason")
-            return f"{card} · {t['denied']}: {t.get(f'reason.{reason}', str(reason))}"
-        return card
-    if row["kind"] == "door_state":
-        return t.get(f"door.{data.get('state')}", str(data.get("state")))
-    return ", ".join(f"{k}={v}" for k, v in sorted(data.items()))
+            return f"{text} · {t['denied']}{t['sep']}{t.get(f'reason.{reason}', t['reason.unknown'])}", True
+        return text, False
+    if kind == "door_state":
+        state = data.get("state")
+        return f"{t['door_state']} · {t.get(f'door.{state}', t['ev.other'])}", state in ("forced", "held_open")
+    if kind == "device_status":
+        return _device_words(t, row, data), data.get("detail") == TAMPER_ON or not data.get("online")
+    if kind == "gateway_started":
+        version = data.get("version") or "?"
+        pending = data.get("pending")
+        if isinstance(pending, int) and pending > 0:
+            return t["ev.started_pending"].format(version=version, n=pending), False
+        return t["ev.started"].format(version=version), False
+    if kind == "events_dropped":
+        key = f"ev.dropped.{data.get('reason')}"
+        return t.get(key, t["ev.dropped.other"]).format(n=data.get("count", "?")), True
+    return t["ev.other"], False
 
 
-def _row_class(row: dict[str, Any]) -> str:
-    data = row.get("data") or {}
-    if data.get("decision") == "denied" or data.get("state") in ("forced", "held_open"):
-        return "off"
-    return ""
+def _gateway_card(ctx: PageContext, gw: dict[str, Any], zone: ZoneInfo, now: datetime) -> str:
+    t = ctx.t
+    state = gateway_state(gw)
+    lines = []
+    seen = when(t, gw.get("last_seen"), zone, now)
+    lines.append(f'{esc(t["gw.last_seen"])}{esc(t["sep"])}{esc(seen)}' if seen else esc(t["gw.never_seen"]))
+    if gw.get("version"):
+        lines.append(f'{esc(t["gw.version"])} {esc(gw["version"])}')
+    if gw.get("devices_total"):
+        lines.append(esc(t["gw.devices"].format(online=gw.get("devices_online") or 0, total=gw["devices_total"])))
+    depth = gw.get("outbox_depth")
+    if depth:
+        unsent = t["gw.unsent"].format(n=depth)
+        if gw.get("oldest_unsent_age_s") is not None:
+            unsent += t["sep"] + t["gw.waiting"].format(age=age_words(t, float(gw["oldest_unsent_age_s"])))
+        lines.append(esc(unsent))
+    elif depth == 0:
+        lines.append(esc(t["gw.all_sent"]))
+    if gw.get("open_gaps"):
+        lines.append(esc(t["gw.gaps"].format(n=gw["open_gaps"])))
+    hint = f'<p class="hint">{esc(t["gw.never_hint"])}</p>' if state == "never" else ""
+    meta = "".join(f'<div class="meta">{line}</div>' for line in lines)
+    return (f'<div class="card gw" data-gateway="{esc(gw["id"])}" data-state="{state}">'
+            f'<h3>{esc(t["gw.named"].format(id=gw["id"]))} <span class="chip {state}">{esc(t["gw." + state])}'
+            f'</span></h3>{meta}{hint}</div>')
 
 
-def render(lang: str, gws: list[dict[str, Any]], rows: list[dict[str, Any]]) -> str:
-    t = TEXTS[lang]
-    other = "en" if lang == "zh" else "zh"
-    gw_rows = "".join(
-        "<tr><td>{id}</td><td class='{cls}'>{state}</td><td>{seen}</td><td>{depth}</td><td>{age}</td><td>{gaps}</td></tr>".format(
-            id=escape(g["id"]),
-            cls="on" if g.get("online") else "off",
-            state=t["online"] if g.get("online") else (t["offline"] if g.get("online") is False else t["unknown"]),
-            seen=_time(g.get("last_seen")),
-            depth=g.get("outbox_depth") if g.get("outbox_depth") is not None else "",
-            age=f"{g['oldest_unsent_age_s']:.0f}" if g.get("oldest_unsent_age_s") is not None else "",
-            gaps=g.get("open_gaps", 0),
-        )
-        for g in gws
-    ) or f"<tr><td colspan='6'>{t['none']}</td></tr>"
-    ev_rows = "".join(
-        f"<tr><td title='{_time(r['occurred_at'], '%Y-%m-%d')}'>{_time(r['occurred_at'], '%H:%M:%S')}</td>"
-        f"<td>{escape(r['door'] or r['device'])}</td>"
-        f"<td class='what {_row_class(r)}'>{escape(t.get(r['kind'], r['kind']))} · {escape(_detail(r, t))}</td></tr>"
-        for r in rows
-    ) or f"<tr><td colspan='3'>{t['none']}</td></tr>"
-    return f"""<!doctype html>
-<html lang="{'zh-CN' if lang == 'zh' else 'en'}"><head><meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<meta http-equiv="refresh" content="5">
-<title>{t['title']}</title>
-<style>
-body{{font-family:system-ui,"PingFang SC","Noto Sans CJK SC",sans-serif;margin:0;padding:12px;background:#f5f6f8;color:#222}}
-h1{{font-size:1.2rem;margin:0 0 8px}} h2{{font-size:1rem;margin:16px 0 6px}}
-table{{width:100%;border-collapse:collapse;background:#fff;font-size:.9rem}}
-th,td{{padding:6px 8px;border-bottom:1px solid #e3e5e8;text-align:left;white-space:nowrap}}
-.wrap{{overflow-x:auto}} table.events{{table-layout:fixed}} table.events td{{overflow:hidden;text-overflow:ellipsis}} td.what{{white-space:normal}} .on{{color:#0a7d32;font-weight:600}} .off{{color:#b3261e;font-weight:600}}
-header{{display:flex;justify-content:space-between;align-items:baseline}} small{{color:#666}}
-</style></head><body>
-<header><h1>{t['title']}</h1><a href="?lang={other}">{t['switch']}</a></header>
-<small>{t['refresh']}</small>
-<h2>{t['gateways']}</h2>
-<div class="wrap"><table><tr><th>{t['gateway']}</th><th>{t['state']}</th><th>{t['last_seen']}</th><th>{t['outbox']}</th><th>{t['oldest']}</th><th>{t['gaps']}</th></tr>{gw_rows}</table></div>
-<h2>{t['recent']}</h2>
-<div class="wrap"><table class="events"><colgroup><col style="width:6.5em"><col style="width:22%"><col></colgroup>
-<tr><th>{t['time']}</th><th>{t['door']}</th><th>{t['detail']}</th></tr>{ev_rows}</table></div>
-</body></html>"""
+def _event_item(t: dict[str, str], row: dict[str, Any], zone: ZoneInfo, now: datetime) -> str:
+    what, alarm = event_words(t, row)
+    # Doors and devices as the gateway's configuration names them.
+    where = row["door"] or row["device"] or t["gw.named"].format(id=row["gateway_id"])
+    return (f'<li class="event{" alarm" if alarm else ""}" data-kind="{esc(row["kind"])}">'
+            f'<span class="at">{esc(when(t, row["occurred_at"], zone, now))}</span> '
+            f'<span class="where">{esc(where)}</span> · <span class="what">{esc(what)}</span></li>')
+
+
+def render(ctx: PageContext, gws: list[dict[str, Any]], rows: list[dict[str, Any]], zone: ZoneInfo,
+           now: datetime) -> str:
+    t = ctx.t
+    cards = "".join(_gateway_card(ctx, g, zone, now) for g in gws) or f'<div class="card meta">{esc(t["none"])}</div>'
+    items = "".join(_event_item(t, r, zone, now) for r in rows)
+    recent = f'<ul class="events">{items}</ul>' if items else f'<p class="meta">{esc(t["none"])}</p>'
+    return (f'{CSS}<p class="meta">{esc(t["refresh"])}</p><h2>{esc(t["gateways"])}</h2>{cards}'
+            f'<h2>{esc(t["recent"])}</h2><div class="card">{recent}</div>')
 
 
 async def dashboard_handler(request: web.Request) -> web.Response:
+    # A browser without a login goes to /login; an API client gets 401 (the
+    # error pages turn it into a page, status kept).
     require_page_user(request, "admin", "coordinator")
-    lang = pick_language(request.query, request.headers.get("Accept-Language"))
+    ctx = context(request)
     engine = request.app[ENGINE]
     gws = (await asyncio.to_thread(list_gateways, engine))["gateways"]
     rows = await asyncio.to_thread(recent_events, engine)
-    return web.Response(text=render(lang, gws, rows), content_type="text/html", charset="utf-8")
+    body = render(ctx, gws, rows, request.app[PAGES].rules.zone, datetime.now(UTC))
+    return page(ctx, ctx.t["title"], body, head=f'<meta http-equiv="refresh" content="{REFRESH_S}">')
 
 
 def add_routes(app: web.Application) -> None:

@@ -17,7 +17,7 @@ from server.grid.scope import grid_ids_of
 from server.grid.workflow import Actor
 from server.grid.workload import workload
 from server.pages.grid_common import CSS, grid_user, local, now, rules_of, run_read, task_card
-from server.pages.layout import PageContext, esc, flash, grade_chip, page
+from server.pages.layout import PageContext, esc, flash, grade_chip, page, text_on
 from server.rules import CityRules
 
 LIST_LIMIT = 50
@@ -142,7 +142,7 @@ async def overdue_handler(request: web.Request) -> web.Response:
             f'<div class="card overdue-unit" data-unit="{u["unit_id"]}"><h3><a href="/c/units/{u["unit_id"]}">'
             f'{esc(u["building_name"])} {esc(u["number"])}</a></h3>'
             f'<div class="row">{grade_chip(t, u["grade"])}'
-            f'<span class="late">{esc(t["grid.overdue.days"].format(days=u["days_overdue"]))}</span></div>'
+            f'<span class="late">{esc(t["grid.overdue.days"].format(days=whole(u["days_overdue"])))}</span></div>'
             f'<div class="meta">{esc(u["building_address"] or "")} · {esc(u["grid_code"] or "")}</div>'
             f'<div class="meta">{esc(t["grid.last_patrol"])}{esc(t["sep"])}{esc(last)} · '
             f'{esc(t["grid.every_days"].format(days=u["interval_days"]))}</div></div>')
@@ -158,15 +158,21 @@ async def overdue_handler(request: web.Request) -> web.Response:
 # --------------------------------------------------------------------------- workload
 
 
+def whole(value: float | int) -> int:
+    """Days and people are counted whole on a page: the schedule's 327.7
+    days overdue read "328", a coordinator's 33.3 residents "33"."""
+    return round(value)
+
+
 def _figure(ctx: PageContext, key: str, value: object, ident: str = "") -> str:
     data = f' data-figure="{esc(ident)}"' if ident else ""
-    shown = "–" if value is None else value
+    shown = "–" if value is None else whole(value) if isinstance(value, float) else value
     return f'<span class="stat"{data}>{esc(ctx.t[key])}{esc(ctx.t["sep"])}<b>{esc(shown)}</b></span>'
 
 
 def _status(ctx: PageContext, status: str) -> str:
     colour = {"ok": "#1e8e3e", "over": "#e8710a", "unstaffed": "#d93025"}.get(status, "#9aa0a6")
-    return f'<span class="chip" data-status="{esc(status)}" style="background:{colour}">' \
+    return f'<span class="chip" data-status="{esc(status)}" style="background:{colour};color:{text_on(colour)}">' \
            f'{esc(ctx.t["grid.status." + status])}</span>'
 
 

@@ -8,9 +8,9 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from server.db.models import GRADES
-from server.pages.dashboard import mask_card
 from server.pages.forms import FormErrors, errors_box, input_field
 from server.pages.layout import GRADE_COLOURS, PageContext, esc, grade_chip
+from server.pages.masks import mask_card, mask_phone
 
 Row = dict[str, Any]
 DEREGISTER_REASONS = ("moved", "deregistered", "other")
@@ -18,14 +18,6 @@ DEREGISTER_REASONS = ("moved", "deregistered", "other")
 # case's evidence is internal and stays off the page.
 EVIDENCE_KEYS = ("card", "days_seen", "events", "occupants", "capacity", "first_seen_at", "last_seen_at",
                  "registered_unit", "seen_unit")
-
-
-def mask_phone(phone: str | None) -> str:
-    """Last four digits only: enough for the landlord to tell tenants apart."""
-    if not phone:
-        return ""
-    digits = phone.replace(" ", "").replace("-", "")
-    return "*" * max(0, len(digits) - 4) + digits[-4:]
 
 
 def day(value: datetime | date | str | None, zone: ZoneInfo) -> str:

@@ -7,8 +7,10 @@ or the database goes through ``esc`` (html.escape)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import date, datetime
 from html import escape
 from urllib.parse import urlencode
+from zoneinfo import ZoneInfo
 
 from aiohttp import web
 
@@ -17,6 +19,10 @@ from server.pages.i18n import LANG_COOKIE, LANGS, TEXTS, pick_language
 
 LANG_COOKIE_MAX_AGE_S = 365 * 24 * 3600
 GRADE_COLOURS = {"trusted": "#1e8e3e", "normal": "#f9ab00", "watch": "#e8710a", "strict": "#d93025"}
+NO_GRADE_COLOUR = "#9aa0a6"
+# WCAG AA for normal-size text.
+MIN_CONTRAST = 4.5
+MONTHS_EN = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 
 CSS = """
 *{box-sizing:border-box}
@@ -35,7 +41,7 @@ overflow-wrap:anywhere}
 .meta{color:#555;font-size:.9rem}
 .row{display:flex;flex-wrap:wrap;gap:8px;align-items:center}
 .chip{display:inline-block;padding:2px 10px;border-radius:12px;color:#fff;font-size:.85rem;white-space:nowrap}
-.chip.none{background:#9aa0a6}
+.chip.none{background:#9aa0a6;color:#000}
 .stat{display:inline-block;margin-right:12px;white-space:nowrap}
 label{display:block;margin:10px 0 4px;font-weight:600}
 input,select,textarea{width:100%;font-size:16px;padding:10px;border:1px solid #b0b6be;border-radius:6px;
@@ -88,17 +94,60 @@ def esc(value: object) -> str:
 
 def context(request: web.Request) -> PageContext:
     lang_query = request.query.get("lang")
-    lang = pick_language(request.query, request.headers.get("Accept-Language"), request.cookies.get(LANG_COOKIE))
+    lang = pick_language(request.query, request.cookies.get(LANG_COOKIE))
     keep = tuple((k, v) for k, v in request.query.items() if k not in ("lang", "ok"))
     return PageContext(lang=lang, user=current_user(request), csrf=csrf_of(request), path=request.path,
                        lang_from_query=lang_query in LANGS, query=keep)
 
 
+def _luminance(colour: str) -> float:
+    r, g, b = (int(colour.lstrip("#")[i:i + 2], 16) / 255 for i in (0, 2, 4))
+
+    def linear(c: float) -> float:
+        return c / 12.92 if c <= 0.03928 else ((c + 0.055) / 1.055) ** 2.4
+
+    return 0.2126 * linear(r) + 0.7152 * linear(g) + 0.0722 * linear(b)
+
+
+def contrast(one: str, other: str) -> float:
+    """WCAG contrast ratio of two ``#rrggbb`` colours (1 to 21)."""
+    high, low = sorted((_luminance(one), _luminance(other)), reverse=True)
+    return (high + 0.05) / (low + 0.05)
+
+
+def text_on(background: str) -> str:
+    """White or black, whichever reads better on ``background``: the grade
+    colours are fixed by the plates, and white on their green or amber is
+    below 4.5:1."""
+    return "#fff" if contrast("#ffffff", background) >= contrast("#000000", background) else "#000"
+
+
 def grade_chip(t: dict[str, str], grade: str | None) -> str:
     if grade not in GRADE_COLOURS:
         return f'<span class="chip none">{esc(t["grade.none"])}</span>'
-    return (f'<span class="chip grade-{grade}" style="background:{GRADE_COLOURS[grade]}">'
+    colour = GRADE_COLOURS[grade]
+    return (f'<span class="chip grade-{grade}" style="background:{colour};color:{text_on(colour)}">'
             f'{esc(t["grade." + grade])}</span>')
+
+
+def day_label(t: dict[str, str], day: date, today: date) -> str:
+    """A day as ``12月5日`` (``5 Dec``), with the year when it is not this year's."""
+    key = "day.this_year" if day.year == today.year else "day.other_year"
+    return t[key].format(year=day.year, month=day.month, day=day.day, mon=MONTHS_EN[day.month - 1])
+
+
+def when(t: dict[str, str], value: datetime | str | None, zone: ZoneInfo, now: datetime) -> str:
+    """A moment as people write it, in the city's time zone: ``12月5日 14:03``
+    this year, ``2025年12月5日 14:03`` (``5 Dec 2025 14:03``) otherwise, so an
+    old reading never looks like today's."""
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    local = value.astimezone(zone)
+    key = "when.this_year" if local.year == now.astimezone(zone).year else "when.other_year"
+    return t[key].format(year=local.year, month=local.month, day=local.day, mon=MONTHS_EN[local.month - 1],
+                         hm=local.strftime("%H:%M"))
 
 
 def _header(ctx: PageContext) -> str:
@@ -111,6 +160,7 @@ def _header(ctx: PageContext) -> str:
     links = [f'<a href="/landlord">{esc(t["nav.landlord"])}</a>'] if ctx.user.role in ("admin", "landlord",
                                                                                           "coordinator") else []
     if ctx.user.role in ("admin", "coordinator"):
+        links.append(f'<a href="/">{esc(t["nav.status"])}</a>')
         links.append(f'<a href="/c">{esc(t["nav.grid"])}</a>')
         links.append(f'<a href="/overview">{esc(t["nav.overview"])}</a>')
     return (f'<header class="top"><nav class="main">{"".join(links)}</nav>'
@@ -119,10 +169,11 @@ def _header(ctx: PageContext) -> str:
             f'<button type="submit">{esc(t["logout"])}</button></form></header>')
 
 
-def page(ctx: PageContext, title: str, body: str, *, status: int = 200) -> web.Response:
+def page(ctx: PageContext, title: str, body: str, *, status: int = 200, head: str = "") -> web.Response:
+    """``head``: trusted markup for <head> (a refresh, page CSS)."""
     html = f"""<!doctype html>
 <html lang="{'zh-CN' if ctx.lang == 'zh' else 'en'}"><head><meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
+<meta name="viewport" content="width=device-width, initial-scale=1">{head}
 <title>{esc(title)} · {esc(ctx.t['app'])}</title>
 <style>{CSS}</style></head><body>
 {_header(ctx)}
@@ -138,17 +189,35 @@ def page(ctx: PageContext, title: str, body: str, *, status: int = 200) -> web.R
     return response
 
 
+def home_of(user: AuthUser | None) -> str:
+    """Where "back to the home page" goes: the page each role starts on."""
+    if user is None:
+        return "/login"
+    return "/overview" if user.role in ("admin", "coordinator") else "/landlord"
+
+
 def message_page(ctx: PageContext, status: int, title_key: str, text: str) -> web.Response:
-    body = f'<div class="card"><p>{esc(text)}</p><p><a href="/landlord">{esc(ctx.t["back"])}</a></p></div>'
+    body = (f'<div class="card message" data-status="{status}"><p>{esc(text)}</p>'
+            f'<p><a class="button home" href="{home_of(ctx.user)}">{esc(ctx.t["err.home"])}</a></p></div>')
     return page(ctx, ctx.t[title_key], body, status=status)
 
 
+ERROR_STATUSES = (400, 401, 403, 404, 405, 413, 429, 500, 503)
+
+
+def error_page(ctx: PageContext, status: int) -> web.Response:
+    """The page for an HTTP error, in words and with a way home; statuses
+    without texts of their own say "cannot be done"."""
+    key = f"err.{status}" if status in ERROR_STATUSES else "err.other"
+    return message_page(ctx, status, key + ".title", ctx.t[key + ".text"])
+
+
 def forbidden(ctx: PageContext) -> web.Response:
-    return message_page(ctx, 403, "forbidden.title", ctx.t["forbidden.text"])
+    return error_page(ctx, 403)
 
 
 def not_found(ctx: PageContext) -> web.Response:
-    return message_page(ctx, 404, "notfound.title", ctx.t["notfound.text"])
+    return error_page(ctx, 404)
 
 
 def flash(ctx: PageContext, request: web.Request) -> str:

@@ -5,15 +5,15 @@ units by grade. For administrators and coordinators."""
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from urllib.parse import urlencode
 
 from aiohttp import web
 
 from server.db.models import GRADES
-from server.pages.charts import Bar, bar_chart, line_chart, ratio_text
+from server.pages.charts import Bar, bar_chart, grade_chart, line_chart, ratio_text
 from server.pages.guard import OVERVIEW_ROLES, page_not_found, page_user, read
-from server.pages.layout import GRADE_COLOURS, PageContext, esc
+from server.pages.layout import GRADE_COLOURS, NO_GRADE_COLOUR, PageContext, day_label, esc
 from server.pages.layout import page as render_page
 from server.pages.queries_overview import TREND_DAYS, Overview, overview
 from server.pages.state import PAGES
@@ -54,13 +54,14 @@ def _rates_section(ctx: PageContext, data: Overview) -> str:
     return "".join(out)
 
 
-def _trend_section(ctx: PageContext, data: Overview) -> str:
+def _trend_section(ctx: PageContext, data: Overview, today: date) -> str:
     t = ctx.t
     if not data.trend:
         return f'<div class="card meta">{esc(t["no_trend"])}</div>'
     out = []
     for rate in RATES:
-        points = [(day, ratios[rate].numerator, ratios[rate].denominator) for day, ratios in data.trend]
+        points = [(day_label(t, date.fromisoformat(day), today), ratios[rate].numerator, ratios[rate].denominator)
+                  for day, ratios in data.trend]
         out.append(f'<div class="card trend" data-rate="{rate}"><h3>{esc(t["rate." + rate])}</h3>'
                    f'{line_chart(t["rate." + rate], points)}</div>')
     return "".join(out)
@@ -68,20 +69,9 @@ def _trend_section(ctx: PageContext, data: Overview) -> str:
 
 def _grades_section(ctx: PageContext, data: Overview) -> str:
     t = ctx.t
-    total = sum(data.grades.values())
-    bars: list[str] = []
-    for grade in (*GRADES, None):
-        count = data.grades.get(grade, 0)
-        name = t["grade." + grade] if grade else t["grade.none"]
-        colour = GRADE_COLOURS.get(grade or "", "#9aa0a6")
-        width = 0.0 if not total else 360 * count / total
-        y = len(bars) * 26
-        bars.append(f'<g class="grade" data-grade="{grade or "none"}" data-count="{count}">'
-                    f'<rect x="0" y="{y}" width="{width:.1f}" height="18" fill="{colour}" rx="3"/>'
-                    f'<text x="4" y="{y + 13}" font-size="12">{esc(name)} {count}/{total}</text></g>')
-    svg = (f'<svg class="grades" viewBox="0 0 360 {len(bars) * 26}" role="img" '
-           f'aria-label="{esc(t["grade_distribution"])}">{"".join(bars)}</svg>')
-    return f'<div class="card">{svg}</div>'
+    rows = [(grade or "none", t["grade." + grade] if grade else t["grade.none"],
+             GRADE_COLOURS.get(grade or "", NO_GRADE_COLOUR), data.grades.get(grade, 0)) for grade in (*GRADES, None)]
+    return f'<div class="card">{grade_chart(t["grade_distribution"], rows, sum(data.grades.values()))}</div>'
 
 
 async def overview_handler(request: web.Request) -> web.Response:
@@ -94,11 +84,12 @@ async def overview_handler(request: web.Request) -> web.Response:
             return overview(conn, rules, datetime.now(UTC), code)
 
     data = await asyncio.to_thread(load)
+    today = datetime.now(UTC).astimezone(rules.zone).date()
     if data is None:
         raise page_not_found(ctx)
     t = ctx.t
     title = t["overview.title"] + (f" · {data.area.name}" if data.area is not None else "")
     body = (f'{_breadcrumb(ctx, data)}{_rates_section(ctx, data)}'
-            f'<h2>{esc(t["trend"].format(days=TREND_DAYS))}</h2>{_trend_section(ctx, data)}'
+            f'<h2>{esc(t["trend"].format(days=TREND_DAYS))}</h2>{_trend_section(ctx, data, today)}'
             f'<h2>{esc(t["grade_distribution"])}</h2>{_grades_section(ctx, data)}')
     return render_page(ctx, title, body)

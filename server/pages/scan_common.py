@@ -10,6 +10,8 @@ from zoneinfo import ZoneInfo
 
 from aiohttp import web
 
+from server.pages.masks import mask_phone
+
 # The token is in the URL: no Referer may carry it to another site, and
 # nothing of a scan page may be kept by a cache or a search engine.
 SCAN_HEADERS = {"Referrer-Policy": "no-referrer", "Cache-Control": "no-store", "X-Robots-Tag": "noindex, nofollow"}
@@ -59,11 +61,5 @@ def mask_person_name(name: str | None) -> str:
     return f"{name[0]}*" if name else ""
 
 
-def mask_contact_phone(phone: str | None) -> str:
-    """The first three and last four digits: "13812341234" → "138****1234"."""
-    digits = "".join(ch for ch in (phone or "") if ch.isdigit())
-    if len(digits) >= 8:
-        return f"{digits[:3]}****{digits[-4:]}"
-    if len(digits) > 2:
-        return "*" * (len(digits) - 2) + digits[-2:]
-    return "*" * len(digits)
+# The public page's landlord contact masks like every other phone number.
+mask_contact_phone = mask_phone

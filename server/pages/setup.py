@@ -1,15 +1,17 @@
-"""Wires the pages (login, landlord, declaration, overview) into the application."""
+"""Wires the pages (login, landlord, declaration, overview) and their error
+pages into the application."""
 
 from __future__ import annotations
 
 from aiohttp import web
 
-from server.pages import declare, grid_routes, landlord, landlord_actions, login, overview, scan_routes
+from server.pages import declare, errors, grid_routes, landlord, landlord_actions, login, overview, scan_routes
 from server.pages.state import pages_ctx
 
 
 def setup(app: web.Application) -> None:
     app.cleanup_ctx.append(pages_ctx)
+    errors.setup(app)
     r = app.router
     r.add_get("/login", login.login_page)
     r.add_post("/login", login.login_submit)

@@ -37,7 +37,7 @@ from server.auth.policy import AuthUser, actor_of, can_manage_building
 from server.db.models import cases, registrations
 from server.db.read_pool import read_only, with_retry
 from server.grid.cases import escalate_case
-from server.pages.dashboard import mask_card
+from server.pages.dashboard import event_words
 from server.pages.forms import FormErrors, errors_box, read_form, text
 from server.pages.guard import page_user
 from server.pages.layout import PageContext, esc, flash, forbidden, grade_chip, not_found, page
@@ -138,25 +138,13 @@ def _sightings(ctx: PageContext, view: UnitView, zone: ZoneInfo) -> str:
     return f'<div class="card"><ul class="plain sightings">{rows}</ul></div>'
 
 
-def _event_words(ctx: PageContext, row: Row) -> str:
-    t, data = ctx.t, row.get("data") or {}
-    what = str(t.get(row["kind"], row["kind"]))
-    decision = data.get("decision")
-    if decision == "granted":
-        what += f" · {t['granted']}"
-    elif decision == "denied":
-        reason = data.get("reason")
-        what += f" · {t['denied']}: {t.get(f'reason.{reason}', str(reason))}"
-    return what
-
-
 def _door_events(ctx: PageContext, view: UnitView, zone: ZoneInfo) -> str:
     if not view.door_events:
         return ""
     t = ctx.t
     rows = "".join(
         f'<li class="door-event"><b>{minute(r["occurred_at"], zone)}</b> {esc(r["door"] or r["device"])} · '
-        f'{esc(mask_card(r["credential_value"]))} · {esc(_event_words(ctx, r))}</li>' for r in view.door_events)
+        f'{esc(event_words(t, r)[0])}</li>' for r in view.door_events)
     return f'<h3>{esc(t["unit.door_events"])}</h3><div class="card"><ul class="plain door-events">{rows}</ul></div>'
 
 

@@ -81,8 +81,9 @@ def parse_id_number(raw: str, *, today: date | None = None) -> IdNumber:
 
 
 def mask_id_number(value: str) -> str:
-    """The only form shown anywhere: province and city, then the last four
-    (``4401**********123X``). Shorter input is masked all but its last two."""
+    """The only form shown anywhere (server/pages/masks.py lists the masks of
+    every kind): province and city, then the last four (``4401**********123X``).
+    Shorter input, never a valid number, is masked all but its last two."""
     if len(value) == 18:
         return value[:4] + "*" * 10 + value[-4:]
     return "*" * max(0, len(value) - 2) + value[-2:]
