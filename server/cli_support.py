@@ -35,6 +35,25 @@ def action(sub: Any, name: str, func: Callable[[argparse.Namespace], int], text:
     return parser
 
 
+# Roles as a person says them: (Chinese, English with its article).
+_ROLES = {"admin": ("管理员", "an administrator"), "landlord": ("房东", "a landlord"),
+          "coordinator": ("网格员", "a grid coordinator"), "police": ("公安民警", "a police officer")}
+_LEVELS = {"district": ("区", "a district"), "street": ("街道", "a street"), "community": ("社区", "a community"),
+           "grid": ("网格", "a grid")}
+
+
+def role_name(role: str) -> str:
+    """``管理员`` / ``an administrator``."""
+    zh, en = _ROLES.get(role, (role, f"a {role}"))
+    return tr(zh, en)
+
+
+def level_name(level: str) -> str:
+    """``社区`` / ``a community``."""
+    zh, en = _LEVELS.get(level, (level, f"a {level}"))
+    return tr(zh, en)
+
+
 def upgrade_command(database_url_flag: str | None) -> str:
     """The command that prepares the database, with the same --database-url
     the person gave (without it the same environment applies)."""

@@ -16,6 +16,9 @@ from server.grid.errors import GridInputError, GridNotFound
 from server.registry import history as trail
 
 JsonObj = dict[str, Any]
+# For the API's messages, which name the user by id (the request did).
+_ROLE_EN = {"admin": "an administrator", "landlord": "a landlord", "coordinator": "a coordinator",
+            "police": "a police officer"}
 
 
 def grid_row(conn: sa.Connection, grid_id: int) -> sa.RowMapping:
@@ -26,8 +29,12 @@ def grid_row(conn: sa.Connection, grid_id: int) -> sa.RowMapping:
     if row is None:
         raise GridNotFound("grid", grid_id)
     if row["level"] != "grid":
-        raise GridInputError("grid", f"area {row['code']} is a {row['level']}, not a grid")
+        raise GridInputError("grid", f"area {row['code']} is {_article(row['level'])}, not a grid")
     return row
+
+
+def _article(word: str) -> str:
+    return ("an " if word[:1] in "aeiou" else "a ") + word
 
 
 def grid_by_code(conn: sa.Connection, code: str) -> int:
@@ -35,7 +42,7 @@ def grid_by_code(conn: sa.Connection, code: str) -> int:
     if row is None:
         raise GridNotFound("grid", code)
     if row.level != "grid":
-        raise GridInputError("grid", f"area {code} is a {row.level}, not a grid")
+        raise GridInputError("grid", f"area {code} is {_article(row.level)}, not a grid")
     return int(row.id)
 
 
@@ -53,7 +60,8 @@ def _coordinator(conn: sa.Connection, user_id: int, field: str) -> None:
     if row is None:
         raise GridInputError(field, f"no user {user_id}")
     if row.role != "coordinator":
-        raise GridInputError(field, f"user {user_id} is a {row.role}, only coordinators are assigned to grids")
+        raise GridInputError(field, f"user {user_id} is {_ROLE_EN.get(row.role, row.role)}; only coordinators are "
+                             "assigned to grids")
     if row.disabled_at is not None:
         raise GridInputError(field, f"user {user_id} is disabled")
 

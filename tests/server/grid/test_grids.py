@@ -10,6 +10,7 @@ from datetime import timedelta
 import pytest
 import sqlalchemy as sa
 
+from rentgate import lang
 from rentgate.cli import main
 from server.access.service import write_transaction
 from server.auth.policy import can_manage_building
@@ -28,35 +29,56 @@ def _cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, dict[str,
     return code, json.loads(out.strip().splitlines()[-1]) if "--json" in args else out
 
 
+def _english(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, dict[str, object] | str]:
+    code = main(["--lang", "en", "grid", *args])
+    out, err = capsys.readouterr()
+    return (code, err) if code != 0 else (code, out)
+
+
+@pytest.fixture(autouse=True)
+def default_language(monkeypatch: pytest.MonkeyPatch) -> None:
+    # set_cli_lang keeps an earlier test's --lang for the process.
+    monkeypatch.setattr(lang, "_chosen", None)
+    monkeypatch.delenv(lang.LANG_ENV, raising=False)
+
+
 def test_the_grid_command_assigns_lists_and_unassigns(sqlite_scene: Scene, sqlite_url: str,
                                                       capsys: pytest.CaptureFixture[str]) -> None:
     url = ("--database-url", sqlite_url)
     code, doc = _cli(capsys, "assign", "--grid", "G3", "--user", "wang", "--json", *url)
     assert code == 0 and doc == {"grid": "G3", "grid_id": sqlite_scene.grids["G3"], "user": "wang",
                                  "user_id": sqlite_scene.users["wang"].id, "created": True}
-    assert _cli(capsys, "assign", "--grid", "G3", "--user", "wang", *url) == (0, "wang already works grid G3\n")
+    assert _cli(capsys, "assign", "--grid", "G3", "--user", "wang", *url) == (0, "wang 已经负责网格 G3\n")
     code, listing = _cli(capsys, "list", "--json", *url)
     assert code == 0 and isinstance(listing, dict)
     assert [(g["code"], [c["username"] for c in g["coordinators"]]) for g in listing["grids"]] == [  # type: ignore[attr-defined]
         ("G1", ["chen", "li"]), ("G2", ["wang"]), ("G3", ["wang"])]
     code, text = _cli(capsys, "list", "--grid", "G3", *url)
     assert code == 0 and text == "G3  网格G3: wang\n"
-    assert _cli(capsys, "unassign", "--grid", "G3", "--user", "wang", *url) == (0, "wang no longer works grid G3\n")
+    assert _cli(capsys, "unassign", "--grid", "G3", "--user", "wang", *url) == (0, "wang 不再负责网格 G3\n")
     code, err = _cli(capsys, "unassign", "--grid", "G3", "--user", "wang", *url)
-    assert code == 2 and "no assignment" in str(err)
+    assert code == 2 and "wang 本来就不负责网格 G3" in str(err)
     code, err = _cli(capsys, "assign", "--grid", "C", "--user", "wang", *url)
-    assert code == 2 and "is a community, not a grid" in str(err)
-    code, err = _cli(capsys, "assign", "--grid", "G3", "--user", "landlord", *url)
-    assert code == 2 and "only coordinators" in str(err)
+    assert code == 2 and "C 是社区，不是网格" in str(err)
+    code, err = _cli(capsys, "assign", "--grid", "G3", "--user", "admin", *url)
+    assert err == "rentgate grid assign: 用户 admin 是管理员，只有网格员可以分配到网格\n"
     code, err = _cli(capsys, "assign", "--grid", "G9", "--user", "wang", *url)
-    assert code == 2 and "no grid G9" in str(err)
+    assert code == 2 and "没有编码为 G9 的网格" in str(err)
+    # In English, in words: no user id, no field name, "an administrator".
+    code, err = _english(capsys, "assign", "--grid", "G3", "--user", "admin", *url)
+    assert (code, err) == (2, "rentgate grid assign: admin is an administrator; only coordinators can be assigned "
+                              "to a grid\n")
+    code, err = _english(capsys, "assign", "--grid", "C", "--user", "ghost", *url)
+    assert (code, err) == (2, "rentgate grid assign: C is a community, not a grid: give a grid's code\n")
+    code, err = _english(capsys, "assign", "--grid", "G3", "--user", "ghost", *url)
+    assert code == 2 and "there is no user ghost" in str(err)
 
 
 def test_assignments_are_in_the_history_and_checked(scene: Scene) -> None:
     with write_transaction(scene.engine) as conn:
         assert grids.assign(conn, T0, "user:1", scene.grids["G3"], scene.users["li"].id) is True
         grids.unassign(conn, T0, "user:1", scene.grids["G3"], scene.users["li"].id)
-        with pytest.raises(GridInputError, match="is a admin"):
+        with pytest.raises(GridInputError, match="is an administrator; only coordinators"):
             grids.assign(conn, T0, "user:1", scene.grids["G3"], scene.users["admin"].id)
         with pytest.raises(GridNotFound):
             grids.coordinators_of(conn, 999_999)
