@@ -46,9 +46,11 @@ ul.events li.alarm .what{color:#b3261e;font-weight:600}
 
 
 def recent_events(engine: sa.Engine, limit: int = RECENT_LIMIT) -> list[dict[str, Any]]:
+    """The latest by when they happened (indexed), not by arrival: a gateway
+    that delivers months-old reads late must not push today's off the page."""
     c = events.c
     query = sa.select(c.gateway_id, c.kind, c.door, c.device, c.occurred_at, c.credential_value,
-                      c.data).order_by(c.id.desc()).limit(limit)
+                      c.data).order_by(c.occurred_at.desc(), c.id.desc()).limit(limit)
     with engine.connect() as conn:
         return [dict(r) for r in conn.execute(query).mappings()]
 

@@ -119,7 +119,7 @@ def text_on(background: str) -> str:
     """White or black, whichever reads better on ``background``: the grade
     colours are fixed by the plates, and white on their green or amber is
     below 4.5:1."""
-    return "#fff" if contrast("#ffffff", background) >= contrast("#000000", background) else "#000"
+    return "#ffffff" if contrast("#ffffff", background) >= contrast("#000000", background) else "#000000"
 
 
 def grade_chip(t: dict[str, str], grade: str | None) -> str:

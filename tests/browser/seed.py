@@ -92,3 +92,64 @@ def seed(engine: sa.Engine, database_url: str) -> World:
 
 def database_url_for(tmp: Path) -> str:
     return f"sqlite:///{tmp / 'pages.db'}"
+
+
+# --------------------------------------------------------------------------- the status page's scene
+
+# A card of the seeded building's tenants as the readers report it.
+SCENE_CARD = "0A1B2C3D4E"
+SCENE_VERSION = "0.1.0"
+# Gateways the district simulator creates: events only, never a status message.
+SIMULATED_GATEWAYS = ("sim-gw-1", "sim-gw-2")
+
+
+def seed_gateways(engine: sa.Engine, data_dir: str, now: datetime | None = None) -> None:
+    """What the status page shows after a demo: a gateway that is online and
+    reported a start (with its outbox id and first seq), devices coming up on
+    a serial port under the data folder, a tamper alarm, swipes granted and
+    denied at doors with Chinese names, a forced door and dropped events; one
+    gateway that went offline months ago; simulated gateways that never sent
+    a status."""
+    from rentgate import wire
+    from server.ingest.store import EventStore
+
+    now = now or datetime.now(UTC)
+    old = now - timedelta(days=400)
+    seq = iter(range(1, 1000))
+
+    def at(minutes: float, base: datetime = now) -> datetime:
+        return base - timedelta(minutes=minutes)
+
+    main = [
+        wire.GatewayStarted(gw="gw-main", seq=next(seq), device="gateway", ts=at(30), version=SCENE_VERSION,
+                            outbox_id="ob-7f3a9c", outbox_first_seq=1, pending=0),
+        wire.DeviceStatus(gw="gw-main", seq=next(seq), device="1号线", ts=at(29), online=True,
+                          detail=f"port {data_dir}/line-1 open", bad_frames=0),
+        wire.DeviceStatus(gw="gw-main", seq=next(seq), device="1号线", ts=at(20), online=True,
+                          detail="tamper alarm: casing opened"),
+        wire.DeviceStatus(gw="gw-main", seq=next(seq), device="2号线", ts=at(19), online=False,
+                          detail=f"port {data_dir}/line-2 closed: [Errno 5] Input/output error", bad_frames=3),
+        wire.CardRead(gw="gw-main", seq=next(seq), device="1号线", door="正门", ts=at(10), decision="granted",
+                      credential=wire.Credential(format="em4100", value=SCENE_CARD)),
+        wire.CardRead(gw="gw-main", seq=next(seq), device="1号线", door="后门", ts=at(9), decision="denied",
+                      reason="revoked", credential=wire.Credential(format="wiegand26", value="90:324")),
+        wire.DoorState(gw="gw-main", seq=next(seq), device="1号线", door="后门", ts=at(8), state="forced"),
+        wire.EventsDropped(gw="gw-main", seq=next(seq), device="gateway", ts=at(5), first_seq=900, last_seq=911,
+                           count=12, reason="outbox_full"),
+    ]
+    messages = [(f"{wire.TOPIC_ROOT}/gw/gw-main/events", wire.batch_json("gw-main", [wire.encode_event(e)
+                                                                                       for e in main]), now)]
+    for gw in SIMULATED_GATEWAYS:
+        swipe = wire.CardRead(gw=gw, seq=1, device="reader-1", door="door-1", ts=old, decision="granted",
+                              credential=wire.Credential(format="em4100", value="11223344AA"))
+        messages.append((f"{wire.TOPIC_ROOT}/gw/{gw}/events", wire.batch_json(gw, [wire.encode_event(swipe)]), old))
+    gone = wire.GatewayStarted(gw="gw-old", seq=1, device="gateway", ts=old, version="0.0.9", outbox_id="ob-1",
+                               pending=4)
+    messages.append((f"{wire.TOPIC_ROOT}/gw/gw-old/events", wire.batch_json("gw-old", [wire.encode_event(gone)]),
+                     old))
+    for gw, state, when in (("gw-main", "online", now), ("gw-old", "offline", old)):
+        status = wire.GatewayStatus(gw=gw, state=state, ts=when, version=SCENE_VERSION, outbox_depth=0,
+                                    devices_online=1, devices_total=2) if state == "online" else \
+            wire.GatewayStatus(gw=gw, state=state, ts=when)
+        messages.append((f"{wire.TOPIC_ROOT}/gw/{gw}/status", status.model_dump_json().encode(), when))
+    EventStore(engine).commit(messages, now=now)

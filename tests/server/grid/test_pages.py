@@ -152,7 +152,7 @@ async def test_overdue_patrols_most_overdue_first_in_the_coordinators_grids(clie
     html = await page(client, "/c/overdue")
     order = re.findall(r'data-unit="(\d+)"', html)
     assert order == [str(scene.units["G1-102"]), str(scene.units["G1-101"])]
-    assert "逾期 19.0 天" in html and "逾期 2.0 天" in html and "每 3 天" in html
+    assert "逾期 19 天" in html and "逾期 2 天" in html and "每 3 天" in html
     assert re.search(r'id="overdue-patrols"[^>]*><strong>2</strong>', await page(client, "/c"))
     await login(client, "admin")
     assert len(re.findall(r'data-unit="', await page(client, "/c/overdue"))) == 3
