@@ -2,7 +2,12 @@
 
 Order of choice: ``--font PATH``, then ``RENTGATE_PLATE_FONT``, then the
 system's Simplified Chinese font (fontconfig's ``fc-list :lang=zh-cn``, then
-the usual Noto CJK paths). In a font collection (.ttc/.otc, how Debian ships
+the usual Noto CJK paths), then the subset of Noto Sans CJK SC Bold shipped
+in ``font_data/`` (GBK and CJK Extension A, see its README). The bundled one
+comes last: a system font installed on purpose is what the operator expects,
+and the full face also has the Extension B characters the subset leaves out;
+the bundled face is the same design, so plates look alike either way, and a
+bare machine (CI, a fresh server) still prints. In a font collection (.ttc/.otc, how Debian ships
 Noto CJK) the Simplified Chinese face is chosen: the same characters are
 drawn differently in the TC/JP/KR faces, and a Guangzhou plate must look like
 a Guangzhou plate.
@@ -28,6 +33,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from rentgate.lang import tr
 from server.plates.errors import PlateError
 
 if TYPE_CHECKING:
@@ -36,6 +42,8 @@ if TYPE_CHECKING:
 FONT_ENV = "RENTGATE_PLATE_FONT"
 INSTALL_HINT = "apt-get install fonts-noto-cjk"
 FONT_SUFFIXES = (".ttf", ".otf", ".ttc", ".otc")
+# Shipped with the package (pyproject.toml's package-data), OFL-licensed.
+BUNDLED_FONT = Path(__file__).resolve().parent / "font_data" / "NotoSansCJKsc-Bold-Plates.otf"
 # Tried in order after fontconfig: Debian/Ubuntu, Fedora, Arch, Alpine, macOS.
 KNOWN_PATHS = (
     "/usr/share/fonts/opentype/noto/NotoSansCJK-Bold.ttc",
@@ -63,11 +71,17 @@ class FontUnavailable(PlateError):
 class MissingGlyphs(PlateError):
     """Text holds characters the plate font cannot draw."""
 
-    def __init__(self, what: str, missing: list[str]) -> None:
+    def __init__(self, what: str, missing: list[str], bundled: bool = False) -> None:
         shown = ", ".join(f"'{c}' (U+{ord(c):04X} {unicodedata.name(c, '?')})" for c in missing[:5])
-        more = f" and {len(missing) - 5} more" if len(missing) > 5 else ""
-        super().__init__(f"{what}: the plate font has no glyph for {shown}{more}; it would print as an empty box. "
-                         f"Use --font with a font that has it (or fix the text)")
+        more = tr(f" 等 {len(missing)} 个字", f" and {len(missing) - 5} more") if len(missing) > 5 else ""
+        # The bundled subset stops at GBK and Extension A: the full Noto CJK
+        # face (or another font) may well have the character.
+        where = tr(f"（随附的字体只含 GBK 和扩展A汉字；可 {INSTALL_HINT}）",
+                   f" (the bundled font covers GBK and Extension A only; or {INSTALL_HINT})") if bundled else ""
+        super().__init__(tr(f"{what}：门牌字体没有 {shown}{more} 的字形，印出来会是空框。"
+                            f"请用 --font PATH（或 {FONT_ENV}）指定含有这个字的字体{where}，或修改地址文字",
+                            f"{what}: the plate font has no glyph for {shown}{more}; it would print as an empty box. "
+                            f"Name a font that has it with --font PATH (or {FONT_ENV}){where}, or fix the text"))
         self.missing = missing
 
 
@@ -111,9 +125,14 @@ class PlateFont:
                 seen.append(char)
         return seen
 
+    @property
+    def bundled(self) -> bool:
+        """The subset shipped with rentgate, not a font of the system's."""
+        return self.path.resolve() == BUNDLED_FONT
+
     def check_text(self, text: str, what: str) -> None:
         if missing := self.missing(text):
-            raise MissingGlyphs(what, missing)
+            raise MissingGlyphs(what, missing, bundled=self.bundled)
 
     def width_em(self, text: str) -> float:
         """The advance width of ``text`` in ems (no kerning: plates are
@@ -148,7 +167,8 @@ def _faces(path: Path) -> list[tuple[int, str, int]]:
         else:
             fonts = [TTFont(str(path), lazy=True)]
     except Exception as exc:  # fontTools raises many kinds on a bad file
-        raise FontUnavailable(f"{path}: not a font fontTools can read ({exc})") from exc
+        raise FontUnavailable(tr(f"{path}：不是可读取的字体文件（{exc}）",
+                                 f"{path}: not a font fontTools can read ({exc})")) from exc
     faces = []
     for index, font in enumerate(fonts):
         name = font["name"].getDebugName(4) or font["name"].getDebugName(1) or ""
@@ -176,20 +196,23 @@ def open_font(path: str | Path, index: int | None = None) -> PlateFont:
     collection), checked to draw Chinese."""
     target = Path(path).expanduser()
     if not target.is_file():
-        raise FontUnavailable(f"font {target}: no such file")
+        raise FontUnavailable(tr(f"字体 {target}：文件不存在", f"font {target}: no such file"))
     if target.suffix.lower() not in FONT_SUFFIXES:
-        raise FontUnavailable(f"font {target}: use a TrueType/OpenType font ({', '.join(FONT_SUFFIXES)})")
+        raise FontUnavailable(tr(f"字体 {target}：请用 TrueType/OpenType 字体（{', '.join(FONT_SUFFIXES)}）",
+                                 f"font {target}: use a TrueType/OpenType font ({', '.join(FONT_SUFFIXES)})"))
     faces = _faces(target)
     if index is None:
         index, name = _simplified_face(faces)
     else:
         if not 0 <= index < len(faces):
-            raise FontUnavailable(f"font {target} has no face {index}")
+            raise FontUnavailable(tr(f"字体 {target} 里没有第 {index} 号字体", f"font {target} has no face {index}"))
         name = faces[index][1]
     font = PlateFont(path=target, index=index, name=name)
     if missing := font.missing(_PROBE):
-        raise FontUnavailable(f"font {target} ({name}) cannot draw Chinese (no {''.join(missing[:5])}); "
-                              f"name a CJK font or {INSTALL_HINT}")
+        raise FontUnavailable(tr(f"字体 {target}（{name}）不能显示中文（没有 {''.join(missing[:5])}）；"
+                                 f"请用 --font 指定中文字体，或 {INSTALL_HINT}",
+                                 f"font {target} ({name}) cannot draw Chinese (no {''.join(missing[:5])}); "
+                                 f"name a CJK font with --font or {INSTALL_HINT}"))
     return font
 
 
@@ -226,7 +249,8 @@ def _cached_font(path: str, index: int | None) -> PlateFont:
 
 def find_font(explicit: str | Path | None = None, environ: Mapping[str, str] | None = None) -> PlateFont:
     """The plate font: ``explicit``, else $RENTGATE_PLATE_FONT, else the
-    system's. The same PlateFont (parsed once) for the same file."""
+    system's, else the bundled one. The same PlateFont (parsed once) for the
+    same file."""
     env = os.environ if environ is None else environ
     named = explicit or env.get(FONT_ENV) or None
     if named:
@@ -242,5 +266,10 @@ def find_font(explicit: str | Path | None = None, environ: Mapping[str, str] | N
             return _cached_font(str(Path(file).resolve()), index)
         except FontUnavailable:
             continue
-    raise FontUnavailable(f"no Chinese font found for the plates: {INSTALL_HINT} (Noto Sans CJK), or name one "
-                          f"with --font PATH or {FONT_ENV}")
+    if BUNDLED_FONT.is_file():
+        return _cached_font(str(BUNDLED_FONT), None)
+    # Only when the package was installed without its data files.
+    raise FontUnavailable(tr(f"找不到门牌用的中文字体，随附的 {BUNDLED_FONT} 也不在：请重新安装 rentgate，"
+                             f"或 {INSTALL_HINT}，或用 --font PATH（或 {FONT_ENV}）指定一个",
+                             f"no Chinese font found for the plates, and the bundled {BUNDLED_FONT} is missing: "
+                             f"reinstall rentgate, or {INSTALL_HINT}, or name one with --font PATH or {FONT_ENV}"))

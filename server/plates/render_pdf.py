@@ -14,6 +14,7 @@ from typing import BinaryIO
 
 from fpdf import FPDF
 
+from rentgate.lang import tr
 from server.plates.fonts import PlateFont
 from server.plates.layout import (
     PT_PER_MM,
@@ -36,7 +37,7 @@ CUT_MARK_LINE_MM = 0.2
 def check_glyphs(plates: Sequence[PlateData], font: PlateFont) -> None:
     """MissingGlyphs for the first plate whose text the font cannot draw."""
     for plate in plates:
-        font.check_text(plate.address + plate.unit_label, f"unit {plate.unit_id}")
+        font.check_text(plate.address + plate.unit_label, tr(f"单元 {plate.unit_id}", f"unit {plate.unit_id}"))
 
 
 def _qr_operators(pdf: FPDF, ox: float, oy: float, qr: QrBox, matrix: QrMatrix) -> str:

@@ -7,6 +7,7 @@ import io
 
 from PIL import Image, ImageDraw
 
+from rentgate.lang import tr
 from server.plates.fonts import PlateFont
 from server.plates.layout import MM_PER_INCH, LayoutError, PlateData, PlateSpec, plate_layout
 from server.plates.render_colours import WHITE, plate_colour, rgb, text_colour
@@ -18,7 +19,7 @@ MIN_DPI, MAX_DPI = 72, 1200
 def render_png(plate: PlateData, spec: PlateSpec, dpi: int, font: PlateFont) -> bytes:
     if not MIN_DPI <= dpi <= MAX_DPI:
         raise LayoutError(f"--dpi {dpi}: use {MIN_DPI} to {MAX_DPI}")
-    font.check_text(plate.address + plate.unit_label, f"unit {plate.unit_id}")
+    font.check_text(plate.address + plate.unit_label, tr(f"单元 {plate.unit_id}", f"unit {plate.unit_id}"))
     matrix = qr_matrix(plate.url)
     layout = plate_layout(spec, plate, matrix.size, font.width_em)
     frame = layout.frame
