@@ -17,28 +17,35 @@ _LINGER_S = 1.0
 
 
 def register(subparsers: Any) -> None:
-    sim = subparsers.add_parser("sim", help="simulated hardware (card readers on ptys)")
+    sim = subparsers.add_parser("sim", help="simulated buildings and districts, for trying rentgate without hardware",
+                                description="Simulated card readers, doors and tenants (a building), or months of "
+                                            "a whole district, for trying rentgate without hardware.")
     sim_sub = sim.add_subparsers(dest="sim_command", required=True, metavar="SIM_COMMAND")
     building = sim_sub.add_parser(
         "building",
         help="simulate a building's EM4100 readers and tenants swiping them",
-        description="Opens one pty per door (at the configured link paths), prints the port "
-        "paths to stderr, swipes until the duration or the swipe total is reached or Ctrl-C.",
+        description="Simulates one card reader per door on a virtual serial port (at the paths in the "
+        "settings file), prints the ports' paths, and has tenants swipe their cards until the duration or the "
+        "number of swipes is reached, or Ctrl-C.",
     )
-    building.add_argument("--config", required=True, help="TOML file (see firmware_sim/examples/building.toml)")
-    building.add_argument("--duration", type=float, default=None, metavar="S", help="override swipes.duration_s")
+    building.add_argument("--config", required=True, help="the building's settings file (.toml; see "
+                          "firmware_sim/examples/building.toml)")
+    building.add_argument("--duration", type=float, default=None, metavar="S",
+                          help="run this many seconds (default: the settings file's swipes.duration_s)")
     building.add_argument("--json", action="store_true", help="print the stats as one JSON object on stdout")
     building.set_defaults(func=_building)
     osdp = sim_sub.add_parser(
         "osdp-building",
         help="simulate a building's OSDP doors: readers, locks, contacts, tenants and incidents",
-        description="Opens one pty per OSDP line (at the configured link paths), prints the port "
-        "paths to stderr, runs the tenants' entries and the script until the duration, the entry "
-        "total or the script's end is reached, or Ctrl-C. The JSON record lists what was done and "
-        "what the gateway should report ('expected': door, kind, card).",
+        description="Simulates each OSDP line of readers on a virtual serial port (at the paths in the "
+        "settings file), prints the ports' paths, and runs the tenants' entries and the scripted incidents "
+        "until the duration, the number of entries or the script's end is reached, or Ctrl-C. With --json the "
+        "record lists what was done and what the gateway should report.",
     )
-    osdp.add_argument("--config", required=True, help="TOML file (see firmware_sim/examples/osdp_building.toml)")
-    osdp.add_argument("--duration", type=float, default=None, metavar="S", help="override traffic.duration_s")
+    osdp.add_argument("--config", required=True, help="the building's settings file (.toml; see "
+                      "firmware_sim/examples/osdp_building.toml)")
+    osdp.add_argument("--duration", type=float, default=None, metavar="S",
+                      help="run this many seconds (default: the settings file's traffic.duration_s)")
     osdp.add_argument("--json", action="store_true", help="print the record as one JSON object on stdout")
     osdp.set_defaults(func=_osdp_building)
     from firmware_sim.district.command import add_parser as add_district

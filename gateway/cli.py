@@ -9,12 +9,18 @@ from typing import Any
 
 
 def register(subparsers: Any) -> None:
-    parser = subparsers.add_parser("gateway", help="run the edge gateway (devices -> outbox -> MQTT)")
-    parser.add_argument("--config", "-c", help="gateway TOML file (see gateway/examples/gateway.toml)")
+    parser = subparsers.add_parser(
+        "gateway", help="run a building's gateway: reads the card readers, decides at the door, sends the events",
+        description="Run the gateway of a rental building: it reads the card readers and terminals, opens the "
+                    "doors from the server's signed list of cards (also while offline), keeps every entry on disk "
+                    "and sends it to the server through the MQTT broker.")
+    parser.add_argument("--config", "-c", help="the gateway's settings file (.toml; see "
+                        "gateway/examples/gateway.toml); required to run")
     parser.set_defaults(func=_run)
     sub = parser.add_subparsers(dest="gateway_command", metavar="SUBCOMMAND")
-    check = sub.add_parser("check-config", help="validate a gateway TOML file; exit 2 if it is wrong")
-    check.add_argument("file")
+    check = sub.add_parser("check-config", help="check a gateway settings file; exit code 2 if it is wrong",
+                           description="Check a gateway settings file (.toml) without starting the gateway.")
+    check.add_argument("file", help="the gateway's settings file (.toml)")
     check.add_argument("--json", action="store_true", help="print one JSON object on the last line")
     check.set_defaults(func=_check_config)
 

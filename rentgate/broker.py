@@ -118,11 +118,12 @@ def _bound_port(broker: Any, requested: int) -> int:
 def register(subparsers: Any) -> None:
     parser = subparsers.add_parser(
         "broker",
-        help="run the embedded MQTT broker (amqtt) until SIGINT/SIGTERM",
-        description="An MQTT broker for demos and small buildings; use Mosquitto in production.",
+        help="run a small MQTT broker until Ctrl-C (for demos and small sites)",
+        description="A small MQTT broker that passes the gateways' events to the server, for demos and small "
+                    "sites; use Mosquitto in production (docs/mosquitto.md). Runs until Ctrl-C.",
     )
-    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
-    parser.add_argument("--port", type=int, default=1883, help="TCP port (default 1883)")
+    parser.add_argument("--host", default="127.0.0.1", help="the address to listen on; 0.0.0.0 for every network (default: 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=1883, help="the TCP port (default: 1883)")
     parser.set_defaults(func=_run_command)
 
 

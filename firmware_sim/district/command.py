@@ -21,19 +21,20 @@ log = logging.getLogger(__name__)
 def add_parser(sim_sub: Any) -> None:
     district = sim_sub.add_parser(
         "district",
-        help="simulate a district over months against the real ingest path and reconciliation, scored against "
-             "ground truth",
-        description="Builds a seeded district (buildings, units, people with scripted lives), runs it in "
-                    "accelerated time through MQTT, the ingest service and the reconciliation engine in this "
-                    "process, and prints per case kind precision, recall and median delay against the truth, "
-                    "and the four rates true versus computed.")
-    district.add_argument("--buildings", type=int, default=200)
-    district.add_argument("--days", type=int, default=120)
-    district.add_argument("--seed", type=int, default=7)
+        help="simulate months of a district and score what rentgate finds against what really happened",
+        description="Builds a district of rental buildings with tenants who arrive, register or not, move and "
+                    "leave; runs months of it in accelerated time through the real server; and prints, for "
+                    "each kind of case, how many real problems were found (recall), how many cases were right "
+                    "(precision) and how late, and the four rates as computed against the true ones.")
+    district.add_argument("--buildings", type=int, default=200, help="how many rental buildings")
+    district.add_argument("--days", type=int, default=120, help="how many days to simulate")
+    district.add_argument("--seed", type=int, default=7,
+                          help="the random seed: the same seed gives the same district and the same lives")
     district.add_argument("--database-url", default=None,
-                          help="database to use (default: a SQLite file in a temporary folder); it should be empty")
-    district.add_argument("--mqtt-url", default=None, help="broker to use (default: an embedded one)")
-    district.add_argument("--rules-file", default=None, help="city rules TOML (default: the built-in defaults)")
+                          help="the database to use, which should be empty (default: a SQLite file in a temporary "
+                          "folder)")
+    district.add_argument("--mqtt-url", default=None, help="the MQTT broker to use (default: one started in this process)")
+    district.add_argument("--rules-file", default=None, help="the city's rules file (.toml; default: the built-in rules)")
     district.add_argument("--cases", action="store_true", help="print each case opened or closed to stderr")
     district.add_argument("--json", action="store_true", help="print the result as one JSON object on stdout")
     district.set_defaults(func=run)
