@@ -33,7 +33,7 @@ REFRESH_S = 5
 # (gateway/devices/osdp.py); any other detail is a driver's own words.
 TAMPER_ON = "tamper alarm: casing opened"
 TAMPER_OFF = "tamper alarm cleared"
-GATEWAY_STATES = ("online", "offline", "never")
+GATEWAY_KINDS = ("gateway_started", "events_dropped")
 
 CSS = """<style>
 .gw h3{display:flex;flex-wrap:wrap;gap:6px;align-items:center}
@@ -152,8 +152,16 @@ def _gateway_card(ctx: PageContext, gw: dict[str, Any], zone: ZoneInfo, now: dat
 
 def _event_item(t: dict[str, str], row: dict[str, Any], zone: ZoneInfo, now: datetime) -> str:
     what, alarm = event_words(t, row)
-    # Doors and devices as the gateway's configuration names them.
-    where = row["door"] or row["device"] or t["gw.named"].format(id=row["gateway_id"])
+    # Doors as the gateway's configuration names them. A device's own event
+    # names the device in its words, and the gateway's own events (whose
+    # device is the placeholder "gateway") belong to the gateway.
+    gateway = t["gw.named"].format(id=row["gateway_id"])
+    if row["kind"] in GATEWAY_KINDS:
+        where = gateway
+    elif row["kind"] == "device_status":
+        where = row["door"] or gateway
+    else:
+        where = row["door"] or row["device"] or gateway
     return (f'<li class="event{" alarm" if alarm else ""}" data-kind="{esc(row["kind"])}">'
             f'<span class="at">{esc(when(t, row["occurred_at"], zone, now))}</span> '
             f'<span class="where">{esc(where)}</span> · <span class="what">{esc(what)}</span></li>')

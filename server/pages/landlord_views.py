@@ -156,12 +156,14 @@ def other_cases(ctx: PageContext, rows: list[Row], zone: ZoneInfo) -> str:
         return f'<div class="card meta">{esc(t["no_cases"])}</div>'
     out = []
     for row in rows:
-        who = " · ".join(esc(x) for x in (row["unit"], row["name"]) if x)
         since = t["case.since"].format(at=day(row["evidence_at"], zone)) if row["evidence_at"] else ""
+        # Only what the case has: a case without a person or a start date
+        # must not leave an empty "· ·" behind.
+        facts = (row["unit"], row["name"], since, t["case.opened"].format(at=day(row["opened_at"], zone)),
+                 t.get("case.state." + row["state"], t["case.state.open"]))
         out.append(
             f'<div class="card case" data-case="{row["id"]}"><h3>{esc(t.get("case." + row["kind"], row["kind"]))}'
-            f'</h3><div class="meta">{who} · {esc(since)} · {esc(t["case.opened"].format(at=day(row["opened_at"], zone)))}'
-            f' · {esc(t.get("case.state." + row["state"], row["state"]))}</div>'
+            f'</h3><div class="meta">{" · ".join(esc(x) for x in facts if x)}</div>'
             f'{_evidence_words(ctx, row["evidence"], zone)}</div>')
     return "".join(out)
 

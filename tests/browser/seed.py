@@ -117,10 +117,10 @@ def seed_gateways(engine: sa.Engine, data_dir: str, now: datetime | None = None)
     old = now - timedelta(days=400)
     seq = iter(range(1, 1000))
 
-    def at(minutes: float, base: datetime = now) -> datetime:
-        return base - timedelta(minutes=minutes)
+    def at(minutes: float) -> datetime:
+        return now - timedelta(minutes=minutes)
 
-    main = [
+    main: list[wire.Event] = [
         wire.GatewayStarted(gw="gw-main", seq=next(seq), device="gateway", ts=at(30), version=SCENE_VERSION,
                             outbox_id="ob-7f3a9c", outbox_first_seq=1, pending=0),
         wire.DeviceStatus(gw="gw-main", seq=next(seq), device="1号线", ts=at(29), online=True,
@@ -147,9 +147,9 @@ def seed_gateways(engine: sa.Engine, data_dir: str, now: datetime | None = None)
                                pending=4)
     messages.append((f"{wire.TOPIC_ROOT}/gw/gw-old/events", wire.batch_json("gw-old", [wire.encode_event(gone)]),
                      old))
-    for gw, state, when in (("gw-main", "online", now), ("gw-old", "offline", old)):
-        status = wire.GatewayStatus(gw=gw, state=state, ts=when, version=SCENE_VERSION, outbox_depth=0,
-                                    devices_online=1, devices_total=2) if state == "online" else \
-            wire.GatewayStatus(gw=gw, state=state, ts=when)
-        messages.append((f"{wire.TOPIC_ROOT}/gw/{gw}/status", status.model_dump_json().encode(), when))
+    statuses = ((wire.GatewayStatus(gw="gw-main", state="online", ts=now, version=SCENE_VERSION, outbox_depth=0,
+                                    devices_online=1, devices_total=2), now),
+                (wire.GatewayStatus(gw="gw-old", state="offline", ts=old), old))
+    for status, when in statuses:
+        messages.append((f"{wire.TOPIC_ROOT}/gw/{status.gw}/status", status.model_dump_json().encode(), when))
     EventStore(engine).commit(messages, now=now)
