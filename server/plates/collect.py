@@ -17,6 +17,8 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from rentgate.lang import tr
+from server.cli_support import level_name
 from server.db.models import areas, buildings, plates, units
 from server.plates import service
 from server.plates.errors import PlateError
@@ -42,12 +44,12 @@ class Selection:
 
     def describe(self) -> str:
         if self.buildings:
-            return "building " + ", ".join(self.buildings)
+            return tr("楼栋 ", "building ") + ", ".join(self.buildings)
         if self.street:
-            return f"street {self.street}"
+            return tr(f"街道 {self.street}", f"street {self.street}")
         if self.grid:
-            return f"grid {self.grid}"
-        return "unit " + ", ".join(str(u) for u in self.units)
+            return tr(f"网格 {self.grid}", f"grid {self.grid}")
+        return tr("单元 ", "unit ") + ", ".join(str(u) for u in self.units)
 
 
 @dataclass(frozen=True)
@@ -76,9 +78,12 @@ def _natural(text: str) -> tuple[Any, ...]:
 def _area(conn: sa.Connection, code: str, level: str) -> int:
     row = conn.execute(sa.select(areas.c.id, areas.c.level).where(areas.c.code == code)).first()
     if row is None:
-        raise UnknownSelection(f"no area with code {code!r}")
+        raise UnknownSelection(tr(f"没有编码为 {code} 的{level_name(level)}：`rentgate grid list` 列出网格的编码",
+                                  f"no area with code {code!r}: `rentgate grid list` shows the grids' codes"))
     if row.level != level:
-        raise UnknownSelection(f"{code} is a {row.level}, not a {level}")
+        raise UnknownSelection(tr(f"{code} 是{level_name(row.level)}，不是{level_name(level)}：请填{level_name(level)}的编码",
+                                  f"{code} is {level_name(row.level)}, not {level_name(level)}: give the code of "
+                                  f"{level_name(level)}"))
     return int(row.id)
 
 
@@ -88,7 +93,8 @@ def _where(conn: sa.Connection, selection: Selection) -> sa.ColumnElement[bool]:
         codes = sorted(set(selection.buildings))
         found = set(conn.execute(sa.select(b.code).where(b.code.in_(codes))).scalars())
         if missing := [c for c in codes if c not in found]:
-            raise UnknownSelection(f"no building with code {', '.join(missing)}")
+            raise UnknownSelection(tr(f"没有编码为 {', '.join(missing)} 的楼栋：请检查楼栋编码",
+                                      f"no building with code {', '.join(missing)}: check the building codes"))
         return b.code.in_(codes)
     if selection.grid:
         return b.grid_id == _area(conn, selection.grid, "grid")
@@ -100,7 +106,8 @@ def _where(conn: sa.Connection, selection: Selection) -> sa.ColumnElement[bool]:
         return b.grid_id.in_(grids.scalar_subquery())
     if selection.units:
         return units.c.id.in_(sorted(set(selection.units)))
-    raise UnknownSelection("choose --building, --street, --grid or --unit")
+    raise UnknownSelection(tr("请用 --building、--street、--grid 或 --unit 选择要打印的单元",
+                              "choose --building, --street, --grid or --unit"))
 
 
 def select_units(conn: sa.Connection, selection: Selection) -> list[UnitRow]:
@@ -114,9 +121,12 @@ def select_units(conn: sa.Connection, selection: Selection) -> list[UnitRow]:
     if selection.units:
         found = {r.id for r in rows}
         if missing := sorted(set(selection.units) - found):
-            raise UnknownSelection(f"no unit {', '.join(str(m) for m in missing)}")
+            raise UnknownSelection(tr(f"没有编号为 {', '.join(str(m) for m in missing)} 的单元：--unit 填单元的编号（id）",
+                                      f"no unit {', '.join(str(m) for m in missing)}: --unit takes unit ids"))
     if not rows:
-        raise UnknownSelection(f"{selection.describe()} has no units to print plates for")
+        raise UnknownSelection(tr(f"{selection.describe()} 没有单元，没有门牌可印：先导入地址和单元",
+                                  f"{selection.describe()} has no units to print plates for: import its addresses "
+                                  "and units first"))
     out = [UnitRow(unit_id=r.id, building_code=r.code, floor=r.floor, number=r.number,
                    address=unit_address(r.address, r.name, r.number), grade=r.grade) for r in rows]
     out.sort(key=lambda r: (r.building_code is None, r.building_code or "", r.floor is None, r.floor or 0,

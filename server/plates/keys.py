@@ -20,6 +20,7 @@ from pathlib import Path
 
 from sqlalchemy.engine import make_url
 
+from rentgate.lang import tr
 from server.plates.errors import PlateKeyUnavailable
 from server.plates.tokens import KEY_ID_PATTERN
 
@@ -47,19 +48,24 @@ def parse_keyring(text: str, source: str = "keyring") -> Keyring:
             continue
         parts = line.split()
         if len(parts) != 2 or not KEY_ID_PATTERN.match(parts[0]):
-            raise PlateKeyUnavailable(f"{source} line {number}: expected '<key id> <base64 key>'")
+            raise PlateKeyUnavailable(tr(f"{source} 第 {number} 行：应为 '<密钥编号> <base64 密钥>'",
+                                         f"{source} line {number}: expected '<key id> <base64 key>'"))
         try:
             key = base64.b64decode(parts[1], validate=True)
         except binascii.Error:
-            raise PlateKeyUnavailable(f"{source} line {number}: the key is not base64") from None
+            raise PlateKeyUnavailable(tr(f"{source} 第 {number} 行：密钥不是 base64",
+                                         f"{source} line {number}: the key is not base64")) from None
         if len(key) < 16:
-            raise PlateKeyUnavailable(f"{source} line {number}: the key is shorter than 16 bytes")
+            raise PlateKeyUnavailable(tr(f"{source} 第 {number} 行：密钥短于 16 字节",
+                                         f"{source} line {number}: the key is shorter than 16 bytes"))
         if parts[0] in keys:
-            raise PlateKeyUnavailable(f"{source} line {number}: key id {parts[0]!r} appears twice")
+            raise PlateKeyUnavailable(tr(f"{source} 第 {number} 行：密钥编号 {parts[0]} 重复",
+                                         f"{source} line {number}: key id {parts[0]!r} appears twice"))
         keys[parts[0]] = key
         order.append(parts[0])
     if not order:
-        raise PlateKeyUnavailable(f"{source}: holds no key")
+        raise PlateKeyUnavailable(tr(f"{source}：没有密钥（`rentgate keys plates --rotate` 添加一个）",
+                                     f"{source}: holds no key (`rentgate keys plates --rotate` adds one)"))
     return Keyring(keys=keys, current_id=order[-1])
 
 
@@ -67,7 +73,8 @@ def read_keyring(path: str | Path) -> Keyring:
     try:
         text = Path(path).read_text(encoding="ascii")
     except (OSError, UnicodeDecodeError) as exc:
-        raise PlateKeyUnavailable(f"plate keyring {path}: {exc}") from exc
+        raise PlateKeyUnavailable(tr(f"门牌密钥文件 {path} 无法读取：{exc}",
+                                     f"plate keyring {path}: {exc}")) from exc
     return parse_keyring(text, str(path))
 
 
@@ -104,9 +111,11 @@ def retire(path: str | Path, key_id: str) -> None:
     target = Path(path)
     keyring = read_keyring(target)
     if key_id not in keyring.keys:
-        raise PlateKeyUnavailable(f"{path} holds no key {key_id!r}")
+        raise PlateKeyUnavailable(tr(f"{path} 里没有密钥 {key_id}（`rentgate keys plates --list` 列出编号）",
+                                     f"{path} holds no key {key_id!r} (`rentgate keys plates --list` shows the ids)"))
     if key_id == keyring.current_id:
-        raise PlateKeyUnavailable(f"{key_id!r} is the key that signs new plates: rotate first, then retire it")
+        raise PlateKeyUnavailable(tr(f"{key_id} 是正在签发新门牌的密钥：先 --rotate 添加新密钥，再停用它",
+                                     f"{key_id!r} is the key that signs new plates: rotate first, then retire it"))
     _write_atomically(target, _format([(k, v) for k, v in keyring.keys.items() if k != key_id]))
 
 
@@ -114,11 +123,14 @@ def default_keyring_path(database_url: str) -> Path:
     url = make_url(database_url)
     database = url.database
     if url.get_backend_name() != "sqlite":
-        raise PlateKeyUnavailable("no plate key: set RENTGATE_PLATE_KEY_FILE (`rentgate keys plates --rotate "
-                                  "--file F` writes one); keys are only generated for SQLite databases")
+        raise PlateKeyUnavailable(tr("没有门牌密钥：请设置 RENTGATE_PLATE_KEY_FILE（`rentgate keys plates --rotate "
+                                     "--file F` 生成一个）；只有 SQLite 数据库会自动生成密钥",
+                                     "no plate key: set RENTGATE_PLATE_KEY_FILE (`rentgate keys plates --rotate "
+                                     "--file F` writes one); keys are only generated for SQLite databases"))
     if not database or database == ":memory:" or database.startswith("file:"):
-        raise PlateKeyUnavailable("no plate key: an in-memory database has no folder to keep a generated key in; "
-                                  "set RENTGATE_PLATE_KEY_FILE")
+        raise PlateKeyUnavailable(tr("没有门牌密钥：内存数据库没有可以保存密钥的文件夹；请设置 RENTGATE_PLATE_KEY_FILE",
+                                     "no plate key: an in-memory database has no folder to keep a generated key "
+                                     "in; set RENTGATE_PLATE_KEY_FILE"))
     return Path(database).resolve().parent / GENERATED_KEYRING_NAME
 
 

@@ -1,6 +1,7 @@
 """``rentgate plates`` and ``rentgate keys plates`` as an operator runs
 them: files written, the JSON line, exit codes and messages that say what
-to do, progress kept off stdout."""
+to do (Chinese by default, English with --lang en), progress kept off
+stdout, and base URLs phones cannot reach refused."""
 
 from __future__ import annotations
 
@@ -15,14 +16,17 @@ import pytest
 from rentgate.cli import main
 from server.db.engine import create_engine
 from server.plates.fonts import PlateFont
+from tests.server.plates.conftest import english
 from tests.server.plates.qr_read import read_qr
 from tests.server.plates.world import World, build
 
 
 @pytest.fixture
 def db(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, plate_font: PlateFont) -> tuple[str, World]:
-    for name in ("RENTGATE_PLATE_KEY_FILE", "RENTGATE_PUBLIC_URL", "RENTGATE_RULES_FILE"):
+    for name in ("RENTGATE_PLATE_KEY_FILE", "RENTGATE_RULES_FILE"):
         monkeypatch.delenv(name, raising=False)
+    # A deployment with its public address set, as the docs ask.
+    monkeypatch.setenv("RENTGATE_PUBLIC_URL", "https://plates.example.cn")
     monkeypatch.setenv("RENTGATE_PLATE_FONT", str(plate_font.path))
     url = f"sqlite:///{tmp_path / 'plates.db'}"
     # A fixed key (the one generated next to the database would be random):
@@ -54,7 +58,9 @@ def plates_of(db: str, unit: int, capsys: pytest.CaptureFixture[str]) -> list[di
 
 
 def test_render_a_street_then_reprint_then_reissue(db: tuple[str, World], tmp_path: Path,
-                                                   capsys: pytest.CaptureFixture[str]) -> None:
+                                                   capsys: pytest.CaptureFixture[str],
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    english(monkeypatch)
     url, world = db
     out = tmp_path / "out"
     capsys.readouterr()
@@ -90,7 +96,9 @@ def test_render_a_street_then_reprint_then_reissue(db: tuple[str, World], tmp_pa
     assert states == [("revoked", "reissued"), ("active", None)]
 
 
-def test_revoke_and_list(db: tuple[str, World], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_revoke_and_list(db: tuple[str, World], tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                         monkeypatch: pytest.MonkeyPatch) -> None:
+    english(monkeypatch)
     url, world = db
     unit = world.unit("B1", "301")
     assert main(["plates", "list", "--unit", str(unit), "--database-url", url]) == 0
@@ -125,13 +133,17 @@ BAD_REQUESTS = [
     (["--grid", "G1", "--size", "250x150"], "does not fit on an A4 sheet"),
     (["--grid", "G1", "--format", "jpg"], "choose from pdf, png, svg"),
     (["--grid", "G1", "--dpi", "10"], "--dpi 10"),
-    (["--grid", "G1", "--base-url", "ftp://x"], "base URL"),
+    (["--grid", "G1", "--base-url", "ftp://x"], "must start with https:// or http://"),
+    (["--grid", "G1", "--base-url", "https://admin:pw@plates.example.cn"], "must not hold a user name"),
+    (["--grid", "G1", "--base-url", "http://192.168.1.20:8080"], "a private network address"),
     (["--grid", "G1", "--font", "/nonexistent/font.ttc"], "no such file"),
 ]
 
 
 def test_bad_requests_exit_2_and_write_nothing(db: tuple[str, World], tmp_path: Path,
-                                               capsys: pytest.CaptureFixture[str]) -> None:
+                                               capsys: pytest.CaptureFixture[str],
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    english(monkeypatch)
     url, world = db
     capsys.readouterr()
     for extra, problem in BAD_REQUESTS:
@@ -170,7 +182,9 @@ def test_argument_errors_are_exit_2(db: tuple[str, World], tmp_path: Path) -> No
         assert caught.value.code == 2
 
 
-def test_keys_rotate_list_retire(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_keys_rotate_list_retire(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    english(monkeypatch)
     path = tmp_path / "keys" / "plates"
     assert main(["keys", "plates", "--file", str(path), "--list"]) == 2
     assert "--rotate" in capsys.readouterr().err
@@ -200,3 +214,75 @@ def test_keys_default_to_the_file_next_to_a_sqlite_database(db: tuple[str, World
     assert main(["keys", "plates", "--rotate", "--database-url", url, "--json"]) == 0
     doc = last_json(capsys.readouterr().out)
     assert doc["file"] == str(tmp_path / "rentgate-plate-keys") and doc["key_ids"] == ["k1", "k2"]
+
+
+def test_no_public_url_is_refused_with_what_to_do(db: tuple[str, World], tmp_path: Path,
+                                                  capsys: pytest.CaptureFixture[str],
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    url, world = db
+    monkeypatch.delenv("RENTGATE_PUBLIC_URL")
+    out = tmp_path / "out"
+    argv = ["plates", "render", "--grid", "G1", "--out", str(out), "--database-url", url]
+    capsys.readouterr()
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("rentgate plates render: 没有指定 --base-url，也没有设置 RENTGATE_PUBLIC_URL，"), err
+    assert "http://127.0.0.1:8080/p/…，这是本机回环地址" in err and "住户的手机打不开" in err
+    assert "请用 --base-url https://" in err and "--allow-private-url" in err
+    assert main(["--lang", "en", *argv]) == 2
+    err = capsys.readouterr().err
+    assert ("no --base-url and no RENTGATE_PUBLIC_URL: the plates' codes would point at http://127.0.0.1:8080/p/…, "
+            "a loopback address: only this computer reaches it, so tenants' phones cannot open them. Pass "
+            "--base-url https://… with the server's address") in err, err
+    # A private address in the environment is refused the same way, without
+    # the "no --base-url" part.
+    monkeypatch.setenv("RENTGATE_PUBLIC_URL", "http://rentgate.lan:8080")
+    assert main(["--lang", "en", *argv]) == 2
+    err = capsys.readouterr().err
+    assert "codes would point at http://rentgate.lan:8080/p/…, a local network name" in err
+    assert "no --base-url" not in err
+    assert not out.exists() and plates_of(url, world.unit("B2", "10"), capsys) == []
+
+
+def test_a_private_url_prints_when_acknowledged_with_a_warning(db: tuple[str, World], tmp_path: Path,
+                                                               capsys: pytest.CaptureFixture[str],
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    url, world = db
+    monkeypatch.delenv("RENTGATE_PUBLIC_URL")
+    unit = world.unit("B1", "301")
+    capsys.readouterr()
+    assert main(["plates", "render", "--unit", str(unit), "--out", str(tmp_path), "--format", "png", "--dpi", "150",
+                 "--allow-private-url", "--database-url", url, "--json"]) == 0
+    out, err = capsys.readouterr()
+    assert last_json(out)["plates"] == 1
+    assert "警告：门牌指向 http://127.0.0.1:8080（本机回环地址，只有这台电脑能打开），这个网络以外的手机打不开这些门牌" in err
+    assert read_qr(image(tmp_path / f"unit-{unit}.png")).startswith("http://127.0.0.1:8080/p/k1.")
+
+
+def test_plain_http_to_a_public_host_prints_with_a_warning(db: tuple[str, World], tmp_path: Path,
+                                                           capsys: pytest.CaptureFixture[str]) -> None:
+    url, world = db
+    capsys.readouterr()
+    assert main(["--lang", "en", "plates", "render", "--unit", str(world.unit("B9", "1")), "--out", str(tmp_path),
+                 "--format", "svg", "--base-url", "http://plates.example.cn", "--database-url", url]) == 0
+    err = capsys.readouterr().err
+    assert "warning: the plates point at http://plates.example.cn, plain unencrypted http: phones open it" in err
+
+
+def test_summaries_count_in_words(db: tuple[str, World], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    url, world = db
+    one = ["plates", "render", "--unit", str(world.unit("B9", "1")), "--out", str(tmp_path), "--database-url", url]
+    capsys.readouterr()
+    assert main(one) == 0
+    out, err = capsys.readouterr()
+    assert f"单元 {world.unit('B9', '1')}：1 个单元" in err and "新发 1 块门牌，重印 0 块" in err
+    assert out.strip() == f"1 块门牌（新发 1 块）已写入 {tmp_path}：plates.pdf 共 1 页 A4"
+    assert main(["--lang", "en", *one]) == 0
+    out, err = capsys.readouterr()
+    assert f"1 unit in unit {world.unit('B9', '1')}" in err and "0 plates issued, 1 reprinted" in err
+    assert out.strip() == f"1 plate (0 new) written to {tmp_path}: 1 A4 page in plates.pdf"
+    assert main(["--lang", "en", "plates", "render", "--street", "S1", "--out", str(tmp_path), "--database-url",
+                 url]) == 0
+    out, err = capsys.readouterr()
+    assert "7 units in street S1" in err
+    assert out.strip() == f"7 plates (7 new) written to {tmp_path}: 3 A4 pages in plates.pdf"
