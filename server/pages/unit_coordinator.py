@@ -34,13 +34,14 @@ from server.access.routes import ACCESS
 from server.access.service import write_transaction
 from server.appkeys import ENGINE
 from server.auth.policy import AuthUser, actor_of, can_manage_building
-from server.db.models import cases, registrations
+from server.db.models import cases, credentials, registrations
 from server.db.read_pool import read_only, with_retry
 from server.grid.cases import escalate_case
 from server.pages.dashboard import event_words
 from server.pages.forms import FormErrors, errors_box, read_form, text
 from server.pages.guard import page_user
 from server.pages.layout import PageContext, esc, flash, forbidden, grade_chip, not_found, page
+from server.pages.masks import mask_card
 from server.pages.scan_common import SCAN_CSS, WORK_ROLES, day, minute
 from server.pages.state import PAGES
 from server.patrols.service import CHECKLIST_ITEMS
@@ -117,18 +118,30 @@ def _pending(ctx: PageContext, view: UnitView, zone: ZoneInfo) -> str:
     return "".join(out)
 
 
-def _who(ctx: PageContext, row: Row) -> str:
+def _who(ctx: PageContext, row: Row, cards: dict[int, str]) -> str:
+    """A person by name; a card nobody is registered with by its mask, so two
+    such cards read apart without showing a database id."""
     if row["person_id"] is not None:
-        return esc(row["name"] or f'p-{row["person_id"]}')
-    return esc(ctx.t["unit.unregistered_card"].format(id=row["credential_id"]))
+        return esc(row["name"] or ctx.t["unit.someone"])
+    card = mask_card(cards.get(row["credential_id"]))
+    return esc(ctx.t["unit.unregistered_card"].format(card=card).strip())
 
 
-def _sightings(ctx: PageContext, view: UnitView, zone: ZoneInfo) -> str:
+def card_values(conn: sa.Connection, view: UnitView) -> dict[int, str]:
+    """The numbers of the unregistered cards among the sightings (masked when shown)."""
+    ids = {r["credential_id"] for r in view.sightings if r["person_id"] is None and r["credential_id"] is not None}
+    if not ids:
+        return {}
+    query = sa.select(credentials.c.id, credentials.c.value).where(credentials.c.id.in_(ids))
+    return {int(i): str(v) for i, v in conn.execute(query).tuples()}
+
+
+def _sightings(ctx: PageContext, view: UnitView, zone: ZoneInfo, cards: dict[int, str]) -> str:
     t = ctx.t
     if not view.sightings:
         return f'<div class="card meta">{esc(t["unit.no_evidence"])}</div>'
     rows = "".join(
-        f'<li class="sighting" data-subject="{esc(r["subject"])}"><b>{_who(ctx, r)}</b> '
+        f'<li class="sighting" data-subject="{esc(r["subject"])}"><b>{_who(ctx, r, cards)}</b> '
         + (f'<span class="badge ok">{esc(t["unit.registered"])}</span>' if r["registered"]
            else f'<span class="badge warn">{esc(t["unit.not_registered"])}</span>')
         + f'<div class="meta">{esc(t["ev.first_seen_at"])}{esc(t["sep"])}{day(r["first_seen_at"], zone)} · '
@@ -220,11 +233,11 @@ def _patrols(ctx: PageContext, view: UnitView, zone: ZoneInfo) -> str:
 
 
 def render_unit(ctx: PageContext, view: UnitView, zone: ZoneInfo, flash_html: str,
-                errors: FormErrors | None = None) -> str:
+                errors: FormErrors | None = None, cards: dict[int, str] | None = None) -> str:
     t = ctx.t
     return (f'{SCAN_CSS}{flash_html}{errors_box(ctx, errors)}{_unit_card(ctx, view, zone)}'
             f'<h2>{esc(t["registered_occupants"])}</h2>{_occupants(ctx, view, zone)}{_pending(ctx, view, zone)}'
-            f'<h2>{esc(t["unit.evidence"])}</h2>{_sightings(ctx, view, zone)}{_door_events(ctx, view, zone)}'
+            f'<h2>{esc(t["unit.evidence"])}</h2>{_sightings(ctx, view, zone, cards or {})}{_door_events(ctx, view, zone)}'
             f'<h2>{esc(t["open_cases"])}</h2>{_cases(ctx, view, zone)}'
             f'<h2>{esc(t["unit.open_tasks"])}</h2>{_tasks(ctx, view, zone)}'
             f'<h2>{esc(t["unit.patrols"])}</h2>{_patrols(ctx, view, zone)}')
@@ -245,9 +258,13 @@ async def show_unit(request: web.Request, ctx: PageContext, user: AuthUser, unit
     zone = rules.zone
     flash_html = flash(ctx, request)
 
+    cards: dict[int, str] = {}
+
     def read() -> tuple[UnitView | None, str]:
         with read_only(request.app) as conn:
             view = load_unit_view(conn, unit_id, datetime.now(UTC), rules)
+            if view is not None:
+                cards.update(card_values(conn, view))
             return view, "missing" if view is None else (
                 "ok" if can_manage_building(conn, user, view.unit["building_id"]) else "forbidden")
 
@@ -257,7 +274,7 @@ async def show_unit(request: web.Request, ctx: PageContext, user: AuthUser, unit
         t1 = time.perf_counter()
         response = None
         if view is not None and verdict == "ok":
-            response = page(ctx, unit_title(ctx, view), render_unit(ctx, view, zone, flash_html, errors),
+            response = page(ctx, unit_title(ctx, view), render_unit(ctx, view, zone, flash_html, errors, cards),
                             status=status)
         return verdict, response, t1 - t0, time.perf_counter() - t1
 
