@@ -1,12 +1,19 @@
 """Printing door plates from the browser (/c/plates): a coordinator picks
 one of their grids, or a street all of whose grids are theirs (an admin:
 any grid or street), and downloads the A4 PDF that ``rentgate plates
-render`` would write. Large selections are left to the command."""
+render`` would write. Large selections are left to the command.
+
+The codes point at the server's RENTGATE_PUBLIC_URL. When that is an
+address phones outside the office cannot reach (unset, so 127.0.0.1;
+192.168.x.x; a .lan name), the page says so and a download needs a ticked
+acknowledgement, the page's counterpart of ``--allow-private-url``; a URL
+that cannot go on a plate at all prints nothing."""
 
 from __future__ import annotations
 
 import asyncio
 import io
+import logging
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -27,10 +34,48 @@ from server.plates.appkeys import PLATE_KEYS
 from server.plates.errors import PlateError
 from server.plates.fonts import find_font
 from server.plates.layout import PlateSpec
+from server.plates.public_url import PROBLEMS, REASONS, BadPublicUrl, PublicUrl, check_public_url
 from server.plates.render_pdf import render_pdf
 
+log = logging.getLogger(__name__)
 # About 15 s of rendering in a request; a bigger run is the command's job.
 MAX_WEB_UNITS = 3000
+ACK_FIELD = "ack_private_url"
+
+
+@dataclass(frozen=True)
+class UrlState:
+    """The public URL as this page sees it: ``checked`` when it can go on a
+    plate (maybe not a public one), else ``problem`` (a PROBLEMS key)."""
+
+    url: str
+    checked: PublicUrl | None
+    problem: str | None
+
+    @property
+    def needs_ack(self) -> bool:
+        return self.checked is not None and self.checked.not_public is not None
+
+
+def url_state(public_url: str) -> UrlState:
+    try:
+        return UrlState(public_url, check_public_url(public_url), None)
+    except BadPublicUrl as exc:
+        return UrlState(exc.url, None, exc.problem)
+
+
+def _url_notice(ctx: PageContext, state: UrlState) -> str:
+    """The warning above the list, or nothing for an https public URL."""
+    t, which = ctx.t, 0 if ctx.lang == "zh" else 1
+    if state.problem is not None:
+        text = t["plates.url_bad"].format(url=state.url, why=PROBLEMS[state.problem][which])
+    elif state.checked is not None and state.checked.not_public is not None:
+        text = t["plates.url_private"].format(url=state.checked.url, why=REASONS[state.checked.not_public][which])
+    elif state.checked is not None and state.checked.insecure:
+        return f'<p class="meta" data-url-notice="http">{esc(t["plates.url_http"].format(url=state.checked.url))}</p>'
+    else:
+        return ""
+    return f'<div class="errors" data-url-notice="private" role="alert">{esc(text)}</div>'
 
 
 @dataclass(frozen=True)
@@ -69,28 +114,38 @@ def _printables(conn: sa.Connection, user: AuthUser) -> list[Printable]:
     return out
 
 
-def _list(ctx: PageContext, printables: list[Printable]) -> str:
+def _url_notice_text(ctx: PageContext, state: UrlState) -> str:
+    which = 0 if ctx.lang == "zh" else 1
+    return ctx.t["plates.url_bad"].format(url=state.url, why=PROBLEMS[state.problem or "missing"][which])
+
+
+def _list(ctx: PageContext, printables: list[Printable], state: UrlState) -> str:
     t = ctx.t
+    notice = _url_notice(ctx, state)
     if not printables:
-        return f'<div class="card"><p>{esc(t["plates.none"])}</p></div>'
+        return notice + f'<div class="card"><p>{esc(t["plates.none"])}</p></div>'
+    # Ticked per download: the form is what is posted.
+    ack = (f'<label class="check"><input type="checkbox" name="{ACK_FIELD}" value="1" required style="width:auto"> '
+           f'{esc(t["plates.url_ack"])}</label>' if state.needs_ack else "")
     items = []
     for p in printables:
         too_big = p.units > MAX_WEB_UNITS
         button = (f'<p class="meta">{esc(t["plates.too_many"].format(n=MAX_WEB_UNITS))}</p>' if too_big else
+                  "" if state.problem is not None else
                   f'<form method="post" action="/c/plates">{ctx.csrf_field()}'
                   f'<input type="hidden" name="level" value="{esc(p.level)}">'
-                  f'<input type="hidden" name="code" value="{esc(p.code)}">'
+                  f'<input type="hidden" name="code" value="{esc(p.code)}">{ack}'
                   f'<button type="submit">{esc(t["plates.download"])}</button></form>')
         items.append(f'<li class="card" data-code="{esc(p.code)}"><strong>{esc(p.name)}</strong> '
                      f'<span class="meta">{esc(t["plates.level." + p.level])} {esc(p.code)} · '
                      f'{esc(t["plates.units"].format(n=p.units))}</span>{button}</li>')
-    return f'<p class="meta">{esc(t["plates.hint"])}</p><ul class="plain">{"".join(items)}</ul>'
+    return notice + f'<p class="meta">{esc(t["plates.hint"])}</p><ul class="plain">{"".join(items)}</ul>'
 
 
 async def plates_page(request: web.Request) -> web.Response:
     ctx, user = grid_user(request)
     printables = await run_read(request, lambda conn: _printables(conn, user))
-    return page(ctx, ctx.t["plates.title"], _list(ctx, printables))
+    return page(ctx, ctx.t["plates.title"], _list(ctx, printables, url_state(request.app[SETTINGS].public_url)))
 
 
 async def plates_download(request: web.Request) -> web.Response:
@@ -107,6 +162,11 @@ async def plates_download(request: web.Request) -> web.Response:
     if chosen.units > MAX_WEB_UNITS:
         return message_page(ctx, 413, "plates.title", ctx.t["plates.too_many"].format(n=MAX_WEB_UNITS))
     settings = request.app[SETTINGS]
+    state = url_state(settings.public_url)
+    if state.problem is not None:
+        return message_page(ctx, 503, "plates.title", _url_notice_text(ctx, state))
+    if state.needs_ack and form.get(ACK_FIELD) != "1":
+        return message_page(ctx, 400, "plates.title", ctx.t["plates.url_ack_needed"])
     rules = rules_of(request)
     selection = collect.Selection(grid=code) if level == "grid" else collect.Selection(street=code)
 
@@ -124,6 +184,11 @@ async def plates_download(request: web.Request) -> web.Response:
         pdf = await asyncio.to_thread(render)
     except PlateError as exc:
         return message_page(ctx, 503, "plates.title", f'{ctx.t["plates.failed"]}{exc}')
+    if state.needs_ack:
+        # Printed on purpose for a closed network: on record for whoever
+        # wonders later why the plates do not scan from outside.
+        log.warning("plates for %s %s printed by %s with a non-public URL %s (acknowledged)", level, code,
+                    actor_of(user), settings.public_url)
     safe = re.sub(r"[^A-Za-z0-9_-]", "_", code)
     return web.Response(body=pdf, content_type="application/pdf", headers={
         "Content-Disposition": f'attachment; filename="plates-{level}-{safe}.pdf"',

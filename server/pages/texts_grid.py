@@ -16,6 +16,13 @@ TEXTS: dict[str, dict[str, str]] = {
         "plates.not_yours": "您只能打印自己网格的门牌。",
         "plates.no_keys": "门牌签名密钥不可用，请联系管理员。",
         "plates.failed": "无法生成门牌：",
+        "plates.url_private": "注意：门牌二维码将指向 {url}，这是{why}。在这个网络以外，住户的手机打不开这些门牌。"
+                              "请管理员把 RENTGATE_PUBLIC_URL 设为手机能访问的服务器地址（https://…）并重启服务器后再打印。",
+        "plates.url_ack": "我知道这些门牌只能在这个网络里扫开，仍要打印",
+        "plates.url_ack_needed": "这些门牌的二维码指向手机在外面打不开的地址：请在打印页勾选确认后再下载，"
+                                 "或请管理员设置 RENTGATE_PUBLIC_URL。",
+        "plates.url_bad": "服务器的公开地址 RENTGATE_PUBLIC_URL（{url}）{why}，不能印在门牌上：请管理员改正后重启服务器。",
+        "plates.url_http": "门牌指向未加密的 http 地址 {url}：手机能打开，但建议改用 https://。",
         "nav.grid": "网格工作",
         "grid.home.title": "我的工作",
         "grid.my_tasks": "我的工单",
@@ -159,6 +166,18 @@ TEXTS: dict[str, dict[str, str]] = {
         "plates.not_yours": "You can print the plates of your own grids only.",
         "plates.no_keys": "The plate-signing key is not available; tell the administrator.",
         "plates.failed": "The plates could not be made: ",
+        "plates.url_private": "Warning: the plates' codes will point at {url}, {why}. Outside that network, "
+                              "tenants' phones cannot open these plates. Ask the administrator to set "
+                              "RENTGATE_PUBLIC_URL to the server's address as phones reach it (https://…) and "
+                              "restart the server before printing.",
+        "plates.url_ack": "I understand these plates only scan inside this network; print them anyway",
+        "plates.url_ack_needed": "These plates' codes point at an address phones outside cannot reach: tick the "
+                                 "confirmation on the printing page, or ask the administrator to set "
+                                 "RENTGATE_PUBLIC_URL.",
+        "plates.url_bad": "The server's public address RENTGATE_PUBLIC_URL ({url}) {why}, so it cannot go on a "
+                          "plate: ask the administrator to correct it and restart the server.",
+        "plates.url_http": "The plates point at {url}, plain unencrypted http: phones open it, but https:// is "
+                           "better.",
         "nav.grid": "Grid work",
         "grid.home.title": "My work",
         "grid.my_tasks": "My tasks",
