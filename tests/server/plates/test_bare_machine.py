@@ -81,6 +81,12 @@ def _run_without_fonts(tmp_path: Path, *argv: str) -> tuple[subprocess.Completed
     return done, (tmp_path / "fc.txt").read_text() if (tmp_path / "fc.txt").exists() else "(fc-list did not run)"
 
 
+def _png(path: Path) -> np.ndarray:
+    loaded = cv2.imread(str(path))
+    assert loaded is not None, path
+    return np.asarray(loaded)
+
+
 def _font_names(page: pdfium.PdfPage) -> set[str]:
     names = set()
     for obj in page.get_objects(filter=(pdfium_raw.FPDF_PAGEOBJ_TEXT,)):
@@ -108,7 +114,7 @@ def test_plates_render_without_any_system_font(namespace: None, tmp_path: Path) 
     pngs = sorted(out.glob("unit-*.png"))
     assert len(pngs) == 5
     for png in pngs:
-        assert read_qr(cv2.imread(str(png))).startswith(BASE_URL + "/p/k1."), png
+        assert read_qr(_png(png)).startswith(BASE_URL + "/p/k1."), png
 
     pdf = pdfium.PdfDocument((out / "plates.pdf").read_bytes())
     spec, dpi = PlateSpec(), 200
@@ -128,7 +134,7 @@ def test_plates_render_without_any_system_font(namespace: None, tmp_path: Path) 
             if text := read_qr(image[px(y):px(y + spec.height_mm), px(x):px(x + spec.width_mm)]):
                 decoded.append(text)
     assert len(decoded) == 5 and all(u.startswith(BASE_URL + "/p/k1.") for u in decoded)
-    assert sorted(decoded) == sorted({read_qr(cv2.imread(str(p))) for p in pngs})
+    assert sorted(decoded) == sorted({read_qr(_png(p)) for p in pngs})
 
 
 def test_a_character_beyond_the_bundled_font_names_the_way_out(namespace: None, tmp_path: Path) -> None:
