@@ -82,6 +82,10 @@ class _Reader:
     disabling: bool = False
 
 
+# How long stopping a line waits for each of libosdp's thread and our worker.
+STOP_WAIT_S = 2.0
+
+
 class OsdpLine:
     def __init__(
         self,
@@ -156,20 +160,24 @@ class OsdpLine:
         self._stopping.clear()
         self._worker = threading.Thread(target=self._work, name=f"{self.name} worker", daemon=True)
         self._worker.start()
-        self._cp.start()
+        _start_polling(self._cp, f"{self.name} libosdp")
         log.info("%s: polling readers %s on channel %d", self.name, sorted(self._readers), self.channel_id)
 
     def stop(self) -> None:
         """Stop polling and close the port; blocks up to a few seconds."""
         self._stopping.set()
         if self._cp is not None:
-            try:
-                self._cp.stop()
-            except RuntimeError:
-                pass  # never started
+            if not _stop_polling(self._cp, STOP_WAIT_S):
+                # Seen when the readers vanish while the gateway stops: libosdp's
+                # thread blocks inside its own event callback and never returns.
+                # ControlPanel.stop() would wait for it forever (the gateway
+                # then hung until it was killed); the thread is a daemon, so it
+                # ends with the process, and nothing of ours waits on it.
+                log.warning("%s: libosdp's polling thread did not stop within %.0f s; leaving it behind",
+                            self.name, STOP_WAIT_S)
             self._cp = None
         if self._worker is not None:
-            self._worker.join(5)
+            self._worker.join(STOP_WAIT_S)
             self._worker = None
         if self._port is not None:
             self._port.close()
@@ -359,6 +367,31 @@ class OsdpLine:
                 reader.revive_at = None
                 if cp.disable_pd(address):
                     reader.disabling = True
+
+
+def _start_polling(cp: Any, name: str) -> None:
+    """``ControlPanel.start()`` of libosdp 3.2.9 (pinned), but on a daemon
+    thread: its own is not one, and a refresh thread stuck in C would keep the
+    gateway process from ever exiting. The wrapper's ``refresh`` loop, its
+    stop event and its lock are used as they are."""
+    cp.event = threading.Event()
+    cp.lock = threading.Lock()
+    cp.thread = threading.Thread(name=name, target=cp.refresh, args=(cp.event, cp.lock, cp.ctx), daemon=True)
+    cp.thread.start()
+
+
+def _stop_polling(cp: Any, timeout: float) -> bool:
+    """Ask libosdp's refresh loop to end and wait at most ``timeout`` seconds
+    (``ControlPanel.stop()`` waits without end). True if it ended."""
+    thread = getattr(cp, "thread", None)
+    if thread is None:
+        return True
+    cp.event.set()
+    thread.join(timeout)
+    if thread.is_alive():
+        return False
+    cp.thread = None
+    return True
 
 
 def _flags(osdp: Any, spec: ReaderSpec) -> list[int]:

@@ -9,6 +9,7 @@ from contextlib import contextmanager
 import pytest
 
 from devices.osdp import OsdpError, OsdpLine, ReaderSpec
+from devices.osdp.line import STOP_WAIT_S
 from firmware_sim.osdp_reader import ReaderCaps, SimOsdpLine
 from rentgate import wire
 from tests.devices.helpers import wait_until
@@ -141,3 +142,38 @@ def test_setup_errors_name_the_problem() -> None:
                  on_card=print, on_status=print)
     with pytest.raises(OsdpError, match="16 bytes"):
         ReaderSpec(address=1, scbk=b"short")
+
+
+def test_stop_returns_even_when_libosdps_thread_is_stuck_in_a_callback(sim: SimOsdpLine) -> None:
+    """A gateway once hung at shutdown until it was killed: libosdp's refresh
+    thread blocked inside its event callback, and ControlPanel.stop() waits
+    for that thread without end. Stopping the line is bounded, and the stuck
+    thread cannot keep the process alive (it is a daemon)."""
+    import time
+
+    reader = sim.add_reader(1)
+    rec = Recorder()
+    line = OsdpLine(sim.pts, channel_id=1, readers=[ReaderSpec(address=1)], on_card=rec.on_card,
+                    on_status=rec.on_status)
+    entered, release = threading.Event(), threading.Event()
+
+    def stuck(pd: int, event: dict[str, object]) -> int:
+        entered.set()
+        release.wait()  # never set until the end of the test
+        return 0
+
+    line._from_libosdp = stuck  # type: ignore[method-assign]
+    line.start()
+    thread = line._cp.thread
+    try:
+        # Any event of libosdp's (the reader coming online, or this card) gets stuck.
+        reader.present(90, 324)
+        assert entered.wait(10), "libosdp never delivered an event"
+        assert thread.daemon
+        started = time.monotonic()
+        line.stop()
+        assert time.monotonic() - started < STOP_WAIT_S * 2 + 1
+        assert thread.is_alive()  # still stuck, left behind
+    finally:
+        release.set()
+        thread.join(5)
