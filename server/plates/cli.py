@@ -177,7 +177,7 @@ def _base_url(args: argparse.Namespace, settings: ServerSettings) -> str:
         checked = check_public_url(raw)
     except BadPublicUrl as exc:
         zh, en = PROBLEMS[exc.problem]
-        raise _Usage(tr(f"门牌地址 {exc.url}{zh}：{todo}", f"base URL {exc.url!r} {en}: {todo}")) from None
+        raise _Usage(tr(f"门牌地址 {exc.url} {zh}：{todo}", f"base URL {exc.url!r} {en}: {todo}")) from None
     if checked.not_public is not None:
         zh, en = REASONS[checked.not_public]
         if not args.allow_private_url:

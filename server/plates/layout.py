@@ -24,6 +24,7 @@ import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from rentgate.lang import tr
 from server.plates.errors import PlateError
 
 MM_PER_INCH = 25.4
@@ -138,10 +139,15 @@ def parse_size(text: str) -> tuple[float, float]:
     try:
         width, height = (float(p) for p in parts)
     except ValueError:
-        raise LayoutError(f"size {text!r}: expected WIDTHxHEIGHT in mm, e.g. 150x90") from None
+        raise LayoutError(_size_format(text)) from None
     if not (math.isfinite(width) and math.isfinite(height)):
-        raise LayoutError(f"size {text!r}: expected WIDTHxHEIGHT in mm, e.g. 150x90")
+        raise LayoutError(_size_format(text))
     return width, height
+
+
+def _size_format(text: str) -> str:
+    return tr(f"尺寸 {text!r}：请写 宽x高（毫米，WIDTHxHEIGHT），如 150x90",
+              f"size {text!r}: expected WIDTHxHEIGHT in mm, e.g. 150x90")
 
 
 def _fmt(mm: float) -> str:
@@ -154,19 +160,26 @@ def plate_frame(spec: PlateSpec, modules: int) -> PlateFrame:
     cannot work."""
     w, h, qr = spec.width_mm, spec.height_mm, spec.qr_mm
     if not all(math.isfinite(v) and v > 0 for v in (w, h, qr)):
-        raise LayoutError("plate and code sizes must be positive numbers of millimetres")
+        raise LayoutError(tr("门牌和二维码的尺寸必须是正的毫米数",
+                             "plate and code sizes must be positive numbers of millimetres"))
     if w < MIN_PLATE_MM[0] or h < MIN_PLATE_MM[1]:
-        raise LayoutError(f"a {_fmt(w)} x {_fmt(h)} mm plate is too small: at least "
-                          f"{_fmt(MIN_PLATE_MM[0])} x {_fmt(MIN_PLATE_MM[1])} mm")
+        raise LayoutError(tr(f"{_fmt(w)} x {_fmt(h)} 毫米的门牌太小：至少 "
+                             f"{_fmt(MIN_PLATE_MM[0])} x {_fmt(MIN_PLATE_MM[1])} 毫米",
+                             f"a {_fmt(w)} x {_fmt(h)} mm plate is too small: at least "
+                             f"{_fmt(MIN_PLATE_MM[0])} x {_fmt(MIN_PLATE_MM[1])} mm"))
     if w < h:
-        raise LayoutError(f"a {_fmt(w)} x {_fmt(h)} mm plate is upright: plates are landscape (WIDTHxHEIGHT, "
-                          "width first)")
+        raise LayoutError(tr(f"{_fmt(w)} x {_fmt(h)} 毫米的门牌是竖的：门牌是横的，先写宽再写高（WIDTHxHEIGHT）",
+                             f"a {_fmt(w)} x {_fmt(h)} mm plate is upright: plates are landscape (WIDTHxHEIGHT, "
+                             "width first)"))
     module = qr / modules
     if module < MIN_MODULE_MM:
         need = math.ceil(MIN_MODULE_MM * modules)
-        raise LayoutError(f"a {_fmt(qr)} mm code of {modules} x {modules} modules has {module:.2f} mm modules; "
-                          f"phones need at least {MIN_MODULE_MM} mm: use --qr-mm {need} or more "
-                          "(or a shorter --base-url, which needs fewer modules)")
+        raise LayoutError(tr(f"{_fmt(qr)} 毫米的二维码有 {modules} x {modules} 个模块，每个只有 {module:.2f} 毫米；"
+                             f"手机至少需要 {MIN_MODULE_MM} 毫米：请用 --qr-mm {need} 或更大"
+                             "（或更短的 --base-url，模块会少一些）",
+                             f"a {_fmt(qr)} mm code of {modules} x {modules} modules has {module:.2f} mm modules; "
+                             f"phones need at least {MIN_MODULE_MM} mm: use --qr-mm {need} or more "
+                             "(or a shorter --base-url, which needs fewer modules)"))
     scale = h / DEFAULT_SIZE[1]
     frame_inset = 2.5 * scale
     frame_line = 0.6 * scale
@@ -174,16 +187,23 @@ def plate_frame(spec: PlateSpec, modules: int) -> PlateFrame:
     edge = frame_inset + frame_line + 1.5 * scale
     white_side = qr + 2 * QUIET_MODULES * module
     if white_side > h - 2 * edge:
-        raise LayoutError(f"a {_fmt(qr)} mm code needs a {_fmt(white_side)} mm white square (its "
-                          f"{QUIET_MODULES}-module quiet zone) and {_fmt(edge)} mm to the edge; a {_fmt(h)} mm high "
-                          f"plate has room for {_fmt(h - 2 * edge)} mm: make the code smaller or the plate taller")
+        raise LayoutError(tr(f"{_fmt(qr)} 毫米的二维码需要 {_fmt(white_side)} 毫米的白色方块（含 {QUIET_MODULES} 个模块的"
+                             f"留白）和到边缘的 {_fmt(edge)} 毫米；{_fmt(h)} 毫米高的门牌只有 {_fmt(h - 2 * edge)} 毫米："
+                             "请把二维码改小（--qr-mm）或把门牌改高（--size）",
+                             f"a {_fmt(qr)} mm code needs a {_fmt(white_side)} mm white square (its "
+                             f"{QUIET_MODULES}-module quiet zone) and {_fmt(edge)} mm to the edge; a {_fmt(h)} mm "
+                             f"high plate has room for {_fmt(h - 2 * edge)} mm: make the code smaller or the plate "
+                             "taller"))
     white = Rect(w - edge - white_side, (h - white_side) / 2, white_side, white_side)
     pad = frame_inset + frame_line + 3.0 * scale
     text_box = Rect(pad, pad, white.x - 4.0 * scale - pad, h - 2 * pad)
     min_text = MIN_TEXT_MM
     if text_box.w < min_text:
-        raise LayoutError(f"a {_fmt(w)} mm wide plate leaves {_fmt(text_box.w)} mm beside the {_fmt(qr)} mm code for "
-                          f"the address; it needs {_fmt(min_text)} mm: make the plate wider or the code smaller")
+        raise LayoutError(tr(f"{_fmt(w)} 毫米宽的门牌在 {_fmt(qr)} 毫米的二维码旁只剩 {_fmt(text_box.w)} 毫米写地址，"
+                             f"至少需要 {_fmt(min_text)} 毫米：请把门牌改宽（--size）或把二维码改小（--qr-mm）",
+                             f"a {_fmt(w)} mm wide plate leaves {_fmt(text_box.w)} mm beside the {_fmt(qr)} mm code "
+                             f"for the address; it needs {_fmt(min_text)} mm: make the plate wider or the code "
+                             "smaller"))
     qr_box = QrBox(x=white.x + QUIET_MODULES * module, y=white.y + QUIET_MODULES * module, module=module,
                    modules=modules, white=white)
     return PlateFrame(width=w, height=h, scale=scale,
@@ -283,9 +303,12 @@ def plate_layout(spec: PlateSpec, plate: PlateData, modules: int, measure: Measu
             break
         size = round(size - 0.25 * s, 4)
         if size < 3.0 * s:
-            raise LayoutError(f"unit {plate.unit_id}: the address ({len(plate.address)} characters) and the unit "
-                              f"number {label!r} do not fit on a {_fmt(spec.width_mm)} x {_fmt(spec.height_mm)} "
-                              "mm plate; use a larger --size or a smaller --qr-mm")
+            raise LayoutError(tr(f"单元 {plate.unit_id}：地址（{len(plate.address)} 个字）和房号 {label!r} 放不进 "
+                                 f"{_fmt(spec.width_mm)} x {_fmt(spec.height_mm)} 毫米的门牌："
+                                 "请用更大的 --size 或更小的 --qr-mm",
+                                 f"unit {plate.unit_id}: the address ({len(plate.address)} characters) and the unit "
+                                 f"number {label!r} do not fit on a {_fmt(spec.width_mm)} x {_fmt(spec.height_mm)} "
+                                 "mm plate; use a larger --size or a smaller --qr-mm"))
     for number, line in enumerate(lines):
         texts.append(TextRun(line, box.x, top + ASCENT * size + number * 1.3 * size, size, "address"))
     if label:
@@ -343,9 +366,12 @@ def sheet_for(spec: PlateSpec, page: tuple[float, float] = A4_MM) -> Sheet:
     cols = int((usable_w + PLATE_GAP_MM) // (spec.width_mm + PLATE_GAP_MM))
     rows = int((usable_h + PLATE_GAP_MM) // (spec.height_mm + PLATE_GAP_MM))
     if cols < 1 or rows < 1:
-        raise LayoutError(f"a {_fmt(spec.width_mm)} x {_fmt(spec.height_mm)} mm plate does not fit on an A4 sheet "
-                          f"with cut marks (at most {_fmt(usable_w)} x {_fmt(usable_h)} mm); print the PNG or SVG "
-                          "per plate instead (--format png,svg)")
+        raise LayoutError(tr(f"{_fmt(spec.width_mm)} x {_fmt(spec.height_mm)} 毫米的门牌放不进带裁切线的 A4 纸"
+                             f"（最大 {_fmt(usable_w)} x {_fmt(usable_h)} 毫米）：请改为每块门牌一个 PNG 或 SVG"
+                             "（--format png,svg）",
+                             f"a {_fmt(spec.width_mm)} x {_fmt(spec.height_mm)} mm plate does not fit on an A4 sheet "
+                             f"with cut marks (at most {_fmt(usable_w)} x {_fmt(usable_h)} mm); print the PNG or "
+                             "SVG per plate instead (--format png,svg)"))
     block_w = cols * spec.width_mm + (cols - 1) * PLATE_GAP_MM
     block_h = rows * spec.height_mm + (rows - 1) * PLATE_GAP_MM
     x0, y0 = (page_w - block_w) / 2, (page_h - block_h) / 2

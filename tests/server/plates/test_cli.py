@@ -286,3 +286,18 @@ def test_summaries_count_in_words(db: tuple[str, World], tmp_path: Path, capsys:
     out, err = capsys.readouterr()
     assert "7 units in street S1" in err
     assert out.strip() == f"7 plates (7 new) written to {tmp_path}: 3 A4 pages in plates.pdf"
+
+
+def test_refusals_are_in_chinese_by_default(db: tuple[str, World], tmp_path: Path,
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    url, _ = db
+    capsys.readouterr()
+    for extra, problem in ((["--qr-mm", "15"], "手机至少需要 0.5 毫米：请用 --qr-mm 19 或更大"),
+                           (["--size", "250x150"], "放不进带裁切线的 A4 纸"),
+                           (["--base-url", "ftp://x"], "门牌地址 ftp://x 必须以 https:// 或 http:// 开头"),
+                           (["--font", "/nonexistent/font.ttc"], "文件不存在")):
+        assert main(["plates", "render", "--grid", "G1", "--out", str(tmp_path / "out"), "--database-url", url,
+                     *extra]) == 2
+        assert problem in capsys.readouterr().err, extra
+    assert main(["plates", "render", "--street", "G1", "--out", str(tmp_path / "out"), "--database-url", url]) == 2
+    assert "G1 是网格，不是街道：请填街道的编码" in capsys.readouterr().err

@@ -11,7 +11,16 @@ from server.db.models import plates
 from server.plates import collect, service
 from server.plates.collect import Selection, UnknownSelection, unit_address
 from server.plates.keys import Keyring
+from tests.server.plates.conftest import english
 from tests.server.plates.world import NOW, build
+
+
+@pytest.fixture(autouse=True)
+def in_english(monkeypatch: pytest.MonkeyPatch) -> None:
+    """These tests match the English wording; test_cli.py checks the
+    Chinese default."""
+    english(monkeypatch)
+
 
 KEYRING = Keyring(keys={"k1": bytes(32)}, current_id="k1")
 

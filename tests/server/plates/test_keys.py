@@ -13,6 +13,15 @@ import pytest
 from server.plates import keys
 from server.plates.errors import PlateKeyUnavailable, TokenRejected
 from server.plates.tokens import sign, verify
+from tests.server.plates.conftest import english
+
+
+@pytest.fixture(autouse=True)
+def in_english(monkeypatch: pytest.MonkeyPatch) -> None:
+    """These tests match the English wording; test_cli.py checks the
+    Chinese default."""
+    english(monkeypatch)
+
 
 TODAY = date(2025, 3, 1)
 

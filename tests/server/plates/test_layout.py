@@ -21,6 +21,15 @@ from server.plates.layout import (
     wrap,
 )
 from server.plates.render_colours import DARK, PLATE_COLOURS, UNGRADED_COLOUR, WHITE, contrast, text_colour
+from tests.server.plates.conftest import english
+
+
+@pytest.fixture(autouse=True)
+def in_english(monkeypatch: pytest.MonkeyPatch) -> None:
+    """These tests match the English wording; test_cli.py checks the
+    Chinese default."""
+    english(monkeypatch)
+
 
 MODULES = 37  # a version 5 code: what a token URL needs
 

@@ -27,8 +27,17 @@ from server.plates.layout import MM_PER_INCH, PlateData, PlateSpec, plate_frame,
 from server.plates.render import render_pdf, render_png, render_svg
 from server.plates.render_colours import plate_colour, rgb
 from server.plates.render_qr import qr_matrix
+from tests.server.plates.conftest import english
 from tests.server.plates.qr_read import read_qr
 from tests.server.plates.world import NOW, build
+
+
+@pytest.fixture(autouse=True)
+def in_english(monkeypatch: pytest.MonkeyPatch) -> None:
+    """These tests match the English wording; test_cli.py checks the
+    Chinese default."""
+    english(monkeypatch)
+
 
 KEYRING = Keyring(keys={"k1": bytes(range(32))}, current_id="k1")
 BASE_URL = "https://rentgate.example.gov.cn"
