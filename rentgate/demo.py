@@ -1,12 +1,16 @@
-"""``rentgate demo``: the whole system on one machine with embedded defaults.
+"""Run the whole system on this machine: a simulated district, an MQTT broker,
+the server, a simulated rental building with two doors and a gateway.
 
-Starts, each as its own ``rentgate`` process exactly as an operator would run it:
-the embedded MQTT broker, the server on SQLite, a simulated building whose two
-doors have EM4100 readers on pseudo-terminals, and a gateway reading them.
-Interactive by default (prints the server's URL, runs until Ctrl-C); with
-``--duration N --json`` it runs headless, waits for the gateway to drain, and
-prints one JSON object comparing what the readers sent with what the server
-stored.
+First three months of a district of rental buildings are simulated in a
+minute, ending today: tenants arrive, register or not, move and leave, and the
+reconciliation cases open and close as they would have. Then the broker, the
+server (SQLite), a building whose two doors have OSDP card readers, locks and
+door contacts on one RS-485 line, and the gateway that decides at those doors
+start as separate processes, exactly as an operator would run them. The demo
+prints the addresses of the pages and the logins to use; Ctrl-C stops it.
+
+With --duration S --json it runs headless for S seconds and prints one JSON
+object comparing what happened at the doors with what the server stored.
 """
 
 from __future__ import annotations
@@ -15,7 +19,6 @@ import argparse
 import json
 import logging
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -29,13 +32,50 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from rentgate import demo_osdp
+from rentgate import demo_dir, demo_osdp
+from rentgate.lang import tr
 
 log = logging.getLogger(__name__)
 
 GATEWAY_ID = "demo-bldg-0001"
-# The simulated district's first street (firmware_sim/district/world.py).
+# The simulated district and its first street (firmware_sim/district/world.py).
+DISTRICT_CODE = "440699"
 DEMO_STREET = "440699001"
+RATE_NAMES = ("registration", "rental", "consistency", "pledge")
+# The rates and case kinds in words, as the overview page names them.
+_RATE_NAMES = {"registration": ("居住登记率", "registration"), "rental": ("出租登记率", "rental registration"),
+               "consistency": ("人户一致率", "consistency"), "pledge": ("治安责任书签订率", "pledge")}
+_KIND_NAMES = {
+    "unregistered_occupant": ("有人居住但未登记", "unregistered occupant"),
+    "presumed_departure": ("疑似已搬离", "presumed departure"),
+    "address_mismatch": ("人户不一致", "address mismatch"),
+    "overcrowding": ("超员（群租）", "overcrowding"),
+    "unknown_credential": ("未登记的门卡在使用", "unknown card"),
+    "credential_unused": ("门卡长期未使用", "card never used"),
+}
+
+
+def say(text: str) -> None:
+    """A line of the demo's story, for the person watching (stderr: the last
+    line of stdout is the JSON result)."""
+    print(text, file=sys.stderr, flush=True)
+
+
+def _percent(ratio: dict[str, Any]) -> str:
+    value = ratio.get("value")
+    shown = "—" if value is None else f"{value * 100:.1f}%"
+    return f"{shown} ({ratio.get('numerator', 0)}/{ratio.get('denominator', 0)})"
+
+
+def _describe_now(now: dict[str, Any]) -> str:
+    """The district today in one line, with the same figures as /overview."""
+    rates = tr("，", ", ").join(
+        f"{tr(_RATE_NAMES[name][0], _RATE_NAMES[name][1])} {_percent(ratio)}" for name, ratio in now["rates"].items())
+    open_cases = tr("，", ", ").join(
+        tr(f"{_KIND_NAMES.get(kind, (kind, kind))[0]} {n} 件", f"{n} {_KIND_NAMES.get(kind, (kind, kind))[1]}")
+        for kind, n in sorted(now["open_cases"].items()) if n) or tr("无", "none")
+    return tr(f"辖区今天：{rates}；待处理案件：{open_cases}",
+              f"the district today: {rates}; open cases: {open_cases}")
 
 
 class DemoError(Exception):
@@ -45,24 +85,33 @@ class DemoError(Exception):
 def register(subparsers: Any) -> None:
     p = subparsers.add_parser(
         "demo",
-        help="run broker, server, a simulated building and a gateway on this machine",
+        help="run a simulated district, the broker, the server, a building and its gateway on this machine",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--duration", type=float, default=None, metavar="S",
-                   help="swipe for S seconds, drain, report and exit (default: run until Ctrl-C)")
+                   help="run the building for S seconds, wait until every event is stored, report and exit "
+                        "(default: run until Ctrl-C)")
     p.add_argument("--json", action="store_true", help="print one JSON object with the results as the last line")
-    p.add_argument("--data-dir", default="var/demo", help="where the database, outbox and logs go (emptied first)")
-    p.add_argument("--http-port", type=int, default=8080, help="server port (a free one if taken)")
-    p.add_argument("--rate-per-min", type=float, default=60.0, help="swipes per minute for the building")
-    p.add_argument("--tenants", type=int, default=24)
-    p.add_argument("--quiet-line", action="store_true", help="no serial line noise (EM4100 building)")
+    p.add_argument("--data-dir", default="var/demo", metavar="DIR",
+                   help="where the database, logs and plates go: a new or empty folder, or one an earlier demo "
+                        "made (which is emptied first); the demo never deletes a folder it did not make")
+    p.add_argument("--http-port", type=int, default=8080, help="the server's port (a free one if it is taken)")
+    p.add_argument("--rate-per-min", type=float, default=None, metavar="N",
+                   help="how many tenants come through the building's doors per minute (default: "
+                        f"{demo_osdp.MAX_RATE_PER_MIN:g} with OSDP doors, which is also their most; 60 with EM4100 "
+                        "readers)")
+    p.add_argument("--tenants", type=int, default=24,
+                   help="how many tenants carry cards in the EM4100 building (--readers em4100 only)")
+    p.add_argument("--quiet-line", action="store_true",
+                   help="no noise on the serial lines (--readers em4100 only)")
     p.add_argument("--district-buildings", type=int, default=8, metavar="N",
                    help="first simulate a district of N rental buildings in accelerated time, printing the "
-                        "reconciliation cases as tenants come and go (0: skip)")
-    p.add_argument("--district-days", type=int, default=90, metavar="D", help="simulated days of the district")
+                        "reconciliation cases as tenants come and go (0: skip it)")
+    p.add_argument("--district-days", type=int, default=90, metavar="D",
+                   help="how many days of the district to simulate; the simulation ends today")
     p.add_argument("--readers", choices=("osdp", "em4100"), default="osdp",
-                   help="osdp: RS-485 readers with locks, door contacts and access decisions (default); "
+                   help="osdp: card readers on RS-485 with locks, door contacts and decisions at the door; "
                         "em4100: read-only 125 kHz readers on serial lines")
     p.set_defaults(func=_run)
 
@@ -78,7 +127,8 @@ def _run(args: argparse.Namespace) -> int:
     demo = Demo(
         data_dir=Path(args.data_dir).resolve(),
         http_port=args.http_port,
-        rate_per_min=args.rate_per_min,
+        rate_per_min=args.rate_per_min if args.rate_per_min is not None else (
+            demo_osdp.MAX_RATE_PER_MIN if args.readers == "osdp" else 60.0),
         tenants=args.tenants,
         noise=not args.quiet_line,
         duration_s=args.duration,
@@ -228,9 +278,11 @@ class Demo:
         return f"http://127.0.0.1:{self.http_port}"
 
     def run(self) -> dict[str, Any]:
-        if self.data_dir.exists():
-            shutil.rmtree(self.data_dir)
-        (self.data_dir / "logs").mkdir(parents=True)
+        try:
+            demo_dir.prepare(self.data_dir)
+        except (demo_dir.DataDirRefused, OSError) as exc:
+            raise DemoError(str(exc)) from exc
+        (self.data_dir / "logs").mkdir()
         broker_port = free_port()
         self.http_port = free_port(self.http_port)
         mqtt_url = f"mqtt://127.0.0.1:{broker_port}"
@@ -240,8 +292,6 @@ class Demo:
         login = _create_admin(database_url)
         self.token = login.token
         coordinator = _create_coordinator(database_url)
-        if self.district_buildings > 0:
-            self.plates = self._print_plates(database_url)
         with ExitStack() as stack:
             stack.callback(self._stop_all)
             self._spawn("broker", ["broker", "--host", "127.0.0.1", "--port", str(broker_port)])
@@ -252,8 +302,15 @@ class Demo:
                 "--mqtt-url", mqtt_url, "--host", "127.0.0.1", "--port", str(self.http_port),
             ])
             _wait(lambda: self._get("/healthz") is not None, 30, "the server", self.procs)
+            # The server sweeps once as it starts, today: the cases, grades and
+            # rates it leaves are what the pages show and the plates print.
+            _wait(self._swept, 120, "the server's first reconciliation sweep", self.procs)
             if self.readers == "osdp":
-                public_keys = demo_osdp.register_tenants(self.url, GATEWAY_ID, self.token)
+                grid = demo_osdp.DEMO_GRID if self.district_buildings > 0 else None
+                public_keys = demo_osdp.register_building(self.url, GATEWAY_ID, self.token, grid)
+            if self.district_buildings > 0:
+                self.plates = self._print_plates(database_url)
+            if self.readers == "osdp":
                 sim_cfg = self._write("building.toml",
                                       demo_osdp.sim_config(self.data_dir, self.duration_s,
                                                            min(self.rate_per_min, demo_osdp.MAX_RATE_PER_MIN)))
@@ -271,17 +328,22 @@ class Demo:
             _wait(lambda: all(p.exists() for p in links), 20, "the simulated readers", self.procs)
             self._spawn("gateway", ["gateway", "--config", str(self._write_gateway_config(mqtt_url, devices))])
             _wait(self._gateway_online, 30, "the gateway to come online", self.procs)
-            log.info("rentgate demo is running: %s  (events: %s/api/v1/events, gateways: %s/api/v1/gateways)",
-                     self.url, self.url, self.url)
-            print(f"rentgate server: {self.url}", file=sys.stderr, flush=True)
-            print(f"rentgate demo: log in at {self.url}/login as {login.username} with password {login.password}",
-                  file=sys.stderr, flush=True)
-            print(f"rentgate demo: grid coordinator {coordinator.username} / {coordinator.password} works the "
-                  f"district's grids at {self.url}/c", file=sys.stderr, flush=True)
+            log.info("rentgate demo is running: %s", self.url)
+            say(tr(f"服务器：{self.url}", f"server: {self.url}"))
+            say(tr(f"管理员登录：{self.url}/login  用户名 {login.username}  密码 {login.password}",
+                   f"administrator: log in at {self.url}/login as {login.username} with password {login.password}"))
+            say(tr(f"网格员登录：用户名 {coordinator.username}  密码 {coordinator.password}，"
+                   f"在 {self.url}/c 处理模拟辖区各网格的任务和巡查",
+                   f"grid coordinator: {coordinator.username} / {coordinator.password} works the district's grids "
+                   f"at {self.url}/c"))
             if self.plates is not None:
-                print(f"rentgate demo: door plates of the first street: {self.plates['pdf']}; a plate's code opens "
-                      f"{self.plates['sample_url']} (the public page; logged in as the coordinator, the unit page)",
-                      file=sys.stderr, flush=True)
+                say(tr(f"第一街道的门牌（A4 PDF）：{self.plates['pdf']}；其中一块门牌的二维码打开 "
+                       f"{self.plates['sample_url']}（公开页面；以网格员身份登录后打开的是该房间的巡查页面）",
+                       f"door plates of the first street: {self.plates['pdf']}; a plate's code opens "
+                       f"{self.plates['sample_url']} (the public page; logged in as the coordinator, the unit page)"))
+            now = self._district_now() if self.district_buildings > 0 else None
+            if now is not None:
+                say(_describe_now(now))
             if self.duration_s is None:
                 return self._run_until_interrupted()
             result = self._run_measured()
@@ -299,54 +361,93 @@ class Demo:
             if self.district is not None:
                 result["district"] = {k: self.district.get(k) for k in (
                     "buildings", "days", "people", "events_published", "events_stored", "events_lost", "kinds",
-                    "rates", "targets_met")}
+                    "rates", "targets_met", "start", "end")}
+                # What the pages say at the end of the run (the same queries).
+                result["district"]["now"] = self._district_now()
+            result["logins"] = {"admin": {"username": login.username, "password": login.password},
+                                "coordinator": {"username": coordinator.username, "password": coordinator.password}}
             return result
 
     def _run_district(self, database_url: str) -> dict[str, Any]:
         """The registry and reconciliation at work: months of a simulated
         district in seconds, through the real ingest path, into the demo's
-        database (so the pages show it afterwards). Each case is printed as
-        it opens and closes."""
-        print(f"rentgate demo: simulating {self.district_days} days of a district of {self.district_buildings} "
-              "rental buildings; reconciliation cases as they open and close:", file=sys.stderr, flush=True)
+        database (so the pages show it afterwards), ending today. Each case
+        is printed as it opens and closes."""
+        say(tr(f"模拟一个有 {self.district_buildings} 栋出租楼的辖区，过去 {self.district_days} 天到今天为止；"
+               "核查案件随租户来去而发现和关闭：",
+               f"simulating the last {self.district_days} days, up to today, of a district of "
+               f"{self.district_buildings} rental buildings; reconciliation cases as they open and close:"))
         cmd = [sys.executable, "-m", "rentgate.cli", "sim", "district", "--buildings", str(self.district_buildings),
-               "--days", str(self.district_days), "--seed", "7", "--database-url", database_url, "--cases", "--json"]
+               "--days", str(self.district_days), "--seed", "7", "--database-url", database_url, "--end-today",
+               "--patrols", "--cases", "--json"]
         log_path = self.data_dir / "logs" / "district.log"
         with open(log_path, "wb") as log_file:
             proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
-            assert proc.stderr is not None and proc.stdout is not None
-            for raw in proc.stderr:
-                log_file.write(raw)
-                line = raw.decode(errors="replace").rstrip()
-                if line.startswith("[district]"):
-                    print("  " + line[len("[district]"):].strip(), file=sys.stderr, flush=True)
-            out = proc.stdout.read().decode()
-            if proc.wait() != 0 or not out.strip():
-                raise DemoError(f"the district simulation failed (exit {proc.returncode}); see {log_path}")
+            try:
+                assert proc.stderr is not None and proc.stdout is not None
+                for raw in proc.stderr:
+                    log_file.write(raw)
+                    line = raw.decode(errors="replace").rstrip()
+                    if line.startswith("[district]"):
+                        say("  " + line[len("[district]"):].strip())
+                out = proc.stdout.read().decode()
+                code = proc.wait()
+            finally:
+                # Ctrl-C or SIGTERM while it runs: it stops with the demo.
+                if proc.poll() is None:
+                    proc.terminate()
+                    try:
+                        proc.wait(10)
+                    except subprocess.TimeoutExpired:
+                        proc.kill()
+                        proc.wait()
+            if code != 0 or not out.strip():
+                raise DemoError(tr(f"辖区模拟失败（退出码 {code}），详见 {log_path}",
+                                   f"the district simulation failed (exit {code}); see {log_path}"))
         result: dict[str, Any] = json.loads(out.strip().splitlines()[-1])
         kinds = result.get("kinds", {})
-        summary = ", ".join(f"{kind} {v['cases']} (precision {v['precision']}, recall {v['recall']})"
-                            for kind, v in kinds.items() if v.get("cases"))
-        print(f"rentgate demo: district done: {result.get('events_stored')} card reads stored, cases: {summary}",
-              file=sys.stderr, flush=True)
+        summary = tr("，", ", ").join(
+            tr(f"{_KIND_NAMES.get(kind, (kind, kind))[0]} {v['cases']} 件", f"{v['cases']} {kind}")
+            for kind, v in kinds.items() if v.get("cases"))
+        say(tr(f"辖区模拟完成：存储了 {result.get('events_stored')} 条刷卡记录；案件：{summary}",
+               f"district done: {result.get('events_stored')} card reads stored; cases: {summary}"))
         return result
 
     def _print_plates(self, database_url: str) -> dict[str, Any]:
         """The first street's door plates as an A4 PDF, through the real
-        `rentgate plates render`, pointing at this demo's server."""
+        `rentgate plates render`, pointing at this demo's server: an address
+        on this machine only, which the demo acknowledges for the renderer."""
         out = self.data_dir / "plates"
         cmd = [sys.executable, "-m", "rentgate.cli", "plates", "render", "--street", DEMO_STREET, "--out", str(out),
-               "--base-url", self.url, "--database-url", database_url, "--json"]
+               "--base-url", self.url, "--allow-private-url", "--database-url", database_url, "--json"]
         env = {**os.environ, "RENTGATE_DATABASE_URL": database_url}
         done = subprocess.run(cmd, capture_output=True, env=env, stdin=subprocess.DEVNULL)
         (self.data_dir / "logs" / "plates.log").write_bytes(done.stderr)
         if done.returncode != 0 or not done.stdout.strip():
-            raise DemoError(f"rendering the door plates failed (exit {done.returncode}): "
-                            f"{done.stderr.decode(errors='replace').strip()[-300:]}")
+            raise DemoError(tr(f"打印门牌失败（退出码 {done.returncode}）：", f"rendering the door plates failed "
+                               f"(exit {done.returncode}): ") + done.stderr.decode(errors="replace").strip()[-300:])
         result: dict[str, Any] = json.loads(done.stdout.decode().strip().splitlines()[-1])
         pdf = next((f for f in result["files"] if f.endswith(".pdf")), None)
         return {"pdf": pdf, "plates": result["plates"], "pages": result["pages"],
                 "sample_url": _sample_plate_url(database_url, self.url)}
+
+    def _swept(self) -> bool:
+        body = self._get("/api/v1/reconcile/status")
+        return body is not None and json.loads(body).get("last_sweep_at") is not None
+
+    def _district_now(self) -> dict[str, Any] | None:
+        """The district as the server sees it now, through the API the pages'
+        figures come from: the four rates and the open cases per kind."""
+        rates = self._get(f"/api/v1/rates?level=district&code={DISTRICT_CODE}")
+        status = self._get("/api/v1/reconcile/status")
+        if rates is None or status is None:
+            return None
+        items = json.loads(rates).get("items") or []
+        if not items:
+            return None
+        area = items[0]
+        return {"rates": {name: area[name] for name in RATE_NAMES if name in area},
+                "open_cases": json.loads(status).get("open_cases", {})}
 
     # ------------------------------------------------------------------ modes
 

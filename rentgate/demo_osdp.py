@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import urllib.request
 from collections import Counter
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -22,8 +23,22 @@ HELD_OPEN_S = 4.0
 # Each entry keeps its door busy for a few seconds (swipe, push, walk through,
 # door closes): more arrivals than this only queue up at two doors.
 MAX_RATE_PER_MIN = 12.0
-DOORS = (("front", 1), ("back", 2))
-LINK = "osdp-line-1"
+# Doors and the RS-485 line are named as a landlord's installer would name
+# them; the pages show these names as they are.
+DOORS = (("正门", 1), ("后门", 2))
+LINE = "1号线"
+LINK = "osdp-line-1"  # the pty's file name in the data folder
+BUILDING_NAME = "示范楼"
+BUILDING_ADDRESS = "禅城区示范路 8 号"
+# The first grid of the simulated district's first street, whose plates the demo prints.
+DEMO_GRID = "440699001001G01"
+# (number, floor, rooms, m²): capacity min(m² ÷ 5, rooms × 2) is at least 2 each.
+UNITS = (("101", 1, 1, 18.0), ("102", 1, 1, 16.5), ("201", 2, 2, 30.0), ("202", 2, 1, 15.0),
+         ("301", 3, 2, 28.0), ("302", 3, 1, 20.0))
+TENANT_NAMES = (("陈伟", "湖南省"), ("李娜", "广西壮族自治区"), ("黄强", "四川省"), ("周敏", "江西省"),
+                ("吴磊", "河南省"), ("刘芳", "湖北省"), ("赵杰", "贵州省"), ("孙丽", "湖南省"),
+                ("郭涛", "四川省"), ("何静", "广东省"), ("林超", "江西省"), ("罗艳", "河南省"),
+                ("马建国", "湖南省"))
 
 
 def _call(base: str, token: str, method: str, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -34,20 +49,45 @@ def _call(base: str, token: str, method: str, path: str, body: dict[str, Any] | 
         return dict(json.loads(response.read() or b"{}"))
 
 
-def register_tenants(base: str, gateway_id: str, token: str) -> str:
-    """Building, gateway, tenants and their cards; the one who left has their
-    registration ended (so their card is revoked), all as the administrator
-    whose bearer ``token`` is given. Returns the gateway's allowlist public key
-    entry as ``key_id = "base64"`` TOML."""
-    building = _call(base, token, "POST", "/api/v1/buildings", {"name": "出租屋 禅城区 示范楼"})["id"]
+def _tenants() -> list[dict[str, Any]]:
+    """Twelve tenants with valid identity numbers (GB 11643, made for the
+    demo), two to a unit, and the one who moved out of 302."""
+    from server.registry.idnumber import make_id_number
+
+    people = []
+    for i, (name, origin) in enumerate(TENANT_NAMES, start=1):
+        birth = date(1985 + i % 15, 1 + i % 12, 1 + (7 * i) % 28)
+        people.append({"id_number": make_id_number("430521", birth, 100 + 2 * i + i % 2), "name": name,
+                       "phone": f"139{20260000 + i:08d}", "origin": origin})
+    return people
+
+
+def register_building(base: str, gateway_id: str, token: str, grid_code: str | None) -> str:
+    """The demo building through the registry API, as an administrator would
+    enter it (``token`` is the administrator's bearer token): its address in
+    ``grid_code`` (None: outside any area), six rooms, twelve registered
+    tenants with their cards, and one tenant who moved out (registration
+    ended, so their card is revoked); the gateway bound to it. Returns the
+    gateway's allowlist public key entry as ``key_id = "base64"`` TOML."""
+    building = _call(base, token, "POST", "/api/v1/registry/buildings", {
+        "name": BUILDING_NAME, "code": "DEMO-001", "address": BUILDING_ADDRESS, "grid_code": grid_code,
+        "landlord_name": "何志强", "landlord_phone": "13800138000", "is_rental": True,
+        "pledge_signed_at": "2026-01-10", "rooms": sum(rooms for _, _, rooms, _ in UNITS)})["id"]
+    unit_ids = {}
+    for number, floor, rooms, area in UNITS:
+        unit_ids[number] = _call(base, token, "POST", f"/api/v1/registry/buildings/{building}/units",
+                                 {"number": number, "floor": floor, "rooms": rooms, "area_m2": area})["id"]
     _call(base, token, "PUT", f"/api/v1/gateways/{gateway_id}/building", {"building_id": building})
-    for i, card in enumerate([*TENANT_CARDS, LEFT_CARD], start=1):
-        person = _call(base, token, "POST", "/api/v1/persons", {"display_name": f"租户 {i:02d}"})["id"]
-        registration = _call(base, token, "POST", "/api/v1/registrations", {"person_id": person, "building_id": building})
-        _call(base, token, "POST", "/api/v1/credentials",
-              {"registration_id": registration["id"], "format": "wiegand26", "value": card})
+    people = _tenants()
+    moved_in = (date.today() - timedelta(days=60)).isoformat()
+    homes = [number for number, *_ in UNITS for _ in range(2)]
+    for person, number, card in zip(people, [*homes, "302"], [*TENANT_CARDS, LEFT_CARD], strict=True):
+        registration = _call(base, token, "POST", "/api/v1/registry/registrations", {
+            "unit_id": unit_ids[number], "person": person, "arrived_at": moved_in,
+            "credential": {"format": "wiegand26", "value": card}})
         if card == LEFT_CARD:
-            _call(base, token, "POST", f"/api/v1/registrations/{registration['id']}/end")
+            _call(base, token, "POST", f"/api/v1/registry/registrations/{registration['id']}/end",
+                  {"reason": "moved_out"})
     keys = _call(base, token, "GET", "/api/v1/allowlist-keys")["keys"]
     return ", ".join(f'"{key_id}" = "{key}"' for key_id, key in keys.items())
 
@@ -57,15 +97,15 @@ def sim_config(data_dir: Path, duration_s: float | None, rate_per_min: float) ->
     span = duration_s if duration_s is not None else 60.0
     at = {name: round(span * share, 1) for name, share in
           (("enter", 0.05), ("revoked", 0.2), ("forced", 0.35), ("held_open", 0.5))}
-    doors = "".join(f'\n[[doors]]\nid = "{door}"\nline = "line-1"\naddress = {address}\n' for door, address in DOORS)
+    doors = "".join(f'\n[[doors]]\nid = "{door}"\nline = "{LINE}"\naddress = {address}\n' for door, address in DOORS)
     unplug = "" if duration_s is not None else (
-        '\n[[script]]\nat_s = 45\ndoor = "back"\naction = "unplug"\nunplugged_s = 15\n')
+        '\n[[script]]\nat_s = 45\ndoor = "后门"\naction = "unplug"\nunplugged_s = 15\n')
     return f"""name = "rentgate demo building (OSDP)"
 seed = 7
 held_open_s = {HELD_OPEN_S}
 
 [[lines]]
-id = "line-1"
+id = "{LINE}"
 link = "{data_dir / LINK}"
 channel_id = 1
 {doors}
@@ -80,25 +120,25 @@ start_delay_s = 5
 
 [[script]]
 at_s = {at["enter"]}
-door = "front"
+door = "正门"
 action = "enter"
 card = "{TENANT_CARDS[0]}"
 
 [[script]]
 at_s = {at["revoked"]}
-door = "front"
+door = "正门"
 action = "revoked"
 card = "{LEFT_CARD}"
 
 [[script]]
 at_s = {at["forced"]}
-door = "back"
+door = "后门"
 action = "forced"
 open_s = 2
 
 [[script]]
 at_s = {at["held_open"]}
-door = "front"
+door = "正门"
 action = "held_open"
 card = "{TENANT_CARDS[1]}"
 open_s = {HELD_OPEN_S + 2}
@@ -107,7 +147,7 @@ open_s = {HELD_OPEN_S + 2}
 
 def gateway_devices(data_dir: Path, public_keys: str) -> str:
     readers = "".join(
-        f'\n[[devices.readers]]\nid = "reader-{door}"\ndoor = "{door}"\naddress = {address}\n'
+        f'\n[[devices.readers]]\nid = "{door}读卡器"\ndoor = "{door}"\naddress = {address}\n'
         for door, address in DOORS
     )
     return f"""
@@ -118,7 +158,7 @@ held_open_s = {HELD_OPEN_S}
 
 [[devices]]
 type = "osdp"
-id = "line-1"
+id = "{LINE}"
 port = "{data_dir / LINK}"
 channel_id = 1
 {readers}"""

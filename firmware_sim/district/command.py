@@ -11,9 +11,13 @@ import json
 import logging
 import sys
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from firmware_sim.district.world import DAY, START
+from firmware_sim.district.world import DAY, START, start_ending_today
+from rentgate.lang import tr
+
+if TYPE_CHECKING:
+    from firmware_sim.district.driver import CaseEvent
 
 log = logging.getLogger(__name__)
 
@@ -35,23 +39,32 @@ def add_parser(sim_sub: Any) -> None:
                           "folder)")
     district.add_argument("--mqtt-url", default=None, help="the MQTT broker to use (default: one started in this process)")
     district.add_argument("--rules-file", default=None, help="the city's rules file (.toml; default: the built-in rules)")
+    district.add_argument("--end-today", action="store_true",
+                          help="end the run at today's midnight instead of starting on the fixed date "
+                               f"{START:%Y-%m-%d}: what the pages show afterwards is true today (the demo uses it)")
+    district.add_argument("--patrols", action="store_true",
+                          help="grid coordinators patrol the units as often as their grades ask, sometimes late "
+                               "(the demo uses it; the scores do not depend on it)")
     district.add_argument("--cases", action="store_true", help="print each case opened or closed to stderr")
     district.add_argument("--json", action="store_true", help="print the result as one JSON object on stdout")
     district.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from firmware_sim.district.driver import CaseEvent, DistrictOptions, run_district
+    from firmware_sim.district.driver import DistrictOptions, run_district
     from server.errors import ServerError
     from server.rules import load_rules
 
     if args.buildings < 1 or args.days < 1:
         print("error: --buildings and --days must be at least 1", file=sys.stderr)
         return 2
+    start = start_ending_today(args.days) if args.end_today else START
     latest = (datetime.now(START.tzinfo) - START) // DAY
-    if args.days > latest:
-        print(f"error: --days at most {latest}: the run starts {START:%Y-%m-%d} and must end before today",
-              file=sys.stderr)
+    if not args.end_today and args.days > latest:
+        print(tr(f"错误：--days 最多 {latest}：模拟从 {START:%Y-%m-%d} 开始，必须在今天之前结束；"
+                 "要模拟更长时间，请加 --end-today",
+                 f"error: --days at most {latest}: the run starts {START:%Y-%m-%d} and must end before today; "
+                 "add --end-today for a longer run"), file=sys.stderr)
         return 2
     try:
         rules = load_rules(args.rules_file)
@@ -66,12 +79,11 @@ def run(args: argparse.Namespace) -> int:
         print(f"[district] {text}", file=sys.stderr, flush=True)
 
     def on_case(event: CaseEvent) -> None:
-        extra = f" ({event.resolution})" if event.resolution else ""
-        progress(f"{event.at:%Y-%m-%d} case {event.case_id} {event.action}: {event.kind} "
-                 f"{event.unit or event.building or ''}{extra}")
+        progress(case_line(event))
 
     options = DistrictOptions(buildings=args.buildings, days=args.days, seed=args.seed,
-                              database_url=args.database_url, mqtt_url=args.mqtt_url, rules=rules)
+                              database_url=args.database_url, mqtt_url=args.mqtt_url, rules=rules, start=start,
+                              patrols=args.patrols)
     try:
         result = asyncio.run(run_district(options, on_case=on_case if args.cases else None, progress=progress))
     except (OSError, TimeoutError, ServerError) as exc:
@@ -81,6 +93,39 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(result, ensure_ascii=False), flush=True)
     return 0
+
+
+# What a case is and how it ended, in words (the kinds as on the pages).
+_KINDS = {
+    "unregistered_occupant": ("有人居住但未登记", "someone lives here unregistered"),
+    "presumed_departure": ("疑似已搬离", "presumed departed"),
+    "address_mismatch": ("人户不一致", "lives elsewhere than registered"),
+    "overcrowding": ("超员（群租）", "overcrowded"),
+    "unknown_credential": ("未登记的门卡在使用", "an unregistered card in use"),
+    "credential_unused": ("门卡长期未使用", "a card long unused"),
+}
+_RESOLUTIONS = {
+    "registered": ("已登记", "registered"),
+    "registration_ended": ("登记已注销", "registration ended"),
+    "seen_again": ("又有进出记录", "seen at the door again"),
+    "still_resident": ("房东确认仍在住", "the landlord says they still live here"),
+    "departure_confirmed": ("房东确认已搬离", "the landlord confirmed the departure"),
+}
+
+
+def case_line(event: CaseEvent) -> str:
+    """``2026-11-02 案件 7 发现：有人居住但未登记（b0004-201）``: one case
+    opened or closed, for the demo's story."""
+    zh_kind, en_kind = _KINDS.get(event.kind, (event.kind, event.kind.replace("_", " ")))
+    where = event.unit or event.building or ""
+    if event.action == "opened":
+        return tr(f"{event.at:%Y-%m-%d} 案件 {event.case_id} 发现：{zh_kind}" + (f"（{where}）" if where else ""),
+                  f"{event.at:%Y-%m-%d} case {event.case_id} opened: {en_kind}" + (f" ({where})" if where else ""))
+    zh_res, en_res = _RESOLUTIONS.get(event.resolution or "", (event.resolution or "", event.resolution or ""))
+    return tr(f"{event.at:%Y-%m-%d} 案件 {event.case_id} 关闭：{zh_kind}" + (f"（{where}）" if where else "")
+              + (f"，{zh_res}" if zh_res else ""),
+              f"{event.at:%Y-%m-%d} case {event.case_id} closed: {en_kind}" + (f" ({where})" if where else "")
+              + (f", {en_res}" if en_res else ""))
 
 
 def _summary(result: dict[str, Any], progress: Any) -> None:

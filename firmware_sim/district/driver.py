@@ -31,6 +31,7 @@ from firmware_sim.district import truth
 from firmware_sim.district.activity import day_swipes
 from firmware_sim.district.gateways import GatewayFleet, Read
 from firmware_sim.district.landlords import Book, Landlords
+from firmware_sim.district.patrols import Coordinators
 from firmware_sim.district.runtime import Runtime, running
 from firmware_sim.district.world import DAY, Stay, World, build_world
 from server.access.service import write_transaction
@@ -65,6 +66,10 @@ class DistrictOptions:
     mqtt_url: str | None = None
     rules: CityRules | None = None
     workdir: Path | None = None
+    # The first simulated day (a local midnight); None: the fixed START.
+    start: datetime | None = None
+    # Grid coordinators patrol the units (firmware_sim/district/patrols.py).
+    patrols: bool = False
 
 
 class Agenda:
@@ -87,7 +92,7 @@ class Agenda:
 
 class District:
     def __init__(self, world: World, rt: Runtime, rules: CityRules, fleet: GatewayFleet,
-                 on_case: Callable[[CaseEvent], None] | None = None) -> None:
+                 on_case: Callable[[CaseEvent], None] | None = None, *, patrols: bool = False) -> None:
         self.world = world
         self.rt = rt
         self.rules = rules
@@ -96,6 +101,7 @@ class District:
         self.book = Book(world)
         self.landlords = Landlords(self.book, rt.vault, rules)
         self.agenda = Agenda()
+        self.coordinators = Coordinators(rules, world.seed, self.agenda.at) if patrols else None
         self.rng = random.Random(f"{world.seed}:reactions")
         self.last_case_id = 0
         self.open_cases: dict[int, str] = {}
@@ -117,6 +123,8 @@ class District:
             for stay in self.world.stays():
                 if stay.before_start:
                     self.landlords.register(conn, start, stay)
+            if self.coordinators is not None:
+                self.coordinators.setup(conn, start, list(self.book.unit_ids.values()))
         self._schedule_script()
 
     def _schedule_script(self) -> None:
@@ -313,6 +321,8 @@ class District:
             "rates": scoring.rates_json(truth.true_rates(world), self.computed_rates()),
             "targets_met": scoring.targets_met(kinds),
             "registry_steps_refused": self.landlords.refused,
+            "patrols": self.coordinators.patrols if self.coordinators is not None else 0,
+            "start": world.start.isoformat(), "end": world.end.isoformat(),
             "seconds": {k: round(v, 2) for k, v in self.seconds.items()},
             "missed": [_incident_json(i) for i in scoring.missed(seen, found, rules, world.end, unit_buildings)
                        if i.kind in scoring.TARGET_KINDS][:20],
@@ -337,14 +347,15 @@ async def run_district(options: DistrictOptions, *, on_case: Callable[[CaseEvent
     score the engine's cases against the truth."""
     started = time.perf_counter()
     rules = options.rules or CityRules()
-    world = build_world(buildings=options.buildings, days=options.days, seed=options.seed, rules=rules)
+    world = build_world(buildings=options.buildings, days=options.days, seed=options.seed, rules=rules,
+                        **({"start": options.start} if options.start is not None else {}))
     with tempfile.TemporaryDirectory(prefix="rentgate-district-") as tmp:
         workdir = options.workdir or Path(tmp)
         async with running(workdir, rules, database_url=options.database_url, mqtt_url=options.mqtt_url) as rt:
             fleet = GatewayFleet(rt.mqtt_url)
             fleet_task = asyncio.create_task(fleet.run(), name="district-gateways")
             try:
-                district = District(world, rt, rules, fleet, on_case)
+                district = District(world, rt, rules, fleet, on_case, patrols=options.patrols)
                 t0 = time.perf_counter()
                 await asyncio.to_thread(district.setup)
                 district.seconds["setup"] = time.perf_counter() - t0

@@ -28,7 +28,17 @@ from server.rules import CityRules
 DAY = timedelta(days=1)
 ZONE = ZoneInfo("Asia/Shanghai")
 # A fixed past Monday: a 300-day run still ends before the code was written.
+# Runs scored against the truth start here by default, so that a seed gives the
+# same district whenever it runs; the demo ends its run today instead.
 START = datetime(2026, 1, 5, tzinfo=ZONE)
+
+
+def start_ending_today(days: int, now: datetime | None = None) -> datetime:
+    """The start of a run of ``days`` whole days whose last day is yesterday
+    and that ends at today's midnight (Asia/Shanghai): what a district shows
+    then is true today, not months ago."""
+    today = (now or datetime.now(ZONE)).astimezone(ZONE).date()
+    return datetime.combine(today, datetime.min.time(), tzinfo=ZONE) - days * DAY
 
 _SURNAMES = "王李张刘陈杨黄赵吴周徐孙马朱胡郭何高林罗郑梁谢宋唐许韩冯邓曹彭曾肖田董袁潘"
 _GIVEN = "伟芳娜敏静丽强磊军洋勇艳杰娟涛明超秀霞平刚桂英华玉兰萍红建国志文辉"
@@ -178,12 +188,14 @@ class _Cards:
         return f"{self._next:010X}"
 
 
-def build_world(*, buildings: int, days: int, seed: int, rules: CityRules | None = None) -> World:
+def build_world(*, buildings: int, days: int, seed: int, rules: CityRules | None = None,
+                start: datetime = START) -> World:
+    """``start`` must be a midnight in Asia/Shanghai: days are local days."""
     rules = rules or CityRules()
     rng = random.Random(seed)
     areas, grids = _areas(buildings)
     specs = [_building(rng, i, grids[i % len(grids)], rules) for i in range(buildings)]
-    start, end = START, START + days * DAY
+    end = start + days * DAY
     cards = _Cards(rng)
     intervals = _slot_intervals(rng, specs, start, end)
     people = _place_people(rng, intervals, specs, start, end, cards)
