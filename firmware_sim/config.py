@@ -28,8 +28,13 @@ class NoiseConfig(_Strict):
     extra_repeats: Probability = 0.0
 
 
+# Doors and lines are named as installers name them (正门, 1号线): any
+# printable text without spaces, quotes or slashes, at most 64 characters.
+NAME_PATTERN = r"^[^\s/\\\"'\x00-\x1f\x7f]{1,64}$"
+
+
 class DoorConfig(_Strict):
-    id: Annotated[str, Field(pattern=r"^[A-Za-z0-9._-]{1,64}$")]
+    id: Annotated[str, Field(pattern=NAME_PATTERN)]
     # A stable symlink to the door's pty (relative paths: from the working
     # directory), so a gateway config can name it before the simulator runs.
     link: str | None = None
@@ -144,7 +149,7 @@ def _valid_card(text: str) -> str:
 
 
 CardText = Annotated[str, Field(pattern=r"^[0-9]{1,3}:[0-9]{1,5}$"), AfterValidator(_valid_card)]
-DoorId = Annotated[str, Field(pattern=r"^[A-Za-z0-9._-]{1,64}$")]
+DoorId = Annotated[str, Field(pattern=NAME_PATTERN)]
 Seconds = Annotated[float, Field(gt=0, le=3600)]
 
 

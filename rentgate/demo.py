@@ -125,7 +125,7 @@ def _run(args: argparse.Namespace) -> int:
     # sessions so that a terminal's Ctrl-C reaches only the demo.
     signal.signal(signal.SIGTERM, _sigterm_as_interrupt)
     demo = Demo(
-        data_dir=Path(args.data_dir).resolve(),
+        data_dir=Path(args.data_dir).absolute(),  # a link is refused, not followed
         http_port=args.http_port,
         rate_per_min=args.rate_per_min if args.rate_per_min is not None else (
             demo_osdp.MAX_RATE_PER_MIN if args.readers == "osdp" else 60.0),

@@ -1,39 +1,170 @@
-"""``rentgate demo --duration N --json``: the one-command demo really works end to end."""
+"""``rentgate demo``: the one-command demo really works end to end, tells a
+story that is true today, and never deletes what is not its own.
+
+The OSDP demo runs once for the module, with the defaults a newcomer gets
+(a district of eight buildings over the last 90 days); afterwards the pages
+and the API are read, on the demo's own database, for the figures the demo
+printed: the same rates, the same open cases, the same grades on the plates
+as on the pages, a district that ends today."""
 
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
+from collections import Counter
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from html import unescape
 from pathlib import Path
 from typing import Any
 
+import pytest
+import sqlalchemy as sa
+from aiohttp import web
+from aiohttp.test_utils import TestClient
 
-def run_demo(tmp_path: Path, *args: str) -> dict[str, Any]:
-    proc = subprocess.run(
-        [sys.executable, "-m", "rentgate", "demo", "--json", "--data-dir", str(tmp_path / "demo"),
-         "--http-port", "0", *args],
-        capture_output=True, timeout=240, stdin=subprocess.DEVNULL,
+from firmware_sim.district.patrols import LATE_DAYS_MAX
+from rentgate.demo import GATEWAY_ID
+from rentgate.demo_dir import MARK
+from rentgate.demo_osdp import BUILDING_NAME, DOORS, LINE, TENANT_CARDS, UNITS
+from server.app import make_app
+from server.db.engine import create_engine
+from server.db.models import events
+from server.rules import CityRules
+from server.settings import ServerSettings
+from tests.server.auth_helpers import bearer, make_user
+
+Client = TestClient[web.Request, web.Application]
+ZONE = CityRules().zone
+GRADE_WORDS = {"trusted": "放心", "normal": "一般", "watch": "重点", "strict": "严控"}
+
+
+def demo(data_dir: Path, *args: str, timeout: float = 240) -> subprocess.CompletedProcess[bytes]:
+    return subprocess.run(
+        [sys.executable, "-m", "rentgate", "demo", "--json", "--data-dir", str(data_dir), "--http-port", "0", *args],
+        capture_output=True, timeout=timeout, stdin=subprocess.DEVNULL,
     )
+
+
+def run_demo(data_dir: Path, *args: str) -> tuple[dict[str, Any], str]:
+    """The demo's JSON result and what it told the person watching (stderr)."""
+    proc = demo(data_dir, *args)
     logs = "\n".join(f"--- {p.name}\n{p.read_text(errors='replace')[-2000:]}"
-                     for p in sorted((tmp_path / "demo" / "logs").glob("*.log")))
+                     for p in sorted((data_dir / "logs").glob("*.log")))
     assert proc.returncode == 0, (proc.stdout.decode(errors="replace")[-2000:] + proc.stderr.decode(errors="replace")[-3000:]
                                   + logs)
     result: dict[str, Any] = json.loads(proc.stdout.decode().strip().splitlines()[-1])
-    return result
+    return result, proc.stderr.decode()
+
+
+def visible_text(html: str) -> str:
+    html = re.sub(r"<(style|script)>.*?</\1>", "", html, flags=re.S)
+    return re.sub(r"\s+", " ", unescape(re.sub(r"<[^>]+>", " ", html)))
 
 
 def test_headless_em4100_demo_stores_every_swipe_once(tmp_path: Path) -> None:
-    result = run_demo(tmp_path, "--readers", "em4100", "--duration", "8", "--rate-per-min", "120",
-                      "--district-buildings", "0")
+    result, _ = run_demo(tmp_path / "demo", "--readers", "em4100", "--duration", "8", "--rate-per-min", "120",
+                         "--district-buildings", "0")
     assert "district" not in result
     assert result["events_generated"] > 0, result
     assert result["events_stored"] == result["events_generated"], result
     assert result["lost"] == 0 and result["duplicates"] == 0, result
 
 
-def test_headless_osdp_demo_decides_at_the_door_and_raises_alarms(tmp_path: Path) -> None:
-    result = run_demo(tmp_path, "--duration", "16", "--district-buildings", "4", "--district-days", "50")
+# ---------------------------------------------------------------------- the data folder
+
+
+def test_a_folder_the_demo_did_not_make_is_refused_and_left_as_it_was(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    (home / "photos").mkdir(parents=True)
+    (home / "notes.txt").write_text("mine")
+    (home / "photos" / "a.jpg").write_bytes(b"\xff\xd8")
+    before = sorted(p.relative_to(home) for p in home.rglob("*"))
+
+    proc = demo(home, "--duration", "1", "--district-buildings", "0", timeout=60)
+
+    assert proc.returncode == 1
+    said = proc.stderr.decode()
+    assert "不是演示创建的文件夹" in said and "--data-dir" in said, said
+    assert sorted(p.relative_to(home) for p in home.rglob("*")) == before
+    assert (home / "notes.txt").read_text() == "mine"
+
+
+def test_a_file_or_a_link_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("mine")
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "elsewhere" / MARK).write_text("")  # marked, but reached through a link
+    (tmp_path / "link").symlink_to(tmp_path / "elsewhere")
+    for name in ("file", "link"):
+        proc = demo(tmp_path / name, "--duration", "1", "--district-buildings", "0", "--json", timeout=60)
+        assert proc.returncode == 1, name
+        assert "error" in json.loads(proc.stdout.decode().strip().splitlines()[-1])
+    assert (tmp_path / "file").read_text() == "mine"
+    assert sorted(p.name for p in (tmp_path / "elsewhere").iterdir()) == [MARK]
+
+
+def test_english_on_request(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "keep").write_text("")
+    proc = subprocess.run([sys.executable, "-m", "rentgate", "--lang", "en", "demo", "--data-dir", str(home)],
+                          capture_output=True, timeout=60, stdin=subprocess.DEVNULL)
+    assert proc.returncode == 1
+    assert "was not made by the demo" in proc.stderr.decode()
+
+
+# ---------------------------------------------------------------------- the default demo and its story
+
+
+@dataclass
+class DemoRun:
+    data_dir: Path
+    result: dict[str, Any]
+    said: str
+    finished_at: datetime
+    token: str  # an administrator's, for reading the pages afterwards
+
+
+@pytest.fixture(scope="module")
+def osdp_demo(tmp_path_factory: pytest.TempPathFactory) -> DemoRun:
+    data_dir = tmp_path_factory.mktemp("osdp") / "demo"
+    result, said = run_demo(data_dir, "--duration", "16")
+    finished_at = datetime.now(UTC)
+    engine = create_engine(f"sqlite:///{data_dir / 'rentgate.db'}")
+    try:
+        token = make_user(engine, username="checker").token
+    finally:
+        engine.dispose()
+    return DemoRun(data_dir, result, said, finished_at, token)
+
+
+@pytest.fixture
+async def pages(osdp_demo: DemoRun,
+                aiohttp_client: Callable[..., Awaitable[Client]]) -> AsyncIterator[Client]:
+    """The server's pages and API on the database the demo left, as an
+    administrator; nothing reconciles meanwhile (no ingest)."""
+    url = f"sqlite:///{osdp_demo.data_dir / 'rentgate.db'}"
+    yield await aiohttp_client(make_app(ServerSettings(database_url=url), ingest=False),
+                               headers=bearer(osdp_demo.token))
+
+
+async def get_json(client: Client, path: str) -> Any:
+    resp = await client.get(path)
+    assert resp.status == 200, (path, await resp.text())
+    return await resp.json()
+
+
+async def get_text(client: Client, path: str) -> str:
+    resp = await client.get(path)
+    assert resp.status == 200, (path, await resp.text())
+    return visible_text(await resp.text())
+
+
+def test_headless_osdp_demo_decides_at_the_door_and_raises_alarms(osdp_demo: DemoRun) -> None:
+    result = osdp_demo.result
     assert (result["lost"], result["duplicates"]) == (0, 0), result
     assert result["events_stored"] == result["events_generated"] > 0, result
     # The tenant who moved out is refused as revoked; the others get in.
@@ -51,3 +182,168 @@ def test_headless_osdp_demo_decides_at_the_door_and_raises_alarms(tmp_path: Path
     plates = result["plates"]
     assert plates["plates"] > 0 and plates["pages"] >= 1 and Path(plates["pdf"]).stat().st_size > 0, plates
     assert plates["sample_page_status"] == 200 and plates["sample_page_is_plate"], plates
+    # The folder is the demo's now: the next demo may empty it.
+    assert (osdp_demo.data_dir / MARK).is_file()
+
+
+def test_the_story_is_told_in_chinese_with_the_figures_of_today(osdp_demo: DemoRun) -> None:
+    said = osdp_demo.said
+    assert "模拟一个有 8 栋出租楼的辖区" in said
+    assert re.search(r"\d{4}-\d\d-\d\d 案件 \d+ 发现：有人居住但未登记", said), said[-3000:]
+    assert "管理员登录" in said and "网格员登录" in said
+    line = next(text for text in said.splitlines() if text.startswith("辖区今天："))
+    now = osdp_demo.result["district"]["now"]
+    for ratio in now["rates"].values():
+        assert f"({ratio['numerator']}/{ratio['denominator']})" in line, line
+
+
+def test_the_district_ends_today(osdp_demo: DemoRun) -> None:
+    district = osdp_demo.result["district"]
+    today = osdp_demo.finished_at.astimezone(ZONE).date()
+    assert datetime.fromisoformat(district["end"]).date() == today
+    assert datetime.fromisoformat(district["start"]).date() == today - timedelta(days=90)
+    engine = create_engine(f"sqlite:///{osdp_demo.data_dir / 'rentgate.db'}")
+    try:
+        with engine.connect() as conn:
+            newest = conn.execute(sa.select(sa.func.max(events.c.occurred_at))
+                                  .where(events.c.kind == "card_read", events.c.gateway_id != GATEWAY_ID)).scalar_one()
+    finally:
+        engine.dispose()
+    # The district's last reads are from yesterday evening, not months ago.
+    assert osdp_demo.finished_at - newest.astimezone(UTC) < timedelta(days=1, hours=2), newest
+
+
+async def test_rates_and_open_cases_on_the_pages_are_the_ones_the_demo_printed(osdp_demo: DemoRun,
+                                                                                pages: Client) -> None:
+    now = osdp_demo.result["district"]["now"]
+    api = (await get_json(pages, "/api/v1/rates?level=district&code=440699"))["items"][0]
+    overview = await get_text(pages, "/overview")
+    for name, ratio in now["rates"].items():
+        assert (api[name]["numerator"], api[name]["denominator"]) == (ratio["numerator"], ratio["denominator"])
+        assert f"{ratio['numerator']}/{ratio['denominator']}" in overview.replace(" ", ""), (name, overview[:2000])
+    # Nearly everyone is registered where they live: no stale district at 0 %.
+    assert now["rates"]["consistency"]["value"] > 0.8 and now["rates"]["registration"]["value"] > 0.8, now
+
+    cases = (await get_json(pages, "/api/v1/cases?state=active&limit=500"))["items"]
+    assert Counter(c["kind"] for c in cases) == Counter({k: n for k, n in now["open_cases"].items() if n})
+
+
+async def test_departure_prompts_are_about_the_last_weeks(osdp_demo: DemoRun, pages: Client) -> None:
+    """A tenant is asked about only after 30 silent days, and those days lie
+    inside the simulated months: no prompt about everyone since spring."""
+    today = osdp_demo.finished_at.astimezone(ZONE).date()
+    start = datetime.fromisoformat(osdp_demo.result["district"]["start"]).date()
+    buildings = (await get_json(pages, "/api/v1/registry/buildings"))["buildings"]
+    prompts = 0
+    for b in buildings:
+        text = await get_text(pages, f"/landlord/buildings/{b['id']}")
+        for since in re.findall(r"自 (\S+?) 起没有进出记录", text):
+            prompts += 1
+            day = _page_date(since, today)
+            assert start <= day <= today - timedelta(days=29), (since, text[:1500])
+    open_departures = osdp_demo.result["district"]["now"]["open_cases"].get("presumed_departure", 0)
+    assert prompts == open_departures
+
+
+def _page_date(shown: str, today: date) -> date:
+    """A date as the pages show it: 12月5日, 2025年12月5日, or 2026-12-05."""
+    if m := re.fullmatch(r"(?:(\d{4})年)?(\d{1,2})月(\d{1,2})日", shown):
+        return date(int(m.group(1) or today.year), int(m.group(2)), int(m.group(3)))
+    return date.fromisoformat(shown[:10])
+
+
+async def test_a_30_day_trend_with_a_point_for_each_day(osdp_demo: DemoRun, pages: Client) -> None:
+    items = (await get_json(pages, "/api/v1/rates/history?code=440699&days=30"))["items"]
+    assert len(items) >= 29, items
+    today = osdp_demo.finished_at.astimezone(ZONE).date()
+    assert date.fromisoformat(items[-1]["day"]) >= today - timedelta(days=1)
+
+
+async def test_patrols_are_mostly_on_time(osdp_demo: DemoRun, pages: Client) -> None:
+    overdue = await get_json(pages, "/api/v1/patrols/overdue?limit=500")
+    units = osdp_demo.result["plates"]["plates"]  # the first street alone has this many units
+    assert overdue["total"] < units, overdue["total"]
+    for unit in overdue["units"]:
+        assert unit["days_overdue"] <= LATE_DAYS_MAX + 1, unit
+    text = await get_text(pages, "/c/overdue")
+    assert not re.search(r"逾期 \d+\.\d", text)
+
+
+async def test_grades_on_the_printed_plates_are_the_grades_on_the_pages(osdp_demo: DemoRun, pages: Client) -> None:
+    import pypdfium2 as pdfium
+
+    printed: dict[tuple[str, str], str | None] = {}
+    pdf = pdfium.PdfDocument(osdp_demo.result["plates"]["pdf"])
+    try:
+        for page in pdf:
+            text = page.get_textpage().get_text_range()
+            for grade, address, number in re.findall(r"(?:(放心|一般|重点|严控)\r?\n)?(\S+) (\S+?)房\r?\n", text):
+                printed[(address, number)] = grade or None
+    finally:
+        pdf.close()
+    assert len(printed) == osdp_demo.result["plates"]["plates"]
+
+    shown: dict[tuple[str, str], str | None] = {}
+    for b in (await get_json(pages, "/api/v1/registry/buildings"))["buildings"]:
+        detail = await get_json(pages, f"/api/v1/registry/buildings/{b['id']}")
+        for unit in detail["units"]:
+            shown[(detail["address"], unit["number"])] = GRADE_WORDS.get(unit["grade"]) if unit["grade"] else None
+    assert {k: shown.get(k) for k in printed} == printed
+    assert any(printed.values())  # graded plates, not only blue ones
+
+
+async def test_the_demo_building_has_its_rooms_and_tenants(pages: Client) -> None:
+    buildings = (await get_json(pages, "/api/v1/registry/buildings"))["buildings"]
+    demo_building = next(b for b in buildings if b["name"] == BUILDING_NAME)
+    detail = await get_json(pages, f"/api/v1/registry/buildings/{demo_building['id']}")
+    assert sorted(u["number"] for u in detail["units"]) == sorted(n for n, *_ in UNITS)
+    assert sum(u["occupants"] for u in detail["units"]) == len(TENANT_CARDS)
+    listing = await get_text(pages, "/landlord")
+    row = listing[listing.index(BUILDING_NAME):][:200]
+    assert "房间数 0" not in row and str(len(UNITS)) in row, row
+
+
+async def test_the_status_page_names_doors_as_configured(pages: Client) -> None:
+    text = await get_text(pages, "/")
+    assert any(door in text for door, _ in DOORS), text[:2000]
+    for internal in ("True", "None", "online=", "outbox_id", "/tmp/", "front", "back", "line-1"):
+        assert internal not in text, internal
+    assert LINE in text or "读卡器" in text
+
+
+# ---------------------------------------------------------------------- stopping
+
+
+@pytest.fixture
+def interactive_demo(tmp_path: Path) -> Iterator[subprocess.Popen[bytes]]:
+    proc = subprocess.Popen([sys.executable, "-m", "rentgate", "demo", "--data-dir", str(tmp_path / "demo"),
+                             "--http-port", "0", "--district-buildings", "0"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def test_the_demo_stops_when_asked(interactive_demo: subprocess.Popen[bytes], tmp_path: Path) -> None:
+    """Told to stop while its building runs, the demo and everything it
+    started end within seconds (a gateway once waited on libosdp for ever)."""
+    import signal
+    import time
+
+    assert interactive_demo.stdout is not None
+    # The live part prints each stored event on stdout: the first one means
+    # every process is up and the doors are in use.
+    first = interactive_demo.stdout.readline()
+    assert first, interactive_demo.stderr.read().decode() if interactive_demo.stderr else ""
+    asked = time.monotonic()
+    interactive_demo.send_signal(signal.SIGTERM)
+    interactive_demo.wait(timeout=40)
+    took = time.monotonic() - asked
+    assert took < 20, took
+    # The server, the simulated building and the gateway name the data folder
+    # on their command lines: none of them is left running.
+    leftovers = subprocess.run(["pgrep", "-f", str(tmp_path / "demo")], capture_output=True)
+    assert leftovers.stdout == b"", leftovers.stdout
