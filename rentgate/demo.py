@@ -29,8 +29,10 @@ import urllib.request
 from collections import Counter
 from contextlib import ExitStack
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from rentgate import demo_dir, demo_osdp
 from rentgate.lang import tr
@@ -141,7 +143,7 @@ def _run(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         return 130
     except DemoError as exc:
-        log.error("demo failed: %s", exc)
+        say(tr("演示没有运行完：", "the demo did not finish: ") + str(exc))
         if args.json:
             print(json.dumps({"error": str(exc)}))
         return 1
@@ -159,16 +161,23 @@ def free_port(preferred: int = 0) -> int:
         return int(s.getsockname()[1])
 
 
+_PART_NAMES = {"broker": "消息服务器", "server": "服务器", "sim": "模拟楼栋", "gateway": "网关"}
+
+
 def _wait(predicate: Any, timeout: float, what: str, procs: dict[str, subprocess.Popen[bytes]]) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         for name, proc in procs.items():
             if proc.poll() is not None:
-                raise DemoError(f"{name} exited with code {proc.returncode} while waiting for {what}")
+                raise DemoError(tr(f"{_PART_NAMES.get(name, name)}在等待{what}时退出（退出码 {proc.returncode}）；"
+                                   "日志在数据文件夹的 logs 里",
+                                   f"{name} exited with code {proc.returncode} while waiting for {what}; its log is "
+                                   "in the data folder's logs"))
         if predicate():
             return
         time.sleep(0.05)
-    raise DemoError(f"timed out after {timeout:.0f} s waiting for {what}")
+    raise DemoError(tr(f"等待{what}超过 {timeout:.0f} 秒；日志在数据文件夹的 logs 里",
+                       f"timed out after {timeout:.0f} s waiting for {what}; the logs are in the data folder's logs"))
 
 
 def _port_open(port: int) -> bool:
@@ -272,6 +281,7 @@ class Demo:
     district: dict[str, Any] | None = None
     plates: dict[str, Any] | None = None
     token: str = ""
+    zone: Any = field(default_factory=lambda: ZoneInfo("Asia/Shanghai"))
 
     @property
     def url(self) -> str:
@@ -295,16 +305,16 @@ class Demo:
         with ExitStack() as stack:
             stack.callback(self._stop_all)
             self._spawn("broker", ["broker", "--host", "127.0.0.1", "--port", str(broker_port)])
-            _wait(lambda: _port_open(broker_port), 20, "the broker", self.procs)
+            _wait(lambda: _port_open(broker_port), 20, tr("消息服务器", "the broker"), self.procs)
             self._spawn("server", [
                 "server", "--upgrade",
                 "--database-url", database_url,
                 "--mqtt-url", mqtt_url, "--host", "127.0.0.1", "--port", str(self.http_port),
             ])
-            _wait(lambda: self._get("/healthz") is not None, 30, "the server", self.procs)
+            _wait(lambda: self._get("/healthz") is not None, 30, tr("服务器", "the server"), self.procs)
             # The server sweeps once as it starts, today: the cases, grades and
             # rates it leaves are what the pages show and the plates print.
-            _wait(self._swept, 120, "the server's first reconciliation sweep", self.procs)
+            _wait(self._swept, 120, tr("服务器的首次核查", "the server's first reconciliation sweep"), self.procs)
             if self.readers == "osdp":
                 grid = demo_osdp.DEMO_GRID if self.district_buildings > 0 else None
                 public_keys = demo_osdp.register_building(self.url, GATEWAY_ID, self.token, grid)
@@ -325,9 +335,9 @@ class Demo:
             if self.duration_s is not None:
                 sim_args += ["--duration", str(self.duration_s)]
             self._spawn("sim", sim_args, stdout=subprocess.PIPE)
-            _wait(lambda: all(p.exists() for p in links), 20, "the simulated readers", self.procs)
+            _wait(lambda: all(p.exists() for p in links), 20, tr("模拟读卡器", "the simulated readers"), self.procs)
             self._spawn("gateway", ["gateway", "--config", str(self._write_gateway_config(mqtt_url, devices))])
-            _wait(self._gateway_online, 30, "the gateway to come online", self.procs)
+            _wait(self._gateway_online, 30, tr("网关上线", "the gateway to come online"), self.procs)
             log.info("rentgate demo is running: %s", self.url)
             say(tr(f"服务器：{self.url}", f"server: {self.url}"))
             say(tr(f"管理员登录：{self.url}/login  用户名 {login.username}  密码 {login.password}",
@@ -364,8 +374,6 @@ class Demo:
                     "rates", "targets_met", "start", "end")}
                 # What the pages say at the end of the run (the same queries).
                 result["district"]["now"] = self._district_now()
-            result["logins"] = {"admin": {"username": login.username, "password": login.password},
-                                "coordinator": {"username": coordinator.username, "password": coordinator.password}}
             return result
 
     def _run_district(self, database_url: str) -> dict[str, Any]:
@@ -452,30 +460,32 @@ class Demo:
     # ------------------------------------------------------------------ modes
 
     def _run_until_interrupted(self) -> dict[str, Any]:
-        """Print every swipe as the server stores it, until Ctrl-C."""
-        print(f"rentgate demo: open {self.url}/ (status page), {self.url}/landlord (buildings, tenants, cases), "
-              f"{self.url}/overview (the four rates), {self.url}/api/v1/events, {self.url}/metrics; Ctrl-C stops",
-              flush=True)
+        """Print every entry and alarm as the server stores it, until Ctrl-C."""
+        print(tr(f"请打开 {self.url}/（门禁状态）、{self.url}/landlord（楼栋、租户、待办）、{self.url}/overview"
+                 f"（四率）、{self.url}/c（网格员）；按 Ctrl-C 停止。下面是示范楼每一次进出，按服务器保存的顺序：",
+                 f"open {self.url}/ (door status), {self.url}/landlord (buildings, tenants, cases), "
+                 f"{self.url}/overview (the four rates), {self.url}/c (coordinators); Ctrl-C stops. Below, every "
+                 "entry at the demo building as the server stores it:"), flush=True)
         stored = 0
         after: Any = None
         try:
             while True:
                 for name, proc in self.procs.items():
                     if proc.poll() is not None:
-                        raise DemoError(f"{name} exited with code {proc.returncode}; logs in {self.data_dir / 'logs'}")
+                        raise DemoError(tr(f"{name} 意外退出（退出码 {proc.returncode}），日志在 {self.data_dir / 'logs'}",
+                                           f"{name} exited with code {proc.returncode}; logs in "
+                                           f"{self.data_dir / 'logs'}"))
                 # This building's events only: the district's months of reads
                 # are already in the same database.
                 page = self._events_page(after, limit=200, extra=f"&gateway={GATEWAY_ID}")
                 for ev in page["events"]:
                     stored += 1
-                    what = _describe(ev)
-                    print(f"{ev['occurred_at'][11:19]}  {ev['door'] or ev['device']:<8} {ev['kind']:<15} {what}"
-                          f"  (gateway {ev['gateway_id']} seq {ev['seq']})", flush=True)
+                    print(_describe(ev, self.zone), flush=True)
                 after = page.get("next") or (page["events"][-1]["id"] if page["events"] else after)
                 if not page.get("next"):
                     time.sleep(1)
         except KeyboardInterrupt:
-            print("stopping ...", file=sys.stderr)
+            say(tr("正在停止……", "stopping ..."))
         return {"events_stored": stored}
 
     def _run_measured(self) -> dict[str, Any]:
@@ -484,17 +494,18 @@ class Demo:
         try:
             out, _ = sim.communicate(timeout=self.duration_s + 60)
         except subprocess.TimeoutExpired as exc:
-            raise DemoError("the simulated building did not finish") from exc
+            raise DemoError(tr("模拟楼栋没有结束", "the simulated building did not finish")) from exc
         if sim.returncode != 0:
-            raise DemoError(f"the simulated building exited with code {sim.returncode}")
+            raise DemoError(tr(f"模拟楼栋退出（退出码 {sim.returncode}）",
+                               f"the simulated building exited with code {sim.returncode}"))
         stats = json.loads(out.decode().strip().splitlines()[-1])
         if self.readers == "osdp":
-            _wait(self._drained, 60, "the gateway's outbox to drain", {"gateway": self.procs["gateway"]})
+            _wait(self._drained, 60, tr("网关发完待发事件", "the gateway's outbox to drain"), {"gateway": self.procs["gateway"]})
             events = self._all_events()
             return {"duration_s": self.duration_s, "readers": "osdp",
                     **demo_osdp.judge(stats["expected"], events), "server": self.url}
         expected = Counter((door, card) for door, card in stats["expected_reads"])
-        _wait(self._drained, 60, "the gateway's outbox to drain", {"gateway": self.procs["gateway"]})
+        _wait(self._drained, 60, tr("网关发完待发事件", "the gateway's outbox to drain"), {"gateway": self.procs["gateway"]})
         stored = Counter(self._stored_reads())
         lost = expected - stored
         extra = stored - expected
@@ -570,7 +581,7 @@ class Demo:
             query += f"&after={after}"
         body = self._get(query)
         if body is None:
-            raise DemoError("the server stopped answering")
+            raise DemoError(tr("服务器不再响应", "the server stopped answering"))
         return dict(json.loads(body))
 
     def _all_events(self) -> list[dict[str, Any]]:
@@ -662,16 +673,40 @@ heartbeat_s = 2
         return self._write("gateway.toml", text)
 
 
-def _describe(ev: dict[str, Any]) -> str:
+_REASONS = {"unknown": ("未登记的卡", "unknown card"), "revoked": ("已注销", "revoked"),
+            "expired": ("登记已过期", "registration expired"), "not_yet_valid": ("登记未生效", "not yet valid"),
+            "wrong_door": ("无此门权限", "not for this door"), "anti_passback": ("防反传", "anti-passback")}
+_DOOR_STATES = {"open": ("门已打开", "door opened"), "closed": ("门已关上", "door closed"),
+                "forced": ("强行开门（报警）", "FORCED OPEN (alarm)"),
+                "held_open": ("门长时间未关（报警）", "HELD OPEN (alarm)")}
+
+
+def _describe(ev: dict[str, Any], zone: Any) -> str:
+    """One stored event as a line a person reads: when (local time), which
+    door, what happened; the card masked as on the pages."""
+    from server.pages.masks import mask_card
+
+    at = datetime.fromisoformat(ev["occurred_at"]).astimezone(zone)
+    where = ev.get("door") or ev.get("device") or tr("网关", "gateway")
     data = ev.get("data") or {}
-    if ev["credential"]:
-        card = ev["credential"]["value"]
+    if ev.get("credential"):
+        card = mask_card(ev["credential"].get("value"))
         if data.get("decision") == "granted":
-            return f"{card}  granted"
-        if data.get("decision") == "denied":
-            return f"{card}  DENIED ({data.get('reason')})"
-        return str(card)
-    if ev["kind"] == "door_state":
-        state = data.get("state")
-        return f"door {state}" + ("  ALARM" if state in ("forced", "held_open") else "")
-    return json.dumps(data, ensure_ascii=False)
+            what = tr(f"刷卡 {card} 放行", f"card {card} granted")
+        elif data.get("decision") == "denied":
+            zh, en = _REASONS.get(data.get("reason") or "", (data.get("reason") or "", data.get("reason") or ""))
+            what = tr(f"刷卡 {card} 拒绝（{zh}）", f"card {card} DENIED ({en})")
+        else:
+            what = tr(f"刷卡 {card}", f"card {card}")
+    elif ev["kind"] == "door_state":
+        state = str(data.get("state"))
+        what = tr(*_DOOR_STATES.get(state, (state, state)))
+    elif ev["kind"] == "device_status":
+        what = tr("设备在线", "device online") if data.get("online") else tr("设备离线", "device offline")
+    elif ev["kind"] == "gateway_started":
+        what = tr("网关已启动", "gateway started")
+    elif ev["kind"] == "events_dropped":
+        what = tr(f"网关丢弃了 {data.get('count', '?')} 条事件", f"the gateway dropped {data.get('count', '?')} events")
+    else:
+        what = ev["kind"]
+    return f"{at:%m-%d %H:%M:%S}  {where}  {what}"

@@ -129,13 +129,31 @@ def case_line(event: CaseEvent) -> str:
 
 
 def _summary(result: dict[str, Any], progress: Any) -> None:
-    progress(f"{result['people']} people, {result['events']} card reads ({result['events_lost']} lost), "
-             f"{result['elapsed_s']} s")
+    progress(tr(f"{result['people']} 人，刷卡 {result['events']} 次（丢失 {result['events_lost']} 次），"
+                f"用时 {result['elapsed_s']} 秒",
+                f"{result['people']} people, {result['events']} card reads ({result['events_lost']} lost), "
+                f"{result['elapsed_s']} s"))
     for kind, k in result["kinds"].items():
-        progress(f"{kind}: precision {k['precision']}, recall {k['recall']}, median delay "
-                 f"{k['median_delay_days']} d (period {k['period_days']} d), {k['cases']} cases, "
-                 f"{k['incidents']} incidents ({k['incidents_due']} due)")
+        zh_kind, en_kind = _KINDS.get(kind, (kind, kind))
+        progress(tr(f"{zh_kind}：准确率 {_num(k['precision'])}，检出率 {_num(k['recall'])}，发现用时中位数 "
+                    f"{_num(k['median_delay_days'])} 天（规定 {k['period_days']} 天），案件 {k['cases']} 件，"
+                    f"实际发生 {k['incidents']} 起（到期 {k['incidents_due']} 起）",
+                    f"{en_kind}: precision {_num(k['precision'])}, recall {_num(k['recall'])}, median delay "
+                    f"{_num(k['median_delay_days'])} d (period {k['period_days']} d), {k['cases']} cases, "
+                    f"{k['incidents']} incidents ({k['incidents_due']} due)"))
     for name, r in result["rates"].items():
-        progress(f"rate {name}: true {r['true']}, computed {r['computed']}")
+        zh_rate, en_rate = _RATES.get(name, (name, name))
+        progress(tr(f"{zh_rate}：真实 {_num(r['true'])}，系统计算 {_num(r['computed'])}",
+                    f"rate {en_rate}: true {_num(r['true'])}, computed {_num(r['computed'])}"))
     missed = [t for t, ok in result["targets_met"].items() if not ok]
-    progress("all targets met" if not missed else f"targets missed: {', '.join(missed)}")
+    progress(tr("所有指标均达标", "all targets met") if not missed
+             else tr("未达标：", "targets missed: ") + ", ".join(missed))
+
+
+_RATES = {"registration": ("居住登记率", "registration"), "rental": ("出租登记率", "rental registration"),
+          "consistency": ("人户一致率", "consistency"), "pledge": ("治安责任书签订率", "pledge")}
+
+
+def _num(value: Any) -> str:
+    """A figure, or a dash where there was nothing to measure (never "None")."""
+    return "—" if value is None else str(value)

@@ -34,6 +34,7 @@ from firmware_sim.district.landlords import Book, Landlords
 from firmware_sim.district.patrols import Coordinators
 from firmware_sim.district.runtime import Runtime, running
 from firmware_sim.district.world import DAY, Stay, World, build_world
+from rentgate.lang import tr
 from server.access.service import write_transaction
 from server.db.models import cases, events
 from server.reconcile.rates import compute_rates
@@ -362,10 +363,13 @@ async def run_district(options: DistrictOptions, *, on_case: Callable[[CaseEvent
                 for day in range(world.days):
                     await district.day(day)
                     if progress is not None and (day % 7 == 6 or day == world.days - 1):
-                        progress(f"day {day + 1}/{world.days}: {district.events} card reads, "
-                                 f"cases opened {sum(district.opened.values())}, "
-                                 f"open now {len(district.open_cases)}, "
-                                 f"{time.perf_counter() - started:.0f} s")
+                        progress(tr(f"第 {day + 1}/{world.days} 天：刷卡 {district.events} 次，"
+                                    f"已发现案件 {sum(district.opened.values())} 件，"
+                                    f"待处理 {len(district.open_cases)} 件，用时 {time.perf_counter() - started:.0f} 秒",
+                                    f"day {day + 1}/{world.days}: {district.events} card reads, "
+                                    f"cases opened {sum(district.opened.values())}, "
+                                    f"open now {len(district.open_cases)}, "
+                                    f"{time.perf_counter() - started:.0f} s"))
                 t0 = time.perf_counter()
                 result = await asyncio.to_thread(district.result)
                 result["seconds"]["score"] = round(time.perf_counter() - t0, 2)

@@ -26,7 +26,7 @@ def small_run() -> dict[str, Any]:
         [sys.executable, "-m", "rentgate", "sim", "district", "--buildings", "8", "--days", "50", "--seed", "7",
          "--json"], cwd=REPO, capture_output=True, text=True, timeout=180)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "[district] day 7/50" in proc.stderr  # weekly progress on stderr
+    assert "[district] 第 7/50 天" in proc.stderr  # weekly progress on stderr, in Chinese by default
     result: dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])
     return result
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from zoneinfo import ZoneInfo
 
 from firmware_sim.district import score, truth
 from firmware_sim.district.activity import day_swipes
@@ -69,3 +70,17 @@ def test_a_case_counts_only_for_the_incident_it_points_at() -> None:
     result = score.score([case, other], [incident], CityRules(), start + timedelta(days=60), units)
     k = result["presumed_departure"]
     assert (k["precision"], k["recall"], k["median_delay_days"]) == (0.5, 1.0, 31.0)
+
+
+def test_a_run_ending_today_starts_at_a_local_midnight_and_ends_at_the_next_one() -> None:
+    from datetime import datetime
+
+    from firmware_sim.district.world import ZONE, start_ending_today
+
+    # 01:30 in Guangzhou is still the evening before in UTC: days are local days.
+    now = datetime(2026, 12, 4, 17, 30, tzinfo=ZoneInfo("UTC"))
+    start = start_ending_today(90, now)
+    assert start == datetime(2026, 9, 6, tzinfo=ZONE)
+    world = build_world(buildings=2, days=90, seed=7, start=start)
+    assert world.end == datetime(2026, 12, 5, tzinfo=ZONE) and world.end - now.astimezone(ZONE) < timedelta(days=1)
+    assert all(s.arrive < world.end for s in world.stays())
