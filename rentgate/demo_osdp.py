@@ -29,7 +29,7 @@ DOORS = (("正门", 1), ("后门", 2))
 LINE = "1号线"
 LINK = "osdp-line-1"  # the pty's file name in the data folder
 BUILDING_NAME = "示范楼"
-BUILDING_ADDRESS = "禅城区示范路 8 号"
+BUILDING_ADDRESS = "模拟区示范路8号"
 # The first grid of the simulated district's first street, whose plates the demo prints.
 DEMO_GRID = "440699001001G01"
 # (number, floor, rooms, m²): capacity min(m² ÷ 5, rooms × 2) is at least 2 each.

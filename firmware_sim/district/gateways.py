@@ -66,7 +66,7 @@ class GatewayFleet:
         for offset, read in enumerate(reads):
             seq = first + offset
             event = wire.CardRead(
-                gw=gateway_id, seq=seq, device="reader-1", door="main", ts=read.at,
+                gw=gateway_id, seq=seq, device="reader-1", door="大门", ts=read.at,
                 credential=wire.Credential(format="em4100", value=read.card),
                 decision="granted" if read.granted else "denied", reason=None if read.granted else "revoked")
             jsons[seq] = wire.encode_event(event)

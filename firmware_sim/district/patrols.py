@@ -27,8 +27,9 @@ from server.rules import CityRules
 
 ACTOR = "sim:coordinator"
 # Of every patrol, the share done late, and by how many days at most.
-LATE_SHARE = 0.12
-LATE_DAYS_MAX = 9.0
+LATE_SHARE = 0.2
+LATE_DAYS_MAX = 10.0
+_NAMES = ("陈晓燕", "黄志明", "林秀英", "梁建华", "何丽娟", "罗文杰", "郑海燕", "谢国强")
 
 Schedule = Callable[[datetime, str, Callable[[sa.Connection, datetime], object]], None]
 
@@ -47,9 +48,11 @@ class Coordinators:
         """Coordinators for every grid (users ``coord-<grid code>``, with
         random passwords: nobody logs in as them) and each unit's first
         patrol, spread over its first interval."""
-        for grid_id, code in conn.execute(sa.select(areas.c.id, areas.c.code).where(areas.c.level == "grid")):
+        rows = conn.execute(sa.select(areas.c.id, areas.c.code).where(areas.c.level == "grid").order_by(areas.c.id))
+        for i, (grid_id, code) in enumerate(rows):
+            name = _NAMES[i % len(_NAMES)] + (f"{i // len(_NAMES) + 1}" if i >= len(_NAMES) else "")
             user_id = create_user(conn, now, username=f"coord-{code}".lower(), password=secrets.token_urlsafe(16),
-                                  role="coordinator", display_name=f"网格员（{code}）")
+                                  role="coordinator", display_name=name)
             grids.assign(conn, now, ACTOR, grid_id, user_id)
             self.user_of_grid[grid_id] = user_id
         for unit_id in unit_ids:

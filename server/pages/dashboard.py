@@ -38,7 +38,7 @@ GATEWAY_KINDS = ("gateway_started", "events_dropped")
 CSS = """<style>
 .gw h3{display:flex;flex-wrap:wrap;gap:6px;align-items:center}
 .gw .chip.online{background:#1e8e3e;color:#000} .gw .chip.offline{background:#d93025;color:#fff}
-.gw .chip.never{background:#e8eaed;color:#333}
+.gw .chip.never,.gw .chip.silent{background:#e8eaed;color:#333}
 ul.events{list-style:none;padding:0;margin:0} ul.events li{padding:8px 0;border-bottom:1px solid #e3e5e8}
 ul.events .at{color:#555;font-size:.9rem;white-space:nowrap} ul.events .where{font-weight:600}
 ul.events li.alarm .what{color:#b3261e;font-weight:600}
@@ -68,13 +68,15 @@ def age_words(t: dict[str, str], seconds: float) -> str:
 
 
 def gateway_state(gw: dict[str, Any]) -> str:
-    """online / offline from the gateway's own status messages; "never" when
-    it has sent none (simulated or imported gateways, or one not yet set up)."""
+    """online / offline from the gateway's own status messages; "silent" when
+    it has sent data but never a status (the district simulation's gateways,
+    or events imported from elsewhere); "never" when nothing at all has come
+    from it (a gateway not set up yet)."""
     if gw.get("online") is True:
         return "online"
     if gw.get("online") is False:
         return "offline"
-    return "never"
+    return "silent" if gw.get("last_seen") else "never"
 
 
 def _device_words(t: dict[str, str], row: dict[str, Any], data: dict[str, Any]) -> str:
@@ -143,7 +145,7 @@ def _gateway_card(ctx: PageContext, gw: dict[str, Any], zone: ZoneInfo, now: dat
         lines.append(esc(t["gw.all_sent"]))
     if gw.get("open_gaps"):
         lines.append(esc(t["gw.gaps"].format(n=gw["open_gaps"])))
-    hint = f'<p class="hint">{esc(t["gw.never_hint"])}</p>' if state == "never" else ""
+    hint = f'<p class="hint">{esc(t[f"gw.{state}_hint"])}</p>' if state in ("never", "silent") else ""
     meta = "".join(f'<div class="meta">{line}</div>' for line in lines)
     return (f'<div class="card gw" data-gateway="{esc(gw["id"])}" data-state="{state}">'
             f'<h3>{esc(t["gw.named"].format(id=gw["id"]))} <span class="chip {state}">{esc(t["gw." + state])}'

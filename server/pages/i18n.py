@@ -23,7 +23,10 @@ TEXTS: dict[str, dict[str, str]] = {
         "gw.online": "在线",
         "gw.offline": "离线",
         "gw.never": "从未连接",
-        "gw.never_hint": "服务器从未收到这台网关的在线状态。网关还没装好或连不上服务器；由区域模拟或数据导入建立的网关也会显示为这样。",
+        "gw.never_hint": "服务器还没有收到这台网关的任何数据：网关还没装好，或连不上服务器。",
+        "gw.silent": "未报告状态",
+        "gw.silent_hint": "服务器收到过这台网关的进出记录，但从未收到它的在线状态，所以不知道它现在是否在线。"
+                          "区域模拟或数据导入产生的网关就是这样。",
         "gw.last_seen": "最后收到数据",
         "gw.never_seen": "从未收到数据",
         "gw.version": "软件版本",
@@ -236,7 +239,11 @@ TEXTS: dict[str, dict[str, str]] = {
         "gw.online": "online",
         "gw.offline": "offline",
         "gw.never": "never connected",
-        "gw.never_hint": "The server has never received this gateway's online state. It is not installed yet or cannot reach the server; gateways created by the district simulation or by an import also show this.",
+        "gw.never_hint": "Nothing has come from this gateway yet: it is not installed yet, or cannot reach the server.",
+        "gw.silent": "no status",
+        "gw.silent_hint": "The server has entries from this gateway but has never received its online state, so "
+                          "whether it is online now is unknown. Gateways of the district simulation or of an import "
+                          "look like this.",
         "gw.last_seen": "Last data received",
         "gw.never_seen": "No data received yet",
         "gw.version": "Software version",

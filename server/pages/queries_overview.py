@@ -83,6 +83,12 @@ def overview(conn: sa.Connection, rules: CityRules, now: datetime, area_code: st
     children = sorted((r for r in rates.values() if r.parent_code == area_code), key=lambda r: (r.name, r.code))
     trend_areas = [area] if area is not None else [r for r in rates.values() if r.parent_code is None]
     trend = _sum_trends([rate_history(conn, a.code, TREND_DAYS, today=today) for a in trend_areas])
+    if trend and trend[-1][0] == now.astimezone(rules.zone).date().isoformat():
+        # Today's point is today's figures, as in the bars above it: the
+        # snapshot is only the last sweep's (at most an hour old), and a chart
+        # that ends on another number than the bars reads as a contradiction.
+        live = {rate: sum((getattr(a, rate) for a in trend_areas), Ratio(0, 0)) for rate in RATES}
+        trend[-1] = (trend[-1][0], live)
     path: list[AreaRates] = []
     current = area
     while current is not None and len(path) < 8:
