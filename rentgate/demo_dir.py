@@ -44,15 +44,25 @@ def prepare(path: Path) -> None:
         if is_demo_dir(path):
             _empty(path)
         elif any(path.iterdir()):
+            old = _looks_like_an_old_demo(path)
             raise DataDirRefused(tr(
                 f"{path} 已存在，里面有文件，而且不是演示创建的文件夹。演示只会清空它自己创建的文件夹，"
-                "不会删除您的文件。请用 --data-dir 指定一个新的或空的文件夹，例如 --data-dir var/demo2。",
+                "不会删除您的文件。请用 --data-dir 指定一个新的或空的文件夹，例如 --data-dir var/demo2。"
+                + ("（它看起来是旧版演示留下的：确认里面没有您要的文件后，可以自己删除它再运行。）" if old else ""),
                 f"{path} exists, holds files and was not made by the demo. The demo only ever empties a folder it "
                 "made itself and will not delete your files. Name a new or empty folder with --data-dir, "
-                "for example --data-dir var/demo2."))
+                "for example --data-dir var/demo2."
+                + (" (It looks like an older demo's folder: once you are sure nothing in it is yours, delete it "
+                   "yourself and run again.)" if old else "")))
     else:
         path.mkdir(parents=True)
     (path / MARK).write_text(_MARK_TEXT, encoding="utf-8")
+
+
+def _looks_like_an_old_demo(path: Path) -> bool:
+    """What a demo before the mark left behind: only a hint in the message;
+    the folder is refused all the same."""
+    return (path / "rentgate.db").is_file() and (path / "logs").is_dir()
 
 
 def _empty(path: Path) -> None:
