@@ -36,6 +36,7 @@ from zoneinfo import ZoneInfo
 
 from rentgate import demo_dir, demo_osdp
 from rentgate.lang import tr
+from server.pages.i18n import in_cli_language
 
 log = logging.getLogger(__name__)
 
@@ -44,19 +45,6 @@ GATEWAY_ID = "demo-bldg-0001"
 DISTRICT_CODE = "440699"
 DEMO_STREET = "440699001"
 RATE_NAMES = ("registration", "rental", "consistency", "pledge")
-# The rates and case kinds in words, as the overview page names them.
-_RATE_NAMES = {"registration": ("居住登记率", "registration"), "rental": ("出租登记率", "rental registration"),
-               "consistency": ("人户一致率", "consistency"), "pledge": ("治安责任书签订率", "pledge")}
-_KIND_NAMES = {
-    "unregistered_occupant": ("有人居住但未登记", "unregistered occupant"),
-    "presumed_departure": ("疑似已搬离", "presumed departure"),
-    "address_mismatch": ("人户不一致", "address mismatch"),
-    "overcrowding": ("超员（群租）", "overcrowding"),
-    "unknown_credential": ("未登记的门卡在使用", "unknown card"),
-    "credential_unused": ("门卡长期未使用", "card never used"),
-}
-
-
 def say(text: str) -> None:
     """A line of the demo's story, for the person watching (stderr: the last
     line of stdout is the JSON result)."""
@@ -72,9 +60,9 @@ def _percent(ratio: dict[str, Any]) -> str:
 def _describe_now(now: dict[str, Any]) -> str:
     """The district today in one line, with the same figures as /overview."""
     rates = tr("，", ", ").join(
-        f"{tr(_RATE_NAMES[name][0], _RATE_NAMES[name][1])} {_percent(ratio)}" for name, ratio in now["rates"].items())
+        f"{in_cli_language(f'rate.{name}')} {_percent(ratio)}" for name, ratio in now["rates"].items())
     open_cases = tr("，", ", ").join(
-        tr(f"{_KIND_NAMES.get(kind, (kind, kind))[0]} {n} 件", f"{n} {_KIND_NAMES.get(kind, (kind, kind))[1]}")
+        tr(f"{in_cli_language(f'case.{kind}')} {n} 件", f"{in_cli_language(f'case.{kind}')}: {n}")
         for kind, n in sorted(now["open_cases"].items()) if n) or tr("无", "none")
     return tr(f"辖区今天：{rates}；待处理案件：{open_cases}",
               f"the district today: {rates}; open cases: {open_cases}")
@@ -415,7 +403,7 @@ class Demo:
         result: dict[str, Any] = json.loads(out.strip().splitlines()[-1])
         kinds = result.get("kinds", {})
         summary = tr("，", ", ").join(
-            tr(f"{_KIND_NAMES.get(kind, (kind, kind))[0]} {v['cases']} 件", f"{v['cases']} {kind}")
+            tr(f"{in_cli_language(f'case.{kind}')} {v['cases']} 件", f"{in_cli_language(f'case.{kind}')}: {v['cases']}")
             for kind, v in kinds.items() if v.get("cases"))
         say(tr(f"辖区模拟完成：存储了 {result.get('events_stored')} 条刷卡记录；案件：{summary}",
                f"district done: {result.get('events_stored')} card reads stored; cases: {summary}"))

@@ -35,23 +35,31 @@ from server.db.engine import create_engine
 from server.db.models import events
 from server.rules import CityRules
 from server.settings import ServerSettings
+from tests.fontless import BUNDLED_FACE, embedded_font_names, fontless, fonts_listed, unshare_refusal
 from tests.server.auth_helpers import bearer, make_user
 
 Client = TestClient[web.Request, web.Application]
+ROOT = Path(__file__).resolve().parents[1]
 ZONE = CityRules().zone
 GRADE_WORDS = {"trusted": "放心", "normal": "一般", "watch": "重点", "strict": "严控"}
 
 
-def demo(data_dir: Path, *args: str, timeout: float = 240) -> subprocess.CompletedProcess[bytes]:
-    return subprocess.run(
-        [sys.executable, "-m", "rentgate", "demo", "--json", "--data-dir", str(data_dir), "--http-port", "0", *args],
-        capture_output=True, timeout=timeout, stdin=subprocess.DEVNULL,
-    )
+def demo(data_dir: Path, *args: str, timeout: float = 240,
+         without_fonts: Path | None = None) -> subprocess.CompletedProcess[bytes]:
+    """``rentgate demo --json``; with ``without_fonts`` (a work folder) on a
+    machine with no CJK font at all (tests/fontless.py)."""
+    command = [sys.executable, "-m", "rentgate", "demo", "--json", "--data-dir", str(data_dir), "--http-port", "0",
+               *args]
+    env = None
+    if without_fonts is not None:
+        command, env = fontless(command, without_fonts)
+        env["PYTHONPATH"] = str(ROOT)
+    return subprocess.run(command, capture_output=True, timeout=timeout, stdin=subprocess.DEVNULL, env=env, cwd=ROOT)
 
 
-def run_demo(data_dir: Path, *args: str) -> tuple[dict[str, Any], str]:
+def run_demo(data_dir: Path, *args: str, without_fonts: Path | None = None) -> tuple[dict[str, Any], str]:
     """The demo's JSON result and what it told the person watching (stderr)."""
-    proc = demo(data_dir, *args)
+    proc = demo(data_dir, *args, without_fonts=without_fonts)
     logs = "\n".join(f"--- {p.name}\n{p.read_text(errors='replace')[-2000:]}"
                      for p in sorted((data_dir / "logs").glob("*.log")))
     assert proc.returncode == 0, (proc.stdout.decode(errors="replace")[-2000:] + proc.stderr.decode(errors="replace")[-3000:]
@@ -126,19 +134,24 @@ class DemoRun:
     said: str
     finished_at: datetime
     token: str  # an administrator's, for reading the pages afterwards
+    fonts_listed: str | None  # what fontconfig found in the run's namespace; None: ran with the system's fonts
 
 
 @pytest.fixture(scope="module")
 def osdp_demo(tmp_path_factory: pytest.TempPathFactory) -> DemoRun:
-    data_dir = tmp_path_factory.mktemp("osdp") / "demo"
-    result, said = run_demo(data_dir, "--duration", "16")
+    work = tmp_path_factory.mktemp("osdp")
+    data_dir = work / "demo"
+    # As a newcomer's machine may be: no CJK font installed (where a mount
+    # namespace can be had to hide the system's).
+    bare = None if unshare_refusal() else work / "bare"
+    result, said = run_demo(data_dir, "--duration", "16", without_fonts=bare)
     finished_at = datetime.now(UTC)
     engine = create_engine(f"sqlite:///{data_dir / 'rentgate.db'}")
     try:
         token = make_user(engine, username="checker").token
     finally:
         engine.dispose()
-    return DemoRun(data_dir, result, said, finished_at, token)
+    return DemoRun(data_dir, result, said, finished_at, token, fonts_listed(bare) if bare else None)
 
 
 @pytest.fixture
@@ -184,6 +197,20 @@ def test_headless_osdp_demo_decides_at_the_door_and_raises_alarms(osdp_demo: Dem
     assert plates["sample_page_status"] == 200 and plates["sample_page_is_plate"], plates
     # The folder is the demo's now: the next demo may empty it.
     assert (osdp_demo.data_dir / MARK).is_file()
+
+
+def test_the_demo_runs_and_prints_plates_on_a_machine_without_cjk_fonts(osdp_demo: DemoRun) -> None:
+    import pypdfium2 as pdfium
+
+    if osdp_demo.fonts_listed is None:
+        pytest.skip(f"the demo ran with the system's fonts: {unshare_refusal()}")
+    assert osdp_demo.fonts_listed.strip() == "", osdp_demo.fonts_listed  # the premise: no Chinese font
+    pdf = pdfium.PdfDocument(osdp_demo.result["plates"]["pdf"])
+    try:
+        names = set().union(*(embedded_font_names(page) for page in pdf))
+    finally:
+        pdf.close()
+    assert names and all(name.endswith("+" + BUNDLED_FACE) for name in names), names
 
 
 def test_the_story_is_told_in_chinese_with_the_figures_of_today(osdp_demo: DemoRun) -> None:

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from firmware_sim.district.world import DAY, START, start_ending_today
 from rentgate.lang import tr
+from server.pages.i18n import in_cli_language
 
 if TYPE_CHECKING:
     from firmware_sim.district.driver import CaseEvent
@@ -95,15 +96,7 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-# What a case is and how it ended, in words (the kinds as on the pages).
-_KINDS = {
-    "unregistered_occupant": ("有人居住但未登记", "someone lives here unregistered"),
-    "presumed_departure": ("疑似已搬离", "presumed departed"),
-    "address_mismatch": ("人户不一致", "lives elsewhere than registered"),
-    "overcrowding": ("超员（群租）", "overcrowded"),
-    "unknown_credential": ("未登记的门卡在使用", "an unregistered card in use"),
-    "credential_unused": ("门卡长期未使用", "a card long unused"),
-}
+# How a case ended, in words (what a case is: the pages' own texts).
 _RESOLUTIONS = {
     "registered": ("已登记", "registered"),
     "registration_ended": ("登记已注销", "registration ended"),
@@ -116,15 +109,15 @@ _RESOLUTIONS = {
 def case_line(event: CaseEvent) -> str:
     """``2026-11-02 案件 7 发现：有人居住但未登记（b0004-201）``: one case
     opened or closed, for the demo's story."""
-    zh_kind, en_kind = _KINDS.get(event.kind, (event.kind, event.kind.replace("_", " ")))
+    kind = in_cli_language(f"case.{event.kind}", event.kind.replace("_", " "))
     where = event.unit or event.building or ""
     if event.action == "opened":
-        return tr(f"{event.at:%Y-%m-%d} 案件 {event.case_id} 发现：{zh_kind}" + (f"（{where}）" if where else ""),
-                  f"{event.at:%Y-%m-%d} case {event.case_id} opened: {en_kind}" + (f" ({where})" if where else ""))
+        return tr(f"{event.at:%Y-%m-%d} 案件 {event.case_id} 发现：{kind}" + (f"（{where}）" if where else ""),
+                  f"{event.at:%Y-%m-%d} case {event.case_id} opened: {kind}" + (f" ({where})" if where else ""))
     zh_res, en_res = _RESOLUTIONS.get(event.resolution or "", (event.resolution or "", event.resolution or ""))
-    return tr(f"{event.at:%Y-%m-%d} 案件 {event.case_id} 关闭：{zh_kind}" + (f"（{where}）" if where else "")
+    return tr(f"{event.at:%Y-%m-%d} 案件 {event.case_id} 关闭：{kind}" + (f"（{where}）" if where else "")
               + (f"，{zh_res}" if zh_res else ""),
-              f"{event.at:%Y-%m-%d} case {event.case_id} closed: {en_kind}" + (f" ({where})" if where else "")
+              f"{event.at:%Y-%m-%d} case {event.case_id} closed: {kind}" + (f" ({where})" if where else "")
               + (f", {en_res}" if en_res else ""))
 
 
@@ -134,24 +127,20 @@ def _summary(result: dict[str, Any], progress: Any) -> None:
                 f"{result['people']} people, {result['events']} card reads ({result['events_lost']} lost), "
                 f"{result['elapsed_s']} s"))
     for kind, k in result["kinds"].items():
-        zh_kind, en_kind = _KINDS.get(kind, (kind, kind))
-        progress(tr(f"{zh_kind}：准确率 {_num(k['precision'])}，检出率 {_num(k['recall'])}，发现用时中位数 "
+        name = in_cli_language(f"case.{kind}", kind)
+        progress(tr(f"{name}：准确率 {_num(k['precision'])}，检出率 {_num(k['recall'])}，发现用时中位数 "
                     f"{_num(k['median_delay_days'])} 天（规定 {k['period_days']} 天），案件 {k['cases']} 件，"
                     f"实际发生 {k['incidents']} 起（到期 {k['incidents_due']} 起）",
-                    f"{en_kind}: precision {_num(k['precision'])}, recall {_num(k['recall'])}, median delay "
+                    f"{name}: precision {_num(k['precision'])}, recall {_num(k['recall'])}, median delay "
                     f"{_num(k['median_delay_days'])} d (period {k['period_days']} d), {k['cases']} cases, "
                     f"{k['incidents']} incidents ({k['incidents_due']} due)"))
     for name, r in result["rates"].items():
-        zh_rate, en_rate = _RATES.get(name, (name, name))
-        progress(tr(f"{zh_rate}：真实 {_num(r['true'])}，系统计算 {_num(r['computed'])}",
-                    f"rate {en_rate}: true {_num(r['true'])}, computed {_num(r['computed'])}"))
+        rate = in_cli_language(f"rate.{name}", name)
+        progress(tr(f"{rate}：真实 {_num(r['true'])}，系统计算 {_num(r['computed'])}",
+                    f"{rate}: true {_num(r['true'])}, computed {_num(r['computed'])}"))
     missed = [t for t, ok in result["targets_met"].items() if not ok]
     progress(tr("所有指标均达标", "all targets met") if not missed
              else tr("未达标：", "targets missed: ") + ", ".join(missed))
-
-
-_RATES = {"registration": ("居住登记率", "registration"), "rental": ("出租登记率", "rental registration"),
-          "consistency": ("人户一致率", "consistency"), "pledge": ("治安责任书签订率", "pledge")}
 
 
 def _num(value: Any) -> str:

@@ -473,3 +473,12 @@ def _merge() -> None:
 
 
 _merge()
+
+
+def in_cli_language(key: str, default: str | None = None) -> str:
+    """A page text in the command line's language (``rentgate --lang``): the
+    demo and the district simulator name case kinds and rates as the pages
+    do. ``default`` (else the key) when there is no such text."""
+    from rentgate.lang import cli_lang
+
+    return TEXTS[cli_lang()].get(key, key if default is None else default)

@@ -7,10 +7,7 @@ carry that font."""
 
 from __future__ import annotations
 
-import ctypes
 import json
-import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -18,39 +15,22 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pypdfium2 as pdfium
-import pypdfium2.raw as pdfium_raw
 import pytest
 
 from rentgate.cli import main
 from server.db.engine import create_engine
 from server.plates.layout import MM_PER_INCH, PlateSpec, sheet_for
+from tests.fontless import BUNDLED_FACE, embedded_font_names, fontless, fonts_listed, unshare_refusal
 from tests.server.plates.qr_read import read_qr
 from tests.server.plates.world import build
 
 ROOT = Path(__file__).resolve().parents[3]
 BASE_URL = "https://plates.example.cn"
-# Mounted over with empty tmpfs inside the namespace: every place
-# /etc/fonts/fonts.conf reads fonts or system caches from.
-HIDDEN = ("/usr/share/fonts", "/usr/local/share/fonts", "/var/cache/fontconfig")
-
-
-def _unshare_refusal() -> str | None:
-    """Why a private mount namespace cannot be had here, or None."""
-    if shutil.which("unshare") is None:
-        return "no unshare(1) (util-linux) on this machine"
-    try:
-        done = subprocess.run(["unshare", "--mount", "sh", "-c", "mount -t tmpfs tmpfs /usr/share/fonts"],
-                              capture_output=True, text=True, timeout=30, check=False)
-    except (OSError, subprocess.SubprocessError) as exc:
-        return f"unshare failed: {exc}"
-    if done.returncode != 0:
-        return f"unshare --mount with a tmpfs is not permitted here (needs root): {done.stderr.strip()}"
-    return None
 
 
 @pytest.fixture(scope="module")
 def namespace() -> None:
-    if reason := _unshare_refusal():
+    if reason := unshare_refusal():
         pytest.skip(reason)
 
 
@@ -68,35 +48,16 @@ def _seeded(tmp_path: Path) -> str:
 def _run_without_fonts(tmp_path: Path, *argv: str) -> tuple[subprocess.CompletedProcess[str], str]:
     """``rentgate *argv`` with no font on the system; the process and what
     fontconfig listed as Chinese fonts inside the same namespace."""
-    home, cache = tmp_path / "home", tmp_path / "cache"
-    home.mkdir()
-    cache.mkdir()
-    mounts = " && ".join(f"{{ [ ! -d {d} ] || mount -t tmpfs tmpfs {d}; }}" for d in HIDDEN)
-    script = f'{mounts} && fc-list :lang=zh-cn > "$FC_OUT" 2>&1; exec "$@"'
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("RENTGATE_", "FONTCONFIG"))}
-    env.update(HOME=str(home), XDG_CACHE_HOME=str(cache), XDG_DATA_HOME=str(home / "data"),
-               FC_OUT=str(tmp_path / "fc.txt"), RENTGATE_LANG="en", PYTHONPATH=str(ROOT))
-    done = subprocess.run(["unshare", "--mount", "sh", "-c", script, "sh", sys.executable, "-m", "rentgate.cli",
-                           *argv], capture_output=True, text=True, env=env, timeout=300, check=False, cwd=ROOT)
-    return done, (tmp_path / "fc.txt").read_text() if (tmp_path / "fc.txt").exists() else "(fc-list did not run)"
+    command, env = fontless([sys.executable, "-m", "rentgate.cli", *argv], tmp_path)
+    env.update(RENTGATE_LANG="en", PYTHONPATH=str(ROOT))
+    done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300, check=False, cwd=ROOT)
+    return done, fonts_listed(tmp_path)
 
 
 def _png(path: Path) -> np.ndarray:
     loaded = cv2.imread(str(path))
     assert loaded is not None, path
     return np.asarray(loaded)
-
-
-def _font_names(page: pdfium.PdfPage) -> set[str]:
-    names = set()
-    for obj in page.get_objects(filter=(pdfium_raw.FPDF_PAGEOBJ_TEXT,)):
-        font = pdfium_raw.FPDFTextObj_GetFont(obj.raw)
-        assert pdfium_raw.FPDFFont_GetIsEmbedded(font) == 1
-        size = pdfium_raw.FPDFFont_GetBaseFontName(font, None, 0)
-        buffer = ctypes.create_string_buffer(size)
-        pdfium_raw.FPDFFont_GetBaseFontName(font, buffer, size)
-        names.add(buffer.value.decode())
-    return names
 
 
 def test_plates_render_without_any_system_font(namespace: None, tmp_path: Path) -> None:
@@ -126,8 +87,8 @@ def test_plates_render_without_any_system_font(namespace: None, tmp_path: Path) 
     decoded = []
     for page in pdf:
         # The bundled face, by the name it was given, as an embedded subset.
-        [name] = _font_names(page)
-        assert name.endswith("+NotoSansCJKSCPlatesBold"), name
+        [name] = embedded_font_names(page)
+        assert name.endswith("+" + BUNDLED_FACE), name
         assert "盐运西路12号" in page.get_textpage().get_text_range()
         image = np.array(page.render(scale=dpi / 72).to_pil().convert("L"))
         for x, y in sheet.slots:
