@@ -20,6 +20,7 @@ from typing import NoReturn
 
 import pytest
 
+from rentgate import lang
 from rentgate.broker import EmbeddedBroker
 from tests.services import REQUIRE_ENV, Mosquitto, PostgresCluster, ServiceMissing
 
@@ -30,6 +31,18 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if _SERVICE_FIXTURES & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.services)
+
+
+@pytest.fixture(autouse=True)
+def default_language(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every test starts in the default language (Chinese), whatever the
+    environment says or an earlier ``main(["--lang", "en", ...])`` chose:
+    set_cli_lang keeps its choice for the process and writes RENTGATE_LANG
+    for the processes a command starts. setenv first, so that teardown
+    removes what a test's --lang wrote."""
+    monkeypatch.setattr(lang, "_chosen", None)
+    monkeypatch.setenv(lang.LANG_ENV, "zh")
+    monkeypatch.delenv(lang.LANG_ENV)
 
 
 def service_missing(exc: ServiceMissing) -> NoReturn:

@@ -10,6 +10,7 @@ as on the pages, a district that ends today."""
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -30,6 +31,7 @@ from firmware_sim.district.patrols import LATE_DAYS_MAX
 from rentgate.demo import GATEWAY_ID
 from rentgate.demo_dir import MARK
 from rentgate.demo_osdp import BUILDING_NAME, DOORS, LINE, TENANT_CARDS, UNITS
+from rentgate.lang import LANG_ENV
 from server.app import make_app
 from server.db.engine import create_engine
 from server.db.models import events
@@ -50,7 +52,8 @@ def demo(data_dir: Path, *args: str, timeout: float = 240,
     machine with no CJK font at all (tests/fontless.py)."""
     command = [sys.executable, "-m", "rentgate", "demo", "--json", "--data-dir", str(data_dir), "--http-port", "0",
                *args]
-    env = None
+    # The demo's own default language, whatever this process was told.
+    env = {k: v for k, v in os.environ.items() if k != LANG_ENV}
     if without_fonts is not None:
         command, env = fontless(command, without_fonts)
         env["PYTHONPATH"] = str(ROOT)

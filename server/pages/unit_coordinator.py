@@ -41,7 +41,7 @@ from server.pages.dashboard import event_words
 from server.pages.forms import FormErrors, errors_box, read_form, text
 from server.pages.guard import page_user
 from server.pages.layout import PageContext, esc, flash, forbidden, grade_chip, not_found, page
-from server.pages.masks import mask_card
+from server.pages.masks import mask_card, mask_phone
 from server.pages.scan_common import SCAN_CSS, WORK_ROLES, day, minute
 from server.pages.state import PAGES
 from server.patrols.service import CHECKLIST_ITEMS
@@ -70,7 +70,12 @@ def _unit_card(ctx: PageContext, view: UnitView, zone: ZoneInfo) -> str:
     t, u = ctx.t, view.unit
     due = (f'<span class="{"overdue" if view.patrol_overdue else ""} next-patrol">{day(view.next_patrol_due, zone)}'
            f'{esc(t["unit.overdue"]) if view.patrol_overdue else ""}</span>')
-    landlord = " · ".join(str(x) for x in (u["landlord_name"], u["landlord_phone"]) if x)
+    # The landlord's phone is masked like every phone on a page; a coordinator
+    # on the spot still calls with one tap (the tel: link carries the number).
+    phone = u["landlord_phone"]
+    call = (f'<a class="call" href="tel:{esc("".join(ch for ch in phone if ch.isdigit() or ch == "+"))}">'
+            f'{esc(mask_phone(phone))}</a>') if phone else ""
+    landlord = " · ".join(x for x in (esc(u["landlord_name"] or ""), call) if x)
     return (f'<div class="card unit-summary" data-unit="{u["id"]}">'
             f'<p class="address">{esc(u["address"] or u["building_name"])} {esc(u["number"])}</p>'
             f'<div class="row">{grade_chip(t, u["grade"])}'
@@ -78,7 +83,7 @@ def _unit_card(ctx: PageContext, view: UnitView, zone: ZoneInfo) -> str:
             f'<span class="stat">{esc(t["occupants"])} <b class="occupant-count">{len(view.occupants)}</b></span>'
             f'<span class="stat">{esc(t["area_m2"])} <b>{u["area_m2"]:g}</b></span></div>'
             f'<div class="meta">{esc(t["unit.grid"])}{esc(t["sep"])}{esc(u["grid_name"] or "—")}'
-            + (f' · {esc(t["unit.landlord"])}{esc(t["sep"])}{esc(landlord)}' if landlord else "")
+            + (f' · {esc(t["unit.landlord"])}{esc(t["sep"])}{landlord}' if landlord else "")
             + f'</div><div class="meta">{esc(t["unit.last_patrol"])}{esc(t["sep"])}'
             f'{day(u["last_patrol_at"], zone) or esc(t["unit.never"])} · {esc(t["unit.next_patrol"])}{esc(t["sep"])}'
             f'{due}</div>'

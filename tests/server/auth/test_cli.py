@@ -15,13 +15,6 @@ from server.auth.sessions import resolve_session
 from server.auth.users import authenticate
 
 
-@pytest.fixture(autouse=True)
-def default_language(monkeypatch: pytest.MonkeyPatch) -> None:
-    # set_cli_lang keeps an earlier test's --lang for the process.
-    monkeypatch.setattr(lang, "_chosen", None)
-    monkeypatch.delenv(lang.LANG_ENV, raising=False)
-
-
 def _run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, Any, str]:
     code = main(list(argv))
     out, err = capsys.readouterr()

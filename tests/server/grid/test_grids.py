@@ -10,7 +10,6 @@ from datetime import timedelta
 import pytest
 import sqlalchemy as sa
 
-from rentgate import lang
 from rentgate.cli import main
 from server.access.service import write_transaction
 from server.auth.policy import can_manage_building
@@ -33,13 +32,6 @@ def _english(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, dict[
     code = main(["--lang", "en", "grid", *args])
     out, err = capsys.readouterr()
     return (code, err) if code != 0 else (code, out)
-
-
-@pytest.fixture(autouse=True)
-def default_language(monkeypatch: pytest.MonkeyPatch) -> None:
-    # set_cli_lang keeps an earlier test's --lang for the process.
-    monkeypatch.setattr(lang, "_chosen", None)
-    monkeypatch.delenv(lang.LANG_ENV, raising=False)
 
 
 def test_the_grid_command_assigns_lists_and_unassigns(sqlite_scene: Scene, sqlite_url: str,

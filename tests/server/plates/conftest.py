@@ -2,7 +2,7 @@
 fonts-noto-cjk), else the one shipped with rentgate. Missing both (a
 package installed without its data), the tests skip, or fail where CI
 requires every service (RENTGATE_REQUIRE_SERVICES=1). Every test starts in
-the default language (Chinese)."""
+the default language (Chinese: tests/conftest.py)."""
 
 from __future__ import annotations
 
@@ -13,17 +13,6 @@ import pytest
 from rentgate import lang
 from server.plates.fonts import FontUnavailable, PlateFont, find_font
 from tests.services import REQUIRE_ENV
-
-
-@pytest.fixture(autouse=True)
-def default_language(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Chinese, whatever the environment or an earlier ``main(["--lang",
-    "en", ...])`` chose (set_cli_lang keeps its choice for the process and
-    writes RENTGATE_LANG): setenv first, so that teardown removes what a
-    test's --lang wrote."""
-    monkeypatch.setattr(lang, "_chosen", None)
-    monkeypatch.setenv(lang.LANG_ENV, "zh")
-    monkeypatch.delenv(lang.LANG_ENV)
 
 
 def english(monkeypatch: pytest.MonkeyPatch) -> None:
