@@ -34,10 +34,10 @@ bench: venv
 
 typecheck: venv
 	$(BIN)/mypy
-	$(BIN)/mypy --strict tests/services.py tests/conftest.py
+	$(BIN)/mypy --strict tests/services.py tests/conftest.py tests/fontless.py tools/make_plate_font.py
 
 lint: venv
-	$(BIN)/ruff check rentgate gateway devices server firmware_sim tests bench
+	$(BIN)/ruff check rentgate gateway devices server firmware_sim tests bench tools
 
 # What CI runs before the tests: types and lint.
 check: typecheck lint
