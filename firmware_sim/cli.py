@@ -11,6 +11,8 @@ from collections.abc import Callable
 from types import FrameType
 from typing import Any, Protocol, TypeVar
 
+from rentgate.lang import tr
+
 # Seconds the readers stay plugged in after the last swipe, so a gateway can
 # read the tail of the line before the ptys go away.
 _LINGER_S = 1.0
@@ -84,7 +86,7 @@ def _building(args: argparse.Namespace) -> int:
         return stats.to_json()
 
     return _run(args, lambda: BuildingSim(load_config(args.config), duration_s=args.duration), report,
-                port_label="door", what="simulated readers")
+                port_label="door", what=tr("模拟读卡器", "simulated readers"))
 
 
 def _osdp_building(args: argparse.Namespace) -> int:
@@ -98,7 +100,7 @@ def _osdp_building(args: argparse.Namespace) -> int:
         return record.to_json()
 
     return _run(args, lambda: OsdpBuildingSim(load_osdp_config(args.config), duration_s=args.duration), report,
-                port_label="osdp line", what="simulated OSDP lines")
+                port_label="osdp line", what=tr("模拟 OSDP 线路", "simulated OSDP lines"))
 
 
 S = TypeVar("S", bound=_Sim)
@@ -110,15 +112,15 @@ def _run(args: argparse.Namespace, make: Callable[[], S], report: Callable[[S], 
     from firmware_sim.errors import SimConfigError
 
     if args.duration is not None and args.duration <= 0:
-        print("error: --duration must be > 0", file=sys.stderr)
+        print(tr("错误：--duration 必须大于 0", "error: --duration must be > 0"), file=sys.stderr)
         return 2
     try:
         sim = make()
     except SimConfigError as exc:
-        print(f"error: bad simulator config {exc}", file=sys.stderr)
+        print(tr(f"错误：模拟器配置文件有误：{exc}", f"error: bad simulator config {exc}"), file=sys.stderr)
         return 2
     except OSError as exc:
-        print(f"error: cannot open the {what}: {exc}", file=sys.stderr)
+        print(tr(f"错误：无法打开{what}：{exc}", f"error: cannot open the {what}: {exc}"), file=sys.stderr)
         return 1
     interrupted = threading.Event()
 

@@ -10,6 +10,8 @@ from typing import Annotated, Literal, Self, TypeVar
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from firmware_sim.errors import SimConfigError
+from rentgate.lang import tr
+from rentgate.validation_words import explain
 
 Probability = Annotated[float, Field(ge=0.0, le=1.0)]
 TagId = Annotated[int, Field(ge=0, le=0xFFFFFFFF)]
@@ -126,8 +128,8 @@ def _load(path: str | Path, model: type[_Model]) -> _Model:
 def _describe(exc: ValidationError) -> str:
     lines = []
     for err in exc.errors():
-        where = ".".join(str(p) for p in err["loc"]) or "(top level)"
-        lines.append(f"{where}: {err['msg']}")
+        where = ".".join(str(p) for p in err["loc"]) or tr("（最外层）", "(top level)")
+        lines.append(f"{where}: {explain(err)}")
     return "; ".join(lines)
 
 

@@ -7,6 +7,8 @@ import json
 import sys
 from typing import Any
 
+from rentgate.lang import count, tr
+
 
 def register(subparsers: Any) -> None:
     parser = subparsers.add_parser(
@@ -63,7 +65,8 @@ def _check_config(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps({"ok": True, "file": args.file, "config": describe(config)}, ensure_ascii=False))
     else:
-        print(f"{args.file}: ok (gateway {config.gateway_id}, {len(config.devices)} devices)")
+        print(tr(f"{args.file}：没有问题（网关 {config.gateway_id}，{count(len(config.devices), '台设备', 'device')}）",
+                 f"{args.file}: ok (gateway {config.gateway_id}, {count(len(config.devices), '台设备', 'device')})"))
     return 0
 
 

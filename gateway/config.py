@@ -17,6 +17,7 @@ from gateway.devices import DeviceConfig
 from gateway.errors import ConfigError, ConfigProblem
 from rentgate import wire
 from rentgate.mqtt import validate_url
+from rentgate.validation_words import explain
 
 
 class _Model(BaseModel):
@@ -97,7 +98,7 @@ def parse_config(text: str, *, source: str = "<config>", base_dir: Path | None =
     try:
         return GatewayConfig.model_validate(doc)
     except ValidationError as exc:
-        problems = [_problem(text, _loc(err["loc"], err["type"]), err["msg"]) for err in exc.errors()]
+        problems = [_problem(text, _loc(err["loc"], err["type"]), explain(err)) for err in exc.errors()]
         raise ConfigError(source, problems) from exc
 
 

@@ -16,7 +16,9 @@ class ConfigProblem:
     line: int | None = None
 
     def __str__(self) -> str:
-        where = f"{self.path} (line {self.line})" if self.line else self.path
+        from rentgate.lang import tr
+
+        where = tr(f"{self.path}（第 {self.line} 行）", f"{self.path} (line {self.line})") if self.line else self.path
         return f"{where}: {self.message}"
 
 

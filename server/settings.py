@@ -10,6 +10,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from rentgate.validation_words import explain
 from server.errors import SettingsError
 
 ENV_PREFIX = "RENTGATE_"
@@ -103,6 +104,6 @@ def load_settings(environ: Mapping[str, str] | None = None, **overrides: Any) ->
         return ServerSettings(**values)
     except ValidationError as exc:
         problems = "; ".join(
-            f"{ENV_PREFIX}{'.'.join(str(p) for p in err['loc']).upper()}: {err['msg']}" for err in exc.errors()
+            f"{ENV_PREFIX}{'.'.join(str(p) for p in err['loc']).upper()}: {explain(err)}" for err in exc.errors()
         )
-        raise SettingsError(f"invalid server settings: {problems}") from exc
+        raise SettingsError(problems) from exc

@@ -98,4 +98,21 @@ def test_check_config_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     result = json.loads(out.splitlines()[-1])
     assert result["ok"] is False
     assert result["problems"][0]["path"] == "mqtt_url"
-    assert "mqtt_url (line 2)" in err
+    assert "mqtt_url（第 2 行）" in err  # Chinese by default, in words
+    assert _cli(["gateway", "check-config", str(EXAMPLE)]) == 0
+    assert "没有问题" in capsys.readouterr().out
+
+
+def test_check_config_says_what_is_wrong_in_words(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text(MINIMAL + "heartbeat_s = -1\ncolour = 1\n")
+    assert _cli(["gateway", "check-config", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert "heartbeat_s" in err and "必须大于 0" in err
+    assert "colour" in err and "没有这一项设置" in err
+    assert "Input should" not in err and "Extra inputs" not in err
+    monkeypatch.setenv("RENTGATE_LANG", "en")
+    assert _cli(["gateway", "check-config", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert "must be greater than 0" in err and "no such setting" in err and "(line " in err
