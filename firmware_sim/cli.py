@@ -11,7 +11,7 @@ from collections.abc import Callable
 from types import FrameType
 from typing import Any, Protocol, TypeVar
 
-from rentgate.lang import tr
+from rentgate.lang import count, tr
 
 # Seconds the readers stay plugged in after the last swipe, so a gateway can
 # read the tail of the line before the ptys go away.
@@ -79,10 +79,12 @@ def _building(args: argparse.Namespace) -> int:
         stats = sim.stats()
         for door, d in stats.doors.items():
             if d.reader.unread_bytes:
-                print(f"warning: door {door}: {d.reader.unread_bytes} bytes were never read "
-                      f"(was a gateway reading {d.port}?)", file=sys.stderr)
-        print(f"{stats.swipes} swipes, {stats.swipes_with_valid_frame} with a valid frame, "
-              f"in {stats.elapsed_s:.1f} s", file=sys.stderr)
+                print(tr(f"注意：门 {door} 有 {d.reader.unread_bytes} 字节没有被读走（有网关在读 {d.port} 吗？）",
+                         f"warning: door {door}: {count(d.reader.unread_bytes, '字节', 'byte')} never read "
+                         f"(was a gateway reading {d.port}?)"), file=sys.stderr)
+        print(tr(f"刷卡 {stats.swipes} 次，其中 {stats.swipes_with_valid_frame} 次帧完好，用时 {stats.elapsed_s:.1f} 秒",
+                 f"{count(stats.swipes, '次', 'swipe')}, {stats.swipes_with_valid_frame} with a valid frame, "
+                 f"in {stats.elapsed_s:.1f} s"), file=sys.stderr)
         return stats.to_json()
 
     return _run(args, lambda: BuildingSim(load_config(args.config), duration_s=args.duration), report,
@@ -95,8 +97,9 @@ def _osdp_building(args: argparse.Namespace) -> int:
 
     def report(sim: OsdpBuildingSim) -> dict[str, Any]:
         record = sim.record()
-        print(f"{len(record.actions)} actions, {len(record.expected)} expected events, "
-              f"in {record.elapsed_s:.1f} s", file=sys.stderr)
+        print(tr(f"完成 {len(record.actions)} 个动作，应有 {len(record.expected)} 条事件，用时 {record.elapsed_s:.1f} 秒",
+                 f"{count(len(record.actions), '个', 'action')}, {count(len(record.expected), '条', 'expected event')}, "
+                 f"in {record.elapsed_s:.1f} s"), file=sys.stderr)
         return record.to_json()
 
     return _run(args, lambda: OsdpBuildingSim(load_osdp_config(args.config), duration_s=args.duration), report,
