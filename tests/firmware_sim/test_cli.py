@@ -37,7 +37,7 @@ def test_sim_building_prints_ports_and_one_json_object(
     assert run_cli("sim", "building", "--config", str(cfg), "--json") == 0
     out, err = capsys.readouterr()
     assert "door door-a: var/door-a -> /dev/pts/" in err
-    assert "bytes were never read" in err  # nobody listened in this test
+    assert "字节没有被读走" in err  # nobody listened in this test
     stats = json.loads(out.strip().splitlines()[-1])
     assert stats["swipes"] == 2 and stats["doors"]["door-a"]["port"] == "var/door-a"
     assert not (tmp_path / "var" / "door-a").exists()
