@@ -326,7 +326,7 @@ class Demo:
             _wait(lambda: all(p.exists() for p in links), 20, tr("模拟读卡器", "the simulated readers"), self.procs)
             self._spawn("gateway", ["gateway", "--config", str(self._write_gateway_config(mqtt_url, devices))])
             _wait(self._gateway_online, 30, tr("网关上线", "the gateway to come online"), self.procs)
-            log.info("rentgate demo is running: %s", self.url)
+            log.debug("rentgate demo is running: %s", self.url)
             say(tr(f"服务器：{self.url}", f"server: {self.url}"))
             say(tr(f"管理员登录：{self.url}/login  用户名 {login.username}  密码 {login.password}",
                    f"administrator: log in at {self.url}/login as {login.username} with password {login.password}"))
@@ -516,7 +516,9 @@ class Demo:
     def _spawn(self, name: str, args: list[str], stdout: int | None = None) -> None:
         logfile = open(self.data_dir / "logs" / f"{name}.log", "wb")  # noqa: SIM115 - lives as long as the child
         cmd = [sys.executable, "-m", "rentgate", *args]
-        log.info("starting %s: %s", name, " ".join(args))
+        # The story on stderr is for the person watching; how each part was
+        # started is in its log (and here with --log-level DEBUG).
+        log.debug("starting %s: %s", name, " ".join(args))
         self.procs[name] = subprocess.Popen(
             cmd, stdout=stdout if stdout is not None else logfile, stderr=logfile, stdin=subprocess.DEVNULL,
             # Plates printed from the pages (/c/plates) point at this server.
