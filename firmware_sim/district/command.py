@@ -14,7 +14,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from firmware_sim.district.world import DAY, START, start_ending_today
-from rentgate.lang import tr
+from rentgate.lang import count, tr
 from server.pages.i18n import in_cli_language
 
 if TYPE_CHECKING:
@@ -132,8 +132,9 @@ def _summary(result: dict[str, Any], progress: Any) -> None:
                     f"{_num(k['median_delay_days'])} 天（规定 {k['period_days']} 天），案件 {k['cases']} 件，"
                     f"实际发生 {k['incidents']} 起（到期 {k['incidents_due']} 起）",
                     f"{name}: precision {_num(k['precision'])}, recall {_num(k['recall'])}, median delay "
-                    f"{_num(k['median_delay_days'])} d (period {k['period_days']} d), {k['cases']} cases, "
-                    f"{k['incidents']} incidents ({k['incidents_due']} due)"))
+                    f"{_num(k['median_delay_days'])} d (period {k['period_days']} d), "
+                    f"{count(k['cases'], '件', 'case')}, {count(k['incidents'], '起', 'incident')} "
+                    f"({k['incidents_due']} due)"))
     for name, r in result["rates"].items():
         rate = in_cli_language(f"rate.{name}", name)
         progress(tr(f"{rate}：真实 {_num(r['true'])}，系统计算 {_num(r['computed'])}",
