@@ -110,7 +110,29 @@ def _sigterm_as_interrupt(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt
 
 
+def _bad_arguments(args: argparse.Namespace) -> str | None:
+    """What is wrong with the numbers given, in words, before anything starts."""
+    checks = (
+        (args.duration is not None and not 0 < args.duration <= 86400, "--duration", "1 到 86400 秒", "1 to 86400 s"),
+        (not 0 <= args.http_port <= 65535, "--http-port", "0 到 65535", "0 to 65535"),
+        (args.rate_per_min is not None and not 0 < args.rate_per_min <= 6000, "--rate-per-min", "大于 0、最多 6000",
+         "above 0, at most 6000"),
+        (not 1 <= args.tenants <= 100_000, "--tenants", "1 到 100000", "1 to 100000"),
+        (not 0 <= args.district_buildings <= 2000, "--district-buildings", "0 到 2000", "0 to 2000"),
+        (not 1 <= args.district_days <= 3650, "--district-days", "1 到 3650", "1 to 3650"),
+    )
+    for bad, flag, zh, en in checks:
+        if bad:
+            return tr(f"{flag} 应在 {zh} 之间", f"{flag} must be {en}")
+    return None
+
+
 def _run(args: argparse.Namespace) -> int:
+    if problem := _bad_arguments(args):
+        say(tr("演示没有开始：", "the demo did not start: ") + problem)
+        if args.json:
+            print(json.dumps({"error": problem}, ensure_ascii=False))
+        return 2
     # SIGTERM must stop the children too, as Ctrl-C does; they run in their own
     # sessions so that a terminal's Ctrl-C reaches only the demo.
     signal.signal(signal.SIGTERM, _sigterm_as_interrupt)

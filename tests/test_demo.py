@@ -117,6 +117,15 @@ def test_a_file_or_a_link_is_refused(tmp_path: Path) -> None:
     assert sorted(p.name for p in (tmp_path / "elsewhere").iterdir()) == [MARK]
 
 
+@pytest.mark.parametrize("args", [("--duration", "0"), ("--district-days", "0"), ("--http-port", "70000"),
+                                  ("--district-buildings", "-1"), ("--rate-per-min", "-5")])
+def test_impossible_numbers_are_refused_before_anything_starts(tmp_path: Path, args: tuple[str, str]) -> None:
+    proc = demo(tmp_path / "demo", *args, timeout=60)
+    assert proc.returncode == 2
+    assert f"{args[0]} 应在" in proc.stderr.decode()
+    assert not (tmp_path / "demo").exists()  # nothing made
+
+
 def test_english_on_request(tmp_path: Path) -> None:
     home = tmp_path / "home"
     home.mkdir()
