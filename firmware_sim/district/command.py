@@ -44,8 +44,9 @@ def add_parser(sim_sub: Any) -> None:
                           help="end the run at today's midnight instead of starting on the fixed date "
                                f"{START:%Y-%m-%d}: what the pages show afterwards is true today (the demo uses it)")
     district.add_argument("--patrols", action="store_true",
-                          help="grid coordinators patrol the units as often as their grades ask, sometimes late "
-                               "(the demo uses it; the scores do not depend on it)")
+                          help="grid coordinators patrol the units as often as their grades ask, sometimes late, "
+                               "and work their task queue with the street's dispatcher (the demo uses it; the "
+                               "scores do not depend on it)")
     district.add_argument("--cases", action="store_true", help="print each case opened or closed to stderr")
     district.add_argument("--json", action="store_true", help="print the result as one JSON object on stdout")
     district.set_defaults(func=run)

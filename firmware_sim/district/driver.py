@@ -33,6 +33,7 @@ from firmware_sim.district.gateways import GatewayFleet, Read
 from firmware_sim.district.landlords import Book, Landlords
 from firmware_sim.district.patrols import Coordinators
 from firmware_sim.district.runtime import Runtime, running
+from firmware_sim.district.taskwork import TaskDesk
 from firmware_sim.district.world import DAY, Stay, World, build_world
 from rentgate.lang import tr
 from server.access.service import write_transaction
@@ -103,6 +104,7 @@ class District:
         self.landlords = Landlords(self.book, rt.vault, rules)
         self.agenda = Agenda()
         self.coordinators = Coordinators(rules, world.seed, self.agenda.at) if patrols else None
+        self.desk = TaskDesk(rules, world.seed, self.agenda.at) if patrols else None
         self.rng = random.Random(f"{world.seed}:reactions")
         self.last_case_id = 0
         self.open_cases: dict[int, str] = {}
@@ -126,6 +128,8 @@ class District:
                     self.landlords.register(conn, start, stay)
             if self.coordinators is not None:
                 self.coordinators.setup(conn, start, list(self.book.unit_ids.values()))
+            if self.desk is not None and self.coordinators is not None:
+                self.desk.setup(conn, start, self.coordinators.user_of_grid)
         self._schedule_script()
 
     def _schedule_script(self) -> None:
@@ -198,6 +202,9 @@ class District:
         for reg_id in result.ended_registrations:
             self._ended_by_server(reg_id, now)
         self._collect_cases(now)
+        if self.desk is not None:
+            with self.rt.engine.connect() as conn:
+                self.desk.new_tasks(conn, now)
 
     def _ended_by_server(self, reg_id: int, now: datetime) -> None:
         stay = self.book.stay_of_registration.get(reg_id)
@@ -323,6 +330,7 @@ class District:
             "targets_met": scoring.targets_met(kinds),
             "registry_steps_refused": self.landlords.refused,
             "patrols": self.coordinators.patrols if self.coordinators is not None else 0,
+            "task_steps": self.desk.steps if self.desk is not None else 0,
             "start": world.start.isoformat(), "end": world.end.isoformat(),
             "seconds": {k: round(v, 2) for k, v in self.seconds.items()},
             "missed": [_incident_json(i) for i in scoring.missed(seen, found, rules, world.end, unit_buildings)
