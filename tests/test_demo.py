@@ -310,6 +310,21 @@ async def test_patrols_are_mostly_on_time(osdp_demo: DemoRun, pages: Client) -> 
     assert not re.search(r"逾期 \d+\.\d", text)
 
 
+async def test_the_task_queue_is_worked(pages: Client) -> None:
+    """Cases became tasks during the months simulated, and the coordinators
+    and the dispatcher worked them through the six steps: a few wait, not
+    every task since the first week."""
+    every = (await get_json(pages, "/api/v1/tasks?limit=500"))["tasks"]
+    still_open = (await get_json(pages, "/api/v1/tasks?state=open&limit=500"))["tasks"]
+    overdue = (await get_json(pages, "/api/v1/tasks?state=open&overdue=1&limit=500"))["tasks"]
+    assert every and len(still_open) * 3 <= len(every), (len(still_open), len(every))
+    assert len(overdue) * 4 <= len(every), (len(overdue), len(every))
+    archived = [t for t in every if t["state"] == "archived"]
+    assert archived
+    trail = (await get_json(pages, f"/api/v1/tasks/{archived[0]['id']}"))["events"]
+    assert [e["action"] for e in trail][:1] == ["reported"]
+
+
 async def test_grades_on_the_printed_plates_are_the_grades_on_the_pages(osdp_demo: DemoRun, pages: Client) -> None:
     import pypdfium2 as pdfium
 
