@@ -5,7 +5,6 @@ text layer holds the Chinese address in an embedded font."""
 
 from __future__ import annotations
 
-import ctypes
 import io
 import re
 import xml.etree.ElementTree as ET
@@ -15,7 +14,6 @@ from dataclasses import replace
 import cv2
 import numpy as np
 import pypdfium2 as pdfium
-import pypdfium2.raw as pdfium_raw
 import pytest
 import sqlalchemy as sa
 from PIL import Image
@@ -27,6 +25,7 @@ from server.plates.layout import MM_PER_INCH, PlateData, PlateSpec, plate_frame,
 from server.plates.render import render_pdf, render_png, render_svg
 from server.plates.render_colours import plate_colour, rgb
 from server.plates.render_qr import qr_matrix
+from tests.fontless import embedded_font_names
 from tests.server.plates.conftest import english
 from tests.server.plates.qr_read import read_qr
 from tests.server.plates.world import NOW, build
@@ -140,14 +139,7 @@ def test_pdf_font_is_embedded_as_a_subset(printed: tuple[sa.Engine, list[PlateDa
     out = io.BytesIO()
     render_pdf(plates[:3], PlateSpec(), out, plate_font)
     page = pdfium.PdfDocument(out.getvalue())[0]
-    names = set()
-    for obj in page.get_objects(filter=(pdfium_raw.FPDF_PAGEOBJ_TEXT,)):
-        font = pdfium_raw.FPDFTextObj_GetFont(obj.raw)
-        assert pdfium_raw.FPDFFont_GetIsEmbedded(font) == 1
-        size = pdfium_raw.FPDFFont_GetBaseFontName(font, None, 0)
-        buffer = ctypes.create_string_buffer(size)
-        pdfium_raw.FPDFFont_GetBaseFontName(font, buffer, size)
-        names.add(buffer.value.decode())
+    names = embedded_font_names(page)
     assert len(names) == 1 and re.fullmatch(r"[A-Z]{6}\+\S+", names.pop())  # a subset, not the whole font
     assert len(out.getvalue()) < 300_000
 
