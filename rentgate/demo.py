@@ -35,7 +35,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from rentgate import demo_dir, demo_osdp
-from rentgate.lang import tr
+from rentgate.lang import cli_lang, tr
 from server.pages.i18n import in_cli_language
 
 log = logging.getLogger(__name__)
@@ -44,7 +44,8 @@ GATEWAY_ID = "demo-bldg-0001"
 # The simulated district and its first street (firmware_sim/district/world.py).
 DISTRICT_CODE = "440699"
 DEMO_STREET = "440699001"
-RATE_NAMES = ("registration", "rental", "consistency", "pledge")
+
+
 def say(text: str) -> None:
     """A line of the demo's story, for the person watching (stderr: the last
     line of stdout is the JSON result)."""
@@ -291,7 +292,6 @@ class Demo:
     district: dict[str, Any] | None = None
     plates: dict[str, Any] | None = None
     token: str = ""
-    zone: Any = field(default_factory=lambda: ZoneInfo("Asia/Shanghai"))
 
     @property
     def url(self) -> str:
@@ -456,6 +456,8 @@ class Demo:
     def _district_now(self) -> dict[str, Any] | None:
         """The district as the server sees it now, through the API the pages'
         figures come from: the four rates and the open cases per kind."""
+        from server.reconcile.rates import RATES
+
         rates = self._get(f"/api/v1/rates?level=district&code={DISTRICT_CODE}")
         status = self._get("/api/v1/reconcile/status")
         if rates is None or status is None:
@@ -464,7 +466,7 @@ class Demo:
         if not items:
             return None
         area = items[0]
-        return {"rates": {name: area[name] for name in RATE_NAMES if name in area},
+        return {"rates": {name: area[name] for name in RATES if name in area},
                 "open_cases": json.loads(status).get("open_cases", {})}
 
     # ------------------------------------------------------------------ modes
@@ -476,6 +478,9 @@ class Demo:
                  f"open {self.url}/ (door status), {self.url}/landlord (buildings, tenants, cases), "
                  f"{self.url}/overview (the four rates), {self.url}/c (coordinators); Ctrl-C stops. Below, every "
                  "entry at the demo building as the server stores it:"), flush=True)
+        from server.rules import CityRules
+
+        zone = CityRules().zone  # the demo's server runs on the default rules
         stored = 0
         after: Any = None
         try:
@@ -490,7 +495,7 @@ class Demo:
                 page = self._events_page(after, limit=200, extra=f"&gateway={GATEWAY_ID}")
                 for ev in page["events"]:
                     stored += 1
-                    print(_describe(ev, self.zone), flush=True)
+                    print(_describe(ev, zone), flush=True)
                 after = page.get("next") or (page["events"][-1]["id"] if page["events"] else after)
                 if not page.get("next"):
                     time.sleep(1)
@@ -685,40 +690,16 @@ heartbeat_s = 2
         return self._write("gateway.toml", text)
 
 
-_REASONS = {"unknown": ("未登记的卡", "unknown card"), "revoked": ("已注销", "revoked"),
-            "expired": ("登记已过期", "registration expired"), "not_yet_valid": ("登记未生效", "not yet valid"),
-            "wrong_door": ("无此门权限", "not for this door"), "anti_passback": ("防反传", "anti-passback")}
-_DOOR_STATES = {"open": ("门已打开", "door opened"), "closed": ("门已关上", "door closed"),
-                "forced": ("强行开门（报警）", "FORCED OPEN (alarm)"),
-                "held_open": ("门长时间未关（报警）", "HELD OPEN (alarm)")}
-
-
-def _describe(ev: dict[str, Any], zone: Any) -> str:
+def _describe(ev: dict[str, Any], zone: ZoneInfo) -> str:
     """One stored event as a line a person reads: when (local time), which
-    door, what happened; the card masked as on the pages."""
-    from server.pages.masks import mask_card
+    door, and what happened in the status page's own words, the card masked
+    as there."""
+    from server.pages.dashboard import event_words
+    from server.pages.i18n import TEXTS
 
+    row = {"kind": ev["kind"], "data": ev.get("data") or {}, "device": ev.get("device"), "door": ev.get("door"),
+           "credential_value": (ev.get("credential") or {}).get("value")}
+    words, _alarm = event_words(TEXTS[cli_lang()], row)
     at = datetime.fromisoformat(ev["occurred_at"]).astimezone(zone)
-    where = ev.get("door") or ev.get("device") or tr("网关", "gateway")
-    data = ev.get("data") or {}
-    if ev.get("credential"):
-        card = mask_card(ev["credential"].get("value"))
-        if data.get("decision") == "granted":
-            what = tr(f"刷卡 {card} 放行", f"card {card} granted")
-        elif data.get("decision") == "denied":
-            zh, en = _REASONS.get(data.get("reason") or "", (data.get("reason") or "", data.get("reason") or ""))
-            what = tr(f"刷卡 {card} 拒绝（{zh}）", f"card {card} DENIED ({en})")
-        else:
-            what = tr(f"刷卡 {card}", f"card {card}")
-    elif ev["kind"] == "door_state":
-        state = str(data.get("state"))
-        what = tr(*_DOOR_STATES.get(state, (state, state)))
-    elif ev["kind"] == "device_status":
-        what = tr("设备在线", "device online") if data.get("online") else tr("设备离线", "device offline")
-    elif ev["kind"] == "gateway_started":
-        what = tr("网关已启动", "gateway started")
-    elif ev["kind"] == "events_dropped":
-        what = tr(f"网关丢弃了 {data.get('count', '?')} 条事件", f"the gateway dropped {data.get('count', '?')} events")
-    else:
-        what = ev["kind"]
-    return f"{at:%m-%d %H:%M:%S}  {where}  {what}"
+    # The words name a device themselves; a door is named in front.
+    return "  ".join(part for part in (f"{at:%m-%d %H:%M:%S}", ev.get("door") or "", words) if part)
