@@ -119,7 +119,7 @@ def _db_upgrade(args: argparse.Namespace) -> int:
 
 
 def _db_current(args: argparse.Namespace) -> int:
-    from server.cli_support import CommandRefused, settings_or_refuse
+    from server.cli_support import CommandRefused, missing_sqlite_file, settings_or_refuse
     from server.db import migrate
     from server.db.engine import create_engine, redacted
 
@@ -129,7 +129,7 @@ def _db_current(args: argparse.Namespace) -> int:
         print(f"rentgate db: {exc}", file=sys.stderr)
         return 2
     head = migrate.head_revision()
-    if _missing_sqlite_file(url):
+    if missing_sqlite_file(url) is not None:
         # Asking must not create the database, nor its folder (creating the
         # engine would).
         current = None
@@ -143,17 +143,6 @@ def _db_current(args: argparse.Namespace) -> int:
                    "at_head": current == head},
             _current_text(current, head))
     return 0
-
-
-def _missing_sqlite_file(url: str) -> bool:
-    from pathlib import Path
-
-    from sqlalchemy.engine import make_url
-
-    parsed = make_url(url)
-    database = parsed.database or ""
-    return (parsed.get_backend_name() == "sqlite" and bool(database) and database != ":memory:"
-            and not database.startswith("file:") and not Path(database).exists())
 
 
 def _current_text(current: str | None, head: str) -> str:

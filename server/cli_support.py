@@ -60,20 +60,28 @@ def upgrade_command(database_url_flag: str | None) -> str:
     return "rentgate db upgrade" + (f" --database-url {database_url_flag}" if database_url_flag else "")
 
 
+def missing_sqlite_file(url: str) -> str | None:
+    """The path of a SQLite database file that does not exist yet (which
+    connecting would create, with its folder), else None."""
+    from sqlalchemy.engine import make_url
+
+    parsed = make_url(url)
+    database = parsed.database or ""
+    if (parsed.get_backend_name() == "sqlite" and database and database != ":memory:"
+            and not database.startswith("file:") and not Path(database).exists()):
+        return database
+    return None
+
+
 def check_database(url: str, database_url_flag: str | None) -> None:
     """Raises CommandRefused unless the database is at the current schema.
     Creates nothing on the way: a SQLite file that does not exist is reported,
     not made (connecting would create it, and its folder, empty)."""
-    from sqlalchemy.engine import make_url
-
     from server.db import migrate
     from server.db.engine import create_engine, redacted
 
-    parsed = make_url(url)
-    database = parsed.database or ""
     fix = upgrade_command(database_url_flag)
-    if (parsed.get_backend_name() == "sqlite" and database and database != ":memory:"
-            and not database.startswith("file:") and not Path(database).exists()):
+    if (database := missing_sqlite_file(url)) is not None:
         raise CommandRefused(tr(f"数据库 {database} 还不存在：请先运行 `{fix}` 建好它，然后再运行这个命令",
                                 f"the database {database} does not exist yet: run `{fix}` first, then this "
                                 "command again"))

@@ -113,11 +113,12 @@ def _guarded(name: str, body: Callable[[], int]) -> int:
     the rest into exit 1, each with one line on stderr."""
     from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
+    from server.cli_support import CommandRefused
     from server.errors import ServerError
 
     try:
         return body()
-    except (_Usage, ServerError) as exc:
+    except (_Usage, ServerError, CommandRefused) as exc:
         _say(f"rentgate {name}: {exc}")
         return 2
     except IntegrityError as exc:
@@ -140,17 +141,21 @@ def _settings(args: argparse.Namespace) -> ServerSettings:
     return load_settings(database_url=args.database_url)
 
 
-def _engine(settings: ServerSettings) -> sa.Engine:
-    from server.db import migrate
-    from server.db.engine import create_engine
-    from server.errors import DatabaseNotReady
+def _ready(args: argparse.Namespace, settings: ServerSettings) -> None:
+    """CommandRefused unless the database is at the current schema: the check
+    the other database commands make, which creates nothing (no database
+    file, no folder) and names the command that prepares the database."""
+    from server.cli_support import check_database
 
-    engine = create_engine(settings.database_url)
-    current, head = migrate.current_revision(engine), migrate.head_revision()
-    if current != head:
-        engine.dispose()
-        raise DatabaseNotReady(settings.database_url, current, head)
-    return engine
+    check_database(settings.database_url, args.database_url)
+
+
+def _engine(args: argparse.Namespace, settings: ServerSettings) -> sa.Engine:
+    """An engine on a database that is ready (_ready)."""
+    from server.db.engine import create_engine
+
+    _ready(args, settings)
+    return create_engine(settings.database_url)
 
 
 def _formats(text: str) -> tuple[str, ...]:
@@ -238,6 +243,7 @@ def _do_render(args: argparse.Namespace) -> int:
     from datetime import UTC, datetime
 
     from server.access.service import write_transaction
+    from server.db.engine import create_engine
     from server.plates import collect
     from server.plates.fonts import find_font
     from server.plates.keys import load_keyring
@@ -251,12 +257,15 @@ def _do_render(args: argparse.Namespace) -> int:
     spec = _spec(args)
     settings = _settings(args)
     base_url = _base_url(args, settings)
+    # Before the keyring: next to a SQLite database it is generated on first
+    # use, and a refused command must leave nothing behind.
+    _ready(args, settings)
     rules = load_rules(settings.rules_file)
     font = find_font(args.font)
     keyring = load_keyring(settings.plate_key_file, settings.database_url)
     _check_size(spec, formats, base_url, max(len(k) for k in keyring.keys))
     selection = _selection(args)
-    engine = _engine(settings)
+    engine = create_engine(settings.database_url)
     try:
         with write_transaction(engine) as conn:
             rows = collect.select_units(conn, selection)
@@ -353,7 +362,7 @@ def _do_revoke(args: argparse.Namespace) -> int:
     if not reason or len(reason) > 32:
         raise _Usage(tr("--reason：请写 1 到 32 个字符的原因，如 stolen、damaged",
                         "--reason: 1 to 32 characters, e.g. stolen, damaged"))
-    engine = _engine(_settings(args))
+    engine = _engine(args, _settings(args))
     try:
         with write_transaction(engine) as conn:
             now = datetime.now(UTC)
@@ -397,7 +406,7 @@ def _do_list(args: argparse.Namespace) -> int:
 
     from server.db.models import plates, units
 
-    engine = _engine(_settings(args))
+    engine = _engine(args, _settings(args))
     try:
         with engine.connect() as conn:
             if conn.execute(sa.select(units.c.id).where(units.c.id == args.unit)).first() is None:

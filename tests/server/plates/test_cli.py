@@ -154,6 +154,17 @@ def test_bad_requests_exit_2_and_write_nothing(db: tuple[str, World], tmp_path: 
     assert plates_of(url, world.unit("B2", "10"), capsys) == []  # nothing issued
 
 
+def test_a_database_not_yet_made_is_named_and_left_unmade(tmp_path: Path,
+                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    url = f"sqlite:///{tmp_path / 'none' / 'rentgate.db'}"
+    for argv in (["plates", "render", "--grid", "G1", "--out", str(tmp_path / "out"), "--base-url", "https://plates.example.cn",
+                  "--database-url", url], ["plates", "list", "--unit", "1", "--database-url", url]):
+        assert main(argv) == 2, argv
+        err = capsys.readouterr().err
+        assert f"rentgate db upgrade --database-url {url}" in err, err
+    assert not (tmp_path / "none").exists() and not (tmp_path / "out").exists()
+
+
 def test_a_missing_character_stops_before_any_plate_is_issued(db: tuple[str, World], tmp_path: Path,
                                                               capsys: pytest.CaptureFixture[str]) -> None:
     import sqlalchemy as sa
