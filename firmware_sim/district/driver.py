@@ -34,7 +34,7 @@ from firmware_sim.district.landlords import Book, Landlords
 from firmware_sim.district.patrols import Coordinators
 from firmware_sim.district.runtime import Runtime, running
 from firmware_sim.district.taskwork import TaskDesk
-from firmware_sim.district.world import DAY, Stay, World, build_world
+from firmware_sim.district.world import DAY, START, Stay, World, build_world
 from rentgate.lang import tr
 from server.access.service import write_transaction
 from server.db.models import cases, events
@@ -357,7 +357,7 @@ async def run_district(options: DistrictOptions, *, on_case: Callable[[CaseEvent
     started = time.perf_counter()
     rules = options.rules or CityRules()
     world = build_world(buildings=options.buildings, days=options.days, seed=options.seed, rules=rules,
-                        **({"start": options.start} if options.start is not None else {}))
+                        start=options.start or START)
     with tempfile.TemporaryDirectory(prefix="rentgate-district-") as tmp:
         workdir = options.workdir or Path(tmp)
         async with running(workdir, rules, database_url=options.database_url, mqtt_url=options.mqtt_url) as rt:

@@ -19,7 +19,7 @@ from datetime import datetime, timedelta
 import sqlalchemy as sa
 
 from server.auth.users import create_user
-from server.db.models import areas, units
+from server.db.models import areas, buildings, units
 from server.grid import grids
 from server.grid.schedule import interval_days
 from server.patrols.service import PatrolInput, record_patrol
@@ -64,8 +64,6 @@ class Coordinators:
 
     def patrol(self, conn: sa.Connection, when: datetime, unit_id: int) -> None:
         """Visit the unit, then plan the next visit by its grade now."""
-        from server.db.models import buildings
-
         row = conn.execute(sa.select(units.c.grade, buildings.c.grid_id)
                            .join(buildings, buildings.c.id == units.c.building_id)
                            .where(units.c.id == unit_id)).one()
