@@ -125,7 +125,7 @@ def engine_at_head(database_url: str | None) -> sa.Engine:
 def explain(exc: Exception) -> str:
     """A refusal from the server's own functions (their texts are English
     for the API) as a sentence for a person, without field names or ids."""
-    from server.access.errors import Conflict, InvalidInput, NotFound
+    from server.web.errors import Conflict, InvalidInput, NotFound
 
     if isinstance(exc, CommandRefused):
         return str(exc)

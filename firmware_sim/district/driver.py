@@ -36,10 +36,10 @@ from firmware_sim.district.runtime import Runtime, running
 from firmware_sim.district.taskwork import TaskDesk
 from firmware_sim.district.world import DAY, START, Stay, World, build_world
 from rentgate.lang import tr
-from server.access.service import write_transaction
 from server.db.models import cases, events
 from server.reconcile.rates import compute_rates
 from server.rules import CityRules
+from server.web.transactions import write_transaction
 
 log = logging.getLogger(__name__)
 

@@ -13,8 +13,8 @@ import sqlalchemy as sa
 
 from server.access import allowlists
 from server.access.allowlists import Change
-from server.access.errors import Conflict, InvalidInput, NotFound
 from server.db.models import buildings, credentials, gateways, persons, registrations
+from server.web.errors import Conflict, InvalidInput, NotFound
 
 JsonObj = dict[str, Any]
 

@@ -17,14 +17,15 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstrai
 
 from rentgate import wire
 from server.access import allowlists, registry
-from server.access.errors import InvalidInput, NotFound, SigningKeyUnavailable
+from server.access.errors import SigningKeyUnavailable
 from server.access.keys import SigningKey, load_signing_key
 from server.access.publisher import AllowlistPublisher
 from server.access.service import AccessService
-from server.api.http import api_errors, read_body
 from server.appkeys import ENGINE, SETTINGS
 from server.auth.policy import requires
 from server.db.models import allowlist_versions, gateways
+from server.web.errors import InvalidInput, NotFound
+from server.web.http import api_errors, read_body
 
 log = logging.getLogger(__name__)
 

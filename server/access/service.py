@@ -5,38 +5,22 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 import sqlalchemy as sa
 
 from server.access.allowlists import Change
-from server.access.errors import Conflict
 from server.access.keys import SigningKey
 from server.access.publisher import AllowlistPublisher
 from server.access.registry import Outcome
+from server.web.errors import Conflict
+from server.web.transactions import write_transaction
 
 log = logging.getLogger(__name__)
 
 Operation = Callable[[sa.Connection, datetime], Outcome]
 SNAPSHOT_WAIT_S = 30.0
-
-
-@contextmanager
-def write_transaction(engine: sa.Engine) -> Iterator[sa.Connection]:
-    """On SQLite, take the write lock up front: a transaction that reads and
-    then writes fails at once ("database is locked") if ingest wrote in
-    between, where BEGIN IMMEDIATE simply waits its turn."""
-    with engine.connect() as conn:
-        if engine.dialect.name == "sqlite":
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
-        try:
-            yield conn
-        except BaseException:
-            conn.rollback()
-            raise
-        conn.commit()
 
 
 class AccessService:

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     import sqlalchemy as sa
 
-    from server.access.errors import InvalidInput
+    from server.web.errors import InvalidInput
 
 from rentgate.lang import count, tr
 from server.cli_support import CommandRefused, role_name, run_in_transaction
@@ -62,7 +62,7 @@ def _fail(args: argparse.Namespace, message: str) -> int:
 
 def _run(args: argparse.Namespace, work: Callable[[sa.Connection, datetime], dict[str, Any]],
          text: Callable[[dict[str, Any]], str]) -> int:
-    from server.access.errors import AccessError, InvalidInput, NotFound
+    from server.web.errors import InvalidInput, NotFound, RequestError
 
     def worded(conn: sa.Connection, now: datetime) -> dict[str, Any]:
         # users.py's texts are the API's (field names, English); a person
@@ -75,7 +75,7 @@ def _run(args: argparse.Namespace, work: Callable[[sa.Connection, datetime], dic
         except InvalidInput as exc:
             raise CommandRefused(_input_problem(exc)) from exc
 
-    return run_in_transaction(args, f"user {args.user_command}", worded, text, (AccessError, ValueError))
+    return run_in_transaction(args, f"user {args.user_command}", worded, text, (RequestError, ValueError))
 
 
 def _input_problem(exc: InvalidInput) -> str:

@@ -8,10 +8,10 @@ from datetime import datetime
 
 import sqlalchemy as sa
 
-from server.access.errors import Conflict, InvalidInput, NotFound
 from server.auth.passwords import DUMMY_HASH, MIN_PASSWORD_LENGTH, hash_password, verify_password
 from server.auth.policy import ROLES, AuthUser
 from server.db.models import User
+from server.web.errors import Conflict, InvalidInput, NotFound
 
 _USERNAME = re.compile(r"^[A-Za-z0-9_.@-]{1,64}$")
 

@@ -5,8 +5,8 @@ those answer 400 / 404 / 409 without knowing this package."""
 
 from __future__ import annotations
 
-from server.access.errors import Conflict, InvalidInput, NotFound
 from server.errors import ServerError
+from server.web.errors import Conflict, InvalidInput, NotFound
 
 
 class GridError(ServerError):

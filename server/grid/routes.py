@@ -16,9 +16,6 @@ import sqlalchemy as sa
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, StringConstraints
 
-from server.access.errors import InvalidInput
-from server.access.service import write_transaction
-from server.api.http import answer, api_errors, int_param, read_body
 from server.appkeys import ENGINE
 from server.auth.policy import actor_of, require_user
 from server.grid import grids, schedule, service
@@ -27,6 +24,9 @@ from server.grid.scope import grid_ids_of
 from server.grid.workload import workload
 from server.registry.appkeys import RULES
 from server.rules import CityRules
+from server.web.errors import InvalidInput
+from server.web.http import answer, api_errors, int_param, read_body
+from server.web.transactions import write_transaction
 
 T = TypeVar("T")
 JsonObj = dict[str, Any]

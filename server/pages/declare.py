@@ -15,8 +15,6 @@ from datetime import UTC, datetime
 import sqlalchemy as sa
 from aiohttp import web
 
-from server.access.errors import Conflict, InvalidInput
-from server.access.service import write_transaction
 from server.appkeys import ENGINE
 from server.pages.forms import (
     FormErrors,
@@ -35,6 +33,8 @@ from server.pages.layout import PageContext, context, esc, page
 from server.pages.state import PAGES
 from server.registry import service
 from server.registry.routes import DECLARATION_LIMITER
+from server.web.errors import Conflict, InvalidInput
+from server.web.transactions import write_transaction
 
 log = logging.getLogger(__name__)
 Row = dict[str, object]

@@ -12,9 +12,9 @@ from zoneinfo import ZoneInfo
 
 from aiohttp import web
 
-from server.access.errors import InvalidInput
 from server.pages.layout import PageContext, esc
 from server.registry.idnumber import InvalidIdNumber, parse_id_number
+from server.web.errors import InvalidInput
 
 _EM4100 = re.compile(r"[0-9A-F]{10}")
 # The registry names fields as its API does; the forms name them shorter.

@@ -13,7 +13,6 @@ from typing import Any
 
 from aiohttp import web
 
-from server.access.service import write_transaction
 from server.auth.policy import AuthUser, actor_of
 from server.grid import service, workflow
 from server.grid.errors import GridConflict, GridInputError, GridNotFound, IllegalTransition, NotPermitted
@@ -31,6 +30,7 @@ from server.pages.grid_common import (
 from server.pages.guard import page_not_found, read, safe_next
 from server.pages.layout import PageContext, esc, flash, forbidden, page
 from server.rules import CityRules
+from server.web.transactions import write_transaction
 
 log = logging.getLogger(__name__)
 JsonObj = dict[str, Any]

@@ -13,7 +13,6 @@ from datetime import UTC, datetime
 import sqlalchemy as sa
 from aiohttp import web
 
-from server.access.errors import Conflict, InvalidInput, NotFound
 from server.access.registry import Outcome
 from server.access.routes import ACCESS
 from server.auth.policy import AuthUser, actor_of
@@ -36,6 +35,7 @@ from server.pages.layout import PageContext
 from server.pages.state import PAGES
 from server.reconcile.cases import answer_departure
 from server.registry import service
+from server.web.errors import Conflict, InvalidInput, NotFound
 
 log = logging.getLogger(__name__)
 Operation = Callable[[sa.Connection, datetime], Outcome]

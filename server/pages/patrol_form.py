@@ -14,7 +14,6 @@ from typing import Any
 
 from aiohttp import web
 
-from server.access.service import write_transaction
 from server.appkeys import ENGINE, SETTINGS
 from server.auth.policy import AuthUser, actor_of, can_manage_building
 from server.media.errors import MediaTooLarge, MediaUnavailable, UnsupportedMedia
@@ -29,6 +28,7 @@ from server.pages.state import PAGES
 from server.patrols.errors import PatrolInvalid, UnitNotFound
 from server.patrols.service import CHECK_VALUES, CHECKLIST_ITEMS, MAX_NOTES, MAX_PHOTOS, PatrolInput, record_patrol
 from server.patrols.unit_view import registrations_of, unit_row
+from server.web.transactions import write_transaction
 
 log = logging.getLogger(__name__)
 Row = dict[str, Any]

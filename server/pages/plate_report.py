@@ -15,7 +15,6 @@ from datetime import UTC, datetime
 
 from aiohttp import web
 
-from server.access.service import write_transaction
 from server.appkeys import ENGINE, SETTINGS
 from server.db.models import REPORT_CATEGORIES
 from server.media.errors import MediaTooLarge, MediaUnavailable, UnsupportedMedia
@@ -31,6 +30,7 @@ from server.plates.appkeys import PLATE_KEYS
 from server.reports import limits
 from server.reports.errors import RateLimited, ReportInvalid
 from server.reports.service import MAX_DESCRIPTION, check_fields, submit_report
+from server.web.transactions import write_transaction
 
 log = logging.getLogger(__name__)
 _REFERENCE = re.compile(r"R\d{6,12}")

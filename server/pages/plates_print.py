@@ -21,7 +21,6 @@ from datetime import UTC, datetime
 import sqlalchemy as sa
 from aiohttp import web
 
-from server.access.service import write_transaction
 from server.appkeys import ENGINE, SETTINGS
 from server.auth.policy import AuthUser, actor_of
 from server.db.models import areas, buildings, units
@@ -36,6 +35,7 @@ from server.plates.fonts import find_font
 from server.plates.layout import PlateSpec
 from server.plates.public_url import PROBLEMS, REASONS, BadPublicUrl, PublicUrl, check_public_url
 from server.plates.render_pdf import render_pdf
+from server.web.transactions import write_transaction
 
 log = logging.getLogger(__name__)
 # About 15 s of rendering in a request; a bigger run is the command's job.

@@ -28,10 +28,8 @@ from zoneinfo import ZoneInfo
 import sqlalchemy as sa
 from aiohttp import web
 
-from server.access.errors import Conflict, InvalidInput, NotFound
 from server.access.registry import Outcome
 from server.access.routes import ACCESS
-from server.access.service import write_transaction
 from server.appkeys import ENGINE
 from server.auth.policy import AuthUser, actor_of, can_manage_building
 from server.db.models import cases, credentials, registrations
@@ -48,6 +46,8 @@ from server.patrols.service import CHECKLIST_ITEMS
 from server.patrols.unit_view import UnitView, load_unit_view
 from server.reconcile.cases import MANUAL_RESOLUTIONS, resolve_case
 from server.registry import service as registry
+from server.web.errors import Conflict, InvalidInput, NotFound
+from server.web.transactions import write_transaction
 
 log = logging.getLogger(__name__)
 Row = dict[str, Any]

@@ -242,13 +242,13 @@ def _render(args: argparse.Namespace) -> int:
 def _do_render(args: argparse.Namespace) -> int:
     from datetime import UTC, datetime
 
-    from server.access.service import write_transaction
     from server.db.engine import create_engine
     from server.plates import collect
     from server.plates.fonts import find_font
     from server.plates.keys import load_keyring
     from server.plates.render import check_glyphs
     from server.rules import load_rules
+    from server.web.transactions import write_transaction
 
     started = time.perf_counter()
     formats = _formats(args.format)
@@ -354,9 +354,9 @@ def _do_revoke(args: argparse.Namespace) -> int:
 
     import sqlalchemy as sa
 
-    from server.access.service import write_transaction
     from server.db.models import plates
     from server.plates import service
+    from server.web.transactions import write_transaction
 
     reason = args.reason.strip()
     if not reason or len(reason) > 32:

@@ -13,10 +13,10 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from server.access.errors import Conflict, InvalidInput, NotFound
 from server.access.registry import Outcome
 from server.db.models import CASE_KINDS, CASE_STATES, OPEN_CASE_STATES, cases, history
 from server.registry import history as trail
+from server.web.errors import Conflict, InvalidInput, NotFound
 
 JsonObj = dict[str, Any]
 

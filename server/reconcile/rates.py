@@ -21,10 +21,10 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from server.access.errors import InvalidInput, NotFound
 from server.db.models import areas, rate_snapshots
 from server.reconcile.sqlbits import OPEN_STATES_SQL, is_postgres
 from server.rules import CityRules
+from server.web.errors import InvalidInput, NotFound
 
 RATES = ("registration", "rental", "consistency", "pledge")
 

@@ -18,11 +18,8 @@ from typing import Any, TypeVar
 import sqlalchemy as sa
 from aiohttp import web
 
-from server.access.errors import InvalidInput, NotFound
 from server.access.registry import Outcome
 from server.access.routes import ACCESS
-from server.access.service import write_transaction
-from server.api.http import answer, api_errors
 from server.appkeys import ENGINE
 from server.auth.policy import AuthUser, actor_of, forbidden, require_user
 from server.db.models import buildings, cases
@@ -31,6 +28,9 @@ from server.reconcile import rates
 from server.reconcile.appkeys import RECONCILER, SERVICE
 from server.registry.appkeys import RULES
 from server.rules import CityRules
+from server.web.errors import InvalidInput, NotFound
+from server.web.http import answer, api_errors
+from server.web.transactions import write_transaction
 
 log = logging.getLogger(__name__)
 

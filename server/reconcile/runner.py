@@ -13,9 +13,9 @@ from datetime import datetime
 import sqlalchemy as sa
 
 from server.access.allowlists import Change
-from server.access.service import write_transaction
 from server.reconcile import evidence, grades, rates, sweep
 from server.rules import CityRules
+from server.web.transactions import write_transaction
 
 log = logging.getLogger(__name__)
 

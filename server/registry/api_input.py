@@ -13,9 +13,9 @@ from zoneinfo import ZoneInfo
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from rentgate import wire
-from server.access.errors import InvalidInput
 from server.registry.idnumber import InvalidIdNumber, parse_id_number
 from server.registry.service import EM4100
+from server.web.errors import InvalidInput
 
 Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
 Code = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=32)]

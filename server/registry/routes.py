@@ -18,11 +18,8 @@ from typing import Any, TypeVar
 import sqlalchemy as sa
 from aiohttp import web
 
-from server.access.errors import InvalidInput, NotFound, Unavailable
 from server.access.registry import Outcome
 from server.access.routes import ACCESS
-from server.access.service import write_transaction
-from server.api.http import answer, api_errors, int_param, read_body
 from server.appkeys import ENGINE
 from server.auth.policy import AuthUser, actor_of, forbidden, require_building, require_user
 from server.plates import service as plate_service
@@ -35,6 +32,9 @@ from server.registry.appkeys import RULES, VAULT, VAULT_PROBLEM
 from server.registry.pii import PiiVault
 from server.registry.ratelimit import RateLimiter, retry_after_header
 from server.rules import CityRules
+from server.web.errors import InvalidInput, NotFound, Unavailable
+from server.web.http import answer, api_errors, int_param, read_body
+from server.web.transactions import write_transaction
 
 log = logging.getLogger(__name__)
 

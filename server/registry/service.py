@@ -20,7 +20,6 @@ import sqlalchemy as sa
 from rentgate import wire
 from server.access import allowlists
 from server.access.allowlists import Change
-from server.access.errors import Conflict, InvalidInput, NotFound
 from server.access.registry import Outcome
 from server.db.models import (
     AREA_LEVELS,
@@ -37,6 +36,7 @@ from server.registry import history
 from server.registry.idnumber import InvalidIdNumber, parse_id_number
 from server.registry.pii import PiiVault
 from server.rules import CityRules
+from server.web.errors import Conflict, InvalidInput, NotFound
 
 JsonObj = dict[str, Any]
 

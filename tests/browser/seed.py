@@ -12,13 +12,13 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-from server.access.service import write_transaction
 from server.db.models import cases
 from server.grid import grids
 from server.registry import service
 from server.registry.idnumber import make_id_number
 from server.registry.pii import PiiVault, load_vault
 from server.rules import CityRules
+from server.web.transactions import write_transaction
 from tests.server.auth_helpers import UserCreds, make_user
 
 ACTOR = "test:seed"

@@ -22,13 +22,13 @@ from urllib.parse import urlsplit
 import pytest
 from playwright.sync_api import Browser, BrowserContext
 
-from server.access.service import write_transaction
 from server.db.engine import create_engine
 from server.db.models import units
 from server.reconcile.rates import compute_rates, write_snapshots
 from server.registry import service
 from server.registry.idnumber import make_id_number
 from server.rules import CityRules
+from server.web.transactions import write_transaction
 from tests.browser.conftest import PHONE, Site
 from tests.browser.seed import OTHER_ID, SCENE_CARD, SILENT_ID, seed_gateways, vault_for
 from tests.browser.test_scan_pages import plate_urls

@@ -12,11 +12,11 @@ from datetime import UTC, datetime
 import sqlalchemy as sa
 from playwright.sync_api import Browser, BrowserContext, Page, expect
 
-from server.access.service import write_transaction
 from server.db.engine import create_engine
 from server.db.models import cases, tasks
 from server.grid.case_tasks import create_case_tasks
 from server.rules import CityRules
+from server.web.transactions import write_transaction
 from tests.browser.conftest import PHONE, Site
 from tests.browser.test_landlord_pages import assert_fits_phone
 

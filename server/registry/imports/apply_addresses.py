@@ -13,12 +13,12 @@ from datetime import datetime
 import sqlalchemy as sa
 
 from rentgate.lang import tr
-from server.access.errors import AccessError, InvalidInput
 from server.registry import service
 from server.registry.imports.columns import ADDRESS_FIELDS, Columns, column_name
 from server.registry.imports.report import Problems
 from server.registry.imports.validate_addresses import SOURCE_COLUMN, AddressPlan
 from server.rules import CityRules
+from server.web.errors import InvalidInput, RequestError
 
 Tick = Callable[[int], None]
 # service.py's field names for the file's columns.
@@ -40,7 +40,7 @@ def apply_addresses(conn: sa.Connection, now: datetime, actor: str, rules: CityR
     """Everything in the plan, or row errors in ``problems`` (the caller then
     rolls back)."""
 
-    def refused(row: int, exc: AccessError, default_field: str) -> None:
+    def refused(row: int, exc: RequestError, default_field: str) -> None:
         name = exc.field if isinstance(exc, InvalidInput) else default_field
         column = column_name(columns, ADDRESS_FIELDS, _FIELD_COLUMN.get(name, name))
         # The registry's reasons are in English (they also answer the API);
@@ -52,7 +52,7 @@ def apply_addresses(conn: sa.Connection, now: datetime, actor: str, rules: CityR
         try:
             service.create_area(conn, now, actor, level=area.level, code=area.code, name=area.name,
                                 parent_code=area.parent_code)
-        except AccessError as exc:
+        except RequestError as exc:
             refused(area.row, exc, f"{area.level}_code")
     created = updated = 0
     ids: dict[str, int] = {}
@@ -68,7 +68,7 @@ def apply_addresses(conn: sa.Connection, now: datetime, actor: str, rules: CityR
                 if b.fields:
                     service.update_building(conn, now, actor, b.existing_id, **b.fields)
                     updated += 1
-        except AccessError as exc:
+        except RequestError as exc:
             refused(b.row, exc, "building_code")
     if tick is not None:
         tick(len(plan.areas) + len(plan.buildings))
@@ -80,7 +80,7 @@ def apply_addresses(conn: sa.Connection, now: datetime, actor: str, rules: CityR
             service.create_unit(conn, now, actor, rules, building_id=ids[unit.building_code], number=unit.number,
                                 area_m2=unit.area_m2, rooms=unit.rooms, floor=unit.floor)
             units_created += 1
-        except AccessError as exc:
+        except RequestError as exc:
             refused(unit.row, exc, "unit")
         if tick is not None:
             tick(1)

@@ -17,7 +17,6 @@ from typing import Any, Literal, Protocol
 import sqlalchemy as sa
 
 from server.access.allowlists import Change
-from server.access.service import write_transaction
 from server.registry.imports.apply_addresses import apply_addresses
 from server.registry.imports.apply_registrations import apply_registrations
 from server.registry.imports.columns import ADDRESS_FIELDS, REGISTRATION_FIELDS, Columns, map_headers
@@ -27,6 +26,7 @@ from server.registry.imports.validate_addresses import validate_addresses
 from server.registry.imports.validate_registrations import validate_registrations
 from server.registry.pii import PiiVault
 from server.rules import CityRules
+from server.web.transactions import write_transaction
 
 log = logging.getLogger(__name__)
 

@@ -196,7 +196,7 @@ async def test_a_change_committed_by_another_process_reaches_the_gateway(
     from datetime import UTC, datetime
 
     from server.access.registry import issue_credential
-    from server.access.service import write_transaction
+    from server.web.transactions import write_transaction
 
     keys = (await call(client, "GET", "/api/v1/allowlist-keys"))["keys"]
     t = await tenant(client, gw=GW)

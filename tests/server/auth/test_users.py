@@ -7,10 +7,10 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import sqlalchemy as sa
 
-from server.access.errors import Conflict, InvalidInput
 from server.auth.sessions import resolve_session, start_session
 from server.auth.users import authenticate, create_user, disable_user, list_users, set_password
 from server.db.models import User
+from server.web.errors import Conflict, InvalidInput
 
 NOW = datetime(2024, 5, 1, 8, 0, tzinfo=UTC)
 IDLE = timedelta(hours=12)

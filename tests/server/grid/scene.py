@@ -12,7 +12,6 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from server.access.service import write_transaction
 from server.auth.passwords import hash_password
 from server.auth.policy import AuthUser
 from server.auth.sessions import start_session
@@ -20,6 +19,7 @@ from server.db.models import areas, buildings, cases, persons, registrations, ta
 from server.grid import grids, service
 from server.grid.tasks import create_task
 from server.rules import CityRules
+from server.web.transactions import write_transaction
 from tests.server.auth_helpers import UserCreds
 
 T0 = datetime(2025, 3, 1, 2, 0, tzinfo=UTC)

@@ -10,12 +10,12 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from server.access.service import write_transaction
 from server.db.models import cases, history, task_events, tasks
 from server.grid import service
 from server.grid.cases import escalate_case
 from server.grid.errors import GridConflict, GridInputError, GridNotFound
 from server.grid.scope import grid_ids_of
+from server.web.transactions import write_transaction
 from tests.server.grid.scene import T0, Scene, at
 from tests.server.reconcile.world import World, day
 

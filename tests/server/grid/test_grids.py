@@ -11,12 +11,12 @@ import pytest
 import sqlalchemy as sa
 
 from rentgate.cli import main
-from server.access.service import write_transaction
 from server.auth.policy import can_manage_building
 from server.db.models import history, units
 from server.grid import grids, schedule, workload
 from server.grid.errors import GridInputError, GridNotFound
 from server.grid.scope import can_work_grid, can_work_unit
+from server.web.transactions import write_transaction
 from tests.server.grid.scene import T0, Scene, at
 
 

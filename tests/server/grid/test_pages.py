@@ -13,11 +13,11 @@ import sqlalchemy as sa
 from aiohttp import ClientResponse, web
 from aiohttp.test_utils import TestClient
 
-from server.access.service import write_transaction
 from server.app import make_app
 from server.db.models import units
 from server.grid.case_tasks import create_case_tasks
 from server.settings import ServerSettings
+from server.web.transactions import write_transaction
 from tests.server.grid.scene import Scene
 
 Client = TestClient[web.Request, web.Application]

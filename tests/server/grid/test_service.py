@@ -10,11 +10,11 @@ from datetime import timedelta
 import pytest
 import sqlalchemy as sa
 
-from server.access.service import write_transaction
 from server.db.models import task_events
 from server.grid import service
 from server.grid.errors import GridConflict, GridInputError, IllegalTransition, NotPermitted
 from server.grid.workflow import Actor
+from server.web.transactions import write_transaction
 from tests.server.grid.scene import T0, Scene, at
 
 

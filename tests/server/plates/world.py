@@ -11,10 +11,10 @@ from datetime import UTC, datetime
 
 import sqlalchemy as sa
 
-from server.access.service import write_transaction
 from server.db.models import units
 from server.registry import service
 from server.rules import CityRules
+from server.web.transactions import write_transaction
 
 ACTOR = "test:plates"
 NOW = datetime(2025, 3, 1, 9, 0, tzinfo=UTC)

@@ -8,11 +8,11 @@ from datetime import timedelta
 import pytest
 import sqlalchemy as sa
 
-from server.access.errors import Conflict, InvalidInput, NotFound
-from server.access.service import write_transaction
 from server.db.models import history, presence, reconcile_state, registrations
 from server.reconcile import cases as case_ops
 from server.reconcile import evidence
+from server.web.errors import Conflict, InvalidInput, NotFound
+from server.web.transactions import write_transaction
 from tests.server.reconcile.world import World, day
 
 

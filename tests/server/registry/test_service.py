@@ -9,7 +9,6 @@ from datetime import UTC, date, datetime, timedelta
 import pytest
 import sqlalchemy as sa
 
-from server.access.errors import Conflict, InvalidInput
 from server.access.registry import assign_gateway
 from server.db.models import credentials, history, persons, registrations
 from server.registry import service
@@ -17,6 +16,7 @@ from server.registry.idnumber import make_id_number
 from server.registry.pii import PiiVault
 from server.registry.service import PersonFields
 from server.rules import CityRules
+from server.web.errors import Conflict, InvalidInput
 
 NOW = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
 ACTOR = "test:landlord"

@@ -21,7 +21,6 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 from PIL import Image
 
-from server.access.service import write_transaction
 from server.db.models import cases, events, gateways, grid_coordinators, presence, units
 from server.plates.keys import read_keyring, rotate
 from server.plates.service import ensure_plates
@@ -30,6 +29,7 @@ from server.registry.idnumber import make_id_number
 from server.registry.pii import load_vault, write_key_file
 from server.rules import CityRules
 from server.settings import ServerSettings
+from server.web.transactions import write_transaction
 from tests.server.auth_helpers import UserCreds, make_user
 
 Client = TestClient[web.Request, web.Application]

@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
-from server.access.errors import Conflict, InvalidInput, NotFound, Unavailable
+from server.web.errors import Conflict, InvalidInput, NotFound, Unavailable
 
 log = logging.getLogger(__name__)
 
