@@ -1,14 +1,23 @@
-"""Resident identity numbers (GB 11643-1999): pure validation, no I/O.
+r"""Resident identity numbers (GB 11643-1999): pure validation, no I/O.
 
 Eighteen characters: a 6-digit area code, the birth date as YYYYMMDD, a
 3-digit sequence whose parity is the sex (odd: male), and a check character
 by ISO 7064 MOD 11-2. Area codes that are no longer current stay valid, so
 only the province (first two digits) is checked against the list of codes
-that have existed."""
+that have existed.
+
+Every check, digest and mask works on one form, ``normalise``'s: NFKC first,
+so what a phone keyboard types (full-width ４４０１…, Ｘ, ideographic spaces)
+is the same number as its ASCII twin, then nothing but ASCII ``0-9`` and
+``X``. Python's ``\d`` and ``int()`` also take other scripts' digits
+(Arabic-Indic ٤٤٠١…, Devanagari, ...); NFKC leaves those alone and they are
+refused, never mapped: otherwise one person could be registered twice under
+two spellings of one number, each with its own digest."""
 
 from __future__ import annotations
 
 import re
+import unicodedata
 from dataclasses import dataclass
 from datetime import date
 
@@ -24,7 +33,9 @@ PROVINCES = frozenset({
     "71", "81", "82", "83",
 })
 EARLIEST_BIRTH = date(1880, 1, 1)
-_SHAPE = re.compile(r"\d{17}[\dX]")
+# Explicit ASCII classes, never \d: see the module's docstring.
+_SHAPE = re.compile(r"[0-9]{17}[0-9X]")
+_ALLOWED = frozenset("0123456789X")
 
 
 class InvalidIdNumber(ServerError, ValueError):
@@ -54,12 +65,23 @@ def check_character(first17: str) -> str:
 
 
 def normalise(raw: str) -> str:
-    """Strip spaces (also full-width ones) and take a lower-case or full-width x."""
-    return raw.strip().replace(" ", "").replace("\u3000", "").replace("ｘ", "X").upper()
+    """The form every rule, digest and mask uses: NFKC (full-width digits and
+    x become ASCII, ideographic and no-break spaces become plain ones), spaces
+    removed, a lower-case x upper-cased. Only ``x`` is upper-cased, not the
+    whole text: ``str.upper`` turns some non-ASCII letters into ASCII ones
+    (``ſ`` into ``S``), and what is not ASCII must stay so to be refused."""
+    return unicodedata.normalize("NFKC", raw).strip().replace(" ", "").replace("x", "X")
 
 
 def parse_id_number(raw: str, *, today: date | None = None) -> IdNumber:
+    """The number in its normalised form, or InvalidIdNumber. Every rule
+    below runs on that form (the sequence rule on full-width ０００ too)."""
     value = normalise(raw)
+    # A character that can never be part of a number (another script's
+    # digit, a letter, an invisible zero-width one) is named as such before
+    # the length: "got 19" for 18 visible characters would only puzzle.
+    if not set(value) <= _ALLOWED:
+        raise InvalidIdNumber("must be 17 digits and a digit or X")
     if len(value) != 18:
         raise InvalidIdNumber(f"must be 18 characters, got {len(value)}")
     if not _SHAPE.fullmatch(value):

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import unicodedata
 from datetime import date
 
 import pytest
@@ -73,3 +74,88 @@ def test_any_single_digit_change_is_caught(position: int, digit: str) -> None:
         return
     with pytest.raises(InvalidIdNumber):
         parse_id_number(changed, today=date(2026, 1, 1))
+
+
+# --------------------------------------------------------------------------- one form for every spelling
+
+
+def _full_width(text: str) -> str:
+    """What a phone keyboard in full-width mode types: ０-９, Ｘ, ｘ."""
+    return "".join(chr(ord(c) + 0xFEE0) if "!" <= c <= "~" else c for c in text)
+
+
+def _arabic_indic(text: str) -> str:
+    return "".join(chr(0x0660 + int(c)) if c.isascii() and c.isdigit() else c for c in text)
+
+
+def test_full_width_digits_x_and_spaces_are_the_same_number() -> None:
+    assert parse_id_number(_full_width(STANDARD_EXAMPLE)).value == STANDARD_EXAMPLE
+    assert parse_id_number(_full_width(STANDARD_EXAMPLE.lower())).value == STANDARD_EXAMPLE
+    # An ideographic space (U+3000) and a no-break space between the groups.
+    assert parse_id_number("\u3000１１０１０５\u00a0１９４９１２３１ ００２ｘ").value == STANDARD_EXAMPLE
+
+
+def test_the_sequence_rule_sees_through_full_width_zeros() -> None:
+    """``…０００6`` once passed: ``"０００" != "000"`` while int() read the digits."""
+    first17 = "44010619900517000"
+    raw = _full_width(first17) + check_character(first17)
+    with pytest.raises(InvalidIdNumber) as info:
+        parse_id_number(raw, today=date(2026, 1, 1))
+    assert info.value.reason == "sequence number 000 is not issued"
+
+
+def test_arabic_indic_digits_are_refused_not_mapped() -> None:
+    """int() and \\d take them, NFKC does not map them: refused, so no second
+    person can be made from another script's spelling of a number."""
+    number = make_id_number("440106", date(1990, 5, 17), 123)
+    assert int(_arabic_indic("123")) == 123  # what the old check relied on
+    with pytest.raises(InvalidIdNumber) as info:
+        parse_id_number(_arabic_indic(number))
+    assert info.value.reason == "must be 17 digits and a digit or X"
+
+
+@pytest.mark.parametrize("hidden", ["\u200b", "\u2060", "\ufeff", "\u202e", "\u0000", "\t"])
+def test_invisible_characters_inside_are_refused_as_not_digits(hidden: str) -> None:
+    with pytest.raises(InvalidIdNumber) as info:
+        parse_id_number(STANDARD_EXAMPLE[:9] + hidden + STANDARD_EXAMPLE[9:])
+    assert info.value.reason == "must be 17 digits and a digit or X"
+
+
+def _decimal_digits() -> list[str]:
+    return [chr(c) for c in range(0x110000) if unicodedata.category(chr(c)) == "Nd"]
+
+
+def test_every_decimal_digit_of_every_script_is_the_ascii_digit_or_refused() -> None:
+    """All 600-odd characters Python calls decimal digits, each put in place
+    of a digit: a number parses to exactly the ASCII number (NFKC maps the
+    character to that very digit) or is refused. Never a third number."""
+    mapped = refused = 0
+    for char in _decimal_digits():
+        digit = unicodedata.digit(char)
+        # A sequence holding the digit: 101 for 0, else ddd.
+        number = make_id_number("320102", date(1988, 8, 8), digit * 111 or 101)
+        position = 14 + number[14:17].index(str(digit))
+        spelt = number[:position] + char + number[position + 1:]
+        try:
+            value = parse_id_number(spelt, today=date(2026, 1, 1)).value
+        except InvalidIdNumber:
+            assert unicodedata.normalize("NFKC", char) != str(unicodedata.digit(char))
+            refused += 1
+        else:
+            assert value == number
+            mapped += 1
+    assert mapped >= 10 + 10 and refused > 500  # ASCII and full-width at least; most scripts refused
+
+
+def test_only_x_is_upper_cased() -> None:
+    """str.upper() would turn the long s into an ASCII S: only x is upper-cased."""
+    assert "ſ".upper() == "S"
+    with pytest.raises(InvalidIdNumber):
+        parse_id_number(STANDARD_EXAMPLE[:17] + "ſ")
+
+
+@given(st.lists(st.booleans(), min_size=18, max_size=18), st.integers(1, 999))
+def test_any_mix_of_full_width_and_ascii_is_one_number(wide: list[bool], sequence: int) -> None:
+    number = make_id_number("440106", date(1979, 2, 28), sequence)
+    mixed = "".join(_full_width(c) if w else c for c, w in zip(number, wide, strict=True))
+    assert parse_id_number(mixed, today=date(2026, 1, 1)).value == number
