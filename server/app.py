@@ -13,6 +13,7 @@ from server.access import routes as access_routes
 from server.api.routes import add_routes
 from server.appkeys import ENGINE, INGEST, METRICS, SETTINGS
 from server.auth import setup as auth_setup
+from server.auth.policy import check_policies
 from server.db.engine import create_engine, redacted
 from server.db.read_pool import read_engine_ctx
 from server.grid import setup as grid_setup
@@ -52,6 +53,8 @@ def make_app(settings: ServerSettings, *, ingest: bool = True) -> web.Applicatio
     reconcile_setup.setup(app, run_service=ingest)
     grid_setup.setup(app)
     pages_setup.setup(app)
+    # A route that declares no policy stops the server here, not in production.
+    check_policies(app)
     return app
 
 

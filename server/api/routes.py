@@ -14,7 +14,7 @@ from aiohttp import web
 from server.api import queries
 from server.api.params import ParamError, parse_event_filter, parse_page
 from server.appkeys import ENGINE, INGEST, METRICS
-from server.auth.policy import requires
+from server.auth.policy import allow, public
 from server.db.engine import database_reachable
 from server.ingest.metrics import render
 from server.plates.appkeys import PLATE_KEYS
@@ -100,14 +100,17 @@ async def metrics_handler(request: web.Request) -> web.Response:
                         headers={"X-Content-Type-Options": "nosniff"})
 
 
+PROBE = "a probe for load balancers and monitoring"
+
+
 def add_routes(app: web.Application) -> None:
     app.middlewares.append(json_errors)
-    admin = requires("admin")
+    admin = allow("admin")
     app.router.add_get("/api/v1/events", admin(events_handler))
     app.router.add_get("/api/v1/gateways", admin(gateways_handler))
     app.router.add_get("/api/v1/dead-letters", admin(dead_letters_handler))
     app.router.add_get("/api/v1/gaps", admin(gaps_handler))
     # Open: load balancers and Prometheus probe these without credentials, and
     # they reveal only counters and up/down states, no people or events.
-    app.router.add_get("/healthz", healthz_handler)
-    app.router.add_get("/metrics", metrics_handler)
+    app.router.add_get("/healthz", public(PROBE)(healthz_handler))
+    app.router.add_get("/metrics", public(PROBE + "; counts only, no personal data")(metrics_handler))

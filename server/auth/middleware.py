@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 
@@ -26,6 +27,16 @@ CSRF_FIELD = "csrf"
 # Logging in does not use the authority of an existing session, so a stale
 # cookie must not stop it.
 CSRF_EXEMPT = frozenset({("POST", "/api/v1/session"), ("POST", "/login")})
+
+
+# What secrets.token_urlsafe makes (server/auth/sessions.py). Anything else
+# cannot be a session, and must not reach hashing: a header byte that is not
+# UTF-8 arrives as a lone surrogate, which .encode() refuses with a 500.
+_TOKEN = re.compile(r"[A-Za-z0-9_-]{16,128}")
+
+
+def well_formed(token: str | None) -> bool:
+    return token is not None and _TOKEN.fullmatch(token) is not None
 
 
 def _bearer(request: web.Request) -> str | None:
@@ -61,13 +72,18 @@ async def _csrf_offered(request: web.Request) -> str | None:
         # post() caches the parsed form, so the handler can read it again.
         value = (await request.post()).get(CSRF_FIELD)
         offered = value if isinstance(value, str) else None
-    return offered
+    # Compared as bytes later: only a well-formed token can match anyway.
+    return offered if offered is not None and offered.isascii() and offered.isprintable() else None
 
 
 @web.middleware
 async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     bearer = _bearer(request)
+    if bearer is not None and not well_formed(bearer):
+        raise unauthorized("invalid, expired or revoked token")
     token = bearer or request.cookies.get(SESSION_COOKIE)
+    if token and not well_formed(token):
+        token = None  # a mangled cookie is no session; the login page still works
     if token:
         idle = timedelta(hours=request.app[SETTINGS].session_idle_hours)
         try:

@@ -14,7 +14,7 @@ from aiohttp import web
 
 from server.appkeys import ENGINE, SETTINGS
 from server.auth.appkeys import THROTTLE
-from server.auth.policy import AuthUser, csrf_of, request_auth, require_user
+from server.auth.policy import ROLES, AuthUser, allow, csrf_of, public, request_auth, require_user
 from server.auth.sessions import (
     COOKIE_ABSOLUTE,
     SESSION_COOKIE,
@@ -142,6 +142,6 @@ async def logout_handler(request: web.Request) -> web.Response:
 
 
 def add_routes(app: web.Application) -> None:
-    app.router.add_post("/api/v1/session", login_handler)
-    app.router.add_get("/api/v1/session", whoami_handler)
-    app.router.add_delete("/api/v1/session", logout_handler)
+    app.router.add_post("/api/v1/session", public("throttled per user name and address")(login_handler))
+    app.router.add_get("/api/v1/session", allow(*ROLES, rule="the caller's own session")(whoami_handler))
+    app.router.add_delete("/api/v1/session", allow(*ROLES, rule="the caller's own session")(logout_handler))

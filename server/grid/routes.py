@@ -17,7 +17,7 @@ from aiohttp import web
 from pydantic import BaseModel, ConfigDict, StringConstraints
 
 from server.appkeys import ENGINE
-from server.auth.policy import actor_of, require_user
+from server.auth.policy import actor_of, allow, require_user
 from server.grid import grids, schedule, service
 from server.grid.errors import NotPermitted
 from server.grid.scope import grid_ids_of
@@ -256,11 +256,14 @@ async def get_workload(request: web.Request) -> web.Response:
 
 def add_routes(app: web.Application) -> None:
     r = app.router
-    r.add_get("/api/v1/tasks", list_tasks)
-    r.add_get(r"/api/v1/tasks/{id:\d+}", get_task)
-    r.add_post(r"/api/v1/tasks/{id:\d+}/{action}", task_action)
-    r.add_get(r"/api/v1/grids/{id:\d+}/coordinators", list_coordinators)
-    r.add_post(r"/api/v1/grids/{id:\d+}/coordinators", add_coordinator)
-    r.add_delete(r"/api/v1/grids/{id:\d+}/coordinators", remove_coordinator)
-    r.add_get("/api/v1/patrols/overdue", overdue_patrols)
-    r.add_get("/api/v1/workload", get_workload)
+    task, grid = {"id": "task"}, {"id": "grid"}
+    r.add_get("/api/v1/tasks", allow(*STAFF, query={"grid_id": "grid", "unit_id": "unit"},
+                                     rule="lists only tasks of the caller's grids and their own")(list_tasks))
+    r.add_get(r"/api/v1/tasks/{id:\d+}", allow(*STAFF, path=task)(get_task))
+    r.add_post(r"/api/v1/tasks/{id:\d+}/{action}", allow(*STAFF, path=task)(task_action))
+    r.add_get(r"/api/v1/grids/{id:\d+}/coordinators", allow("admin", path=grid)(list_coordinators))
+    r.add_post(r"/api/v1/grids/{id:\d+}/coordinators", allow("admin", path=grid)(add_coordinator))
+    r.add_delete(r"/api/v1/grids/{id:\d+}/coordinators", allow("admin", path=grid)(remove_coordinator))
+    r.add_get("/api/v1/patrols/overdue", allow(*STAFF, query={"grid_id": "grid"},
+                                                   rule="units of the caller's grids")(overdue_patrols))
+    r.add_get("/api/v1/workload", allow(*STAFF, rule="the caller's grids")(get_workload))

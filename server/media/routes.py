@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from aiohttp import web
 
 from server.appkeys import ENGINE, SETTINGS
-from server.auth.policy import AuthUser, can_manage_building
+from server.auth.policy import AuthUser, allow, can_manage_building
 from server.db.models import attachments, patrols, problem_reports
 from server.media.errors import MediaUnavailable
 from server.media.store import media_store
@@ -74,4 +74,4 @@ async def media_handler(request: web.Request) -> web.StreamResponse:
 
 
 def add_routes(r: web.UrlDispatcher) -> None:
-    r.add_get(r"/media/{id:\d+}", media_handler)
+    r.add_get(r"/media/{id:\d+}", allow(*MEDIA_ROLES, page=True, path={"id": "attachment"})(media_handler))

@@ -21,7 +21,7 @@ from aiohttp import web
 
 from server.api.queries import list_gateways
 from server.appkeys import ENGINE
-from server.auth.policy import require_page_user
+from server.auth.policy import allow, require_page_user
 from server.db.models import events
 from server.pages.layout import PageContext, context, esc, page, when
 from server.pages.masks import mask_card
@@ -192,4 +192,4 @@ async def dashboard_handler(request: web.Request) -> web.Response:
 
 
 def add_routes(app: web.Application) -> None:
-    app.router.add_get("/", dashboard_handler)
+    app.router.add_get("/", allow("admin", "coordinator", page=True, rule="a coordinator sees their own grids")(dashboard_handler))

@@ -21,7 +21,7 @@ from aiohttp import web
 from server.access.registry import Outcome
 from server.access.routes import ACCESS
 from server.appkeys import ENGINE
-from server.auth.policy import AuthUser, actor_of, forbidden, require_user
+from server.auth.policy import AuthUser, actor_of, allow, forbidden, require_user
 from server.db.models import buildings, cases
 from server.reconcile import cases as case_ops
 from server.reconcile import rates
@@ -29,7 +29,7 @@ from server.reconcile.appkeys import RECONCILER, SERVICE
 from server.registry.appkeys import RULES
 from server.rules import CityRules
 from server.web.errors import InvalidInput, NotFound
-from server.web.http import answer, api_errors
+from server.web.http import answer, api_errors, int_param
 from server.web.transactions import write_transaction
 
 log = logging.getLogger(__name__)
@@ -58,13 +58,7 @@ async def _read(request: web.Request, fn: Callable[[sa.Connection], T]) -> T:
 
 
 def _int(request: web.Request, name: str, default: int | None = None) -> int | None:
-    raw = request.query.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        return int(raw)
-    except ValueError:
-        raise InvalidInput(name, "must be an integer") from None
+    return int_param(request.query, name, default=default)
 
 
 def _case_id(request: web.Request) -> int:
@@ -105,7 +99,7 @@ def _check_case(conn: sa.Connection, user: AuthUser, case_id: int) -> None:
 async def list_cases(request: web.Request) -> web.Response:
     user = require_user(request, *CASE_READERS)
     q = request.query
-    limit = _int(request, "limit", 100) or 100
+    limit = int_param(request.query, "limit", default=100, hi=1000) or 100
 
     def run(conn: sa.Connection) -> list[dict[str, Any]]:
         return case_ops.list_cases(conn, state=q.get("state") or None, kind=q.get("kind") or None,
@@ -240,11 +234,13 @@ async def status(request: web.Request) -> web.Response:
 
 def add_routes(app: web.Application) -> None:
     r = app.router
-    r.add_get("/api/v1/cases", list_cases)
-    r.add_get(r"/api/v1/cases/{id:\d+}", get_case)
-    r.add_post(r"/api/v1/cases/{id:\d+}/acknowledge", acknowledge)
-    r.add_post(r"/api/v1/cases/{id:\d+}/resolve", resolve)
-    r.add_post(r"/api/v1/cases/{id:\d+}/answer", answer_departure)
-    r.add_get("/api/v1/rates", get_rates)
-    r.add_get("/api/v1/rates/history", get_rate_history)
-    r.add_get("/api/v1/reconcile/status", status)
+    case = {"id": "case"}
+    r.add_get("/api/v1/cases", allow(*CASE_READERS, query={"building_id": "building", "unit_id": "unit"},
+                                     rule="lists only cases in the caller's scope")(list_cases))
+    r.add_get(r"/api/v1/cases/{id:\d+}", allow(*CASE_READERS, path=case)(get_case))
+    r.add_post(r"/api/v1/cases/{id:\d+}/acknowledge", allow(*CASE_READERS, path=case)(acknowledge))
+    r.add_post(r"/api/v1/cases/{id:\d+}/resolve", allow(*STAFF, path=case)(resolve))
+    r.add_post(r"/api/v1/cases/{id:\d+}/answer", allow(*CASE_READERS, path=case)(answer_departure))
+    r.add_get("/api/v1/rates", allow(*RATE_READERS, rule="aggregate figures only")(get_rates))
+    r.add_get("/api/v1/rates/history", allow(*RATE_READERS, rule="aggregate figures only")(get_rate_history))
+    r.add_get("/api/v1/reconcile/status", allow(*STAFF)(status))

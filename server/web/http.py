@@ -16,7 +16,9 @@ import sqlalchemy as sa
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
+from server.web.body import json_body
 from server.web.errors import Conflict, InvalidInput, NotFound, Unavailable
+from server.web.ids import MAX_ID
 
 log = logging.getLogger(__name__)
 
@@ -33,15 +35,16 @@ def _json_default(value: object) -> str:
 dumps = functools.partial(json.dumps, default=_json_default, ensure_ascii=False)
 
 
-def int_param(query: Any, name: str, *, default: int | None = None, lo: int = 1, hi: int = 2**62) -> int | None:
-    """A whole-number query parameter in [lo, hi], or InvalidInput naming it."""
+def int_param(query: Any, name: str, *, default: int | None = None, lo: int = 1, hi: int = MAX_ID) -> int | None:
+    """A whole-number query parameter in [lo, hi] (ASCII digits, an optional
+    minus), or InvalidInput naming it."""
     raw = query.get(name)
     if raw is None or raw == "":
         return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise InvalidInput(name, "not an integer") from None
+    digits = raw[1:] if raw.startswith("-") else raw
+    if not (digits.isascii() and digits.isdigit()) or len(digits) > 19:
+        raise InvalidInput(name, "not a whole number")
+    value = int(raw)
     if not lo <= value <= hi:
         raise InvalidInput(name, f"must be between {lo} and {hi}")
     return value
@@ -53,13 +56,7 @@ def answer(body: Any, status: int = 200) -> web.Response:
 
 async def read_body(request: web.Request, model: type[M], *, optional: bool = False) -> M:
     """The JSON body as ``model``; ``optional``: an empty body means ``{}``."""
-    if optional and not await request.read():
-        raw: object = {}
-    else:
-        try:
-            raw = await request.json()
-        except ValueError as exc:
-            raise InvalidInput("body", "not JSON") from exc
+    raw = await json_body(request, optional=optional)
     try:
         return model.model_validate(raw)
     except ValidationError as exc:

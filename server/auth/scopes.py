@@ -1,0 +1,131 @@
+"""Which objects a caller may name: the scope half of the route policy
+(server/auth/policy.py). An administrator reaches everything; a landlord
+what belongs to their own buildings; a coordinator what belongs to the
+buildings of the grids assigned to them (and tasks assigned to them);
+police nothing here yet (the police API grants its own). Every object
+kind is anchored to buildings (or, for grids and tasks, to grids), and
+each check is one indexed query.
+
+A kind that does not exist and a kind outside the caller's scope look the
+same to ``reaches``: False. That is what keeps the answers of the two
+cases identical (no existence oracle)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import sqlalchemy as sa
+
+from server.auth.policy import AuthUser
+from server.db.models import (
+    attachments,
+    buildings,
+    cases,
+    credentials,
+    gateways,
+    grid_coordinators,
+    patrols,
+    problem_reports,
+    registrations,
+    tasks,
+    units,
+)
+
+# Registrations that tie a person to a building for a landlord or a
+# coordinator: ones that were accepted at some point. A pending one (a
+# tenant's declaration, or someone's claim to have a person moving in)
+# does not make the person's record readable.
+PERSON_TIES = ("active", "ended")
+
+BuildingAnchor = Callable[[object], sa.Select[tuple[int]] | None]
+
+
+def _column_of(table: sa.Table, column: str) -> BuildingAnchor:
+    def anchor(ident: object) -> sa.Select[tuple[int]]:
+        return sa.select(table.c[column]).where(table.c.id == ident)
+    return anchor
+
+
+def _person(ident: object) -> sa.Select[tuple[int]]:
+    return sa.select(registrations.c.building_id).where(registrations.c.person_id == ident,
+                                                         registrations.c.status.in_(PERSON_TIES))
+
+
+# Kinds whose scope is "the building(s) they belong to".
+BUILDING_ANCHORS: dict[str, BuildingAnchor] = {
+    "building": _column_of(buildings, "id"),
+    "unit": _column_of(units, "building_id"),
+    "registration": _column_of(registrations, "building_id"),
+    "credential": _column_of(credentials, "building_id"),
+    "case": _column_of(cases, "building_id"),
+    "gateway": _column_of(gateways, "building_id"),
+    "person": _person,
+}
+# Kinds a coordinator reaches through grids, which landlords never reach.
+GRID_KINDS = ("grid", "task")
+KINDS = (*BUILDING_ANCHORS, *GRID_KINDS, "attachment")
+
+
+def reaches(conn: sa.Connection, user: AuthUser, kind: str, ident: int | str) -> bool:
+    """May ``user`` name this object? False for one that does not exist,
+    except for an administrator (whose handlers answer 404 themselves)."""
+    if kind not in KINDS:
+        raise ValueError(f"unknown object kind {kind!r}")
+    if user.role == "admin":
+        return True
+    if user.role not in ("landlord", "coordinator"):
+        return False
+    if kind == "attachment":
+        building_id = attachment_building(conn, int(ident))
+        return building_id is not None and _owns(conn, user, sa.select(sa.literal(building_id)))
+    if kind in GRID_KINDS:
+        return user.role == "coordinator" and _grid_reach(conn, user.id, kind, int(ident))
+    return _owns(conn, user, BUILDING_ANCHORS[kind](ident))
+
+
+def _owns(conn: sa.Connection, user: AuthUser, anchor: sa.Select[tuple[int]] | None) -> bool:
+    if anchor is None:
+        return False
+    building_ids = anchor
+    if user.role == "landlord":
+        query = sa.select(sa.literal(1)).where(buildings.c.id.in_(building_ids),
+                                               buildings.c.landlord_user_id == user.id)
+    else:
+        query = (sa.select(sa.literal(1)).select_from(buildings)
+                 .join(grid_coordinators, grid_coordinators.c.grid_id == buildings.c.grid_id)
+                 .where(buildings.c.id.in_(building_ids), grid_coordinators.c.user_id == user.id))
+    return conn.execute(query.limit(1)).first() is not None
+
+
+def _grid_reach(conn: sa.Connection, user_id: int, kind: str, ident: int) -> bool:
+    mine = sa.select(grid_coordinators.c.grid_id).where(grid_coordinators.c.user_id == user_id)
+    if kind == "grid":
+        query = sa.select(sa.literal(1)).where(grid_coordinators.c.grid_id == ident,
+                                               grid_coordinators.c.user_id == user_id)
+    else:
+        # A task of one of their grids, or one assigned to them personally.
+        query = sa.select(sa.literal(1)).where(
+            tasks.c.id == ident, sa.or_(tasks.c.grid_id.in_(mine), tasks.c.assignee_user_id == user_id))
+    return conn.execute(query.limit(1)).first() is not None
+
+
+def attachment_building(conn: sa.Connection, attachment_id: int) -> int | None:
+    """The building of the report or patrol a photo came with. A patrol's
+    photos carry its coordinator as actor and its moment as created_at
+    (server/patrols/service.py), so ix_patrols_user_id_at finds the patrol."""
+    row = conn.execute(sa.select(attachments.c.id, attachments.c.actor, attachments.c.created_at)
+                       .where(attachments.c.id == attachment_id)).mappings().first()
+    if row is None:
+        return None
+    found = conn.execute(sa.select(problem_reports.c.building_id)
+                         .where(problem_reports.c.attachment_id == attachment_id).limit(1)).scalar()
+    if found is not None:
+        return int(found)
+    actor = str(row["actor"])
+    if actor.startswith("user:") and actor[5:].isdigit():
+        rows = conn.execute(sa.select(patrols.c.building_id, patrols.c.attachment_ids)
+                            .where(patrols.c.user_id == int(actor[5:]), patrols.c.at == row["created_at"]))
+        for building_id, attachment_ids in rows:
+            if attachment_id in (attachment_ids or []):
+                return int(building_id)
+    return None
