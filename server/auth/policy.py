@@ -21,8 +21,8 @@ from typing import Literal
 import sqlalchemy as sa
 from aiohttp import web
 
-from server.db.models import Building
-from server.grid.scope import coordinator_has_building
+from server.auth.identity import AUTH_KEY, AuthUser, RequestAuth, current_user, request_auth
+from server.auth.scopes import KINDS, reaches
 
 ROLES = ("admin", "landlord", "coordinator", "police")
 
@@ -104,8 +104,6 @@ class MissingPolicy(RuntimeError):
 
 
 def check_policies(app: web.Application) -> None:
-    from server.auth.scopes import KINDS
-
     problems = []
     for route in app.router.routes():
         if route.method == "HEAD":
@@ -122,36 +120,6 @@ def check_policies(app: web.Application) -> None:
                 problems.append(f"{where}: no path parameter {ref.name!r}")
     if problems:
         raise MissingPolicy("routes without a valid policy:\n  " + "\n  ".join(problems))
-
-
-@dataclass(frozen=True)
-class AuthUser:
-    id: int
-    username: str
-    role: str
-    display_name: str
-
-
-@dataclass(frozen=True)
-class RequestAuth:
-    """What the middleware learnt about the request. ``token`` is the raw
-    session token (never logged), needed to derive the CSRF token."""
-
-    user: AuthUser
-    kind: str  # "cookie" | "token"
-    token: str
-
-
-AUTH_KEY = web.RequestKey("rentgate_auth", RequestAuth)
-
-
-def request_auth(request: web.Request) -> RequestAuth | None:
-    return request.get(AUTH_KEY)
-
-
-def current_user(request: web.Request) -> AuthUser | None:
-    auth = request_auth(request)
-    return auth.user if auth is not None else None
 
 
 def _json_error(cls: type[web.HTTPClientError], error: str, detail: str) -> web.HTTPClientError:
@@ -194,17 +162,12 @@ def requires(*roles: str) -> Callable[[Handler], Handler]:
     return wrap
 
 
+__all__ = ["AUTH_KEY", "AuthUser", "RequestAuth", "current_user", "request_auth"]
+
+
 def can_manage_building(conn: sa.Connection, user: AuthUser, building_id: int) -> bool:
-    if user.role == "admin":
-        return True
-    if user.role == "coordinator":
-        # A coordinator works the buildings of the grids assigned to them
-        # (grid_coordinators; server/grid/scope.py).
-        return coordinator_has_building(conn, user.id, building_id)
-    if user.role == "landlord":
-        owner = conn.execute(sa.select(Building.landlord_user_id).where(Building.id == building_id)).scalar()
-        return owner is not None and int(owner) == user.id
-    return False
+    """Is the building in the user's scope (server/auth/scopes.py)?"""
+    return reaches(conn, user, "building", building_id)
 
 
 def require_building(conn: sa.Connection, user: AuthUser, building_id: int) -> None:

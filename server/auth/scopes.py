@@ -16,7 +16,7 @@ from collections.abc import Callable
 
 import sqlalchemy as sa
 
-from server.auth.policy import AuthUser
+from server.auth.identity import AuthUser
 from server.db.models import (
     attachments,
     buildings,

@@ -6,8 +6,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from server.auth.policy import allow, public
-from server.media import routes as media_routes
-from server.pages import patrol_form, plate_public, plate_report, unit_coordinator
+from server.pages import patrol_form, photo, plate_public, plate_report, unit_coordinator
 from server.pages.scan_common import WORK_ROLES
 
 # Any path segment: whatever is not a token gets the "not a plate" page
@@ -38,4 +37,4 @@ def add_routes(r: web.UrlDispatcher) -> None:
         unit_coordinator.confirm_handler))
     r.add_post(r"/c/units/{id:\d+}/registrations/{reg_id:\d+}/reject", allow(*WORK_ROLES, page=True, path=UNIT_REG)(
         unit_coordinator.reject_handler))
-    media_routes.add_routes(r)
+    photo.add_routes(r)

@@ -20,7 +20,7 @@ from aiohttp import web
 from server.appkeys import SETTINGS
 from server.plates.errors import REJECTION_REASONS, PlateKeyUnavailable
 from server.plates.keys import Keyring, load_keyring
-from server.registry.ratelimit import RateLimiter
+from server.web.ratelimit import RateLimiter
 
 log = logging.getLogger(__name__)
 

@@ -14,7 +14,7 @@ from server.plates.keys import read_keyring
 from server.plates.service import revoke
 from server.plates.tokens import sign
 from server.registry.idnumber import mask_id_number
-from server.registry.ratelimit import RateLimiter
+from server.web.ratelimit import RateLimiter
 from tests.server.auth_helpers import bearer
 from tests.server.scan.world import DECLARANT_ID, SQLITE_ONLY, TENANT_ID, Client, ScanWorld
 

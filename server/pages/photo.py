@@ -1,4 +1,5 @@
-"""GET /media/{attachment_id}: a stored photo, for a logged-in administrator
+"""The page ``GET /media/{attachment_id}`` (the photos themselves are kept by
+server/media): a stored photo, for a logged-in administrator
 or a coordinator who may work the unit the photo belongs to (a problem
 report's or a patrol's). Nobody else, and never cached by shared caches."""
 
@@ -11,7 +12,8 @@ from aiohttp import web
 
 from server.appkeys import ENGINE, SETTINGS
 from server.auth.policy import AuthUser, allow, can_manage_building
-from server.db.models import attachments, patrols, problem_reports
+from server.auth.scopes import attachment_building
+from server.db.models import attachments
 from server.media.errors import MediaUnavailable
 from server.media.store import media_store
 from server.pages.guard import page_user
@@ -20,31 +22,13 @@ from server.pages.layout import forbidden, not_found
 MEDIA_ROLES = ("admin", "coordinator")
 
 
-def owning_building(conn: sa.Connection, attachment: sa.RowMapping) -> int | None:
-    """The building of the report or patrol the photo came with. A patrol's
-    photos carry its coordinator as actor and its moment as created_at
-    (server/patrols/service.py), so ix_patrols_user_id_at finds the patrol."""
-    found = conn.execute(sa.select(problem_reports.c.building_id)
-                         .where(problem_reports.c.attachment_id == attachment["id"]).limit(1)).scalar()
-    if found is not None:
-        return int(found)
-    actor = str(attachment["actor"])
-    if actor.startswith("user:") and actor[5:].isdigit():
-        rows = conn.execute(sa.select(patrols.c.building_id, patrols.c.attachment_ids)
-                            .where(patrols.c.user_id == int(actor[5:]), patrols.c.at == attachment["created_at"]))
-        for building_id, attachment_ids in rows:
-            if attachment["id"] in (attachment_ids or []):
-                return int(building_id)
-    return None
-
-
 def _load(engine: sa.Engine, user: AuthUser, attachment_id: int) -> tuple[str, str | None]:
     """("missing" | "forbidden" | "ok", sha256)."""
     with engine.connect() as conn:
         row = conn.execute(sa.select(attachments).where(attachments.c.id == attachment_id)).mappings().first()
         if row is None:
             return "missing", None
-        building_id = owning_building(conn, row)
+        building_id = attachment_building(conn, attachment_id)
         if building_id is None:
             return ("ok", row["sha256"]) if user.role == "admin" else ("missing", None)
         if not can_manage_building(conn, user, building_id):
