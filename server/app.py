@@ -11,12 +11,13 @@ from aiohttp import web
 
 from server.access import routes as access_routes
 from server.api.routes import add_routes
-from server.appkeys import ENGINE, INGEST, METRICS, SETTINGS
+from server.appkeys import ENGINE, SETTINGS
 from server.auth import setup as auth_setup
 from server.auth.policy import check_policies
 from server.db.engine import create_engine, redacted
 from server.db.read_pool import read_engine_ctx
 from server.grid import setup as grid_setup
+from server.ingest.appkeys import INGEST, METRICS
 from server.ingest.consumer import IngestService
 from server.ingest.metrics import IngestMetrics
 from server.ingest.store import EventStore

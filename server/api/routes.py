@@ -13,9 +13,10 @@ from aiohttp import web
 
 from server.api import queries
 from server.api.params import ParamError, parse_event_filter, parse_page
-from server.appkeys import ENGINE, INGEST, METRICS
+from server.appkeys import ENGINE
 from server.auth.policy import allow, public
 from server.db.engine import database_reachable
+from server.ingest.appkeys import INGEST, METRICS
 from server.ingest.metrics import render
 from server.plates.appkeys import PLATE_KEYS
 from server.reconcile import metrics as reconcile_metrics

@@ -13,7 +13,8 @@ from aiohttp import web
 
 from server.access.allowlists import Change
 from server.access.routes import ACCESS
-from server.appkeys import ENGINE, INGEST, SETTINGS
+from server.appkeys import ENGINE, SETTINGS
+from server.ingest.appkeys import INGEST
 from server.reconcile import routes
 from server.reconcile.appkeys import RECONCILER, SERVICE
 from server.reconcile.runner import Reconciler
