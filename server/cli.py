@@ -1,11 +1,16 @@
-"""``rentgate server``, ``rentgate db upgrade|current`` and ``rentgate keys pii|plates``."""
+"""``rentgate server`` and ``rentgate server check-config``, ``rentgate db upgrade|current`` and
+``rentgate keys pii|plates``."""
 
 from __future__ import annotations
 
 import argparse
 import json
 import logging
+import os
 import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from rentgate.lang import tr
@@ -14,6 +19,8 @@ from server.cli_support import DATABASE_URL_HELP
 if TYPE_CHECKING:
     import sqlalchemy as sa
 
+    from server.settings import LoadedSettings, Problem, ServerSettings
+
 log = logging.getLogger(__name__)
 
 
@@ -21,17 +28,25 @@ def register(subparsers: Any) -> None:
     server = subparsers.add_parser(
         "server", help="run the server: MQTT ingest, the pages and the HTTP API",
         description="Run the server: it stores the gateways' events from the MQTT broker, serves the pages and "
-                    "the HTTP API. Settings come from RENTGATE_* environment variables; these options override them.")
-    _database_flag(server)
-    server.add_argument("--mqtt-url", help="the MQTT broker, mqtt://user:password@host:port "
-                        "(env RENTGATE_MQTT_URL; default: mqtt://127.0.0.1:1883)")
-    server.add_argument("--host", dest="http_host", help="the address to listen on; 0.0.0.0 for every network "
-                        "(env RENTGATE_HTTP_HOST; default: 127.0.0.1)")
-    server.add_argument("--port", dest="http_port", type=int, help="the HTTP port (env RENTGATE_HTTP_PORT; "
-                        "default: 8080)")
+                    "the HTTP API. Settings come from RENTGATE_* environment variables (docs/settings.md); these "
+                    "options override them. It does not start while a setting is wrong: `rentgate server "
+                    "check-config` says what is.")
+    _server_flags(server)
     server.add_argument("--upgrade", action="store_true",
                         help="migrate the database to the current schema before starting")
     server.set_defaults(func=_run_server)
+    sub = server.add_subparsers(dest="server_command", metavar="SUBCOMMAND")
+    check = sub.add_parser(
+        "check-config", help="check the server's settings without starting it; exit code 2 if one is wrong",
+        description="Check the server's settings (RENTGATE_* variables and these options) and the files they "
+                    "name, without starting the server and without creating anything. Exit code 0 and a short "
+                    "summary, passwords hidden, when it would start; 2 and every problem otherwise. Warnings "
+                    "(a part that will not work, an address phones cannot reach) do not change the exit code.")
+    # SUPPRESS: an option not given here must not wipe out one given before
+    # the word check-config (argparse copies a subcommand's defaults over).
+    _server_flags(check, default=argparse.SUPPRESS)
+    check.add_argument("--json", action="store_true", help="print one JSON object as the last line")
+    check.set_defaults(func=_check_config)
 
     db = subparsers.add_parser("db", help="database schema: upgrade, current",
                                description="Create the database or bring it to the schema this version needs.")
@@ -82,8 +97,24 @@ def _keys_pii(args: argparse.Namespace) -> int:
     return 0
 
 
-def _database_flag(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--database-url", help=DATABASE_URL_HELP)
+def _database_flag(parser: argparse.ArgumentParser, default: Any = None) -> None:
+    parser.add_argument("--database-url", default=default, help=DATABASE_URL_HELP)
+
+
+def _server_flags(parser: argparse.ArgumentParser, default: Any = None) -> None:
+    """The options that override a setting (server/settings.py FLAGS)."""
+    _database_flag(parser, default)
+    parser.add_argument("--mqtt-url", default=default, help="the MQTT broker, mqtt://user:password@host:port "
+                        "(env RENTGATE_MQTT_URL; default: mqtt://127.0.0.1:1883)")
+    parser.add_argument("--host", dest="http_host", default=default, help="the address to listen on; 0.0.0.0 for "
+                        "every network (env RENTGATE_HTTP_HOST; default: 127.0.0.1)")
+    parser.add_argument("--port", dest="http_port", type=int, default=default,
+                        help="the HTTP port (env RENTGATE_HTTP_PORT; default: 8080)")
+
+
+def _flags(args: argparse.Namespace) -> dict[str, Any]:
+    return {"database_url": args.database_url, "mqtt_url": args.mqtt_url, "http_host": args.http_host,
+            "http_port": args.http_port}
 
 
 def _db_engine(args: argparse.Namespace) -> tuple[str, sa.Engine] | None:
@@ -159,20 +190,85 @@ def _report(args: argparse.Namespace, doc: dict[str, Any], text: str) -> None:
     print(json.dumps(doc) if args.json else text)
 
 
+def _problem_lines(problems: list[Any]) -> str:
+    return "\n".join(f"  {p}" for p in problems)
+
+
+def _check_config(args: argparse.Namespace) -> int:
+    report = check(**_flags(args))
+    if not report.ok:
+        print(tr("rentgate server check-config: 设置有误，服务器不会启动：",
+                 "rentgate server check-config: the settings are wrong; the server would not start:"),
+              file=sys.stderr)
+        print(_problem_lines(report.problems), file=sys.stderr)
+    if report.warnings:
+        print(tr("注意：", "note:"), file=sys.stderr)
+        print(_problem_lines(report.warnings), file=sys.stderr)
+    if args.json:
+        print(json.dumps(report.as_json(), ensure_ascii=False))
+    elif report.ok:
+        print(_summary(report))
+    return 0 if report.ok else 2
+
+
+def _summary(report: Report) -> str:
+    """Where the server would keep what, and what came from where: a few lines."""
+    from server.settings import redact
+
+    assert report.loaded is not None
+    s, sources = report.loaded.settings, report.loaded.sources
+
+    def origin(*fields: str) -> str:
+        named = [sources[f] for f in fields if sources[f] != "default"]
+        return tr(f"（{'、'.join(named)}）", f" ({', '.join(named)})") if named else tr("（默认）", " (default)")
+
+    rows: list[tuple[tuple[str, ...], str, str]] = [
+        (("database_url",), tr("数据库", "database"), redact(s.database_url) + origin("database_url")),
+        (("mqtt_url",), tr("MQTT 代理", "MQTT broker"), redact(s.mqtt_url) + origin("mqtt_url")),
+        (("http_host", "http_port"), tr("监听", "listening on"),
+         f"{s.http_host}:{s.http_port}" + origin("http_host", "http_port")),
+        (("public_url",), tr("门牌地址", "plates point at"), redact(s.public_url) + origin("public_url")),
+        (("pii_key_file",), tr("身份证号密钥", "identity-number key"), report.parts["pii_key_file"]),
+        (("plate_key_file",), tr("门牌签名密钥", "plate keyring"), report.parts["plate_key_file"]),
+        (("allowlist_key_file",), tr("门禁名单签名密钥", "allowlist key"), report.parts["allowlist_key_file"]),
+        (("rules_file",), tr("城市规则", "city rules"), report.parts["rules_file"]),
+        (("media_dir",), tr("照片文件夹", "photos"), report.parts["media_dir"]),
+    ]
+    shown = {f for fields, _, _ in rows for f in fields}
+    others = sorted(name for f, name in sources.items() if f not in shown and name != "default")
+    width = max(_width(label) for _, label, _ in rows)
+    lines = [tr("服务器设置没有问题，可以启动：", "the server's settings are fine; it would start with:")]
+    lines += [f"  {label}{' ' * (width - _width(label))}  {value}" for _, label, value in rows]
+    if others:
+        lines.append(tr(f"  另外设置了：{'、'.join(others)}", f"  also set: {', '.join(others)}"))
+    return "\n".join(lines)
+
+
+def _width(text: str) -> int:
+    """Columns on a terminal: Chinese characters take two."""
+    import unicodedata
+
+    return sum(2 if unicodedata.east_asian_width(c) in "WF" else 1 for c in text)
+
+
 def _run_server(args: argparse.Namespace) -> int:
     from aiohttp import web
 
     from server.app import make_app
-    from server.cli_support import CommandRefused, check_database, settings_or_refuse
+    from server.cli_support import CommandRefused, check_database
     from server.db import migrate
     from server.db.engine import create_engine
 
-    try:
-        settings = settings_or_refuse(args.database_url, mqtt_url=args.mqtt_url, http_host=args.http_host,
-                                      http_port=args.http_port)
-    except CommandRefused as exc:
-        print(f"rentgate server: {exc}", file=sys.stderr)
+    # The same checks as `rentgate server check-config`: a misspelt variable
+    # or a key file that cannot be read stops the server here, in words,
+    # not later as a 503 or a traceback.
+    report = check(**_flags(args))
+    if not report.ok or report.loaded is None:
+        print(tr("rentgate server: 设置有误，服务器没有启动；请改正：", "rentgate server: the settings are wrong and the "
+                 "server did not start; correct them:"), file=sys.stderr)
+        print(_problem_lines(report.problems), file=sys.stderr)
         return 2
+    settings = report.loaded.settings
     try:
         if args.upgrade:
             engine = create_engine(settings.database_url)
@@ -191,3 +287,233 @@ def _run_server(args: argparse.Namespace) -> int:
     web.run_app(make_app(settings), host=settings.http_host, port=settings.http_port,
                 print=lambda text: log.info("%s", text.strip()), shutdown_timeout=10)
     return 0
+
+
+# --------------------------------------------------------------------------- the checks before start
+#
+# What `rentgate server` checks before it starts, and `rentgate server
+# check-config` reports without starting: the RENTGATE_* settings
+# (server/settings.py: unknown names, values that cannot be used), then what
+# they name. A key file, rules file or photo folder that is set but cannot be
+# used is a problem, like a bad value: the server would otherwise start and
+# answer 503 for the part that needs it, or fail on its first request, later
+# and further from the typo. Parts left unset where the server cannot make
+# its own (PostgreSQL without key files), and a public URL phones cannot
+# reach, are warnings: the server starts without them, as
+# docs/registry-api.md promises, but whoever sets it up should know. Reads
+# files, creates nothing (no key, no folder, no database). Here rather than in
+# a module of its own: it reads the registry's and the plates' files, which
+# only the composition layer may import (docs/architecture.md).
+
+
+@dataclass
+class Report:
+    loaded: LoadedSettings | None
+    problems: list[Problem] = field(default_factory=list)
+    warnings: list[Problem] = field(default_factory=list)
+    # What happens to each key, rules and photo setting: field -> words.
+    parts: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    def as_json(self) -> dict[str, Any]:
+        loaded = self.loaded
+        return {
+            "ok": self.ok,
+            "settings": None if loaded is None else {k: _plain(v) for k, v in loaded.settings.model_dump().items()},
+            "sources": None if loaded is None else loaded.sources,
+            "problems": [p.as_json() for p in self.problems],
+            "warnings": [p.as_json() for p in self.warnings],
+        }
+
+
+def _plain(value: object) -> object:
+    from server.settings import redact
+
+    return redact(value) if isinstance(value, str) else value
+
+
+def check(environ: Any = None, **flags: Any) -> Report:
+    """Every problem and warning of the settings from ``environ`` (default:
+    the process's) and ``flags`` (by field name, None when not given)."""
+    from server.settings import SettingsProblems, read_settings
+
+    try:
+        loaded = read_settings(environ, **flags)
+    except SettingsProblems as exc:
+        return Report(None, list(exc.problems))
+    report = Report(loaded)
+    _Checks(report, loaded).run()
+    return report
+
+
+def _file_trouble(path: str) -> str | None:
+    """What keeps ``path`` from being read as a file, in words; the readers'
+    own errors quote Python's (``[Errno 2] ...``), these say it plainly."""
+    given = Path(path)
+    if not given.exists():
+        return tr(f"{path} 不存在", f"{path} does not exist")
+    if given.is_dir():
+        return tr(f"{path} 是文件夹，不是文件", f"{path} is a folder, not a file")
+    if not os.access(given, os.R_OK):
+        return tr(f"{path} 不可读（检查权限：服务器以哪个用户运行？）",
+                  f"{path} cannot be read (check its permissions: which user runs the server?)")
+    return None
+
+
+def _folder_beside(database_url: str) -> Path | None:
+    """The folder of a SQLite database file, where the server makes the keys
+    and the photo folder it is not given; None for PostgreSQL or memory."""
+    from server.registry.pii import PiiKeyUnavailable, generated_key_path
+
+    try:
+        return generated_key_path(database_url).parent
+    except PiiKeyUnavailable:
+        return None
+
+
+class _Checks:
+    def __init__(self, report: Report, loaded: LoadedSettings) -> None:
+        self.report = report
+        self.settings: ServerSettings = loaded.settings
+        self.sources = loaded.sources
+        self.folder = _folder_beside(self.settings.database_url)
+
+    def _problem(self, field_name: str, code: str, zh: str, en: str) -> Problem:
+        from server.settings import Problem, variable
+
+        source = self.sources.get(field_name, "default")
+        return Problem(variable(field_name) if source == "default" else source, code, tr(zh, en))
+
+    def problem(self, field_name: str, code: str, zh: str, en: str) -> None:
+        self.report.problems.append(self._problem(field_name, code, zh, en))
+
+    def warning(self, field_name: str, code: str, zh: str, en: str) -> None:
+        self.report.warnings.append(self._problem(field_name, code, zh, en))
+
+    def run(self) -> None:
+        self._key("pii_key_file", "身份证号密钥", "identity-number key", "rentgate keys pii FILE",
+                  "不能登记或查找人员（接口返回 503）", "persons cannot be registered or looked up (the API answers 503)",
+                  self._read_pii)
+        self._key("plate_key_file", "门牌签名密钥", "plate-signing keyring", "rentgate keys plates --rotate --file FILE",
+                  "不能打印门牌，扫码也打不开", "plates can be neither printed nor scanned", self._read_plates)
+        self._key("allowlist_key_file", "门禁名单签名密钥", "allowlist signing key",
+                  "openssl genpkey -algorithm ed25519 -out FILE",
+                  "网关收不到新的门禁名单", "gateways get no new allowlists", self._read_allowlist_key)
+        self._rules()
+        self._media()
+        self._public_url()
+
+    # --------------------------------------------------------------- key files
+
+    def _key(self, field_name: str, zh: str, en: str, make: str, zh_without: str, en_without: str,
+             read: Callable[[str], str | None]) -> None:
+        path = getattr(self.settings, field_name)
+        if path:
+            trouble = _file_trouble(path) or read(path)
+            if trouble is not None:
+                self.problem(field_name, "unreadable_file", f"{zh}文件不能用：{trouble}",
+                             f"the {en} cannot be used: {trouble}")
+                return
+            self.report.parts[field_name] = path
+        elif self.folder is not None:
+            self.report.parts[field_name] = tr(f"未设置：在数据库旁的 {self.folder} 自动生成（请备份）",
+                                               f"not set: generated beside the database in {self.folder} "
+                                               "(back it up)")
+        else:
+            self.report.parts[field_name] = tr("未设置", "not set")
+            self.warning(field_name, "not_set", f"没有设置：数据库不是 SQLite 文件，服务器不会自己生成{zh}，"
+                                                f"没有它{zh_without}；用 `{make}` 生成一个",
+                         f"not set: the database is no SQLite file, so the server makes no {en} of its own, and "
+                         f"without one {en_without}; `{make}` writes one")
+
+    # Each reader is the one the server uses, so what passes here loads there;
+    # it returns its error's words (which name the file), or None.
+
+    @staticmethod
+    def _read_pii(path: str) -> str | None:
+        from server.registry.pii import PiiKeyUnavailable, read_key_file
+
+        try:
+            read_key_file(path)
+        except PiiKeyUnavailable as exc:
+            return str(exc)
+        return None
+
+    @staticmethod
+    def _read_plates(path: str) -> str | None:
+        from server.plates.errors import PlateKeyUnavailable
+        from server.plates.keys import read_keyring
+
+        try:
+            read_keyring(path)
+        except PlateKeyUnavailable as exc:
+            return str(exc)
+        return None
+
+    @staticmethod
+    def _read_allowlist_key(path: str) -> str | None:
+        from rentgate.signing import SigningKeyError, load_private_key_file
+
+        try:
+            load_private_key_file(path)
+        except SigningKeyError as exc:
+            return str(exc)
+        return None
+
+    # --------------------------------------------------------------- the rest
+
+    def _rules(self) -> None:
+        from server.errors import SettingsError
+        from server.rules import load_rules
+
+        path = self.settings.rules_file
+        if not path:
+            self.report.parts["rules_file"] = tr("未设置：用默认规则（docs/registry.md）",
+                                                 "not set: the default rules (docs/registry.md)")
+            return
+        try:
+            load_rules(path)
+        except SettingsError as exc:
+            self.problem("rules_file", "bad_rules_file", f"城市规则文件不能用：{exc}",
+                         f"the city's rules file cannot be used: {exc}")
+            return
+        self.report.parts["rules_file"] = path
+
+    def _media(self) -> None:
+        path = self.settings.media_dir
+        if path:
+            if Path(path).exists() and not Path(path).is_dir():
+                self.problem("media_dir", "not_a_folder", f"{path} 不是文件夹：照片要存进一个文件夹",
+                             f"{path} is not a folder: photos are kept in a folder")
+                return
+            self.report.parts["media_dir"] = path
+        elif self.folder is not None:
+            self.report.parts["media_dir"] = tr(f"未设置：{self.folder / 'media'}", f"not set: {self.folder / 'media'}")
+        else:
+            self.report.parts["media_dir"] = tr("未设置", "not set")
+            self.warning("media_dir", "not_set", "没有设置：数据库不是 SQLite 文件，巡查和问题报告的照片无处保存",
+                         "not set: the database is no SQLite file, so patrols' and reports' photos have nowhere "
+                         "to go")
+
+    def _public_url(self) -> None:
+        from server.plates.public_url import PROBLEMS, REASONS, BadPublicUrl, check_public_url
+
+        try:
+            checked = check_public_url(self.settings.public_url)
+        except BadPublicUrl as exc:
+            zh, en = PROBLEMS[exc.problem]
+            self.problem("public_url", "bad_public_url", f"门牌二维码的地址{zh}（现在是 {exc.url}）",
+                         f"the address plates' QR codes point at {en} (given: {exc.url})")
+            return
+        if checked.not_public is not None:
+            zh, en = REASONS[checked.not_public]
+            self.warning("public_url", "not_public", f"门牌二维码会指向 {checked.url}（{zh}），住户的手机打不开；"
+                                                     "请设为手机能访问的地址 https://…",
+                         f"plates' QR codes would point at {checked.url} ({en}), which tenants' phones cannot "
+                         "open; set the address phones reach, https://…")
+        elif checked.insecure:
+            self.warning("public_url", "plain_http", f"{checked.url} 是不加密的 http：手机能打开，但建议用 https",
+                         f"{checked.url} is plain unencrypted http: phones open it, but prefer https")

@@ -17,6 +17,8 @@ from rentgate.lang import tr
 if TYPE_CHECKING:
     import sqlalchemy as sa
 
+    from server.settings import ServerSettings
+
 DATABASE_URL_HELP = ("the database: sqlite:///path or postgresql://user@host/name (env RENTGATE_DATABASE_URL; "
                      "default: sqlite:///var/rentgate.db)")
 
@@ -101,16 +103,28 @@ def check_database(url: str, database_url_flag: str | None) -> None:
                                 f"{head}): run `{fix}` first"))
 
 
-def settings_or_refuse(database_url: str | None, **flags: Any) -> Any:
-    """The server's settings, or CommandRefused naming what is wrong."""
+def settings_or_refuse(database_url: str | None, **flags: Any) -> ServerSettings:
+    """The server's settings, or CommandRefused naming every problem: an
+    unknown RENTGATE_* variable (a misspelt RENTGATE_DATABASE_URL would
+    otherwise send the command to the default database) or a value that
+    cannot be used, each with what was expected."""
     from server.errors import SettingsError
-    from server.settings import load_settings
+    from server.settings import SettingsProblems, load_settings
 
     try:
         return load_settings(database_url=database_url, **flags)
+    except SettingsProblems as exc:
+        raise CommandRefused(settings_refusal([str(p) for p in exc.problems])) from exc
     except SettingsError as exc:
-        # pydantic's own words name the variable; the sentence around them is ours.
-        raise CommandRefused(tr(f"设置有误，请改正：{exc}", f"a setting cannot be used, correct it: {exc}")) from exc
+        raise CommandRefused(settings_refusal([str(exc)])) from exc
+
+
+def settings_refusal(problems: list[str]) -> str:
+    """One problem on the line; several, one per line under a heading."""
+    if len(problems) == 1:
+        return tr(f"设置有误，请改正：{problems[0]}", f"a setting cannot be used, correct it: {problems[0]}")
+    lines = "".join(f"\n  {p}" for p in problems)
+    return tr(f"设置有误，请改正：{lines}", f"settings cannot be used, correct them:{lines}")
 
 
 def engine_at_head(database_url: str | None) -> sa.Engine:

@@ -1,19 +1,47 @@
 """Server settings: one validated model, read from ``RENTGATE_*`` variables,
-overridable by command-line flags."""
+overridable by command-line flags.
+
+Every ``RENTGATE_*`` name the project reads is known here: the server's own
+(one per field of ServerSettings, derived, so a new field is known at once)
+and OTHER_VARIABLES, those other parts read. A ``RENTGATE_*`` variable that is
+neither is a mistake (``RENTGATE_DATABSE_URL`` would otherwise leave the
+server on its default SQLite file, silently), so reading the settings refuses
+it, with the nearest known name. tests/test_settings_names.py greps the
+repository for RENTGATE_ names, so this list cannot drift from the code.
+docs/settings.md lists them all."""
 
 from __future__ import annotations
 
+import difflib
 import os
 import socket
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from rentgate.lang import tr
 from rentgate.validation_words import explain
 from server.errors import SettingsError
 
 ENV_PREFIX = "RENTGATE_"
+
+# RENTGATE_* variables other parts read, and where: not server settings, but
+# not mistakes either. (A dict, not imports of each module's constant: the
+# server must not import the tests, nor the plate renderer to start.)
+OTHER_VARIABLES: dict[str, str] = {
+    "RENTGATE_LANG": "rentgate/lang.py: the language of what the rentgate command says (zh or en)",
+    "RENTGATE_LOG_LEVEL": "rentgate/logs.py: DEBUG, INFO or WARNING for every rentgate command",
+    "RENTGATE_PLATE_FONT": "server/plates/fonts.py: the CJK font door plates are printed with",
+    "RENTGATE_REQUIRE_SERVICES": "tests/services.py: 1 makes tests fail, not skip, without Mosquitto, "
+                                 "PostgreSQL or Chromium (CI)",
+    "RENTGATE_PG_OS_USER": "tests/services.py: the system user the tests' PostgreSQL runs as",
+}
+# The server's flags that override a setting, by field (the rest have none).
+FLAGS: dict[str, str] = {"database_url": "--database-url", "mqtt_url": "--mqtt-url", "http_host": "--host",
+                         "http_port": "--port"}
+DEFAULT_SOURCE = "default"
 
 
 def normalise_database_url(url: str) -> str:
@@ -79,7 +107,8 @@ class ServerSettings(BaseModel):
     def _database_url(cls, value: str) -> str:
         value = normalise_database_url(value.strip())
         if not value.startswith(("sqlite:", "postgresql+psycopg:")):
-            raise ValueError("only sqlite:/// and postgresql:// databases are supported")
+            raise ValueError(tr("只支持 sqlite:/// 和 postgresql:// 数据库",
+                                "only sqlite:/// and postgresql:// databases are supported"))
         return value
 
     @field_validator("mqtt_url")
@@ -87,23 +116,169 @@ class ServerSettings(BaseModel):
     def _mqtt_url(cls, value: str) -> str:
         from rentgate.mqtt import validate_url
 
-        return validate_url(value)
+        try:
+            return validate_url(value)
+        except ValueError as exc:
+            # The broker's words quote the URL, password and all.
+            raise ValueError(str(exc).replace(value, redact(value))) from None
+
+
+def variable(field: str) -> str:
+    """``RENTGATE_HTTP_PORT`` for ``http_port``."""
+    return ENV_PREFIX + field.upper()
+
+
+def setting_variables() -> dict[str, str]:
+    """The server's own variables: name -> field."""
+    return {variable(field): field for field in ServerSettings.model_fields}
+
+
+def known_variables() -> frozenset[str]:
+    """Every RENTGATE_* name the project reads."""
+    return frozenset(setting_variables()) | frozenset(OTHER_VARIABLES)
+
+
+def redact(value: str) -> str:
+    """A URL's password as ``***`` (``mqtt://server:***@host``). Everything
+    between the first ``:`` after ``//`` and the last ``@`` goes: a password
+    holding ``/`` or ``@`` (unescaped, so the URL is wrong anyway) is hidden
+    too, at the price of hiding a little more than needed."""
+    scheme, sep, rest = value.partition("://")
+    userinfo, at, host = rest.rpartition("@")
+    if not sep or not at:
+        return value
+    user, colon, _ = userinfo.partition(":")
+    return f"{scheme}://{user}{':***' if colon else ''}@{host}"
+
+
+def shown(value: object, limit: int = 80) -> str:
+    """A value as a message may show it: password redacted, characters a
+    terminal would act on escaped, long ones cut."""
+    text = redact(str(value))
+    text = "".join(c if c.isprintable() else f"\\u{ord(c):04x}" for c in text)
+    return text if len(text) <= limit else text[:limit - 1] + "…"
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong with the settings. ``name``: the variable or flag as
+    the person wrote it; ``code``: stable, for --json (unknown_variable,
+    lower_case_variable, a pydantic error type such as int_parsing, or a
+    start-up check's own); ``message``: in the command's language, never
+    with a password; ``suggestion``: the known name a misspelt one is
+    nearest to."""
+
+    name: str
+    code: str
+    message: str
+    suggestion: str | None = None
+
+    def __str__(self) -> str:
+        return f"{self.name}{tr('：', ': ')}{self.message}"
+
+    def as_json(self) -> dict[str, str | None]:
+        return {"name": self.name, "code": self.code, "message": self.message, "suggestion": self.suggestion}
+
+
+class SettingsProblems(SettingsError):
+    """Settings that cannot be used: every problem found, not only the first,
+    so one correction round fixes them all."""
+
+    def __init__(self, problems: list[Problem]) -> None:
+        super().__init__("; ".join(str(p) for p in problems))
+        self.problems = problems
+
+
+@dataclass(frozen=True)
+class LoadedSettings:
+    settings: ServerSettings
+    # Where each field's value came from: its variable, a flag or "default".
+    sources: dict[str, str]
+
+
+def _nearest(suffix: str) -> str | None:
+    """The known name whose part after RENTGATE_ is nearest ``suffix``.
+    Compared without the prefix, which every name shares and which would
+    make any two names look alike."""
+    known = {name.removeprefix(ENV_PREFIX): name for name in known_variables()}
+    found = difflib.get_close_matches(suffix, list(known), n=1, cutoff=0.6)
+    return known[found[0]] if found else None
+
+
+def _misspelt_prefix(upper: str) -> str | None:
+    """``RENTGAET_MQTT_URL``: a known name behind a misspelt prefix, or None.
+    Both halves must be close, so another program's variable is never taken
+    for one of ours."""
+    head, sep, tail = upper.partition("_")
+    if not sep or head + "_" == ENV_PREFIX:
+        return None
+    if difflib.SequenceMatcher(None, head, ENV_PREFIX[:-1]).ratio() < 0.75:
+        return None
+    known = {name.removeprefix(ENV_PREFIX): name for name in known_variables()}
+    found = difflib.get_close_matches(tail, list(known), n=1, cutoff=0.8)
+    return known[found[0]] if found else None
+
+
+def _unknown(name: str, suggestion: str | None) -> Problem:
+    message = explain({"type": "extra_forbidden"})
+    if suggestion is not None:
+        message += tr(f"；是不是 {suggestion}？", f"; did you mean {suggestion}?")
+    else:
+        message += tr("；全部设置见 docs/settings.md", "; docs/settings.md lists every setting")
+    return Problem(name, "unknown_variable", message, suggestion)
+
+
+def unknown_variables(environ: Mapping[str, str]) -> list[Problem]:
+    """RENTGATE_* variables nobody reads: misspelt, lower case, or with a
+    misspelt prefix. Empty ones too: ``RENTGATE_DATABSE_URL=`` is still a typo."""
+    known = known_variables()
+    problems = []
+    for name in sorted(environ):
+        upper = name.upper()
+        if name in known:
+            continue
+        if upper in known:
+            problems.append(Problem(name, "lower_case_variable",
+                                    tr(f"变量名要全部大写：{upper}", f"variable names are upper case: {upper}"), upper))
+        elif upper.startswith(ENV_PREFIX):
+            problems.append(_unknown(name, _nearest(upper.removeprefix(ENV_PREFIX))))
+        elif (suggestion := _misspelt_prefix(upper)) is not None:
+            problems.append(_unknown(name, suggestion))
+    return problems
+
+
+def read_settings(environ: Mapping[str, str] | None = None, **overrides: Any) -> LoadedSettings:
+    """Settings from ``RENTGATE_<FIELD>`` variables, then non-None
+    ``overrides`` (command-line flags, by field name) on top, with where each
+    value came from. SettingsProblems names every unknown variable and every
+    value that cannot be used, with what was expected."""
+    env = os.environ if environ is None else environ
+    values: dict[str, Any] = {}
+    sources: dict[str, str] = {}
+    for name in ServerSettings.model_fields:
+        raw = env.get(variable(name))
+        if raw is not None and raw != "":
+            values[name], sources[name] = raw, variable(name)
+    for name, value in overrides.items():
+        if value is not None:
+            values[name], sources[name] = value, FLAGS.get(name, "--" + name.replace("_", "-"))
+    problems = unknown_variables(env)
+    settings = None
+    try:
+        settings = ServerSettings(**values)
+    except ValidationError as exc:
+        for err in exc.errors():
+            field = ".".join(str(p) for p in err["loc"])
+            source = sources.get(field, variable(field))
+            message = explain(err)
+            if field in values:
+                message += tr(f"（现在是 {shown(values[field])}）", f" (given: {shown(values[field])})")
+            problems.append(Problem(source, str(err["type"]), message))
+    if problems or settings is None:
+        raise SettingsProblems(problems)
+    return LoadedSettings(settings, {name: sources.get(name, DEFAULT_SOURCE) for name in ServerSettings.model_fields})
 
 
 def load_settings(environ: Mapping[str, str] | None = None, **overrides: Any) -> ServerSettings:
-    """Settings from ``RENTGATE_<FIELD>`` variables, then non-None ``overrides``
-    (command-line flags) on top."""
-    env = os.environ if environ is None else environ
-    values: dict[str, Any] = {}
-    for name in ServerSettings.model_fields:
-        raw = env.get(ENV_PREFIX + name.upper())
-        if raw is not None and raw != "":
-            values[name] = raw
-    values.update({k: v for k, v in overrides.items() if v is not None})
-    try:
-        return ServerSettings(**values)
-    except ValidationError as exc:
-        problems = "; ".join(
-            f"{ENV_PREFIX}{'.'.join(str(p) for p in err['loc']).upper()}: {explain(err)}" for err in exc.errors()
-        )
-        raise SettingsError(problems) from exc
+    """read_settings' settings alone."""
+    return read_settings(environ, **overrides).settings
