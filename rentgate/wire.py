@@ -27,17 +27,21 @@ import json
 import re
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
-from typing import Annotated, Any, Literal, TypeAlias, TypeVar
+from itertools import accumulate
+from typing import Annotated, Any, Literal, TypeAlias, TypeVar, get_args
 
 from pydantic import (
-    AwareDatetime,
     BaseModel,
     ConfigDict,
     Field,
+    GetCoreSchemaHandler,
+    Strict,
     StringConstraints,
     TypeAdapter,
     ValidationError,
+    WithJsonSchema,
 )
+from pydantic_core import core_schema
 
 SCHEMA_VERSION = 1
 TOPIC_ROOT = "rentgate/v1"
@@ -46,11 +50,56 @@ TOPIC_ROOT = "rentgate/v1"
 GATEWAY_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$"
 _GATEWAY_ID_RE = re.compile(GATEWAY_ID_PATTERN)
 
+# The largest number a BIGINT column (the server's ``seq``) holds.
+MAX_INT = 2**63 - 1
+
 GatewayId = Annotated[str, StringConstraints(pattern=GATEWAY_ID_PATTERN)]
 DeviceId = Annotated[str, StringConstraints(min_length=1, max_length=64)]
-Seq = Annotated[int, Field(ge=1, le=2**63 - 1)]
+Seq = Annotated[int, Field(ge=1, le=MAX_INT)]
+Count = Annotated[int, Field(ge=0, le=MAX_INT)]
+
+# Every time on the wire, exactly as the gateway writes it: a date, ``T``, a
+# time with seconds, at most 6 decimals (pydantic would silently drop a 7th),
+# then ``Z`` or an offset. Without this check pydantic also takes 12345 and
+# "12345" (seconds since 1970), a space for the ``T`` and times without seconds.
+TIMESTAMP_PATTERN = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,6})?(Z|[+-][0-9]{2}:[0-9]{2})$"
+TIMESTAMP_RULE = ("must be a time written as text like 2026-11-22T08:30:00.123Z: with seconds, "
+                  "at most 6 decimals, and its time zone as Z or an offset like +08:00")
+
+
+class _TimestampSchema:
+    """JSON: text matching TIMESTAMP_PATTERN, then parsed; Python: an aware
+    datetime. Built from pydantic-core's own parts, so that checking the
+    time of every event costs no Python call."""
+
+    def __get_pydantic_core_schema__(self, source: Any, handler: GetCoreSchemaHandler) -> core_schema.CoreSchema:
+        text = core_schema.custom_error_schema(
+            core_schema.str_schema(pattern=TIMESTAMP_PATTERN, strict=True),
+            custom_error_type="timestamp_text", custom_error_message=TIMESTAMP_RULE,
+        )
+        return core_schema.json_or_python_schema(
+            # Not strict after the pattern (the models' strict=True would apply
+            # otherwise): strictly pydantic wants a datetime object here, and
+            # it is text, which the pattern has already checked.
+            json_schema=core_schema.chain_schema([text, core_schema.datetime_schema(tz_constraint="aware",
+                                                                                     strict=False)]),
+            python_schema=core_schema.datetime_schema(tz_constraint="aware", strict=True),
+        )
+
+
+Timestamp = Annotated[
+    datetime,
+    _TimestampSchema(),
+    WithJsonSchema({"type": "string", "format": "date-time", "pattern": TIMESTAMP_PATTERN}),
+]
+# ``Literal[1]`` would also take ``true`` and ``1.0``.
+SchemaVersion = Annotated[int, Strict(), Field(ge=1, le=1), WithJsonSchema({"type": "integer", "const": 1})]
 
 MAX_BATCH_EVENTS = 5000
+# The deepest message of the contract is 4 levels (batch, events, event,
+# credential); the bound leaves room for new optional fields and stays far
+# below where a recursive parser (Python's json) runs out of stack.
+MAX_JSON_DEPTH = 32
 T = TypeVar("T")
 
 
@@ -122,7 +171,9 @@ def gateway_from_topic(topic: str) -> str | None:
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # strict: no conversion between JSON types ("2" or 2.0 or true is not the
+    # integer 2, "true" is not a boolean); allow_inf_nan: NaN is not JSON.
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
 
 
 class Credential(_Model):
@@ -134,16 +185,17 @@ class Credential(_Model):
     # reports (Hikvision employeeNoString, ZKTeco PIN), not a card.
     format: Literal["em4100", "wiegand26", "wiegand34", "osdp_raw", "terminal_person", "raw"]
     value: Annotated[str, StringConstraints(min_length=1, max_length=128)]
-    bits: int | None = None
+    # 128 hex digits hold 512 bits, the most an OSDP card read carries.
+    bits: Annotated[int, Field(ge=1, le=512)] | None = None
 
 
 class _EventBase(_Model):
-    v: Literal[1] = 1
+    v: SchemaVersion = 1
     gw: GatewayId
     seq: Seq
     device: DeviceId
     door: DeviceId | None = None
-    ts: AwareDatetime
+    ts: Timestamp
 
 
 class CardRead(_EventBase):
@@ -168,7 +220,7 @@ class DeviceStatus(_EventBase):
     kind: Literal["device_status"] = "device_status"
     online: bool
     detail: Annotated[str, StringConstraints(max_length=500)] | None = None
-    bad_frames: int | None = None
+    bad_frames: Count | None = None
 
 
 class GatewayStarted(_EventBase):
@@ -184,10 +236,10 @@ class GatewayStarted(_EventBase):
     """
 
     kind: Literal["gateway_started"] = "gateway_started"
-    version: str
-    outbox_id: str
+    version: Annotated[str, StringConstraints(max_length=64)]
+    outbox_id: Annotated[str, StringConstraints(max_length=64)]
     outbox_first_seq: Seq | None = None
-    pending: int = Field(ge=0)
+    pending: Count
 
 
 class EventsDropped(_EventBase):
@@ -197,7 +249,7 @@ class EventsDropped(_EventBase):
     kind: Literal["events_dropped"] = "events_dropped"
     first_seq: Seq
     last_seq: Seq
-    count: int = Field(ge=1)
+    count: Annotated[int, Field(ge=1, le=MAX_INT)]
     reason: Literal["outbox_full", "outbox_expired"]
 
 
@@ -211,7 +263,7 @@ COMMON_FIELDS: set[str] = set({"v", "gw", "seq", "device", "door", "ts", "kind"}
 
 
 class EventBatch(_Model):
-    v: Literal[1] = 1
+    v: SchemaVersion = 1
     gw: GatewayId
     events: Annotated[list[Event], Field(min_length=1, max_length=MAX_BATCH_EVENTS)]
 
@@ -220,14 +272,194 @@ _batch_adapter = TypeAdapter(EventBatch)
 _event_adapter: TypeAdapter[Event] = TypeAdapter(Event)  # type: ignore[arg-type, unused-ignore]
 
 
+# --------------------------------------------------------------------------- strict JSON
+#
+# pydantic checks types strictly (see _Model) but its parser lets the last of
+# two equal keys win and knows nesting only through its own recursion limit;
+# Python's json, which salvages the good events of a bad batch and looks for
+# duplicated keys, recurses and would run out of stack. So every payload is
+# measured for nesting in a linear scan before any parser sees it, and every
+# validated message is checked for duplicated keys.
+
+# translate() deletes these, leaving brackets, quotes and backslashes.
+_NOT_STRUCTURE = bytes(b for b in range(256) if b not in b'[]{}"\\')
+_STEP = tuple(1 if b in b"[{" else -1 if b in b"]}" else 0 for b in range(256))
+_JSON_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
+
+
+def _as_bytes(payload: bytes | str) -> bytes:
+    return payload if isinstance(payload, bytes) else payload.encode("utf-8", "surrogatepass")
+
+
+def json_depth_exceeds(data: bytes, limit: int = MAX_JSON_DEPTH) -> bool:
+    """Whether brackets outside strings nest deeper than ``limit`` in ``data``.
+
+    Linear in the size and without recursion; ``data`` need not be valid JSON
+    (the parser that comes next says what else is wrong with it).
+    """
+    if len(data) < 4096 and data.count(b"[") + data.count(b"{") <= limit:
+        return False  # a single event: fewer brackets than the bound at all
+    skeleton = data.translate(None, _NOT_STRUCTURE)
+    # Without backslashes every quote opens or closes a string, so when no
+    # string holds a bracket or quote each string is a pair of adjacent quotes
+    # here: the usual batch, and the fast path.
+    bare = skeleton.replace(b'""', b"") if b"\\" not in skeleton else b'"'
+    if b'"' in bare:
+        # Take the strings out properly. A string left unterminated runs to the
+        # end, as a parser would read it, so nothing after its quote counts.
+        bare = _JSON_STRING.sub(b"", data).translate(None, _NOT_STRUCTURE).split(b'"', 1)[0]
+    # Each pass takes off the innermost level of brackets, and perhaps the one
+    # around it: empty within limit/2 passes means at most ``limit`` levels.
+    rest = bare
+    for _ in range(limit // 2):
+        shorter = rest.replace(b"[]", b"").replace(b"{}", b"")
+        if not shorter:
+            return False
+        if len(shorter) == len(rest):
+            break  # brackets that do not pair up: not JSON, but measure it exactly
+        rest = shorter
+    return max(accumulate(map(_STEP.__getitem__, bare)), default=0) > limit
+
+
+class _DuplicateKey(ValueError):
+    def __init__(self, key: str) -> None:
+        super().__init__(key)
+        self.key = key
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    obj = dict(pairs)
+    if len(obj) != len(pairs):
+        seen: set[str] = set()
+        raise _DuplicateKey(next(k for k, _ in pairs if k in seen or seen.add(k)))  # type: ignore[func-returns-value]
+    return obj
+
+
+class _Object(dict[str, Any]):
+    """A JSON object as salvage reads it: ``duplicated`` names the keys that
+    appeared more than once (the dict holds the last value of each)."""
+
+    duplicated: tuple[str, ...] = ()
+
+
+def _recording_keys(pairs: list[tuple[str, Any]]) -> _Object:
+    obj = _Object(pairs)
+    if len(obj) != len(pairs):
+        keys = [k for k, _ in pairs]
+        obj.duplicated = tuple(sorted({k for k in keys if keys.count(k) > 1}))
+    return obj
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _duplicate_message(key: str) -> str:
+    return f"key {key!r} appears twice in one JSON object"
+
+
+# For each model class, the fields that can hold models (nested JSON objects).
+_NESTED_FIELDS: dict[type[BaseModel], tuple[str, ...]] = {}
+
+
+def _holds_models(annotation: Any) -> bool:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return True
+    return any(_holds_models(arg) for arg in get_args(annotation))
+
+
+def _nested_fields(cls: type[BaseModel]) -> tuple[str, ...]:
+    nested = _NESTED_FIELDS.get(cls)
+    if nested is None:
+        nested = _NESTED_FIELDS[cls] = tuple(
+            name for name, info in cls.model_fields.items() if _holds_models(info.annotation))
+    return nested
+
+
+def _count_keys(value: Any) -> int:
+    """How many keys the JSON objects behind a validated value had: every
+    field a model took from its input was one key."""
+    if isinstance(value, BaseModel):
+        given = value.__pydantic_fields_set__
+        count = len(given)
+        for name in _nested_fields(type(value)):
+            if name in given:
+                count += _count_keys(getattr(value, name))
+        return count
+    if isinstance(value, list | tuple):
+        return sum(map(_count_keys, value))
+    return 0
+
+
+def _count_event_keys(events: Sequence[Event]) -> int:
+    # _count_keys for events, unrolled: it runs for every event received.
+    count = 0
+    nested_fields = _EVENT_NESTED_FIELDS
+    for event in events:
+        given = event.__pydantic_fields_set__
+        count += len(given)
+        for name in nested_fields[type(event)]:
+            if name in given:
+                count += _count_keys(getattr(event, name))
+    return count
+
+
+# Every kind of event (the members of the Event union).
+_EVENT_NESTED_FIELDS = {cls: _nested_fields(cls) for cls in get_args(get_args(Event)[0])}
+_WHITESPACE = (b" ", b"\t", b"\n", b"\r")
+_QUOTE_THEN_SPACE = re.compile(rb'"[ \t\n\r]')
+
+
+def _space_after_quote(data: bytes) -> bool:
+    # Gateways send no whitespace at all; in a long payload, looking for each
+    # kind of it on its own is much quicker than the pattern.
+    if len(data) > 4096 and not any(space in data for space in _WHITESPACE):
+        return False
+    return _QUOTE_THEN_SPACE.search(data) is not None
+
+
+def _check_unique_keys(data: bytes, keys: int, gateway_id: str | None) -> None:
+    """Refuse a validated message in which some object repeats a key; ``keys``
+    is the number of keys its models took (_count_keys).
+
+    Fast path: without backslashes, and with no whitespace between a key and
+    its colon, each key shows as one '":' in the bytes (a string that starts
+    with ':' adds one more, never fewer), while the models count a key once
+    however often it was repeated. Equal counts therefore mean no key was
+    repeated; anything else is settled by parsing again with a hook that sees
+    every pair.
+    """
+    if data.count(b'":') == keys and b"\\" not in data and not _space_after_quote(data):
+        return
+    try:
+        # Safe to parse recursively: the message validated, so it is shallow.
+        json.loads(data, object_pairs_hook=_unique_keys)
+    except _DuplicateKey as exc:
+        raise WireError(_duplicate_message(exc.key), gateway_id=gateway_id) from None
+    except ValueError as exc:  # pydantic took it, Python's json does not (should not happen)
+        raise WireError(f"not valid JSON: {exc}", gateway_id=gateway_id) from None
+
+
+def _too_deep(gateway_id: str | None) -> WireError:
+    return WireError(f"JSON nested deeper than {MAX_JSON_DEPTH} levels", gateway_id=gateway_id)
+
+
 def decode_events(payload: bytes | str, topic_gateway: str | None = None) -> list[Event]:
     """Validate an ``events`` message and return its events.
 
     Raises WireError with a short reason if the payload breaks the contract,
     including when an event claims another gateway than the topic it came on.
     """
-    msg = _validate_message(payload, topic_gateway)
-    events: list[Event] = list(msg.events) if isinstance(msg, EventBatch) else [msg]
+    data = _as_bytes(payload)
+    if json_depth_exceeds(data):
+        raise _too_deep(topic_gateway)
+    msg = _validate_message(data, topic_gateway)
+    if isinstance(msg, EventBatch):
+        events = list(msg.events)
+        _check_unique_keys(data, len(msg.__pydantic_fields_set__) + _count_event_keys(events), topic_gateway)
+    else:
+        events = [msg]
+        _check_unique_keys(data, _count_event_keys(events), topic_gateway)
     if topic_gateway is not None:
         claimed = {e.gw for e in events}
         if isinstance(msg, EventBatch):
@@ -240,20 +472,20 @@ def decode_events(payload: bytes | str, topic_gateway: str | None = None) -> lis
     return events
 
 
-def _validate_message(payload: bytes | str, topic_gateway: str | None) -> EventBatch | Event:
+def _validate_message(data: bytes, topic_gateway: str | None) -> EventBatch | Event:
     # A cheap look for the "events" key picks the model; a pydantic union (or a
     # callable discriminator) makes every valid message about 35 % slower to
     # validate. The other model is tried only when the first fails, so an odd
     # but valid message (the key written with JSON escapes) still passes, and
     # the error reported is the one for the shape the sender most likely meant.
-    looks_batched = (b'"events"' in payload) if isinstance(payload, bytes) else ('"events"' in payload)
+    looks_batched = b'"events"' in data
     first: TypeAdapter[Any] = _batch_adapter if looks_batched else _event_adapter
     second: TypeAdapter[Any] = _event_adapter if looks_batched else _batch_adapter
     try:
-        return first.validate_json(payload)  # type: ignore[no-any-return]
+        return first.validate_json(data)  # type: ignore[no-any-return]
     except ValidationError as exc:
         try:
-            return second.validate_json(payload)  # type: ignore[no-any-return]
+            return second.validate_json(data)  # type: ignore[no-any-return]
         except ValidationError:
             raise WireError(_summarise(exc), gateway_id=topic_gateway) from exc
 
@@ -266,32 +498,60 @@ def salvage_events(
 
     The server stores the good ones, dead-letters the bad ones and rejects those
     with a ``seq``, so that one malformed event does not make a gateway resend
-    its batch forever. An event claiming another gateway gets ``seq=None``: its
-    number belongs to that other gateway, and rejecting it would make the
-    gateway of the topic delete an event of its own with the same number.
+    its batch forever. A bad event gets ``seq=None`` when its number cannot be
+    trusted: it is not a JSON integer in range, its ``seq`` key is repeated,
+    or it claims another gateway (its number belongs to that gateway, and
+    rejecting it would make the gateway of the topic delete an event of its own
+    with the same number). Two empty lists mean nothing in the message can be
+    told apart: the caller dead-letters it whole.
     """
+    data = _as_bytes(payload)
+    if json_depth_exceeds(data):
+        return [], []
     try:
-        doc = json.loads(payload)
+        doc = json.loads(data, object_pairs_hook=_recording_keys, parse_constant=_refuse_constant)
     except (ValueError, UnicodeDecodeError):
         return [], []
-    raw_events = doc.get("events") if isinstance(doc, dict) and "events" in doc else [doc]
-    if not isinstance(raw_events, list):
-        return [], []
+    if isinstance(doc, _Object) and "events" in doc:
+        raw_events = doc["events"]
+        # A repeated key in the batch itself, or more events than a batch may
+        # hold: nothing is read from it rather than part of it.
+        if doc.duplicated or not isinstance(raw_events, list) or len(raw_events) > MAX_BATCH_EVENTS:
+            return [], []
+    else:
+        raw_events = [doc]
     good: list[Event] = []
     bad: list[tuple[int | None, str, Any]] = []
-    for raw in raw_events[:MAX_BATCH_EVENTS]:
+    for raw in raw_events:
         seq = raw.get("seq") if isinstance(raw, dict) else None
+        if not (type(seq) is int and 1 <= seq <= MAX_INT) or "seq" in getattr(raw, "duplicated", ()):
+            seq = None
+        if repeated := _repeated_key(raw):
+            bad.append((seq, _duplicate_message(repeated), raw))
+            continue
         try:
-            event = _event_adapter.validate_python(raw)
+            # Through JSON again, so that the event meets exactly the rules of decode_events.
+            event = _event_adapter.validate_json(json.dumps(raw))
         except ValidationError as exc:
-            if isinstance(seq, int) and not isinstance(seq, bool) and 1 <= seq < 2**63:
-                bad.append((seq, _summarise(exc), raw))
+            bad.append((seq, _summarise(exc), raw))
             continue
         if event.gw != topic_gateway:
             bad.append((None, f"gateway id {event.gw!r} does not match topic {topic_gateway!r}", raw))
         else:
             good.append(event)
     return good, bad
+
+
+def _repeated_key(value: Any) -> str | None:
+    """The first key repeated in any object within ``value`` (as salvage read it)."""
+    if isinstance(value, _Object):
+        if value.duplicated:
+            return value.duplicated[0]
+        value = list(value.values())
+    if isinstance(value, list):
+        # Recursion is bounded: the payload passed json_depth_exceeds.
+        return next((key for item in value if (key := _repeated_key(item)) is not None), None)
+    return None
 
 
 def event_data(event: Event) -> dict[str, Any]:
@@ -314,11 +574,20 @@ def batch_json(gateway_id: str, event_jsons: Sequence[str]) -> bytes:
     return ('{"v":1,"gw":"%s","events":[%s]}' % (gateway_id, ",".join(event_jsons))).encode()
 
 
+# JSON's names for the Python types a parser produces, for "got ..." in reasons.
+_JSON_TYPES = {str: "text", bool: "true/false", int: "an integer", float: "a number with a fraction or exponent",
+               list: "an array", dict: "an object", type(None): "null"}
+
+
 def _summarise(exc: ValidationError, limit: int = 3) -> str:
     parts = []
     for err in exc.errors()[:limit]:
         loc = ".".join(str(p) for p in err["loc"]) or "<root>"
-        parts.append(f"{loc}: {err['msg']}")
+        text = f"{loc}: {err['msg']}"
+        # Name what was sent instead (never the value: it may be a card number).
+        if err["type"].endswith("_type") and (got := _JSON_TYPES.get(type(err.get("input")))):
+            text += f", not {got}"
+        parts.append(text)
     more = exc.error_count() - limit
     if more > 0:
         parts.append(f"(+{more} more)")
@@ -327,10 +596,15 @@ def _summarise(exc: ValidationError, limit: int = 3) -> str:
 
 def _validate(adapter: TypeAdapter[T], payload: bytes | str) -> T:
     """Validate one message; a contract breach becomes a WireError with a short reason."""
+    data = _as_bytes(payload)
+    if json_depth_exceeds(data):
+        raise _too_deep(None)
     try:
-        return adapter.validate_json(payload)
+        msg = adapter.validate_json(data)
     except ValidationError as exc:
         raise WireError(_summarise(exc)) from exc
+    _check_unique_keys(data, _count_keys(msg), None)
+    return msg
 
 
 def utcnow() -> datetime:
@@ -352,10 +626,10 @@ class Ack(_Model):
     * ``resend``: the server saw a gap and asks for these again.
     """
 
-    v: Literal[1] = 1
-    committed: list[tuple[int, int]] = Field(default_factory=list)
-    rejected: list[tuple[int, int]] = Field(default_factory=list)
-    resend: list[tuple[int, int]] = Field(default_factory=list)
+    v: SchemaVersion = 1
+    committed: list[tuple[Seq, Seq]] = Field(default_factory=list)
+    rejected: list[tuple[Seq, Seq]] = Field(default_factory=list)
+    resend: list[tuple[Seq, Seq]] = Field(default_factory=list)
 
 
 _ack_adapter = TypeAdapter(Ack)
@@ -390,32 +664,36 @@ def to_ranges(seqs: Iterable[int]) -> list[SeqRange]:
 # --------------------------------------------------------------------------- status
 
 
+# An INTEGER column on the server.
+DeviceCount = Annotated[int, Field(ge=0, le=2**31 - 1)]
+
+
 class GatewayStatus(_Model):
     """Retained on ``gw/{id}/status``; doubles as the heartbeat. The last will
     is the same shape with ``state="offline"`` and no counters."""
 
-    v: Literal[1] = 1
+    v: SchemaVersion = 1
     gw: GatewayId
     state: Literal["online", "offline"]
-    ts: AwareDatetime | None = None
+    ts: Timestamp | None = None
     version: str | None = None
     boot_id: str | None = None
-    outbox_depth: int | None = None
+    outbox_depth: Count | None = None
     oldest_unsent_age_s: float | None = None
-    dropped_total: int | None = None
-    rejected_total: int | None = None
-    devices_online: int | None = None
-    devices_total: int | None = None
+    dropped_total: Count | None = None
+    rejected_total: Count | None = None
+    devices_online: DeviceCount | None = None
+    devices_total: DeviceCount | None = None
     # The allowlist version the gateway decides from (None: access control off),
     # so an operator sees whether a change has reached the door.
-    allowlist_version: int | None = None
+    allowlist_version: Count | None = None
 
 
 class ServerStatus(_Model):
-    v: Literal[1] = 1
+    v: SchemaVersion = 1
     state: Literal["online", "offline"]
     instance: str
-    ts: AwareDatetime | None = None
+    ts: Timestamp | None = None
 
 
 _gw_status_adapter = TypeAdapter(GatewayStatus)
@@ -434,7 +712,7 @@ def decode_server_status(payload: bytes | str) -> ServerStatus:
 
 PersonRef = Annotated[str, StringConstraints(min_length=1, max_length=64)]
 KeyId = Annotated[str, StringConstraints(min_length=1, max_length=64)]
-AllowlistVersion = Annotated[int, Field(ge=1, le=2**63 - 1)]
+AllowlistVersion = Annotated[int, Field(ge=1, le=MAX_INT)]
 
 
 class AllowlistEntry(_Model):
@@ -449,8 +727,8 @@ class AllowlistEntry(_Model):
     credential: Credential
     person: PersonRef
     doors: list[DeviceId] = Field(default_factory=list)
-    valid_from: AwareDatetime | None = None
-    valid_until: AwareDatetime | None = None
+    valid_from: Timestamp | None = None
+    valid_until: Timestamp | None = None
 
 
 class AllowlistSnapshot(_Model):
@@ -461,11 +739,11 @@ class AllowlistSnapshot(_Model):
     "unknown"; it never grants anything.
     """
 
-    v: Literal[1] = 1
+    v: SchemaVersion = 1
     kind: Literal["allowlist_snapshot"] = "allowlist_snapshot"
     gw: GatewayId
     version: AllowlistVersion
-    issued_at: AwareDatetime
+    issued_at: Timestamp
     entries: list[AllowlistEntry]
     revoked: list[Credential] = Field(default_factory=list)
 
@@ -474,12 +752,12 @@ class AllowlistDelta(_Model):
     """Changes that turn version ``base_version`` into ``version``. An upsert
     replaces the entry with the same credential; a removal revokes it."""
 
-    v: Literal[1] = 1
+    v: SchemaVersion = 1
     kind: Literal["allowlist_delta"] = "allowlist_delta"
     gw: GatewayId
     base_version: AllowlistVersion
     version: AllowlistVersion
-    issued_at: AwareDatetime
+    issued_at: Timestamp
     upserts: list[AllowlistEntry] = Field(default_factory=list)
     removals: list[Credential] = Field(default_factory=list)
 
@@ -495,7 +773,7 @@ class SignedAllowlist(_Model):
     change them); ``signature`` is base64 Ed25519 over ``payload`` in UTF-8.
     """
 
-    v: Literal[1] = 1
+    v: SchemaVersion = 1
     key_id: KeyId
     signature: Annotated[str, StringConstraints(min_length=1, max_length=200)]
     payload: str
@@ -506,9 +784,9 @@ class AllowlistRequest(_Model):
     (a delta did not follow its version); the server answers by publishing a
     fresh retained snapshot."""
 
-    v: Literal[1] = 1
+    v: SchemaVersion = 1
     gw: GatewayId
-    have_version: int | None = None
+    have_version: Count | None = None
     reason: Annotated[str, StringConstraints(max_length=200)] | None = None
 
 

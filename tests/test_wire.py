@@ -43,7 +43,7 @@ def test_event_from_another_gateway_than_its_topic_is_refused() -> None:
         (json.dumps({"v": 1, "gw": "gw-1", "seq": 0, "device": "r", "ts": "2026-01-01T00:00:00Z",
                      "kind": "door_state", "state": "open"}).encode(), "seq"),
         (json.dumps({"v": 1, "gw": "gw-1", "seq": 1, "device": "r", "ts": "2026-01-01T00:00:00",
-                     "kind": "door_state", "state": "open"}).encode(), "timezone"),
+                     "kind": "door_state", "state": "open"}).encode(), "time zone"),
         (json.dumps({"v": 1, "gw": "gw-1", "seq": 1, "device": "r", "ts": "2026-01-01T00:00:00Z",
                      "kind": "door_state", "state": "open", "extra": 1}).encode(), "extra"),
     ],

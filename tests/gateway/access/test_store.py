@@ -7,6 +7,7 @@ import json
 import sqlite3
 import threading
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
@@ -93,7 +94,9 @@ def test_the_list_survives_a_restart(tmp_path: Path) -> None:
     store = open_store(tmp_path)
     store.apply(snapshot(1, "AA", "BB"))
     store.apply(delta(1, 2, upserts=("CC",), removals=("AA",)))
-    valid = entry("DD", doors=["door-a"], valid_from="2026-01-01T00:00:00+08:00", valid_until="2027-01-01T00:00Z")
+    # Times are datetimes in Python (text only on the wire); a zone other than UTC survives.
+    valid = entry("DD", doors=["door-a"], valid_from=datetime(2026, 1, 1, tzinfo=timezone(timedelta(hours=8))),
+                  valid_until=datetime(2027, 1, 1, tzinfo=UTC))
     store.apply(signed(wire.AllowlistDelta(gw=GW, base_version=2, version=3, issued_at=T0,
                                            upserts=[valid])))
     store.close()
