@@ -42,6 +42,13 @@ class _Refused(Exception):
         self.ref = ref
 
 
+def _wants_json(request: web.Request) -> bool:
+    """A script asking a page for JSON gets a 401 it can act on; a browser
+    (or anything else) is sent to the login page."""
+    accept = request.headers.get("Accept", "")
+    return "application/json" in accept and not wants_html(request)
+
+
 def _is_api(request: web.Request) -> bool:
     return request.path.startswith("/api/")
 
@@ -129,7 +136,7 @@ async def policy_middleware(request: web.Request, handler: Handler) -> web.Strea
     user = current_user(request)
     if not policy.public:
         if user is None:
-            if policy.page and wants_html(request):
+            if policy.page and not _wants_json(request):
                 raise login_redirect(request)
             raise unauthorized()
         if user.role not in policy.roles:

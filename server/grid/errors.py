@@ -1,7 +1,8 @@
-"""The grid package's exception root. Each error also subclasses the access
-package's matching error (InvalidInput, NotFound, Conflict), so the shared
-JSON error mapping (server/api/http.api_errors) and pages that already catch
-those answer 400 / 404 / 409 without knowing this package."""
+"""The grid package's exception root. Each error also subclasses the shared
+request error it is (server/web/errors.py: InvalidInput, NotFound,
+Conflict), so the shared JSON error mapping (server/web/http.api_errors) and
+pages that already catch those answer 400 / 404 / 409 without knowing this
+package."""
 
 from __future__ import annotations
 

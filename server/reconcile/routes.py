@@ -9,27 +9,29 @@ those (resolving is staff work). Rates are for admin, coordinator and police.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
 
 import sqlalchemy as sa
 from aiohttp import web
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from server.access.registry import Outcome
 from server.access.routes import ACCESS
 from server.appkeys import ENGINE
-from server.auth.policy import AuthUser, actor_of, allow, forbidden, require_user
-from server.db.models import buildings, cases
+from server.auth.policy import AuthUser, actor_of, allow, require_user
+from server.db.models import buildings, cases, grid_coordinators
+from server.reconcile import api_doc as doc
 from server.reconcile import cases as case_ops
 from server.reconcile import rates
 from server.reconcile.appkeys import RECONCILER, SERVICE
 from server.registry.appkeys import RULES
 from server.rules import CityRules
 from server.web.errors import InvalidInput, NotFound
-from server.web.http import answer, api_errors, int_param
+from server.web.http import answer, api_errors, int_param, read_body
+from server.web.openapi import api
 from server.web.transactions import write_transaction
 
 log = logging.getLogger(__name__)
@@ -40,6 +42,22 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 STAFF = ("admin", "coordinator")
 CASE_READERS = ("admin", "coordinator", "landlord")
 RATE_READERS = ("admin", "coordinator", "police")
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ResolveIn(_Body):
+    # case_ops.resolve_case checks it against the one list; the document shows that list.
+    resolution: str = Field(max_length=32, json_schema_extra={"enum": list(case_ops.MANUAL_RESOLUTIONS)})
+    note: Annotated[str, StringConstraints(max_length=4000)] | None = None
+
+
+class AnswerIn(_Body):
+    still_living: bool
+    # An ISO 8601 time with a zone; parsed by _departed_at.
+    departed_at: Annotated[str, StringConstraints(strip_whitespace=True, min_length=10, max_length=40)] | None = None
 
 
 def _engine(request: web.Request) -> sa.Engine:
@@ -65,31 +83,27 @@ def _case_id(request: web.Request) -> int:
     return int(request.match_info["id"])
 
 
-async def _body(request: web.Request) -> dict[str, Any]:
-    try:
-        body = await request.json()
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        raise InvalidInput("body", "must be a JSON object") from None
-    if not isinstance(body, dict):
-        raise InvalidInput("body", "must be a JSON object")
-    return body
-
-
 def _own_buildings(conn: sa.Connection, user: AuthUser) -> list[int] | None:
-    """None: every building (staff); else the landlord's own."""
-    if user.role in STAFF:
+    """None: every building (an administrator); else the buildings in the
+    caller's scope: a landlord's own, a coordinator's grids' (docs/auth.md)."""
+    if user.role == "admin":
         return None
+    if user.role == "coordinator":
+        return list(conn.execute(sa.select(buildings.c.id).join(
+            grid_coordinators, grid_coordinators.c.grid_id == buildings.c.grid_id)
+            .where(grid_coordinators.c.user_id == user.id)).scalars())
     return list(conn.execute(sa.select(buildings.c.id).where(buildings.c.landlord_user_id == user.id)).scalars())
 
 
 def _check_case(conn: sa.Connection, user: AuthUser, case_id: int) -> None:
-    """404 for a case that does not exist, 403 for one of another landlord."""
+    """404 for a case that does not exist or is outside the caller's scope
+    (the route policy has already refused the latter; this is the second lock)."""
     building_id = conn.execute(sa.select(cases.c.building_id).where(cases.c.id == case_id)).first()
     if building_id is None:
         raise NotFound("case", case_id)
     own = _own_buildings(conn, user)
     if own is not None and building_id[0] not in own:
-        raise forbidden("not a case of your buildings")
+        raise NotFound("case", case_id)
 
 
 # --------------------------------------------------------------------------- cases
@@ -143,22 +157,16 @@ async def acknowledge(request: web.Request) -> web.Response:
 async def resolve(request: web.Request) -> web.Response:
     user = require_user(request, *STAFF)
     case_id = _case_id(request)
-    body = await _body(request)
-    resolution, note = body.get("resolution"), body.get("note")
-    if not isinstance(resolution, str):
-        raise InvalidInput("resolution", "is required (a string)")
-    if note is not None and not isinstance(note, str):
-        raise InvalidInput("note", "must be a string")
+    body = await read_body(request, ResolveIn)
     return answer(await _write(request, user, case_id, lambda conn, now: case_ops.resolve_case(
-        conn, now, actor_of(user), case_id, resolution=resolution, note=note)))
+        conn, now, actor_of(user), case_id, resolution=body.resolution, note=body.note)))
 
 
-def _departed_at(body: dict[str, Any]) -> datetime | None:
-    raw = body.get("departed_at")
+def _departed_at(raw: str | None) -> datetime | None:
     if raw is None:
         return None
     try:
-        value = datetime.fromisoformat(str(raw))
+        value = datetime.fromisoformat(raw)
     except ValueError:
         raise InvalidInput("departed_at", "must be an ISO 8601 time") from None
     if value.tzinfo is None:
@@ -170,11 +178,9 @@ def _departed_at(body: dict[str, Any]) -> datetime | None:
 async def answer_departure(request: web.Request) -> web.Response:
     user = require_user(request, *CASE_READERS)
     case_id = _case_id(request)
-    body = await _body(request)
-    still_living = body.get("still_living")
-    if not isinstance(still_living, bool):
-        raise InvalidInput("still_living", "is required (true or false)")
-    departed_at = _departed_at(body)
+    body = await read_body(request, AnswerIn)
+    still_living = body.still_living
+    departed_at = _departed_at(body.departed_at)
 
     def operation(conn: sa.Connection, now: datetime) -> Outcome:
         _check_case(conn, user, case_id)
@@ -235,12 +241,26 @@ async def status(request: web.Request) -> web.Response:
 def add_routes(app: web.Application) -> None:
     r = app.router
     case = {"id": "case"}
+    # What each route takes and answers, for the OpenAPI document (server/web/openapi.py).
     r.add_get("/api/v1/cases", allow(*CASE_READERS, query={"building_id": "building", "unit_id": "unit"},
-                                     rule="lists only cases in the caller's scope")(list_cases))
-    r.add_get(r"/api/v1/cases/{id:\d+}", allow(*CASE_READERS, path=case)(get_case))
-    r.add_post(r"/api/v1/cases/{id:\d+}/acknowledge", allow(*CASE_READERS, path=case)(acknowledge))
-    r.add_post(r"/api/v1/cases/{id:\d+}/resolve", allow(*STAFF, path=case)(resolve))
-    r.add_post(r"/api/v1/cases/{id:\d+}/answer", allow(*CASE_READERS, path=case)(answer_departure))
-    r.add_get("/api/v1/rates", allow(*RATE_READERS, rule="aggregate figures only")(get_rates))
-    r.add_get("/api/v1/rates/history", allow(*RATE_READERS, rule="aggregate figures only")(get_rate_history))
-    r.add_get("/api/v1/reconcile/status", allow(*STAFF)(status))
+                                     rule="lists only cases in the caller's scope")(
+        api("List cases, newest first", tag="cases", query=doc.CASE_QUERY, responses={200: doc.CasePage})(
+            list_cases)))
+    r.add_get(r"/api/v1/cases/{id:\d+}", allow(*CASE_READERS, path=case)(
+        api("A case with its history", tag="cases", responses={200: doc.CaseDetail})(get_case)))
+    r.add_post(r"/api/v1/cases/{id:\d+}/acknowledge", allow(*CASE_READERS, path=case)(
+        api("Acknowledge an open case", tag="cases", responses={200: doc.Case}, errors=(409,))(acknowledge)))
+    r.add_post(r"/api/v1/cases/{id:\d+}/resolve", allow(*STAFF, path=case)(
+        api("Close a case by hand", tag="cases", body=ResolveIn, responses={200: doc.Case}, errors=(409,))(
+            resolve)))
+    r.add_post(r"/api/v1/cases/{id:\d+}/answer", allow(*CASE_READERS, path=case)(
+        api("Answer a presumed departure: still living here, or gone", tag="cases", body=AnswerIn,
+            responses={200: doc.Case}, errors=(409,))(answer_departure)))
+    r.add_get("/api/v1/rates", allow(*RATE_READERS, rule="aggregate figures only")(
+        api("The four rates per area", tag="rates", query=doc.RATE_QUERY, responses={200: doc.RateList},
+            errors=(404,))(get_rates)))
+    r.add_get("/api/v1/rates/history", allow(*RATE_READERS, rule="aggregate figures only")(
+        api("One area's rates per day", tag="rates", query=doc.RATE_HISTORY_QUERY,
+            responses={200: doc.RateHistory}, errors=(404,))(get_rate_history)))
+    r.add_get("/api/v1/reconcile/status", allow(*STAFF)(
+        api("The reconciliation engine's state", tag="rates", responses={200: doc.EngineStatus})(status)))

@@ -53,7 +53,9 @@ async def test_a_task_through_the_api_with_its_refusals(api: Api, sqlite_scene: 
     detail = await api.call("GET", base, "chen")
     assert detail["state"] == "reported" and detail["allowed_actions"] == ["claim"]
     assert [e["action"] for e in detail["events"]] == ["reported"]
-    await api.call("GET", base, "wang", status=403)
+    # Another grid's task is answered like one that does not exist.
+    assert await api.call("GET", base, "wang", status=404) == await api.call("GET", "/api/v1/tasks/424242", "wang",
+                                                                              status=404)
     await api.call("GET", "/api/v1/tasks/424242", "admin", status=404)
     refused = await api.call("POST", f"{base}/dispatch", "chen", {"assignee_username": "li"}, 403)
     assert refused["error"] == "forbidden"
@@ -122,7 +124,7 @@ async def test_coordinators_of_a_grid_are_managed_by_administrators(api: Api, sq
     await api.call("DELETE", g3, "admin", None, 400)
     # Scope follows the assignment at once: wang no longer reaches G3.
     task_id = scene.task("G3-101")
-    await api.call("POST", f"/api/v1/tasks/{task_id}/claim", "wang", None, 403)
+    await api.call("POST", f"/api/v1/tasks/{task_id}/claim", "wang", None, 404)
 
 
 async def test_overdue_patrols_and_workload_by_scope(api: Api, sqlite_scene: Scene) -> None:
@@ -133,7 +135,7 @@ async def test_overdue_patrols_and_workload_by_scope(api: Api, sqlite_scene: Sce
     assert everything["units"][0]["days_overdue"] > 0
     chen = await api.call("GET", "/api/v1/patrols/overdue", "chen")
     assert {u["grid_code"] for u in chen["units"]} == {"G1"} and chen["next_offset"] is None
-    await api.call("GET", "/api/v1/patrols/overdue", "chen", None, 403, grid_id=scene.grids["G2"])
+    await api.call("GET", "/api/v1/patrols/overdue", "chen", None, 400, grid_id=scene.grids["G2"])
     load = await api.call("GET", "/api/v1/workload", "chen")
     assert [g["code"] for g in load["grids"]] == ["G1"]
     assert load["grids"][0]["residents"] == 1 and load["grids"][0]["coordinators"] == 2

@@ -60,17 +60,19 @@ async def test_unit_page_shows_the_record_the_evidence_and_what_is_open(client: 
 
 async def test_only_who_may_work_the_unit_opens_its_pages(client: Client, world: ScanWorld) -> None:
     unit = f"/c/units/{world.unit_id}"
-    for user in (world.other_coordinator, world.landlord):
+    # A landlord's role may not work units (403); another grid's coordinator
+    # is told the unit does not exist, as for any unit outside their grids.
+    for user, status, words in ((world.other_coordinator, 404, "页面不存在"), (world.landlord, 403, "无权访问")):
         for path in (unit, f"{unit}/patrol"):
             response = await client.get(path, headers=bearer(user.token))
-            assert response.status == 403, (user.username, path)
-            assert "无权访问" in await response.text()
+            assert response.status == status, (user.username, path)
+            assert words in await response.text()
         response = await post_multipart(client, f"{unit}/patrol", {"fire_safety": "problem"},
                                         headers=bearer(user.token))
-        assert response.status == 403
+        assert response.status == status
         response = await client.post(f"{unit}/cases/{world.case_id}/escalate", data={"note": "x"},
                                      headers=bearer(user.token))
-        assert response.status == 403
+        assert response.status == status
     assert (await client.get(unit, headers=bearer(world.admin.token))).status == 200
     response = await client.get(unit, headers={"Accept": "text/html"}, allow_redirects=False)
     assert response.status == 303 and response.headers["Location"].startswith("/login?next=")
@@ -114,7 +116,7 @@ async def test_recording_a_patrol(client: Client, world: ScanWorld, engine: sa.E
         assert f'src="/media/{attachment_id}"' in html
         assert (await client.get(f"/media/{attachment_id}", headers=headers)).status == 200
         assert (await client.get(f"/media/{attachment_id}",
-                                 headers=bearer(world.other_coordinator.token))).status == 403
+                                 headers=bearer(world.other_coordinator.token))).status == 404
     # The same problem found again: no second task while the first is open.
     response = await post_multipart(client, f"/c/units/{world.unit_id}/patrol", {"fire_safety": "problem"},
                                     headers=headers)

@@ -8,9 +8,9 @@ import pytest
 import sqlalchemy as sa
 
 from server.app import make_app
-from server.db.models import registrations
+from server.db.models import grid_coordinators, registrations
 from tests.server.auth_helpers import make_user
-from tests.server.reconcile.world import World, day
+from tests.server.reconcile.world import T0, World, day
 from tests.server.registry.api_helpers import Api, MakeClient, settings_for
 
 
@@ -39,6 +39,13 @@ class Scene:
         self.unknown_mine = cases[("unknown_credential", self.mine)]
         self.unknown_theirs = cases[("unknown_credential", self.theirs)]
         self.departure = cases[("presumed_departure", self.mine)]
+        # The coordinator works both grids; another works only the second.
+        self.other_coordinator = make_user(engine, "coordinator")
+        with engine.begin() as conn:
+            conn.execute(sa.insert(grid_coordinators), [
+                {"grid_id": world.grids["G1"], "user_id": self.coordinator.id, "assigned_at": T0, "assigned_by": "test"},
+                {"grid_id": world.grids["G2"], "user_id": self.coordinator.id, "assigned_at": T0, "assigned_by": "test"},
+                {"grid_id": world.grids["G2"], "user_id": self.other_coordinator.id, "assigned_at": T0, "assigned_by": "test"}])
 
 
 @pytest.fixture
@@ -52,8 +59,13 @@ async def test_landlord_sees_and_acts_on_own_buildings_only(api: Api, scene: Sce
     assert {c["id"] for c in listed["items"]} == {scene.unknown_mine, scene.departure}
     everything = await api.call("GET", "/api/v1/cases", token=scene.coordinator.token)
     assert len(everything["items"]) == 3
-    await api.call("GET", f"/api/v1/cases/{scene.unknown_theirs}", status=403, token=token)
-    await api.call("POST", f"/api/v1/cases/{scene.unknown_theirs}/acknowledge", status=403, token=token)
+    # A coordinator lists only the cases of their own grids.
+    second_grid = await api.call("GET", "/api/v1/cases", token=scene.other_coordinator.token)
+    assert [c["id"] for c in second_grid["items"]] == [scene.unknown_theirs]
+    # Another landlord's case is answered like one that does not exist.
+    theirs = await api.call("GET", f"/api/v1/cases/{scene.unknown_theirs}", status=404, token=token)
+    assert theirs == await api.call("GET", "/api/v1/cases/987654321", status=404, token=token)
+    await api.call("POST", f"/api/v1/cases/{scene.unknown_theirs}/acknowledge", status=404, token=token)
     mine = await api.call("POST", f"/api/v1/cases/{scene.unknown_mine}/acknowledge", token=token)
     assert mine["state"] == "acknowledged"
     # Resolving is staff work.
@@ -83,7 +95,7 @@ async def test_paging_through_cases(api: Api, scene: Scene) -> None:
 async def test_landlord_answers_a_departure(api: Api, scene: Scene, world: World) -> None:
     path = f"/api/v1/cases/{scene.departure}/answer"
     await api.call("POST", path, {}, 400, token=scene.landlord.token)
-    await api.call("POST", path, {"still_living": False}, 403, token=scene.other.token)
+    await api.call("POST", path, {"still_living": False}, 404, token=scene.other.token)
     body = await api.call("POST", path, {"still_living": False, "departed_at": day(3).isoformat()},
                           token=scene.landlord.token)
     assert body["resolution"] == "departure_confirmed"
