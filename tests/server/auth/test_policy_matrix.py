@@ -29,6 +29,7 @@ import pytest
 import sqlalchemy as sa
 from aiohttp import web
 
+from rentgate import signing
 from server.app import make_app
 from server.auth.policy import MissingPolicy, Ref, RoutePolicy, allow, check_policies
 from server.auth.table import routes_with_policies
@@ -204,7 +205,12 @@ async def _check_route(client: Client, world: World, method: str, path: str, pol
 
 async def test_every_route_answers_every_caller_as_its_policy_says(
         engine: sa.Engine, database_url: str, tmp_path: Path, aiohttp_client: MakeClient) -> None:
-    settings = settings_for(database_url, tmp_path).model_copy(update={"media_dir": str(tmp_path / "media")})
+    # Every optional part configured (photos, the allowlist key), so that no
+    # route answers "not configured" where the policy is what is tested.
+    key = tmp_path / "allowlist.pem"
+    key.write_text(signing.private_key_pem(signing.generate_private_key()))
+    settings = settings_for(database_url, tmp_path).model_copy(
+        update={"media_dir": str(tmp_path / "media"), "allowlist_key_file": str(key)})
     # The photo the world's problem reports carry, so its page has bytes to show.
     photo = MediaStore(tmp_path / "media").path_for(PHOTO_SHA)
     photo.parent.mkdir(parents=True)
