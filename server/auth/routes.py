@@ -13,6 +13,7 @@ import sqlalchemy as sa
 from aiohttp import web
 
 from server.appkeys import ENGINE, SETTINGS
+from server.auth import api_doc as doc
 from server.auth.appkeys import THROTTLE
 from server.auth.policy import ROLES, AuthUser, allow, csrf_of, public, request_auth, require_user
 from server.auth.sessions import (
@@ -24,6 +25,9 @@ from server.auth.sessions import (
     start_session,
 )
 from server.auth.users import authenticate
+from server.web.body import json_body
+from server.web.errors import InvalidInput
+from server.web.openapi import Reply, api
 
 WRONG_LOGIN = "wrong username or password"
 
@@ -92,6 +96,11 @@ async def log_out(request: web.Request) -> None:
     await asyncio.to_thread(end)
 
 
+# Far above any real user name or password; hashing megabytes is work an
+# anonymous caller should not get for free.
+MAX_CREDENTIAL_CHARS = 1024
+
+
 def _bad(field: str, problem: str) -> web.HTTPBadRequest:
     return web.HTTPBadRequest(text=json.dumps({"error": "invalid_input", "field": field, "detail": problem}),
                               content_type="application/json")
@@ -99,9 +108,9 @@ def _bad(field: str, problem: str) -> web.HTTPBadRequest:
 
 async def _credentials(request: web.Request) -> tuple[str, str]:
     try:
-        body: Any = await request.json()
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise _bad("body", "expected a JSON object {username, password}") from exc
+        body: Any = await json_body(request)
+    except InvalidInput as exc:
+        raise _bad("body", f"{exc.problem}; expected a JSON object {{username, password}}") from None
     if not isinstance(body, dict):
         raise _bad("body", "expected a JSON object {username, password}")
     values = []
@@ -109,6 +118,8 @@ async def _credentials(request: web.Request) -> tuple[str, str]:
         value = body.get(field)
         if not isinstance(value, str) or not value:
             raise _bad(field, "required")
+        if len(value) > MAX_CREDENTIAL_CHARS:
+            raise _bad(field, f"longer than {MAX_CREDENTIAL_CHARS} characters")
         values.append(value)
     return values[0], values[1]
 
@@ -142,6 +153,13 @@ async def logout_handler(request: web.Request) -> web.Response:
 
 
 def add_routes(app: web.Application) -> None:
-    app.router.add_post("/api/v1/session", public("throttled per user name and address")(login_handler))
-    app.router.add_get("/api/v1/session", allow(*ROLES, rule="the caller's own session")(whoami_handler))
-    app.router.add_delete("/api/v1/session", allow(*ROLES, rule="the caller's own session")(logout_handler))
+    r = app.router
+    # What each route takes and answers, for the OpenAPI document (server/web/openapi.py).
+    r.add_post("/api/v1/session", public("throttled per user name and address")(
+        api("Log in: sets the session cookie", tag="session", body=doc.LoginIn, responses={200: doc.LoggedIn},
+            errors=(401, 429))(login_handler)))
+    r.add_get("/api/v1/session", allow(*ROLES, rule="the caller's own session")(
+        api("Who the caller is", tag="session", responses={200: doc.Session})(whoami_handler)))
+    r.add_delete("/api/v1/session", allow(*ROLES, rule="the caller's own session")(
+        api("Log out: ends the cookie session, or revokes the bearer token sent", tag="session",
+            responses={204: Reply(None, "logged out")})(logout_handler)))
