@@ -75,6 +75,10 @@ class ServerSettings(BaseModel):
     gap_resend_delay_s: float = Field(default=5.0, gt=0.0)
     gap_resend_max_interval_s: float = Field(default=300.0, gt=0.0)
     commit_retry_max_s: float = Field(default=10.0, gt=0.0)
+    # A hole in a gateway's sequence numbers wider than this is a jump, not a
+    # gap: recorded as a dead letter and never asked for (docs/wire.md). Far
+    # above any outbox backlog (a million events by default).
+    max_seq_jump: int = Field(default=1_000_000_000, ge=1, le=2**63 - 1)
     # Ed25519 private key (PEM or base64) that signs allowlists. Unset: a key
     # is generated next to a SQLite database; PostgreSQL servers need one.
     allowlist_key_file: str | None = None

@@ -2,9 +2,11 @@
 
 The MQTT network thread only appends to a deque; a named asyncio task drains
 it, commits in a worker thread and only then publishes the acknowledgements.
-Nothing is acknowledged that is not committed, and a message dropped here
-(shutdown, database down, overload) is simply sent again by its gateway,
-which keeps every unacknowledged event in its outbox.
+Nothing is acknowledged that is not committed. Every message taken off the
+queue ends stored, duplicate or dead-lettered (IngestMetrics.outcomes): a
+commit, and a dead-letter write, is retried while the database is down. Only
+overload (shedding) and shutdown with the database down leave messages
+unacknowledged, which their gateways send again from their outboxes.
 """
 
 from __future__ import annotations
@@ -43,6 +45,8 @@ class IngestService:
     def __init__(self, settings: ServerSettings, store: EventStore, *, metrics: IngestMetrics | None = None) -> None:
         self.settings = settings
         self.store = store
+        # The app builds the store (server/app.py); the bound is a setting.
+        store.max_seq_jump = settings.max_seq_jump
         self.gaps = GapLedger(store.engine)
         self.metrics = metrics or IngestMetrics()
         self.instance = f"{settings.mqtt_client_id}/{uuid.uuid4().hex[:8]}"
@@ -177,12 +181,41 @@ class IngestService:
             await self._commit(batch[half:])
             return
         log.error("database refused a message on %s; dead-lettering it: %s", batch[0][0], exc, exc_info=exc)
-        try:
-            result = await asyncio.to_thread(self.store.dead_letter_messages, batch, f"database refused: {exc}"[:2000])
-        except Exception:  # noqa: BLE001 - the gateway resends it; nothing else to do
-            log.exception("cannot dead-letter a message on %s either; dropping it unacknowledged", batch[0][0])
+        await self._dead_letter(batch[0], f"database refused: {exc}"[:2000])
+
+    async def _dead_letter(self, message: Message, reason: str) -> None:
+        """Keep a message as a dead letter, retrying until that is done: it is
+        never dropped (only held, one at a time, while the queue behind it is
+        bounded by ingest_max_pending). If the database refuses even the dead
+        letter, a bare one follows (payload in base64, nothing else)."""
+        delays = backoff_delays(0.2, self.settings.commit_retry_max_s)
+        bare = False
+        while True:
+            try:
+                result = await asyncio.to_thread(self.store.dead_letter_messages, [message], reason, bare=bare)
+            except Exception as exc:  # noqa: BLE001 - classified below; the message must be kept
+                self.metrics.commit_errors += 1
+                if is_transient(exc):
+                    self.database_ok = False
+                    log.warning("cannot dead-letter a message on %s yet (database unavailable), retrying: %s",
+                                message[0], exc)
+                elif not bare:
+                    log.error("database refused the dead letter of a message on %s too; keeping a bare one: %s",
+                              message[0], exc)
+                    bare = True
+                    continue
+                else:
+                    log.error("database refused even a bare dead letter of a message on %s, retrying: %s",
+                              message[0], exc)
+                if self._stopping.is_set():
+                    log.error("shutting down: a message on %s is left unacknowledged and not dead-lettered; "
+                              "a gateway sends its events again, anything else is lost", message[0])
+                    return
+                await self._pause(next(delays))
+                continue
+            self.database_ok = True
+            self._acknowledge(result)
             return
-        self._acknowledge(result)
 
     def _acknowledge(self, result: CommitResult) -> None:
         self.metrics.record_commit(result)

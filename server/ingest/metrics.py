@@ -6,6 +6,7 @@ import bisect
 import time
 from dataclasses import dataclass, field
 
+from server.ingest.parse import OUTCOMES
 from server.ingest.store import CommitResult
 
 LATENCY_BUCKETS_S = (0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 3600.0)
@@ -38,11 +39,17 @@ class IngestMetrics:
     resend_requests: int = 0
     open_gaps: int = 0
     pending_messages: int = 0
+    seq_jumps: int = 0
     newest_event_at: float | None = None
     latency: Histogram = field(default_factory=Histogram)
+    # Messages taken off the queue, by what became of them (parse.OUTCOMES).
+    outcomes: dict[str, int] = field(default_factory=lambda: dict.fromkeys(OUTCOMES, 0))
 
     def record_commit(self, result: CommitResult) -> None:
         self.commit_batches += 1
+        for outcome, count in result.outcomes.items():
+            self.outcomes[outcome] += count
+        self.seq_jumps += result.seq_jumps
         self.events_ingested += result.inserted
         self.duplicates_dropped += result.duplicates
         self.dead_letters += result.dead_letters
@@ -75,6 +82,13 @@ def render(metrics: IngestMetrics, *, mqtt_connected: bool, database_ok: bool) -
     metric("duplicates_dropped_total", "counter", "Events received again after they were stored.",
            m.duplicates_dropped)
     metric("dead_letters_total", "counter", "Payloads or events kept as dead letters.", m.dead_letters)
+    name = "rentgate_ingest_messages_total"
+    out.append(f"# HELP {name} Messages taken off the queue, by outcome: stored (something in it was new), "
+               "duplicate (all of it was stored before), dead_lettered (all or part of it kept as a dead letter).")
+    out.append(f"# TYPE {name} counter")
+    out.extend(f'{name}{{outcome="{outcome}"}} {count}' for outcome, count in m.outcomes.items())
+    metric("seq_jumps_total", "counter", "Sequence numbers too far past their gateway's highest to ask for the "
+           "numbers in between; each is stored and recorded as a dead letter.", m.seq_jumps)
     metric("commit_batches_total", "counter", "Database transactions that stored a batch.", m.commit_batches)
     metric("commit_errors_total", "counter", "Failed attempts to commit a batch.", m.commit_errors)
     metric("acks_published_total", "counter", "Acknowledgements published to gateways.", m.acks_published)

@@ -34,6 +34,10 @@ EventRow = tuple[str, int, str, str, str | None, datetime, datetime, str | None,
 Message = tuple[str, bytes, datetime]
 """``(topic, payload, received_at)`` as the MQTT callback saw it."""
 
+# What became of a message: every one ends in exactly one of these.
+STORED, DUPLICATE, DEAD_LETTERED = "stored", "duplicate", "dead_lettered"
+OUTCOMES = (STORED, DUPLICATE, DEAD_LETTERED)
+
 
 def clean_text(value: str, limit: int = TEXT_LIMIT) -> str:
     """PostgreSQL text refuses NUL; it can hide in topics and in error messages
@@ -80,23 +84,50 @@ class ParsedBatch:
     dead_letters: list[dict[str, Any]] = field(default_factory=list)
     attempted: int = 0
     messages: int = 0
+    # Per message, in arrival order: DEAD_LETTERED if any of it went to the
+    # dead letters, STORED for a gateway status, else the (gateway, seq) of
+    # the events it was the first in this batch to bring; after the commit
+    # those say whether it was STORED or a DUPLICATE (see ``outcomes``).
+    fates: list[str | list[tuple[str, int]]] = field(default_factory=list)
 
     def add(self, topic: str, payload: bytes, received_at: datetime, *, max_payload_bytes: int) -> None:
         self.messages += 1
+        dead_before = len(self.dead_letters)
+        fate = self._add(topic, payload, received_at, max_payload_bytes)
+        self.fates.append(DEAD_LETTERED if len(self.dead_letters) > dead_before else fate)
+
+    def _add(self, topic: str, payload: bytes, received_at: datetime,
+             max_payload_bytes: int) -> str | list[tuple[str, int]]:
         gateway = wire.gateway_from_topic(topic)
         leaf = topic.rsplit("/", 1)[-1]
         if gateway is None or leaf not in ("events", "status"):
             self.dead_letter(topic, payload, received_at, "topic is not a rentgate gateway events/status topic")
-            return
+            return DEAD_LETTERED
         seen = self.last_seen.get(gateway)
         self.last_seen[gateway] = received_at if seen is None else max(seen, received_at)
         if len(payload) > max_payload_bytes:
             self.dead_letter(topic, payload, received_at, f"payload of {len(payload)} bytes exceeds "
                              f"the {max_payload_bytes}-byte limit", gateway=gateway)
-        elif leaf == "status":
+            return DEAD_LETTERED
+        if leaf == "status":
+            # An empty one clears the retained status at the broker: nothing to
+            # apply, and nothing wrong with it either.
             self._add_status(topic, gateway, payload, received_at)
-        else:
-            self._add_events(topic, gateway, payload, received_at)
+            return STORED
+        return self._add_events(topic, gateway, payload, received_at)
+
+    def outcomes(self, new_keys: set[tuple[str, int]] | None) -> dict[str, int]:
+        """How many messages ended in each outcome, given the event keys the
+        commit stored for the first time (None: every one)."""
+        counts = dict.fromkeys(OUTCOMES, 0)
+        for fate in self.fates:
+            if isinstance(fate, str):
+                counts[fate] += 1
+            elif fate and (new_keys is None or any(key in new_keys for key in fate)):
+                counts[STORED] += 1
+            else:
+                counts[DUPLICATE] += 1
+        return counts
 
     def dead_letter(self, topic: str, payload: bytes, received_at: datetime, reason: str,
                     *, gateway: str | None = None, seq: int | None = None) -> None:
@@ -121,23 +152,25 @@ class ParsedBatch:
             return
         self.statuses[gateway] = (status, received_at)
 
-    def _add_events(self, topic: str, gateway: str, payload: bytes, received_at: datetime) -> None:
+    def _add_events(self, topic: str, gateway: str, payload: bytes,
+                    received_at: datetime) -> str | list[tuple[str, int]]:
         try:
             events = wire.decode_events(payload, gateway)
         except wire.WireError as exc:
             events, bad = wire.salvage_events(payload, gateway)
             for seq, reason, raw in bad:
-                text = json.dumps(raw, ensure_ascii=False).encode()
+                text = json.dumps(raw, ensure_ascii=False).encode("utf-8", "surrogatepass")
                 if seq is None:
                     self.dead_letter(topic, text, received_at, reason, gateway=gateway)
                 else:
                     self._reject(topic, gateway, seq, reason, text, received_at)
             if not events and not bad:
                 self.dead_letter(topic, payload, received_at, exc.reason, gateway=gateway)
-                return
+                return DEAD_LETTERED
         # JSON escapes are the only way NUL or lone surrogates get in.
         check = b"\\u" in payload
         rows, committed = self.event_rows, self.committed[gateway]
+        brought: list[tuple[str, int]] = []
         for event in events:
             if check and (why := unstorable_reason(event)) is not None:
                 self._reject(topic, gateway, event.seq, why, wire.encode_event(event).encode(errors="replace"),
@@ -148,10 +181,12 @@ class ParsedBatch:
             key = (gateway, event.seq)
             if key not in rows:
                 rows[key] = _row(event, received_at)
+                brought.append(key)
             if isinstance(event, wire.EventsDropped):
                 self.dropped[gateway].append((event.first_seq, event.last_seq))
             elif isinstance(event, wire.GatewayStarted) and event.outbox_first_seq == event.seq:
                 self.outbox_starts[gateway] = (event.seq, event.outbox_id)
+        return brought
 
     def _reject(self, topic: str, gateway: str, seq: int, reason: str, raw: bytes, received_at: datetime) -> None:
         self.rejected[gateway].append(seq)

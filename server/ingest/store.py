@@ -8,6 +8,9 @@ several times faster than a multi-row INSERT.
 
 from __future__ import annotations
 
+import base64
+import functools
+import json
 import logging
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -21,7 +24,16 @@ from rentgate import wire
 from rentgate.wire import SeqRange
 from server.db.models import dead_letters, events, gateways, seq_gaps
 from server.ingest import gaps
-from server.ingest.parse import EVENT_COLUMNS, EventRow, Message, ParsedBatch, clean_text, parse_messages
+from server.ingest.parse import (
+    DEAD_LETTER_PAYLOAD_LIMIT,
+    DEAD_LETTERED,
+    EVENT_COLUMNS,
+    EventRow,
+    Message,
+    ParsedBatch,
+    clean_text,
+    parse_messages,
+)
 
 log = logging.getLogger(__name__)
 
@@ -74,16 +86,27 @@ class CommitResult:
     gaps_opened: int = 0
     gaps_filled: int = 0
     gaps_lost: int = 0
+    seq_jumps: int = 0
+    # How many messages ended in each outcome (parse.OUTCOMES).
+    outcomes: dict[str, int] = field(default_factory=dict)
     stored_at: datetime | None = None
     newest_event_at: datetime | None = None
     # stored_at - event time for each event of this batch: outbox-to-commit latency.
     latencies_s: list[float] = field(default_factory=list)
 
 
+# ServerSettings.max_seq_jump's default: far more numbers than any outbox
+# holds (a million by default), so that only a wrong number is a jump.
+DEFAULT_MAX_SEQ_JUMP = 1_000_000_000
+
+
 class EventStore:
-    def __init__(self, engine: sa.Engine, *, max_payload_bytes: int = 8 * 1024 * 1024) -> None:
+    def __init__(self, engine: sa.Engine, *, max_payload_bytes: int = 8 * 1024 * 1024,
+                 max_seq_jump: int = DEFAULT_MAX_SEQ_JUMP) -> None:
         self.engine = engine
         self.max_payload_bytes = max_payload_bytes
+        # A hole in a gateway's numbers wider than this is a jump, not a gap (gaps.advance).
+        self.max_seq_jump = max_seq_jump
         self._postgres = engine.dialect.name == "postgresql"
 
     def commit(self, messages: list[Message], *, now: datetime | None = None) -> CommitResult:
@@ -104,20 +127,32 @@ class EventStore:
             result.inserted = self._insert_events(conn, rows, stored_at, all_new=all_new)
             if batch.dead_letters:
                 conn.execute(dead_letters.insert(), batch.dead_letters)
-            self._update_gateways(conn, batch, max_seq, stored_at, result)
+            # Which events are new is only asked of the database when some
+            # event was already there.
+            new_keys = None if result.inserted == len(rows) else _stored_now(conn, rows, stored_at)
+            self._update_gateways(conn, batch, max_seq, stored_at, result, new_keys)
         result.duplicates = batch.attempted - result.inserted
+        result.outcomes = batch.outcomes(new_keys)
         self._summarise(batch, stored_at, result)
         return result
 
-    def dead_letter_messages(self, messages: list[Message], reason: str) -> CommitResult:
+    def dead_letter_messages(self, messages: list[Message], reason: str, *, bare: bool = False) -> CommitResult:
         """Last resort for messages the database refused for a reason other than
         being unreachable: keep them as dead letters and reject their events, so
-        that one poison message cannot stop ingest for everyone."""
+        that one poison message cannot stop ingest for everyone.
+
+        ``bare``: when even that was refused, keep only what surely fits (the
+        payload in base64, no gateway bookkeeping, nothing rejected).
+        """
         batch = ParsedBatch()
         for topic, payload, received_at in messages:
             batch.messages += 1
+            batch.fates.append(DEAD_LETTERED)
             gateway = wire.gateway_from_topic(topic)
             batch.dead_letter(topic, payload, received_at, reason, gateway=gateway)
+            if bare:
+                batch.dead_letters[-1].update(payload_encoding="base64", payload=_base64_head(payload))
+                continue
             if gateway is None:
                 continue
             batch.last_seen[gateway] = received_at
@@ -188,7 +223,7 @@ class EventStore:
         ).tuples().all())
 
     def _update_gateways(self, conn: sa.Connection, batch: ParsedBatch, max_seq: dict[str, int], now: datetime,
-                         result: CommitResult) -> None:
+                         result: CommitResult, new_keys: set[tuple[str, int]] | None) -> None:
         seen_at = batch.last_seen
         if not seen_at:
             return
@@ -199,8 +234,14 @@ class EventStore:
             dropped = batch.dropped.get(gw, [])
             if (start := batch.outbox_starts.get(gw)) is not None:
                 seen, dropped = _new_outbox(conn, gw, start, previous, seen, dropped)
-            self._track_gaps(conn, gw, previous, seen, gaps.merge(dropped), now, result)
-            updates.append({"gid": gw, "at": at, "max_seq": max(previous, seen[-1][1] if seen else 0)})
+            step = gaps.advance(previous, seen, self.max_seq_jump, functools.partial(_highest_stored, conn, gw))
+            # A jump sent again (its ack was lost) was recorded when it was stored.
+            jumps = [j for j in step.jumps if new_keys is None or (gw, j.seq) in new_keys
+                     or (gw, j.seq) not in batch.event_rows]
+            if jumps:
+                self._record_jumps(conn, gw, jumps, now, result)
+            self._track_gaps(conn, gw, previous, step.gaps, seen, gaps.merge(dropped), now, result)
+            updates.append({"gid": gw, "at": at, "max_seq": max(previous, step.highest)})
         conn.execute(
             gateways.update().where(gateways.c.id == sa.bindparam("gid")).values(
                 last_seen=sa.case((gateways.c.last_seen < sa.bindparam("at"), sa.bindparam("at")),
@@ -212,10 +253,30 @@ class EventStore:
         for gw, (status, at) in batch.statuses.items():
             conn.execute(gateways.update().where(gateways.c.id == gw).values(**_status_values(status, at)))
 
-    def _track_gaps(self, conn: sa.Connection, gw: str, previous_max: int, seen: list[SeqRange],
-                    dropped: list[SeqRange], now: datetime, result: CommitResult) -> None:
+    def _record_jumps(self, conn: sa.Connection, gw: str, jumps: list[gaps.Jump], now: datetime,
+                      result: CommitResult) -> None:
+        """A jump is kept where operators look for what went wrong, the dead
+        letters, though its event is stored: the reason says so."""
+        rows = []
+        for jump in jumps:
+            then = (f"counting continues from {jump.seq}" if jump.followed else
+                    f"counting stays at {jump.after} until more numbers arrive near {jump.seq}")
+            reason = (f"sequence jump: seq {jump.seq} leaves {jump.seq - jump.after - 1} numbers unused after "
+                      f"{jump.after}, more than max_seq_jump ({self.max_seq_jump}); the event is handled as "
+                      f"usual, the numbers in between are not asked for; {then}")
+            log.warning("gateway %s: %s", gw, reason)
+            payload = json.dumps({"anomaly": "seq_jump", "gw": gw, "seq": jump.seq, "after": jump.after,
+                                  "max_seq_jump": self.max_seq_jump, "followed": jump.followed})
+            rows.append({"received_at": now, "topic": wire.events_topic(gw), "gateway_id": gw, "seq": jump.seq,
+                         "reason": reason, "payload_encoding": "utf-8", "payload": payload,
+                         "payload_size": len(payload)})
+        conn.execute(dead_letters.insert(), rows)
+        result.seq_jumps += len(jumps)
+
+    def _track_gaps(self, conn: sa.Connection, gw: str, previous_max: int, holes: list[SeqRange],
+                    seen: list[SeqRange], dropped: list[SeqRange], now: datetime, result: CommitResult) -> None:
         inserts: list[dict[str, Any]] = []
-        for span in gaps.new_gaps(previous_max, seen):
+        for span in holes:
             pieces = gaps.settle(span, [], dropped)
             inserts.extend(_gap_row(gw, r, state, now, detected_at=now) for r, state in pieces)
             result.gaps_opened += sum(1 for _, state in pieces if state == "open")
@@ -269,6 +330,30 @@ class EventStore:
             newest = max(times)
             result.newest_event_at = datetime.fromtimestamp(newest, UTC)
             result.latencies_s = [stamp - t for t in times]
+
+
+def _highest_stored(conn: sa.Connection, gw: str, low: int, high: int) -> int | None:
+    return conn.execute(sa.select(sa.func.max(events.c.seq)).where(
+        events.c.gateway_id == gw, events.c.seq >= low, events.c.seq <= high)).scalar_one_or_none()
+
+
+def _stored_now(conn: sa.Connection, rows: list[EventRow], stored_at: datetime) -> set[tuple[str, int]]:
+    """The (gateway, seq) of ``rows`` that this transaction stored: theirs is
+    its ``stored_at``, a duplicate's is older."""
+    by_gateway: dict[str, list[int]] = {}
+    for row in rows:
+        by_gateway.setdefault(row[0], []).append(row[1])
+    found: set[tuple[str, int]] = set()
+    for gw, seqs in by_gateway.items():
+        for i in range(0, len(seqs), 500):
+            found.update(conn.execute(sa.select(events.c.gateway_id, events.c.seq).where(
+                events.c.gateway_id == gw, events.c.seq.in_(seqs[i:i + 500]), events.c.stored_at == stored_at,
+            )).tuples())
+    return found
+
+
+def _base64_head(payload: bytes) -> str:
+    return base64.b64encode(payload[:DEAD_LETTER_PAYLOAD_LIMIT]).decode("ascii")
 
 
 def _new_outbox(conn: sa.Connection, gw: str, start: tuple[int, str], previous_max: int, seen: list[SeqRange],
