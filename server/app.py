@@ -13,7 +13,7 @@ from server.access import routes as access_routes
 from server.api.routes import add_routes
 from server.appkeys import ENGINE, SETTINGS
 from server.auth import setup as auth_setup
-from server.auth.policy import check_policies
+from server.auth.policy import check_policies, policy_of, public
 from server.db.engine import create_engine, redacted
 from server.db.read_pool import read_engine_ctx
 from server.grid import setup as grid_setup
@@ -28,6 +28,8 @@ from server.plates.appkeys import plate_keys_ctx
 from server.reconcile import setup as reconcile_setup
 from server.registry import setup as registry_setup
 from server.settings import ServerSettings
+from server.web import openapi
+from server.web.http import json_http_errors
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +40,8 @@ def make_app(settings: ServerSettings, *, ingest: bool = True) -> web.Applicatio
     """``ingest=False`` serves the API alone (no MQTT), e.g. for a read replica."""
     # Photos from patrols and problem reports exceed aiohttp's 1 MiB default;
     # other routes keep 1 MiB (server/media/limits.py).
-    app = web.Application(client_max_size=UPLOAD_BODY_MAX, middlewares=[body_limit_middleware])
+    # json_http_errors first (outermost): aiohttp's own refusals on /api/ get the API's error shape.
+    app = web.Application(client_max_size=UPLOAD_BODY_MAX, middlewares=[json_http_errors, body_limit_middleware])
     app[SETTINGS] = settings
     app[METRICS] = IngestMetrics()
     app.cleanup_ctx.append(_engine_ctx)
@@ -54,6 +57,8 @@ def make_app(settings: ServerSettings, *, ingest: bool = True) -> web.Applicatio
     reconcile_setup.setup(app, run_service=ingest)
     grid_setup.setup(app)
     pages_setup.setup(app)
+    # The OpenAPI document describes the API, not data: anyone may read it.
+    openapi.add_route(app, public("describes the API, not data"), policy_of)
     # A route that declares no policy stops the server here, not in production.
     check_policies(app)
     return app

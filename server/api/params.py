@@ -10,6 +10,8 @@ from datetime import UTC, datetime
 
 from rentgate import wire
 from server.errors import ServerError
+from server.web import times
+from server.web.ids import MAX_ID
 
 _OFFSET_SPACE = re.compile(r" (\d\d:?\d\d)$")
 DEFAULT_LIMIT = 100
@@ -45,7 +47,8 @@ def parse_page(query: Mapping[str, str]) -> Page:
     if not 1 <= limit <= MAX_LIMIT:
         raise ParamError("limit", f"must be between 1 and {MAX_LIMIT}")
     after = _int(query, "after", None) if query.get("after") else None
-    if after is not None and after < 0:
+    # A cursor is an id: past 2^63-1 it names nothing, and the driver would raise (a 500).
+    if after is not None and not 0 <= after <= MAX_ID:
         raise ParamError("after", "must be a cursor returned as `next`")
     return Page(limit=limit, after=after)
 
@@ -76,10 +79,11 @@ def _int(query: Mapping[str, str], name: str, default: int | None) -> int:
         if default is None:
             raise ParamError(name, "required")
         return default
-    try:
-        return int(raw, 10)
-    except ValueError:
-        raise ParamError(name, f"not an integer: {raw[:40]!r}") from None
+    # ASCII digits only: int() also takes other scripts' digits, "_" and spaces.
+    digits = raw[1:] if raw.startswith("-") else raw
+    if not (digits.isascii() and digits.isdigit()) or len(digits) > 19:
+        raise ParamError(name, f"not an integer: {raw[:40]!r}")
+    return int(raw)
 
 
 def _text(query: Mapping[str, str], name: str) -> str | None:
@@ -100,4 +104,7 @@ def _time(query: Mapping[str, str], name: str) -> datetime | None:
         raise ParamError(name, f"not an ISO 8601 time: {raw[:40]!r}") from None
     if value.tzinfo is None:
         raise ParamError(name, "needs a time zone, e.g. 2024-05-01T08:00:00+08:00 or ...Z")
+    # Year 1 with a positive offset is year 0 in UTC: astimezone would raise (a 500).
+    if not times.in_range(value):
+        raise ParamError(name, f"must be {times.YEARS}")
     return value.astimezone(UTC)

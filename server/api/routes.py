@@ -11,6 +11,7 @@ from typing import Any
 import sqlalchemy as sa
 from aiohttp import web
 
+from server.api import api_doc as doc
 from server.api import queries
 from server.api.params import ParamError, parse_event_filter, parse_page
 from server.appkeys import ENGINE
@@ -21,6 +22,7 @@ from server.ingest.metrics import render
 from server.plates.appkeys import PLATE_KEYS
 from server.reconcile import metrics as reconcile_metrics
 from server.reconcile.appkeys import RECONCILER
+from server.web.openapi import Reply, api
 
 log = logging.getLogger(__name__)
 
@@ -33,11 +35,13 @@ async def json_errors(request: web.Request, handler: Handler) -> web.StreamRespo
     try:
         return await handler(request)
     except ParamError as exc:
-        return web.json_response({"error": "bad_parameter", "parameter": exc.name, "detail": exc.problem},
-                                 status=400)
+        # "field" as every other 400 of the API names it; "parameter" for older clients.
+        return web.json_response({"error": "bad_parameter", "field": exc.name, "parameter": exc.name,
+                                  "detail": exc.problem}, status=400)
     except sa.exc.SQLAlchemyError as exc:
         log.warning("database error serving %s: %s", request.path, exc)
-        return web.json_response({"error": "database_unavailable"}, status=503)
+        return web.json_response({"error": "database_unavailable", "detail": "the database did not answer; try again"},
+                                 status=503)
 
 
 async def events_handler(request: web.Request) -> web.Response:
@@ -107,11 +111,20 @@ PROBE = "a probe for load balancers and monitoring"
 def add_routes(app: web.Application) -> None:
     app.middlewares.append(json_errors)
     admin = allow("admin")
-    app.router.add_get("/api/v1/events", admin(events_handler))
-    app.router.add_get("/api/v1/gateways", admin(gateways_handler))
-    app.router.add_get("/api/v1/dead-letters", admin(dead_letters_handler))
-    app.router.add_get("/api/v1/gaps", admin(gaps_handler))
+    r = app.router
+    # What each route takes and answers, for the OpenAPI document (server/web/openapi.py).
+    r.add_get("/api/v1/events", admin(api("Stored events, oldest first", tag="events", query=doc.EVENT_QUERY,
+                                          responses={200: doc.EventPage})(events_handler)))
+    r.add_get("/api/v1/gateways", admin(api("Gateways and their last status", tag="events",
+                                            responses={200: doc.GatewayList})(gateways_handler)))
+    r.add_get("/api/v1/dead-letters", admin(api("Messages ingest could not store", tag="events", query=doc.PAGE,
+                                                responses={200: doc.DeadLetterPage})(dead_letters_handler)))
+    r.add_get("/api/v1/gaps", admin(api("Gaps in gateways' sequence numbers", tag="events", query=doc.GAP_QUERY,
+                                        responses={200: doc.GapPage})(gaps_handler)))
     # Open: load balancers and Prometheus probe these without credentials, and
     # they reveal only counters and up/down states, no people or events.
-    app.router.add_get("/healthz", public(PROBE)(healthz_handler))
-    app.router.add_get("/metrics", public(PROBE + "; counts only, no personal data")(metrics_handler))
+    r.add_get("/healthz", public(PROBE)(api("Up or down", tag="probes", responses={
+        200: Reply(doc.Health, "healthy"), 503: Reply(doc.Health, "the database or the broker is unreachable")})(
+        healthz_handler)))
+    r.add_get("/metrics", public(PROBE + "; counts only, no personal data")(api("Prometheus counters", tag="probes",
+        responses={200: Reply({"type": "string"}, "Prometheus text format", media="text/plain")})(metrics_handler)))

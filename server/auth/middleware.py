@@ -90,7 +90,8 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
             resolved = await asyncio.to_thread(_lookup, request.app, token, datetime.now(UTC), idle)
         except sa.exc.SQLAlchemyError as exc:
             log.warning("database error checking a session for %s: %s", request.path, exc)
-            return web.json_response({"error": "database_unavailable"}, status=503)
+            return web.json_response({"error": "database_unavailable",
+                                      "detail": "the database did not answer; try again"}, status=503)
         if resolved is None and bearer is not None:
             # A client that sends a token wants to know it no longer works.
             raise unauthorized("invalid, expired or revoked token")

@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, StringConstraints
 
 from server.appkeys import ENGINE
 from server.auth.policy import actor_of, allow, require_user
+from server.grid import api_doc as doc
 from server.grid import grids, schedule, service
 from server.grid.errors import NotPermitted
 from server.grid.scope import grid_ids_of
@@ -26,6 +27,8 @@ from server.registry.appkeys import RULES
 from server.rules import CityRules
 from server.web.errors import InvalidInput
 from server.web.http import answer, api_errors, int_param, read_body
+from server.web.ids import DbId
+from server.web.openapi import Reply, api
 from server.web.transactions import write_transaction
 
 T = TypeVar("T")
@@ -34,22 +37,24 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 STAFF = ("admin", "coordinator")
 Text = Annotated[str, StringConstraints(max_length=4000)]
 Username = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64)]
+Word = Annotated[str, StringConstraints(max_length=32)]
 
 
 class ActionIn(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    assignee_user_id: int | None = None
+    assignee_user_id: DbId | None = None
     assignee_username: Username | None = None
     note: Text | None = None
-    evaluation: str | None = None
-    reason: str | None = None
+    # Checked against workflow.EVALUATIONS and DISMISS_REASONS; bounded before that.
+    evaluation: Word | None = None
+    reason: Word | None = None
 
 
 class CoordinatorIn(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    user_id: int | None = None
+    user_id: DbId | None = None
     username: Username | None = None
 
 
@@ -257,13 +262,30 @@ async def get_workload(request: web.Request) -> web.Response:
 def add_routes(app: web.Application) -> None:
     r = app.router
     task, grid = {"id": "task"}, {"id": "grid"}
+    # What each route takes and answers, for the OpenAPI document (server/web/openapi.py).
     r.add_get("/api/v1/tasks", allow(*STAFF, query={"grid_id": "grid", "unit_id": "unit"},
-                                     rule="lists only tasks of the caller's grids and their own")(list_tasks))
-    r.add_get(r"/api/v1/tasks/{id:\d+}", allow(*STAFF, path=task)(get_task))
-    r.add_post(r"/api/v1/tasks/{id:\d+}/{action}", allow(*STAFF, path=task)(task_action))
-    r.add_get(r"/api/v1/grids/{id:\d+}/coordinators", allow("admin", path=grid)(list_coordinators))
-    r.add_post(r"/api/v1/grids/{id:\d+}/coordinators", allow("admin", path=grid)(add_coordinator))
-    r.add_delete(r"/api/v1/grids/{id:\d+}/coordinators", allow("admin", path=grid)(remove_coordinator))
+                                     rule="lists only tasks of the caller's grids and their own")(
+        api("List tasks", tag="grid", query=doc.TASK_QUERY, responses={200: doc.TaskPage})(list_tasks)))
+    r.add_get(r"/api/v1/tasks/{id:\d+}", allow(*STAFF, path=task)(
+        api("A task with its trail and the caller's next steps", tag="grid",
+            responses={200: doc.TaskDetail})(get_task)))
+    r.add_post(r"/api/v1/tasks/{id:\d+}/{action}", allow(*STAFF, path=task)(
+        api("Take a step of a task's workflow", tag="grid", path=(doc.ACTION,), body=ActionIn, body_required=False,
+            responses={200: doc.TaskDetail}, errors=(409,))(task_action)))
+    r.add_get(r"/api/v1/grids/{id:\d+}/coordinators", allow("admin", path=grid)(
+        api("A grid's coordinators", tag="grid", responses={200: doc.CoordinatorList})(list_coordinators)))
+    r.add_post(r"/api/v1/grids/{id:\d+}/coordinators", allow("admin", path=grid)(
+        api("Assign a coordinator to a grid", tag="grid", body=CoordinatorIn, responses={
+            201: Reply(doc.CoordinatorList, "assigned"), 200: Reply(doc.CoordinatorList, "already assigned")})(
+            add_coordinator)))
+    r.add_delete(r"/api/v1/grids/{id:\d+}/coordinators", allow("admin", path=grid)(
+        api("Unassign a coordinator (named in the query or the body)", tag="grid", body=CoordinatorIn,
+            body_required=False, query=doc.UNASSIGN_QUERY, responses={200: doc.CoordinatorList})(
+            remove_coordinator)))
     r.add_get("/api/v1/patrols/overdue", allow(*STAFF, query={"grid_id": "grid"},
-                                                   rule="units of the caller's grids")(overdue_patrols))
-    r.add_get("/api/v1/workload", allow(*STAFF, rule="the caller's grids")(get_workload))
+                                                   rule="units of the caller's grids")(
+        api("Units whose patrol is overdue, most overdue first", tag="grid", query=doc.OVERDUE_QUERY,
+            responses={200: doc.OverduePage})(overdue_patrols)))
+    r.add_get("/api/v1/workload", allow(*STAFF, rule="the caller's grids")(
+        api("Residents per coordinator, per grid and per coordinator", tag="grid",
+            responses={200: doc.Workload})(get_workload)))

@@ -32,6 +32,7 @@ from server.rules import CityRules
 from server.web.errors import InvalidInput, NotFound
 from server.web.http import answer, api_errors, int_param, read_body
 from server.web.openapi import api
+from server.web.times import DATE_OR_TIME, STORABLE_YEAR
 from server.web.transactions import write_transaction
 
 log = logging.getLogger(__name__)
@@ -57,7 +58,8 @@ class ResolveIn(_Body):
 class AnswerIn(_Body):
     still_living: bool
     # An ISO 8601 time with a zone; parsed by _departed_at.
-    departed_at: Annotated[str, StringConstraints(strip_whitespace=True, min_length=10, max_length=40)] | None = None
+    departed_at: Annotated[str, StringConstraints(strip_whitespace=True, min_length=10, max_length=40),
+                           STORABLE_YEAR, DATE_OR_TIME] | None = None
 
 
 def _engine(request: web.Request) -> sa.Engine:

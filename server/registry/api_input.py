@@ -25,6 +25,8 @@ from server.registry import freetext
 from server.registry.idnumber import InvalidIdNumber, parse_id_number
 from server.registry.service import EM4100, PHONE
 from server.web.errors import InvalidInput
+from server.web.ids import DbId
+from server.web.times import DATE_OR_TIME, STORABLE_YEAR
 
 
 def _visible(value: str) -> str:
@@ -78,7 +80,8 @@ Username = Annotated[str, StringConstraints(min_length=1, max_length=64), AfterV
 Reason = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=32,
                                           pattern=r"^[a-z][a-z0-9_]*$")]
 # A date ("2026-03-01") or an ISO datetime with a zone; parsed by when().
-When = Annotated[str, _strip(10, 40), AfterValidator(_identifier)]
+# STORABLE_YEAR: a year-1 date would overflow converting to UTC in the database layer (a 5xx).
+When = Annotated[str, _strip(10, 40), AfterValidator(_identifier), STORABLE_YEAR, DATE_OR_TIME]
 CredentialFormat = Literal["em4100", "wiegand26", "wiegand34", "osdp_raw", "terminal_person", "raw"]
 CredentialValue = Annotated[str, _strip(1, 128), AfterValidator(_identifier)]
 # Identity numbers: parse_id_number normalises and refuses what is not a
@@ -153,9 +156,9 @@ class CredentialIn(Body):
 
 
 class RegistrationIn(Body):
-    unit_id: int
+    unit_id: DbId
     person: PersonIn | None = None
-    person_id: int | None = None
+    person_id: DbId | None = None
     arrived_at: When
     source: Literal["landlord", "coordinator", "import"] | None = None
     end_previous: bool = False
@@ -191,7 +194,7 @@ class LookupIn(Body):
 class UnitCredentialIn(Body):
     format: CredentialFormat
     value: CredentialValue
-    person_id: int | None = None
+    person_id: DbId | None = None
     doors: Doors | None = None
 
 

@@ -65,6 +65,28 @@ async def read_body(request: web.Request, model: type[M], *, optional: bool = Fa
         raise InvalidInput(".".join(str(p) for p in err["loc"]) or "body", err["msg"]) from None
 
 
+# The codes of the refusals aiohttp itself makes before a handler runs.
+_HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 413: "too_large", 415: "unsupported_media_type"}
+
+
+@web.middleware
+async def json_http_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """aiohttp's own refusals (no such route, a method the route lacks, a
+    body over the size limit) are text/plain; under /api/ a client expects
+    the API's one error shape, ``{"error", "detail"}``, so they get it,
+    with their headers (Allow, Retry-After, WWW-Authenticate) kept.
+    Outermost, so that it also sees the body-size middleware's 413."""
+    try:
+        return await handler(request)
+    except web.HTTPException as exc:
+        if (exc.status < 400 or not request.path.startswith("/api/")
+                or (exc.content_type or "").startswith("application/json")):
+            raise
+        headers = {k: v for k, v in exc.headers.items() if k.lower() not in ("content-type", "content-length")}
+        body = {"error": _HTTP_CODES.get(exc.status, "http_error"), "detail": exc.reason.lower()}
+        return web.json_response(body, status=exc.status, headers=headers)
+
+
 def api_errors(handler: Handler) -> Handler:
     @functools.wraps(handler)
     async def wrapped(request: web.Request) -> web.StreamResponse:
