@@ -19,7 +19,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -83,8 +83,11 @@ class DoorPath:
 
 @contextlib.contextmanager
 def door_stack(workdir: Path) -> Iterator[DoorStack]:
-    """Like ``bench.stack.running_stack`` on PostgreSQL, plus what the access API
-    needs: a signing key (a PostgreSQL server never generates one) and a known HTTP port."""
+    """Like ``bench.stack.running_stack`` on PostgreSQL, plus what the registry and
+    access APIs need: an allowlist signing key and an identity-number key (a
+    PostgreSQL server never generates either) and a known HTTP port."""
+    from server.registry.pii import write_key_file
+
     with contextlib.ExitStack() as stack:
         broker = Mosquitto(workdir / "mosquitto")
         broker.start()
@@ -95,11 +98,13 @@ def door_stack(workdir: Path) -> Iterator[DoorStack]:
         url = cluster.url(cluster.create_database("bench_door"))
         key_file = workdir / "allowlist-key.pem"
         key_file.write_text(signing.private_key_pem(signing.generate_private_key()))
+        pii_key_file = workdir / "pii.key"
+        write_key_file(pii_key_file)
         port = free_port()
         server_log = workdir / "server.log"
         log_file = stack.enter_context(open(server_log, "ab"))
         env = dict(os.environ, RENTGATE_MQTT_CLIENT_ID="rentgate-bench-door-server",
-                   RENTGATE_ALLOWLIST_KEY_FILE=str(key_file))
+                   RENTGATE_ALLOWLIST_KEY_FILE=str(key_file), RENTGATE_PII_KEY_FILE=str(pii_key_file))
         server = subprocess.Popen(
             [sys.executable, "-m", "rentgate", "server", "--upgrade", "--database-url", url,
              "--mqtt-url", broker.url, "--host", "127.0.0.1", "--port", str(port)],
@@ -110,7 +115,7 @@ def door_stack(workdir: Path) -> Iterator[DoorStack]:
 
 
 def api(stack: DoorStack, method: str, path: str, body: object = None) -> Any:
-    """One access API call (the bench's landlord); any non-2xx is a BenchError."""
+    """One API call (the bench's landlord); any non-2xx is a BenchError."""
     import urllib.error
     import urllib.request
 
@@ -128,20 +133,25 @@ def api(stack: DoorStack, method: str, path: str, body: object = None) -> Any:
 def revocations(stack: DoorStack, workdir: Path, n: int) -> list[float]:
     """Registration ended on the server (the HTTP call starts the clock) → the
     same card denied as ``revoked`` by a connected gateway, ``n`` times, each
-    with a fresh tenant and card. The gateway is a real ``GatewayApp`` with
-    access on, subscribed to its allowlist topics through the stack's broker."""
+    with a fresh tenant and card registered through the registry API. The
+    gateway is a real ``GatewayApp`` with access on, subscribed to its
+    allowlist topics through the stack's broker."""
     import asyncio
 
     from gateway.app import GatewayApp
     from gateway.config import GatewayConfig
+    from server.registry.idnumber import make_id_number
 
     keys = api(stack, "GET", "/api/v1/allowlist-keys")["keys"]
     config = GatewayConfig.model_validate({
         "gateway_id": REVOKE_GW, "mqtt_url": stack.mqtt_url, "data_dir": str(workdir / "gateway-revoke"),
         "access": {"public_keys": keys},
     })
-    building = api(stack, "POST", "/api/v1/buildings", {"name": "bench revocations"})["id"]
+    building = api(stack, "POST", "/api/v1/registry/buildings", {"name": "bench revocations"})["id"]
+    unit = api(stack, "POST", f"/api/v1/registry/buildings/{building}/units",
+               {"number": "101", "area_m2": 20, "rooms": 1})["id"]
     api(stack, "PUT", f"/api/v1/gateways/{REVOKE_GW}/building", {"building_id": building})
+    arrived_at = date.today().isoformat()
 
     async def measure() -> list[float]:
         app = GatewayApp(config)
@@ -157,15 +167,15 @@ def revocations(stack: DoorStack, workdir: Path, n: int) -> list[float]:
         try:
             for i in range(n):
                 credential = Credential(format="em4100", value=f"{0xB0_0000_0000 + i:010X}")
-                person = (await asyncio.to_thread(api, stack, "POST", "/api/v1/persons",
-                                                  {"display_name": f"bench tenant {i}"}))["id"]
-                registration = (await asyncio.to_thread(api, stack, "POST", "/api/v1/registrations",
-                                                        {"person_id": person, "building_id": building}))["id"]
-                await asyncio.to_thread(api, stack, "POST", "/api/v1/credentials", {
-                    "registration_id": registration, "format": credential.format, "value": credential.value})
+                # A fresh synthetic tenant (valid GB 11643 number) registered with the card.
+                id_number = make_id_number("440106", date(1990, 1, 1) + timedelta(days=i // 999), 1 + i % 999)
+                registration = (await asyncio.to_thread(api, stack, "POST", "/api/v1/registry/registrations", {
+                    "unit_id": unit, "person": {"id_number": id_number, "name": f"bench tenant {i}"},
+                    "arrived_at": arrived_at,
+                    "credential": {"format": credential.format, "value": credential.value}}))["id"]
                 await _poll(lambda: reason(credential) == "granted", 30, f"card {credential.value} granted")
                 started = time.perf_counter()
-                await asyncio.to_thread(api, stack, "POST", f"/api/v1/registrations/{registration}/end")
+                await asyncio.to_thread(api, stack, "POST", f"/api/v1/registry/registrations/{registration}/end", {})
                 await _poll(lambda: reason(credential) == "revoked", 30, f"card {credential.value} revoked")
                 times_s.append(time.perf_counter() - started)
         finally:
@@ -445,7 +455,7 @@ def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
         "note": "decision_ms is AccessController.decide alone; door_path_ms is a card read handed to a running "
                 "gateway (broker stopped) until the lock is told to open, with the decision made durable "
                 "in the outbox (synchronous=FULL) first; offline_decisions_ok counts those decisions stored by "
-                "the server (PostgreSQL) once the broker is back; revocation_s is POST registrations/{id}/end "
+                "the server (PostgreSQL) once the broker is back; revocation_s is POST registry/registrations/{id}/end "
                 "until a connected gateway's decision for the card is revoked"
                 + (f"; server phases skipped: {skipped}" if skipped else ""),
     }

@@ -1,5 +1,8 @@
-"""``/api/v1`` routes for buildings, persons, registrations, credentials and
-allowlists. Administrators only (docs/auth.md)."""
+"""``/api/v1`` routes for gateways' buildings and allowlists, and the access
+service that commits and publishes allowlist changes (the registry's writes
+go through it too). Administrators only (docs/auth.md). Buildings, persons,
+registrations and credentials are written through the registry API
+(server/registry/routes.py, docs/registry-api.md)."""
 
 from __future__ import annotations
 
@@ -9,30 +12,30 @@ import logging
 import re
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
-from typing import Annotated, Any, Literal, TypeVar
+from typing import Any
 
 import sqlalchemy as sa
 from aiohttp import web
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict
 
 from rentgate import wire
 from server.access import allowlists, registry
+from server.access import api_doc as doc
 from server.access.errors import SigningKeyUnavailable
 from server.access.keys import SigningKey, load_signing_key
 from server.access.publisher import AllowlistPublisher
 from server.access.service import AccessService
 from server.appkeys import ENGINE, SETTINGS
-from server.auth.policy import requires
+from server.auth.policy import allow
 from server.db.models import allowlist_versions, gateways
 from server.web.errors import InvalidInput, NotFound
 from server.web.http import api_errors, read_body
+from server.web.ids import DbId
+from server.web.openapi import api
 
 log = logging.getLogger(__name__)
 
 ACCESS = web.AppKey("access", AccessService)
-M = TypeVar("M", bound=BaseModel)
-Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
-_EM4100 = re.compile(r"[0-9A-F]{10}")
 _GATEWAY_ID = re.compile(wire.GATEWAY_ID_PATTERN)
 
 
@@ -40,34 +43,8 @@ class _Body(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class BuildingIn(_Body):
-    name: Name
-
-
-class PersonIn(_Body):
-    display_name: Name
-
-
 class GatewayBuildingIn(_Body):
-    building_id: int | None
-
-
-class RegistrationIn(_Body):
-    person_id: int
-    building_id: int
-    valid_from: AwareDatetime | None = None
-    valid_until: AwareDatetime | None = None
-
-
-class CredentialIn(_Body):
-    registration_id: int
-    format: Literal["em4100", "wiegand26", "wiegand34", "osdp_raw", "terminal_person", "raw"]
-    value: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=128)]
-    doors: list[wire.DeviceId] = Field(default_factory=list)
-
-
-def _id(request: web.Request) -> int:
-    return int(request.match_info["id"])
+    building_id: DbId | None
 
 
 def _gateway_id(request: web.Request) -> str:
@@ -83,51 +60,10 @@ async def _apply(request: web.Request, operation: Any, status: int = 200) -> web
 
 
 @api_errors
-async def create_building(request: web.Request) -> web.Response:
-    body = await read_body(request, BuildingIn)
-    return await _apply(request, lambda conn, now: registry.create_building(conn, now, body.name), 201)
-
-
-@api_errors
-async def create_person(request: web.Request) -> web.Response:
-    body = await read_body(request, PersonIn)
-    return await _apply(request, lambda conn, now: registry.create_person(conn, now, body.display_name), 201)
-
-
-@api_errors
 async def assign_gateway(request: web.Request) -> web.Response:
     gw = _gateway_id(request)
     body = await read_body(request, GatewayBuildingIn)
     return await _apply(request, lambda conn, now: registry.assign_gateway(conn, now, gw, body.building_id))
-
-
-@api_errors
-async def create_registration(request: web.Request) -> web.Response:
-    b = await read_body(request, RegistrationIn)
-    return await _apply(request, lambda conn, now: registry.create_registration(
-        conn, now, b.person_id, b.building_id, b.valid_from, b.valid_until), 201)
-
-
-@api_errors
-async def end_registration(request: web.Request) -> web.Response:
-    reg_id = _id(request)
-    return await _apply(request, lambda conn, now: registry.end_registration(conn, now, reg_id))
-
-
-@api_errors
-async def issue_credential(request: web.Request) -> web.Response:
-    b = await read_body(request, CredentialIn)
-    value = b.value.upper() if b.format == "em4100" else b.value
-    if b.format == "em4100" and not _EM4100.fullmatch(value):
-        raise InvalidInput("value", "an em4100 card number is 10 hexadecimal digits")
-    return await _apply(request, lambda conn, now: registry.issue_credential(
-        conn, now, b.registration_id, b.format, value, list(b.doors)), 201)
-
-
-@api_errors
-async def revoke_credential(request: web.Request) -> web.Response:
-    cred_id = _id(request)
-    return await _apply(request, lambda conn, now: registry.revoke_credential(conn, now, cred_id))
 
 
 @api_errors
@@ -174,16 +110,16 @@ def setup(app: web.Application, *, mqtt: bool) -> None:
     app.cleanup_ctx.append(functools.partial(_access_ctx, mqtt=mqtt))
     r = app.router
     # Every access route changes or reveals who may open which door: admins only.
-    admin = requires("admin")
-    r.add_post("/api/v1/buildings", admin(create_building))
-    r.add_put("/api/v1/gateways/{gw}/building", admin(assign_gateway))
-    r.add_get("/api/v1/gateways/{gw}/allowlist", admin(gateway_allowlist))
-    r.add_post("/api/v1/persons", admin(create_person))
-    r.add_post("/api/v1/registrations", admin(create_registration))
-    r.add_post(r"/api/v1/registrations/{id:\d+}/end", admin(end_registration))
-    r.add_post("/api/v1/credentials", admin(issue_credential))
-    r.add_post(r"/api/v1/credentials/{id:\d+}/revoke", admin(revoke_credential))
-    r.add_get("/api/v1/allowlist-keys", admin(allowlist_keys))
+    admin = allow("admin")
+    # What each route takes and answers, for the OpenAPI document (server/web/openapi.py).
+    r.add_put("/api/v1/gateways/{gw}/building", admin(
+        api("Put a gateway in a building (null: in none)", tag="access", body=GatewayBuildingIn,
+            responses={200: doc.GatewayAssigned}, errors=(409,))(assign_gateway)))
+    r.add_get("/api/v1/gateways/{gw}/allowlist", admin(
+        api("A gateway's current allowlist", tag="access", responses={200: doc.Allowlist})(gateway_allowlist)))
+    r.add_get("/api/v1/allowlist-keys", admin(
+        api("The public keys gateways check allowlists with", tag="access", description="503 without a signing key",
+            responses={200: doc.AllowlistKeys})(allowlist_keys)))
 
 
 async def _access_ctx(app: web.Application, *, mqtt: bool) -> AsyncIterator[None]:

@@ -523,18 +523,23 @@ def admin_token(database_url: str) -> str:
 
 
 class AccessServer(Server):
-    """A :class:`Server` that signs allowlists with a key of the test's own and
-    is driven through its HTTP API like a landlord's tool would."""
+    """A :class:`Server` that signs allowlists with a key of the test's own,
+    keeps identity numbers under another (the registry API needs one on
+    PostgreSQL), and is driven through its HTTP API like a landlord's tool would."""
 
     def __init__(self, system: System, *, database_url: str, mqtt_url: str) -> None:
         super().__init__(system, database_url=database_url, mqtt_url=mqtt_url)
         from rentgate import signing
+        from server.registry.pii import write_key_file
 
         self.key_file = system.workdir / "allowlist-key.pem"
         self.key_file.write_text(signing.private_key_pem(signing.generate_private_key()))
+        self.pii_key_file = system.workdir / "pii.key"
+        write_key_file(self.pii_key_file)
 
     def start(self, *, wait: bool = True, timeout: float = 30.0) -> None:
-        with _environment(RENTGATE_ALLOWLIST_KEY_FILE=str(self.key_file)):
+        with _environment(RENTGATE_ALLOWLIST_KEY_FILE=str(self.key_file),
+                          RENTGATE_PII_KEY_FILE=str(self.pii_key_file)):
             super().start(wait=wait, timeout=timeout)
 
     def call(self, method: str, path: str, body: object = None, *, expect: int | None = None) -> Any:

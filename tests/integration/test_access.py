@@ -1,8 +1,8 @@
-"""At the door, end to end with the real processes: a landlord issues a card
-through the server's API, the gateway opens the door for it from its signed
-allowlist, ending the tenancy shuts the door within seconds, decisions keep
-being made while the broker is down and reach the server exactly once later,
-and a forced door raises an alarm at the server."""
+"""At the door, end to end with the real processes: a landlord registers a
+tenant with a card through the server's registry API, the gateway opens the
+door for it from its signed allowlist, ending the tenancy shuts the door
+within seconds, decisions keep being made while the broker is down and reach
+the server exactly once later, and a forced door raises an alarm at the server."""
 
 from __future__ import annotations
 
@@ -10,11 +10,13 @@ import logging
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import date
 from pathlib import Path
 
 import pytest
 
 from firmware_sim.osdp_reader import SimOsdpLine, SimOsdpReader
+from server.registry.idnumber import make_id_number
 from tests.integration.harness import (
     GATEWAY_ID,
     AccessGateway,
@@ -33,6 +35,7 @@ DOOR = "front"
 READER = "reader-front"
 TENANT_CARD = (90, 324)  # the OSDP reader reports Wiegand 26 as "facility:card"
 STRANGER_CARD = (1, 2)
+TENANT_ID = make_id_number("440604", date(1992, 3, 8), 217)  # synthetic, valid check character
 REVOCATION_LIMIT_S = 5.0
 
 
@@ -66,18 +69,20 @@ def door(tmp_path: Path, mosquitto: Mosquitto, postgres_url: str, system: System
 
 
 def _tenant_with_card(door: Door) -> int:
-    """The landlord's steps: building, its gateway, a tenant registered there, a card issued.
-    Returns the registration id once the gateway holds the card."""
+    """The landlord's steps through the registry API: building, a unit, its
+    gateway, a tenant registered there with a card. Returns the registration
+    id once the gateway holds the card."""
     api = door.server
-    building = api.call("POST", "/api/v1/buildings", {"name": "Chancheng 117"}, expect=201)
+    building = api.call("POST", "/api/v1/registry/buildings", {"name": "Chancheng 117"}, expect=201)
+    unit = api.call("POST", f"/api/v1/registry/buildings/{building['id']}/units",
+                    {"number": "101", "area_m2": 20, "rooms": 1}, expect=201)
     api.call("PUT", f"/api/v1/gateways/{GATEWAY_ID}/building", {"building_id": building["id"]})
-    person = api.call("POST", "/api/v1/persons", {"display_name": "Tenant A"}, expect=201)
-    registration = api.call("POST", "/api/v1/registrations",
-                            {"person_id": person["id"], "building_id": building["id"]}, expect=201)
-    card = api.call("POST", "/api/v1/credentials", {
-        "registration_id": registration["id"], "format": "wiegand26", "value": "%d:%d" % TENANT_CARD,
+    registration = api.call("POST", "/api/v1/registry/registrations", {
+        "unit_id": unit["id"], "person": {"id_number": TENANT_ID, "name": "Tenant A"},
+        "arrived_at": date.today().isoformat(),
+        "credential": {"format": "wiegand26", "value": "%d:%d" % TENANT_CARD},
     }, expect=201)
-    door.gateway.wait_allowlist(card["allowlist_versions"][GATEWAY_ID])
+    door.gateway.wait_allowlist(registration["allowlist_versions"][GATEWAY_ID])
     return int(registration["id"])
 
 
@@ -90,7 +95,7 @@ def test_a_card_opens_the_door_until_the_tenancy_ends(door: Door) -> None:
     system.wait_for(lambda: door.pulses() == 1, 5, "the lock relay pulsed")
 
     ended_at = time.monotonic()
-    ended = door.server.call("POST", f"/api/v1/registrations/{registration}/end")
+    ended = door.server.call("POST", f"/api/v1/registry/registrations/{registration}/end", {})
     door.gateway.wait_allowlist(ended["allowlist_versions"][GATEWAY_ID], timeout=REVOCATION_LIMIT_S)
     revocation_s = time.monotonic() - ended_at
     log.warning("revocation: registration ended → the gateway holds the revoking list in %.3f s", revocation_s)

@@ -24,7 +24,7 @@ from rentgate import signing, wire
 from server.access.routes import ACCESS
 from server.app import make_app
 from server.settings import ServerSettings
-from tests.server.access.test_api import call, issue, tenant
+from tests.server.access.test_api import call, end, id_number, register, tenant
 from tests.server.auth_helpers import bearer, make_user
 
 Client = TestClient[web.Request, web.Application]
@@ -116,18 +116,18 @@ def make_gateway(mosquitto: Any, tmp_path: Path) -> Iterator[Callable[[dict[str,
         gw.store.close()
 
 
-async def test_issue_and_end_reach_the_gateways_store(client: Client,
-                                                      make_gateway: Callable[[dict[str, str]], DoorGateway]) -> None:
+async def test_register_and_end_reach_the_gateways_store(
+        client: Client, make_gateway: Callable[[dict[str, str]], DoorGateway]) -> None:
     keys = (await call(client, "GET", "/api/v1/allowlist-keys"))["keys"]
     t = await tenant(client, gw=GW)
     door = make_gateway(keys)
     await until(lambda: door.store.version is not None, "the retained snapshot")
     assert door.store.lookup(CARD) is None and not door.store.is_revoked(CARD)
 
-    cred = await issue(client, t["registration"], CARD.value)
-    assert cred["published"] is True
-    entry = await until(lambda: door.store.lookup(CARD), "the issued card at the gateway")
-    assert entry.person == f"p-{t['person']}"
+    reg = await register(client, t["unit"], CARD.value)
+    assert reg["published"] is True
+    entry = await until(lambda: door.store.lookup(CARD), "the registered card at the gateway")
+    assert entry.person == f"p-{reg['person_id']}"
 
     # What arrived verifies with the key the API hands out.
     topic, message = door.raw.get(timeout=TIMEOUT)
@@ -136,7 +136,7 @@ async def test_issue_and_end_reach_the_gateways_store(client: Client,
     assert signing.verify(envelope.payload.encode(), envelope.signature, public, envelope.key_id)
 
     started = time.monotonic()
-    ended = await call(client, "POST", f"/api/v1/registrations/{t['registration']}/end")
+    ended = await end(client, reg["id"])
     assert ended["revoked_credentials"] == 1 and ended["published"] is True
     await until(lambda: door.store.is_revoked(CARD), "the revocation at the gateway", timeout=2.0)
     assert door.store.lookup(CARD) is None
@@ -174,8 +174,8 @@ async def test_changes_made_while_the_broker_is_down_arrive_on_reconnect(
     publisher = client.app[ACCESS].publisher
     assert publisher is not None
     await until(lambda: not publisher.link.connected.is_set(), "the publisher to notice")
-    cred = await issue(client, t["registration"], CARD.value)
-    assert cred["published"] is False
+    reg = await register(client, t["unit"], CARD.value)
+    assert reg["published"] is False
 
     await asyncio.to_thread(mosquitto.start)
     await until(lambda: door.store.lookup(CARD), "the card after the broker came back", timeout=30.0)
@@ -193,15 +193,19 @@ async def test_a_change_committed_by_another_process_reaches_the_gateway(
         fast_catch_up: None, client: Client, sqlite_engine: sa.Engine,
         make_gateway: Callable[[dict[str, str]], DoorGateway]) -> None:
     """What `rentgate import` does: commit list changes without publishing."""
-    from datetime import UTC, datetime
+    from datetime import UTC, datetime, timedelta
 
-    from server.access.registry import issue_credential
+    from server.registry import service
+    from server.registry.appkeys import VAULT
     from server.web.transactions import write_transaction
 
     keys = (await call(client, "GET", "/api/v1/allowlist-keys"))["keys"]
     t = await tenant(client, gw=GW)
     door = make_gateway(keys)
     await until(lambda: door.store.version is not None, "the retained snapshot")
+    now = datetime.now(UTC)
     with write_transaction(sqlite_engine) as conn:
-        issue_credential(conn, datetime.now(UTC), t["registration"], "em4100", CARD.value, [])
+        service.register(conn, now, "import:test.csv", client.app[VAULT], unit_id=t["unit"],
+                         person=service.PersonFields(id_number=id_number(1), name="Li Wei"),
+                         arrived_at=now - timedelta(days=1), source="import", credential=("em4100", CARD.value))
     await until(lambda: door.store.lookup(CARD), "the card committed outside the server")
