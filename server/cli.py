@@ -190,7 +190,7 @@ def _report(args: argparse.Namespace, doc: dict[str, Any], text: str) -> None:
     print(json.dumps(doc) if args.json else text)
 
 
-def _problem_lines(problems: list[Any]) -> str:
+def _problem_lines(problems: list[Problem]) -> str:
     return "\n".join(f"  {p}" for p in problems)
 
 
