@@ -193,6 +193,16 @@ TEXTS: dict[str, dict[str, str]] = {
         "confirmed_ok": "已确认申报",
         "rejected_ok": "已驳回申报",
         "answered_ok": "已记录您的回答",
+        # --- moving house (docs/registry.md, "Moving house")
+        "registered_pending_ok": "已提交：等待网格员核实后生效",
+        "moved_here_own": "此人在我的另一间房仍有登记：搬来这里，注销旧登记",
+        "move.awaiting": "等待网格员核实",
+        "move.awaiting_hint": "核实后登记生效，门卡随之开通。",
+        "move.needs_coordinator": "此登记需由本楼所在网格的网格员核实后确认，房东不能自行确认。",
+        "move.verify_note": "搬迁登记：此人在别处仍有登记。请核实此人确实住在这里后再确认，确认后原登记注销、原门卡停用。",
+        "move.declared_name": "登记时填写的姓名",
+        "moved_out": "最近搬离",
+        "moved_out.elsewhere": "{name}（{unit}）已在新住址登记，经核实，原登记已于 {day} 注销，门卡已停用。",
         "declare.title": "住户自主申报",
         "declare.intro": "请填写您的信息，提交后等待房东或网格员确认。",
         "declare.submit": "提交申报",
@@ -410,6 +420,19 @@ TEXTS: dict[str, dict[str, str]] = {
         "confirmed_ok": "Declaration confirmed",
         "rejected_ok": "Declaration rejected",
         "answered_ok": "Your answer is recorded",
+        # --- moving house (docs/registry.md, "Moving house")
+        "registered_pending_ok": "Sent: it takes effect once the grid coordinator has verified it",
+        "moved_here_own": "Still registered in another of my units: moved here, end the old registration",
+        "move.awaiting": "Awaiting the grid coordinator's verification",
+        "move.awaiting_hint": "Once verified, the registration takes effect and the card starts working.",
+        "move.needs_coordinator": "The grid coordinator of this building confirms this registration after "
+                                  "verifying it; a landlord cannot confirm it.",
+        "move.verify_note": "A move: this person is still registered elsewhere. Confirm only after checking that "
+                            "they live here; the old registration then ends and its cards stop working.",
+        "move.declared_name": "Name as given when registering",
+        "moved_out": "Recently moved out",
+        "moved_out.elsewhere": "{name} ({unit}) has registered at a new address; after verification this "
+                               "registration ended on {day} and their cards stopped working.",
         "declare.title": "Tenant self-declaration",
         "declare.intro": "Fill in your details; the landlord or the grid coordinator then confirms them.",
         "declare.submit": "Send declaration",

@@ -29,20 +29,23 @@ async def buildings_handler(request: web.Request) -> web.Response:
 
 async def render_building(request: web.Request, ctx: PageContext, building_id: int, *,
                           errors: FormErrors | None = None, status: int = 200) -> web.Response:
-    def load() -> tuple[q.Row | None, list[q.Row], list[q.Row], list[q.Row]]:
+    now = datetime.now(UTC)
+
+    def load() -> tuple[q.Row | None, list[q.Row], list[q.Row], list[q.Row], list[q.Row]]:
         with read(request).connect() as conn:
             found = q.building(conn, building_id)
             if found is None:
-                return None, [], [], []
-            return (found, q.building_units(conn, building_id), q.pending_declarations(conn, building_id=building_id),
-                    q.open_cases(conn, building_id))
+                return None, [], [], [], []
+            return (found, q.building_units(conn, building_id),
+                    q.pending_declarations(conn, building_id=building_id, viewer=ctx.user),
+                    q.open_cases(conn, building_id), q.moved_out(conn, now, building_id=building_id))
 
-    found, units, pending, cases = await asyncio.to_thread(load)
+    found, units, pending, cases, moved = await asyncio.to_thread(load)
     if found is None:
         raise page_not_found(ctx)
     zone = request.app[PAGES].rules.zone
-    body = building_page(ctx, found, units, pending, cases, zone, today_in(zone, datetime.now(UTC)), errors,
-                         flash(ctx, request))
+    body = building_page(ctx, found, units, pending, cases, zone, today_in(zone, now), errors,
+                         flash(ctx, request), moved=moved)
     return page(ctx, found["name"], body, status=status)
 
 
@@ -66,19 +69,22 @@ async def unit_building(request: web.Request, ctx: PageContext, unit_id: int) ->
 async def render_unit(request: web.Request, ctx: PageContext, unit_id: int, *, values: dict[str, str] | None = None,
                       errors: FormErrors | None = None, dereg_errors: tuple[int, FormErrors] | None = None,
                       status: int = 200) -> web.Response:
-    def load() -> tuple[q.Row | None, list[q.Row], list[q.Row]]:
+    now = datetime.now(UTC)
+
+    def load() -> tuple[q.Row | None, list[q.Row], list[q.Row], list[q.Row]]:
         with read(request).connect() as conn:
             found = q.unit(conn, unit_id)
             if found is None:
-                return None, [], []
-            return found, q.occupants(conn, unit_id), q.pending_declarations(conn, unit_id=unit_id)
+                return None, [], [], []
+            return (found, q.occupants(conn, unit_id), q.pending_declarations(conn, unit_id=unit_id, viewer=ctx.user),
+                    q.moved_out(conn, now, unit_id=unit_id))
 
-    found, occupants, pending = await asyncio.to_thread(load)
+    found, occupants, pending, moved = await asyncio.to_thread(load)
     if found is None:
         raise page_not_found(ctx)
     zone = request.app[PAGES].rules.zone
-    body = unit_page(ctx, found, occupants, pending, zone, today_in(zone, datetime.now(UTC)), values=values,
-                     errors=errors, dereg_errors=dereg_errors, flash=flash(ctx, request))
+    body = unit_page(ctx, found, occupants, pending, zone, today_in(zone, now), values=values,
+                     errors=errors, dereg_errors=dereg_errors, flash=flash(ctx, request), moved=moved)
     return page(ctx, f'{ctx.t["unit"]} {found["number"]}', body, status=status)
 
 

@@ -82,10 +82,12 @@ async def register_handler(request: web.Request) -> web.Response:
     source = "landlord" if user.role == "landlord" else "coordinator"
 
     def operation(conn: sa.Connection, now: datetime) -> Outcome:
+        # A person registered outside the user's buildings makes this a move
+        # awaiting the grid coordinator's verification (docs/registry.md).
         return service.register(conn, now, actor_of(user), vault, unit_id=unit_id, person=person,
                                 arrived_at=moment(arrived_day, zone, now), source=source,
                                 end_previous=bool(values["moved"]), credential=("em4100", card) if card else None,
-                                confirmed_by=user.id)
+                                confirmed_by=user.id, scope=service.Scope.of(user.role, user.id))
 
     try:
         outcome = await _apply(request, operation)
@@ -94,8 +96,10 @@ async def register_handler(request: web.Request) -> web.Response:
                                  status=400)
     except Conflict as exc:
         return await render_unit(request, ctx, unit_id, values=values, errors=_conflict(ctx, exc), status=409)
-    log.info("unit %s: registration %s by %s", unit_id, outcome.body.get("id"), actor_of(user))
-    raise _done(f"/landlord/units/{unit_id}", "registered_ok")
+    log.info("unit %s: registration %s (%s) by %s", unit_id, outcome.body.get("id"), outcome.body.get("status"),
+             actor_of(user))
+    pending = outcome.body.get("status") == "pending"
+    raise _done(f"/landlord/units/{unit_id}", "registered_pending_ok" if pending else "registered_ok")
 
 
 async def _registration_access(request: web.Request) -> tuple[PageContext, AuthUser, int, int]:
@@ -153,9 +157,13 @@ async def deregister_handler(request: web.Request) -> web.Response:
 
 async def confirm_handler(request: web.Request) -> web.Response:
     ctx, user, reg_id, building_id = await _registration_access(request)
+    scope = service.Scope.of(user.role, user.id)
     try:
         await _apply(request, lambda conn, now: service.confirm_registration(conn, now, actor_of(user), reg_id,
-                                                                              user_id=user.id))
+                                                                              user_id=user.id, scope=scope))
+    except service.NeedsVerification:
+        errors = FormErrors(general=[ctx.t["move.needs_coordinator"]])
+        return await render_building(request, ctx, building_id, errors=errors, status=403)
     except (Conflict, NotFound, InvalidInput) as exc:
         return await render_building(request, ctx, building_id, errors=_conflict(ctx, exc), status=409)
     raise _done(f"/landlord/buildings/{building_id}", "confirmed_ok")

@@ -97,6 +97,18 @@ def _person_lines(ctx: PageContext, row: Row, zone: ZoneInfo) -> str:
     return "".join(parts)
 
 
+def _confirm_part(ctx: PageContext, row: Row) -> str:
+    """The confirm button, or, where only the grid coordinator may confirm
+    (a move from another building), a notice saying so and nothing more."""
+    t, reg = ctx.t, row["id"]
+    if row.get("awaits_coordinator"):
+        return (f'<p class="awaiting-verification"><span class="badge warn">{esc(t["move.awaiting"])}</span> '
+                f'<span class="meta">{esc(t["move.awaiting_hint"])}</span></p>')
+    note = f'<p class="meta move-note">{esc(t["move.verify_note"])}</p>' if row.get("move") else ""
+    return (f'{note}<form method="post" action="/landlord/registrations/{reg}/confirm">{ctx.csrf_field()}'
+            f'<button type="submit" class="confirm">{esc(t["confirm"])}</button></form>')
+
+
 def declarations(ctx: PageContext, rows: list[Row], zone: ZoneInfo) -> str:
     t = ctx.t
     if not rows:
@@ -106,8 +118,7 @@ def declarations(ctx: PageContext, rows: list[Row], zone: ZoneInfo) -> str:
         reg = row["id"]
         out.append(
             f'<div class="card declaration" data-registration="{reg}">{_person_lines(ctx, row, zone)}'
-            f'<form method="post" action="/landlord/registrations/{reg}/confirm">{ctx.csrf_field()}'
-            f'<button type="submit" class="confirm">{esc(t["confirm"])}</button></form>'
+            f'{_confirm_part(ctx, row)}'
             f'<details><summary>{esc(t["reject"])}</summary>'
             f'<form method="post" action="/landlord/registrations/{reg}/reject">{ctx.csrf_field()}'
             f'{input_field(ctx, "reason", label=t["reject_reason"], extra="required maxlength=32")}'
@@ -168,12 +179,28 @@ def other_cases(ctx: PageContext, rows: list[Row], zone: ZoneInfo) -> str:
     return "".join(out)
 
 
+def moved_out(ctx: PageContext, rows: list[Row], zone: ZoneInfo) -> str:
+    """The tenants who moved out lately: the old landlord learns that the
+    registration ended and the cards stopped working, never where to."""
+    if not rows:
+        return ""
+    t = ctx.t
+    items = "".join(
+        f'<li class="moved-out" data-registration="{row["id"]}">'
+        + esc(t["moved_out.elsewhere"].format(name=row["name"] or "", unit=row["unit"] or "",
+                                              day=day(row["ended_at"], zone)))
+        + '</li>' for row in rows)
+    return f'<h2>{esc(t["moved_out"])}</h2><div class="card notice"><ul class="plain moved-out">{items}</ul></div>'
+
+
 def building_page(ctx: PageContext, building: Row, units: list[Row], pending: list[Row], cases: list[Row],
-                  zone: ZoneInfo, today: date, errors: FormErrors | None = None, flash: str = "") -> str:
+                  zone: ZoneInfo, today: date, errors: FormErrors | None = None, flash: str = "", *,
+                  moved: list[Row] | None = None) -> str:
     t = ctx.t
     prompts = [c for c in cases if c["kind"] == "presumed_departure"]
     others = [c for c in cases if c["kind"] != "presumed_departure"]
     return (f'{flash}{errors_box(ctx, errors)}<div class="meta">{esc(building["address"] or "")}</div>'
+            f'{moved_out(ctx, moved or [], zone)}'
             f'<h2>{esc(t["units"])}</h2>{_units_table(ctx, units)}'
             f'<h2>{esc(t["declarations"])}</h2>{declarations(ctx, pending, zone)}'
             f'<h2>{esc(t["departure_prompts"])}</h2>{departure_prompts(ctx, prompts, zone, today)}'
@@ -229,16 +256,18 @@ def register_form(ctx: PageContext, unit_id: int, today: date, values: dict[str,
             f'{input_field(ctx, "origin", value=v.get("origin", ""), errors=errors, extra="maxlength=100")}'
             f'{arrived}{card}'
             f'<label class="check"><input type="checkbox" name="moved" value="1"{moved} style="width:auto"> '
-            f'{esc(t["moved_here"])}</label>'
+            f'{esc(t["moved_here_own"])}</label>'
             f'<p><button type="submit" class="register">{esc(t["register"])}</button></p></form>')
 
 
 def unit_page(ctx: PageContext, unit: Row, occupants: list[Row], pending: list[Row], zone: ZoneInfo, today: date, *,
               values: dict[str, str] | None = None, errors: FormErrors | None = None,
-              dereg_errors: tuple[int, FormErrors] | None = None, flash: str = "") -> str:
+              dereg_errors: tuple[int, FormErrors] | None = None, flash: str = "",
+              moved: list[Row] | None = None) -> str:
     t = ctx.t
     return (f'{flash}<div class="meta">{esc(unit["building_name"])} · {esc(t["area_m2"])} {unit["area_m2"]:g} · '
             f'{esc(t["capacity"])} {unit["capacity"]} · {grade_chip(t, unit["grade"])}</div>'
+            f'{moved_out(ctx, moved or [], zone)}'
             f'<h2>{esc(t["registered_occupants"])}</h2>{occupants_list(ctx, occupants, zone, today, dereg_errors)}'
             f'<h2>{esc(t["declarations"])}</h2>{declarations(ctx, pending, zone)}'
             f'<h2>{esc(t["register_tenant"])}</h2>{register_form(ctx, unit["id"], today, values, errors)}'

@@ -4,6 +4,7 @@ numbers (persons.id_masked) are ever selected."""
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
@@ -15,12 +16,17 @@ from server.db.models import (
     cases,
     credentials,
     grid_coordinators,
+    history,
     persons,
     registrations,
     units,
 )
+from server.registry.queries import show_as_declared
+from server.registry.service import Scope, is_move
 
 Row = dict[str, Any]
+# How long a tenant who moved out stays on the old landlord's pages.
+MOVED_OUT_DAYS = 30
 
 
 def _count_where(table: sa.Table, *conditions: sa.ColumnElement[bool]) -> sa.ScalarSelect[Any]:
@@ -87,15 +93,71 @@ def _registration_rows(conn: sa.Connection, *conditions: sa.ColumnElement[bool])
     return [dict(row) for row in conn.execute(query).mappings()]
 
 
-def pending_declarations(conn: sa.Connection, *, building_id: int | None = None,
-                         unit_id: int | None = None) -> list[Row]:
+def pending_declarations(conn: sa.Connection, *, building_id: int | None = None, unit_id: int | None = None,
+                         viewer: AuthUser | None = None) -> list[Row]:
+    """Pending registrations: tenants' declarations and moves awaiting
+    verification, the person as declared with them (never the person's
+    record, which may be another landlord's tenant's). ``move``: made
+    pending by the move rule; ``awaits_coordinator``: the viewer may not
+    confirm it (a landlord, for a move, or for a declaration whose person
+    is registered outside their buildings)."""
     r = registrations.c
     where = [r.status == "pending"]
     if building_id is not None:
         where.append(r.building_id == building_id)
     if unit_id is not None:
         where.append(r.unit_id == unit_id)
-    return _registration_rows(conn, *where)
+    rows = _registration_rows(conn, *where)
+    show_as_declared(conn, rows)
+    elsewhere = _registered_outside(conn, rows, viewer)
+    for row in rows:
+        row["move"] = is_move(row["source"])
+        row["awaits_coordinator"] = (viewer is not None and viewer.role == "landlord"
+                                     and (row["move"] or row["id"] in elsewhere))
+    return rows
+
+
+def _registered_outside(conn: sa.Connection, rows: list[Row], viewer: AuthUser | None) -> set[int]:
+    """The pending registrations (of ``rows``) whose person is registered in
+    a building outside a landlord viewer's own: the landlord may not confirm
+    those (server/registry/service.confirm_registration). The same one bit a
+    confirmation attempt would answer, said before the click."""
+    if viewer is None or viewer.role != "landlord" or not rows:
+        return set()
+    within = Scope.of(viewer.role, viewer.id).buildings()
+    assert within is not None
+    r, other = registrations.c, registrations.alias("other")
+    query = (sa.select(r.id).join(other, other.c.person_id == r.person_id)
+             .where(r.id.in_([row["id"] for row in rows]), other.c.id != r.id, other.c.status == "active",
+                    other.c.building_id.not_in(within)))
+    return {int(i) for i in conn.execute(query).scalars()}
+
+
+def moved_out(conn: sa.Connection, now: datetime, *, building_id: int | None = None,
+              unit_id: int | None = None) -> list[Row]:
+    """Registrations of the building (unit) that a move to another building
+    ended (reason "moved", traced ``registered_elsewhere``) in the last
+    MOVED_OUT_DAYS days, newest first: the old landlord's notice that a
+    tenant moved and their cards stopped working. Which building they moved
+    to is never read here. A landlord's own deregistrations are not listed:
+    they know of those."""
+    r, p, u = registrations.c, persons.c, units.c
+    query = (sa.select(r.id, r.unit_id, r.ended_at, p.display_name.label("name"), u.number.label("unit"))
+             .join(persons, p.id == r.person_id).join(units, u.id == r.unit_id, isouter=True)
+             .where(r.status == "ended", r.end_reason == "moved", r.updated_at >= now - timedelta(days=MOVED_OUT_DAYS))
+             .order_by(r.updated_at.desc(), r.id.desc()))
+    if building_id is not None:
+        query = query.where(r.building_id == building_id)
+    if unit_id is not None:
+        query = query.where(r.unit_id == unit_id)
+    rows = [dict(row) for row in conn.execute(query).mappings()]
+    if rows:
+        h = history.c
+        traces = conn.execute(sa.select(h.entity_id, h.changes).where(
+            h.entity == "registration", h.entity_id.in_([row["id"] for row in rows]), h.action == "ended"))
+        elsewhere = {int(i) for i, changes in traces.tuples() if (changes or {}).get("registered_elsewhere")}
+        rows = [row for row in rows if row["id"] in elsewhere]
+    return rows
 
 
 def occupants(conn: sa.Connection, unit_id: int) -> list[Row]:

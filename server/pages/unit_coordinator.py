@@ -46,6 +46,7 @@ from server.patrols.service import CHECKLIST_ITEMS
 from server.patrols.unit_view import UnitView, load_unit_view
 from server.reconcile.cases import MANUAL_RESOLUTIONS, resolve_case
 from server.registry import service as registry
+from server.registry.queries import declared_fields
 from server.web.errors import Conflict, InvalidInput, NotFound
 from server.web.transactions import write_transaction
 
@@ -103,17 +104,33 @@ def _occupants(ctx: PageContext, view: UnitView, zone: ZoneInfo) -> str:
     return f'<div class="card"><ul class="plain occupants">{items}</ul></div>'
 
 
-def _pending(ctx: PageContext, view: UnitView, zone: ZoneInfo) -> str:
+def _declared_name(ctx: PageContext, row: Row, declared: dict[int, Row]) -> str:
+    """The name typed with the registration, when it is not the person's
+    recorded one: a coordinator verifying a move compares both with the
+    identity card."""
+    name = (declared.get(row["id"]) or {}).get("name")
+    if not name or name == row["name"]:
+        return ""
+    t = ctx.t
+    return f'<div class="meta declared-name">{esc(t["move.declared_name"])}{esc(t["sep"])}{esc(name)}</div>'
+
+
+def _pending(ctx: PageContext, view: UnitView, zone: ZoneInfo, declared: dict[int, Row] | None = None) -> str:
     t, unit_id = ctx.t, view.unit["id"]
     if not view.pending:
         return ""
     out = [f'<h2>{esc(t["declarations"])}</h2>']
     for r in view.pending:
         base = f'/c/units/{unit_id}/registrations/{r["id"]}'
+        # A move awaiting verification (server/registry/service.is_move):
+        # confirming it ends the person's registration elsewhere.
+        note = (f'<p class="meta move-note">{esc(t["move.verify_note"])}</p>'
+                if registry.is_move(r["source"]) else "")
         out.append(
             f'<div class="card declaration" data-registration="{r["id"]}"><b class="name">{esc(r["name"])}</b> '
             f'<span class="id-masked">{esc(r["id_masked"] or "")}</span>'
-            f'<div class="meta">{esc(t["arrived"])}{esc(t["sep"])}{day(r["valid_from"], zone)}</div>'
+            f'{_declared_name(ctx, r, declared or {})}'
+            f'<div class="meta">{esc(t["arrived"])}{esc(t["sep"])}{day(r["valid_from"], zone)}</div>{note}'
             f'<form method="post" action="{base}/confirm">{ctx.csrf_field()}'
             f'<button type="submit" class="confirm">{esc(t["confirm"])}</button></form>'
             f'<details><summary>{esc(t["reject"])}</summary><form method="post" action="{base}/reject">'
@@ -238,10 +255,12 @@ def _patrols(ctx: PageContext, view: UnitView, zone: ZoneInfo) -> str:
 
 
 def render_unit(ctx: PageContext, view: UnitView, zone: ZoneInfo, flash_html: str,
-                errors: FormErrors | None = None, cards: dict[int, str] | None = None) -> str:
+                errors: FormErrors | None = None, cards: dict[int, str] | None = None,
+                declared: dict[int, Row] | None = None) -> str:
     t = ctx.t
     return (f'{SCAN_CSS}{flash_html}{errors_box(ctx, errors)}{_unit_card(ctx, view, zone)}'
-            f'<h2>{esc(t["registered_occupants"])}</h2>{_occupants(ctx, view, zone)}{_pending(ctx, view, zone)}'
+            f'<h2>{esc(t["registered_occupants"])}</h2>{_occupants(ctx, view, zone)}'
+            f'{_pending(ctx, view, zone, declared)}'
             f'<h2>{esc(t["unit.evidence"])}</h2>{_sightings(ctx, view, zone, cards or {})}{_door_events(ctx, view, zone)}'
             f'<h2>{esc(t["open_cases"])}</h2>{_cases(ctx, view, zone)}'
             f'<h2>{esc(t["unit.open_tasks"])}</h2>{_tasks(ctx, view, zone)}'
@@ -264,12 +283,14 @@ async def show_unit(request: web.Request, ctx: PageContext, user: AuthUser, unit
     flash_html = flash(ctx, request)
 
     cards: dict[int, str] = {}
+    declared: dict[int, Row] = {}
 
     def read() -> tuple[UnitView | None, str]:
         with read_only(request.app) as conn:
             view = load_unit_view(conn, unit_id, datetime.now(UTC), rules)
             if view is not None:
                 cards.update(card_values(conn, view))
+                declared.update(declared_fields(conn, [int(r["id"]) for r in view.pending]))
             return view, "missing" if view is None else (
                 "ok" if can_manage_building(conn, user, view.unit["building_id"]) else "forbidden")
 
@@ -279,7 +300,7 @@ async def show_unit(request: web.Request, ctx: PageContext, user: AuthUser, unit
         t1 = time.perf_counter()
         response = None
         if view is not None and verdict == "ok":
-            response = page(ctx, unit_title(ctx, view), render_unit(ctx, view, zone, flash_html, errors, cards),
+            response = page(ctx, unit_title(ctx, view), render_unit(ctx, view, zone, flash_html, errors, cards, declared),
                             status=status)
         return verdict, response, t1 - t0, time.perf_counter() - t1
 
@@ -399,10 +420,14 @@ async def _registration_action(request: web.Request, ok: str,
 
 
 async def confirm_handler(request: web.Request) -> web.Response:
+    """The coordinator verifies at the door: confirming ends the person's
+    registration elsewhere, if any (a move; its cards are revoked and its
+    landlord sees the tenant moved out, not where to)."""
     return await _registration_action(
         request, "confirmed_ok",
         lambda user, reg_id, _form: lambda conn, now: registry.confirm_registration(
-            conn, now, actor_of(user), reg_id, user_id=user.id))
+            conn, now, actor_of(user), reg_id, user_id=user.id, end_previous=True,
+            scope=registry.Scope.of(user.role, user.id)))
 
 
 async def reject_handler(request: web.Request) -> web.Response:

@@ -23,6 +23,8 @@ from server.db.models import (
 
 JsonObj = dict[str, Any]
 OCCUPYING = ("pending", "active")
+# Registrations that tie a person to a building (service.PERSON_TIES).
+PERSON_TIES = ("active", "ended")
 
 
 def _iso(value: datetime | None) -> str | None:
@@ -120,6 +122,7 @@ def unit_detail(conn: sa.Connection, unit_id: int) -> JsonObj | None:
         .where(registrations.c.unit_id == unit_id, registrations.c.status.in_(OCCUPYING))
         .order_by(registrations.c.valid_from, registrations.c.id)).mappings()
     occupants = [_plain(p) for p in people]
+    show_as_declared(conn, occupants, id_key="registration_id")
     cards = conn.execute(
         sa.select(credentials.c.id, credentials.c.format, credentials.c.value, credentials.c.person_id,
                   credentials.c.registration_id, credentials.c.issued_at)
@@ -150,11 +153,57 @@ def person_by_digest(conn: sa.Connection, digest: str) -> JsonObj | None:
 
 
 def person_lives_with_landlord(conn: sa.Connection, person_id: int, landlord_user_id: int) -> bool:
-    """Has the person ever been registered (or declared) in one of the landlord's buildings?"""
+    """Is or was the person registered (active or ended: accepted, not merely
+    declared or claimed) in one of the landlord's buildings?"""
     return conn.execute(
         sa.select(registrations.c.id).join(buildings, buildings.c.id == registrations.c.building_id)
-        .where(registrations.c.person_id == person_id, buildings.c.landlord_user_id == landlord_user_id)
+        .where(registrations.c.person_id == person_id, buildings.c.landlord_user_id == landlord_user_id,
+               registrations.c.status.in_(PERSON_TIES))
         .limit(1)).first() is not None
+
+
+def show_as_declared(conn: sa.Connection, rows: list[JsonObj], *, id_key: str = "id") -> None:
+    """A pending or rejected registration shows the person as they were
+    declared with it (the name, phone and origin the tenant or the
+    registering landlord typed), never the person's record: that record may
+    be another landlord's tenant's, and a declaration or a move awaiting
+    verification must not read it. Rows written before declarations were
+    kept show the record only when the person was created by that very
+    registration (the same moment), else no name."""
+    waiting = {int(r[id_key]): r for r in rows if r.get("status") in ("pending", "rejected")}
+    if not waiting:
+        return
+    declared = declared_fields(conn, list(waiting))
+    legacy = [i for i in waiting if i not in declared]
+    own: set[int] = set()
+    if legacy:
+        query = (sa.select(registrations.c.id).join(persons, persons.c.id == registrations.c.person_id)
+                 .where(registrations.c.id.in_(legacy), persons.c.created_at == registrations.c.created_at))
+        own = {int(i) for i in conn.execute(query).scalars()}
+    for reg_id, row in waiting.items():
+        if reg_id in own:
+            continue
+        given = declared.get(reg_id, {})
+        for key in ("name", "phone", "origin"):
+            if key in row:
+                row[key] = given.get(key) if key != "name" else (given.get("name") or "")
+
+
+def declared_fields(conn: sa.Connection, registration_ids: list[int]) -> dict[int, JsonObj]:
+    """The fields declared with each registration (service._declared, kept on
+    its "declared" history row)."""
+    if not registration_ids:
+        return {}
+    h = history.c
+    query = (sa.select(h.entity_id, h.changes)
+             .where(h.entity == "registration", h.entity_id.in_(registration_ids), h.action == "declared")
+             .order_by(h.id))
+    out: dict[int, JsonObj] = {}
+    for reg_id, changes in conn.execute(query).tuples():
+        found = (changes or {}).get("declared")
+        if isinstance(found, dict):
+            out.setdefault(int(reg_id), found)
+    return out
 
 
 # --- registrations and credentials ----------------------------------------
@@ -174,6 +223,23 @@ def credential_building(conn: sa.Connection, credential_id: int) -> int | None:
 def list_registrations(conn: sa.Connection, *, unit_id: int | None = None, person_id: int | None = None,
                        status: str | None = None, building_id: int | None = None,
                        landlord_user_id: int | None = None, limit: int = 200) -> list[JsonObj]:
+    """Registrations, newest first; ``landlord_user_id`` keeps those of the
+    landlord's buildings only. Pending and rejected ones name the person as
+    declared (``show_as_declared``)."""
+    return _list_registrations(conn, unit_id=unit_id, person_id=person_id, status=status, building_id=building_id,
+                               landlord_user_id=landlord_user_id, limit=limit)
+
+
+def registrations_within(conn: sa.Connection, within: sa.Select[Any] | None, *, person_id: int,
+                         limit: int = 200) -> list[JsonObj]:
+    """A person's registrations in the buildings ``within`` selects (None: all)."""
+    return _list_registrations(conn, person_id=person_id, within=within, limit=limit)
+
+
+def _list_registrations(conn: sa.Connection, *, unit_id: int | None = None, person_id: int | None = None,
+                        status: str | None = None, building_id: int | None = None,
+                        landlord_user_id: int | None = None, within: sa.Select[Any] | None = None,
+                        limit: int = 200) -> list[JsonObj]:
     query = (sa.select(registrations.c.id, registrations.c.person_id, persons.c.display_name.label("name"),
                        persons.c.id_masked, registrations.c.building_id, registrations.c.unit_id,
                        units.c.number.label("unit_number"), registrations.c.status, registrations.c.source,
@@ -190,7 +256,10 @@ def list_registrations(conn: sa.Connection, *, unit_id: int | None = None, perso
     if landlord_user_id is not None:
         query = query.where(registrations.c.building_id.in_(
             sa.select(buildings.c.id).where(buildings.c.landlord_user_id == landlord_user_id)))
+    if within is not None:
+        query = query.where(registrations.c.building_id.in_(within))
     rows = [_plain(r) for r in conn.execute(query).mappings()]
+    show_as_declared(conn, rows)
     _attach_credentials(conn, rows)
     return rows
 

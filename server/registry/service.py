@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, get_args
+from typing import Any, NamedTuple, get_args
 
 import sqlalchemy as sa
 
@@ -27,11 +27,13 @@ from server.db.models import (
     areas,
     buildings,
     credentials,
+    grid_coordinators,
     persons,
     registrations,
     units,
     users,
 )
+from server.db.models import history as history_rows
 from server.registry import history
 from server.registry.idnumber import InvalidIdNumber, parse_id_number
 from server.registry.pii import PiiVault
@@ -301,15 +303,106 @@ def recompute_capacities(conn: sa.Connection, rules: CityRules) -> int:
     return changed
 
 
+# --------------------------------------------------------------------------- scope
+
+
+@dataclass(frozen=True)
+class Scope:
+    """The buildings a caller answers for: ``all`` (an administrator, an
+    import, the system and the simulator), ``landlord`` (the buildings whose
+    landlord_user_id is theirs), ``coordinator`` (the buildings of the grids
+    assigned to them, server/grid/scope.py), ``none`` (anyone else).
+
+    The registry's rules ask it three things: may this caller end that
+    registration (a move between their own units), may they name that person
+    by id (one who is or was registered in their buildings), and may they
+    verify a move into one of their buildings (an administrator or the
+    building's grid coordinator, never a landlord). See "Moving house" in
+    docs/registry.md."""
+
+    kind: str = "all"
+    user_id: int | None = None
+
+    @classmethod
+    def of(cls, role: str, user_id: int) -> Scope:
+        if role == "admin":
+            return EVERYWHERE
+        if role in ("landlord", "coordinator"):
+            return cls(role, user_id)
+        return cls("none", user_id)
+
+    def buildings(self) -> sa.Select[Any] | None:
+        """The ids of the scope's buildings, as a sub-select; None: every building."""
+        b = buildings.c
+        if self.kind == "all":
+            return None
+        if self.kind == "landlord":
+            return sa.select(b.id).where(b.landlord_user_id == self.user_id)
+        if self.kind == "coordinator":
+            g = grid_coordinators.c
+            return sa.select(b.id).join(grid_coordinators, g.grid_id == b.grid_id).where(g.user_id == self.user_id)
+        return sa.select(b.id).where(sa.false())
+
+    def covers(self, conn: sa.Connection, building_id: int) -> bool:
+        within = self.buildings()
+        if within is None:
+            return True
+        return conn.execute(sa.select(sa.literal(1)).where(buildings.c.id == building_id,
+                                                           buildings.c.id.in_(within))).first() is not None
+
+    def verifies(self, conn: sa.Connection, building_id: int) -> bool:
+        """May confirm a move into this building: an administrator, or a
+        coordinator of the building's grid. A landlord never does."""
+        return self.kind in ("all", "coordinator") and self.covers(conn, building_id)
+
+    def knows_person(self, conn: sa.Connection, person_id: int) -> bool:
+        """Is or was the person registered (active or ended: accepted at some
+        point, not merely declared or claimed) in one of the scope's buildings?"""
+        r = registrations.c
+        query = sa.select(sa.literal(1)).where(r.person_id == person_id, r.status.in_(PERSON_TIES))
+        within = self.buildings()
+        if within is not None:
+            query = query.where(r.building_id.in_(within))
+        return conn.execute(query.limit(1)).first() is not None
+
+
+EVERYWHERE = Scope()
+# Registrations that tie a person to a building: accepted at some point. A
+# pending one (a tenant's declaration, a move awaiting verification) or a
+# rejected one does not let that building's landlord read or name the person.
+PERSON_TIES = ("active", "ended")
+# A landlord's moves awaiting verification, across their buildings: each is
+# a coordinator's visit, and each answers one question ("is this number
+# registered somewhere else?"), so a landlord cannot pile up hundreds.
+MOVES_AWAITING_PER_LANDLORD = 10
+MOVE_ACTOR = "system:move"
+
+
+class NeedsVerification(Conflict):
+    """A pending registration that only the building's grid coordinator (or
+    an administrator) may confirm: a move from a building outside the
+    caller's scope. Says nothing about that building."""
+
+    def __init__(self) -> None:
+        super().__init__("this registration awaits verification by the grid coordinator of this building")
+
+
 # --------------------------------------------------------------------------- persons
 
 
-def upsert_person(conn: sa.Connection, now: datetime, actor: str, vault: PiiVault, fields: PersonFields,
-                  *, field_prefix: str = "person.", update_existing: bool = True) -> PersonRef:
-    """Find the person by identity number or create them. Name, phone and
-    origin given for an existing person replace the recorded ones, traced,
-    unless ``update_existing`` is false: a public self-declaration must not
-    let whoever knows a number rewrite that person's record."""
+@dataclass(frozen=True)
+class _PersonInput:
+    """A person's fields as given, validated, before anything is written."""
+
+    digest: str
+    masked: str
+    sex: str
+    birth_year: int
+    cipher_source: str
+    values: dict[str, Any]
+
+
+def _person_input(now: datetime, vault: PiiVault, fields: PersonFields, field_prefix: str) -> _PersonInput:
     try:
         number = parse_id_number(fields.id_number, today=now.date())
     except InvalidIdNumber as exc:
@@ -319,25 +412,40 @@ def upsert_person(conn: sa.Connection, now: datetime, actor: str, vault: PiiVaul
         "phone": _phone(field_prefix + "phone", fields.phone),
         "origin": _text(field_prefix + "origin", fields.origin, max_len=100, required=False),
     }
-    digest = vault.digest(number.value)
+    return _PersonInput(vault.digest(number.value), number.masked, number.sex, number.birth_date.year, number.value,
+                        values)
+
+
+def _write_person(conn: sa.Connection, now: datetime, actor: str, vault: PiiVault, given: _PersonInput,
+                  *, update_existing: bool) -> PersonRef:
     p = persons.c
-    row = conn.execute(sa.select(p.id, p.display_name, p.phone, p.origin).where(p.id_digest == digest)).first()
+    row = conn.execute(sa.select(p.id, p.display_name, p.phone, p.origin).where(p.id_digest == given.digest)).first()
     if row is not None:
         before = {"display_name": row.display_name, "phone": row.phone, "origin": row.origin}
         # Fields left empty keep what is recorded.
-        given = {k: v for k, v in values.items() if v is not None} if update_existing else {}
-        changed = history.diff(before, given)
+        new = {k: v for k, v in given.values.items() if v is not None} if update_existing else {}
+        changed = history.diff(before, new)
         if changed:
-            conn.execute(sa.update(persons).where(p.id == row.id).values(updated_at=now, **given))
+            conn.execute(sa.update(persons).where(p.id == row.id).values(updated_at=now, **new))
             history.record(conn, now, actor, "person", row.id, "updated", changed)
-        return PersonRef(row.id, False, number.masked)
+        return PersonRef(row.id, False, given.masked)
     person_id = conn.execute(sa.insert(persons).values(
-        created_at=now, updated_at=now, id_digest=digest, id_cipher=vault.encrypt(number.value),
-        id_masked=number.masked, sex=number.sex, birth_year=number.birth_date.year, **values,
+        created_at=now, updated_at=now, id_digest=given.digest, id_cipher=vault.encrypt(given.cipher_source),
+        id_masked=given.masked, sex=given.sex, birth_year=given.birth_year, **given.values,
     ).returning(p.id)).scalar_one()
     history.record(conn, now, actor, "person", person_id, "created",
-                   {"id_masked": number.masked, "sex": number.sex, "birth_year": number.birth_date.year, **values})
-    return PersonRef(person_id, True, number.masked)
+                   {"id_masked": given.masked, "sex": given.sex, "birth_year": given.birth_year, **given.values})
+    return PersonRef(person_id, True, given.masked)
+
+
+def upsert_person(conn: sa.Connection, now: datetime, actor: str, vault: PiiVault, fields: PersonFields,
+                  *, field_prefix: str = "person.", update_existing: bool = True) -> PersonRef:
+    """Find the person by identity number or create them. Name, phone and
+    origin given for an existing person replace the recorded ones, traced,
+    unless ``update_existing`` is false: a public self-declaration must not
+    let whoever knows a number rewrite that person's record."""
+    given = _person_input(now, vault, fields, field_prefix)
+    return _write_person(conn, now, actor, vault, given, update_existing=update_existing)
 
 
 def find_person(conn: sa.Connection, vault: PiiVault, id_number: str, *, field: str = "id_number") -> int | None:
@@ -373,9 +481,9 @@ def _credential_value(fmt: str, value: str, field: str = "credential") -> str:
     return value
 
 
-def _overlapping(conn: sa.Connection, person_id: int, start: datetime, *, exclude: int | None = None) -> sa.Row[Any] | None:
-    """The person's active registration, or an ended one whose stay reaches
-    past ``start``: two places at once."""
+def _overlaps(conn: sa.Connection, person_id: int, start: datetime, *, exclude: int | None = None) -> list[sa.Row[Any]]:
+    """The person's active registration, and ended ones whose stay reaches
+    past ``start``: two places at once. The active one first."""
     r = registrations.c
     query = (sa.select(r.id, r.unit_id, r.building_id, r.valid_from, r.ended_at, r.status)
              .where(r.person_id == person_id,
@@ -384,82 +492,240 @@ def _overlapping(conn: sa.Connection, person_id: int, start: datetime, *, exclud
              .order_by(r.status, r.id))
     if exclude is not None:
         query = query.where(r.id != exclude)
-    return conn.execute(query).first()
+    return list(conn.execute(query).all())
 
 
-def _check_overlap(conn: sa.Connection, now: datetime, actor: str, person_id: int, unit_id: int, arrived_at: datetime,
-                   *, end_previous: bool, exclude: int | None = None) -> list[Change]:
-    """Refuse two places at once; with ``end_previous`` end the person's active
-    registration elsewhere at ``arrived_at`` (a move). Returns its changes."""
-    other = _overlapping(conn, person_id, arrived_at, exclude=exclude)
-    if other is None:
-        return []
-    if other.status == "active" and other.unit_id == unit_id:
-        raise Conflict(f"person {person_id} is already registered at this unit (registration {other.id})")
-    if other.status == "ended":
-        raise Conflict(f"person {person_id} was registered at unit {other.unit_id} until "
-                       f"{other.ended_at.isoformat()} (registration {other.id}); the new arrival overlaps it")
+def _outside(conn: sa.Connection, scope: Scope, rows: list[sa.Row[Any]]) -> bool:
+    return any(not scope.covers(conn, int(row.building_id)) for row in rows)
+
+
+class _Previous(NamedTuple):
+    """The registration a move ends: its id, building, and whether it lies
+    in the caller's scope."""
+
+    id: int
+    building_id: int
+    inside: bool
+
+
+def _previous_to_end(conn: sa.Connection, person_id: int, unit_id: int, arrived_at: datetime, *,
+                     end_previous: bool, scope: Scope = EVERYWHERE,
+                     exclude: int | None = None) -> _Previous | None:
+    """Refuse two places at once. With ``end_previous``, the person's active
+    registration elsewhere is to end at ``arrived_at`` (a move): its id, and
+    whether it lies in ``scope``. Nothing is written here.
+
+    A registration's details (its unit, id and dates) are named only when it
+    lies in ``scope``: a coordinator confirming a move from another grid
+    learns that the stays conflict, not where the other one was."""
+    found = _overlaps(conn, person_id, arrived_at, exclude=exclude)
+    for other in found:
+        if other.status == "active" and other.unit_id == unit_id:
+            raise Conflict("this person is already registered at this unit"
+                           + (f" (registration {other.id})" if scope.covers(conn, other.building_id) else ""))
+    active = None
+    for other in found:
+        if other.status == "active":
+            active = other
+            continue
+        if scope.covers(conn, int(other.building_id)):
+            raise Conflict(f"person {person_id} was registered at unit {other.unit_id} until "
+                           f"{other.ended_at.isoformat()} (registration {other.id}); the new arrival overlaps it")
+        raise Conflict("the person's registration elsewhere ended after this arrival; check the arrival date")
+    if active is None:
+        return None
+    inside = scope.covers(conn, int(active.building_id))
     if not end_previous:
-        raise Conflict(f"person {person_id} is registered at unit {other.unit_id} since "
-                       f"{other.valid_from.isoformat()} (registration {other.id}); end it first or pass end_previous")
-    if arrived_at <= other.valid_from:
-        raise InvalidInput("arrived_at", f"is before the arrival of registration {other.id} it would end")
-    return deregister(conn, now, actor, other.id, departed_at=arrived_at, reason="moved").changes
+        if inside:
+            raise Conflict(f"person {person_id} is registered at unit {active.unit_id} since "
+                           f"{active.valid_from.isoformat()} (registration {active.id}); end it first or pass "
+                           f"end_previous")
+        raise Conflict("the person is registered elsewhere; end it first or pass end_previous")
+    if arrived_at <= active.valid_from:
+        if inside:
+            raise InvalidInput("arrived_at", f"is before the arrival of registration {active.id} it would end")
+        raise InvalidInput("arrived_at", "is before the person's arrival at their current registration")
+    return _Previous(int(active.id), int(active.building_id), inside)
+
+
+def _end_for_move(conn: sa.Connection, now: datetime, actor: str, person_id: int, previous: _Previous | None,
+                  arrived_at: datetime, new_id: int, new_building_id: int) -> list[Change]:
+    """End the old registration with reason ``moved`` at the new arrival.
+    Ended from outside its landlord's view (a verified move from another
+    building), its trace names no one: the old landlord reads it, and a
+    coordinator's user id would say which grid the tenant went to. Who did
+    it, and where to, is on the person's trace, which only staff read."""
+    if previous is None:
+        return []
+    # The old landlord's notice says "registered at another address" for a
+    # move to another building, never which.
+    trace = {"registered_elsewhere": True} if previous.building_id != new_building_id else None
+    ended = deregister(conn, now, actor if previous.inside else MOVE_ACTOR, previous.id, departed_at=arrived_at,
+                       reason="moved", trace=trace)
+    history.record(conn, now, actor, "person", person_id, "moved",
+                   {"from_registration": previous.id, "to_registration": new_id, "departed_at": arrived_at})
+    return ended.changes
+
+
+def _moves_awaiting(conn: sa.Connection, scope: Scope) -> int:
+    within = scope.buildings()
+    r = registrations.c
+    query = sa.select(sa.func.count()).select_from(registrations).where(r.status == "pending", r.source != "tenant")
+    if within is not None:
+        query = query.where(r.building_id.in_(within))
+    return int(conn.execute(query).scalar_one())
+
+
+def _card_in_use(conn: sa.Connection, *, building_id: int, unit_id: int, fmt: str, value: str,
+                 person_id: int | None, for_registration: bool) -> int | None:
+    """The id of a card the unit's landlord handed out that this
+    registration takes over, None for a new card; Conflict when the card is
+    someone else's."""
+    c = credentials.c
+    taken = conn.execute(sa.select(c.id, c.registration_id, c.person_id, c.unit_id)
+                         .where(c.building_id == building_id, c.format == fmt, c.value == value,
+                                c.revoked_at.is_(None))).first()
+    if taken is None:
+        return None
+    adoptable = (for_registration and taken.registration_id is None and taken.unit_id == unit_id
+                 and taken.person_id in (None, person_id))
+    if not adoptable:
+        raise Conflict(f"{fmt} credential {value} is already active in building {building_id} "
+                       f"(credential {taken.id}); revoke it first")
+    return int(taken.id)
 
 
 def register(conn: sa.Connection, now: datetime, actor: str, vault: PiiVault, *, unit_id: int,
              person: PersonFields | int, arrived_at: datetime, source: str, status: str = "active",
              end_previous: bool = False, credential: tuple[str, str] | None = None,
-             doors: list[str] | None = None, confirmed_by: int | None = None) -> Outcome:
+             doors: list[str] | None = None, confirmed_by: int | None = None, scope: Scope = EVERYWHERE) -> Outcome:
     """Register a person at a unit (a landlord, a coordinator, an import) or,
     with status "pending", record a tenant's self-declaration. With a
     credential, the card is issued (or, if the landlord had already handed it
-    to the unit, linked to this registration) in the same step."""
+    to the unit, linked to this registration) in the same step.
+
+    ``scope`` is the caller's (``Scope.of``): a person named by id must be
+    one the scope knows; ``end_previous`` ends a registration only inside
+    it. A person registered (or with a stay overlapping this arrival)
+    outside it is moving house: the registration is created pending, the
+    person's record untouched and the card held back, until the grid
+    coordinator of this building confirms it (``confirm_registration``).
+    The answer is that of any pending registration, and no error on the
+    way names the other building."""
     if source not in REGISTRATION_SOURCES or source == "access":
         raise InvalidInput("source", "must be landlord, tenant, coordinator or import")
     if status not in ("active", "pending"):
         raise InvalidInput("status", "must be active or pending")
+    declaration = status == "pending"
     _aware("arrived_at", arrived_at)
     _not_future("arrived_at", arrived_at, now)
     building_id, _ = _unit(conn, unit_id)
+    card: tuple[str, str] | None = None
+    if credential is not None:
+        if declaration:
+            raise InvalidInput("credential", "a self-declaration cannot carry a credential; issue it on confirmation")
+        card = (credential[0], _credential_value(credential[0], credential[1]))
+    given: _PersonInput | None = None
     if isinstance(person, PersonFields):
-        ref = upsert_person(conn, now, actor, vault, person, update_existing=status == "active")
-        person_id, masked = ref.id, ref.masked
+        given = _person_input(now, vault, person, "person.")
+        found = conn.execute(sa.select(persons.c.id).where(persons.c.id_digest == given.digest)).scalar()
+        person_id: int | None = int(found) if found is not None else None
+        masked = given.masked
     else:
         p = conn.execute(sa.select(persons.c.id, persons.c.id_masked).where(persons.c.id == person)).first()
-        if p is None:
-            raise InvalidInput("person_id", f"no person {person}")
-        person_id, masked = int(p.id), p.id_masked
-    changes: list[Change] = []
-    if status == "active":
-        changes += _check_overlap(conn, now, actor, person_id, unit_id, arrived_at, end_previous=end_previous)
-    else:
-        if credential is not None:
-            raise InvalidInput("credential", "a self-declaration cannot carry a credential; issue it on confirmation")
+        # One answer for an id that names nobody and one the caller may not
+        # name: ids are sequential, and the caller must not learn whom.
+        if p is None or not scope.knows_person(conn, int(p.id)):
+            raise InvalidInput("person_id", "no such person")
+        person_id, masked = int(p.id), str(p.id_masked)
+    moving_in = False
+    if not declaration and person_id is not None:
+        others = _overlaps(conn, person_id, arrived_at)
+        if any(o.status == "active" and o.unit_id == unit_id for o in others):
+            raise Conflict("this person is already registered at this unit")
+        moving_in = _outside(conn, scope, others)
+    if declaration or moving_in:
+        # Waiting for someone else's word: the person's record stays as it is.
+        if person_id is None:
+            assert given is not None
+            person_id = _write_person(conn, now, actor, vault, given, update_existing=False).id
         r = registrations.c
         dup = conn.execute(sa.select(r.id).where(r.person_id == person_id, r.unit_id == unit_id,
                                                  r.status.in_(("pending", "active")))).first()
         if dup is not None:
-            raise Conflict(f"person {person_id} already has registration {dup.id} at this unit")
+            raise Conflict("this person already has a registration or declaration at this unit")
+    if moving_in:
+        assert person_id is not None
+        if scope.kind == "landlord" and _moves_awaiting(conn, scope) >= MOVES_AWAITING_PER_LANDLORD:
+            raise Conflict(f"{MOVES_AWAITING_PER_LANDLORD} registrations already await the grid coordinator's "
+                           "verification; ask them to verify those first")
+        if card is not None:
+            _card_in_use(conn, building_id=building_id, unit_id=unit_id, fmt=card[0], value=card[1],
+                         person_id=person_id, for_registration=True)
+        return _register_pending_move(conn, now, actor, person_id=person_id, masked=masked, unit_id=unit_id,
+                                      building_id=building_id, arrived_at=arrived_at, source=source,
+                                      declared=_declared(given), card=card, doors=doors or [])
+    previous = None
+    if not declaration:
+        if given is not None:
+            person_id = _write_person(conn, now, actor, vault, given, update_existing=True).id
+        assert person_id is not None
+        previous = _previous_to_end(conn, person_id, unit_id, arrived_at, end_previous=end_previous, scope=scope)
+    assert person_id is not None
     reg_id = conn.execute(sa.insert(registrations).values(
         person_id=person_id, building_id=building_id, unit_id=unit_id, valid_from=arrived_at, status=status,
         source=source, created_at=now, updated_at=now,
-        confirmed_at=now if status == "active" else None, confirmed_by=confirmed_by,
+        confirmed_at=None if declaration else now, confirmed_by=None if declaration else confirmed_by,
     ).returning(registrations.c.id)).scalar_one()
-    history.record(conn, now, actor, "registration", reg_id, "declared" if status == "pending" else "registered",
-                   {"person_id": person_id, "person": masked, "unit_id": unit_id, "arrived_at": arrived_at,
-                    "source": source, "status": status})
-    body: JsonObj = {"id": reg_id, "person_id": person_id, "person_masked": masked, "unit_id": unit_id,
-                     "building_id": building_id, "arrived_at": arrived_at.isoformat(), "status": status,
-                     "source": source, "credential_id": None}
-    if credential is not None:
-        issued = _issue(conn, now, actor, building_id=building_id, unit_id=unit_id, fmt=credential[0],
-                        value=credential[1], person_id=person_id, registration_id=reg_id, doors=doors or [],
+    trace: JsonObj = {"person_id": person_id, "person": masked, "unit_id": unit_id, "arrived_at": arrived_at,
+                      "source": source, "status": status}
+    if declaration:
+        trace["declared"] = _declared(given)
+    history.record(conn, now, actor, "registration", reg_id, "declared" if declaration else "registered", trace)
+    changes = _end_for_move(conn, now, actor, person_id, previous, arrived_at, reg_id, building_id)
+    body = _registration_answer(reg_id, person_id, masked, unit_id, building_id, arrived_at, status, source)
+    if card is not None:
+        issued = _issue(conn, now, actor, building_id=building_id, unit_id=unit_id, fmt=card[0],
+                        value=card[1], person_id=person_id, registration_id=reg_id, doors=doors or [],
                         valid_from=arrived_at)
         body["credential_id"] = issued.body["id"]
         changes += issued.changes
     body["allowlist_versions"] = {c.gateway_id: c.version for c in changes}
     return Outcome(body, changes)
+
+
+def _registration_answer(reg_id: int, person_id: int, masked: str, unit_id: int, building_id: int,
+                         arrived_at: datetime, status: str, source: str, *, awaiting: str | None = None) -> JsonObj:
+    return {"id": reg_id, "person_id": person_id, "person_masked": masked, "unit_id": unit_id,
+            "building_id": building_id, "arrived_at": arrived_at.isoformat(), "status": status, "source": source,
+            "awaiting": awaiting, "credential_id": None, "allowlist_versions": {}}
+
+
+def _declared(given: _PersonInput | None) -> JsonObj | None:
+    """The person's fields as the declarant or the registering landlord
+    typed them: what pages show for a pending registration, instead of the
+    person's record (which may be another landlord's tenant's)."""
+    if given is None:
+        return None
+    v = given.values
+    return {"name": v["display_name"], "phone": v["phone"], "origin": v["origin"]}
+
+
+def _register_pending_move(conn: sa.Connection, now: datetime, actor: str, *, person_id: int, masked: str,
+                           unit_id: int, building_id: int, arrived_at: datetime, source: str,
+                           declared: JsonObj | None, card: tuple[str, str] | None, doors: list[str]) -> Outcome:
+    reg_id = conn.execute(sa.insert(registrations).values(
+        person_id=person_id, building_id=building_id, unit_id=unit_id, valid_from=arrived_at, status="pending",
+        source=source, created_at=now, updated_at=now).returning(registrations.c.id)).scalar_one()
+    trace: JsonObj = {"person_id": person_id, "person": masked, "unit_id": unit_id, "arrived_at": arrived_at,
+                      "source": source, "status": "pending", "awaiting": "verification", "declared": declared}
+    if card is not None:
+        # Held here until the move is confirmed: no card of a pending
+        # registration is on any allowlist.
+        trace["card"] = {"format": card[0], "value": card[1], "doors": doors}
+    history.record(conn, now, actor, "registration", reg_id, "declared", trace)
+    return Outcome(_registration_answer(reg_id, person_id, masked, unit_id, building_id, arrived_at, "pending",
+                                        source, awaiting="verification"))
 
 
 def declare(conn: sa.Connection, now: datetime, actor: str, vault: PiiVault, *, unit_id: int, person: PersonFields,
@@ -472,31 +738,78 @@ def declare(conn: sa.Connection, now: datetime, actor: str, vault: PiiVault, *, 
 
 def _registration(conn: sa.Connection, registration_id: int) -> sa.Row[Any]:
     r = registrations.c
-    row = conn.execute(sa.select(r.id, r.person_id, r.unit_id, r.building_id, r.valid_from, r.ended_at, r.status)
+    row = conn.execute(sa.select(r.id, r.person_id, r.unit_id, r.building_id, r.valid_from, r.ended_at, r.status,
+                                 r.source)
                        .where(r.id == registration_id)).first()
     if row is None:
         raise NotFound("registration", registration_id)
     return row
 
 
+def is_move(source: str) -> bool:
+    """A pending registration that is not a tenant's own declaration was
+    made pending by the move rule: it awaits the grid coordinator."""
+    return source != "tenant"
+
+
+def _held_card(conn: sa.Connection, registration_id: int) -> JsonObj | None:
+    h = history_rows.c
+    changes = conn.execute(sa.select(h.changes).where(h.entity == "registration", h.entity_id == registration_id,
+                                                      h.action == "declared").order_by(h.id).limit(1)).scalar()
+    card = (changes or {}).get("card")
+    return card if isinstance(card, dict) else None
+
+
 def confirm_registration(conn: sa.Connection, now: datetime, actor: str, registration_id: int, *,
-                         user_id: int | None = None, end_previous: bool = False) -> Outcome:
+                         user_id: int | None = None, end_previous: bool = False,
+                         scope: Scope = EVERYWHERE) -> Outcome:
+    """A pending registration becomes active.
+
+    A tenant's self-declaration is confirmed by the landlord, a coordinator
+    or an administrator, as long as the person's other stay (if any) is in
+    the confirmer's scope (then ``end_previous`` ends it). A move from
+    outside that scope, and every registration the move rule made pending,
+    is confirmed only by the building's grid coordinator or an
+    administrator (``NeedsVerification`` otherwise); confirming such a move
+    ends the old registration (reason ``moved``, its cards revoked) and
+    issues the card held with the registration."""
     reg = _registration(conn, registration_id)
     if reg.status != "pending":
-        raise Conflict(f"registration {registration_id} is {reg.status}, only a pending declaration is confirmed")
-    changes = _check_overlap(conn, now, actor, reg.person_id, reg.unit_id, reg.valid_from,
-                             end_previous=end_previous, exclude=registration_id)
+        raise Conflict(f"registration {registration_id} is {reg.status}, only a pending registration is confirmed")
+    move = is_move(reg.source)
+    verifier = scope.verifies(conn, reg.building_id)
+    if move and not verifier:
+        raise NeedsVerification()
+    others = _overlaps(conn, reg.person_id, reg.valid_from, exclude=registration_id)
+    if not verifier and _outside(conn, scope, others):
+        raise NeedsVerification()
+    previous = _previous_to_end(conn, reg.person_id, reg.unit_id, reg.valid_from, end_previous=end_previous or move,
+                                scope=scope, exclude=registration_id)
     conn.execute(sa.update(registrations).where(registrations.c.id == registration_id)
                  .values(status="active", confirmed_at=now, confirmed_by=user_id, updated_at=now))
     history.record(conn, now, actor, "registration", registration_id, "confirmed", {"status": ["pending", "active"]})
-    return Outcome({"id": registration_id, "status": "active", "confirmed_at": now.isoformat()}, changes)
+    changes = _end_for_move(conn, now, actor, reg.person_id, previous, reg.valid_from, registration_id,
+                            reg.building_id)
+    body: JsonObj = {"id": registration_id, "status": "active", "confirmed_at": now.isoformat(),
+                     "credential_id": None}
+    card = _held_card(conn, registration_id) if move else None
+    if card is not None:
+        issued = _issue(conn, now, actor, building_id=reg.building_id, unit_id=reg.unit_id, fmt=str(card["format"]),
+                        value=str(card["value"]), person_id=reg.person_id, registration_id=registration_id,
+                        doors=list(card.get("doors") or []), valid_from=reg.valid_from)
+        body["credential_id"] = issued.body["id"]
+        changes += issued.changes
+    body["allowlist_versions"] = {c.gateway_id: c.version for c in changes}
+    return Outcome(body, changes)
 
 
 def reject_registration(conn: sa.Connection, now: datetime, actor: str, registration_id: int, *,
                         reason: str) -> Outcome:
+    """A pending registration is refused: a declaration nobody recognises,
+    or a move the coordinator did not verify (or the landlord withdrew)."""
     reg = _registration(conn, registration_id)
     if reg.status != "pending":
-        raise Conflict(f"registration {registration_id} is {reg.status}, only a pending declaration is rejected")
+        raise Conflict(f"registration {registration_id} is {reg.status}, only a pending registration is rejected")
     reason_ok = _text("reason", reason, max_len=32)
     conn.execute(sa.update(registrations).where(registrations.c.id == registration_id)
                  .values(status="rejected", end_reason=reason_ok, ended_at=now, updated_at=now))
@@ -506,10 +819,11 @@ def reject_registration(conn: sa.Connection, now: datetime, actor: str, registra
 
 
 def deregister(conn: sa.Connection, now: datetime, actor: str, registration_id: int, *,
-               departed_at: datetime | None = None, reason: str = "deregistered") -> Outcome:
+               departed_at: datetime | None = None, reason: str = "deregistered",
+               trace: JsonObj | None = None) -> Outcome:
     """End a registration at the departure and revoke every credential issued
     under it, at once (the card stops opening doors now, whatever the
-    departure date recorded)."""
+    departure date recorded). ``trace``: more fields for the history row."""
     reg = _registration(conn, registration_id)
     if reg.status != "active":
         raise Conflict(f"registration {registration_id} is {reg.status}; only an active registration is ended"
@@ -529,7 +843,7 @@ def deregister(conn: sa.Connection, now: datetime, actor: str, registration_id: 
     ).tuples().all()
     history.record(conn, now, actor, "registration", registration_id, "ended",
                    {"status": ["active", "ended"], "departed_at": departed_at, "reason": reason_ok,
-                    "revoked_credentials": [cred_id for cred_id, _, _ in revoked]})
+                    "revoked_credentials": [cred_id for cred_id, _, _ in revoked], **(trace or {})})
     changes: list[Change] = []
     if revoked:
         removals = [allowlists.credential_json(fmt, value) for _, fmt, value in revoked]
@@ -547,20 +861,14 @@ def _issue(conn: sa.Connection, now: datetime, actor: str, *, building_id: int, 
            valid_from: datetime | None) -> Outcome:
     value = _credential_value(fmt, value)
     c = credentials.c
-    taken = conn.execute(sa.select(c.id, c.registration_id, c.person_id, c.unit_id)
-                         .where(c.building_id == building_id, c.format == fmt, c.value == value,
-                                c.revoked_at.is_(None))).first()
+    taken = _card_in_use(conn, building_id=building_id, unit_id=unit_id, fmt=fmt, value=value, person_id=person_id,
+                         for_registration=registration_id is not None)
     if taken is not None:
-        adoptable = (registration_id is not None and taken.registration_id is None and taken.unit_id == unit_id
-                     and taken.person_id in (None, person_id))
-        if not adoptable:
-            raise Conflict(f"{fmt} credential {value} is already active in building {building_id} "
-                           f"(credential {taken.id}); revoke it first")
         # The landlord handed this card to the unit before registering its
         # holder: link it, so evidence from now on names the person.
-        conn.execute(sa.update(credentials).where(c.id == taken.id)
+        conn.execute(sa.update(credentials).where(c.id == taken)
                      .values(person_id=person_id, registration_id=registration_id))
-        cred_id = int(taken.id)
+        cred_id = taken
         action = "linked"
     else:
         cred_id = conn.execute(sa.insert(credentials).values(
