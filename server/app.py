@@ -29,7 +29,7 @@ from server.reconcile import setup as reconcile_setup
 from server.registry import setup as registry_setup
 from server.settings import ServerSettings
 from server.web import openapi
-from server.web.http import json_http_errors
+from server.web.http import json_http_errors, no_nul_in_query
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +41,8 @@ def make_app(settings: ServerSettings, *, ingest: bool = True) -> web.Applicatio
     # Photos from patrols and problem reports exceed aiohttp's 1 MiB default;
     # other routes keep 1 MiB (server/media/limits.py).
     # json_http_errors first (outermost): aiohttp's own refusals on /api/ get the API's error shape.
-    app = web.Application(client_max_size=UPLOAD_BODY_MAX, middlewares=[json_http_errors, body_limit_middleware])
+    app = web.Application(client_max_size=UPLOAD_BODY_MAX,
+                          middlewares=[json_http_errors, no_nul_in_query, body_limit_middleware])
     app[SETTINGS] = settings
     app[METRICS] = IngestMetrics()
     app.cleanup_ctx.append(_engine_ctx)

@@ -61,12 +61,42 @@ def parse_json(raw: bytes) -> object:
     if depth_of(raw) > MAX_DEPTH:
         raise InvalidInput("body", f"nested deeper than {MAX_DEPTH} levels")
     try:
-        return json.loads(text, object_pairs_hook=_no_duplicates, parse_constant=_no_constant)
+        value = json.loads(text, object_pairs_hook=_no_duplicates, parse_constant=_no_constant)
     except DuplicateKey as exc:
         raise InvalidInput("body", f"the key {str(exc)[:40]!r} appears twice") from None
     except (ValueError, RecursionError):
         # ValueError also covers integers longer than Python converts.
         raise InvalidInput("body", "not JSON") from None
+    if "\\u0000" in text:  # cheap test first: only an escape can put a NUL in JSON text
+        where = nul_at(value)
+        if where is not None:
+            raise InvalidInput(where[:100] or "body", NUL_PROBLEM)
+    return value
+
+
+NUL_PROBLEM = "holds a NUL character (U+0000), which no text may contain"
+
+
+def nul_at(value: object) -> str | None:
+    """The dotted path of the first string (or key) in ``value`` holding
+    U+0000, or None. PostgreSQL refuses NUL in text and in jsonb, and the
+    driver's error would answer a 5xx: no field of any body may hold one.
+    Iterative (the depth is bounded already, but a stack costs nothing)."""
+    stack: list[tuple[object, str]] = [(value, "")]
+    while stack:
+        item, path = stack.pop()
+        if isinstance(item, str):
+            if "\x00" in item:
+                return path
+        elif isinstance(item, dict):
+            for key, sub in item.items():
+                here = f"{path}.{key}" if path else str(key)
+                if "\x00" in key:
+                    return here.replace("\x00", "")
+                stack.append((sub, here))
+        elif isinstance(item, list):
+            stack.extend((sub, f"{path}.{i}" if path else str(i)) for i, sub in enumerate(item))
+    return None
 
 
 async def json_body(request: web.Request, *, optional: bool = False) -> object:

@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
-from server.web.body import json_body
+from server.web.body import NUL_PROBLEM, json_body
 from server.web.errors import Conflict, InvalidInput, NotFound, Unavailable
 from server.web.ids import MAX_ID
 
@@ -85,6 +85,20 @@ async def json_http_errors(request: web.Request, handler: Handler) -> web.Stream
         headers = {k: v for k, v in exc.headers.items() if k.lower() not in ("content-type", "content-length")}
         body = {"error": _HTTP_CODES.get(exc.status, "http_error"), "detail": exc.reason.lower()}
         return web.json_response(body, status=exc.status, headers=headers)
+
+
+@web.middleware
+async def no_nul_in_query(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """A query parameter holding U+0000 is a 400 on every API route, before
+    any handler: PostgreSQL refuses NUL in text, and a query comparing a
+    column with such a value would end in a driver error (a 5xx). Bodies
+    get the same rule in server/web/body.py."""
+    if request.path.startswith("/api/"):
+        for key, value in request.query.items():
+            if "\x00" in key or "\x00" in value:
+                name = key.replace("\x00", "")[:100] or "query"
+                return answer({"error": "bad_parameter", "field": name, "detail": NUL_PROBLEM}, 400)
+    return await handler(request)
 
 
 def api_errors(handler: Handler) -> Handler:
