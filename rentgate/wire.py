@@ -281,14 +281,22 @@ _event_adapter: TypeAdapter[Event] = TypeAdapter(Event)  # type: ignore[arg-type
 # measured for nesting in a linear scan before any parser sees it, and every
 # validated message is checked for duplicated keys.
 
-# translate() deletes these, leaving brackets, quotes and backslashes.
-_NOT_STRUCTURE = bytes(b for b in range(256) if b not in b'[]{}"\\')
+# translate() deletes these, leaving brackets and quotes.
+_NOT_STRUCTURE = bytes(b for b in range(256) if b not in b'[]{}"')
 _STEP = tuple(1 if b in b"[{" else -1 if b in b"]}" else 0 for b in range(256))
-_JSON_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
 
 
 def _as_bytes(payload: bytes | str) -> bytes:
     return payload if isinstance(payload, bytes) else payload.encode("utf-8", "surrogatepass")
+
+
+def _without_escapes(data: bytes) -> bytes:
+    """``data`` with escaped backslashes and quotes taken out, so that every
+    quote left opens or closes a string. Left to right, as JSON reads them:
+    of a run of backslashes the pairs go first, then an odd one with its quote."""
+    if b"\\" not in data:
+        return data
+    return data.replace(b"\\\\", b"").replace(b'\\"', b"")
 
 
 def json_depth_exceeds(data: bytes, limit: int = MAX_JSON_DEPTH) -> bool:
@@ -297,17 +305,22 @@ def json_depth_exceeds(data: bytes, limit: int = MAX_JSON_DEPTH) -> bool:
     Linear in the size and without recursion; ``data`` need not be valid JSON
     (the parser that comes next says what else is wrong with it).
     """
-    if len(data) < 4096 and data.count(b"[") + data.count(b"{") <= limit:
+    return _depth_exceeds(_without_escapes(data), limit)
+
+
+def _depth_exceeds(plain: bytes, limit: int = MAX_JSON_DEPTH) -> bool:
+    """json_depth_exceeds for bytes already _without_escapes."""
+    if len(plain) < 4096 and plain.count(b"[") + plain.count(b"{") <= limit:
         return False  # a single event: fewer brackets than the bound at all
-    skeleton = data.translate(None, _NOT_STRUCTURE)
-    # Without backslashes every quote opens or closes a string, so when no
-    # string holds a bracket or quote each string is a pair of adjacent quotes
-    # here: the usual batch, and the fast path.
-    bare = skeleton.replace(b'""', b"") if b"\\" not in skeleton else b'"'
+    skeleton = plain.translate(None, _NOT_STRUCTURE)
+    # Every quote now opens or closes a string, so when no string holds a
+    # bracket each string is a pair of adjacent quotes: the usual message,
+    # and the fast path.
+    bare = skeleton.replace(b'""', b"")
     if b'"' in bare:
-        # Take the strings out properly. A string left unterminated runs to the
-        # end, as a parser would read it, so nothing after its quote counts.
-        bare = _JSON_STRING.sub(b"", data).translate(None, _NOT_STRUCTURE).split(b'"', 1)[0]
+        # Some string holds brackets: keep what lies between strings only. A
+        # string left unterminated runs to the end, as a parser would read it.
+        bare = b"".join(skeleton.split(b'"')[::2])
     # Each pass takes off the innermost level of brackets, and perhaps the one
     # around it: empty within limit/2 passes means at most ``limit`` levels.
     rest = bare
@@ -379,16 +392,18 @@ def _nested_fields(cls: type[BaseModel]) -> tuple[str, ...]:
 def _count_keys(value: Any) -> int:
     """How many keys the JSON objects behind a validated value had: every
     field a model took from its input was one key."""
-    if isinstance(value, BaseModel):
-        given = value.__pydantic_fields_set__
-        count = len(given)
-        for name in _nested_fields(type(value)):
-            if name in given:
-                count += _count_keys(getattr(value, name))
-        return count
-    if isinstance(value, list | tuple):
-        return sum(map(_count_keys, value))
-    return 0
+    items = value if isinstance(value, list | tuple) else (value,)
+    count = 0
+    for item in items:  # a loop rather than a call per item: allowlists hold 100,000
+        if isinstance(item, BaseModel):
+            given = item.__pydantic_fields_set__
+            count += len(given)
+            for name in _nested_fields(type(item)):
+                if name in given:
+                    count += _count_keys(getattr(item, name))
+        elif isinstance(item, list | tuple):
+            count += _count_keys(item)
+    return count
 
 
 def _count_event_keys(events: Sequence[Event]) -> int:
@@ -418,18 +433,19 @@ def _space_after_quote(data: bytes) -> bool:
     return _QUOTE_THEN_SPACE.search(data) is not None
 
 
-def _check_unique_keys(data: bytes, keys: int, gateway_id: str | None) -> None:
-    """Refuse a validated message in which some object repeats a key; ``keys``
-    is the number of keys its models took (_count_keys).
+def _check_unique_keys(data: bytes, plain: bytes, keys: int, gateway_id: str | None) -> None:
+    """Refuse a validated message in which some object repeats a key; ``plain``
+    is ``data`` _without_escapes, ``keys`` the number of keys its models took
+    (_count_keys).
 
-    Fast path: without backslashes, and with no whitespace between a key and
-    its colon, each key shows as one '":' in the bytes (a string that starts
-    with ':' adds one more, never fewer), while the models count a key once
-    however often it was repeated. Equal counts therefore mean no key was
+    Fast path: once escaped quotes are out, and with no whitespace between a
+    key and its colon, each key shows as one '":' in the bytes (a string that
+    starts with ':' adds one more, never fewer), while the models count a key
+    once however often it was repeated. Equal counts therefore mean no key was
     repeated; anything else is settled by parsing again with a hook that sees
     every pair.
     """
-    if data.count(b'":') == keys and b"\\" not in data and not _space_after_quote(data):
+    if plain.count(b'":') == keys and not _space_after_quote(plain):
         return
     try:
         # Safe to parse recursively: the message validated, so it is shallow.
@@ -451,15 +467,17 @@ def decode_events(payload: bytes | str, topic_gateway: str | None = None) -> lis
     including when an event claims another gateway than the topic it came on.
     """
     data = _as_bytes(payload)
-    if json_depth_exceeds(data):
+    plain = _without_escapes(data)
+    if _depth_exceeds(plain):
         raise _too_deep(topic_gateway)
     msg = _validate_message(data, topic_gateway)
     if isinstance(msg, EventBatch):
         events = list(msg.events)
-        _check_unique_keys(data, len(msg.__pydantic_fields_set__) + _count_event_keys(events), topic_gateway)
+        keys = len(msg.__pydantic_fields_set__) + _count_event_keys(events)
     else:
         events = [msg]
-        _check_unique_keys(data, _count_event_keys(events), topic_gateway)
+        keys = _count_event_keys(events)
+    _check_unique_keys(data, plain, keys, topic_gateway)
     if topic_gateway is not None:
         claimed = {e.gw for e in events}
         if isinstance(msg, EventBatch):
@@ -597,13 +615,14 @@ def _summarise(exc: ValidationError, limit: int = 3) -> str:
 def _validate(adapter: TypeAdapter[T], payload: bytes | str) -> T:
     """Validate one message; a contract breach becomes a WireError with a short reason."""
     data = _as_bytes(payload)
-    if json_depth_exceeds(data):
+    plain = _without_escapes(data)
+    if _depth_exceeds(plain):
         raise _too_deep(None)
     try:
         msg = adapter.validate_json(data)
     except ValidationError as exc:
         raise WireError(_summarise(exc)) from exc
-    _check_unique_keys(data, _count_keys(msg), None)
+    _check_unique_keys(data, plain, _count_keys(msg), None)
     return msg
 
 
