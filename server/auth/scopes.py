@@ -83,17 +83,25 @@ def reaches(conn: sa.Connection, user: AuthUser, kind: str, ident: int | str) ->
     return _owns(conn, user, BUILDING_ANCHORS[kind](ident))
 
 
+def scope_buildings(role: str, user_id: int | None) -> sa.Select[tuple[int]] | None:
+    """The ids of the buildings in a caller's scope, as a sub-select for
+    lists to filter by; None: every building (an administrator)."""
+    b = buildings.c
+    if role == "admin":
+        return None
+    if role == "landlord":
+        return sa.select(b.id).where(b.landlord_user_id == user_id)
+    if role == "coordinator":
+        g = grid_coordinators.c
+        return sa.select(b.id).join(grid_coordinators, g.grid_id == b.grid_id).where(g.user_id == user_id)
+    return sa.select(b.id).where(sa.false())
+
+
 def _owns(conn: sa.Connection, user: AuthUser, anchor: sa.Select[tuple[int]] | None) -> bool:
-    if anchor is None:
-        return False
-    building_ids = anchor
-    if user.role == "landlord":
-        query = sa.select(sa.literal(1)).where(buildings.c.id.in_(building_ids),
-                                               buildings.c.landlord_user_id == user.id)
-    else:
-        query = (sa.select(sa.literal(1)).select_from(buildings)
-                 .join(grid_coordinators, grid_coordinators.c.grid_id == buildings.c.grid_id)
-                 .where(buildings.c.id.in_(building_ids), grid_coordinators.c.user_id == user.id))
+    mine = scope_buildings(user.role, user.id)
+    if anchor is None or mine is None:
+        return anchor is not None
+    query = sa.select(sa.literal(1)).where(buildings.c.id.in_(anchor), buildings.c.id.in_(mine))
     return conn.execute(query.limit(1)).first() is not None
 
 

@@ -69,8 +69,12 @@ def _building_columns() -> list[sa.ColumnElement[Any]]:
 
 
 def list_buildings(conn: sa.Connection, *, grid_code: str | None, landlord_user_id: int | None,
-                   limit: int) -> list[JsonObj]:
+                   limit: int, within: sa.Select[Any] | None = None) -> list[JsonObj]:
+    """Buildings by id; ``within``: only those the sub-select names (the
+    caller's scope, server/auth/scopes.scope_buildings)."""
     query = sa.select(*_building_columns()).order_by(buildings.c.id).limit(limit)
+    if within is not None:
+        query = query.where(buildings.c.id.in_(within))
     if grid_code is not None:
         query = query.where(buildings.c.grid_id == sa.select(areas.c.id).where(areas.c.code == grid_code)
                             .scalar_subquery())
@@ -222,11 +226,12 @@ def credential_building(conn: sa.Connection, credential_id: int) -> int | None:
 
 def list_registrations(conn: sa.Connection, *, unit_id: int | None = None, person_id: int | None = None,
                        status: str | None = None, building_id: int | None = None,
-                       landlord_user_id: int | None = None, limit: int = 200) -> list[JsonObj]:
+                       landlord_user_id: int | None = None, within: sa.Select[Any] | None = None,
+                       limit: int = 200) -> list[JsonObj]:
     """Registrations, newest first; ``landlord_user_id`` keeps those of the
     landlord's buildings only. Pending and rejected ones name the person as
     declared (``show_as_declared``)."""
-    return _list_registrations(conn, unit_id=unit_id, person_id=person_id, status=status, building_id=building_id,
+    return _list_registrations(conn, unit_id=unit_id, person_id=person_id, status=status, building_id=building_id, within=within,
                                landlord_user_id=landlord_user_id, limit=limit)
 
 

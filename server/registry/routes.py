@@ -21,19 +21,22 @@ from aiohttp import web
 from server.access.registry import Outcome
 from server.access.routes import ACCESS
 from server.appkeys import ENGINE
-from server.auth.policy import AuthUser, actor_of, forbidden, require_building, require_user
+from server.auth.policy import AuthUser, actor_of, allow, forbidden, public, require_building, require_user
+from server.auth.scopes import reaches
 from server.plates import service as plate_service
 from server.plates.appkeys import PLATE_KEYS
 from server.plates.errors import TokenRejected
 from server.plates.refusals import record_refusal, status_for
+from server.registry import api_doc as out
 from server.registry import api_input as inp
 from server.registry import queries, service
 from server.registry.appkeys import RULES, VAULT, VAULT_PROBLEM
 from server.registry.pii import PiiVault
-from server.registry.ratelimit import RateLimiter, retry_after_header
 from server.rules import CityRules
 from server.web.errors import InvalidInput, NotFound, Unavailable
 from server.web.http import answer, api_errors, int_param, read_body
+from server.web.openapi import api
+from server.web.ratelimit import RateLimiter, retry_after_header
 from server.web.transactions import write_transaction
 
 log = logging.getLogger(__name__)
@@ -53,6 +56,8 @@ READERS = ("admin", "coordinator", "landlord")
 REGISTRARS = ("admin", "coordinator", "landlord")
 CARD_ISSUERS = ("admin", "landlord")
 MAX_LIMIT = 1000
+# What a landlord or a coordinator may read the history of, one at a time.
+SCOPED_HISTORY = ("building", "unit", "registration", "credential")
 
 
 class VaultUnavailable(Unavailable):
@@ -231,7 +236,9 @@ async def list_buildings(request: web.Request) -> web.Response:
     def read(conn: sa.Connection) -> list[JsonObj]:
         if grid is not None and not queries.area_exists(conn, grid):
             raise InvalidInput("grid", "no area with this code")
-        return queries.list_buildings(conn, grid_code=grid, landlord_user_id=landlord, limit=limit)
+        # A coordinator lists the buildings of their grids, a landlord their own.
+        return queries.list_buildings(conn, grid_code=grid, landlord_user_id=landlord, limit=limit,
+                                      within=service.Scope.of(user.role, user.id).buildings())
     return answer({"buildings": await _read(request, read)})
 
 
@@ -303,11 +310,20 @@ async def update_unit(request: web.Request) -> web.Response:
 
 @api_errors
 async def lookup_person(request: web.Request) -> web.Response:
-    require_user(request, *STAFF)
+    user = require_user(request, *STAFF)
     vault = _vault(request)
     b = await read_body(request, inp.LookupIn)
     number = inp.id_number("id_number", b.id_number)
-    found = await _read(request, lambda conn: queries.person_by_digest(conn, vault.digest(number)))
+    scope = service.Scope.of(user.role, user.id)
+
+    def read(conn: sa.Connection) -> JsonObj | None:
+        person = queries.person_by_digest(conn, vault.digest(number))
+        # A coordinator finds only persons tied to their grids; any other
+        # number is answered like one nobody holds.
+        if person is None or not scope.knows_person(conn, int(person["id"])):
+            return None
+        return person
+    found = await _read(request, read)
     if found is None:
         # Say nothing of the number itself: not even its masked form.
         return answer({"error": "not_found", "detail": "no person with this identity number"}, 404)
@@ -323,11 +339,16 @@ async def get_person(request: web.Request) -> web.Response:
         doc = queries.person_detail(conn, person_id)
         if doc is None:
             raise NotFound("person", person_id)
-        if user.role == "landlord":
-            if not queries.person_lives_with_landlord(conn, person_id, user.id):
-                raise forbidden("this person was never registered in your buildings")
-            # Their registrations elsewhere are not the landlord's business.
-            doc["registrations"] = queries.list_registrations(conn, person_id=person_id, landlord_user_id=user.id)
+        if user.role != "admin":
+            # A landlord (a coordinator) reads a person who is or was
+            # registered in their buildings (their grids'); a pending claim
+            # or declaration does not count. Anyone else gets the answer for
+            # an id that names nobody.
+            scope = service.Scope.of(user.role, user.id)
+            if not scope.knows_person(conn, person_id):
+                raise NotFound("person", person_id)
+            # Their registrations elsewhere are not the caller's business.
+            doc["registrations"] = queries.registrations_within(conn, scope.buildings(), person_id=person_id)
         return doc
     return answer(await _read(request, read))
 
@@ -369,10 +390,13 @@ async def create_registration(request: web.Request) -> web.Response:
 
     def operation(conn: sa.Connection, now: datetime) -> Outcome:
         require_building(conn, user, _building_of_unit(conn, b.unit_id))
+        # The caller's scope decides whom they may name by id, which
+        # registration end_previous may end, and whether a person registered
+        # elsewhere makes this a move awaiting verification (docs/registry.md).
         return service.register(conn, now, actor_of(user), vault, unit_id=b.unit_id, person=person,
                                 arrived_at=arrived_at, source=source, end_previous=b.end_previous,
                                 credential=credential, doors=list(b.doors) if b.doors else None,
-                                confirmed_by=user.id)
+                                confirmed_by=user.id, scope=service.Scope.of(user.role, user.id))
     return answer(await _apply(request, operation), 201)
 
 
@@ -401,8 +425,14 @@ async def confirm_registration(request: web.Request) -> web.Response:
 
     def operation(conn: sa.Connection, now: datetime) -> Outcome:
         require_building(conn, user, _building_of_registration(conn, registration_id))
-        return service.confirm_registration(conn, now, actor_of(user), registration_id, user_id=user.id,
-                                            end_previous=b.end_previous)
+        try:
+            return service.confirm_registration(conn, now, actor_of(user), registration_id, user_id=user.id,
+                                                end_previous=b.end_previous,
+                                                scope=service.Scope.of(user.role, user.id))
+        except service.NeedsVerification as exc:
+            # A move from outside the caller's buildings: the grid
+            # coordinator's to verify, not the landlord's.
+            raise forbidden(str(exc)) from None
     return answer(await _apply(request, operation))
 
 
@@ -425,10 +455,12 @@ async def list_registrations(request: web.Request) -> web.Response:
     status = request.query.get("status") or None
     if status is not None and status not in ("pending", "active", "ended", "rejected"):
         raise InvalidInput("status", "must be pending, active, ended or rejected")
-    landlord = user.id if user.role == "landlord" else None
     limit = _limit(request)
+    # Only registrations in the caller's scope: a landlord's buildings, a
+    # coordinator's grids' (every building's for an administrator).
+    within = service.Scope.of(user.role, user.id).buildings()
     rows = await _read(request, lambda conn: queries.list_registrations(
-        conn, status=status, landlord_user_id=landlord, limit=limit, **filters))
+        conn, status=status, within=within, limit=limit, **filters))
     return answer({"registrations": rows})
 
 
@@ -530,14 +562,16 @@ async def list_history(request: web.Request) -> web.Response:
     limit = _limit(request)
 
     def read(conn: sa.Connection) -> list[JsonObj]:
-        if user.role == "landlord":
-            # A landlord reads the trace of one thing in their own building.
+        if user.role != "admin":
+            # A landlord or a coordinator reads the trace of one thing in
+            # their scope; one outside it is answered like one that does
+            # not exist.
             if entity is None or entity_id is None:
-                raise InvalidInput("entity_id", "a landlord asks for one entity: entity and entity_id")
-            building_id = queries.entity_building(conn, entity, entity_id)
-            if building_id is None:
-                raise forbidden("landlords read the history of their buildings, units, registrations and cards")
-            require_building(conn, user, building_id)
+                raise InvalidInput("entity_id", "ask for one entity: entity and entity_id")
+            if entity not in SCOPED_HISTORY:
+                raise InvalidInput("entity", f"must be one of {', '.join(SCOPED_HISTORY)}")
+            if not reaches(conn, user, entity, entity_id):
+                raise InvalidInput("entity_id", f"no such {entity}")
         return queries.list_history(conn, entity=entity, entity_id=entity_id, limit=limit)
     return answer({"history": await _read(request, read)})
 
@@ -545,23 +579,76 @@ async def list_history(request: web.Request) -> web.Response:
 def add_routes(app: web.Application) -> None:
     app[DECLARATION_LIMITER] = RateLimiter(DECLARATIONS_PER_HOUR, 3600.0)
     r = app.router
-    r.add_post("/api/v1/areas", create_area)
-    r.add_get("/api/v1/areas", list_areas)
-    r.add_post("/api/v1/registry/buildings", create_building)
-    r.add_get("/api/v1/registry/buildings", list_buildings)
-    r.add_get(r"/api/v1/registry/buildings/{id:\d+}", get_building)
-    r.add_patch(r"/api/v1/registry/buildings/{id:\d+}", update_building)
-    r.add_post(r"/api/v1/registry/buildings/{id:\d+}/units", create_unit)
-    r.add_get(r"/api/v1/registry/units/{id:\d+}", get_unit)
-    r.add_patch(r"/api/v1/registry/units/{id:\d+}", update_unit)
-    r.add_post(r"/api/v1/registry/units/{id:\d+}/credentials", issue_unit_credential)
-    r.add_delete(r"/api/v1/registry/credentials/{id:\d+}", revoke_credential)
-    r.add_post("/api/v1/persons/lookup", lookup_person)
-    r.add_get(r"/api/v1/registry/persons/{id:\d+}", get_person)
-    r.add_post("/api/v1/registry/registrations", create_registration)
-    r.add_get("/api/v1/registry/registrations", list_registrations)
-    r.add_post(r"/api/v1/registry/registrations/{id:\d+}/end", end_registration)
-    r.add_post(r"/api/v1/registry/registrations/{id:\d+}/confirm", confirm_registration)
-    r.add_post(r"/api/v1/registry/registrations/{id:\d+}/reject", reject_registration)
-    r.add_post("/api/v1/declarations", declare)
-    r.add_get("/api/v1/registry/history", list_history)
+    admin = allow("admin")
+    building, unit = {"id": "building"}, {"id": "unit"}
+    registration = {"id": "registration"}
+    mine = "lists only what is in the caller's scope"
+    # What each route takes and answers, for the OpenAPI document (server/web/openapi.py).
+    pii = "needs the identity-number key (503 without it)"
+    r.add_post("/api/v1/areas", admin(api("Create an area", tag="registry", body=inp.AreaIn,
+                                          responses={201: out.Area}, errors=(409,))(create_area)))
+    r.add_get("/api/v1/areas", allow(*READERS, rule="area codes and names only")(
+        api("The area tree, or one area's children", tag="registry", query=(out.AREA_PARENT,),
+            responses={200: out.AreaList}, errors=(404,))(list_areas)))
+    r.add_post("/api/v1/registry/buildings", admin(
+        api("Create a building", tag="registry", body=inp.BuildingIn, responses={201: out.Building},
+            errors=(409,))(create_building)))
+    r.add_get("/api/v1/registry/buildings", allow(*READERS, rule=mine)(
+        api("List buildings", tag="registry", query=out.BUILDING_QUERY,
+            responses={200: out.BuildingList})(list_buildings)))
+    r.add_get(r"/api/v1/registry/buildings/{id:\d+}", allow(*READERS, path=building)(
+        api("A building with its units", tag="registry", responses={200: out.BuildingDetail})(get_building)))
+    r.add_patch(r"/api/v1/registry/buildings/{id:\d+}", allow("admin", path=building)(
+        api("Change a building", tag="registry", body=inp.BuildingPatch, responses={200: out.Building},
+            errors=(409,))(update_building)))
+    r.add_post(r"/api/v1/registry/buildings/{id:\d+}/units", allow("admin", path=building)(
+        api("Add a unit to a building", tag="registry", body=inp.UnitIn, responses={201: out.UnitBrief},
+            errors=(409,))(create_unit)))
+    r.add_get(r"/api/v1/registry/units/{id:\d+}", allow(*READERS, path=unit)(
+        api("A unit with its occupants and cards", tag="registry", responses={200: out.UnitDetail})(get_unit)))
+    r.add_patch(r"/api/v1/registry/units/{id:\d+}", allow("admin", path=unit)(
+        api("Change a unit", tag="registry", body=inp.UnitPatch, responses={200: out.UnitBrief})(update_unit)))
+    r.add_post(r"/api/v1/registry/units/{id:\d+}/credentials",
+               allow(*CARD_ISSUERS, path=unit, body={"person_id": "person"})(
+                   api("Hand a card out for a unit", tag="registry", body=inp.UnitCredentialIn,
+                       responses={201: out.CardIssued}, errors=(409,))(issue_unit_credential)))
+    r.add_delete(r"/api/v1/registry/credentials/{id:\d+}",
+                 allow(*CARD_ISSUERS, path={"id": "credential"})(
+                     api("Revoke a card", tag="registry", responses={200: out.CardRevoked},
+                         errors=(409,))(revoke_credential)))
+    r.add_post("/api/v1/persons/lookup",
+               allow(*STAFF, rule="a coordinator finds only persons tied to their grids")(
+                   api("Find a person by identity number", tag="registry", body=inp.LookupIn, description=pii,
+                       responses={200: out.PersonFound}, errors=(404,))(lookup_person)))
+    r.add_get(r"/api/v1/registry/persons/{id:\d+}",
+              allow(*READERS, path={"id": "person"}, rule="registrations shown only in the caller's scope")(
+                  api("A person with their registrations", tag="registry",
+                      responses={200: out.PersonDetail})(get_person)))
+    r.add_post("/api/v1/registry/registrations",
+               allow(*REGISTRARS, body={"unit_id": "unit", "person_id": "person"},
+                     rule="a person active elsewhere becomes a pending move (docs/registry.md)")(
+                   api("Register a person at a unit", tag="registry", body=inp.RegistrationIn, description=pii,
+                       responses={201: out.Registered}, errors=(409,))(create_registration)))
+    r.add_get("/api/v1/registry/registrations",
+              allow(*READERS, query={"unit_id": "unit", "person_id": "person", "building_id": "building"},
+                    rule=mine)(api("List registrations", tag="registry", query=out.REGISTRATION_QUERY,
+                                   responses={200: out.RegistrationList})(list_registrations)))
+    r.add_post(r"/api/v1/registry/registrations/{id:\d+}/end", allow(*REGISTRARS, path=registration)(
+        api("End a registration (its cards are revoked)", tag="registry", body=inp.EndIn, body_required=False,
+            responses={200: out.Ended}, errors=(409,))(end_registration)))
+    r.add_post(r"/api/v1/registry/registrations/{id:\d+}/confirm",
+               allow(*REGISTRARS, path=registration)(
+                   api("Confirm a pending registration", tag="registry", body=inp.ConfirmIn, body_required=False,
+                       responses={200: out.Confirmed}, errors=(409,))(confirm_registration)))
+    r.add_post(r"/api/v1/registry/registrations/{id:\d+}/reject",
+               allow(*REGISTRARS, path=registration)(
+                   api("Reject a pending registration", tag="registry", body=inp.RejectIn,
+                       responses={200: out.Rejected}, errors=(409,))(reject_registration)))
+    r.add_post("/api/v1/declarations", public("a signed door-plate token; rate-limited per address")(
+        api("A tenant declares themself at the door of a plate", tag="registry", body=inp.DeclarationIn,
+            description=pii + "; a refused plate is 404 (forged, unknown) or 410 (expired, withdrawn)",
+            responses={201: out.Declared}, errors=(404, 410, 429))(declare)))
+    r.add_get("/api/v1/registry/history",
+              allow(*READERS, rule="landlords and coordinators read one entity in their scope at a time")(
+                  api("The history of changes", tag="registry", query=out.HISTORY_QUERY,
+                      responses={200: out.HistoryList})(list_history)))

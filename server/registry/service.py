@@ -21,13 +21,13 @@ from rentgate import wire
 from server.access import allowlists
 from server.access.allowlists import Change
 from server.access.registry import Outcome
+from server.auth.scopes import scope_buildings
 from server.db.models import (
     AREA_LEVELS,
     REGISTRATION_SOURCES,
     areas,
     buildings,
     credentials,
-    grid_coordinators,
     persons,
     registrations,
     units,
@@ -332,16 +332,9 @@ class Scope:
         return cls("none", user_id)
 
     def buildings(self) -> sa.Select[Any] | None:
-        """The ids of the scope's buildings, as a sub-select; None: every building."""
-        b = buildings.c
-        if self.kind == "all":
-            return None
-        if self.kind == "landlord":
-            return sa.select(b.id).where(b.landlord_user_id == self.user_id)
-        if self.kind == "coordinator":
-            g = grid_coordinators.c
-            return sa.select(b.id).join(grid_coordinators, g.grid_id == b.grid_id).where(g.user_id == self.user_id)
-        return sa.select(b.id).where(sa.false())
+        """The ids of the scope's buildings, as a sub-select; None: every
+        building. The one definition of a scope is server/auth/scopes.py."""
+        return scope_buildings("admin" if self.kind == "all" else self.kind, self.user_id)
 
     def covers(self, conn: sa.Connection, building_id: int) -> bool:
         within = self.buildings()
@@ -356,13 +349,16 @@ class Scope:
         return self.kind in ("all", "coordinator") and self.covers(conn, building_id)
 
     def knows_person(self, conn: sa.Connection, person_id: int) -> bool:
-        """Is or was the person registered (active or ended: accepted at some
-        point, not merely declared or claimed) in one of the scope's buildings?"""
-        r = registrations.c
-        query = sa.select(sa.literal(1)).where(r.person_id == person_id, r.status.in_(PERSON_TIES))
+        """May the caller name this (existing) person? Everyone, for an
+        administrator (and an import, the system); otherwise a person who is
+        or was registered (active or ended: accepted at some point, not
+        merely declared or claimed) in one of the scope's buildings."""
         within = self.buildings()
-        if within is not None:
-            query = query.where(r.building_id.in_(within))
+        if within is None:
+            return True
+        r = registrations.c
+        query = sa.select(sa.literal(1)).where(r.person_id == person_id, r.status.in_(PERSON_TIES),
+                                               r.building_id.in_(within))
         return conn.execute(query.limit(1)).first() is not None
 
 

@@ -63,7 +63,8 @@ def _arrival(value: str) -> dict[str, Any]:
 @pytest.mark.parametrize(("path", "body", "field", "status"), [
     ("/api/v1/registry/registrations", {"person": person(), "arrived_at": "2025-01-01", "unit_id": 999},
      "unit_id", 400),
-    ("/api/v1/registry/registrations", {"arrived_at": "2025-01-01", "unit_id": -1}, "person", 400),
+    # An id that cannot be one is refused before anything else is read.
+    ("/api/v1/registry/registrations", {"arrived_at": "2025-01-01", "unit_id": -1}, "unit_id", 400),
     ("/api/v1/registry/registrations", {"person": person(), "arrived_at": "2026-02-30"}, "arrived_at", 400),
     ("/api/v1/registry/registrations", {"person": person(), "arrived_at": "2025-01-01T08:00:00"}, "arrived_at", 400),
     ("/api/v1/registry/registrations", {"person": person(), "arrived_at": "yesterday!"}, "arrived_at", 400),
@@ -114,13 +115,15 @@ async def test_departure_before_arrival_and_unknown_ids(api: Api, city: City) ->
 
 async def test_who_may_do_what(api: Api, city: City) -> None:
     register = {"unit_id": city.other_unit, "person": person(), "arrived_at": "2025-01-01"}
-    problem = await api.call("POST", "/api/v1/registry/registrations", register, 403, token=city.landlord.token)
-    assert problem["error"] == "forbidden"
-    await api.call("GET", f"/api/v1/registry/buildings/{city.other_building}", None, 403, token=city.landlord.token)
-    await api.call("GET", f"/api/v1/registry/units/{city.other_unit}", None, 403, token=city.landlord.token)
+    # Another landlord's building, unit or card is answered like one that
+    # does not exist: in the body a 400 naming the field, in the path a 404.
+    problem = await api.call("POST", "/api/v1/registry/registrations", register, 400, token=city.landlord.token)
+    assert problem == {"error": "bad_parameter", "field": "unit_id", "detail": "no such unit"}
+    await api.call("GET", f"/api/v1/registry/buildings/{city.other_building}", None, 404, token=city.landlord.token)
+    await api.call("GET", f"/api/v1/registry/units/{city.other_unit}", None, 404, token=city.landlord.token)
     await api.call("POST", f"/api/v1/registry/units/{city.other_unit}/credentials",
-                   {"format": "em4100", "value": "0000000001"}, 403, token=city.landlord.token)
-    await api.call("GET", "/api/v1/registry/history", None, 403, token=city.landlord.token,
+                   {"format": "em4100", "value": "0000000001"}, 404, token=city.landlord.token)
+    await api.call("GET", "/api/v1/registry/history", None, 400, token=city.landlord.token,
                    entity="building", entity_id=city.other_building)
     await api.call("POST", "/api/v1/registry/buildings", {"name": "Mine"}, 403, token=city.landlord.token)
     own = await api.call("GET", "/api/v1/registry/buildings", token=city.landlord.token)
@@ -130,10 +133,10 @@ async def test_who_may_do_what(api: Api, city: City) -> None:
     in_grid = await api.call("GET", "/api/v1/registry/buildings", token=city.admin.token, grid="G-0301")
     assert len(in_grid["buildings"]) == 2
 
-    # A coordinator registers anywhere; police see none of this.
+    # A coordinator registers anywhere in their grid; police see none of this.
     reg = await api.call("POST", "/api/v1/registry/registrations", register, 201, token=city.coordinator.token)
     assert reg["source"] == "coordinator"
-    await api.call("POST", f"/api/v1/registry/registrations/{reg['id']}/end", {}, 403, token=city.landlord.token)
+    await api.call("POST", f"/api/v1/registry/registrations/{reg['id']}/end", {}, 404, token=city.landlord.token)
     for method, path in (("GET", "/api/v1/registry/buildings"), ("GET", f"/api/v1/registry/units/{city.unit}"),
                          ("GET", "/api/v1/registry/registrations"), ("GET", "/api/v1/registry/history")):
         await api.call(method, path, None, 403, token=city.police.token)
