@@ -205,3 +205,19 @@ def test_card_numbers_are_checked(conn: sa.Connection, place: dict[str, int]) ->
     with pytest.raises(InvalidInput) as info:
         service.issue_unit_credential(conn, NOW, ACTOR, unit_id=place["u1"], fmt="magstripe", value="12345")
     assert info.value.field == "credential.format"
+
+
+def test_who_may_name_a_person_by_id(conn: sa.Connection, place: dict[str, int]) -> None:
+    """Everyone for the system (the district simulator registers people it
+    created before their first registration); a landlord only a person
+    registered, at some point accepted, in their buildings."""
+    ref = service.upsert_person(conn, NOW, ACTOR, VAULT, PersonFields(ALICE, "李娜"))
+    stranger = service.Scope("landlord", 999_999)
+    with pytest.raises(InvalidInput) as info:
+        service.register(conn, NOW, ACTOR, VAULT, unit_id=place["u1"], person=ref.id, arrived_at=NOW,
+                         source="landlord", scope=stranger)
+    assert (info.value.field, info.value.problem) == ("person_id", "no such person")
+    done = service.register(conn, NOW, ACTOR, VAULT, unit_id=place["u1"], person=ref.id, arrived_at=NOW,
+                            source="landlord")
+    assert done.body["status"] == "active"
+    assert service.EVERYWHERE.knows_person(conn, ref.id) and not stranger.knows_person(conn, ref.id)
