@@ -24,6 +24,7 @@ from server.ingest.store import EventStore
 from server.media.limits import UPLOAD_BODY_MAX, body_limit_middleware
 from server.pages import dashboard
 from server.pages import setup as pages_setup
+from server.plates import declare_api
 from server.plates.appkeys import plate_keys_ctx
 from server.reconcile import setup as reconcile_setup
 from server.registry import setup as registry_setup
@@ -55,6 +56,7 @@ def make_app(settings: ServerSettings, *, ingest: bool = True) -> web.Applicatio
     dashboard.add_routes(app)
     access_routes.setup(app, mqtt=ingest)
     registry_setup.setup(app)
+    declare_api.add_routes(app)
     reconcile_setup.setup(app, run_service=ingest)
     grid_setup.setup(app)
     pages_setup.setup(app)

@@ -31,8 +31,8 @@ from server.pages.forms import (
 )
 from server.pages.layout import PageContext, context, esc, page
 from server.pages.state import PAGES
+from server.plates.declare_api import DECLARATION_LIMITER
 from server.registry import service
-from server.registry.routes import DECLARATION_LIMITER
 from server.web.errors import Conflict, InvalidInput
 from server.web.transactions import write_transaction
 

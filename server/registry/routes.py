@@ -1,6 +1,7 @@
 """``/api/v1`` routes of the registry: areas, buildings, units, persons,
-residence registrations, tenants' self-declarations, cards handed to a unit
-and the history. docs/registry-api.md lists each with who may call it.
+residence registrations, cards handed to a unit and the history (tenants'
+self-declarations, authorised by a door plate, are server/plates/declare_api.py).
+docs/registry-api.md lists each with who may call it.
 
 Writes that change a gateway's allowlist go through the AccessService (one
 transaction, then publish); other writes run in a write transaction of
@@ -21,12 +22,8 @@ from aiohttp import web
 from server.access.registry import Outcome
 from server.access.routes import ACCESS
 from server.appkeys import ENGINE
-from server.auth.policy import AuthUser, actor_of, allow, forbidden, public, require_building, require_user
+from server.auth.policy import AuthUser, actor_of, allow, forbidden, require_building, require_user
 from server.auth.scopes import reaches
-from server.plates import service as plate_service
-from server.plates.appkeys import PLATE_KEYS
-from server.plates.errors import TokenRejected
-from server.plates.refusals import record_refusal, status_for
 from server.registry import api_doc as out
 from server.registry import api_input as inp
 from server.registry import queries, service
@@ -36,7 +33,6 @@ from server.rules import CityRules
 from server.web.errors import InvalidInput, NotFound, Unavailable
 from server.web.http import answer, api_errors, int_param, read_body
 from server.web.openapi import api
-from server.web.ratelimit import RateLimiter, retry_after_header
 from server.web.transactions import write_transaction
 
 log = logging.getLogger(__name__)
@@ -45,11 +41,6 @@ T = TypeVar("T")
 JsonObj = dict[str, Any]
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
-# Self-declarations per client address and hour: a household declares a few
-# people, a script thousands.
-DECLARATIONS_PER_HOUR = 10
-DECLARATION_LIMITER = web.AppKey("declaration_limiter", RateLimiter)
-DECLARATION_ACTOR = "tenant:self-declaration"
 
 STAFF = ("admin", "coordinator")
 READERS = ("admin", "coordinator", "landlord")
@@ -464,60 +455,6 @@ async def list_registrations(request: web.Request) -> web.Response:
     return answer({"registrations": rows})
 
 
-# --------------------------------------------------------------------------- self-declarations
-
-
-async def _plate_unit(request: web.Request, token: str) -> int | web.Response:
-    """The unit of a door plate's token, or the JSON refusal (logged like a
-    refused scan of the plate page)."""
-    keyring = request.app[PLATE_KEYS].keyring
-    if keyring is None:
-        return web.json_response({"error": "plate_keys_unavailable", "detail": request.app[PLATE_KEYS].problem},
-                                 status=503)
-
-    def read() -> int | TokenRejected:
-        with _engine(request).connect() as conn:
-            try:
-                return plate_service.resolve(conn, keyring, token, _now()).unit_id
-            except TokenRejected as exc:
-                return exc
-
-    found = await asyncio.to_thread(read)
-    if isinstance(found, TokenRejected):
-        await record_refusal(request, token, found)
-        return web.json_response({"error": "plate_refused", "field": "plate", "reason": found.reason,
-                                  "detail": str(found)}, status=status_for(found))
-    return found
-
-
-@api_errors
-async def declare(request: web.Request) -> web.Response:
-    """Public: a tenant declares themself at a unit; it waits for the
-    landlord's or a coordinator's confirmation."""
-    wait = request.app[DECLARATION_LIMITER].hit(request.remote or "unknown")
-    if wait is not None:
-        return web.json_response({"error": "too_many_requests",
-                                  "detail": f"at most {DECLARATIONS_PER_HOUR} declarations an hour from one address"},
-                                 status=429, headers={"Retry-After": retry_after_header(wait)})
-    vault = _vault(request)
-    b = await read_body(request, inp.DeclarationIn)
-    now = _now()
-    arrived_at = inp.not_future("arrived_at", inp.when("arrived_at", b.arrived_at, _rules(request).zone), now)
-    inp.id_number("person.id_number", b.person.id_number)
-
-    unit_id = await _plate_unit(request, b.plate)
-    if isinstance(unit_id, web.Response):
-        return unit_id
-
-    def operation(conn: sa.Connection, now: datetime) -> Outcome:
-        _building_of_unit(conn, unit_id)
-        return service.declare(conn, now, DECLARATION_ACTOR, vault, unit_id=unit_id,
-                               person=_person_fields(b.person), arrived_at=arrived_at)
-    body = await _apply(request, operation)
-    # An anonymous caller learns nothing of the registry's own ids for the person.
-    return answer({k: body[k] for k in ("id", "status", "unit_id", "arrived_at", "person_masked")}, 201)
-
-
 # --------------------------------------------------------------------------- credentials
 
 
@@ -577,7 +514,6 @@ async def list_history(request: web.Request) -> web.Response:
 
 
 def add_routes(app: web.Application) -> None:
-    app[DECLARATION_LIMITER] = RateLimiter(DECLARATIONS_PER_HOUR, 3600.0)
     r = app.router
     admin = allow("admin")
     building, unit = {"id": "building"}, {"id": "unit"}
@@ -644,10 +580,6 @@ def add_routes(app: web.Application) -> None:
                allow(*REGISTRARS, path=registration)(
                    api("Reject a pending registration", tag="registry", body=inp.RejectIn,
                        responses={200: out.Rejected}, errors=(409,))(reject_registration)))
-    r.add_post("/api/v1/declarations", public("a signed door-plate token; rate-limited per address")(
-        api("A tenant declares themself at the door of a plate", tag="registry", body=inp.DeclarationIn,
-            description=pii + "; a refused plate is 404 (forged, unknown) or 410 (expired, withdrawn)",
-            responses={201: out.Declared}, errors=(404, 410, 429))(declare)))
     r.add_get("/api/v1/registry/history",
               allow(*READERS, rule="landlords and coordinators read one entity in their scope at a time")(
                   api("The history of changes", tag="registry", query=out.HISTORY_QUERY,

@@ -221,8 +221,8 @@ async def test_the_declaration_page_shares_the_apis_hourly_budget(client: Client
     # count): the budget is per address, whatever is declared.
     from datetime import date
 
+    from server.plates.declare_api import DECLARATIONS_PER_HOUR
     from server.registry.idnumber import make_id_number
-    from server.registry.routes import DECLARATIONS_PER_HOUR
 
     path = declare_path(sqlite_engine, sqlite_url, world.empty_unit_id)
     statuses = []

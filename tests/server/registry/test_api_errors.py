@@ -13,8 +13,8 @@ import sqlalchemy as sa
 from server.app import make_app
 from server.db import migrate
 from server.db.engine import create_engine
+from server.plates.declare_api import DECLARATIONS_PER_HOUR
 from server.registry.idnumber import check_character, make_id_number
-from server.registry.routes import DECLARATIONS_PER_HOUR
 from server.settings import ServerSettings
 from tests.server.registry.api_helpers import ID_A, Api, City, MakeClient, person, seed_city, settings_for
 
