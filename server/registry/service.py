@@ -2,7 +2,10 @@
 transaction: areas, buildings, units, persons, residence registrations and
 the credentials that go with them. Every change leaves a row in ``history``;
 every change to what a gateway lets in returns the allowlist ``Change`` to
-publish after commit (``Outcome.changes``), like server/access/registry.py.
+publish after commit (``Outcome.changes``, server/access/registry.py). The
+API, the pages and the simulator write the registry only through here; the
+bulk import (server/registry/imports/apply_registrations.py) writes in
+multi-row statements that keep the same invariants, history rows included.
 
 Errors name the request field at fault (``InvalidInput``), the missing thing
 (``NotFound``) or the state that forbids the change (``Conflict``). Identity
