@@ -31,7 +31,7 @@ def assign_gateway(conn: sa.Connection, now: datetime, gateway_id: str, building
     gateway that has not reported yet gets its row now."""
     if building_id is not None and conn.execute(
             sa.select(buildings.c.id).where(buildings.c.id == building_id)).first() is None:
-        raise InvalidInput("building_id", f"no building {building_id}")
+        raise InvalidInput("building_id", "no such building")
     updated = conn.execute(sa.update(gateways).where(gateways.c.id == gateway_id)
                            .values(building_id=building_id)).rowcount
     if not updated:

@@ -75,10 +75,10 @@ def facts(conn: sa.Connection, task: sa.RowMapping) -> workflow.TaskFacts:
 
 def _candidate(conn: sa.Connection, user_id: int) -> workflow.Candidate:
     if not 0 < user_id <= MAX_ID:
-        raise GridInputError("assignee", f"no user {user_id}")
+        raise GridInputError("assignee", "no such user")
     row = conn.execute(sa.select(users.c.role, users.c.disabled_at).where(users.c.id == user_id)).first()
     if row is None:
-        raise GridInputError("assignee", f"no user {user_id}")
+        raise GridInputError("assignee", "no such user")
     grids = grid_ids_of(conn, user_id) if row.role == "coordinator" else frozenset()
     return workflow.Candidate(user_id, str(row.role), grids, row.disabled_at is not None)
 

@@ -119,7 +119,7 @@ def _building_of_unit(conn: sa.Connection, unit_id: int, field: str | None = "un
     if building_id is None:
         if field is None:
             raise NotFound("unit", unit_id)
-        raise InvalidInput(field, f"no unit {unit_id}")
+        raise InvalidInput(field, "no such unit")
     return building_id
 
 

@@ -175,7 +175,7 @@ def _building_values(conn: sa.Connection, fields: dict[str, Any]) -> dict[str, A
         if user_id is not None:
             role = conn.execute(sa.select(users.c.role).where(users.c.id == user_id)).scalar_one_or_none()
             if role is None:
-                raise InvalidInput("landlord_user_id", f"no user {user_id}")
+                raise InvalidInput("landlord_user_id", "no such user")
             if role != "landlord":
                 raise InvalidInput("landlord_user_id", f"user {user_id} is a {role}, not a landlord")
         out["landlord_user_id"] = user_id
@@ -263,7 +263,7 @@ def _unit_values(rules: CityRules, area_m2: float, rooms: int, floor: int | None
 def create_unit(conn: sa.Connection, now: datetime, actor: str, rules: CityRules, *, building_id: int, number: str,
                 area_m2: float, rooms: int, floor: int | None = None) -> JsonObj:
     if conn.execute(sa.select(buildings.c.id).where(buildings.c.id == building_id)).first() is None:
-        raise InvalidInput("building_id", f"no building {building_id}")
+        raise InvalidInput("building_id", "no such building")
     number_ok = _text("number", number, max_len=32)
     values = _unit_values(rules, area_m2, rooms, floor)
     taken = conn.execute(sa.select(units.c.id).where(units.c.building_id == building_id,
@@ -463,7 +463,7 @@ def find_person(conn: sa.Connection, vault: PiiVault, id_number: str, *, field: 
 def _unit(conn: sa.Connection, unit_id: int, field: str = "unit_id") -> tuple[int, str]:
     row = conn.execute(sa.select(units.c.building_id, units.c.number).where(units.c.id == unit_id)).first()
     if row is None:
-        raise InvalidInput(field, f"no unit {unit_id}")
+        raise InvalidInput(field, "no such unit")
     return int(row.building_id), str(row.number)
 
 
@@ -890,7 +890,7 @@ def issue_unit_credential(conn: sa.Connection, now: datetime, actor: str, *, uni
     opens the doors, and its use is the evidence that asks for one."""
     building_id, _ = _unit(conn, unit_id)
     if person_id is not None and conn.execute(sa.select(persons.c.id).where(persons.c.id == person_id)).first() is None:
-        raise InvalidInput("person_id", f"no person {person_id}")
+        raise InvalidInput("person_id", "no such person")
     return _issue(conn, now, actor, building_id=building_id, unit_id=unit_id, fmt=fmt, value=value,
                   person_id=person_id, registration_id=None, doors=doors or [], valid_from=None)
 
