@@ -27,6 +27,9 @@ _ID_REASONS = (("must be 18 characters", "idn.length"), ("must be 17 digits", "i
                ("unknown province code", "idn.province"), ("birth date", "idn.birth"),
                ("sequence number 000", "idn.sequence"), ("wrong check character", "idn.check"))
 _PROBLEMS = (("is required", "error.required"), ("is in the future", "error.future"))
+# server/registry/freetext.hidden_character and the service's length check.
+_HIDDEN = re.compile(r"contains (U\+[0-9A-F]{4,6}),")
+_TOO_LONG = re.compile(r"longer than (\d+) characters")
 
 
 @dataclass
@@ -55,6 +58,12 @@ def problem_message(t: dict[str, str], form_field: str, problem: str) -> str:
     for start, key in _PROBLEMS:
         if problem.startswith(start):
             return f"{label}{_sep(t)}{t[key]}"
+    if (hidden := _HIDDEN.match(problem)) is not None:
+        return f"{label}{_sep(t)}{t['error.hidden'].format(code=hidden.group(1))}"
+    if (too_long := _TOO_LONG.match(problem)) is not None:
+        return f"{label}{_sep(t)}{t['error.too_long'].format(n=too_long.group(1))}"
+    if problem.startswith("not a phone number"):
+        return f"{label}{_sep(t)}{t['error.phone']}"
     return f"{label}{_sep(t)}{problem}"
 
 

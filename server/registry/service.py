@@ -37,7 +37,7 @@ from server.db.models import (
     users,
 )
 from server.db.models import history as history_rows
-from server.registry import history
+from server.registry import freetext, history
 from server.registry.idnumber import InvalidIdNumber, parse_id_number
 from server.registry.pii import PiiVault
 from server.rules import CityRules
@@ -86,11 +86,18 @@ def _text(field: str, value: str | None, *, max_len: int, required: bool = True)
     value = value.strip()
     if len(value) > max_len:
         raise InvalidInput(field, f"longer than {max_len} characters")
+    # The same rule as the API's input models (server/registry/freetext.py),
+    # here too because the pages, imports and simulator call the service
+    # without them: no control, direction-changing or invisible characters.
+    problem = freetext.hidden_character(value)
+    if problem is not None:
+        raise InvalidInput(field, problem)
     return value
 
 
 def _phone(field: str, value: str | None) -> str | None:
-    value = _text(field, value, max_len=20, required=False)
+    # Full-width digits from a phone keyboard are the same number.
+    value = _text(field, freetext.compatible(value) if value else value, max_len=20, required=False)
     if value is not None and not PHONE.fullmatch(value):
         raise InvalidInput(field, "not a phone number (digits, optionally + - and spaces)")
     return value

@@ -252,3 +252,23 @@ async def test_the_trend_ends_at_the_newest_snapshot(client: Client, sqlite_engi
     await login(client, "admin-1")
     html = await (await client.get("/overview", params={"lang": "en"})).text()
     assert "1 Mar 2024" in html and "2 Mar 2024" in html and "90.0% (9/10)" in html
+
+
+async def test_a_name_with_a_hidden_direction_character_is_refused_on_the_page_too(
+        client: Client, world: World, sqlite_engine: sa.Engine) -> None:
+    """The page writes through the registry service, which applies the API's
+    text rule itself: U+202E would make the name read differently than it shows."""
+    def count() -> int:
+        with sqlite_engine.connect() as conn:
+            return int(conn.execute(sa.text("SELECT count(*) FROM registrations")).scalar_one())
+
+    before = count()
+    await login(client, "landlord-a")
+    token = await csrf(client, f"/landlord/units/{world.empty_unit_id}")
+    response = await client.post(f"/landlord/units/{world.empty_unit_id}/register",
+                                 data={"csrf": token, "id_number": TENANT_ID, "name": "张\u202e三",
+                                       "arrived": "2024-01-01"})
+    assert response.status == 400
+    html = await response.text()
+    assert "姓名：含有看不见的字符或控制字符（U+202E）" in html
+    assert count() == before
