@@ -18,6 +18,7 @@ import hashlib
 import hmac
 import logging
 import os
+import re
 import secrets
 from dataclasses import dataclass
 from pathlib import Path
@@ -63,9 +64,11 @@ class PiiVault:
 
     def digest(self, number: str) -> str:
         """Keyed digest of a normalised number: equal numbers, equal digests."""
+        _require_normalised(number)
         return hmac.new(self._digest_key, number.encode(), hashlib.sha256).hexdigest()
 
     def encrypt(self, number: str) -> str:
+        _require_normalised(number)
         nonce = secrets.token_bytes(_NONCE_BYTES)
         sealed = AESGCM(self._cipher_key).encrypt(nonce, number.encode(), self.key_id.encode())
         return f"{self.key_id}:{base64.b64encode(nonce + sealed).decode()}"
@@ -137,3 +140,15 @@ def write_key_file(path: str | Path) -> bool:
     with os.fdopen(fd, "w") as out:
         out.write(base64.b64encode(secrets.token_bytes(32)).decode() + "\n")
     return True
+
+
+# The one form server/registry/idnumber.parse_id_number produces. A number
+# in any other spelling (full-width, lower-case x, spaces) would get a digest
+# of its own and so a second person: a caller that skipped the parser is a
+# bug, refused here rather than stored.
+_NORMALISED = re.compile(r"[0-9]{17}[0-9X]")
+
+
+def _require_normalised(number: str) -> None:
+    if not _NORMALISED.fullmatch(number):
+        raise ValueError("not a normalised identity number: pass it through parse_id_number first")

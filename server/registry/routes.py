@@ -26,7 +26,7 @@ from server.auth.policy import AuthUser, actor_of, allow, forbidden, require_bui
 from server.auth.scopes import reaches
 from server.registry import api_doc as out
 from server.registry import api_input as inp
-from server.registry import queries, service
+from server.registry import freetext, queries, service
 from server.registry.appkeys import RULES, VAULT, VAULT_PROBLEM
 from server.registry.pii import PiiVault
 from server.rules import CityRules
@@ -145,7 +145,9 @@ async def create_area(request: web.Request) -> web.Response:
 @api_errors
 async def list_areas(request: web.Request) -> web.Response:
     require_user(request, *READERS)
-    parent = request.query.get("parent") or None
+    # Codes are stored NFKC (server/registry/freetext.compatible): a
+    # full-width code typed on a phone finds the same area.
+    parent = freetext.compatible(request.query.get("parent") or "") or None
 
     def read(conn: sa.Connection) -> list[JsonObj]:
         if parent is not None and not queries.area_exists(conn, parent):
@@ -216,7 +218,7 @@ async def update_building(request: web.Request) -> web.Response:
 @api_errors
 async def list_buildings(request: web.Request) -> web.Response:
     user = require_user(request, *READERS)
-    grid = request.query.get("grid") or None
+    grid = freetext.compatible(request.query.get("grid") or "") or None
     landlord = int_param(request.query, "landlord")
     if user.role == "landlord":
         if landlord not in (None, user.id):

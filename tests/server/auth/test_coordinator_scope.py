@@ -67,3 +67,11 @@ async def test_a_coordinator_reads_no_person_or_history_outside_their_grids(
                                      entity="building", entity_id=2**40)
     # An administrator reads everything.
     assert (await api.call("GET", "/api/v1/registry/history", token=world.admin.token))["history"]
+
+
+async def test_a_full_width_grid_code_finds_the_same_grid(sqlite_engine: sa.Engine, sqlite_url: str,
+                                                          tmp_path: Path, aiohttp_client: MakeClient) -> None:
+    api, world = await _world(sqlite_engine, sqlite_url, tmp_path, aiohttp_client)
+    ascii_code = await api.call("GET", "/api/v1/registry/buildings", token=world.admin.token, grid="G-A")
+    full_width = await api.call("GET", "/api/v1/registry/buildings", token=world.admin.token, grid="Ｇ－Ａ")
+    assert full_width == ascii_code and len(ascii_code["buildings"]) == 1

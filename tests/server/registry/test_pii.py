@@ -66,3 +66,14 @@ def test_keys_pii_writes_a_key_once(tmp_path: Path, capsys: pytest.CaptureFixtur
     before = path.read_bytes()
     assert main(["keys", "pii", str(path)]) == 2
     assert path.read_bytes() == before
+
+
+def test_a_number_in_any_other_spelling_than_the_parsers_is_refused_not_stored() -> None:
+    """A caller that skipped parse_id_number would give one person a second
+    digest (a second person); the vault refuses it instead."""
+    vault = PiiVault.from_master(os.urandom(32))
+    for spelling in (NUMBER.lower(), f" {NUMBER}", "４" + NUMBER[1:], "\u0664" + NUMBER[1:], NUMBER[:17]):
+        with pytest.raises(ValueError, match="parse_id_number"):
+            vault.digest(spelling)
+        with pytest.raises(ValueError, match="parse_id_number"):
+            vault.encrypt(spelling)
