@@ -369,7 +369,8 @@ def _refuse_constant(name: str) -> Any:
 
 
 def _duplicate_message(key: str) -> str:
-    return f"key {key!r} appears twice in one JSON object"
+    # The sender chose the key: a long one is cut, the reason stays a line.
+    return f"key {key[:64]!r} appears twice in one JSON object"
 
 
 # For each model class, the fields that can hold models (nested JSON objects).
