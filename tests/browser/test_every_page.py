@@ -70,7 +70,7 @@ PAGES = [
     Visit("landlord", "/landlord"),
     Visit("landlord", "/landlord/buildings/{building}"),
     Visit("landlord", "/landlord/units/{silent_unit}"),
-    Visit("landlord", "/landlord/units/{other_unit}", 403),
+    Visit("landlord", "/landlord/units/{other_unit}", 404),  # another landlord's: as if it did not exist
     Visit("landlord", "/landlord/units/abc", 404),
     Visit("landlord", "/overview", 403),
     Visit("admin", "/"),
@@ -95,7 +95,7 @@ PAGES = [
     Visit("coordinator", "/c/units/{silent_unit}"),
     Visit("coordinator", "/c/units/{empty_unit}"),
     Visit("coordinator", "/c/units/{silent_unit}/patrol"),
-    Visit("coordinator", "/c/units/{other_unit}", 403),
+    Visit("coordinator", "/c/units/{other_unit}", 404),  # another grid's: as if it did not exist
     Visit("coordinator", "/c/tasks/{task}"),
     Visit("coordinator", "/c/overdue"),
 ]
