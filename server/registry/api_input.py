@@ -191,6 +191,12 @@ class LookupIn(Body):
     id_number: IdNumberText
 
 
+class RegistrationCredentialIn(Body):
+    format: CredentialFormat
+    value: CredentialValue
+    doors: Doors | None = None
+
+
 class UnitCredentialIn(Body):
     format: CredentialFormat
     value: CredentialValue

@@ -475,6 +475,19 @@ async def issue_unit_credential(request: web.Request) -> web.Response:
 
 
 @api_errors
+async def issue_registration_credential(request: web.Request) -> web.Response:
+    user = require_user(request, *CARD_ISSUERS)
+    registration_id = _id(request)
+    b = await read_body(request, inp.RegistrationCredentialIn)
+    value = inp.credential_value("value", b.format, b.value)
+
+    def operation(conn: sa.Connection, now: datetime) -> Outcome:
+        return service.issue_registration_credential(conn, now, actor_of(user), registration_id, fmt=b.format,
+                                                     value=value, doors=list(b.doors) if b.doors else None)
+    return answer(await _apply(request, operation), 201)
+
+
+@api_errors
 async def revoke_credential(request: web.Request) -> web.Response:
     user = require_user(request, *CARD_ISSUERS)
     credential_id = _id(request)
@@ -550,6 +563,11 @@ def add_routes(app: web.Application) -> None:
                allow(*CARD_ISSUERS, path=unit, body={"person_id": "person"})(
                    api("Hand a card out for a unit", tag="registry", body=inp.UnitCredentialIn,
                        responses={201: out.CardIssued}, errors=(409,))(issue_unit_credential)))
+    r.add_post(r"/api/v1/registry/registrations/{id:\d+}/credentials",
+               allow(*CARD_ISSUERS, path=registration)(
+                   api("Another card for a registered tenant (ending the registration revokes it)", tag="registry",
+                       body=inp.RegistrationCredentialIn, responses={201: out.CardIssued},
+                       errors=(409,))(issue_registration_credential)))
     r.add_delete(r"/api/v1/registry/credentials/{id:\d+}",
                  allow(*CARD_ISSUERS, path={"id": "credential"})(
                      api("Revoke a card", tag="registry", responses={200: out.CardRevoked},

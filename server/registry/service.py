@@ -850,6 +850,10 @@ def deregister(conn: sa.Connection, now: datetime, actor: str, registration_id: 
     history.record(conn, now, actor, "registration", registration_id, "ended",
                    {"status": ["active", "ended"], "departed_at": departed_at, "reason": reason_ok,
                     "revoked_credentials": [cred_id for cred_id, _, _ in revoked], **(trace or {})})
+    # Each card's own trace says it stopped too, not only the registration's.
+    for cred_id, _, _ in revoked:
+        history.record(conn, now, actor, "credential", cred_id, "revoked",
+                       {"reason": "registration_ended", "registration_id": registration_id})
     changes: list[Change] = []
     if revoked:
         removals = [allowlists.credential_json(fmt, value) for _, fmt, value in revoked]
@@ -900,6 +904,18 @@ def issue_unit_credential(conn: sa.Connection, now: datetime, actor: str, *, uni
         raise InvalidInput("person_id", "no such person")
     return _issue(conn, now, actor, building_id=building_id, unit_id=unit_id, fmt=fmt, value=value,
                   person_id=person_id, registration_id=None, doors=doors or [], valid_from=None)
+
+
+def issue_registration_credential(conn: sa.Connection, now: datetime, actor: str, registration_id: int, *,
+                                  fmt: str, value: str, doors: list[str] | None = None) -> Outcome:
+    """Another card for a registered tenant (a second card, a replacement):
+    tied to the registration, so ending it revokes this card too."""
+    reg = _registration(conn, registration_id)
+    if reg.status != "active" or reg.unit_id is None:
+        raise Conflict(f"registration {registration_id} is {reg.status}; cards go with an active registration")
+    return _issue(conn, now, actor, building_id=reg.building_id, unit_id=reg.unit_id, fmt=fmt, value=value,
+                  person_id=reg.person_id, registration_id=registration_id, doors=doors or [],
+                  valid_from=reg.valid_from)
 
 
 def revoke_credential(conn: sa.Connection, now: datetime, actor: str, credential_id: int, *,

@@ -134,14 +134,22 @@ async def test_ending_a_registration_revokes_its_cards(client: Client) -> None:
     reg = await register(client, t["unit"], "0000000001")
     assert reg["credential_id"] == first["id"]
     assert await history(client, "credential", first["id"]) == ["linked", "issued"]
-    second = await hand_out(client, t["unit"], "0000000002", person_id=reg["person_id"])
-    await revoke(client, second["id"])
+    # A second card for the same tenant goes with the registration too.
+    second = await call(client, "POST", f"/api/v1/registry/registrations/{reg['id']}/credentials",
+                        {"format": "em4100", "value": "0000000002"}, 201)
+    assert second["registration_id"] == reg["id"] and second["person_id"] == reg["person_id"]
+    # A card handed to the unit for the same person is not the registration's.
+    third = await hand_out(client, t["unit"], "0000000003", person_id=reg["person_id"])
 
     ended = await end(client, reg["id"])
-    assert ended["revoked_credentials"] == 1
+    assert ended["revoked_credentials"] == 2
+    await revoke(client, third["id"])
+    # No card goes with a registration that has ended.
+    await call(client, "POST", f"/api/v1/registry/registrations/{reg['id']}/credentials",
+               {"format": "em4100", "value": "0000000004"}, 409)
     doc = await allowlist(client)
     assert doc["entries"] == []
-    assert sorted(c["value"] for c in doc["revoked"]) == ["0000000001", "0000000002"]
+    assert sorted(c["value"] for c in doc["revoked"]) == ["0000000001", "0000000002", "0000000003"]
     await end(client, reg["id"], status=409)
     assert await history(client, "registration", reg["id"]) == ["ended", "registered"]
     assert await history(client, "credential", second["id"]) == ["revoked", "issued"]
