@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 
+import sqlalchemy as sa
 from aiohttp import web
 
 from rentgate import wire
@@ -35,11 +36,6 @@ from server.web.errors import InvalidInput
 from server.web.ids import json_id, parse_id
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
-
-class _Refused(Exception):
-    def __init__(self, ref: Ref) -> None:
-        self.ref = ref
 
 
 def _wants_json(request: web.Request) -> bool:
@@ -75,11 +71,11 @@ def _path_value(request: web.Request, ref: Ref) -> int | str:
     raw = request.match_info.get(ref.name, "")
     if ref.kind == "gateway":
         if not wire.is_gateway_id(raw):
-            raise _Refused(ref)
+            raise Refused(ref)
         return raw
     value = parse_id(raw)
     if value is None:
-        raise _Refused(ref)
+        raise Refused(ref)
     return value
 
 
@@ -105,7 +101,25 @@ async def _field_value(request: web.Request, ref: Ref) -> int | str | None:
     return value
 
 
-async def _named(request: web.Request, policy: RoutePolicy) -> list[tuple[Ref, int | str]]:
+Named = list[tuple[Ref, int | str]]
+# The auth middleware checks the scope in the same database round trip that
+# resolves the session (one thread hop, one connection instead of two) and
+# leaves its verdict here: the first object outside the caller's scope, or
+# None when every one is inside.
+SCOPE_VERDICT = web.RequestKey("rentgate_scope_verdict", object)
+UNCHECKED = object()
+
+
+class Refused(Exception):
+    """A path id that names nothing (before any query)."""
+
+    def __init__(self, ref: Ref) -> None:
+        self.ref = ref
+
+
+async def named_objects(request: web.Request, policy: RoutePolicy) -> Named:
+    """The objects the request names, as the policy declares them; raises
+    Refused (a path id that cannot be one) or InvalidInput (a field)."""
     named = []
     for ref in policy.refs:
         value = _path_value(request, ref) if ref.where == "path" else await _field_value(request, ref)
@@ -114,13 +128,21 @@ async def _named(request: web.Request, policy: RoutePolicy) -> list[tuple[Ref, i
     return named
 
 
-def _first_outside(app: web.Application, user: AuthUser, named: list[tuple[Ref, int | str]]) -> Ref | None:
+def first_outside_on(conn: sa.Connection, user: AuthUser, named: Named) -> Ref | None:
+    for ref, value in named:
+        if not reaches(conn, user, ref.kind, value):
+            return ref
+    return None
+
+
+def needs_scope_check(user: AuthUser, policy: RoutePolicy) -> bool:
+    return user.role != "admin" and user.role in policy.roles and bool(policy.refs)
+
+
+def _first_outside(app: web.Application, user: AuthUser, named: Named) -> Ref | None:
     def check() -> Ref | None:
         with read_only(app) as conn:
-            for ref, value in named:
-                if not reaches(conn, user, ref.kind, value):
-                    return ref
-        return None
+            return first_outside_on(conn, user, named)
     return with_retry(check)
 
 
@@ -144,13 +166,15 @@ async def policy_middleware(request: web.Request, handler: Handler) -> web.Strea
     if not policy.refs:
         return await handler(request)
     try:
-        named = await _named(request, policy)
-    except _Refused as exc:
+        named = await named_objects(request, policy)
+    except Refused as exc:
         return _refusal(request, exc.ref)
     except InvalidInput as exc:
         return _bad_input(request, exc)
     if user is not None and user.role != "admin" and named:
-        outside = await asyncio.to_thread(_first_outside, request.app, user, named)
-        if outside is not None:
-            return _refusal(request, outside)
+        verdict = request.get(SCOPE_VERDICT, UNCHECKED)
+        if verdict is UNCHECKED:
+            verdict = await asyncio.to_thread(_first_outside, request.app, user, named)
+        if isinstance(verdict, Ref):
+            return _refusal(request, verdict)
     return await handler(request)

@@ -14,9 +14,19 @@ import sqlalchemy as sa
 from aiohttp import web
 
 from server.appkeys import ENGINE, SETTINGS
-from server.auth.policy import AUTH_KEY, RequestAuth, forbidden, unauthorized
+from server.auth.enforce import (
+    SCOPE_VERDICT,
+    UNCHECKED,
+    Named,
+    Refused,
+    first_outside_on,
+    named_objects,
+    needs_scope_check,
+)
+from server.auth.policy import AUTH_KEY, RequestAuth, RoutePolicy, forbidden, policy_of, unauthorized
 from server.auth.sessions import SESSION_COOKIE, ResolvedSession, csrf_matches, resolve_session, touch
 from server.db.read_pool import read_only, with_retry
+from server.web.errors import InvalidInput
 
 log = logging.getLogger(__name__)
 
@@ -47,15 +57,23 @@ def _bearer(request: web.Request) -> str | None:
     return value.strip() or None
 
 
-def _lookup(app: web.Application, token: str, now: datetime, idle: timedelta) -> ResolvedSession | None:
+def _lookup(app: web.Application, token: str, now: datetime, idle: timedelta,
+            scope: tuple[RoutePolicy, Named] | None) -> tuple[ResolvedSession | None, object]:
+    """The session, and (when the route names objects) the scope verdict
+    for its user: both on one connection in one thread hop, since every
+    scoped page and API call needs both (server/auth/enforce.py)."""
     # Every request with a cookie or token comes through here: the read goes
     # to the autocommit pool, so it is one prepared statement and one round
     # trip, not a ping, a BEGIN, the SELECT and a ROLLBACK.
-    def read() -> ResolvedSession | None:
+    def read() -> tuple[ResolvedSession | None, object]:
         with read_only(app) as conn:
-            return resolve_session(conn, token, now, idle=idle)
+            resolved = resolve_session(conn, token, now, idle=idle)
+            verdict: object = UNCHECKED
+            if resolved is not None and scope is not None and needs_scope_check(resolved.user, scope[0]):
+                verdict = first_outside_on(conn, resolved.user, scope[1])
+            return resolved, verdict
 
-    resolved = with_retry(read)
+    resolved, verdict = with_retry(read)
     if resolved is not None and resolved.needs_touch:
         try:
             with app[ENGINE].begin() as conn:
@@ -63,7 +81,22 @@ def _lookup(app: web.Application, token: str, now: datetime, idle: timedelta) ->
         except sa.exc.OperationalError as exc:
             # Busy database: the request is still authentic; the next one touches.
             log.warning("could not record session use: %s", exc)
-    return resolved
+    return resolved, verdict
+
+
+async def _scope_to_check(request: web.Request) -> tuple[RoutePolicy, Named] | None:
+    """The route's policy and the objects the request names, when there are
+    any to check; anything unusable is left to the policy middleware, which
+    answers it."""
+    if request.match_info.http_exception is not None:
+        return None
+    policy = policy_of(request.match_info.route.handler)
+    if policy is None or not policy.refs:
+        return None
+    try:
+        return policy, await named_objects(request, policy)
+    except (Refused, InvalidInput):
+        return None
 
 
 async def _csrf_offered(request: web.Request) -> str | None:
@@ -87,7 +120,8 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
     if token:
         idle = timedelta(hours=request.app[SETTINGS].session_idle_hours)
         try:
-            resolved = await asyncio.to_thread(_lookup, request.app, token, datetime.now(UTC), idle)
+            scope = await _scope_to_check(request)
+            resolved, verdict = await asyncio.to_thread(_lookup, request.app, token, datetime.now(UTC), idle, scope)
         except sa.exc.SQLAlchemyError as exc:
             log.warning("database error checking a session for %s: %s", request.path, exc)
             return web.json_response({"error": "database_unavailable",
@@ -98,6 +132,8 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
         if resolved is not None:
             kind = "token" if bearer is not None else "cookie"
             request[AUTH_KEY] = RequestAuth(user=resolved.user, kind=kind, token=token)
+            if verdict is not UNCHECKED:
+                request[SCOPE_VERDICT] = verdict
             if (kind == "cookie" and request.method not in SAFE_METHODS
                     and (request.method, request.path) not in CSRF_EXEMPT
                     and not csrf_matches(token, await _csrf_offered(request))):

@@ -98,10 +98,20 @@ def scope_buildings(role: str, user_id: int | None) -> sa.Select[tuple[int]] | N
 
 
 def _owns(conn: sa.Connection, user: AuthUser, anchor: sa.Select[tuple[int]] | None) -> bool:
-    mine = scope_buildings(user.role, user.id)
-    if anchor is None or mine is None:
-        return anchor is not None
-    query = sa.select(sa.literal(1)).where(buildings.c.id.in_(anchor), buildings.c.id.in_(mine))
+    # The same scope as scope_buildings, written as one join per role: this
+    # runs on every scoped request (in the session's round trip), and the
+    # planner does better with a join than with two IN sub-selects.
+    if anchor is None:
+        return False
+    b, g = buildings.c, grid_coordinators.c
+    if user.role == "landlord":
+        query = sa.select(sa.literal(1)).where(b.id.in_(anchor), b.landlord_user_id == user.id)
+    elif user.role == "coordinator":
+        query = (sa.select(sa.literal(1)).select_from(buildings)
+                 .join(grid_coordinators, g.grid_id == b.grid_id)
+                 .where(b.id.in_(anchor), g.user_id == user.id))
+    else:
+        return False
     return conn.execute(query.limit(1)).first() is not None
 
 
