@@ -224,3 +224,15 @@ async def test_versions_only_grow_and_a_new_gateway_gets_its_row(client: Client)
     assert doc["entries"] == [] and doc["building_id"] is None
     gateways = (await call(client, "GET", "/api/v1/gateways"))["gateways"]
     assert [g["id"] for g in gateways] == ["gw-a"]
+
+
+@pytest.mark.parametrize("method,path", [
+    ("POST", "/api/v1/buildings"), ("POST", "/api/v1/persons"), ("POST", "/api/v1/registrations"),
+    ("POST", "/api/v1/registrations/1/end"), ("POST", "/api/v1/credentials"),
+    ("POST", "/api/v1/credentials/1/revoke")])
+async def test_the_second_write_path_is_gone(client: Client, method: str, path: str) -> None:
+    """The older access API wrote the same tables without history rows; even
+    an administrator finds nothing there now (docs/access.md says where to go)."""
+    response = await client.request(method, path, json={"name": "x"})
+    assert response.status == 404
+    assert (await response.json())["error"] == "not_found"
