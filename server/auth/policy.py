@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from functools import wraps
 from typing import Literal
 
 import sqlalchemy as sa
@@ -23,6 +22,7 @@ from aiohttp import web
 
 from server.auth.identity import AUTH_KEY, AuthUser, RequestAuth, current_user, request_auth
 from server.auth.scopes import KINDS, reaches
+from server.web.marks import marked
 
 ROLES = ("admin", "landlord", "coordinator", "police")
 
@@ -81,16 +81,7 @@ def public(rule: str, *, page: bool = False) -> Callable[[Handler], Handler]:
 
 
 def _declare(policy: RoutePolicy) -> Callable[[Handler], Handler]:
-    # A new function per declaration: one handler may serve two routes with
-    # different policies without the second overwriting the first.
-    def mark(handler: Handler) -> Handler:
-        @wraps(handler)
-        async def declared(request: web.Request) -> web.StreamResponse:
-            return await handler(request)
-
-        setattr(declared, POLICY_ATTR, policy)
-        return declared
-    return mark
+    return marked(POLICY_ATTR, policy)
 
 
 def policy_of(handler: object) -> RoutePolicy | None:
@@ -146,20 +137,6 @@ def require_user(request: web.Request, *roles: str) -> AuthUser:
     if roles and user.role not in roles:
         raise forbidden(f"needs role {' or '.join(roles)}")
     return user
-
-
-def requires(*roles: str) -> Callable[[Handler], Handler]:
-    """Decorator form of require_user for handlers that need nothing else."""
-
-    def wrap(handler: Handler) -> Handler:
-        @wraps(handler)
-        async def guarded(request: web.Request) -> web.StreamResponse:
-            require_user(request, *roles)
-            return await handler(request)
-
-        return guarded
-
-    return wrap
 
 
 __all__ = ["AUTH_KEY", "AuthUser", "RequestAuth", "current_user", "request_auth"]

@@ -35,7 +35,6 @@ import json
 import re
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from functools import wraps
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any, Protocol
 
@@ -45,6 +44,7 @@ from pydantic.json_schema import JsonSchemaMode, models_json_schema
 
 from rentgate import wire
 from server.web.ids import MAX_ID
+from server.web.marks import marked
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 JsonSchema = dict[str, Any]
@@ -168,19 +168,7 @@ def api(summary: str, *, tag: str, body: type[BaseModel] | None = None, body_req
     replies = {status: spec if isinstance(spec, Reply) else Reply(spec) for status, spec in responses.items()}
     doc = ApiDoc(summary, tag, body, body_required, tuple(query), tuple(path), replies, frozenset(errors),
                  description)
-
-    # A new function, like server/auth/policy._declare: one handler may serve
-    # two routes with two descriptions. functools.wraps copies the wrapped
-    # function's __dict__, so the policy survives whichever of allow()/public()
-    # and api() is applied first.
-    def mark(handler: Handler) -> Handler:
-        @wraps(handler)
-        async def described(request: web.Request) -> web.StreamResponse:
-            return await handler(request)
-
-        setattr(described, API_ATTR, doc)
-        return described
-    return mark
+    return marked(API_ATTR, doc)
 
 
 def doc_of(handler: object) -> ApiDoc | None:
