@@ -212,13 +212,6 @@ def declared_fields(conn: sa.Connection, registration_ids: list[int]) -> dict[in
 
 # --- registrations and credentials ----------------------------------------
 
-def registration_brief(conn: sa.Connection, registration_id: int) -> JsonObj | None:
-    row = conn.execute(sa.select(registrations.c.id, registrations.c.building_id, registrations.c.unit_id,
-                                 registrations.c.status, registrations.c.valid_from)
-                       .where(registrations.c.id == registration_id)).mappings().first()
-    return dict(row) if row is not None else None
-
-
 def credential_building(conn: sa.Connection, credential_id: int) -> int | None:
     value = conn.execute(sa.select(credentials.c.building_id).where(credentials.c.id == credential_id)).scalar()
     return int(value) if value is not None else None
