@@ -15,14 +15,14 @@ from typing import Any
 from aiohttp import web
 
 from server.appkeys import ENGINE, SETTINGS
-from server.auth.policy import AuthUser, actor_of, can_manage_building
+from server.auth.policy import AuthUser, actor_of
 from server.media.errors import MediaTooLarge, MediaUnavailable, UnsupportedMedia
 from server.media.photos import MAX_PHOTO_BYTES, Photo, process
 from server.media.store import MediaStore, media_store
 from server.media.uploads import Form, uploaded_files
 from server.pages.forms import FormErrors, errors_box
 from server.pages.guard import page_user
-from server.pages.layout import PageContext, esc, forbidden, not_found, page
+from server.pages.layout import PageContext, esc, not_found, page
 from server.pages.scan_common import SCAN_CSS, WORK_ROLES
 from server.pages.state import PAGES
 from server.patrols.errors import PatrolInvalid, UnitNotFound
@@ -82,13 +82,12 @@ async def _load(request: web.Request, ctx: PageContext, user: AuthUser, unit_id:
             unit = unit_row(conn, unit_id)
             if unit is None:
                 return "missing", None, []
-            if not can_manage_building(conn, user, unit["building_id"]):
-                return "forbidden", None, []
+            # The route policy has checked the unit is in the caller's scope.
             return "ok", unit, [r for r in registrations_of(conn, unit_id) if r["status"] == "active"]
 
     verdict, unit, occupants = await asyncio.to_thread(load)
-    if verdict == "missing" or unit is None:
-        return not_found(ctx) if verdict == "missing" else forbidden(ctx)
+    if unit is None:
+        return not_found(ctx)
     return unit, occupants
 
 

@@ -31,7 +31,7 @@ from aiohttp import web
 from server.access.registry import Outcome
 from server.access.routes import ACCESS
 from server.appkeys import ENGINE
-from server.auth.policy import AuthUser, actor_of, can_manage_building
+from server.auth.policy import AuthUser, actor_of
 from server.db.models import cases, credentials, registrations
 from server.db.read_pool import read_only, with_retry
 from server.grid.cases import escalate_case
@@ -322,17 +322,16 @@ async def unit_handler(request: web.Request) -> web.Response:
     return await show_unit(request, ctx, user, int(request.match_info["id"]), started=started)
 
 
-async def _unit_of(request: web.Request, user: AuthUser, unit_id: int, table: sa.Table, row_id: int
+async def _unit_of(request: web.Request, unit_id: int, table: sa.Table, row_id: int
                    ) -> str:
-    """"ok" when the case or registration belongs to the unit and the user
-    may work the unit's building; "missing" or "forbidden" otherwise."""
+    """"ok" when the case or registration belongs to the unit, "missing"
+    otherwise. The route policy has checked both are in the caller's scope;
+    this checks they belong together."""
 
     def check() -> str:
         with request.app[ENGINE].connect() as conn:
-            row = conn.execute(sa.select(table.c.unit_id, table.c.building_id).where(table.c.id == row_id)).first()
-            if row is None or row.unit_id != unit_id:
-                return "missing"
-            return "ok" if can_manage_building(conn, user, int(row.building_id)) else "forbidden"
+            row = conn.execute(sa.select(table.c.unit_id).where(table.c.id == row_id)).first()
+            return "ok" if row is not None and row.unit_id == unit_id else "missing"
 
     return await asyncio.to_thread(check)
 
@@ -341,11 +340,9 @@ async def _guarded(request: web.Request, table: sa.Table, key: str
                    ) -> tuple[PageContext, AuthUser, int, int] | web.Response:
     ctx, user = page_user(request, *WORK_ROLES)
     unit_id, row_id = int(request.match_info["id"]), int(request.match_info[key])
-    verdict = await _unit_of(request, user, unit_id, table, row_id)
+    verdict = await _unit_of(request, unit_id, table, row_id)
     if verdict == "missing":
         return not_found(ctx)
-    if verdict == "forbidden":
-        return forbidden(ctx)
     return ctx, user, unit_id, row_id
 
 
