@@ -8,6 +8,7 @@ and paho's network thread hand their callbacks over and return at once.
 from __future__ import annotations
 
 import asyncio
+import faulthandler
 import logging
 import signal
 import uuid
@@ -29,6 +30,7 @@ from rentgate.mqtt import LinkSettings, MqttLink, Will
 
 log = logging.getLogger(__name__)
 
+_STOP_REPORT_AFTER_S = 10.0
 _BOUNDS_INTERVAL_MAX_S = 60.0
 
 
@@ -72,6 +74,7 @@ class GatewayApp:
             await self.outbox.close()
             if self.access is not None:
                 await asyncio.to_thread(self.access.close)
+            faulthandler.cancel_dump_traceback_later()
             log.info("gateway %s stopped", self.gateway_id)
 
     async def _run_tasks(self, outbox: AsyncOutbox) -> None:
@@ -102,6 +105,9 @@ class GatewayApp:
             self.ready.set()
             await self._stop.wait()
             log.info("gateway %s shutting down", self.gateway_id)
+            # Every step below is bounded; if one still hangs, where each
+            # thread is goes to stderr (the service's log) after 10 s.
+            faulthandler.dump_traceback_later(_STOP_REPORT_AFTER_S)
             # Devices first, so that their last reads reach the outbox before it closes.
             await _cancel(devices)
             await asyncio.sleep(0)  # let their final call_soon_threadsafe callbacks run

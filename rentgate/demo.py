@@ -172,6 +172,11 @@ def free_port(preferred: int = 0) -> int:
         return int(s.getsockname()[1])
 
 
+# How long each part may take to stop after SIGTERM (the server's graceful
+# exit is bounded at 10 s by run_app's shutdown_timeout); all four together
+# stay under the 40 s a service manager or a test waits.
+_STOP_WITHIN_S = {"sim": 6, "gateway": 8, "server": 13, "broker": 4}
+
 _PART_NAMES = {"broker": "消息服务器", "server": "服务器", "sim": "模拟楼栋", "gateway": "网关"}
 
 
@@ -549,20 +554,36 @@ class Demo:
         self.procs[name] = subprocess.Popen(
             cmd, stdout=stdout if stdout is not None else logfile, stderr=logfile, stdin=subprocess.DEVNULL,
             # Plates printed from the pages (/c/plates) point at this server.
-            env={**os.environ, "RENTGATE_PUBLIC_URL": self.url},
+            # PYTHONFAULTHANDLER: a part that hangs on stop and is aborted
+            # leaves its threads' stacks in its log (see _stop_all).
+            env={**os.environ, "RENTGATE_PUBLIC_URL": self.url, "PYTHONFAULTHANDLER": "1"},
             start_new_session=True,  # Ctrl-C reaches the demo only; it stops the children in order
         )
 
     def _stop_all(self) -> None:
+        """Stop the parts in order, each within its own time: the server's
+        graceful exit takes up to 10 s, the others a few. A part that does
+        not stop is aborted (SIGABRT: with PYTHONFAULTHANDLER set at spawn it
+        writes where each of its threads was into its log first), then
+        killed, so the demo itself always ends."""
         for name in ("sim", "gateway", "server", "broker"):
             proc = self.procs.get(name)
             if proc is None or proc.poll() is not None:
                 continue
             proc.send_signal(signal.SIGTERM)
+            allowed = _STOP_WITHIN_S[name]
             try:
-                proc.wait(timeout=15)
+                proc.wait(timeout=allowed)
+                continue
             except subprocess.TimeoutExpired:
-                log.warning("%s did not stop in 15 s; killing it", name)
+                pass
+            log_path = self.data_dir / "logs" / f"{name}.log"
+            log.warning("%s did not stop within %d s; aborting it (where it hung is at the end of %s)",
+                        name, allowed, log_path)
+            proc.send_signal(signal.SIGABRT)
+            try:
+                proc.wait(timeout=3)
+            except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
 

@@ -370,6 +370,18 @@ async def test_the_status_page_names_doors_as_configured(pages: Client) -> None:
 # ---------------------------------------------------------------------- stopping
 
 
+def _what_the_demo_said(proc: subprocess.Popen[bytes], data_dir: Path) -> str:
+    """The demo's own stderr and the end of each part's log: where a part
+    hung on stop is there (the demo aborts it with faulthandler on)."""
+    if proc.poll() is None:
+        proc.kill()
+        proc.wait()
+    parts = ["demo stderr:\n" + (proc.stderr.read().decode(errors="replace")[-3000:] if proc.stderr else "")]
+    for log_file in sorted((data_dir / "logs").glob("*.log")):
+        parts.append(f"{log_file.name}:\n" + log_file.read_text(errors="replace")[-4000:])
+    return "\n".join(parts)
+
+
 @pytest.fixture
 def interactive_demo(tmp_path: Path) -> Iterator[subprocess.Popen[bytes]]:
     proc = subprocess.Popen([sys.executable, "-m", "rentgate", "demo", "--data-dir", str(tmp_path / "demo"),
@@ -396,9 +408,12 @@ def test_the_demo_stops_when_asked(interactive_demo: subprocess.Popen[bytes], tm
     assert first, interactive_demo.stderr.read().decode() if interactive_demo.stderr else ""
     asked = time.monotonic()
     interactive_demo.send_signal(signal.SIGTERM)
-    interactive_demo.wait(timeout=40)
+    try:
+        interactive_demo.wait(timeout=40)
+    except subprocess.TimeoutExpired:
+        pytest.fail("the demo did not stop in 40 s\n" + _what_the_demo_said(interactive_demo, tmp_path / "demo"))
     took = time.monotonic() - asked
-    assert took < 20, took
+    assert took < 20, f"{took:.1f} s\n" + _what_the_demo_said(interactive_demo, tmp_path / "demo")
     # The server, the simulated building and the gateway name the data folder
     # on their command lines: none of them is left running.
     leftovers = subprocess.run(["pgrep", "-f", str(tmp_path / "demo")], capture_output=True)
