@@ -12,6 +12,7 @@ from aiohttp import web
 from server.access import routes as access_routes
 from server.api.routes import add_routes
 from server.appkeys import ENGINE, SETTINGS
+from server.audit import setup as audit_setup
 from server.auth import setup as auth_setup
 from server.auth.policy import check_policies, policy_of, public
 from server.db.engine import create_engine, redacted
@@ -25,9 +26,11 @@ from server.media.limits import UPLOAD_BODY_MAX, body_limit_middleware
 from server.pages import dashboard
 from server.pages import setup as pages_setup
 from server.plates import declare_api
+from server.police import setup as police_setup
 from server.plates.appkeys import plate_keys_ctx
 from server.reconcile import setup as reconcile_setup
 from server.registry import setup as registry_setup
+from server.retention import setup as retention_setup
 from server.settings import ServerSettings
 from server.web import openapi
 from server.web.http import json_http_errors, no_nul_in_query
@@ -52,6 +55,7 @@ def make_app(settings: ServerSettings, *, ingest: bool = True) -> web.Applicatio
     if ingest:
         app.cleanup_ctx.append(_ingest_ctx)
     auth_setup.setup(app)
+    audit_setup.setup(app)
     add_routes(app)
     dashboard.add_routes(app)
     access_routes.setup(app, mqtt=ingest)
@@ -59,6 +63,8 @@ def make_app(settings: ServerSettings, *, ingest: bool = True) -> web.Applicatio
     declare_api.add_routes(app)
     reconcile_setup.setup(app, run_service=ingest)
     grid_setup.setup(app)
+    police_setup.setup(app, run_service=ingest)
+    retention_setup.setup(app, run_jobs=ingest)
     pages_setup.setup(app)
     # The OpenAPI document describes the API, not data: anyone may read it.
     openapi.add_route(app, public("describes the API, not data"), policy_of)

@@ -105,6 +105,23 @@ class ServerSettings(BaseModel):
     reconcile_sweep_interval_s: float = Field(default=3600.0, gt=0.0)
     # Login sessions (cookies) last this long without use.
     session_idle_hours: float = Field(default=12.0, gt=0.0)
+    # Raw door events older than this are deleted by the purge job, which
+    # keeps per-day counts (server/retention, docs/retention.md).
+    event_retention_days: int = Field(default=180, ge=1, le=36_500)
+    # How often the purge job looks for events past the retention period.
+    purge_interval_s: float = Field(default=3600.0, gt=0.0)
+    # Ed25519 private key that signs the audit log's checkpoints
+    # (docs/audit.md). Unset: generated next to a SQLite database.
+    audit_key_file: str | None = None
+    # A signed checkpoint is written this often when the log has grown.
+    audit_checkpoint_interval_s: float = Field(default=60.0, gt=0.0)
+    # Ed25519 private key that signs watch alerts to police webhooks
+    # (docs/police.md). Unset: generated next to a SQLite database.
+    police_signing_key_file: str | None = None
+    # Police access tokens (OAuth2 client credentials) live this long.
+    police_token_ttl_s: int = Field(default=600, ge=60, le=3600)
+    # The longest a watch may be set for.
+    police_watch_max_days: int = Field(default=90, ge=1, le=365)
 
     @field_validator("database_url")
     @classmethod

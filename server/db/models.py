@@ -641,6 +641,190 @@ class RateSnapshot(Base):
     taken_at: Mapped[datetime] = mapped_column(UtcDateTime)
 
 
+POLICE_KINDS = ("client", "officer")
+# What a police principal may be granted (docs/police.md): match-style
+# look-ups of persons and addresses; their registration history, open cases
+# and full identity numbers; whereabouts (last seen, events); batch
+# cross-checks; watches.
+POLICE_SCOPES = ("lookup", "detail", "events", "batch", "watch")
+
+
+class PolicePrincipal(Base):
+    """What a police user may do: an integrating system (``client``, OAuth2
+    client credentials) or an officer who logs in (``officer``). Its user
+    row carries the role ``police``; revoking disables that row and ends its
+    tokens at once. ``jurisdiction`` is an area code: only buildings in that
+    area (at any level below it) can be named; None is the whole registry."""
+
+    __tablename__ = "police_principals"
+    __table_args__ = (sa.CheckConstraint(_in("kind", POLICE_KINDS), name="kind"),
+                      sa.Index(None, "client_id", unique=True))
+
+    user_id: Mapped[int] = mapped_column(sa.BigInteger, sa.ForeignKey("users.id", ondelete="CASCADE"),
+                                         primary_key=True)
+    kind: Mapped[str] = mapped_column(sa.String(8))
+    # The public half of the client credentials ("pc_..."); None for officers.
+    client_id: Mapped[str | None] = mapped_column(sa.String(40))
+    scopes: Mapped[list[str]] = mapped_column(JsonDoc)
+    rate_per_min: Mapped[int] = mapped_column(sa.Integer)
+    # Identity numbers checked per local day (a batch counts each line).
+    daily_quota: Mapped[int] = mapped_column(sa.Integer)
+    jurisdiction: Mapped[str | None] = mapped_column(sa.String(32))
+    # Where watch alerts are delivered (signed POSTs); clients only.
+    webhook_url: Mapped[str | None] = mapped_column(sa.Text)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    revoked_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+
+
+class PoliceClientSecret(Base):
+    """A client secret, stored as its SHA-256 (it is 256 random bits, so a
+    fast hash is as safe as a slow one). Rotating adds a secret and gives the
+    old one an ``expires_at``: both work during the overlap."""
+
+    __tablename__ = "police_client_secrets"
+    __table_args__ = (sa.Index(None, "user_id"), sa.Index(None, "secret_digest", unique=True))
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    user_id: Mapped[int] = mapped_column(sa.BigInteger, sa.ForeignKey("users.id", ondelete="CASCADE"))
+    secret_digest: Mapped[str] = mapped_column(sa.String(64))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    expires_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+
+
+class PoliceUsage(Base):
+    """Requests and identity numbers checked per principal per local day,
+    for the daily quota."""
+
+    __tablename__ = "police_usage"
+
+    user_id: Mapped[int] = mapped_column(sa.BigInteger, sa.ForeignKey("users.id", ondelete="CASCADE"),
+                                         primary_key=True)
+    day: Mapped[date] = mapped_column(sa.Date, primary_key=True)
+    requests: Mapped[int] = mapped_column(sa.BigInteger)
+    subjects: Mapped[int] = mapped_column(sa.BigInteger)
+
+
+WATCH_STATES = ("active", "expired", "withdrawn")
+
+
+class PoliceWatch(Base):
+    """An identity number a police client watches for a bounded time: when a
+    door reads a credential of that person, an alert is delivered to the
+    client's webhook. Only the keyed digest and the masked number are held,
+    and both are erased when the watch ends (``state`` not active)."""
+
+    __tablename__ = "police_watches"
+    __table_args__ = (
+        sa.CheckConstraint(_in("state", WATCH_STATES), name="state"),
+        sa.Index(None, "public_id", unique=True),
+        sa.Index(None, "user_id", "state"),
+        sa.Index(None, "id_digest", sqlite_where=sa.text("state = 'active'"),
+                 postgresql_where=sa.text("state = 'active'")),
+        sa.Index(None, "state", "expires_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    # What clients see and name: random, so one client cannot walk another's.
+    public_id: Mapped[str] = mapped_column(sa.String(32))
+    user_id: Mapped[int] = mapped_column(sa.BigInteger, sa.ForeignKey("users.id", ondelete="CASCADE"))
+    state: Mapped[str] = mapped_column(sa.String(10))
+    id_digest: Mapped[str | None] = mapped_column(sa.String(64))
+    id_masked: Mapped[str | None] = mapped_column(sa.String(18))
+    # The purpose it was set with: code, legal basis, case reference, badge.
+    purpose: Mapped[dict[str, Any]] = mapped_column(JsonDoc)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    expires_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    ended_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    alerts: Mapped[int] = mapped_column(sa.Integer, server_default="0")
+
+
+class PoliceAlert(Base):
+    """One sighting of a watched person, to be delivered to the client's
+    webhook until it answers 2xx. Holds where and when, not who: the watch
+    names the person, and is erased when it ends."""
+
+    __tablename__ = "police_alerts"
+    __table_args__ = (
+        sa.UniqueConstraint("watch_id", "event_id"),
+        sa.Index(None, "next_attempt_at", sqlite_where=sa.text("delivered_at IS NULL"),
+                 postgresql_where=sa.text("delivered_at IS NULL")),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    public_id: Mapped[str] = mapped_column(sa.String(32), unique=True)
+    watch_id: Mapped[int] = mapped_column(sa.BigInteger, sa.ForeignKey("police_watches.id", ondelete="CASCADE"))
+    event_id: Mapped[int] = mapped_column(sa.BigInteger)
+    building_id: Mapped[int | None] = mapped_column(sa.BigInteger)
+    door: Mapped[str | None] = mapped_column(sa.String(64))
+    seen_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    attempts: Mapped[int] = mapped_column(sa.Integer, server_default="0")
+    next_attempt_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    delivered_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    last_error: Mapped[str | None] = mapped_column(sa.String(300))
+
+
+class AuditRecord(Base):
+    """One entry of the audit log (docs/audit.md): ``record`` is the exact
+    canonical JSON that was hashed, ``hash`` chains it to the entry before
+    (``seq`` counts from 0 without holes). The other columns repeat fields
+    of ``record`` for searching; verification reads only ``record``."""
+
+    __tablename__ = "audit_log"
+    __table_args__ = (sa.Index(None, "at"), sa.Index(None, "subject", "seq"), sa.Index(None, "actor", "seq"))
+
+    seq: Mapped[int] = mapped_column(sa.BigInteger, primary_key=True, autoincrement=False)
+    at: Mapped[datetime] = mapped_column(UtcDateTime)
+    actor: Mapped[str] = mapped_column(sa.String(64))
+    action: Mapped[str] = mapped_column(sa.String(48))
+    # A keyed digest of an identity number, or "building:<id>", ...
+    subject: Mapped[str | None] = mapped_column(sa.String(80))
+    record: Mapped[str] = mapped_column(sa.Text)
+    hash: Mapped[str] = mapped_column(sa.String(64))
+
+
+class AuditHead(Base):
+    """The one row that says how long the audit log is and its last hash.
+    Appending locks it, so appenders in any number of processes chain in
+    one order."""
+
+    __tablename__ = "audit_head"
+
+    id: Mapped[int] = mapped_column(sa.Integer, primary_key=True, autoincrement=False)
+    size: Mapped[int] = mapped_column(sa.BigInteger)
+    head: Mapped[str] = mapped_column(sa.String(64))
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+class AuditCheckpoint(Base):
+    """A signed statement "the log had ``size`` entries and ended in
+    ``head``" (Ed25519, docs/audit.md)."""
+
+    __tablename__ = "audit_checkpoints"
+
+    size: Mapped[int] = mapped_column(sa.BigInteger, primary_key=True, autoincrement=False)
+    head: Mapped[str] = mapped_column(sa.String(64))
+    at: Mapped[datetime] = mapped_column(UtcDateTime)
+    key_id: Mapped[str] = mapped_column(sa.String(64))
+    signature: Mapped[str] = mapped_column(sa.String(100))
+
+
+class EventDaily(Base):
+    """What survives the purge of raw events: per local day, gateway, door
+    and kind, how many events and how many distinct credentials."""
+
+    __tablename__ = "event_daily"
+    __table_args__ = (sa.Index(None, "building_id", "day"),)
+
+    day: Mapped[date] = mapped_column(sa.Date, primary_key=True)
+    gateway_id: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
+    door: Mapped[str] = mapped_column(sa.String(64), primary_key=True)  # "" for events without a door
+    kind: Mapped[str] = mapped_column(sa.String(32), primary_key=True)
+    building_id: Mapped[int | None] = mapped_column(sa.BigInteger)
+    events: Mapped[int] = mapped_column(sa.BigInteger)
+    credentials: Mapped[int] = mapped_column(sa.BigInteger)
+
+
 # Declarative types these as FromClause; they are Tables.
 events = cast(sa.Table, Event.__table__)
 gateways = cast(sa.Table, Gateway.__table__)
@@ -669,4 +853,13 @@ scan_rejections = cast(sa.Table, ScanRejection.__table__)
 attachments = cast(sa.Table, Attachment.__table__)
 problem_reports = cast(sa.Table, ProblemReport.__table__)
 patrols = cast(sa.Table, Patrol.__table__)
+police_principals = cast(sa.Table, PolicePrincipal.__table__)
+police_client_secrets = cast(sa.Table, PoliceClientSecret.__table__)
+police_usage = cast(sa.Table, PoliceUsage.__table__)
+police_watches = cast(sa.Table, PoliceWatch.__table__)
+police_alerts = cast(sa.Table, PoliceAlert.__table__)
+audit_log = cast(sa.Table, AuditRecord.__table__)
+audit_head = cast(sa.Table, AuditHead.__table__)
+audit_checkpoints = cast(sa.Table, AuditCheckpoint.__table__)
+event_daily = cast(sa.Table, EventDaily.__table__)
 metadata = Base.metadata

@@ -58,8 +58,9 @@ class IngestService:
         self._wake = asyncio.Event()
         self._stopping = asyncio.Event()
         # Called on the event loop after each committed batch that stored new
-        # events (reconciliation wakes on it instead of polling). Must not block.
-        self.on_commit: Callable[[CommitResult], None] | None = None
+        # events (reconciliation and police watches wake on it instead of
+        # polling). Must not block. Add with add_commit_listener.
+        self._commit_listeners: list[Callable[[CommitResult], None]] = []
         self.link = MqttLink(
             LinkSettings(
                 url=settings.mqtt_url,
@@ -164,13 +165,17 @@ class IngestService:
             self._notify(result)
             return
 
+    def add_commit_listener(self, listener: Callable[[CommitResult], None]) -> None:
+        self._commit_listeners.append(listener)
+
     def _notify(self, result: CommitResult) -> None:
-        if self.on_commit is None or not result.inserted:
+        if not result.inserted:
             return
-        try:
-            self.on_commit(result)
-        except Exception:  # noqa: BLE001 - a listener's fault must not stop ingest
-            log.exception("commit listener failed")
+        for listener in self._commit_listeners:
+            try:
+                listener(result)
+            except Exception:  # noqa: BLE001 - a listener's fault must not stop ingest
+                log.exception("commit listener failed")
 
     async def _isolate_poison(self, batch: list[Message], exc: Exception) -> None:
         """A batch the database refuses for its content: split it until the

@@ -43,7 +43,7 @@ async def _reconcile_ctx(app: web.Application, *, run_service: bool) -> AsyncIte
         app[SERVICE] = service
         ingest = app.get(INGEST)
         if ingest is not None:
-            ingest.on_commit = service.on_commit
+            ingest.add_commit_listener(service.on_commit)
         service.start()
     yield
     if service is not None:

@@ -16,7 +16,7 @@ async def test_commits_with_new_events_call_the_listener(sqlite_engine: sa.Engin
     service = IngestService(ServerSettings(database_url=sqlite_url, mqtt_url="mqtt://127.0.0.1:9"),
                             EventStore(sqlite_engine))
     seen: list[CommitResult] = []
-    service.on_commit = seen.append
+    service.add_commit_listener(seen.append)
     msg = message("gw-1", batch("gw-1", [card_read("gw-1", 1), card_read("gw-1", 2)]))
     await service._commit([msg])
     assert [r.inserted for r in seen] == [2]
@@ -26,7 +26,7 @@ async def test_commits_with_new_events_call_the_listener(sqlite_engine: sa.Engin
     def broken(result: CommitResult) -> None:
         raise RuntimeError("listener bug")
 
-    service.on_commit = broken
+    service.add_commit_listener(broken)
     await service._commit([message("gw-1", batch("gw-1", [card_read("gw-1", 3)]))])
     with sqlite_engine.connect() as conn:
         assert conn.execute(sa.text("SELECT COUNT(*) FROM events")).scalar() == 3

@@ -1,0 +1,9 @@
+"""Wires the police API into the application (being written)."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+
+def setup(app: web.Application, *, run_service: bool) -> None:
+    """Adds nothing yet."""
