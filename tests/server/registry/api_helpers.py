@@ -13,6 +13,7 @@ import sqlalchemy as sa
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
+from rentgate import signing
 from server.plates.appkeys import PLATE_KEYS
 from server.plates.keys import rotate
 from server.plates.service import ensure_plates
@@ -34,7 +35,16 @@ def settings_for(database_url: str, tmp_path: Path) -> ServerSettings:
     plate_keys = tmp_path / "plate-keys"
     if not plate_keys.exists():
         rotate(plate_keys)
-    return ServerSettings(database_url=database_url, pii_key_file=str(key), plate_key_file=str(plate_keys))
+    # The audit log's and the police webhooks' signing keys, which a
+    # PostgreSQL server must be given (SQLite ones are generated).
+    signing_keys = {}
+    for name in ("audit_key_file", "police_signing_key_file"):
+        path = tmp_path / f"{name}.pem"
+        if not path.exists():
+            path.write_text(signing.private_key_pem(signing.generate_private_key()))
+        signing_keys[name] = str(path)
+    return ServerSettings(database_url=database_url, pii_key_file=str(key), plate_key_file=str(plate_keys),
+                          **signing_keys)
 
 
 @dataclass
