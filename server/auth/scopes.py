@@ -2,9 +2,11 @@
 (server/auth/policy.py). An administrator reaches everything; a landlord
 what belongs to their own buildings; a coordinator what belongs to the
 buildings of the grids assigned to them (and tasks assigned to them);
-police nothing here yet (the police API grants its own). Every object
-kind is anchored to buildings (or, for grids and tasks, to grids), and
-each check is one indexed query.
+police the buildings and units of their jurisdiction (an area code given
+to the police client or officer; none: the whole registry) and nothing
+else by id: the police API finds persons by identity number, never by a
+row id. Every object kind is anchored to buildings (or, for grids and
+tasks, to grids), and each check is one indexed query.
 
 A kind that does not exist and a kind outside the caller's scope look the
 same to ``reaches``: False. That is what keeps the answers of the two
@@ -23,8 +25,10 @@ from server.db.models import (
     cases,
     credentials,
     gateways,
+    areas,
     grid_coordinators,
     patrols,
+    police_principals,
     problem_reports,
     registrations,
     tasks,
@@ -61,6 +65,8 @@ BUILDING_ANCHORS: dict[str, BuildingAnchor] = {
     "gateway": _column_of(gateways, "building_id"),
     "person": _person,
 }
+# Kinds police may name by id: addresses, for the address check.
+POLICE_KINDS = ("building", "unit")
 # Kinds a coordinator reaches through grids, which landlords never reach.
 GRID_KINDS = ("grid", "task")
 KINDS = (*BUILDING_ANCHORS, *GRID_KINDS, "attachment")
@@ -73,6 +79,8 @@ def reaches(conn: sa.Connection, user: AuthUser, kind: str, ident: int | str) ->
         raise ValueError(f"unknown object kind {kind!r}")
     if user.role == "admin":
         return True
+    if user.role == "police":
+        return kind in POLICE_KINDS and _owns(conn, user, BUILDING_ANCHORS[kind](ident))
     if user.role not in ("landlord", "coordinator"):
         return False
     if kind == "attachment":
@@ -94,7 +102,26 @@ def scope_buildings(role: str, user_id: int | None) -> sa.Select[tuple[int]] | N
     if role == "coordinator":
         g = grid_coordinators.c
         return sa.select(b.id).join(grid_coordinators, g.grid_id == b.grid_id).where(g.user_id == user_id)
+    if role == "police" and user_id is not None:
+        return police_buildings(user_id)
     return sa.select(b.id).where(sa.false())
+
+
+def police_buildings(user_id: int) -> sa.Select[tuple[int]]:
+    """The buildings in a police caller's jurisdiction: those whose grid,
+    community, street or district has the jurisdiction's code; every
+    building when the caller has none (or is an officer without settings)."""
+    b = buildings.c
+    grid, community, street, district = (areas.alias(n) for n in ("g", "c", "s", "d"))
+    jurisdiction = (sa.select(police_principals.c.jurisdiction)
+                    .where(police_principals.c.user_id == user_id).scalar_subquery())
+    return (sa.select(b.id).select_from(
+        buildings.outerjoin(grid, grid.c.id == b.grid_id)
+        .outerjoin(community, community.c.id == grid.c.parent_id)
+        .outerjoin(street, street.c.id == community.c.parent_id)
+        .outerjoin(district, district.c.id == street.c.parent_id))
+        .where(sa.or_(jurisdiction.is_(None),
+                      jurisdiction.in_([grid.c.code, community.c.code, street.c.code, district.c.code]))))
 
 
 def _owns(conn: sa.Connection, user: AuthUser, anchor: sa.Select[tuple[int]] | None) -> bool:
@@ -110,6 +137,8 @@ def _owns(conn: sa.Connection, user: AuthUser, anchor: sa.Select[tuple[int]] | N
         query = (sa.select(sa.literal(1)).select_from(buildings)
                  .join(grid_coordinators, g.grid_id == b.grid_id)
                  .where(b.id.in_(anchor), g.user_id == user.id))
+    elif user.role == "police":
+        query = sa.select(sa.literal(1)).where(b.id.in_(anchor), b.id.in_(police_buildings(user.id)))
     else:
         return False
     return conn.execute(query.limit(1)).first() is not None

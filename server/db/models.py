@@ -419,6 +419,8 @@ class Case(Base):
         sa.Index(None, "state", "kind"),
         sa.Index(None, "building_id", "state"),
         sa.Index(None, "unit_id", "state"),
+        # The police person check's open cases (server/police/lookups.py).
+        sa.Index(None, "person_id", "state"),
         sa.CheckConstraint(_in("kind", CASE_KINDS), name="kind"),
         sa.CheckConstraint(_in("state", CASE_STATES), name="state"),
     )

@@ -97,9 +97,9 @@ class UsageMeter:
         except Exception:
             with self._lock:
                 for uid, day, subjects, requests in pending:
-                    entry = self._days.get(uid)
-                    if entry is not None and entry.day == day:
-                        entry.unwritten += subjects
-                        entry.unwritten_requests += requests
+                    kept = self._days.get(uid)
+                    if kept is not None and kept.day == day:
+                        kept.unwritten += subjects
+                        kept.unwritten_requests += requests
             raise
         return len(pending)

@@ -156,18 +156,22 @@ class ApiDoc:
     responses: Mapping[int, Reply] = field(default_factory=dict)
     errors: frozenset[int] = frozenset()
     description: str = ""
+    # The body's media type: JSON by default; the police batch takes NDJSON
+    # (its model then describes one line), the OAuth2 token endpoint a form.
+    body_media: str = "application/json"
 
 
 def api(summary: str, *, tag: str, body: type[BaseModel] | None = None, body_required: bool = True,
         query: Sequence[Param] = (), path: Sequence[Param] = (), responses: Mapping[int, ReplySpec],
-        errors: Iterable[int] = (), description: str = "") -> Callable[[Handler], Handler]:
+        errors: Iterable[int] = (), description: str = "", body_media: str = "application/json",
+        ) -> Callable[[Handler], Handler]:
     """Declare what a route takes and answers (see the module's docstring).
     ``body_required=False``: an empty body means ``{}`` (read_body's
     ``optional``). ``errors``: statuses the handler answers beyond those
     the route's shape implies (400, 401, 403, 404, 413, 503)."""
     replies = {status: spec if isinstance(spec, Reply) else Reply(spec) for status, spec in responses.items()}
     doc = ApiDoc(summary, tag, body, body_required, tuple(query), tuple(path), replies, frozenset(errors),
-                 description)
+                 description, body_media)
     return marked(API_ATTR, doc)
 
 
@@ -351,7 +355,7 @@ def build(app: web.Application, policy_of: PolicyOf) -> dict[str, Any]:
             op["parameters"] = params
         if doc is not None and doc.body is not None:
             op["requestBody"] = {"required": doc.body_required,
-                                 "content": {"application/json": {"schema": refs[(doc.body, "validation")]}}}
+                                 "content": {doc.body_media: {"schema": refs[(doc.body, "validation")]}}}
         responses: dict[str, Any] = {}
         for status, reply in sorted((doc.responses if doc else {}).items()):
             responses[str(status)] = _reply(reply, refs)

@@ -157,9 +157,11 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("day", "gateway_id", "door", "kind", name="pk_event_daily"),
     )
     op.create_index("ix_event_daily_building_id_day", "event_daily", ["building_id", "day"])
+    op.create_index("ix_cases_person_id_state", "cases", ["person_id", "state"])
 
 
 def downgrade() -> None:
+    op.drop_index("ix_cases_person_id_state", "cases")
     for table in ("event_daily", "audit_checkpoints", "audit_head", "audit_log", "police_alerts", "police_watches",
                   "police_usage", "police_client_secrets", "police_principals"):
         op.drop_table(table)
