@@ -81,8 +81,6 @@ def _split(raw: bytes) -> tuple[bytes, list[bytes]]:
     head, rest = lines[0], lines[1:]
     if len(rest) > LINES_MAX:
         raise PoliceRefusal(413, "too_large", f"a batch holds at most {LINES_MAX} numbers, this one {len(rest)}")
-    if not rest:
-        raise InvalidInput("body", "no numbers after the purpose line")
     return head, rest
 
 
@@ -139,8 +137,10 @@ async def batch_check(request: web.Request) -> web.StreamResponse:
         caller = await caller_of(request)
         raw = await _read_body(request)
         head, lines = _split(raw)
-        ctx = await admit(request, caller, needs=BATCH, purpose_from="body", cost=len(lines),
-                          body=_purpose_line(head))
+        first = _purpose_line(head)
+        if not lines:
+            raise InvalidInput("body", "no numbers after the purpose line")
+        ctx = await admit(request, caller, needs=BATCH, purpose_from="body", cost=len(lines), body=first)
         purpose = ctx.purpose
         vault = vault_of(request)
     except RequestError as exc:
