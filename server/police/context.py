@@ -160,39 +160,54 @@ def refusal_response(exc: RequestError) -> tuple[int, dict[str, Any], dict[str, 
     return 409, {"error": "conflict", "detail": str(exc)}, headers
 
 
+async def run_call(request: web.Request, action: str, handler: PoliceHandler, *, needs: str,
+                   purpose_from: PurposeFrom = "body", cost: int = 1,
+                   body: Mapping[str, Any] | None = None) -> tuple[int, Any, dict[str, str]]:
+    """Admits the call, runs it and audits it (also when refused): the
+    status, the answer and its headers. ``body`` None: the request's JSON
+    body is read (the API); the console page passes its form as a dict."""
+    caller: PoliceCaller | None = None
+    purpose: Purpose | None = None
+    try:
+        caller = await caller_of(request)
+        if body is None:
+            raw = await json_body(request)
+            if not isinstance(raw, dict):
+                raise InvalidInput("body", "a JSON object is required")
+            body = raw
+        ctx = await admit(request, caller, needs=needs, purpose_from=purpose_from, cost=cost, body=body)
+        purpose = ctx.purpose
+        result = await handler(request, ctx)
+    except RequestError as exc:
+        status, payload, headers = refusal_response(exc)
+        detail = {"error": payload["error"]}
+        if "field" in payload:
+            detail["field"] = payload["field"]
+        await _audit(request, caller, action, purpose, status=status, size=0, subject=None, detail=detail)
+        return status, payload, headers
+    if result.subjects_checked:
+        request.app[METER].add(caller.user_id, ctx.today, result.subjects_checked)
+    await _audit(request, caller, action, purpose, status=result.status, size=result.size,
+                 subject=result.subject, detail=result.detail)
+    return result.status, result.body, dict(NO_STORE)
+
+
 def police_api(action: str, *, needs: str, purpose_from: PurposeFrom = "body", cost: int = 1,
-               read_json: bool = True) -> Callable[[PoliceHandler], Callable[[web.Request], Awaitable[web.StreamResponse]]]:
-    """Wraps a police handler: admits the call, runs it, audits it (also
-    when refused), then answers. ``cost``: identity numbers the call checks
-    (0 for calls that check none, e.g. listing watches)."""
+               read_json: bool | None = None
+               ) -> Callable[[PoliceHandler], Callable[[web.Request], Awaitable[web.StreamResponse]]]:
+    """Wraps a police handler into a route handler (see ``run_call``).
+    ``cost``: identity numbers the call checks (0 for calls that check
+    none, e.g. listing watches). ``read_json``: whether the request has a
+    JSON body (default: when the purpose is in it)."""
+    reads = purpose_from == "body" if read_json is None else read_json
 
     def wrap(handler: PoliceHandler) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
         @functools.wraps(handler)
         async def run(request: web.Request) -> web.StreamResponse:
-            caller: PoliceCaller | None = None
-            purpose: Purpose | None = None
-            try:
-                caller = await caller_of(request)
-                body: Mapping[str, Any] = {}
-                if read_json:
-                    raw = await json_body(request)
-                    if not isinstance(raw, dict):
-                        raise InvalidInput("body", "a JSON object is required")
-                    body = raw
-                ctx = await admit(request, caller, needs=needs, purpose_from=purpose_from, cost=cost, body=body)
-                purpose = ctx.purpose
-                result = await handler(request, ctx)
-            except RequestError as exc:
-                status, payload, headers = refusal_response(exc)
-                await _audit(request, caller, action, purpose, status=status, size=0, subject=None,
-                             detail={"error": payload["error"], "field": payload.get("field")}
-                             if "field" in payload else {"error": payload["error"]})
-                return web.json_response(payload, status=status, headers=headers, dumps=dumps)
-            if result.subjects_checked:
-                request.app[METER].add(caller.user_id, ctx.today, result.subjects_checked)
-            await _audit(request, caller, action, purpose, status=result.status, size=result.size,
-                         subject=result.subject, detail=result.detail)
-            return web.json_response(result.body, status=result.status, headers=NO_STORE, dumps=dumps)
+            status, payload, headers = await run_call(
+                request, action, handler, needs=needs, purpose_from=purpose_from, cost=cost,
+                body=None if reads else {})
+            return web.json_response(payload, status=status, headers=headers, dumps=dumps)
 
         return run
 
