@@ -193,6 +193,8 @@ def home_of(user: AuthUser | None) -> str:
     """Where "back to the home page" goes: the page each role starts on."""
     if user is None:
         return "/login"
+    if user.role == "police":
+        return "/police"
     return "/overview" if user.role in ("admin", "coordinator") else "/landlord"
 
 

@@ -28,6 +28,8 @@ def _form(ctx: PageContext, next_path: str, username: str = "", problem: str | N
 
 
 def _home(role: str) -> str:
+    if role == "police":
+        return "/police"
     return "/overview" if role in OVERVIEW_ROLES else "/landlord"
 
 

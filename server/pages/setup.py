@@ -6,7 +6,17 @@ from __future__ import annotations
 from aiohttp import web
 
 from server.auth.policy import allow, public
-from server.pages import declare, errors, grid_routes, landlord, landlord_actions, login, overview, scan_routes
+from server.pages import (
+    declare,
+    errors,
+    grid_routes,
+    landlord,
+    landlord_actions,
+    login,
+    overview,
+    police_console,
+    scan_routes,
+)
 from server.pages.guard import LANDLORD_ROLES, OVERVIEW_ROLES
 from server.pages.state import pages_ctx
 
@@ -40,5 +50,9 @@ def setup(app: web.Application) -> None:
     r.add_post(r"/declare/{id:\d+}", public(GONE)(declare.declare_submit))
     r.add_get("/overview", allow(*OVERVIEW_ROLES, page=True, rule="a coordinator sees the figures of their own grids")(
         overview.overview_handler))
+    console = "police officers; the same scopes, purposes, limits and audit as the police API"
+    r.add_get("/police", allow("police", page=True, rule=console)(police_console.console_page))
+    r.add_post("/police/person", allow("police", page=True, rule=console)(police_console.person_submit))
+    r.add_post("/police/address", allow("police", page=True, rule=console)(police_console.address_submit))
     scan_routes.add_routes(r)
     grid_routes.add_routes(r)
