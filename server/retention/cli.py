@@ -1,9 +1,251 @@
-"""Command line of this slice (being written)."""
+"""``rentgate retention status|purge``: how much raw door-event data is held
+and for how long, and a purge run by hand (docs/retention.md).
+
+The project's rule: no command deletes data without explicit confirmation.
+``purge`` without ``--yes`` says what it would delete and exits with code 2,
+telling the person to add ``--yes``; with nothing to delete it exits 0.
+
+Exit codes: 0 done (or nothing to do); 2 a database that is not ready, a
+setting or rules file that cannot be used, or a purge not confirmed; 1 the
+database failed during the purge (every batch committed before is complete:
+the command can simply be run again). What a person reads is in the
+command's language (rentgate/lang.py); progress goes to stderr; ``--json``
+prints one JSON object as the last line of stdout, with the same keys in
+either language."""
 
 from __future__ import annotations
 
 import argparse
+import json
+import sys
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from rentgate.lang import count, tr
+from server.cli_support import action as _action
+
+if TYPE_CHECKING:
+    from zoneinfo import ZoneInfo
+
+    import sqlalchemy as sa
+
+    from server.retention.purge import AuditSink, BatchResult
+    from server.retention.status import RetentionStatus
+    from server.settings import ServerSettings
+
+# Progress on stderr every this many batches (a million events: ten lines).
+_PROGRESS_EVERY = 10
 
 
-def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Adds nothing yet."""
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser("retention", help="raw door events past the retention period: status, purge",
+                                   description="Raw door events are kept for RENTGATE_EVENT_RETENTION_DAYS days "
+                                   "(default 180); older ones are deleted, their daily counts kept.")
+    sub = parser.add_subparsers(dest="retention_command", required=True, metavar="ACTION")
+    _action(sub, "status", _status, "the oldest event, how many are past the retention period, the daily counts "
+            "kept")
+    purge = _action(sub, "purge", _purge, "delete the raw events past the retention period now, keeping their "
+                    "daily counts (the server also does this on its own every RENTGATE_PURGE_INTERVAL_S)")
+    purge.add_argument("--older-than-days", type=_days, metavar="N",
+                       help="delete events of whole days more than N days old (default: "
+                       "RENTGATE_EVENT_RETENTION_DAYS, 180 unless set)")
+    purge.add_argument("--yes", action="store_true",
+                       help="really delete; without it the command only says what it would delete")
+    purge.add_argument("--batch", type=_batch, default=10_000, metavar="N",
+                       help="events per transaction (ingest goes on between them)")
+
+
+def _days(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if not 1 <= value <= 36_500:
+        raise argparse.ArgumentTypeError(tr(f"{text}：请填 1 到 36500 之间的天数", f"{text}: give a number of days "
+                                            "from 1 to 36500"))
+    return value
+
+
+def _batch(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if not 100 <= value <= 1_000_000:
+        raise argparse.ArgumentTypeError(tr(f"{text}：请填 100 到 1000000 之间的数", f"{text}: give a number from 100 "
+                                            "to 1000000"))
+    return value
+
+
+def _events(n: int) -> str:
+    """``1,234 条原始事件`` / ``1,234 raw events``."""
+    return count(n, "条原始事件", "raw event")
+
+
+def _say(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)
+
+
+class _Ready:
+    """What both actions need: the settings, the city's zone, an engine."""
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        from server.cli_support import engine_at_head, settings_or_refuse
+        from server.errors import SettingsError
+        from server.rules import load_rules
+
+        self.settings: ServerSettings = settings_or_refuse(args.database_url)
+        try:
+            self.zone: ZoneInfo = load_rules(self.settings.rules_file).zone
+        except SettingsError as exc:
+            from server.cli_support import CommandRefused
+
+            raise CommandRefused(tr(f"城市规则文件不能用，请改正：{exc}", f"the rules file cannot be used, correct it: "
+                                    f"{exc}")) from exc
+        self.engine: sa.Engine = engine_at_head(args.database_url)
+
+
+def _guarded(args: argparse.Namespace, body: Callable[[_Ready], int]) -> int:
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from server.cli_support import CommandRefused
+    from server.errors import ServerError
+
+    name = f"rentgate retention {args.retention_command}"
+    try:
+        ready = _Ready(args)
+    except CommandRefused as exc:
+        _say(f"{name}: {exc}")
+        return 2
+    try:
+        return body(ready)
+    except (CommandRefused, ServerError) as exc:
+        _say(f"{name}: {exc}")
+        return 2
+    except SQLAlchemyError as exc:
+        _say(f"{name}: " + tr(f"数据库出错：{exc}。已经完成的批次是完整的（事件已删除、计数已保存、已记入审计日志），"
+                              "可以直接重新运行这个命令",
+                              f"database error: {exc}. The batches done so far are complete (events deleted, "
+                              "counts kept, audited); run the command again to go on"))
+        return 1
+    finally:
+        ready.engine.dispose()
+
+
+def _read_status(ready: _Ready, days: int) -> RetentionStatus:
+    from server.retention.status import retention_status
+
+    with ready.engine.connect() as conn:
+        return retention_status(conn, datetime.now(UTC), days, ready.zone)
+
+
+def _local(at: datetime | None, zone: ZoneInfo) -> str:
+    return "-" if at is None else at.astimezone(zone).strftime("%Y-%m-%d %H:%M")
+
+
+def _status(args: argparse.Namespace) -> int:
+    def body(ready: _Ready) -> int:
+        status = _read_status(ready, ready.settings.event_retention_days)
+        if args.json:
+            print(json.dumps(status.as_json()))
+            return 0
+        day = status.before.astimezone(ready.zone).date().isoformat()
+        lines = [
+            tr(f"保留期限：{status.retention_days} 天（{day} 之前各整天的原始事件到期）",
+               f"retention period: {status.retention_days} days (raw events of whole days before {day} are due)"),
+            tr(f"最早的原始事件：{_local(status.oldest_event_at, ready.zone)}",
+               f"oldest raw event: {_local(status.oldest_event_at, ready.zone)}"),
+            tr("超过保留期限：", "past the retention period: ") + _events(status.past_period),
+        ]
+        if status.held_back:
+            held = _events(status.held_back)
+            lines.append(tr(f"  其中 {held}还没有对账（或是最新的一条），暂不删除；服务器运行时对账会处理它们",
+                            f"  of which {held} not reconciled yet (or the newest event) stay for now; the "
+                            "running server reconciles them"))
+        span = (f"{status.first_aggregate_day} – {status.last_aggregate_day}" if status.first_aggregate_day
+                else tr("无", "none"))
+        rows, total = count(status.aggregate_rows, "行", "row"), _events(status.aggregate_events)
+        lines.append(tr(f"保留的每日计数：{rows}，共 {total}（{span}）", f"daily counts kept: {rows} for {total} ({span})"))
+        if status.purgeable:
+            lines.append(tr("服务器会按 RENTGATE_PURGE_INTERVAL_S 自动删除它们；要立即删除，运行 "
+                            "`rentgate retention purge --yes`",
+                            "the server deletes them on its own every RENTGATE_PURGE_INTERVAL_S; to delete them now, "
+                            "run `rentgate retention purge --yes`"))
+        print("\n".join(lines))
+        return 0
+
+    return _guarded(args, body)
+
+
+def _purge(args: argparse.Namespace) -> int:
+    def body(ready: _Ready) -> int:
+        from server.retention.purge import CLI_ACTOR, purge_before
+
+        days = args.older_than_days or ready.settings.event_retention_days
+        status = _read_status(ready, days)
+        day = status.before.astimezone(ready.zone).date().isoformat()
+        if not args.yes:
+            return _unconfirmed(args, status, day)
+        if not status.purgeable:
+            return _nothing(args, status, day)
+        due = _events(status.purgeable)
+        _say(tr(f"正在删除 {day} 之前的 {due}（每天的计数保留）…", f"deleting {due} of days before {day} (daily counts "
+                "kept)..."))
+
+        def progress(result: BatchResult) -> None:
+            if result.number % _PROGRESS_EVERY == 0:
+                _say(tr(f"  第 {result.number} 批，已到 {result.last_day}",
+                        f"  batch {result.number}, up to {result.last_day}"))
+
+        report = purge_before(ready.engine, status.cutoff, zone=ready.zone, audit=_audit_log(ready),
+                              actor=CLI_ACTOR, batch=args.batch, on_batch=progress)
+        if args.json:
+            print(json.dumps({"confirmed": True, "retention_days": days, **report.as_json()}))
+            return 0
+        gone = _events(report.deleted)
+        text = tr(f"已删除 {gone}（{report.first_day} 至 {report.last_day}，{report.batches} 批，用时 "
+                  f"{report.seconds:.1f} 秒）；每天的计数已保存，这次删除已记入审计日志",
+                  f"deleted {gone} ({report.first_day} to {report.last_day}, {report.batches} batches, "
+                  f"{report.seconds:.1f} s); their daily counts are kept and the purge is in the audit log")
+        if report.held_back:
+            held = _events(report.held_back)
+            text += "\n" + tr(f"{held}还没有对账（或是最新的一条），暂未删除：服务器对账后，下一次自动清理会删除它们，"
+                              "也可以再运行一次这个命令",
+                              f"{held} not reconciled yet (or the newest event) stayed: once the server has "
+                              "reconciled them, its next purge takes them, or run this again")
+        print(text)
+        return 0
+
+    return _guarded(args, body)
+
+
+def _unconfirmed(args: argparse.Namespace, status: RetentionStatus, day: str) -> int:
+    if not status.purgeable:
+        return _nothing(args, status, day)
+    due = _events(status.purgeable)
+    _say(tr(f"将删除 {day} 之前的 {due}（每天的计数保留）。现在没有删除任何数据：确认要删除，请在命令后加 --yes",
+            f"this would delete {due} of days before {day} (their daily counts are kept). Nothing was deleted: "
+            "add --yes to the command to delete them"))
+    if args.json:
+        print(json.dumps({"confirmed": False, "would_delete": status.purgeable, **status.as_json()}))
+    return 2
+
+
+def _nothing(args: argparse.Namespace, status: RetentionStatus, day: str) -> int:
+    text = tr(f"{day} 之前没有可以删除的原始事件", f"no raw events of days before {day} to delete")
+    if status.held_back:
+        held = _events(status.held_back)
+        text += tr(f"（{held}还没有对账，对账后才能删除）", f" ({held} wait for reconciliation first)")
+    if args.json:
+        print(json.dumps({"confirmed": bool(args.yes), "would_delete": 0, "deleted": 0, **status.as_json()}))
+    else:
+        print(text)
+    return 0
+
+
+def _audit_log(ready: _Ready) -> AuditSink:
+    """The audit log the purge appends to, as the server's own."""
+    from server.audit.log import AuditLog
+
+    return AuditLog(ready.engine)
