@@ -35,7 +35,7 @@ class PurposeIn(Body):
     legal_basis: Annotated[str, StringConstraints(min_length=2, max_length=LEGAL_BASIS_MAX)]
     case_ref: Annotated[str, StringConstraints(min_length=1, max_length=CASE_REF_MAX)]
     # Required for officers; clients may name the operator.
-    badge: Annotated[str, StringConstraints(pattern=r"^[0-9A-Za-z]{4,16}$")] | None = None
+    badge: Annotated[str, StringConstraints(max_length=16, pattern=r"^[0-9A-Za-z]{4,16}$")] | None = None
 
 
 class PersonCheckIn(Body):

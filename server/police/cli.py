@@ -38,11 +38,11 @@ def register(subparsers: Any) -> None:
     add.add_argument("--jurisdiction", metavar="AREA_CODE", help="only buildings in this area (default: all)")
     add.add_argument("--webhook", metavar="URL", help="where watch alerts are delivered (needed for watches)")
     rotate = _action(csub, "rotate", _rotate, "give a client a new secret; the old one works for the overlap")
-    rotate.add_argument("client_id")
+    rotate.add_argument("client_id", help="the client's id (pc_...), as `rentgate police client list` shows it")
     rotate.add_argument("--overlap-hours", type=float, default=24.0,
                         help="how long the old secret keeps working (0: not at all)")
     revoke = _action(csub, "revoke", _revoke, "cut a client off at once: tokens, secrets and watches end")
-    revoke.add_argument("client_id")
+    revoke.add_argument("client_id", help="the client's id (pc_...), as `rentgate police client list` shows it")
     revoke.add_argument("--yes", action="store_true", help="confirm: the client stops working immediately")
     _action(csub, "list", _list, "the clients, their scopes, limits and state")
     officer = sub.add_parser("officer", help="officers who log in (role police)",

@@ -10,35 +10,49 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+from dataclasses import dataclass
 from pathlib import Path
 
 import sqlalchemy as sa
 from aiohttp import web
 
 from server.app import make_app
+from server.auth.policy import RoutePolicy
 from server.auth.table import routes_with_policies
-from tests.server.auth_helpers import make_user
+from tests.server.auth_helpers import make_police_client, make_user
 from tests.server.registry.api_helpers import Client, MakeClient, settings_for
 
 TOO_BIG = [str(2**63), "9" * 30, "\u0661", "\uff11", "0"]  # 2^63, far beyond, Arabic-Indic 1, full-width 1, zero
 DEEP = b"[" * 100_000 + b"]" * 100_000
 PARAM = re.compile(r"\{(\w+)(?::[^}]*)?\}")
-FILLERS = {"gw": "gw-a", "action": "dispatch", "token": "not-a-plate"}
+FILLERS = {"gw": "gw-a", "action": "dispatch", "token": "not-a-plate", "watch_id": "w-not-a-watch"}
 
 
 async def _client(engine: sa.Engine, database_url: str, tmp_path: Path,
-                  aiohttp_client: MakeClient) -> tuple[Client, web.Application, str]:
+                  aiohttp_client: MakeClient) -> tuple[Client, web.Application, Tokens]:
     app = make_app(settings_for(database_url, tmp_path), ingest=False)
     client = await aiohttp_client(app)
-    return client, app, make_user(engine, "admin").token
+    return client, app, Tokens(make_user(engine, "admin").token, make_police_client(engine).token)
+
+
+@dataclass(frozen=True)
+class Tokens:
+    """An administrator's token, and a police client's for the routes only
+    police may call (administrators do not cross-check people)."""
+
+    admin: str
+    police: str
+
+    def for_route(self, policy: RoutePolicy) -> str:
+        return self.police if policy.roles == ("police",) else self.admin
 
 
 async def test_ids_the_database_cannot_hold_are_404_in_every_path(
         sqlite_engine: sa.Engine, sqlite_url: str, tmp_path: Path, aiohttp_client: MakeClient) -> None:
-    client, app, token = await _client(sqlite_engine, sqlite_url, tmp_path, aiohttp_client)
-    headers = {"Authorization": f"Bearer {token}", "Accept": "application/json"}
+    client, app, tokens = await _client(sqlite_engine, sqlite_url, tmp_path, aiohttp_client)
     problems = []
     for method, path, policy in routes_with_policies(app):
+        headers = {"Authorization": f"Bearer {tokens.for_route(policy)}", "Accept": "application/json"}
         id_params = [ref.name for ref in policy.refs if ref.where == "path" and ref.kind != "gateway"]
         for name in id_params:
             for bad in TOO_BIG:
@@ -54,10 +68,10 @@ async def test_ids_the_database_cannot_hold_are_404_in_every_path(
 
 async def test_ids_the_database_cannot_hold_are_400_in_every_body_and_query(
         sqlite_engine: sa.Engine, sqlite_url: str, tmp_path: Path, aiohttp_client: MakeClient) -> None:
-    client, app, token = await _client(sqlite_engine, sqlite_url, tmp_path, aiohttp_client)
-    headers = {"Authorization": f"Bearer {token}"}
+    client, app, tokens = await _client(sqlite_engine, sqlite_url, tmp_path, aiohttp_client)
     problems = []
     for method, path, policy in routes_with_policies(app):
+        headers = {"Authorization": f"Bearer {tokens.for_route(policy)}"}
         target = PARAM.sub(lambda m: FILLERS.get(m.group(1), "1"), path)
         for ref in policy.refs:
             if ref.where == "path" or ref.kind == "gateway":
@@ -77,7 +91,7 @@ async def test_ids_the_database_cannot_hold_are_400_in_every_body_and_query(
 
 async def test_deep_duplicated_or_undecodable_json_is_a_400_on_every_route_that_reads_json(
         sqlite_engine: sa.Engine, sqlite_url: str, tmp_path: Path, aiohttp_client: MakeClient) -> None:
-    client, app, token = await _client(sqlite_engine, sqlite_url, tmp_path, aiohttp_client)
+    client, app, tokens = await _client(sqlite_engine, sqlite_url, tmp_path, aiohttp_client)
     problems = []
     for method, path, policy in routes_with_policies(app):
         if method not in ("POST", "PUT", "PATCH", "DELETE") or not path.startswith("/api/"):
@@ -88,7 +102,7 @@ async def test_deep_duplicated_or_undecodable_json_is_a_400_on_every_route_that_
         # The anonymous routes (log in, self-declaration) are the exposed ones.
         headers = {"Content-Type": "application/json"}
         if not policy.public:
-            headers["Authorization"] = f"Bearer {token}"
+            headers["Authorization"] = f"Bearer {tokens.for_route(policy)}"
         for name, raw in (("deep", DEEP), ("duplicated", b'{"a": 1, "a": 2}'), ("not UTF-8", b'{"a": "\xff"}'),
                           ("NaN", b'{"a": NaN}'), ("huge integer", b'{"a": ' + b"9" * 5000 + b"}")):
             response = await client.request(method, target, data=raw, headers=headers)
@@ -122,8 +136,8 @@ async def _raw_request(client: Client, head: bytes) -> bytes:
 
 async def test_header_bytes_that_are_not_utf8_are_a_401_not_a_500(
         sqlite_engine: sa.Engine, sqlite_url: str, tmp_path: Path, aiohttp_client: MakeClient) -> None:
-    client, _, token = await _client(sqlite_engine, sqlite_url, tmp_path, aiohttp_client)
-    for header in (b"Authorization: Bearer \xff\xfe" + token.encode()[2:], b"Authorization: Bearer " + b"a" * 5000,
+    client, _, tokens = await _client(sqlite_engine, sqlite_url, tmp_path, aiohttp_client)
+    for header in (b"Authorization: Bearer \xff\xfe" + tokens.admin.encode()[2:], b"Authorization: Bearer " + b"a" * 5000,
                    b"Authorization: Bearer tok\xc3en-with-a-broken-utf8-byte"):
         answer = await _raw_request(client, b"GET /api/v1/session HTTP/1.1\r\nHost: x\r\n" + header
                                     + b"\r\nConnection: close\r\n\r\n")

@@ -35,7 +35,12 @@ ADMIN_ROUTES = [
 # rate-limits them per address and a coordinator confirms each).
 # The OpenAPI document describes the API, not data (docs/openapi.md).
 PUBLIC_API = {("POST", "/api/v1/session"), ("DELETE", "/api/v1/session"), ("POST", "/api/v1/declarations"),
-              ("GET", "/api/v1/openapi.json")}
+              ("GET", "/api/v1/openapi.json"),
+              # OAuth2 client credentials, and what a police integrator or an
+              # oversight body needs before any credential: purposes, keys.
+              ("POST", "/api/v1/police/token"), ("GET", "/api/v1/police/purposes"),
+              ("GET", "/api/v1/police/signing-key"), ("GET", "/api/v1/audit/checkpoints/latest"),
+              ("GET", "/api/v1/audit/public-key")}
 
 
 def _api_routes() -> list[tuple[str, str]]:

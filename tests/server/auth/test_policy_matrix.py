@@ -35,6 +35,7 @@ from server.auth.policy import MissingPolicy, Ref, RoutePolicy, allow, check_pol
 from server.auth.table import routes_with_policies
 from server.db.models import attachments, cases, credentials, problem_reports, tasks
 from server.media.store import MediaStore
+from server.police.clients import set_officer
 from server.registry.idnumber import make_id_number
 from tests.server.auth_helpers import UserCreds, make_user
 from tests.server.registry.api_helpers import Api, Client, MakeClient, settings_for
@@ -43,7 +44,7 @@ NOWHERE = 2**62  # an id no object has
 PHOTO_SHA = "ab" * 32
 NOWHERE_GATEWAY = "gw-nowhere"
 # Path parameters that name no object: a value that routes.
-FILLERS = {"gw": "gw-a", "action": "dispatch", "token": "not-a-plate"}
+FILLERS = {"gw": "gw-a", "action": "dispatch", "token": "not-a-plate", "watch_id": "w-not-a-watch"}
 
 
 @dataclass(frozen=True)
@@ -58,9 +59,11 @@ class Side:
 @dataclass(frozen=True)
 class World:
     admin: UserCreds
+    # An officer whose jurisdiction is side B's district, and one whose is A's.
     police: UserCreds
     a: Side
     b: Side
+    police_a: UserCreds | None = None
 
 
 async def _side(api: Api, engine: sa.Engine, admin: UserCreds, tag: str, region: str, serial: int) -> Side:
@@ -111,7 +114,12 @@ async def seed_world(api: Api, engine: sa.Engine) -> World:
     admin = make_user(engine, "admin")
     a = await _side(api, engine, admin, "A", "440106", 11)
     b = await _side(api, engine, admin, "B", "320102", 22)
-    return World(admin, make_user(engine, "police"), a, b)
+    police, police_a = make_user(engine, "police"), make_user(engine, "police")
+    with engine.begin() as conn:
+        for officer, district in ((police, "D-B"), (police_a, "D-A")):
+            set_officer(conn, datetime.now(UTC), officer.username, scopes="lookup detail events batch watch",
+                        rate_per_min=10_000, daily_quota=100_000, jurisdiction=district)
+    return World(admin, police, a, b, police_a)
 
 
 @dataclass(frozen=True)
@@ -154,18 +162,20 @@ async def _shoot(client: Client, method: str, path: str, body: dict[str, Any] | 
 def _callers(world: World) -> list[tuple[str, UserCreds | None, bool]]:
     """(name, user, whether side A's objects are in their scope). Callers
     outside the scope go first: the ones inside may change side A's state."""
-    return [("anonymous", None, False), ("police", world.police, False),
+    in_a = [("police of the object's district", world.police_a, True)] if world.police_a is not None else []
+    return [("anonymous", None, False), ("police of another district", world.police, False),
             ("another landlord", world.b.landlord, False), ("another coordinator", world.b.coordinator, False),
             ("landlord of the object", world.a.landlord, True),
             ("coordinator of the object's grid", world.a.coordinator, True),
-            ("administrator", world.admin, True)]
+            ("administrator", world.admin, True), *in_a]
 
 
 async def _check_route(client: Client, world: World, method: str, path: str, policy: RoutePolicy) -> list[str]:
     problems = []
     for name, user, in_scope in _callers(world):
-        role = user and {world.admin.id: "admin", world.police.id: "police"}.get(
-            user.id, "landlord" if "landlord" in name else "coordinator")
+        police_ids = {world.police.id} | ({world.police_a.id} if world.police_a is not None else set())
+        role = user and ("admin" if user.id == world.admin.id else "police" if user.id in police_ids
+                         else "landlord" if "landlord" in name else "coordinator")
         target, body, query = _request_parts(path, policy, world.a, None)
         shot = await _shoot(client, method, target, body, query, user.token if user else None)
         where = f"{method} {path} as {name}: {shot.status} {shot.body[:160]}"
