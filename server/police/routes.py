@@ -28,7 +28,7 @@ def add_routes(app: web.Application) -> None:
     r = app.router
     r.add_post("/api/v1/police/token", public("OAuth2 client credentials; failed attempts throttled")(
         api("Exchange client credentials for an access token (RFC 6749 §4.4)", tag="police", body=doc.TokenForm,
-            body_media="application/x-www-form-urlencoded", responses={200: doc.Token}, errors=(429,))(token)))
+            body_media="application/x-www-form-urlencoded", responses={200: doc.Token}, errors=(401, 429))(token)))
     r.add_get("/api/v1/police/purposes", public("the list of purposes and scopes; no data")(
         api("The purpose codes, what each permits, and what each scope grants", tag="police",
             responses={200: doc.Purposes})(purposes)))

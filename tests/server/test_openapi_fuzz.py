@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import re
 import subprocess
 import sys
@@ -31,7 +32,7 @@ import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -43,7 +44,8 @@ from rentgate import signing
 from server.app import make_app
 from server.db import migrate
 from server.db.engine import create_engine
-from server.db.models import cases, tasks
+from server.db.models import POLICE_SCOPES, cases, tasks
+from server.police.clients import add_client, issue_token
 from server.web.openapi import OPENAPI_PATH
 from tests.server.registry.api_helpers import ID_B, Api, City, person, seed_city, settings_for
 from tests.services import PostgresCluster
@@ -52,6 +54,8 @@ from tests.services import PostgresCluster
 # boundary cases): both runs together take about a minute on 2 cores.
 ADMIN_EXAMPLES = 10
 LANDLORD_EXAMPLES = 6
+POLICE_EXAMPLES = 10
+REPO = Path(__file__).resolve().parents[2]
 CHECKS = ("not_a_server_error", "status_code_conformance", "response_schema_conformance")
 
 
@@ -59,6 +63,7 @@ CHECKS = ("not_a_server_error", "status_code_conformance", "response_schema_conf
 class Live:
     url: str
     city: City
+    engine: sa.Engine
     # Where schemathesis runs (it may write a report folder there).
     workdir: Path
     errors: list[str]
@@ -126,7 +131,7 @@ def _serve(tmp: Path, url: str) -> Iterator[Live]:
 
     client, city = asyncio.run_coroutine_threadsafe(start(), loop).result(120)
     try:
-        yield Live(str(client.make_url("")).rstrip("/"), city, tmp, errors)
+        yield Live(str(client.make_url("")).rstrip("/"), city, engine, tmp, errors)
     finally:
         asyncio.run_coroutine_threadsafe(client.close(), loop).result(60)
         loop.call_soon_threadsafe(loop.stop)
@@ -181,7 +186,10 @@ def _schemathesis(live: Live, token: str, examples: int, operations: list[str] |
     ]
     for operation_id in operations or []:
         command += ["--include-operation-id", operation_id]
-    done = subprocess.run(command, capture_output=True, text=True, timeout=600, cwd=live.workdir)
+    # The hooks teach schemathesis the police batch's NDJSON.
+    env = {**os.environ, "SCHEMATHESIS_HOOKS": "tests.server.schemathesis_hooks",
+           "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
+    done = subprocess.run(command, capture_output=True, text=True, timeout=600, cwd=live.workdir, env=env)
     report = done.stdout + done.stderr
     assert done.returncode == 0, report + "\n".join(["", "server log:", *live.errors[seen:]])
     assert re.search(r"\d+ generated, \d+ passed", report), report
@@ -199,6 +207,21 @@ def _operations_for(live: Live, role: str) -> list[str]:
 
 def test_every_operation_as_an_administrator(production_live: Live) -> None:
     _schemathesis(production_live, production_live.city.admin.token, ADMIN_EXAMPLES)
+
+
+def test_every_police_operation_as_a_police_client(production_live: Live) -> None:
+    """The police API as an integrating client with every scope: checks,
+    batches (NDJSON, through the hooks), events, watches, and the token
+    endpoint's form."""
+    operations = [op for op in _operations_for(production_live, "police") if "police" in op]
+    assert "post_police_checks_batch" in operations and "post_police_token" in operations
+    with production_live.engine.begin() as conn:
+        client_id, secret = add_client(conn, datetime.now(UTC), name="fuzz", scopes=list(POLICE_SCOPES),
+                                       rate_per_min=100_000, daily_quota=10_000_000,
+                                       webhook_url="http://127.0.0.1:9/alerts")
+        user_id = conn.execute(sa.text("SELECT id FROM users WHERE username = :u"), {"u": client_id}).scalar_one()
+        token = issue_token(conn, datetime.now(UTC), int(user_id), timedelta(hours=1))
+    _schemathesis(production_live, token, POLICE_EXAMPLES, operations)
 
 
 def test_every_operation_a_landlord_may_call_as_a_landlord(sqlite_live: Live) -> None:
