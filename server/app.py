@@ -26,8 +26,8 @@ from server.media.limits import UPLOAD_BODY_MAX, body_limit_middleware
 from server.pages import dashboard
 from server.pages import setup as pages_setup
 from server.plates import declare_api
-from server.police import setup as police_setup
 from server.plates.appkeys import plate_keys_ctx
+from server.police import setup as police_setup
 from server.reconcile import setup as reconcile_setup
 from server.registry import setup as registry_setup
 from server.retention import setup as retention_setup

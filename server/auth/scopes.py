@@ -20,12 +20,12 @@ import sqlalchemy as sa
 
 from server.auth.identity import AuthUser
 from server.db.models import (
+    areas,
     attachments,
     buildings,
     cases,
     credentials,
     gateways,
-    areas,
     grid_coordinators,
     patrols,
     police_principals,
