@@ -43,6 +43,8 @@ class World:
     departure_case_id: int
     # A grid coordinator of grid G1 (幸福楼 is in it), for the grid pages.
     coordinator: UserCreds
+    # A police officer (lookups only, the defaults), for the console.
+    police: UserCreds
 
 
 def vault_for(database_url: str) -> PiiVault:
@@ -56,6 +58,7 @@ def seed(engine: sa.Engine, database_url: str) -> World:
     other = make_user(engine, "landlord", "landlord-b")
     admin = make_user(engine, "admin", "admin-1")
     coordinator = make_user(engine, "coordinator", "coord-1")
+    police = make_user(engine, "police", "police-1")
     now = datetime.now(UTC)
     long_ago = now - timedelta(days=60)
     with write_transaction(engine) as conn:
@@ -87,7 +90,7 @@ def seed(engine: sa.Engine, database_url: str) -> World:
             updated_at=now).returning(cases.c.id)).scalar_one()
         grids.assign(conn, now, ACTOR, service.grid_id_of(conn, "G1"), coordinator.id)
     return World(landlord, other, admin, building["id"], other_building["id"], empty["id"], silent["id"],
-                 other_unit["id"], silent_reg.body["id"], case_id, coordinator)
+                 other_unit["id"], silent_reg.body["id"], case_id, coordinator, police)
 
 
 def database_url_for(tmp: Path) -> str:

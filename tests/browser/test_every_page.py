@@ -98,6 +98,8 @@ PAGES = [
     Visit("coordinator", "/c/units/{other_unit}", 404),  # another grid's: as if it did not exist
     Visit("coordinator", "/c/tasks/{task}"),
     Visit("coordinator", "/c/overdue"),
+    Visit("police", "/police"),
+    Visit("landlord", "/police", 403),
 ]
 
 
@@ -152,7 +154,8 @@ def phones(browser: Browser, site: Site) -> Iterator[dict[str, BrowserContext]]:
     try:
         for who, username in (("anyone", None), ("landlord", site.world.landlord.username),
                               ("admin", site.world.admin.username),
-                              ("coordinator", site.world.coordinator.username)):
+                              ("coordinator", site.world.coordinator.username),
+                              ("police", site.world.police.username)):
             context = browser.new_context(**{**PHONE, "locale": "en-US"})  # type: ignore[arg-type]
             context.set_default_timeout(10_000)
             contexts[who] = context
