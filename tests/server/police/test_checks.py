@@ -221,3 +221,27 @@ async def test_the_events_of_a_person_in_a_window(
     status, wide = await _post(api, "/api/v1/police/checks/events",
                                {**body, "from": str(today - timedelta(days=200))}, w.full.token)
     assert (status, wide["field"]) == (400, "to")
+
+
+async def test_no_full_identity_number_reaches_the_logs_or_a_masked_answer(
+        engine: sa.Engine, database_url: str, tmp_path: Path, aiohttp_client: MakeClient,
+        caplog: Any) -> None:
+    import logging
+
+    caplog.set_level(logging.DEBUG)
+    api, w = await _world(engine, database_url, tmp_path, aiohttp_client)
+    numbers = (ID_REGISTERED, ID_EVIDENCED, ID_UNKNOWN)
+    for number in numbers:
+        await _post(api, "/api/v1/police/checks/person", {"purpose": PURPOSE, "id_number": number}, w.full.token)
+        await _post(api, "/api/v1/police/checks/person", {"purpose": MATCH_ONLY, "id_number": number[:-1] + "X"},
+                    w.lookup.token)
+    await _post(api, "/api/v1/police/checks/address", {"purpose": MATCH_ONLY, "building": w.city.building},
+                w.full.token)
+    batch = "\n".join([json.dumps({"purpose": MATCH_ONLY}), *(json.dumps(n) for n in numbers)])
+    response = await api.client.post("/api/v1/police/checks/batch", data=batch.encode(), headers={
+        "Authorization": f"Bearer {w.full.token}", "Content-Type": "application/x-ndjson"})
+    api.seen.append(await response.text())
+    leaked = [n for n in numbers if n in caplog.text or any(n in text for text in api.seen)]
+    assert leaked == []
+    records = " ".join(r.record for r in audit_rows(engine))
+    assert not any(n in records for n in numbers)

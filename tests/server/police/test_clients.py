@@ -138,3 +138,24 @@ async def test_rate_and_daily_quota_are_enforced_and_said(
         "Authorization": f"Bearer {small.token}", "Content-Type": "application/x-ndjson"})
     assert response.status == 429 and "Retry-After" in response.headers
 
+
+
+async def test_expired_police_tokens_are_purged(
+        engine: sa.Engine, database_url: str, tmp_path: Path, aiohttp_client: MakeClient) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from server.db.models import auth_sessions
+    from server.police.setup import purge_expired_tokens
+    from tests.server.police.helpers import client
+
+    api = Api(await aiohttp_client(make_app(settings_for(database_url, tmp_path), ingest=False)))
+    await seed_police(api, engine)
+    live = await client(api, engine, scopes="lookup")
+    assert purge_expired_tokens(engine, datetime.now(UTC)) == 0
+    assert (await _check(api, live.token))[0] == 200
+    # Ten minutes and a second later, every token handed out so far has expired.
+    assert purge_expired_tokens(engine, datetime.now(UTC) + timedelta(seconds=601)) >= 4
+    with engine.connect() as conn:
+        left = conn.execute(sa.select(sa.func.count()).select_from(auth_sessions)
+                            .where(auth_sessions.c.label == "oauth")).scalar_one()
+    assert left == 0
