@@ -17,8 +17,11 @@ class AuditUnavailable(AuditError, Unavailable):
     code = "audit_unavailable"
 
 
-class AuditKeyUnavailable(AuditError):
-    """No usable checkpoint-signing key; the text says what to set."""
+class AuditKeyUnavailable(AuditError, Unavailable):
+    """No usable checkpoint-signing key; the text says what to set (a 503
+    on a route that needs it)."""
+
+    code = "audit_key_unavailable"
 
 
 class InvalidAuditEntry(AuditError, ValueError):

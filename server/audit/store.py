@@ -4,7 +4,8 @@ in its thread."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -89,6 +90,25 @@ def _locked_head(conn: sa.Connection) -> Head:
                                                updated_at=datetime.now(UTC)).on_conflict_do_nothing())
         row = conn.execute(query).one()
     return Head(int(row.size), str(row.head))
+
+
+@contextlib.contextmanager
+def snapshot(engine: sa.Engine) -> Iterator[sa.Connection]:
+    """A read-only view of the log as of one moment, for reads that must
+    agree with each other (the head, the checkpoints, the records) while
+    appends go on."""
+    if engine.dialect.name == "postgresql":
+        with engine.connect().execution_options(isolation_level="REPEATABLE READ") as conn, conn.begin():
+            yield conn
+        return
+    with engine.connect() as conn:
+        # pysqlite begins nothing before a SELECT: without this every query
+        # would see the log as it is at that moment.
+        conn.exec_driver_sql("BEGIN")
+        try:
+            yield conn
+        finally:
+            conn.rollback()
 
 
 def read_head(conn: sa.Connection) -> Head | None:
