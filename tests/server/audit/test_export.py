@@ -17,6 +17,20 @@ from server.audit.keys import AuditKey
 from server.audit.verify import verify_export
 from server.web.transactions import write_transaction
 from tests.server.audit.helpers import T0, build_timed_log, new_key
+from tests.server.audit.tampering import (
+    changed,
+    deleted,
+    end_checkpoint_dropped,
+    first_record_dropped_and_header_moved,
+    header_dropped,
+    last_record_dropped,
+    last_record_dropped_and_header_shrunk,
+    line_added,
+    no_final_newline,
+    previous_hash_changed,
+    record_line,
+    reordered,
+)
 
 Lines = list[bytes]
 
@@ -103,67 +117,6 @@ def exported(logged: sa.Engine, key: AuditKey, tmp_path: Path) -> Lines:
     lines = lines_of(tmp_path / "audit.jsonl")
     assert verify_export(lines, key.public_key).ok
     return lines
-
-
-def record_line(lines: Lines, seq: int) -> int:
-    """The index of record ``seq`` in an export starting at 10 with three checkpoints."""
-    return 1 + 3 + seq - 10
-
-
-def changed(lines: Lines) -> Lines:
-    i = record_line(lines, 14)
-    return [*lines[:i], lines[i].replace(b"A-14", b"A-99"), *lines[i + 1:]]
-
-
-def deleted(lines: Lines) -> Lines:
-    i = record_line(lines, 14)
-    return [*lines[:i], *lines[i + 1:]]
-
-
-def reordered(lines: Lines) -> Lines:
-    i = record_line(lines, 14)
-    return [*lines[:i], lines[i + 1], lines[i], *lines[i + 2:]]
-
-
-def header_dropped(lines: Lines) -> Lines:
-    return lines[1:]
-
-
-def last_record_dropped(lines: Lines) -> Lines:
-    return lines[:-1]
-
-
-def first_record_dropped_and_header_moved(lines: Lines) -> Lines:
-    """The careful forger: drop record 10, claim the file starts at 11."""
-    header = json.loads(lines[0])
-    header["first_seq"] = 11
-    return [json.dumps(header).encode() + b"\n", *lines[1:4], *lines[5:]]
-
-
-def last_record_dropped_and_header_shrunk(lines: Lines) -> Lines:
-    header = json.loads(lines[0])
-    header["size"] = 29
-    return [json.dumps(header).encode() + b"\n", *lines[1:-1]]
-
-
-def end_checkpoint_dropped(lines: Lines) -> Lines:
-    header = json.loads(lines[0])
-    header["checkpoints"] = 2
-    return [json.dumps(header).encode() + b"\n", *lines[1:3], *lines[4:]]
-
-
-def line_added(lines: Lines) -> Lines:
-    return [*lines, lines[-1]]
-
-
-def previous_hash_changed(lines: Lines) -> Lines:
-    header = json.loads(lines[0])
-    header["previous_hash"] = "ab" * 32
-    return [json.dumps(header).encode() + b"\n", *lines[1:]]
-
-
-def no_final_newline(lines: Lines) -> Lines:
-    return [*lines[:-1], lines[-1].rstrip(b"\n")]
 
 
 @pytest.mark.parametrize(("tamper", "code", "seq"), [
