@@ -22,7 +22,7 @@ def entry(n: int, *, actor: str = "client:c-1", action: str = "police.person_che
 def stored_chain(engine: sa.Engine) -> list[tuple[int, str, str]]:
     with engine.connect() as conn:
         return [tuple(r) for r in conn.execute(sa.select(audit_log.c.seq, audit_log.c.record, audit_log.c.hash)
-                                               .order_by(audit_log.c.seq))]  # type: ignore[misc]
+                                               .order_by(audit_log.c.seq))]
 
 
 def assert_one_chain(engine: sa.Engine, expected: int) -> None:

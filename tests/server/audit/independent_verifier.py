@@ -14,7 +14,7 @@ import hashlib
 import json
 import re
 import sys
-from typing import Any
+from typing import Any, TypeGuard
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
@@ -60,7 +60,7 @@ def verify(data: bytes, published_keys_b64: list[str]) -> None:
             raise Rejected("checkpoint lines malformed or not in increasing size")
         if not first <= cp["size"] <= size:
             raise Rejected(f"checkpoint at {cp['size']} outside the file")
-        key = keys.get(cp.get("key_id"))
+        key = keys.get(str(cp.get("key_id")))
         if key is None:
             raise Rejected(f"checkpoint at {cp['size']} signed by a key not published: {cp.get('key_id')}")
         try:
@@ -98,7 +98,7 @@ def _object(line: bytes, what: str) -> dict[str, Any]:
     return value
 
 
-def _int(value: object) -> bool:
+def _int(value: object) -> TypeGuard[int]:
     return isinstance(value, int) and not isinstance(value, bool)
 
 

@@ -108,7 +108,7 @@ def test_two_processes_threads_on_sqlite_chain_in_one_order(sqlite_url: str) -> 
     AuditEntry(actor="a", action="x", detail={"when": Path("/")}),
     AuditEntry(actor="a", action="x", detail={"nan": float("nan")}),
     AuditEntry(actor="a", action="x", detail={"lone": "\udc80"}),
-    AuditEntry(actor="a", action="x", detail={1: "int key"}),
+    AuditEntry(actor="a", action="x", detail={1: "int key"}),  # type: ignore[dict-item]
 ])
 async def test_a_bad_entry_fails_its_own_caller_only(sqlite_engine: sa.Engine, bad: AuditEntry) -> None:
     log = AuditLog(sqlite_engine)
