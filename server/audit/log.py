@@ -32,6 +32,8 @@ log = logging.getLogger(__name__)
 RETRY_MAX_S = 2.0
 CHECKPOINT_RETRY_MAX_S = 60.0
 STOP_TIMEOUT_S = 30.0
+# Entries per transaction at most.
+MAX_BATCH = 2000
 
 
 @dataclass
@@ -50,13 +52,16 @@ class AuditLog:
         self.checkpoint_interval_s = checkpoint_interval_s
         self.commits = 0
         self.failures = 0
-        # Set after every periodic checkpoint attempt that reached the
-        # database: tests await it instead of sleeping.
+        # Set after every periodic checkpoint made (or found unneeded), and
+        # after every failed attempt: tests await them instead of sleeping.
         self.checkpoint_ran = asyncio.Event()
+        self.checkpoint_failed = asyncio.Event()
         self._queue: list[_Waiting] = []
         self._wake = asyncio.Event()
         self._stopping = asyncio.Event()
-        self._closed = False
+        # Until start(), and again from stop() on, appends are refused: with
+        # no writer they would wait for ever.
+        self._closed = True
         self._tasks: list[asyncio.Task[None]] = []
         # The writer's own thread: it never queues behind request handlers
         # in the default pool.
@@ -76,7 +81,7 @@ class AuditLog:
         for entry in entries:
             canonical.check_entry(entry)
         if self._closed:
-            raise AuditUnavailable("the audit log is stopping; nothing more is appended")
+            raise AuditUnavailable("the audit log is not running; nothing is appended")
         if not entries:
             return []
         waiting = _Waiting(entries, asyncio.get_running_loop().create_future())
@@ -105,7 +110,10 @@ class AuditLog:
 
     def start(self) -> None:
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="audit-writer")
-        self._tasks = [asyncio.create_task(self._write_loop(), name="audit-writer")]
+        writer = asyncio.create_task(self._write_loop(), name="audit-writer")
+        writer.add_done_callback(self._writer_ended)
+        self._tasks = [writer]
+        self._closed = False
         if self.key is not None:
             self._tasks.append(asyncio.create_task(self._checkpoint_loop(self.key), name="audit-checkpoints"))
 
@@ -143,7 +151,7 @@ class AuditLog:
                 self._wake.clear()
                 await self._wake.wait()
                 continue
-            batch, self._queue = self._queue, []
+            batch = self._take()
             if await self._commit(batch):
                 delays = _backoff(RETRY_MAX_S)
             elif not self._stopping.is_set():
@@ -168,6 +176,27 @@ class AuditLog:
             _settle(waiting.done, result=[next(taken) for _ in waiting.entries])
         return True
 
+    def _take(self) -> list[_Waiting]:
+        """What is queued, up to MAX_BATCH entries (always at least one
+        call): a burst becomes several bounded transactions, not one that
+        holds the head row for seconds."""
+        count, taken = 0, 0
+        for waiting in self._queue:
+            if taken and count + len(waiting.entries) > MAX_BATCH:
+                break
+            count += len(waiting.entries)
+            taken += 1
+        batch, self._queue = self._queue[:taken], self._queue[taken:]
+        return batch
+
+    def _writer_ended(self, task: asyncio.Task[None]) -> None:
+        """A writer that died of a bug must not leave callers waiting."""
+        if task.cancelled() or task.exception() is None:
+            return
+        log.error("audit writer failed; appends are refused until the server restarts", exc_info=task.exception())
+        self._closed = True
+        self._fail_queued(AuditUnavailable("the audit log's writer failed"))
+
     def _append_committed(self, entries: list[AuditEntry]) -> list[int]:
         with write_transaction(self.engine) as conn:
             return store.append_in(conn, entries)
@@ -188,6 +217,7 @@ class AuditLog:
                 await asyncio.to_thread(self._checkpoint_now, key)
             except Exception as exc:  # noqa: BLE001 - supervised: one line, back off, go on
                 self.failures += 1
+                self.checkpoint_failed.set()
                 delay = next(delays)
                 log.warning("audit log: checkpoint failed, retrying in %.1fs: %s", delay, one_line(exc))
                 await self._pause(delay)
