@@ -121,9 +121,11 @@ class AuditLog:
         """Commits what is queued, signs a last checkpoint over it, and ends
         both tasks; later appends raise AuditUnavailable."""
         self._closed = True
+        if not self._tasks:
+            return
         self._stopping.set()
         self._wake.set()
-        done, pending = await asyncio.wait(self._tasks, timeout=STOP_TIMEOUT_S)
+        _, pending = await asyncio.wait(self._tasks, timeout=STOP_TIMEOUT_S)
         for task in pending:
             log.error("audit task %s did not stop within %ss", task.get_name(), STOP_TIMEOUT_S)
             task.cancel()
@@ -164,7 +166,7 @@ class AuditLog:
             seqs = await loop.run_in_executor(self._executor, self._append_committed, entries)
         except Exception as exc:  # noqa: BLE001 - every waiter gets the error; the writer goes on
             self.failures += 1
-            log.warning("audit log: %d entries not written, their requests fail: %s", len(entries), one_line(exc))
+            _log_failure(f"{len(entries)} entries not written, their requests fail", exc)
             error = AuditUnavailable(f"the audit log cannot be written: {one_line(exc)}")
             error.__cause__ = exc
             for waiting in batch:
@@ -219,7 +221,7 @@ class AuditLog:
                 self.failures += 1
                 self.checkpoint_failed.set()
                 delay = next(delays)
-                log.warning("audit log: checkpoint failed, retrying in %.1fs: %s", delay, one_line(exc))
+                _log_failure(f"checkpoint failed, retrying in {delay:.1f}s", exc)
                 await self._pause(delay)
                 continue
             delays = _backoff(CHECKPOINT_RETRY_MAX_S)
@@ -249,6 +251,16 @@ def _settle(done: asyncio.Future[list[int]], *, result: list[int] | None = None,
 def _backoff(maximum: float) -> Iterator[float]:
     delays: Iterator[float] = backoff_delays(0.1, maximum)
     return delays
+
+
+def _log_failure(what: str, exc: Exception) -> None:
+    """A database that is down or refusing is an outage, expected to pass:
+    one WARNING line each time, no traceback. Anything else is a bug and
+    gets its traceback."""
+    if isinstance(exc, (sa.exc.SQLAlchemyError, OSError)):
+        log.warning("audit log: %s: %s", what, one_line(exc))
+    else:
+        log.error("audit log: %s", what, exc_info=exc)
 
 
 def one_line(exc: BaseException) -> str:
