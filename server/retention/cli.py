@@ -52,8 +52,9 @@ def register(subparsers: Any) -> None:
                        "RENTGATE_EVENT_RETENTION_DAYS, 180 unless set)")
     purge.add_argument("--yes", action="store_true",
                        help="really delete; without it the command only says what it would delete")
-    purge.add_argument("--batch", type=_batch, default=10_000, metavar="N",
-                       help="events per transaction (ingest goes on between them)")
+    purge.add_argument("--batch", type=_batch, metavar="N",
+                       help="events per transaction, ingest goes on between them (default: 10000 on PostgreSQL, "
+                       "1000 on SQLite)")
 
 
 def _days(text: str) -> int:

@@ -27,7 +27,6 @@ from rentgate.mqtt import backoff_delays
 from server.audit.log import one_line
 from server.ingest.consumer import is_transient
 from server.retention.purge import (
-    DEFAULT_BATCH,
     JOB_ACTOR,
     AuditSink,
     BatchResult,
@@ -57,7 +56,7 @@ class PurgeMetrics:
 
 class PurgeJob:
     def __init__(self, engine: sa.Engine, *, zone: ZoneInfo, retention_days: int, interval_s: float,
-                 audit: Callable[[], AuditSink], batch: int = DEFAULT_BATCH,
+                 audit: Callable[[], AuditSink], batch: int | None = None,
                  first_run_after_s: float | None = None) -> None:
         self.engine = engine
         self.zone = zone
@@ -67,7 +66,7 @@ class PurgeJob:
         # this job is built, and a missing log must fail the run, not purge
         # without an audit trail.
         self.audit = audit
-        self.batch = batch
+        self.batch = batch  # None: the database's default (server/retention/purge.py)
         self.first_run_after_s = min(interval_s, STARTUP_DELAY_S) if first_run_after_s is None else first_run_after_s
         self.metrics = PurgeMetrics()
         self.last_report: PurgeReport | None = None

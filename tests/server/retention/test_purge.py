@@ -16,7 +16,7 @@ from server.audit.entries import AuditEntry
 from server.audit.log import AuditLog
 from server.db.models import audit_head, audit_log
 from server.reconcile.runner import Reconciler
-from server.retention.purge import CLI_ACTOR, BatchResult, purge_before, purge_bound
+from server.retention.purge import CLI_ACTOR, AuditSink, BatchResult, PurgeReport, purge_before, purge_bound
 from server.rules import CityRules
 from tests.server.retention.store import NOW, SHANGHAI, Events, local
 
@@ -37,6 +37,11 @@ def store(engine: sa.Engine) -> Events:
 @pytest.fixture
 def audit(engine: sa.Engine) -> AuditLog:
     return AuditLog(engine)
+
+
+def purge(engine: sa.Engine, *, audit: AuditSink, **options: Any) -> PurgeReport:
+    """purge_before with the test's cut-off, without SQLite's pause between batches."""
+    return purge_before(engine, CUTOFF, zone=SHANGHAI, audit=audit, pause_s=0, **options)
 
 
 def expected(specs: list[dict[str, Any]], before: datetime = BEFORE) -> Daily:
@@ -92,7 +97,7 @@ def test_old_days_go_into_daily_counts_and_newer_events_stay(engine: sa.Engine, 
     specs = a_busy_city()
     ids = store.many(specs)
     store.all_reconciled()
-    report = purge_before(engine, CUTOFF, zone=SHANGHAI, audit=audit)
+    report = purge(engine, audit=audit)
     kept = {i for i, s in zip(ids, specs, strict=True) if s["at"] >= BEFORE}
     assert store.ids() == kept and len(kept) == 3
     assert counted(store) == expected(specs)
@@ -109,9 +114,9 @@ def test_the_purge_is_idempotent(engine: sa.Engine, store: Events, audit: AuditL
     specs = a_busy_city()
     store.many(specs)
     store.all_reconciled()
-    purge_before(engine, CUTOFF, zone=SHANGHAI, audit=audit)
+    purge(engine, audit=audit)
     entries = len(audited(engine))
-    again = purge_before(engine, CUTOFF, zone=SHANGHAI, audit=audit)
+    again = purge(engine, audit=audit)
     assert (again.deleted, again.batches) == (0, 0)
     assert counted(store) == expected(specs)
     assert len(audited(engine)) == entries  # a run that deleted nothing is not audited
@@ -124,7 +129,7 @@ def test_a_day_spanning_many_batches_counts_each_card_once(engine: sa.Engine, st
     store.many(specs)
     store.all_reconciled()
     seen: list[BatchResult] = []
-    report = purge_before(engine, CUTOFF, zone=SHANGHAI, audit=audit, batch=batch, on_batch=seen.append)
+    report = purge(engine, audit=audit, batch=batch, on_batch=seen.append)
     assert report.batches == len(seen) == -(-report.deleted // batch)
     assert all(r.deleted <= batch for r in seen)
     assert counted(store) == expected(specs)
@@ -138,21 +143,21 @@ def test_events_past_the_watermark_stay_until_reconciled_and_then_add_to_their_d
     newest = [{"at": NOW, "card": "Z"}]
     ids = store.many(first + late + newest)
     store.reconciled_upto(ids[len(first) - 1])
-    report = purge_before(engine, CUTOFF, zone=SHANGHAI, audit=audit, batch=2)
+    report = purge(engine, audit=audit, batch=2)
     assert report.deleted == len(first) and report.held_back == len(late)
     assert store.ids() == set(ids[len(first):])
     # Counted so far: B only. K and A still have events of D2 waiting, and
     # the batch that deletes their last one counts them.
     assert counted(store)[(D2, "gw-1", "door-1", "card_read")] == (4, 1)
     store.all_reconciled()
-    second = purge_before(engine, CUTOFF, zone=SHANGHAI, audit=audit, batch=2)
+    second = purge(engine, audit=audit, batch=2)
     assert second.deleted == len(late)
     assert counted(store) == expected(first + late) == {(D2, "gw-1", "door-1", "card_read"): (7, 4)}
 
 
 def test_nothing_goes_before_reconciliation_has_run(engine: sa.Engine, store: Events, audit: AuditLog) -> None:
     store.many([{"at": local(D1)}, {"at": local(D2)}, {"at": NOW}])
-    report = purge_before(engine, CUTOFF, zone=SHANGHAI, audit=audit)
+    report = purge(engine, audit=audit)
     assert (report.deleted, report.held_back) == (0, 2) and len(store.ids()) == 3
 
 
@@ -162,7 +167,7 @@ def test_the_newest_event_stays_so_sqlite_never_reuses_an_id(engine: sa.Engine, 
     event's id is above the watermark and reconciliation reads it."""
     ids = store.many([{"at": local(D1, h)} for h in (1, 2, 3)])
     store.all_reconciled()
-    report = purge_before(engine, CUTOFF, zone=SHANGHAI, audit=audit)
+    report = purge(engine, audit=audit)
     assert store.ids() == {ids[-1]} and (report.deleted, report.held_back) == (2, 1)
     fresh = store.add(NOW)
     assert fresh > ids[-1]
@@ -176,7 +181,7 @@ def test_each_batch_is_one_audit_entry_with_what_it_deleted(engine: sa.Engine, s
     specs = a_busy_city()
     store.many(specs)
     store.all_reconciled()
-    report = purge_before(engine, CUTOFF, zone=SHANGHAI, audit=audit, batch=50, actor=CLI_ACTOR)
+    report = purge(engine, audit=audit, batch=50, actor=CLI_ACTOR)
     records = audited(engine)
     assert len(records) == report.batches == 3
     assert [r["seq"] for r in records] == [0, 1, 2]
@@ -208,10 +213,10 @@ def test_a_run_stopped_between_batches_leaves_everything_counted_once(engine: sa
             raise Boom  # after the second commit, as a kill -9 between batches would
 
     with pytest.raises(Boom):
-        purge_before(engine, CUTOFF, zone=SHANGHAI, audit=audit, batch=9, on_batch=second_batch_then_die)
+        purge(engine, audit=audit, batch=9, on_batch=second_batch_then_die)
     assert total - len(store.ids()) == 18 == sum(n for n, _c in counted(store).values())
     assert sum(r["size"] for r in audited(engine)) == 18
-    purge_before(engine, CUTOFF, zone=SHANGHAI, audit=audit, batch=9)
+    purge(engine, audit=audit, batch=9)
     assert counted(store) == expected(specs)
     assert sum(r["size"] for r in audited(engine)) == total - 3
 
@@ -237,11 +242,11 @@ def test_a_batch_that_fails_inside_its_transaction_leaves_no_trace(engine: sa.En
     store.all_reconciled()
     total = len(store.ids())
     with pytest.raises(Boom):
-        purge_before(engine, CUTOFF, zone=SHANGHAI, audit=AuditFailingAt(engine), batch=10)
+        purge(engine, audit=AuditFailingAt(engine), batch=10)
     # Two whole batches: deleted, counted and audited; the third not at all.
     assert total - len(store.ids()) == 20 == sum(n for n, _c in counted(store).values())
     assert [r["size"] for r in audited(engine)] == [10, 10]
-    purge_before(engine, CUTOFF, zone=SHANGHAI, audit=AuditLog(engine), batch=10)
+    purge(engine, audit=AuditLog(engine), batch=10)
     assert counted(store) == expected(specs)
 
 
@@ -250,7 +255,7 @@ def test_a_stop_request_ends_the_run_between_batches(engine: sa.Engine, store: E
     store.many(specs)
     store.all_reconciled()
     done: list[BatchResult] = []
-    report = purge_before(engine, CUTOFF, zone=SHANGHAI, audit=audit, batch=10, on_batch=done.append,
+    report = purge(engine, audit=audit, batch=10, on_batch=done.append,
                           should_stop=lambda: len(done) == 2)
     assert (report.batches, report.deleted, report.complete) == (2, 20, False)
 
@@ -261,6 +266,6 @@ def test_only_whole_local_days_before_the_cutoff_go(engine: sa.Engine, store: Ev
     before_midnight = store.add(BEFORE - timedelta(microseconds=1))
     store.add(NOW)
     store.all_reconciled()
-    purge_before(engine, CUTOFF, zone=SHANGHAI, audit=audit)
+    purge(engine, audit=audit)
     remaining = store.ids()
     assert morning in remaining and before_midnight not in remaining
