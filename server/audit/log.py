@@ -201,7 +201,7 @@ class AuditLog:
 
     def _append_committed(self, entries: list[AuditEntry]) -> list[int]:
         with write_transaction(self.engine) as conn:
-            return store.append_in(conn, entries)
+            return store.append_in(conn, entries, checked=True)
 
     def _fail_queued(self, error: Exception) -> None:
         batch, self._queue = self._queue, []
