@@ -64,3 +64,23 @@ def test_quick_patrol_benchmark_prints_its_figures(tmp_path: Path) -> None:
     # The profile sees every read of the page, each with its plan.
     assert {"unit", "registrations", "events"} <= set(result["unit_view_queries"]), result["unit_view_queries"]
     assert (tmp_path / "plates.pdf").read_bytes().startswith(b"%PDF"), "the plates were rendered to a PDF"
+
+
+def test_quick_police_benchmark_answers_every_check_right(tmp_path: Path) -> None:
+    """``bench/police.py --quick --json``: 50,000 persons on a throwaway
+    PostgreSQL, a few seconds of person checks, a 10,000-number batch and a
+    small audit log (about 20 s); every answer was the registry's."""
+    if find_postgres_bindir() is None:
+        service_missing(ServiceMissing(PostgresCluster.service, PostgresCluster.hint))
+    proc = subprocess.run([sys.executable, "bench/police.py", "--quick", "--json", "--workdir", str(tmp_path)],
+                          cwd=REPO, capture_output=True, timeout=180, stdin=subprocess.DEVNULL)
+    assert proc.returncode == 0, proc.stderr.decode(errors="replace")[-3000:]
+    result = json.loads(proc.stdout.decode().strip().splitlines()[-1])
+    for figure in ("persons", "seed_s", "lookup_ms_p50", "lookup_ms_p99", "lookup_per_s", "lookup_paced_ms_p99",
+                   "lookup_light_ms_p99", "lookup_server_cpu_ms_per_request", "batch_s", "bare_sql_s",
+                   "batch_to_bare_sql_ratio", "audit_verify_s"):
+        assert isinstance(result[figure], (int, float)) and result[figure] > 0, (figure, result)
+    for phase in ("lookup", "lookup_paced", "lookup_light"):
+        assert (result[f"{phase}_errors"], result[f"{phase}_wrong_answers"]) == (0, 0), result
+    assert result["batch_lines_ok"] == result["batch_numbers"] == 10_000, result
+    assert set(result["targets_met"]) == {"lookup_ms_p99<=20", "batch_100k_s<=5", "watch_alert_s_p99<=2"}
