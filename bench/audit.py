@@ -8,16 +8,18 @@ binaries (tests/services.py), with fsync ON, unlike the tests' cluster: the
 append figure is about what a durable commit costs. Progress goes to stderr,
 one JSON object is the last stdout line.
 
-| figure | meaning |
-|---|---|
-| records | records in the log when it is verified |
-| fill_s | generating the records (canonical JSON, the real chain) and bulk-inserting them, COPY on PostgreSQL |
-| audit_verify_s | ``verify_database``: every hash recomputed from the stored text, every checkpoint signature, the head row |
-| verify_records_per_s | records / audit_verify_s |
-| append_per_s | ``AuditLog.append`` calls completed per second, each one entry, from ``--tasks`` concurrent tasks (group commit) |
-| append_ms_p50/p99 | one call, enqueue to durable |
-| append_commits | the transactions those appends took |
-| single_commit_append_per_s | the same tasks, each append its own transaction (``append_in`` + commit in a thread): what group commit saves |
+Figures:
+- records: records in the log when it is verified;
+- fill_s: generating them (canonical JSON, the real chain, a signed checkpoint
+  every 10,000) and bulk-inserting them, COPY on PostgreSQL;
+- audit_verify_s: ``verify_database``: every hash recomputed from the stored
+  text, every checkpoint signature, the head row; verify_records_per_s;
+- append_per_s: ``AuditLog.append`` calls completed per second, one entry
+  each, from ``--tasks`` (50) concurrent tasks: group commit;
+  append_ms_p50/p99: one call, enqueue to committed; append_commits: the
+  transactions they took;
+- single_commit_append_per_s: the same tasks, every append its own
+  transaction (``append_in`` and a commit, in threads): what grouping saves.
 
 ``measure(url, records=..., tasks=...)`` returns the same figures for other
 benchmarks (bench/police.py)."""
