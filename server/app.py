@@ -12,6 +12,7 @@ from aiohttp import web
 from server.access import routes as access_routes
 from server.api.routes import add_routes
 from server.appkeys import ENGINE, SETTINGS
+from server.audit import routes as audit_routes
 from server.audit import setup as audit_setup
 from server.auth import setup as auth_setup
 from server.auth.policy import check_policies, policy_of, public
@@ -56,6 +57,7 @@ def make_app(settings: ServerSettings, *, ingest: bool = True) -> web.Applicatio
         app.cleanup_ctx.append(_ingest_ctx)
     auth_setup.setup(app)
     audit_setup.setup(app)
+    audit_routes.add_routes(app)
     add_routes(app)
     dashboard.add_routes(app)
     access_routes.setup(app, mqtt=ingest)
