@@ -261,7 +261,8 @@ def measure(url: str, events: int, batch: int | None, pause: float | None) -> di
                 "events_per_s": round(report.deleted / purge_s) if purge_s else None, "batches": report.batches,
                 "aggregate_rows": len(expected), "exact": exact, "generate_s": round(generate_s, 1),
                 "ingest_commits": len(lat), "ingest_commit_ms_p50": _round(percentile(lat, 50)),
-                "ingest_commit_ms_p99": _round(percentile(lat, 99)), "ingest_commit_ms_max": _round(max(lat, default=0))}
+                "ingest_commit_ms_p99": _round(percentile(lat, 99)),
+                "ingest_commit_ms_max": _round(max(lat, default=0))}
     finally:
         engine.dispose()
 

@@ -110,6 +110,7 @@ class _Ready:
 def _guarded(args: argparse.Namespace, body: Callable[[_Ready], int]) -> int:
     from sqlalchemy.exc import SQLAlchemyError
 
+    from server.audit.log import one_line
     from server.cli_support import CommandRefused
     from server.errors import ServerError
 
@@ -119,16 +120,23 @@ def _guarded(args: argparse.Namespace, body: Callable[[_Ready], int]) -> int:
     except CommandRefused as exc:
         _say(f"{name}: {exc}")
         return 2
+    except SQLAlchemyError as exc:
+        _say(f"{name}: " + tr(f"连不上数据库：{one_line(exc)}（请检查 --database-url 或 RENTGATE_DATABASE_URL，以及数据库是否在运行）",
+                              f"cannot reach the database: {one_line(exc)} (check --database-url or "
+                              "RENTGATE_DATABASE_URL, and that the database is running)"))
+        return 1
     try:
         return body(ready)
     except (CommandRefused, ServerError) as exc:
         _say(f"{name}: {exc}")
         return 2
     except SQLAlchemyError as exc:
-        _say(f"{name}: " + tr(f"数据库出错：{exc}。已经完成的批次是完整的（事件已删除、计数已保存、已记入审计日志），"
-                              "可以直接重新运行这个命令",
-                              f"database error: {exc}. The batches done so far are complete (events deleted, "
-                              "counts kept, audited); run the command again to go on"))
+        text = tr(f"数据库出错：{one_line(exc)}", f"database error: {one_line(exc)}")
+        if args.retention_command == "purge":
+            text += tr("。已经完成的批次是完整的（事件已删除、计数已保存、已记入审计日志），可以直接重新运行这个命令继续",
+                       ". The batches done so far are complete (events deleted, counts kept, audited): run the "
+                       "command again to go on")
+        _say(f"{name}: {text}")
         return 1
     finally:
         ready.engine.dispose()

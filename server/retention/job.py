@@ -107,8 +107,8 @@ class PurgeJob:
         return report
 
     def _counted(self, result: BatchResult) -> None:
-        # In the worker thread, after each commit: an int add under the GIL,
-        # and /metrics may read a figure one batch behind.
+        # In the worker thread, after each commit. Only that thread writes
+        # these; a reader on the loop may see a figure one batch behind.
         self.metrics.purged_total += result.deleted
         self.metrics.last_purge_at = datetime.now(UTC)
 

@@ -79,6 +79,8 @@ SQLITE_PAUSE_S = 0.03
 # Values per IN (...) when looking for a batch's credentials still present:
 # below SQLite's and psycopg's parameter limits with room to spare.
 _VALUES_PER_QUERY = 900
+# pg_advisory_xact_lock's key for purge batches ("rtnpurge" in ASCII).
+PG_LOCK_KEY = 0x72746E7075726765
 
 
 class AuditSink(Protocol):
@@ -219,6 +221,13 @@ def purgeable_upto(conn: sa.Connection) -> int:
 def _purge_batch(conn: sa.Connection, report: PurgeReport, since: datetime | None, zone: ZoneInfo,
                  audit: AuditSink, actor: str, batch: int) -> tuple[BatchResult, set[date]] | None:
     """One batch in the caller's write transaction; None when nothing is left."""
+    if conn.dialect.name == "postgresql":
+        # One purge batch at a time across every process (two servers, or a
+        # server and the command line): two batches deleting events of the
+        # same card and day at once would each still see the other's events
+        # and neither would count the card. SQLite's BEGIN IMMEDIATE already
+        # serialises them.
+        conn.execute(sa.select(sa.func.pg_advisory_xact_lock(PG_LOCK_KEY)))
     upto = purgeable_upto(conn)
     if upto <= 0:
         return None

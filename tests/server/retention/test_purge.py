@@ -6,6 +6,7 @@ between or inside batches leaves nothing counted twice or lost."""
 from __future__ import annotations
 
 import json
+import threading
 from datetime import date, datetime, timedelta
 from typing import Any
 
@@ -269,3 +270,24 @@ def test_only_whole_local_days_before_the_cutoff_go(engine: sa.Engine, store: Ev
     purge(engine, audit=audit)
     remaining = store.ids()
     assert morning in remaining and before_midnight not in remaining
+
+
+def test_two_purges_at_once_count_every_card_once(engine: sa.Engine, store: Events) -> None:
+    """A server's job and a command line (or two servers) purging together:
+    their batches take turns, and the counts are those of one purge."""
+    specs = a_busy_city() * 3
+    store.many(specs)
+    store.all_reconciled()
+    reports: list[PurgeReport] = []
+
+    def one() -> None:
+        reports.append(purge(engine, audit=AuditLog(engine), batch=3))
+
+    threads = [threading.Thread(target=one) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert len(reports) == 2
+    assert sum(r.deleted for r in reports) == len(specs) - 9
+    assert counted(store) == expected(specs)
