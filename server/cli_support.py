@@ -171,8 +171,13 @@ def run_in_transaction(args: argparse.Namespace, command: str,
         print(f"rentgate {command}: {exc}", file=sys.stderr)
         return 2
     caught: tuple[type[Exception], ...] = (CommandRefused, *refused)
+    from server.web.transactions import write_transaction
+
     try:
-        with engine.begin() as conn:
+        # BEGIN IMMEDIATE on SQLite: a command that reads, then writes (and
+        # appends to the audit log) waits for a running server's commit
+        # instead of failing with "database is locked".
+        with write_transaction(engine) as conn:
             doc = work(conn, datetime.now(UTC))
     except caught as exc:
         print(f"rentgate {command}: {explain(exc)}", file=sys.stderr)
