@@ -231,6 +231,9 @@ def _summary(report: Report) -> str:
         (("pii_key_file",), tr("身份证号密钥", "identity-number key"), report.parts["pii_key_file"]),
         (("plate_key_file",), tr("门牌签名密钥", "plate keyring"), report.parts["plate_key_file"]),
         (("allowlist_key_file",), tr("门禁名单签名密钥", "allowlist key"), report.parts["allowlist_key_file"]),
+        (("audit_key_file",), tr("审计日志签名密钥", "audit key"), report.parts["audit_key_file"]),
+        (("police_signing_key_file",), tr("布控推送签名密钥", "police webhook key"),
+         report.parts["police_signing_key_file"]),
         (("rules_file",), tr("城市规则", "city rules"), report.parts["rules_file"]),
         (("media_dir",), tr("照片文件夹", "photos"), report.parts["media_dir"]),
     ]
@@ -402,6 +405,14 @@ class _Checks:
         self._key("allowlist_key_file", "门禁名单签名密钥", "allowlist signing key",
                   "openssl genpkey -algorithm ed25519 -out FILE",
                   "网关收不到新的门禁名单", "gateways get no new allowlists", self._read_allowlist_key)
+        # Both are Ed25519 keys read like the allowlist key.
+        self._key("audit_key_file", "审计日志签名密钥", "audit signing key",
+                  "openssl genpkey -algorithm ed25519 -out FILE",
+                  "审计日志的检查点没有签名，监督机构无法核验", "the audit log's checkpoints go unsigned and no "
+                  "oversight body can verify them", self._read_allowlist_key)
+        self._key("police_signing_key_file", "布控推送签名密钥", "police webhook signing key",
+                  "openssl genpkey -algorithm ed25519 -out FILE",
+                  "公安布控不能推送告警", "police watches cannot deliver alerts", self._read_allowlist_key)
         self._rules()
         self._media()
         self._public_url()
