@@ -150,7 +150,8 @@ def _read_status(ready: _Ready, days: int) -> RetentionStatus:
 
 
 def _local(at: datetime | None, zone: ZoneInfo) -> str:
-    return "-" if at is None else at.astimezone(zone).strftime("%Y-%m-%d %H:%M")
+    """A time as the city reads it, with its zone (the rules' ``timezone``)."""
+    return "-" if at is None else f"{at.astimezone(zone).strftime('%Y-%m-%d %H:%M')} ({zone.key})"
 
 
 def _status(args: argparse.Namespace) -> int:
@@ -212,11 +213,11 @@ def _purge(args: argparse.Namespace) -> int:
         if args.json:
             print(json.dumps({"confirmed": True, "retention_days": days, **report.as_json()}))
             return 0
-        gone = _events(report.deleted)
-        text = tr(f"已删除 {gone}（{report.first_day} 至 {report.last_day}，{report.batches} 批，用时 "
-                  f"{report.seconds:.1f} 秒）；每天的计数已保存，这次删除已记入审计日志",
-                  f"deleted {gone} ({report.first_day} to {report.last_day}, {report.batches} batches, "
-                  f"{report.seconds:.1f} s); their daily counts are kept and the purge is in the audit log")
+        gone, batches = _events(report.deleted), count(report.batches, "批", "batch", "batches")
+        text = tr(f"已删除 {gone}（{report.first_day} 至 {report.last_day}，{batches}，用时 {report.seconds:.1f} 秒）；"
+                  "每天的计数已保存，这次删除已记入审计日志",
+                  f"deleted {gone} ({report.first_day} to {report.last_day}, {batches}, {report.seconds:.1f} s); "
+                  "their daily counts are kept and the purge is in the audit log")
         if report.held_back:
             held = _events(report.held_back)
             text += "\n" + tr(f"{held}还没有对账（或是最新的一条），暂未删除：服务器对账后，下一次自动清理会删除它们，"
