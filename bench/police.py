@@ -226,20 +226,32 @@ def cluster_cpu_s(postmaster: int) -> float:
     return total
 
 
+@dataclass(frozen=True)
+class Reading:
+    wall: float
+    at: datetime
+    server: float
+    postgres: float
+    bench: float
+
+
 @dataclass
 class CpuMeter:
-    """CPU seconds of the server, PostgreSQL and this bench over one phase."""
+    """Over one phase: CPU seconds of the server, PostgreSQL and this bench,
+    and how the audit log's group commit grouped the phase's entries."""
 
     server_pid: int
     postgres_pid: int
+    engine: sa.Engine
 
-    def read(self) -> tuple[float, float, float, float]:
-        return (time.perf_counter(), process_cpu_s(self.server_pid), cluster_cpu_s(self.postgres_pid),
-                process_cpu_s(os.getpid()))
+    def read(self) -> Reading:
+        return Reading(time.perf_counter(), datetime.now(UTC), process_cpu_s(self.server_pid),
+                       cluster_cpu_s(self.postgres_pid), process_cpu_s(os.getpid()))
 
-    def since(self, before: tuple[float, float, float, float], prefix: str, requests: int) -> dict[str, Any]:
+    def since(self, before: Reading, prefix: str, requests: int) -> dict[str, Any]:
         now = self.read()
-        wall, server, postgres, bench = (now[i] - before[i] for i in range(4))
+        wall = now.wall - before.wall
+        server, postgres, bench = now.server - before.server, now.postgres - before.postgres, now.bench - before.bench
         out: dict[str, Any] = {f"{prefix}_server_cpu_s": round(server, 2),
                                f"{prefix}_postgres_cpu_s": round(postgres, 2), f"{prefix}_bench_cpu_s": round(bench, 2),
                                # Of the machine's cores, how many each part kept busy on average.
@@ -249,7 +261,22 @@ class CpuMeter:
         if requests:
             out[f"{prefix}_server_cpu_ms_per_request"] = round(server * 1000 / requests, 3)
             out[f"{prefix}_postgres_cpu_ms_per_request"] = round(postgres * 1000 / requests, 3)
+        entries, commits = self._audit_groups(before.at, now.at)
+        out[f"{prefix}_audit_entries"] = entries
+        out[f"{prefix}_audit_commits"] = commits
         return out
+
+    def _audit_groups(self, start: datetime, end: datetime) -> tuple[int, int]:
+        """Audit entries the server appended in [start, end) and the
+        transactions they took: one append_in stamps every entry of its
+        batch with the same time, so distinct times are commits."""
+        from server.db.models import audit_log
+
+        a = audit_log.c
+        with self.engine.connect() as conn:
+            entries, commits = conn.execute(sa.select(sa.func.count(), sa.func.count(sa.distinct(a.at)))
+                                            .where(a.at >= start, a.at < end)).one()
+        return int(entries), int(commits)
 
 
 # ---------------------------------------------------------------- phases
@@ -507,12 +534,16 @@ async def serve_and_measure(args: argparse.Namespace, url: str, keys: dict[str, 
     vault = read_key_file(keys["pii"])
     rng = random.Random(args.seed)
     started = time.perf_counter()
-    with running_server(url, workdir, keys) as (base, server):
-        out["server_start_s"] = round(time.perf_counter() - started, 2)
-        token = await get_token(base, client_id, secret)
-        cpu = CpuMeter(server.pid, postgres_pid)
-        out.update(await lookup_phase(args, base, token, cpu, rng))
-        out.update(await batch_phase(args, base, token, url, vault, cpu, rng))
+    engine = create_engine(url)
+    try:
+        with running_server(url, workdir, keys) as (base, server):
+            out["server_start_s"] = round(time.perf_counter() - started, 2)
+            token = await get_token(base, client_id, secret)
+            cpu = CpuMeter(server.pid, postgres_pid, engine)
+            out.update(await lookup_phase(args, base, token, cpu, rng))
+            out.update(await batch_phase(args, base, token, url, vault, cpu, rng))
+    finally:
+        engine.dispose()
     return out
 
 
