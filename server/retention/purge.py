@@ -65,14 +65,14 @@ JOB_ACTOR = "system:retention"
 CLI_ACTOR = "cli:retention"
 # Events per transaction. PostgreSQL: ingest inserts new rows that no purge
 # lock touches, so a batch can be large (a million events in a hundred
-# transactions, 80,000 events/s: bench/retention.py). SQLite has one write
+# transactions, 70,000 events/s: bench/retention.py). SQLite has one write
 # lock for everything, and a batch holds it for about 50 us per event (five
 # b-trees to update per row), so batches stay small there (about 50 ms), and
 # the purge pauses between them: SQLite's busy handler lets a waiting
 # writer sleep 1, 2, 5, 10, 15, 20, 25, 25 ... ms between tries, so a writer
 # that waited through one batch tries again within a 30 ms pause. Measured
-# with a million events: ingest commits wait 95 ms at p99 (185 ms with 2,000
-# events and 100 ms), the purge runs at 12,000 events/s.
+# with a million events: ingest commits wait 68-95 ms at p99 (185 ms with
+# 2,000 events and 100 ms), the purge runs at 12,000-13,000 events/s.
 DEFAULT_BATCH = 10_000
 SQLITE_BATCH = 1_000
 SQLITE_PAUSE_S = 0.03
