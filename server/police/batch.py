@@ -125,6 +125,20 @@ def _parse_line(n: int, raw: bytes, vault: PiiVault) -> Line:
     return Line(n, ref, vault.digest(number), None)
 
 
+def _answer_line(line: Line, result: str) -> str:
+    """One answer line. The common one (no ref, no error) is formatted
+    directly: json.dumps per line was a tenth of a 100,000-line batch."""
+    if line.ref is None and line.error is None:
+        return f'{{"line":{line.number},"result":"{result}"}}'
+    item: dict[str, Any] = {"line": line.number}
+    if line.ref is not None:
+        item["ref"] = line.ref
+    item["result"] = result
+    if line.error is not None:
+        item["error"] = line.error
+    return json.dumps(item, ensure_ascii=False)
+
+
 def _chunks(lines: list[bytes]) -> Iterator[tuple[int, list[bytes]]]:
     for start in range(0, len(lines), CHUNK):
         yield start, lines[start:start + CHUNK]
@@ -159,28 +173,34 @@ async def batch_check(request: web.Request) -> web.StreamResponse:
     since = evidence_since(request)
     counts = {r: 0 for r in (*lookups.RESULTS, "invalid")}
     completed = False
+
+    def work(start: int, chunk: list[bytes]) -> tuple[list[Line], dict[str, str]]:
+        # Parsing (CPU) and the query (mostly waiting on the database) of one
+        # chunk, in a worker thread: the next chunk's parsing overlaps this
+        # one's query, and the event loop only writes.
+        parsed = [_parse_line(start + i + 1, line, vault) for i, line in enumerate(chunk)]
+        digests = [p.digest for p in parsed if p.digest is not None]
+
+        def read() -> dict[str, str]:
+            with read_only(request.app) as conn:
+                return lookups.batch_results(conn, digests, evidence_since=since)
+
+        return parsed, with_retry(read)
+
+    chunks = list(_chunks(lines))
+    pending: asyncio.Future[tuple[list[Line], dict[str, str]]] | None = asyncio.ensure_future(
+        asyncio.to_thread(work, *chunks[0]))
     try:
-        for start, chunk in _chunks(lines):
-            parsed = [_parse_line(start + i + 1, line, vault) for i, line in enumerate(chunk)]
-            digests = [p.digest for p in parsed if p.digest is not None]
-
-            def read(digests: list[str] = digests) -> dict[str, str]:
-                with read_only(request.app) as conn:
-                    return lookups.batch_results(conn, digests, evidence_since=since)
-
-            found = await asyncio.to_thread(with_retry, read)
+        for index in range(len(chunks)):
+            assert pending is not None
+            parsed, found = await pending
+            pending = (asyncio.ensure_future(asyncio.to_thread(work, *chunks[index + 1]))
+                       if index + 1 < len(chunks) else None)
             out = []
-            for p in parsed:
-                item: dict[str, Any] = {"line": p.number}
-                if p.ref is not None:
-                    item["ref"] = p.ref
-                if p.digest is None:
-                    item["result"] = "invalid"
-                    item["error"] = p.error
-                else:
-                    item["result"] = found.get(p.digest, lookups.UNKNOWN)
-                counts[item["result"]] += 1
-                out.append(json.dumps(item, ensure_ascii=False))
+            for line in parsed:
+                result = found.get(line.digest, lookups.UNKNOWN) if line.digest is not None else "invalid"
+                counts[result] += 1
+                out.append(_answer_line(line, result))
             await response.write(("\n".join(out) + "\n").encode())
         await response.write((json.dumps({"summary": {"lines": len(lines), **counts}}) + "\n").encode())
         completed = True
@@ -188,6 +208,8 @@ async def batch_check(request: web.Request) -> web.StreamResponse:
         log.info("police batch: the client went away after %d lines", sum(counts.values()))
         raise
     finally:
+        if pending is not None:
+            pending.cancel()
         await _audit(request, caller, "police.batch_done", purpose, status=200 if completed else 499,
                      size=sum(counts.values()), subject=None, detail={"body_sha256": body_digest, **counts})
     await response.write_eof()
