@@ -63,7 +63,7 @@ class WatchSpec:
 
 
 def create_watch(conn: sa.Connection, spec: WatchSpec, now: datetime, *,
-                 max_active: int = ACTIVE_WATCHES_MAX) -> dict[str, Any]:
+                 max_active: int | None = None) -> dict[str, Any]:
     """Stores the watch and returns it as the client sees it. Run in a
     write transaction (server/web/transactions.py): the count and the
     insert must not interleave with another create of the same client."""
@@ -76,17 +76,18 @@ def create_watch(conn: sa.Connection, spec: WatchSpec, now: datetime, *,
         raise NoWebhook("webhook_url", "this police client has no webhook URL to deliver alerts to; "
                                        "the administrator must set one before it can set watches")
     w = police_watches.c
-    active = conn.execute(sa.select(sa.func.count()).select_from(police_watches)
-                          .where(w.user_id == spec.user_id, w.state == "active")).scalar_one()
-    if active >= max_active:
-        raise TooManyWatches(f"this client already has {active} active watches, the most allowed is "
-                             f"{max_active}; withdraw one first")
     # Two watches of one client on one number would deliver every sighting
     # twice: the client is told which watch it already has.
     same = conn.execute(sa.select(w.public_id).where(w.user_id == spec.user_id, w.state == "active",
                                                      w.id_digest == spec.id_digest)).scalar()
     if same is not None:
         raise Conflict(f"this client already watches this number (watch {same}); withdraw it to set a new one")
+    max_active = ACTIVE_WATCHES_MAX if max_active is None else max_active
+    active = conn.execute(sa.select(sa.func.count()).select_from(police_watches)
+                          .where(w.user_id == spec.user_id, w.state == "active")).scalar_one()
+    if active >= max_active:
+        raise TooManyWatches(f"this client already has {active} active watches, the most allowed is "
+                             f"{max_active}; withdraw one first")
     public_id = new_public_id()
     conn.execute(police_watches.insert().values(
         public_id=public_id, user_id=spec.user_id, state="active", id_digest=spec.id_digest,
