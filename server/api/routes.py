@@ -14,7 +14,7 @@ from aiohttp import web
 from server.api import api_doc as doc
 from server.api import queries
 from server.api.params import ParamError, parse_event_filter, parse_page
-from server.appkeys import ENGINE
+from server.appkeys import ENGINE, METRIC_SOURCES
 from server.auth.policy import allow, public
 from server.db.engine import database_reachable
 from server.ingest.appkeys import INGEST, METRICS
@@ -101,6 +101,8 @@ async def metrics_handler(request: web.Request) -> web.Response:
         text += await asyncio.to_thread(reconcile_metrics.render, request.app[RECONCILER])
     if PLATE_KEYS in request.app:
         text += request.app[PLATE_KEYS].rejections.metrics()
+    for source in request.app.get(METRIC_SOURCES, []):
+        text += source()
     return web.Response(text=text, content_type="text/plain", charset="utf-8",
                         headers={"X-Content-Type-Options": "nosniff"})
 

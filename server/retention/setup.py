@@ -10,11 +10,12 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from server.appkeys import ENGINE, SETTINGS
+from server.appkeys import ENGINE, METRIC_SOURCES, SETTINGS
 from server.audit.appkeys import AUDIT
 from server.registry.appkeys import RULES
 from server.retention.appkeys import PURGE_JOB
 from server.retention.job import PurgeJob
+from server.retention.metrics import render
 from server.retention.purge import AuditSink
 from server.rules import load_rules
 from server.web.errors import Unavailable
@@ -47,3 +48,6 @@ async def _retention_ctx(app: web.Application) -> AsyncIterator[None]:
 def setup(app: web.Application, *, run_jobs: bool) -> None:
     if run_jobs:
         app.cleanup_ctx.append(_retention_ctx)
+        # Registered before the application starts (its state is frozen then).
+        app.setdefault(METRIC_SOURCES, []).append(
+            lambda: render(app[PURGE_JOB].metrics) if PURGE_JOB in app else "")

@@ -65,6 +65,9 @@ async def test_the_server_purges_on_its_own(engine: sa.Engine, database_url: str
     assert purges[0]["detail"]["first_day"] == old_day.isoformat()
     text = metrics.render(job.metrics)
     assert "rentgate_events_purged_total 3" in text and job.metrics.last_purge_at is not None
+    # And the server's /metrics carries them.
+    served = await (await client.get("/metrics")).text()
+    assert "rentgate_events_purged_total 3" in served and "rentgate_retention_last_purge_timestamp_seconds" in served
 
 
 async def test_a_server_that_does_not_ingest_runs_no_purge(
