@@ -8,13 +8,9 @@ from __future__ import annotations
 
 import base64
 import json
-import threading
-import urllib.error
 import urllib.request
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from datetime import date
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -23,85 +19,17 @@ import sqlalchemy as sa
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from firmware_sim.osdp_reader import SimOsdpLine
-from rentgate import signing
 from server.db.models import police_alerts
 from server.registry.idnumber import make_id_number
-from tests.integration.harness import (
-    GATEWAY_ID,
-    AccessServer,
-    System,
-    _environment,
-    add_access_gateway,
-    running_system,
-)
+from tests.integration.harness import GATEWAY_ID, add_access_gateway, running_system
 from tests.server.police.watch_helpers import police_client
-from tests.services import Mosquitto, free_port
+from tests.server.police.watch_stack import Hook, add_watch_server
+from tests.services import Mosquitto
 
 DOOR = "front"
 CARD = (77, 4242)  # the OSDP reader reports Wiegand 26 as "facility:card"
 WATCHED = make_id_number("440604", date(1988, 7, 1), 321)
 PURPOSE = {"code": "fugitive_pursuit", "legal_basis": "《刑事诉讼法》第155条", "case_ref": "GZ-2026-0099"}
-
-
-class WatchServer(AccessServer):
-    """The access server with the two signing keys a PostgreSQL server needs
-    besides: the audit log's and the police webhooks'."""
-
-    def __init__(self, system: System, *, database_url: str, mqtt_url: str) -> None:
-        super().__init__(system, database_url=database_url, mqtt_url=mqtt_url)
-        self.extra_keys = {}
-        for variable in ("RENTGATE_AUDIT_KEY_FILE", "RENTGATE_POLICE_SIGNING_KEY_FILE"):
-            path = system.workdir / f"{variable.lower()}.pem"
-            path.write_text(signing.private_key_pem(signing.generate_private_key()))
-            self.extra_keys[variable] = str(path)
-
-    def start(self, *, wait: bool = True, timeout: float = 30.0) -> None:
-        with _environment(**self.extra_keys):
-            super().start(wait=wait, timeout=timeout)
-
-    def police(self, method: str, path: str, token: str, body: object = None) -> tuple[int, Any]:
-        data = None if body is None else json.dumps(body).encode()
-        req = urllib.request.Request(self.url + path, data=data, method=method, headers={
-            "Content-Type": "application/json", "Authorization": f"Bearer {token}"})
-        try:
-            with urllib.request.urlopen(req, timeout=10) as resp:
-                return int(resp.status), json.loads(resp.read())
-        except urllib.error.HTTPError as exc:
-            return exc.code, json.loads(exc.read() or b"null")
-
-
-@dataclass
-class Hook:
-    """A webhook receiver in a thread, on a port chosen before it listens."""
-
-    port: int = field(default_factory=free_port)
-    received: list[tuple[dict[str, str], bytes]] = field(default_factory=list)
-    server: ThreadingHTTPServer | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/alerts"
-
-    def start(self) -> None:
-        hook = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802 - http.server's name
-                body = self.rfile.read(int(self.headers["Content-Length"]))
-                hook.received.append((dict(self.headers.items()), body))
-                self.send_response(204)
-                self.end_headers()
-
-            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - http.server's name
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
-        threading.Thread(target=self.server.serve_forever, name="webhook-receiver", daemon=True).start()
-
-    def stop(self) -> None:
-        if self.server is not None:
-            self.server.shutdown()
-            self.server.server_close()
 
 
 @pytest.fixture
@@ -120,10 +48,7 @@ def test_a_watch_fires_through_the_real_path_and_is_retried_while_the_receiver_i
         tmp_path: Path, mosquitto: Mosquitto, postgres_url: str, hook: Hook) -> None:
     with running_system(tmp_path) as system:
         system.extra_logs["mosquitto"] = mosquitto.log_text
-        server = WatchServer(system, database_url=postgres_url, mqtt_url=mosquitto.url)
-        system.server = server
-        system._database_url = postgres_url
-        system.procs.append(server)
+        server = add_watch_server(system, database_url=postgres_url, mqtt_url=mosquitto.url)
         server.start()
         with SimOsdpLine() as line:
             reader = line.add_reader(1)
@@ -165,7 +90,7 @@ def test_a_watch_fires_through_the_real_path_and_is_retried_while_the_receiver_i
             with urllib.request.urlopen(f"{server.url}/api/v1/police/signing-key", timeout=10) as resp:
                 info = json.loads(resp.read())
 
-    headers, body = hook.received[0]
+    headers, body = hook.received[0].headers, hook.received[0].body
     doc = json.loads(body)
     assert doc["watch_id"] == watch["id"] and doc["door"] == DOOR and doc["event"] == "card_read"
     assert doc["place"] == {"in_jurisdiction": True, "building_code": "440604009", "address": "Watch Road 9"}
