@@ -5,14 +5,11 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
 from dataclasses import dataclass
-from pathlib import Path
-
-from sqlalchemy.engine import make_url
 
 from rentgate import signing
 from server.access.errors import SigningKeyUnavailable
+from server.db.keyfiles import NoFolderBeside, beside_database, read_or_create_ed25519
 from server.settings import ServerSettings
 
 log = logging.getLogger(__name__)
@@ -52,31 +49,21 @@ def load_signing_key(settings: ServerSettings) -> SigningKey:
 
 
 def _generated_key(database_url: str) -> signing.Ed25519PrivateKey:
-    url = make_url(database_url)
-    database = url.database
-    if url.get_backend_name() != "sqlite":
-        raise SigningKeyUnavailable(
-            "no allowlist signing key: set RENTGATE_ALLOWLIST_KEY_FILE to an Ed25519 PEM private key "
-            "(keys are only generated for SQLite databases); allowlists are not published until then")
-    if not database or database == ":memory:" or database.startswith("file:"):
-        raise SigningKeyUnavailable("no allowlist signing key: an in-memory database has no folder to keep "
-                                    "a generated key in; set RENTGATE_ALLOWLIST_KEY_FILE")
-    path = Path(database).resolve().parent / GENERATED_KEY_NAME
-    if path.exists():
-        try:
-            return signing.load_private_key_file(path)
-        except signing.SigningKeyError as exc:
-            raise SigningKeyUnavailable(f"generated allowlist key unreadable: {exc}") from exc
-    key = signing.generate_private_key()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # Exclusive create: two servers starting at once must not end up with two keys.
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        return signing.load_private_key_file(path)
-    with os.fdopen(fd, "w") as out:
-        out.write(signing.private_key_pem(key))
-    public_b64 = signing.public_key_b64(key.public_key())
-    log.warning("generated allowlist signing key %s; key id %s, public key %s: put it into each gateway's "
-                "[access] public_keys", path, derived_key_id(public_b64), public_b64)
+        path = beside_database(database_url, GENERATED_KEY_NAME)
+    except NoFolderBeside as exc:
+        if exc.reason == "not_sqlite":
+            raise SigningKeyUnavailable(
+                "no allowlist signing key: set RENTGATE_ALLOWLIST_KEY_FILE to an Ed25519 PEM private key "
+                "(keys are only generated for SQLite databases); allowlists are not published until then") from None
+        raise SigningKeyUnavailable("no allowlist signing key: an in-memory database has no folder to keep "
+                                    "a generated key in; set RENTGATE_ALLOWLIST_KEY_FILE") from None
+    try:
+        key, created = read_or_create_ed25519(path)
+    except signing.SigningKeyError as exc:
+        raise SigningKeyUnavailable(f"generated allowlist key unreadable: {exc}") from exc
+    if created:
+        public_b64 = signing.public_key_b64(key.public_key())
+        log.warning("generated allowlist signing key %s; key id %s, public key %s: put it into each gateway's "
+                    "[access] public_keys", path, derived_key_id(public_b64), public_b64)
     return key

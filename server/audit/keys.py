@@ -7,17 +7,15 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy.engine import make_url
-
 from rentgate import signing
 from server.audit.chain import CHECKPOINT_TITLE
 from server.audit.errors import AuditKeyUnavailable
+from server.db.keyfiles import NoFolderBeside, beside_database, read_or_create_ed25519
 from server.settings import ServerSettings
 
 log = logging.getLogger(__name__)
@@ -104,16 +102,16 @@ def load_key(settings: ServerSettings, *, create: bool) -> AuditKey:
 
 
 def generated_key_path(database_url: str) -> Path:
-    url = make_url(database_url)
-    database = url.database
-    if url.get_backend_name() != "sqlite":
-        raise AuditKeyUnavailable(
-            f"no audit signing key: set {KEY_VARIABLE} to an Ed25519 private key (PEM or base64); keys are only "
-            "generated beside SQLite databases. Records are still appended, but no checkpoint is signed until then")
-    if not database or database == ":memory:" or database.startswith("file:"):
+    try:
+        return beside_database(database_url, GENERATED_KEY_NAME)
+    except NoFolderBeside as exc:
+        if exc.reason == "not_sqlite":
+            raise AuditKeyUnavailable(
+                f"no audit signing key: set {KEY_VARIABLE} to an Ed25519 private key (PEM or base64); keys are "
+                "only generated beside SQLite databases. Records are still appended, but no checkpoint is signed "
+                "until then") from None
         raise AuditKeyUnavailable(f"no audit signing key: an in-memory database has no folder to keep a generated "
-                                  f"key in; set {KEY_VARIABLE}")
-    return Path(database).resolve().parent / GENERATED_KEY_NAME
+                                  f"key in; set {KEY_VARIABLE}") from None
 
 
 def _read_generated(path: Path) -> AuditKey:
@@ -124,22 +122,12 @@ def _read_generated(path: Path) -> AuditKey:
 
 
 def _generate(path: Path) -> AuditKey:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    private = signing.generate_private_key()
-    # Written aside, then linked into place: link fails if the name exists, so
-    # two servers starting at once end up with one key, and neither reads a
-    # half-written file.
-    draft = path.with_name(f".{path.name}.{os.getpid()}")
-    fd = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as out:
-        out.write(signing.private_key_pem(private))
     try:
-        os.link(draft, path)
-    except FileExistsError:
-        return _read_generated(path)
-    finally:
-        draft.unlink()
+        private, created = read_or_create_ed25519(path)
+    except signing.SigningKeyError as exc:
+        raise AuditKeyUnavailable(f"audit signing key {path}: {exc.reason}") from exc
     key = from_private(private)
-    log.warning("generated audit signing key %s; key id %s, public key %s: publish the public key to whoever "
-                "oversees the audit log, and back the file up", path, key.key_id, key.public_b64)
+    if created:
+        log.warning("generated audit signing key %s; key id %s, public key %s: publish the public key to whoever "
+                    "oversees the audit log, and back the file up", path, key.key_id, key.public_b64)
     return key
