@@ -132,8 +132,8 @@ def _person_result(ctx: PageContext, answer: dict[str, Any], zone: Any) -> str:
         rows.append(f'<p>{esc(t["police.registered_at"])}: {_place(ctx, reg["place"])} · {esc(since)}</p>')
     if "last_seen" in answer:
         seen = answer["last_seen"]
-        shown = (f'{_place(ctx, seen["place"])} · {esc(when(t, seen["at"], zone, now))}' if seen
-                 else esc(t["police.none"]))
+        shown = esc(t["police.none"]) if not seen else _place(ctx, seen["place"]) + (
+            f' · {esc(when(t, seen["at"], zone, now))}' if seen.get("at") else "")
         rows.append(f'<p>{esc(t["police.last_seen"])}: {shown}</p>')
     if "history" in answer:
         items = "".join(f'<li>{_place(ctx, h["place"])} · {esc(when(t, h["from"], zone, now))}'

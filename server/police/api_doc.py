@@ -91,7 +91,8 @@ class Place(Out):
 
 
 class Seen(Out):
-    at: datetime
+    # None outside the caller's jurisdiction.
+    at: datetime | None
     place: Place
 
 

@@ -85,8 +85,11 @@ async def person_check(request: web.Request, ctx: PoliceContext) -> PoliceAnswer
     }
     included = ["match"]
     if ctx.may(LAST_SEEN):
-        answer["last_seen"] = ({"at": facts.last_seen_at, "place": facts.last_seen_place.as_json()}
-                               if facts.last_seen_place is not None else None)
+        place = facts.last_seen_place
+        # Outside the jurisdiction: that the person was seen elsewhere, not when.
+        answer["last_seen"] = (None if place is None else
+                               {"at": facts.last_seen_at if place.in_jurisdiction else None,
+                                "place": place.as_json()})
         included.append(LAST_SEEN)
     if ctx.may(HISTORY):
         answer["history"] = facts.history

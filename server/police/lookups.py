@@ -201,7 +201,8 @@ def address_occupants(conn: sa.Connection, building_id: int, unit_id: int | None
 def person_events(conn: sa.Connection, person_id: int, start: datetime, end: datetime,
                   scope: sa.Select[tuple[int]] | None) -> tuple[list[dict[str, Any]], bool]:
     """The door events of the person's cards in [start, end), newest first,
-    at most EVENTS_MAX (and whether there were more)."""
+    at most EVENTS_MAX (and whether there were more). Only doors in the
+    caller's jurisdiction: whereabouts elsewhere are another force's to ask."""
     c, e, g = credentials.c, events.c, gateways.c
     cards = conn.execute(sa.select(c.format, c.value, c.building_id).where(c.person_id == person_id)).all()
     rows: list[Any] = []
@@ -212,7 +213,8 @@ def person_events(conn: sa.Connection, person_id: int, start: datetime, end: dat
             sa.select(e.occurred_at, e.kind, e.door, e.data, g.building_id)
             .join(gateways, g.id == e.gateway_id)
             .where(e.credential_value == value, e.credential_format == fmt, g.building_id == building_id,
-                   e.occurred_at >= start, e.occurred_at < end)
+                   e.occurred_at >= start, e.occurred_at < end,
+                   *([g.building_id.in_(scope)] if scope is not None else []))
             .order_by(e.occurred_at.desc()).limit(EVENTS_MAX + 1)))
     rows.sort(key=lambda x: x.occurred_at, reverse=True)
     more = len(rows) > EVENTS_MAX

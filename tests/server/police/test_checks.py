@@ -75,7 +75,15 @@ async def test_scopes_and_purpose_together_decide_what_more_a_person_check_holds
     _, outside = await _post(api, check, {"purpose": PURPOSE, "id_number": ID_REGISTERED}, w.elsewhere.token)
     assert outside["result"] == "registered"
     assert outside["registration"]["place"] == {"in_jurisdiction": False}
-    assert outside["last_seen"]["place"] == {"in_jurisdiction": False}
+    assert outside["last_seen"] == {"at": None, "place": {"in_jurisdiction": False}}
+    # Nor are the door events elsewhere another district's to read.
+    from datetime import UTC, datetime, timedelta
+
+    today = datetime.now(UTC).date()
+    _, events = await _post(api, "/api/v1/police/checks/events", {
+        "purpose": PURPOSE, "id_number": ID_REGISTERED, "from": str(today - timedelta(days=30)),
+        "to": str(today + timedelta(days=1))}, w.elsewhere.token)
+    assert events["events"] == []
 
 
 async def test_every_refusal_is_a_clear_4xx_and_is_audited(
