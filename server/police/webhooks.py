@@ -245,7 +245,7 @@ class WebhookDeliverer:
             await asyncio.gather(*self._inflight, return_exceptions=True)
         if pending:
             try:
-                await asyncio.to_thread(self._release_sync, pending)
+                await asyncio.wait_for(asyncio.to_thread(self._release_sync, pending), self.stop_grace_s + 5.0)
             except Exception as exc:  # noqa: BLE001 - their leases run out anyway
                 log.warning("could not release %d alerts at shutdown: %s", len(pending), exc)
         if self._session is not None:

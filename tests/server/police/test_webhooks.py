@@ -289,3 +289,20 @@ async def test_an_attempt_cut_by_a_stop_is_sent_by_the_next_deliverer(world: Wor
         await runner.cleanup()
     (row,) = alerts(world)
     assert row.delivered_at is not None and row.attempts == 2
+
+
+async def test_a_building_outside_the_client_s_jurisdiction_is_not_named(world: World) -> None:
+    from server.db.models import police_principals
+
+    with world.engine.begin() as conn:
+        conn.execute(police_principals.update().values(jurisdiction="320102"))
+    await world.receiver.start()
+    raise_reads(world, ["front"])
+    sender = deliverer(world)
+    sender.start()
+    try:
+        await wait_delivered(world, 1)
+    finally:
+        await sender.stop()
+    doc = world.receiver.received[0].doc
+    assert doc["place"] == {"in_jurisdiction": False} and doc["door"] == "front"
