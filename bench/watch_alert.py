@@ -55,7 +55,7 @@ def _workdir(path: Path | None) -> Iterator[Path]:
 
 def measure(*, quick: bool = False, reads: int | None = None, pace_s: float = 0.5,
             workdir: Path | None = None) -> dict[str, Any]:
-    """Presents the watched card ``reads`` times (200; 30 with ``quick``),
+    """Presents the watched card ``reads`` times (200; 20 with ``quick``),
     ``pace_s`` apart, and times each until its alert reached the receiver.
     Returns the figures, each named ``watch_...``."""
     from bench.police_data import BenchCluster
@@ -66,7 +66,7 @@ def measure(*, quick: bool = False, reads: int | None = None, pace_s: float = 0.
     from tests.server.police.watch_stack import Hook, add_watch_server
     from tests.services import Mosquitto
 
-    count = reads if reads is not None else (30 if quick else 200)
+    count = reads if reads is not None else (20 if quick else 200)
     watched = make_id_number("440604", date(1987, 6, 5), 555)
     with contextlib.ExitStack() as stack:
         root = stack.enter_context(_workdir(workdir))
@@ -187,7 +187,7 @@ def _round(value: float | None) -> float | None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     parser.add_argument("--json", action="store_true", help="print one JSON object as the last line")
-    parser.add_argument("--quick", action="store_true", help="30 reads instead of 200")
+    parser.add_argument("--quick", action="store_true", help="20 reads instead of 200")
     parser.add_argument("--reads", type=int, default=None, help="card reads to time (default 200)")
     parser.add_argument("--pace", type=float, default=0.5, help="seconds between two reads (default 0.5)")
     parser.add_argument("--workdir", type=Path, default=None, help="keep logs here instead of a temporary folder")
