@@ -15,15 +15,13 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from aiohttp import web
-from sqlalchemy.engine import make_url
 
 from rentgate import signing
+from server.db.keyfiles import NoFolderBeside, beside_database, read_or_create_ed25519
 from server.errors import ServerError
 from server.settings import ServerSettings
 
@@ -95,32 +93,22 @@ def load_webhook_key(settings: ServerSettings) -> WebhookKey:
 
 
 def _generated_key(database_url: str) -> signing.Ed25519PrivateKey:
-    url = make_url(database_url)
-    database = url.database
-    if url.get_backend_name() != "sqlite":
-        raise WebhookKeyUnavailable(
-            "no police webhook signing key: set RENTGATE_POLICE_SIGNING_KEY_FILE to an Ed25519 PEM private key "
-            "(keys are only generated for SQLite databases); watches cannot be set until then")
-    if not database or database == ":memory:" or database.startswith("file:"):
-        raise WebhookKeyUnavailable("no police webhook signing key: an in-memory database has no folder to keep "
-                                    "a generated key in; set RENTGATE_POLICE_SIGNING_KEY_FILE")
-    path = Path(database).resolve().parent / GENERATED_KEY_NAME
-    if path.exists():
-        try:
-            return signing.load_private_key_file(path)
-        except signing.SigningKeyError as exc:
-            raise WebhookKeyUnavailable(f"generated police webhook key unreadable: {exc}") from exc
-    key = signing.generate_private_key()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # Exclusive create: two servers starting at once must not end up with two keys.
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        return signing.load_private_key_file(path)
-    with os.fdopen(fd, "w") as out:
-        out.write(signing.private_key_pem(key))
-    log.warning("generated police webhook signing key %s (key id %s); receivers read its public half from "
-                "GET /api/v1/police/signing-key", path, key_id_of(signing.public_key_b64(key.public_key())))
+        path = beside_database(database_url, GENERATED_KEY_NAME)
+    except NoFolderBeside as exc:
+        if exc.reason == "not_sqlite":
+            raise WebhookKeyUnavailable(
+                "no police webhook signing key: set RENTGATE_POLICE_SIGNING_KEY_FILE to an Ed25519 PEM private "
+                "key (keys are only generated for SQLite databases); watches cannot be set until then") from None
+        raise WebhookKeyUnavailable("no police webhook signing key: an in-memory database has no folder to keep "
+                                    "a generated key in; set RENTGATE_POLICE_SIGNING_KEY_FILE") from None
+    try:
+        key, created = read_or_create_ed25519(path)
+    except signing.SigningKeyError as exc:
+        raise WebhookKeyUnavailable(f"generated police webhook key unreadable: {exc}") from exc
+    if created:
+        log.warning("generated police webhook signing key %s (key id %s); receivers read its public half from "
+                    "GET /api/v1/police/signing-key", path, key_id_of(signing.public_key_b64(key.public_key())))
     return key
 
 

@@ -52,7 +52,17 @@ import sqlalchemy as sa
 from aiohttp import web
 from sqlalchemy.dialects import postgresql, sqlite
 
-from server.db.models import credentials, events, gateways, persons, police_alerts, police_watches
+from server.auth.scopes import scope_buildings
+from server.db.models import (
+    buildings,
+    credentials,
+    events,
+    gateways,
+    persons,
+    police_alerts,
+    police_principals,
+    police_watches,
+)
 from server.ingest.store import CommitResult
 from server.police.watches import new_public_id
 from server.web.transactions import write_transaction
@@ -184,6 +194,7 @@ def raise_alerts(conn: sa.Connection, sightings: list[Sighting], now: datetime) 
         active.update(int(i) for i in conn.execute(
             sa.select(w.id).where(w.id.in_(sa.bindparam("ids", expanding=True)), w.state == "active",
                                   w.expires_at > now).with_for_update(), {"ids": chunk}).scalars())
+    outside = _outside_jurisdiction(conn, sorted(active), sorted({s.building_id for s in sightings}))
     dialect_insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
     # RETURNING says whether a row went in (rowcount is not reliable for
     # ON CONFLICT DO NOTHING through every driver).
@@ -193,7 +204,7 @@ def raise_alerts(conn: sa.Connection, sightings: list[Sighting], now: datetime) 
     # Alerts are delivered per watch in the order of their ids: insert them
     # in the order the person was seen.
     for s in sorted(sightings, key=lambda s: (s.watch_id, s.seen_at, s.event_id)):
-        if s.watch_id not in active:
+        if s.watch_id not in active or (s.watch_id, s.building_id) in outside:
             continue
         inserted = conn.execute(insert.values(
             public_id=new_public_id(), watch_id=s.watch_id, event_id=s.event_id, building_id=s.building_id,
@@ -203,6 +214,33 @@ def raise_alerts(conn: sa.Connection, sightings: list[Sighting], now: datetime) 
     for watch_id, n in raised.items():
         conn.execute(police_watches.update().where(w.id == watch_id).values(alerts=w.alerts + n))
     return sum(raised.values())
+
+
+def _outside_jurisdiction(conn: sa.Connection, watch_ids: list[int], building_ids: list[int]
+                          ) -> set[tuple[int, int]]:
+    """(watch, building) pairs where the building lies outside the
+    jurisdiction of the client that set the watch. Such reads raise no
+    alert: as in every police answer (docs/police.md), a client hears of
+    door events only at the doors of its own area; whereabouts elsewhere
+    are that area's force's to ask."""
+    if not watch_ids or not building_ids:
+        return set()
+    w, p, b = police_watches.c, police_principals.c, buildings.c
+    owners = conn.execute(sa.select(w.id, w.user_id).join(police_principals, p.user_id == w.user_id).where(
+        w.id.in_(sa.bindparam("ids", expanding=True)), p.jurisdiction.is_not(None)), {"ids": watch_ids}).all()
+    inside: dict[int, set[int]] = {}
+    outside: set[tuple[int, int]] = set()
+    for watch_id, user_id in owners:
+        if user_id not in inside:
+            scope = scope_buildings("police", int(user_id))
+            if scope is None:
+                inside[user_id] = set(building_ids)
+            else:
+                inside[user_id] = {int(i) for i in conn.execute(
+                    sa.select(b.id).where(b.id.in_(sa.bindparam("b", expanding=True)), b.id.in_(scope)),
+                    {"b": building_ids}).scalars()}
+        outside.update((int(watch_id), building) for building in building_ids if building not in inside[user_id])
+    return outside
 
 
 @dataclass

@@ -86,7 +86,9 @@ def alert_body(row: Any, in_jurisdiction: bool) -> bytes:
         "event": "card_read",
         "seen_at": _iso(row.seen_at),
         "raised_at": _iso(row.created_at),
-        "door": row.door,
+        # Outside the client's jurisdiction (changed since the alert was
+        # raised: none is raised there) neither the building nor the door.
+        "door": row.door if in_jurisdiction else None,
         "place": place,
         "purpose": {"code": purpose.get("code"), "case_ref": purpose.get("case_ref")},
     }

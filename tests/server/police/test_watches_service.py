@@ -292,3 +292,29 @@ def test_set_webhook_helper_changes_the_url(engine: sa.Engine) -> None:
     set_webhook(engine, client.user_id, None)
     with pytest.raises(watches.NoWebhook):
         create(engine, client.user_id, id_number(1))
+
+
+def test_reads_outside_the_client_s_jurisdiction_raise_no_alert(engine: sa.Engine) -> None:
+    from server.db.models import areas, buildings
+
+    now = datetime.now(UTC)
+    parent = None
+    with engine.begin() as conn:
+        for level, code in (("district", "440106"), ("street", "440106001"), ("community", "440106001001"),
+                            ("grid", "440106001001001")):
+            parent = conn.execute(areas.insert().values(level=level, code=code, name=code, parent_id=parent,
+                                                        created_at=now).returning(areas.c.id)).scalar_one()
+    inside, outside = building_with_gateway(engine), building_with_gateway(engine)
+    with engine.begin() as conn:
+        conn.execute(buildings.update().where(buildings.c.id == inside.building_id).values(grid_id=parent))
+    person_id = person_with_card(engine, inside, id_number(1), "00000000J1")
+    with engine.begin() as conn:
+        add_card(conn, person_id, outside, "00000000J2")
+    district, unbounded = police_client(engine, jurisdiction="440106"), police_client(engine)
+    mine, everywhere = create(engine, district.user_id, id_number(1)), create(engine, unbounded.user_id, id_number(1))
+    store_reads(engine, inside, ["00000000J1"])
+    store_reads(engine, outside, ["00000000J2"])
+    assert match_all(engine) == 3
+    assert [a.building_id for a in alerts_of(engine, mine["id"])] == [inside.building_id]
+    assert sorted(a.building_id for a in alerts_of(engine, everywhere["id"])) == [inside.building_id,
+                                                                                  outside.building_id]
