@@ -18,6 +18,7 @@ import sqlalchemy as sa
 from aiohttp import web
 
 from server.appkeys import ENGINE, SETTINGS
+from server.audit.appkeys import AUDIT
 from server.ingest.appkeys import INGEST
 from server.police import watch_routes, watches
 from server.police.signing_key import (
@@ -78,7 +79,7 @@ async def _watch_ctx(app: web.Application, *, run_service: bool) -> AsyncIterato
     if run_service:
         engine = app[ENGINE]
         if key is not None:
-            deliverer = WebhookDeliverer(engine, key)
+            deliverer = WebhookDeliverer(engine, key, audit=app.get(AUDIT))
             app[DELIVERER] = deliverer
             deliverer.start()
         matcher = WatchMatcher(engine, on_alerts=deliverer.wake if deliverer is not None else lambda: None)

@@ -20,6 +20,10 @@ committed transaction, so a second server process does not send it too,
 and a process that dies mid-attempt leaves an alert that is due again when
 the lease runs out. A restart resumes where the table says.
 
+**Audit.** A delivered alert tells a client where its watched person was:
+the transaction that marks it delivered appends a ``police.watch_alert``
+entry to the audit log (the client, the watch, its purpose, the alert id).
+
 **Concurrency.** At most ``concurrency`` (8) requests are in flight, through
 one connection pool; a slow receiver holds one slot per watch, not the
 deliverer. The task wakes when the matcher raises alerts, when an attempt
@@ -44,6 +48,8 @@ import aiohttp
 import sqlalchemy as sa
 from aiohttp import web
 
+from server.audit.entries import AuditEntry
+from server.audit.log import AuditLog
 from server.auth.scopes import scope_buildings
 from server.db.models import buildings, police_alerts, police_principals, police_watches, users
 from server.police.signing_key import SIGNATURE_HEADER, WebhookKey
@@ -108,6 +114,17 @@ class Delivery:
     body: bytes
     # Why it cannot be sent at all (no URL, client revoked): recorded as the attempt's error.
     refused: str | None = None
+    # For the audit entry of a delivered alert.
+    actor: str = ""
+    watch_public_id: str = ""
+    purpose: dict[str, str] = field(default_factory=dict)
+
+    def audit_entry(self, status: int) -> AuditEntry:
+        """A delivered alert tells a police client where its watched person
+        was: a disclosure, audited like an answer (docs/audit.md)."""
+        return AuditEntry(actor=self.actor, action="police.watch_alert", subject=f"watch:{self.watch_public_id}",
+                          status=status, purpose=self.purpose, size=1,
+                          detail={"alert_id": self.public_id, "attempt": self.attempt})
 
 
 @dataclass(frozen=True)
@@ -149,6 +166,7 @@ def _delivery(conn: sa.Connection, alert_id: int) -> Delivery:
     row = conn.execute(
         sa.select(a.id, a.public_id.label("alert_public_id"), a.attempts, a.seen_at, a.created_at, a.door,
                   a.building_id, w.public_id.label("watch_public_id"), w.purpose, w.user_id, p.webhook_url,
+                  p.client_id,
                   p.jurisdiction, p.revoked_at, u.disabled_at, b.code.label("building_code"), b.address,
                   b.name.label("building_name"))
         .select_from(police_alerts.join(police_watches, w.id == a.watch_id)
@@ -169,20 +187,24 @@ def _delivery(conn: sa.Connection, alert_id: int) -> Delivery:
         refused = "the police client has no webhook_url"
     elif urlsplit(row.webhook_url).scheme not in ("http", "https"):
         refused = "webhook_url is not an http or https URL"
-    return Delivery(int(row.id), row.alert_public_id, int(row.attempts), row.webhook_url, body, refused)
+    actor = f"client:{row.client_id}" if row.client_id else f"user:{row.user_id}"
+    purpose = {str(k): str(v) for k, v in (row.purpose or {}).items()}
+    return Delivery(int(row.id), row.alert_public_id, int(row.attempts), row.webhook_url, body, refused,
+                    actor, row.watch_public_id, purpose)
 
 
 def record_outcome(conn: sa.Connection, delivery: Delivery, error: str | None, now: datetime,
-                   retry_in_s: float) -> None:
+                   retry_in_s: float) -> bool:
     """Delivered, or the next attempt's time and what went wrong. Only the
-    attempt that holds the claim writes (``attempts`` still its own)."""
+    attempt that holds the claim writes (``attempts`` still its own);
+    returns whether it did."""
     a = police_alerts.c
     mine = sa.and_(a.id == delivery.alert_id, a.attempts == delivery.attempt, a.delivered_at.is_(None))
     if error is None:
-        conn.execute(police_alerts.update().where(mine).values(delivered_at=now, last_error=None))
-    else:
-        conn.execute(police_alerts.update().where(mine).values(
-            next_attempt_at=now + timedelta(seconds=retry_in_s), last_error=error[:ERROR_MAX]))
+        return bool(conn.execute(police_alerts.update().where(mine).values(delivered_at=now, last_error=None))
+                    .rowcount)
+    return bool(conn.execute(police_alerts.update().where(mine).values(
+        next_attempt_at=now + timedelta(seconds=retry_in_s), last_error=error[:ERROR_MAX])).rowcount)
 
 
 def release(conn: sa.Connection, deliveries: list[Delivery], now: datetime) -> None:
@@ -205,12 +227,14 @@ class DelivererStats:
 class WebhookDeliverer:
     """The named task that sends alerts (see the module's docstring)."""
 
-    def __init__(self, engine: sa.Engine, key: WebhookKey, *, concurrency: int = CONCURRENCY,
+    def __init__(self, engine: sa.Engine, key: WebhookKey, *, audit: AuditLog | None = None,
+                 concurrency: int = CONCURRENCY,
                  timeout_s: float = TIMEOUT_S, backoff_base_s: float = BACKOFF_BASE_S,
                  backoff_cap_s: float = BACKOFF_CAP_S, idle_poll_s: float = IDLE_POLL_S,
                  stop_grace_s: float = STOP_GRACE_S) -> None:
         self.engine = engine
         self.key = key
+        self.audit = audit
         self.concurrency = concurrency
         self.timeout_s = timeout_s
         self.backoff_base_s = backoff_base_s
@@ -304,7 +328,7 @@ class WebhookDeliverer:
             release(conn, deliveries, datetime.now(UTC))
 
     async def _attempt(self, delivery: Delivery) -> None:
-        error = delivery.refused or await self._post(delivery)
+        status, error = (0, delivery.refused) if delivery.refused else await self._post(delivery)
         if error is None:
             self.stats.delivered += 1
             retry_in = 0.0
@@ -317,7 +341,7 @@ class WebhookDeliverer:
         delays = iter((0.2, 1.0, 5.0))
         while True:
             try:
-                await asyncio.to_thread(self._record_sync, delivery, error, retry_in)
+                await asyncio.to_thread(self._record_sync, delivery, status, error, retry_in)
                 return
             except Exception as exc:  # noqa: BLE001 - unrecorded, the lease brings the alert back
                 delay = next(delays, None)
@@ -326,12 +350,17 @@ class WebhookDeliverer:
                     return
                 await asyncio.sleep(delay)
 
-    def _record_sync(self, delivery: Delivery, error: str | None, retry_in_s: float) -> None:
+    def _record_sync(self, delivery: Delivery, status: int, error: str | None, retry_in_s: float) -> None:
         with write_transaction(self.engine) as conn:
-            record_outcome(conn, delivery, error, datetime.now(UTC), retry_in_s)
+            recorded = record_outcome(conn, delivery, error, datetime.now(UTC), retry_in_s)
+            # In the transaction that marks it delivered: no delivered alert
+            # without its entry, and none twice.
+            if recorded and error is None and self.audit is not None:
+                self.audit.append_in(conn, delivery.audit_entry(status))
 
-    async def _post(self, delivery: Delivery) -> str | None:
-        """None when the receiver acknowledged (2xx), else a short error."""
+    async def _post(self, delivery: Delivery) -> tuple[int, str | None]:
+        """The HTTP status (0: none) and None when the receiver acknowledged
+        (2xx), else a short error."""
         assert self._session is not None and delivery.url is not None
         timestamp = int(time.time())
         headers = {
@@ -345,17 +374,17 @@ class WebhookDeliverer:
                                           allow_redirects=False,
                                           timeout=aiohttp.ClientTimeout(total=self.timeout_s)) as resp:
                 if 200 <= resp.status < 300:
-                    return None
+                    return resp.status, None
                 if 300 <= resp.status < 400:
-                    return f"HTTP {resp.status}: redirects are not followed"
-                return f"HTTP {resp.status}"
+                    return resp.status, f"HTTP {resp.status}: redirects are not followed"
+                return resp.status, f"HTTP {resp.status}"
         except TimeoutError:
-            return f"no answer within {self.timeout_s:g} s"
+            return 0, f"no answer within {self.timeout_s:g} s"
         except aiohttp.ClientError as exc:
             # The class says what failed; its text would repeat the URL.
-            return f"connection failed ({type(exc).__name__})"
+            return 0, f"connection failed ({type(exc).__name__})"
         except (OSError, ValueError) as exc:
-            return f"request failed ({type(exc).__name__})"
+            return 0, f"request failed ({type(exc).__name__})"
 
 
 DELIVERER = web.AppKey("rentgate_police_webhook_deliverer", WebhookDeliverer)

@@ -19,7 +19,7 @@ import sqlalchemy as sa
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from firmware_sim.osdp_reader import SimOsdpLine
-from server.db.models import police_alerts
+from server.db.models import audit_log, police_alerts
 from server.registry.idnumber import make_id_number
 from tests.integration.harness import GATEWAY_ID, add_access_gateway, running_system
 from tests.server.police.watch_helpers import police_client
@@ -89,6 +89,11 @@ def test_a_watch_fires_through_the_real_path_and_is_retried_while_the_receiver_i
                             "the alert marked delivered")
             with urllib.request.urlopen(f"{server.url}/api/v1/police/signing-key", timeout=10) as resp:
                 info = json.loads(resp.read())
+            with system.engine.connect() as conn:
+                audited = conn.execute(sa.select(audit_log.c.subject, audit_log.c.actor)
+                                       .where(audit_log.c.action == "police.watch_alert")).all()
+            system.check([tuple(r) for r in audited] == [(f"watch:{watch['id']}", f"client:{client.client_id}")],
+                         f"the delivery's audit entries: {audited}")
 
     headers, body = hook.received[0].headers, hook.received[0].body
     doc = json.loads(body)

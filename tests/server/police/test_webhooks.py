@@ -22,7 +22,8 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from rentgate import signing
-from server.db.models import police_alerts
+from server.audit.log import AuditLog
+from server.db.models import audit_log, police_alerts
 from server.police import watches
 from server.police.signing_key import MAX_AGE_S, WebhookKey, webhook_key
 from server.police.watch_matcher import find_sightings, load_index, raise_alerts
@@ -114,7 +115,13 @@ async def wait_delivered(world: World, n: int, timeout: float = 10.0) -> None:
 def deliverer(world: World, **options: Any) -> WebhookDeliverer:
     settings: dict[str, Any] = {"backoff_base_s": 0.05, "backoff_cap_s": 0.2, "idle_poll_s": 0.2,
                                 "timeout_s": 2.0, "stop_grace_s": 0.1, **options}
-    return WebhookDeliverer(world.engine, world.key, **settings)
+    return WebhookDeliverer(world.engine, world.key, audit=AuditLog(world.engine), **settings)
+
+
+def audited(world: World) -> list[dict[str, Any]]:
+    with world.engine.connect() as conn:
+        return [{**json.loads(r.record), "subject": r.subject, "actor": r.actor} for r in conn.execute(
+            sa.select(audit_log).where(audit_log.c.action == "police.watch_alert").order_by(audit_log.c.seq))]
 
 
 def test_backoff_doubles_with_jitter_up_to_the_cap() -> None:
@@ -150,6 +157,10 @@ async def test_an_alert_arrives_signed_and_the_signature_is_checkable(world: Wor
     assert got.headers["X-Rentgate-Alert"] == stored.public_id and got.headers["X-Rentgate-Attempt"] == "1"
     assert id_number(7) not in got.body.decode() and id_number(7)[-4:] not in json.dumps(got.doc["place"])
     assert (stored.attempts, stored.last_error, stored.delivered_at is not None) == (1, None, True)
+    (entry,) = audited(world)
+    assert (entry["subject"], entry["status"], entry["purpose"], entry["detail"]) == (
+        f"watch:{world.watch_id}", 200, PURPOSE, {"alert_id": stored.public_id, "attempt": 1})
+    assert entry["actor"].startswith("client:pc_test")
 
 
 async def test_retried_while_the_receiver_answers_503_in_order(world: World) -> None:
@@ -167,6 +178,8 @@ async def test_retried_while_the_receiver_answers_503_in_order(world: World) -> 
     assert first.attempts == 4 and first.last_error is None and first.delivered_at is not None
     assert [a.attempts for a in rest] == [1, 1]
     assert sender.stats.failed_attempts == 3 and sender.stats.last_errors == ["HTTP 503"] * 3
+    # One entry per alert delivered, none for the attempts that failed.
+    assert [e["detail"]["attempt"] for e in audited(world)] == [4, 1, 1]
 
 
 async def test_retried_while_the_receiver_is_down_and_delivered_when_it_is_back(world: World) -> None:
