@@ -14,7 +14,7 @@ from aiohttp import web
 
 from server.appkeys import ENGINE, SETTINGS
 from server.db.models import auth_sessions
-from server.police import routes
+from server.police import routes, watch_setup
 from server.police.appkeys import METER, RULES_ZONE
 from server.police.clients import TOKEN_LABEL
 from server.police.quota import UsageMeter
@@ -71,14 +71,4 @@ def setup(app: web.Application, *, run_service: bool) -> None:
     app[METER] = UsageMeter()
     app.cleanup_ctx.append(_police_ctx)
     routes.add_routes(app)
-    _watches(app, run_service)
-
-
-def _watches(app: web.Application, run_service: bool) -> None:
-    import importlib
-
-    try:  # being written (issue 12); imported by name until it lands
-        watch_setup = importlib.import_module("server.police.watch_setup")
-    except ImportError:
-        return
     watch_setup.setup(app, run_service=run_service)
