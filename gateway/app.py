@@ -26,6 +26,7 @@ from gateway.outbox import DropReport, EventMaker, new_outbox_first_seq
 from gateway.sender import Sender
 from gateway.writer import AsyncOutbox
 from rentgate import __version__, wire
+from rentgate.aio import wait_event
 from rentgate.mqtt import LinkSettings, MqttLink, Will
 
 log = logging.getLogger(__name__)
@@ -209,10 +210,7 @@ class GatewayApp:
         while True:
             self._status_now.clear()
             await self._publish_status()
-            try:
-                await asyncio.wait_for(self._status_now.wait(), self.config.heartbeat_s)
-            except TimeoutError:
-                pass
+            await wait_event(self._status_now, self.config.heartbeat_s)
 
     async def status(self) -> wire.GatewayStatus:
         assert self.outbox is not None and self.sender is not None

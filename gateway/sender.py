@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from rentgate import wire
+from rentgate.aio import wait_event
 
 log = logging.getLogger(__name__)
 
@@ -138,10 +139,7 @@ class Sender:
             self._wake.clear()
             await self.step()
             if not self._wake.is_set():
-                try:
-                    await asyncio.wait_for(self._wake.wait(), self._tick_s)
-                except TimeoutError:
-                    pass
+                await wait_event(self._wake, self._tick_s)
 
     async def step(self) -> None:
         """One round: apply acks, check the ack timeout, answer resends, publish."""

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from rentgate import wire
+from rentgate.aio import wait_event
 from rentgate.mqtt import LinkSettings, MqttLink
 
 log = logging.getLogger(__name__)
@@ -92,9 +93,7 @@ class GatewayFleet:
             left = deadline - loop.time()
             if left <= 0:
                 raise TimeoutError(f"{self.pending()} events not acknowledged after {timeout:g} s")
-            try:
-                await asyncio.wait_for(self._progress.wait(), timeout=min(_STALL_S, left))
-            except TimeoutError:
+            if not await wait_event(self._progress, min(_STALL_S, left)):
                 log.warning("acknowledgements stalled with %s events pending; sending them again", self.pending())
                 self._resend_all()
 

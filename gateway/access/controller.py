@@ -20,6 +20,7 @@ from gateway.access.config import AccessConfig, AntiPassbackPair
 from gateway.access.decide import Decision, Direction, PassbackCheck, decide
 from gateway.access.doors import DoorEvent, DoorMachine
 from gateway.access.store import AllowlistStore
+from rentgate.aio import wait_event
 from rentgate.wire import Credential
 
 log = logging.getLogger(__name__)
@@ -134,7 +135,4 @@ class AccessController:
             deadline = self.next_deadline()
             timeout = None if deadline is None else max(0.0, deadline - self.clock.monotonic())
             self._wake.clear()
-            try:
-                await asyncio.wait_for(self._wake.wait(), timeout)
-            except TimeoutError:
-                pass
+            await wait_event(self._wake, timeout)

@@ -18,6 +18,7 @@ from datetime import datetime
 
 import sqlalchemy as sa
 
+from rentgate.aio import wait_event
 from rentgate.mqtt import backoff_delays
 from server.audit import canonical, store
 from server.audit.entries import AuditEntry
@@ -229,10 +230,7 @@ class AuditLog:
             await self._pause(self.checkpoint_interval_s)
 
     async def _pause(self, seconds: float) -> None:
-        try:
-            await asyncio.wait_for(self._stopping.wait(), timeout=seconds)
-        except TimeoutError:
-            pass
+        await wait_event(self._stopping, seconds)
 
 
 def _settle(done: asyncio.Future[list[int]], *, result: list[int] | None = None,

@@ -23,6 +23,7 @@ import psycopg
 import sqlalchemy as sa
 
 from rentgate import wire
+from rentgate.aio import wait_event
 from rentgate.mqtt import LinkSettings, MqttLink, Will, backoff_delays
 from server.ingest.metrics import IngestMetrics
 from server.ingest.parse import Message
@@ -234,10 +235,7 @@ class IngestService:
                 log.debug("ack for %s not sent (MQTT down); the gateway will resend", gw)
 
     async def _pause(self, seconds: float) -> None:
-        try:
-            await asyncio.wait_for(self._stopping.wait(), timeout=seconds)
-        except TimeoutError:
-            pass
+        await wait_event(self._stopping, seconds)
 
     # ------------------------------------------------------------------ gaps
 

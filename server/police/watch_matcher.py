@@ -52,6 +52,7 @@ import sqlalchemy as sa
 from aiohttp import web
 from sqlalchemy.dialects import postgresql, sqlite
 
+from rentgate.aio import wait_event
 from server.auth.scopes import scope_buildings
 from server.db.models import (
     buildings,
@@ -306,8 +307,7 @@ class WatchMatcher:
         while True:
             timeout = max(0.0, self._next_sweep - time.monotonic())
             if not self._stamps:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), timeout)
+                await wait_event(self._wake, timeout)
             self._wake.clear()
             async with self._lock:
                 try:

@@ -48,6 +48,7 @@ import aiohttp
 import sqlalchemy as sa
 from aiohttp import web
 
+from rentgate.aio import wait_event
 from server.audit.entries import AuditEntry
 from server.audit.log import AuditLog
 from server.auth.scopes import scope_buildings
@@ -310,8 +311,7 @@ class WebhookDeliverer:
                         wait_s = self.idle_poll_s  # full: an attempt ending wakes the loop
             self.stats.in_flight = len(self._inflight)
             if wait_s > 0:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), wait_s)
+                await wait_event(self._wake, wait_s)
 
     def _attempt_done(self, task: asyncio.Task[None]) -> None:
         self._inflight.pop(task, None)

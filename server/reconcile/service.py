@@ -11,6 +11,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 
+from rentgate.aio import wait_event
 from rentgate.mqtt import backoff_delays
 from server.access.allowlists import Change
 from server.ingest.store import CommitResult
@@ -88,7 +89,4 @@ class ReconcileService:
             await self._pause(self.sweep_interval_s)
 
     async def _pause(self, seconds: float) -> None:
-        try:
-            await asyncio.wait_for(self._stopping.wait(), timeout=seconds)
-        except TimeoutError:
-            pass
+        await wait_event(self._stopping, seconds)

@@ -23,6 +23,7 @@ from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
 
+from rentgate.aio import wait_event
 from rentgate.mqtt import backoff_delays
 from server.audit.log import one_line
 from server.ingest.consumer import is_transient
@@ -135,7 +136,4 @@ class PurgeJob:
             await self._pause(self.interval_s)
 
     async def _pause(self, seconds: float) -> None:
-        try:
-            await asyncio.wait_for(self._stopping.wait(), timeout=seconds)
-        except TimeoutError:
-            pass
+        await wait_event(self._stopping, seconds)
