@@ -155,7 +155,7 @@ async def address_check(request: web.Request, ctx: PoliceContext) -> PoliceAnswe
     def read() -> tuple[int, int | None, lookups.Place, list[lookups.UnitOccupants]]:
         with read_only(request.app) as conn:
             building_id, unit_id = _address_target(conn, body, scope)
-            place = lookups._place(conn, building_id, None, None, {})
+            place = lookups.place_of(conn, building_id, None, None, {})
             return building_id, unit_id, place, lookups.address_occupants(conn, building_id, unit_id,
                                                                            evidence_since=since)
 

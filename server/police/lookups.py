@@ -71,7 +71,7 @@ def _in_scope(building_id: int | None, scope: sa.Select[tuple[int]] | None, conn
     return cache[building_id]
 
 
-def _place(conn: sa.Connection, building_id: int, unit_id: int | None, scope: sa.Select[tuple[int]] | None,
+def place_of(conn: sa.Connection, building_id: int, unit_id: int | None, scope: sa.Select[tuple[int]] | None,
            cache: dict[int, bool]) -> Place:
     row = conn.execute(sa.select(buildings.c.code, buildings.c.address, buildings.c.name)
                        .where(buildings.c.id == building_id)).first()
@@ -102,17 +102,17 @@ def person_facts(conn: sa.Connection, digest: str, *, parts: frozenset[str], evi
     if active is not None:
         facts.result = REGISTERED
         facts.registered_since = active.valid_from
-        facts.registered_at = _place(conn, int(active.building_id), active.unit_id, scope, cache)
+        facts.registered_at = place_of(conn, int(active.building_id), active.unit_id, scope, cache)
     elif seen is not None and seen.last_seen_at >= evidence_since:
         facts.result = EVIDENCED
     if "last_seen" in parts and seen is not None:
         facts.last_seen_at = seen.last_seen_at
-        facts.last_seen_place = _place(conn, int(seen.building_id), seen.unit_id, scope, cache)
+        facts.last_seen_place = place_of(conn, int(seen.building_id), seen.unit_id, scope, cache)
     if "history" in parts:
         for reg in conn.execute(sa.select(r.valid_from, r.ended_at, r.end_reason, r.status, r.building_id, r.unit_id)
                                 .where(r.person_id == person_id, r.status.in_(("active", "ended")))
                                 .order_by(r.valid_from.desc()).limit(100)):
-            place = _place(conn, int(reg.building_id), reg.unit_id, scope, cache)
+            place = place_of(conn, int(reg.building_id), reg.unit_id, scope, cache)
             facts.history.append({"status": reg.status, "from": reg.valid_from, "until": reg.ended_at,
                                   "end_reason": reg.end_reason, "place": place.as_json()})
     if "cases" in parts:
@@ -120,7 +120,7 @@ def person_facts(conn: sa.Connection, digest: str, *, parts: frozenset[str], evi
         for case in conn.execute(sa.select(c.kind, c.state, c.opened_at, c.building_id, c.unit_id)
                                  .where(c.person_id == person_id, c.state.in_(("open", "acknowledged")))
                                  .order_by(c.opened_at.desc()).limit(50)):
-            where = (_place(conn, int(case.building_id), case.unit_id, scope, cache).as_json()
+            where = (place_of(conn, int(case.building_id), case.unit_id, scope, cache).as_json()
                      if case.building_id is not None else None)
             facts.open_cases.append({"kind": case.kind, "state": case.state, "opened_at": case.opened_at,
                                      "place": where})
@@ -223,7 +223,7 @@ def person_events(conn: sa.Connection, person_id: int, start: datetime, end: dat
     for row in rows[:EVENTS_MAX]:
         building_id = int(row.building_id)
         if building_id not in places:
-            places[building_id] = _place(conn, building_id, None, scope, cache).as_json()
+            places[building_id] = place_of(conn, building_id, None, scope, cache).as_json()
         data = row.data or {}
         out.append({"at": row.occurred_at, "kind": row.kind, "door": row.door,
                     "decision": data.get("decision"), "place": places[building_id]})
