@@ -254,11 +254,63 @@ class EventsDropped(_EventBase):
     reason: Literal["outbox_full", "outbox_expired"]
 
 
+# The SHA-256 of a snapshot's JPEG bytes, in lower-case hex. The JPEG itself
+# travels over HTTP (docs/cameras.md); the server takes an upload for an
+# event only when its bytes hash to this value, so the event, which came
+# through the gateway's own broker login, vouches for the picture.
+Sha256Hex = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
+Track = Annotated[int, Field(ge=0, le=MAX_INT)]
+
+
+class _CameraEvent(_EventBase):
+    """One person crossing a camera's door line. ``device`` is the camera,
+    ``door`` the door its line belongs to; ``track`` numbers the person within
+    the camera's run (it starts again at 0 when the gateway restarts).
+
+    Every inward crossing becomes exactly one event of three kinds: a
+    ``people_crossing`` matched with a grant, a ``tailgating`` or an
+    ``unidentified_entry``; every outward one a ``people_crossing``. People
+    who went in at a door are therefore the sum of the three inward kinds."""
+
+    door: DeviceId  # a camera always watches a door
+    track: Track
+    snapshot: Sha256Hex | None = None
+
+
+class PeopleCrossing(_CameraEvent):
+    """A person walked through: out, or in on a grant (``grant_seq`` is the
+    ``seq`` of the card read or terminal verdict it was matched with)."""
+
+    kind: Literal["people_crossing"] = "people_crossing"
+    direction: Literal["in", "out"]
+    grant_seq: Seq | None = None
+
+
+class Tailgating(_CameraEvent):
+    """More people walked in than the door granted in the window: this
+    crossing is one beyond the grants (``entered`` people, ``granted`` grants)."""
+
+    kind: Literal["tailgating"] = "tailgating"
+    entered: Annotated[int, Field(ge=2, le=MAX_INT)]
+    granted: Annotated[int, Field(ge=1, le=MAX_INT)]
+
+
+class UnidentifiedEntry(_CameraEvent):
+    """Someone walked in with no grant of the door anywhere in the window."""
+
+    kind: Literal["unidentified_entry"] = "unidentified_entry"
+
+
 Event: TypeAlias = Annotated[
-    CardRead | DoorState | DeviceStatus | GatewayStarted | EventsDropped,
+    CardRead | DoorState | DeviceStatus | GatewayStarted | EventsDropped | PeopleCrossing | Tailgating
+    | UnidentifiedEntry,
     Field(discriminator="kind"),
 ]
-EVENT_KINDS: tuple[str, ...] = ("card_read", "door_state", "device_status", "gateway_started", "events_dropped")
+EVENT_KINDS: tuple[str, ...] = ("card_read", "door_state", "device_status", "gateway_started", "events_dropped",
+                                "people_crossing", "tailgating", "unidentified_entry")
+# The kinds a camera's crossings become, and those that carry a snapshot.
+CAMERA_KINDS: tuple[str, ...] = ("people_crossing", "tailgating", "unidentified_entry")
+INWARD_ALERT_KINDS: tuple[str, ...] = ("tailgating", "unidentified_entry")
 # Fields every event has; the rest are kind-specific and stored as the event's data.
 COMMON_FIELDS: set[str] = set({"v", "gw", "seq", "device", "door", "ts", "kind"})
 

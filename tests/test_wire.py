@@ -314,6 +314,11 @@ def _event_of(kind: str, ts: datetime = TS) -> wire.Event:
                                                        outbox_first_seq=7),
         "events_dropped": lambda: wire.EventsDropped(**common, first_seq=1, last_seq=6, count=6,
                                                      reason="outbox_full"),
+        "people_crossing": lambda: wire.PeopleCrossing(**common, door="front", track=4, direction="in",
+                                                       grant_seq=6),
+        "tailgating": lambda: wire.Tailgating(**common, door="front", track=5, snapshot="0f" * 32, entered=3,
+                                              granted=1),
+        "unidentified_entry": lambda: wire.UnidentifiedEntry(**common, door="front", track=0, snapshot="e" * 64),
     }
     return makers[kind]()  # type: ignore[operator, no-any-return]
 
@@ -347,3 +352,17 @@ def test_the_models_count_exactly_the_keys_that_were_sent(kind: str, batched: bo
     events = list(msg.events) if isinstance(msg, wire.EventBatch) else [msg]
     counted = wire._count_event_keys(events) + (len(msg.__pydantic_fields_set__) if batched else 0)
     assert counted == wire._count_keys(msg) == _raw_keys(payload.decode())
+
+
+def test_a_camera_event_names_its_door_and_a_well_formed_snapshot_hash() -> None:
+    base = '{"v":1,"gw":"gw-1","seq":3,"device":"cam-1","ts":"2026-12-05T10:00:00Z","kind":"unidentified_entry","track":1'
+    with pytest.raises(WireError, match="door"):
+        wire.decode_events(base + "}", "gw-1")
+    for bad in ("A" * 64, "a" * 63, "a" * 65, "../" + "a" * 61):
+        with pytest.raises(WireError, match="snapshot"):
+            wire.decode_events(base + ',"door":"d","snapshot":"%s"}' % bad, "gw-1")
+    # A tailgate is one person beyond at least one grant: 1 entered or 0 granted is not one.
+    tail = '{"v":1,"gw":"gw-1","seq":3,"device":"cam-1","door":"d","ts":"2026-12-05T10:00:00Z","kind":"tailgating","track":1'
+    for counts in ('"entered":1,"granted":1', '"entered":2,"granted":0'):
+        with pytest.raises(WireError):
+            wire.decode_events(tail + "," + counts + "}", "gw-1")
