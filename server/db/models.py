@@ -827,6 +827,24 @@ class EventDaily(Base):
     credentials: Mapped[int] = mapped_column(sa.BigInteger)
 
 
+class EventSnapshot(Base):
+    """The JPEG a camera took of a tailgating or unidentified entry
+    (server/snapshots). The bytes live in the media folder's ``snapshots/``
+    under their SHA-256, which the event's ``data["snapshot"]`` names; the
+    row says the upload arrived. Retention deletes the row and the file; the
+    event keeps its hash as evidence that a picture existed."""
+
+    __tablename__ = "event_snapshots"
+    __table_args__ = (sa.Index(None, "stored_at"),)
+
+    event_id: Mapped[int] = mapped_column(sa.BigInteger, sa.ForeignKey("events.id"), primary_key=True,
+                                          autoincrement=False)
+    sha256: Mapped[str] = mapped_column(sa.String(64))
+    size_bytes: Mapped[int] = mapped_column(sa.Integer)
+    stored_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    gateway_id: Mapped[str] = mapped_column(sa.String(64))
+
+
 # Declarative types these as FromClause; they are Tables.
 events = cast(sa.Table, Event.__table__)
 gateways = cast(sa.Table, Gateway.__table__)
@@ -864,4 +882,5 @@ audit_log = cast(sa.Table, AuditRecord.__table__)
 audit_head = cast(sa.Table, AuditHead.__table__)
 audit_checkpoints = cast(sa.Table, AuditCheckpoint.__table__)
 event_daily = cast(sa.Table, EventDaily.__table__)
+event_snapshots = cast(sa.Table, EventSnapshot.__table__)
 metadata = Base.metadata
