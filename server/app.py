@@ -33,6 +33,7 @@ from server.reconcile import setup as reconcile_setup
 from server.registry import setup as registry_setup
 from server.retention import setup as retention_setup
 from server.settings import ServerSettings
+from server.snapshots import setup as snapshots_setup
 from server.web import openapi
 from server.web.http import json_http_errors, no_nul_in_query
 
@@ -67,6 +68,7 @@ def make_app(settings: ServerSettings, *, ingest: bool = True) -> web.Applicatio
     grid_setup.setup(app)
     police_setup.setup(app, run_service=ingest)
     retention_setup.setup(app, run_jobs=ingest)
+    snapshots_setup.setup(app)
     pages_setup.setup(app)
     # The OpenAPI document describes the API, not data: anyone may read it.
     openapi.add_route(app, public("describes the API, not data"), policy_of)

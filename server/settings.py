@@ -110,6 +110,10 @@ class ServerSettings(BaseModel):
     event_retention_days: int = Field(default=180, ge=1, le=36_500)
     # How often the purge job looks for events past the retention period.
     purge_interval_s: float = Field(default=3600.0, gt=0.0)
+    # Camera snapshots (faces at the door) are deleted this long after they
+    # arrived or were taken, whichever is earlier (server/snapshots,
+    # docs/cameras-privacy.md); their events stay.
+    snapshot_retention_days: int = Field(default=30, ge=1, le=3650)
     # Ed25519 private key that signs the audit log's checkpoints
     # (docs/audit.md). Unset: generated next to a SQLite database.
     audit_key_file: str | None = None

@@ -26,6 +26,7 @@ from server.db.models import (
     buildings,
     cases,
     credentials,
+    events,
     gateways,
     grid_coordinators,
     patrols,
@@ -51,6 +52,12 @@ def _column_of(table: sa.Table, column: str) -> BuildingAnchor:
     return anchor
 
 
+def _event(ident: object) -> sa.Select[tuple[int]]:
+    # A door event belongs to the building of the gateway that sent it.
+    gateway = sa.select(events.c.gateway_id).where(events.c.id == ident).scalar_subquery()
+    return sa.select(gateways.c.building_id).where(gateways.c.id == gateway)
+
+
 def _person(ident: object) -> sa.Select[tuple[int]]:
     return sa.select(registrations.c.building_id).where(registrations.c.person_id == ident,
                                                          registrations.c.status.in_(PERSON_TIES))
@@ -64,10 +71,12 @@ BUILDING_ANCHORS: dict[str, BuildingAnchor] = {
     "credential": _column_of(credentials, "building_id"),
     "case": _column_of(cases, "building_id"),
     "gateway": _column_of(gateways, "building_id"),
+    "event": _event,
     "person": _person,
 }
-# Kinds police may name by id: addresses, for the address check.
-POLICE_KINDS = ("building", "unit")
+# Kinds police may name by id: addresses, for the address check; door
+# events, for a camera's snapshot (server/snapshots).
+POLICE_KINDS = ("building", "unit", "event")
 # Kinds a coordinator reaches through grids, which landlords never reach.
 GRID_KINDS = ("grid", "task")
 KINDS = (*BUILDING_ANCHORS, *GRID_KINDS, "attachment")

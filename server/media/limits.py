@@ -23,6 +23,9 @@ UPLOAD_PATHS = re.compile(r"/p/[^/]+/report|/c/units/\d+/patrol")
 # police batch: 100,000 numbers are 2-4 MB; server/police/batch.py refuses
 # past 16 MiB).
 STREAMED_PATHS = frozenset({"/api/v1/police/checks/batch"})
+# A camera snapshot's upload reads its body with a bound of its own (2 MiB,
+# server/snapshots/upload.py).
+STREAMED_PATTERN = re.compile(r"/api/v1/gateways/[^/]+/events/[^/]+/snapshot")
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -31,6 +34,6 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 async def body_limit_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     length = request.content_length
     if (length is not None and length > OTHER_BODY_MAX and not UPLOAD_PATHS.fullmatch(request.path)
-            and request.path not in STREAMED_PATHS):
+            and request.path not in STREAMED_PATHS and not STREAMED_PATTERN.fullmatch(request.path)):
         raise web.HTTPRequestEntityTooLarge(max_size=OTHER_BODY_MAX, actual_size=length)
     return await handler(request)

@@ -27,6 +27,7 @@ from rentgate.aio import wait_event
 from rentgate.mqtt import backoff_delays
 from server.audit.log import one_line
 from server.ingest.consumer import is_transient
+from server.media.store import MediaStore
 from server.retention.purge import (
     JOB_ACTOR,
     AuditSink,
@@ -34,7 +35,9 @@ from server.retention.purge import (
     PurgeReport,
     cutoff_for,
     purge_before,
+    purge_bound,
 )
+from server.snapshots.purge import SnapshotPurgeReport, purge_snapshots
 from server.web.errors import Unavailable
 
 log = logging.getLogger(__name__)
@@ -53,12 +56,15 @@ class PurgeMetrics:
     failures: int = 0
     last_run_at: datetime | None = None
     last_purge_at: datetime | None = None
+    # Camera snapshots deleted (server/snapshots/purge.py).
+    snapshots_purged_total: int = 0
 
 
 class PurgeJob:
     def __init__(self, engine: sa.Engine, *, zone: ZoneInfo, retention_days: int, interval_s: float,
                  audit: Callable[[], AuditSink], batch: int | None = None,
-                 first_run_after_s: float | None = None) -> None:
+                 first_run_after_s: float | None = None, snapshot_retention_days: int | None = None,
+                 snapshot_files: Callable[[], MediaStore | None] | None = None) -> None:
         self.engine = engine
         self.zone = zone
         self.retention_days = retention_days
@@ -71,6 +77,11 @@ class PurgeJob:
         self.first_run_after_s = min(interval_s, STARTUP_DELAY_S) if first_run_after_s is None else first_run_after_s
         self.metrics = PurgeMetrics()
         self.last_report: PurgeReport | None = None
+        # None: this job purges no snapshots. ``snapshot_files`` is asked at
+        # each run (None: no media folder configured).
+        self.snapshot_retention_days = snapshot_retention_days
+        self.snapshot_files = snapshot_files
+        self.last_snapshot_report: SnapshotPurgeReport | None = None
         # Set after every completed run: lets callers (tests) await a run
         # instead of sleeping.
         self.ran = asyncio.Event()
@@ -97,8 +108,18 @@ class PurgeJob:
 
     async def run_once(self, now: datetime | None = None) -> PurgeReport:
         """One purge with the configured period (also what the loop runs)."""
-        cutoff = cutoff_for(now or datetime.now(UTC), self.retention_days)
+        now = now or datetime.now(UTC)
+        cutoff = cutoff_for(now, self.retention_days)
         audit = self.audit()
+        if self.snapshot_retention_days is not None:
+            # First: a snapshot's row refers to its event, so it must be gone
+            # before the event purge takes the event.
+            files = self.snapshot_files() if self.snapshot_files is not None else None
+            snapshots = await asyncio.to_thread(
+                purge_snapshots, self.engine, files, cutoff_for(now, self.snapshot_retention_days), audit=audit,
+                actor=JOB_ACTOR, event_before=purge_bound(cutoff, self.zone), should_stop=self._halt.is_set)
+            self.metrics.snapshots_purged_total += snapshots.deleted
+            self.last_snapshot_report = snapshots
         report = await asyncio.to_thread(purge_before, self.engine, cutoff, zone=self.zone, audit=audit,
                                          actor=JOB_ACTOR, batch=self.batch, on_batch=self._counted,
                                          should_stop=self._halt.is_set)

@@ -22,6 +22,9 @@ def render(metrics: PurgeMetrics) -> str:
         "# HELP rentgate_retention_last_purge_timestamp_seconds When events were last deleted (Unix time).",
         "# TYPE rentgate_retention_last_purge_timestamp_seconds gauge",
         f"rentgate_retention_last_purge_timestamp_seconds {_unix(metrics.last_purge_at)}",
+        "# HELP rentgate_snapshots_purged_total Camera snapshots deleted by the retention purge (events kept).",
+        "# TYPE rentgate_snapshots_purged_total counter",
+        f"rentgate_snapshots_purged_total {metrics.snapshots_purged_total}",
     ]) + "\n"
 
 

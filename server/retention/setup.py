@@ -12,12 +12,15 @@ from aiohttp import web
 
 from server.appkeys import ENGINE, METRIC_SOURCES, SETTINGS
 from server.audit.appkeys import AUDIT
+from server.media.errors import MediaUnavailable
+from server.media.store import MediaStore
 from server.registry.appkeys import RULES
 from server.retention.appkeys import PURGE_JOB
 from server.retention.job import PurgeJob
 from server.retention.metrics import render
 from server.retention.purge import AuditSink
 from server.rules import load_rules
+from server.snapshots.store import snapshot_files
 from server.web.errors import Unavailable
 
 
@@ -37,8 +40,15 @@ async def _retention_ctx(app: web.Application) -> AsyncIterator[None]:
             raise AuditLogMissing("the audit log is not set up; the purge waits for it")
         return found
 
+    def snapshot_folder() -> MediaStore | None:
+        try:
+            return snapshot_files(settings)
+        except MediaUnavailable:
+            return None
+
     job = PurgeJob(app[ENGINE], zone=rules.zone, retention_days=settings.event_retention_days,
-                   interval_s=settings.purge_interval_s, audit=audit_log)
+                   interval_s=settings.purge_interval_s, audit=audit_log,
+                   snapshot_retention_days=settings.snapshot_retention_days, snapshot_files=snapshot_folder)
     app[PURGE_JOB] = job
     job.start()
     yield

@@ -33,7 +33,7 @@ from rentgate import signing
 from server.app import make_app
 from server.auth.policy import MissingPolicy, Ref, RoutePolicy, allow, check_policies
 from server.auth.table import routes_with_policies
-from server.db.models import attachments, cases, credentials, problem_reports, tasks
+from server.db.models import attachments, cases, credentials, event_snapshots, events, problem_reports, tasks
 from server.media.store import MediaStore
 from server.police.clients import set_officer
 from server.registry.idnumber import make_id_number
@@ -44,7 +44,7 @@ NOWHERE = 2**62  # an id no object has
 PHOTO_SHA = "ab" * 32
 NOWHERE_GATEWAY = "gw-nowhere"
 # Path parameters that name no object: a value that routes.
-FILLERS = {"gw": "gw-a", "action": "dispatch", "token": "not-a-plate", "watch_id": "w-not-a-watch"}
+FILLERS = {"gw": "gw-a", "action": "dispatch", "token": "not-a-plate", "watch_id": "w-not-a-watch", "seq": "1"}
 
 
 @dataclass(frozen=True)
@@ -104,10 +104,17 @@ async def _side(api: Api, engine: sa.Engine, admin: UserCreds, tag: str, region:
         conn.execute(sa.insert(problem_reports).values(
             unit_id=unit["id"], building_id=building["id"], category="other", description="test",
             attachment_id=attachment, created_at=now))
+        # A camera alert at the building's door, with its snapshot stored.
+        event = conn.execute(sa.insert(events).values(
+            gateway_id=gateway, seq=1, kind="unidentified_entry", device="cam-1", door="door-1", occurred_at=now,
+            received_at=now, stored_at=now, data={"track": 1, "snapshot": PHOTO_SHA}).returning(events.c.id)
+        ).scalar_one()
+        conn.execute(sa.insert(event_snapshots).values(event_id=event, sha256=PHOTO_SHA, size_bytes=4,
+                                                       stored_at=now, gateway_id=gateway))
     return Side(landlord, coordinator, {
         "building": building["id"], "unit": unit["id"], "registration": registration["id"],
         "person": registration["person_id"], "credential": credential, "case": case, "task": task,
-        "grid": grid["id"], "gateway": gateway, "attachment": attachment})
+        "grid": grid["id"], "gateway": gateway, "attachment": attachment, "event": event})
 
 
 async def seed_world(api: Api, engine: sa.Engine) -> World:
@@ -225,6 +232,10 @@ async def test_every_route_answers_every_caller_as_its_policy_says(
     photo = MediaStore(tmp_path / "media").path_for(PHOTO_SHA)
     photo.parent.mkdir(parents=True)
     photo.write_bytes(b"\xff\xd8\xff\xd9")
+    # And as the camera snapshot of the world's door events.
+    snapshot = MediaStore(tmp_path / "media" / "snapshots").path_for(PHOTO_SHA)
+    snapshot.parent.mkdir(parents=True)
+    snapshot.write_bytes(b"\xff\xd8\xff\xd9")
     app = make_app(settings, ingest=False)
     api = Api(await aiohttp_client(app))
     world = await seed_world(api, engine)
