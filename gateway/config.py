@@ -13,6 +13,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from gateway.access.config import AccessConfig
+from gateway.camera.config import CamerasConfig
 from gateway.devices import DeviceConfig
 from gateway.errors import ConfigError, ConfigProblem
 from rentgate import wire
@@ -48,6 +49,8 @@ class GatewayConfig(_Model):
     devices: list[DeviceConfig] = Field(default_factory=list)
     # Local access decisions; off (observe only) until public_keys are given.
     access: AccessConfig = Field(default_factory=AccessConfig)
+    # Door cameras: snapshot uploads and the crossing/grant window.
+    cameras: CamerasConfig = Field(default_factory=CamerasConfig)
 
     @field_validator("gateway_id")
     @classmethod
