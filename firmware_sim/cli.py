@@ -50,9 +50,11 @@ def register(subparsers: Any) -> None:
                       help="run this many seconds (default: the settings file's traffic.duration_s)")
     osdp.add_argument("--json", action="store_true", help="print the record as one JSON object on stdout")
     osdp.set_defaults(func=_osdp_building)
+    from firmware_sim.camera.command import add_parser as add_camera
     from firmware_sim.district.command import add_parser as add_district
 
     add_district(sim_sub)
+    add_camera(sim_sub)
 
 
 class _Sim(Protocol):

@@ -438,6 +438,21 @@ def group_of(name: str, rng: random.Random, layout: Layout, line: DoorLine, *, g
     return walkers, sorted(grants, key=lambda gr: gr.t)
 
 
+def queue_group(direction: Literal["in", "out"], n: int, rng: random.Random, layout: Layout, *, group: int,
+                t0: float, next_id: int) -> list[Walker]:
+    """``n`` people walking in or out one behind the other, as a tenant and
+    whoever follows them through the door."""
+    g = _Group(layout, rng, group, t0, next_id)
+    c = g.door_x()
+    speed = rng.uniform(1.0, 1.4)
+    delay = 0.0
+    for i in range(n):
+        x = c + (rng.uniform(-12, 12) if i else 0.0)
+        (g.walk_in if direction == "in" else g.walk_out)(x, delay, speed)
+        delay += rng.uniform(0.8, 1.4)
+    return g.walkers
+
+
 def _clear_at(walkers: Sequence[Walker], layout: Layout, line: DoorLine) -> float:
     """When the last of these people is more than 80 px from the line for good."""
     clear = 0.0
