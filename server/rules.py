@@ -80,6 +80,16 @@ class CityRules(_Rules):
                                  "evaluated": 7.0})
     # Printed plates stay valid this long (days); 0: they do not expire.
     plate_valid_days: int = Field(default=1826, ge=0)
+    # Unit door cameras (docs/reconcile.md, "Camera evidence"): how much a
+    # camera's figures count (0 turns camera evidence off; a camera day
+    # counts as this many days, an occupancy estimate is scaled by it), how
+    # many days they must show it, the window of nights the occupancy
+    # estimate is taken over, and the local hour a camera day begins at
+    # (when the running in/out count starts again from 0).
+    camera_evidence_weight: float = Field(default=1.0, ge=0, le=1)
+    camera_min_days: int = Field(default=4, ge=1)
+    camera_window_days: int = Field(default=14, ge=1, le=366)
+    camera_day_start_hour: int = Field(default=4, ge=0, le=23)
     grades: GradeRules = Field(default_factory=GradeRules)
 
     @field_validator("timezone")

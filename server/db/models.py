@@ -397,6 +397,52 @@ class UnknownCredential(Base):
     events: Mapped[int] = mapped_column(sa.BigInteger)
 
 
+class Door(Base):
+    """Which unit a gateway's door serves (none: the building's entrance),
+    and whether a camera there counts people for that unit. Camera events
+    count as evidence only at a door mapped to a unit of the building the
+    gateway is in now (server/reconcile/camera.py)."""
+
+    __tablename__ = "doors"
+    __table_args__ = (sa.UniqueConstraint("gateway_id", "door"),
+                      sa.Index(None, "building_id"),
+                      sa.Index(None, "unit_id"))
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    gateway_id: Mapped[str] = mapped_column(sa.String(64), sa.ForeignKey("gateways.id"))
+    door: Mapped[str] = mapped_column(sa.String(64))
+    building_id: Mapped[int] = mapped_column(sa.BigInteger, sa.ForeignKey("buildings.id"))
+    unit_id: Mapped[int | None] = mapped_column(sa.BigInteger, sa.ForeignKey("units.id"))
+    camera: Mapped[bool] = mapped_column(sa.Boolean, server_default=sa.true())
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+class CameraDay(Base):
+    """A unit door camera's figures for one camera day (local days that
+    begin at ``CityRules.camera_day_start_hour``, numbered like presence's
+    ``last_day``): people in and out, entries without a grant of their own,
+    and the running in/out count (reset at the start of the day, never
+    below 0) with its peak. Folded from events by the incremental catch-up;
+    they outlive the purge of raw events."""
+
+    __tablename__ = "camera_days"
+    __table_args__ = (sa.Index(None, "day"),)
+
+    unit_id: Mapped[int] = mapped_column(sa.BigInteger, sa.ForeignKey("units.id"), primary_key=True,
+                                         autoincrement=False)
+    day: Mapped[int] = mapped_column(sa.Integer, primary_key=True, autoincrement=False)
+    building_id: Mapped[int] = mapped_column(sa.BigInteger)
+    entered: Mapped[int] = mapped_column(sa.Integer)
+    exited: Mapped[int] = mapped_column(sa.Integer)
+    unidentified: Mapped[int] = mapped_column(sa.Integer)
+    tailgating: Mapped[int] = mapped_column(sa.Integer)
+    level: Mapped[int] = mapped_column(sa.Integer)
+    peak: Mapped[int] = mapped_column(sa.Integer)
+    first_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    last_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
 class ReconcileState(Base):
     """How far incremental reconciliation has read the events table."""
 
@@ -862,6 +908,8 @@ units = cast(sa.Table, Unit.__table__)
 history = cast(sa.Table, History.__table__)
 presence = cast(sa.Table, Presence.__table__)
 unknown_credentials = cast(sa.Table, UnknownCredential.__table__)
+doors = cast(sa.Table, Door.__table__)
+camera_days = cast(sa.Table, CameraDay.__table__)
 reconcile_state = cast(sa.Table, ReconcileState.__table__)
 cases = cast(sa.Table, Case.__table__)
 tasks = cast(sa.Table, Task.__table__)

@@ -86,10 +86,13 @@ class _Seen:
         self.events += 1
 
 
-def _aware(value: Any) -> datetime:
+def aware(value: Any) -> datetime:
     # Raw text() columns come back naive (UTC) from SQLite, aware from PostgreSQL.
     at: datetime = datetime.fromisoformat(value) if isinstance(value, str) else value
     return at if at.tzinfo is not None else at.replace(tzinfo=ZoneInfo("UTC"))
+
+
+_aware = aware
 
 
 def local_day(at: datetime, zone: ZoneInfo) -> int:
@@ -97,15 +100,17 @@ def local_day(at: datetime, zone: ZoneInfo) -> int:
     return at.astimezone(zone).date().toordinal()
 
 
-def read_watermark(conn: sa.Connection, *, lock: bool) -> int:
-    query = sa.select(reconcile_state.c.last_event_id).where(reconcile_state.c.name == WATERMARK)
+def read_watermark(conn: sa.Connection, *, lock: bool, name: str = WATERMARK) -> int:
+    """How far the fold called ``name`` has read (card reads: "events"; the
+    camera fold keeps its own, server/reconcile/camera.py)."""
+    query = sa.select(reconcile_state.c.last_event_id).where(reconcile_state.c.name == name)
     if lock and is_postgres(conn):
         query = query.with_for_update()
     mark = conn.execute(query).scalar()
     if mark is not None:
         return int(mark)
     conn.execute(sa.text("INSERT INTO reconcile_state (name, last_event_id, updated_at) VALUES (:n, 0, :t) "
-                         "ON CONFLICT (name) DO NOTHING").bindparams(ts("t")), {"n": WATERMARK, "t": _epoch()})
+                         "ON CONFLICT (name) DO NOTHING").bindparams(ts("t")), {"n": name, "t": _epoch()})
     return int(conn.execute(query).scalar_one())
 
 

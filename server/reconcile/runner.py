@@ -13,7 +13,7 @@ from datetime import datetime
 import sqlalchemy as sa
 
 from server.access.allowlists import Change
-from server.reconcile import evidence, grades, rates, sweep
+from server.reconcile import camera, evidence, grades, rates, sweep
 from server.rules import CityRules
 from server.web.transactions import write_transaction
 
@@ -42,6 +42,7 @@ class Totals:
     unknown: int = 0
     no_building: int = 0
     watermark: int = 0
+    camera_events: int = 0
     last_sweep_s: float | None = None
     last_sweep_at: datetime | None = None
 
@@ -72,7 +73,20 @@ class Reconciler:
                 self.totals.no_building += stats.no_building
                 self.totals.watermark = stats.watermark
                 if stats.events < self.chunk_events - 1:
-                    return done
+                    break
+            if self.rules.camera_evidence_weight > 0:
+                self._catch_up_cameras()
+            return done
+
+    def _catch_up_cameras(self) -> None:
+        """Unit door cameras' crossings into camera_days (their own
+        watermark and chunks: server/reconcile/camera.py)."""
+        while True:
+            with write_transaction(self.engine) as conn:
+                stats = camera.apply_chunk(conn, self.rules, limit=self.chunk_events)
+            self.totals.camera_events += stats.events
+            if stats.done:
+                return
 
     def sweep(self, now: datetime) -> SweepResult:
         """Catch up, then every time-driven rule, the grades and today's rate
@@ -91,6 +105,7 @@ class Reconciler:
                 conn.execute(sa.text("ANALYZE cases, presence"))
                 counts.timings["analyze"] = round(time.perf_counter() - step, 3)
             sweep.run_rules(conn, now, self.rules, counts)
+            camera.purge_old_days(conn, self.rules, now)
             step = time.perf_counter()
             sweep.expire_departures(conn, now, counts, self.rules)
             counts.timings["expire"] = round(time.perf_counter() - step, 3)

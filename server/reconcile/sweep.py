@@ -21,6 +21,7 @@ import sqlalchemy as sa
 from server.access.allowlists import Change
 from server.db.models import cases
 from server.grid import case_tasks
+from server.reconcile import camera_rules
 from server.reconcile import cases as case_ops
 from server.reconcile.sqlbits import (
     ACTOR,
@@ -60,7 +61,7 @@ def params(rules: CityRules, now: datetime) -> dict[str, Any]:
     return {"now": now, "deadline": now - days(rules.registration_deadline_days),
             "silence": now - days(rules.silence_days), "unused": now - days(rules.credential_unused_days),
             "due": now + days(rules.answer_days), "min_days": rules.living_min_days,
-            "unknown_min_days": rules.unknown_credential_min_days}
+            "unknown_min_days": rules.unknown_credential_min_days} | camera_rules.params(rules, now)
 
 
 def _text(sql: str) -> sa.TextClause:
@@ -107,13 +108,20 @@ def _presence_evidence(conn: sa.Connection) -> str:
                               "days_seen": "p.days_seen", "events": "p.events"})
 
 
-def unregistered_candidates(conn: sa.Connection) -> str:
-    return f"""
+def unregistered_candidates(conn: sa.Connection, *, cameras: bool = False) -> str:
+    """Card evidence, and with ``cameras`` unit door cameras' (one camera
+    candidate per unit, only where no card evidence points at an
+    unregistered person: server/reconcile/camera_rules.py)."""
+    cards = f"""
 SELECT 'u' || CAST(p.unit_id AS TEXT) || '/' || p.subject AS subject, p.building_id, p.unit_id, p.person_id,
        CAST(NULL AS BIGINT) AS registration_id, p.credential_id, p.first_seen_at AS evidence_at,
        {_presence_evidence(conn)} AS evidence
 FROM presence p
 WHERE {_living(conn)} AND p.first_seen_at <= :deadline AND NOT {_REGISTERED_HERE} AND NOT {_REGISTERED_ELSEWHERE}"""
+    if not cameras:
+        return cards
+    here = f"{_living(conn)} AND NOT {_REGISTERED_HERE}"
+    return f"{cards}\nUNION ALL{camera_rules.unregistered_candidates(conn, here)}"
 
 
 def mismatch_candidates(conn: sa.Connection) -> str:
@@ -149,11 +157,29 @@ FROM (SELECT 'r' || CAST(r.id AS TEXT) AS subject, r.building_id, r.unit_id, r.p
 WHERE evidence_at < :silence"""
 
 
-def overcrowding_candidates(conn: sa.Connection) -> str:
+def overcrowding_candidates(conn: sa.Connection, *, cameras: bool = False) -> str:
     occupants = f"""
 SELECT r.unit_id FROM registrations r WHERE r.status = 'active' AND r.unit_id IS NOT NULL
 UNION ALL
 SELECT p.unit_id FROM presence p WHERE {_living(conn)} AND NOT {_REGISTERED_HERE}"""
+    if cameras:
+        # Occupants: the larger of the record plus card evidence and the
+        # camera's estimate; the evidence says which was which.
+        counted = f"""
+SELECT unit_id, MAX(CASE WHEN src = 1 THEN n END) AS counted, MAX(CASE WHEN src = 2 THEN n END) AS camera
+FROM (SELECT unit_id, COUNT(*) AS n, 1 AS src FROM ({occupants}) x GROUP BY unit_id
+      UNION ALL
+      SELECT unit_id, n, 2 AS src FROM ({camera_rules.occupancy_estimates(conn)}) ce) y
+GROUP BY unit_id"""
+        n = greatest(conn, "COALESCE(o.counted, 0)", "COALESCE(o.camera, 0)")
+        evidence = json_object(conn, {"occupants": n, "capacity": "u.capacity", "counted": "COALESCE(o.counted, 0)",
+                                      "camera_estimate": "o.camera"})
+        return f"""
+SELECT 'u' || CAST(u.id AS TEXT) AS subject, u.building_id, u.id AS unit_id, CAST(NULL AS BIGINT) AS person_id,
+       CAST(NULL AS BIGINT) AS registration_id, CAST(NULL AS BIGINT) AS credential_id,
+       CAST(NULL AS TIMESTAMP) AS evidence_at, {evidence} AS evidence
+FROM units u JOIN ({counted}) o ON o.unit_id = u.id
+WHERE {n} > u.capacity"""
     return f"""
 SELECT 'u' || CAST(u.id AS TEXT) AS subject, u.building_id, u.id AS unit_id, CAST(NULL AS BIGINT) AS person_id,
        CAST(NULL AS BIGINT) AS registration_id, CAST(NULL AS BIGINT) AS credential_id,
@@ -292,11 +318,15 @@ RETURNING id, kind, subject""").bindparams(sa.bindparam("building_ids", expandin
 
 def run_rules(conn: sa.Connection, now: datetime, rules: CityRules, counts: RuleCounts) -> None:
     values = params(rules, now)
-    run_rule(conn, now, counts, "unregistered_occupant", unregistered_candidates(conn), values,
+    cameras = camera_rules.enabled(rules)
+    if cameras:
+        _close(conn, now, counts, "unregistered_occupant",
+               conn.execute(_text(camera_rules.registered_camera_cases())).all(), "registered")
+    run_rule(conn, now, counts, "unregistered_occupant", unregistered_candidates(conn, cameras=cameras), values,
              first_close=(_registered_now(conn, "unregistered_occupant", values), "registered"))
     run_rule(conn, now, counts, "address_mismatch", mismatch_candidates(conn), values,
              first_close=(_registered_now(conn, "address_mismatch", values), "registered"))
-    run_rule(conn, now, counts, "overcrowding", overcrowding_candidates(conn), values)
+    run_rule(conn, now, counts, "overcrowding", overcrowding_candidates(conn, cameras=cameras), values)
     run_rule(conn, now, counts, "unknown_credential", unknown_candidates(conn), values,
              first_close=(_known_now(), "registered"))
     run_rule(conn, now, counts, "credential_unused", unused_candidates(conn), values,

@@ -101,7 +101,8 @@ def test_exactly_once_across_a_crash(world: World) -> None:
     assert world.reconciler.catch_up(day(6)) == 1
     with world.engine.connect() as conn:
         events, days_seen = conn.execute(sa.select(presence.c.events, presence.c.days_seen)).one()
-        mark = conn.execute(sa.select(reconcile_state.c.last_event_id)).scalar_one()
+        mark = conn.execute(sa.select(reconcile_state.c.last_event_id)
+                            .where(reconcile_state.c.name == "events")).scalar_one()
     assert (events, days_seen, mark) == (6, 6, 6)
 
 
