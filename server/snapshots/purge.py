@@ -62,7 +62,8 @@ class SnapshotPurgeReport:
 
 def _due(cutoff: datetime, event_before: datetime | None) -> sa.Select[tuple[int, str]]:
     s, e = event_snapshots.c, events.c
-    taken_before = cutoff if event_before is None else min(cutoff, event_before)
+    # Taken before the cut-off, or of an event the event purge will take.
+    taken_before = cutoff if event_before is None else max(cutoff, event_before)
     return (sa.select(s.event_id, s.sha256).select_from(event_snapshots.join(events, e.id == s.event_id))
             .where(sa.or_(s.stored_at < cutoff, e.occurred_at < taken_before)))
 
