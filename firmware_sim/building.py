@@ -16,11 +16,14 @@ import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from devices.em4100 import Em4100Frame
 from firmware_sim.config import BuildingConfig, DoorConfig
 from firmware_sim.em4100_reader import Noise, SimEm4100Reader, SimReaderStats
+from firmware_sim.swipe_log import SwipeLog
 
 log = logging.getLogger(__name__)
 
@@ -57,8 +60,12 @@ class BuildingSim:
     """Opens every door's pty on construction, so :meth:`ports` can be handed
     to a gateway before :meth:`start` makes the first swipe."""
 
-    def __init__(self, config: BuildingConfig, *, duration_s: float | None = None) -> None:
+    def __init__(self, config: BuildingConfig, *, duration_s: float | None = None,
+                 swipe_log: Path | str | None = None) -> None:
         self.config = config
+        # Every swipe as a JSON line (firmware_sim/swipe_log.py), for a
+        # synthetic camera to walk people through the door after it.
+        self._swipe_log = SwipeLog(swipe_log) if swipe_log is not None else None
         self._duration_s = duration_s if duration_s is not None else config.swipes.duration_s
         self._tags = config.tag_ids()
         self._stop = threading.Event()
@@ -144,6 +151,8 @@ class BuildingSim:
         self.stop()
         for reader in self._readers.values():
             reader.close()
+        if self._swipe_log is not None:
+            self._swipe_log.close()
 
     def __enter__(self) -> BuildingSim:
         return self
@@ -229,13 +238,19 @@ class _DoorRun:
             tag = self._pick_tag()
             if tag is None or not self.sim._claim_swipe():
                 return
+            swiped_at = datetime.now(UTC)
             valid = self.reader.present(
                 tag, version=self.version, repeats=self.swipes.repeats, noise=self.noise,
                 repeat_interval_s=self.swipes.repeat_interval_s,
             )
             self.last_end[tag] = time.monotonic()
+            card = Em4100Frame(version=self.version, tag_id=tag).card
             if valid:
-                self.sim._record(self.door.id, Em4100Frame(version=self.version, tag_id=tag).card)
+                self.sim._record(self.door.id, card)
+            if self.sim._swipe_log is not None:
+                # A read-only reader lets in whoever it reads: a swipe with
+                # no intact frame opens nothing.
+                self.sim._swipe_log.write(self.door.id, card, valid, swiped_at)
 
     def _pick_tag(self) -> int | None:
         """A tenant who has not swiped here within the gap; waits for one if need be."""

@@ -35,6 +35,9 @@ def register(subparsers: Any) -> None:
     building.add_argument("--duration", type=float, default=None, metavar="S",
                           help="run this many seconds (default: the settings file's swipes.duration_s)")
     building.add_argument("--json", action="store_true", help="print the stats as one JSON object on stdout")
+    building.add_argument("--swipe-log", default=None, metavar="FILE",
+                          help="append a JSON line per swipe (ts, door, card, granted) to FILE, for `rentgate sim "
+                               "camera serve --follow FILE`")
     building.set_defaults(func=_building)
     osdp = sim_sub.add_parser(
         "osdp-building",
@@ -49,6 +52,9 @@ def register(subparsers: Any) -> None:
     osdp.add_argument("--duration", type=float, default=None, metavar="S",
                       help="run this many seconds (default: the settings file's traffic.duration_s)")
     osdp.add_argument("--json", action="store_true", help="print the record as one JSON object on stdout")
+    osdp.add_argument("--swipe-log", default=None, metavar="FILE",
+                      help="append a JSON line per card presented (ts, door, card, granted) to FILE, for "
+                           "`rentgate sim camera serve --follow FILE`")
     osdp.set_defaults(func=_osdp_building)
     from firmware_sim.camera.command import add_parser as add_camera
     from firmware_sim.district.command import add_parser as add_district
@@ -89,7 +95,8 @@ def _building(args: argparse.Namespace) -> int:
                  f"in {stats.elapsed_s:.1f} s"), file=sys.stderr)
         return stats.to_json()
 
-    return _run(args, lambda: BuildingSim(load_config(args.config), duration_s=args.duration), report,
+    return _run(args, lambda: BuildingSim(load_config(args.config), duration_s=args.duration,
+                                               swipe_log=args.swipe_log), report,
                 port_label="door", what=tr("模拟读卡器", "simulated readers"))
 
 
@@ -104,7 +111,8 @@ def _osdp_building(args: argparse.Namespace) -> int:
                  f"in {record.elapsed_s:.1f} s"), file=sys.stderr)
         return record.to_json()
 
-    return _run(args, lambda: OsdpBuildingSim(load_osdp_config(args.config), duration_s=args.duration), report,
+    return _run(args, lambda: OsdpBuildingSim(load_osdp_config(args.config), duration_s=args.duration,
+                                                   swipe_log=args.swipe_log), report,
                 port_label="osdp line", what=tr("模拟 OSDP 线路", "simulated OSDP lines"))
 
 

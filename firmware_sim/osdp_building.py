@@ -35,6 +35,7 @@ from firmware_sim.config import (
 from firmware_sim.doors import PersonModel, SimDoor
 from firmware_sim.em4100_reader import _remove_symlink_if_ours, _replace_symlink
 from firmware_sim.osdp_reader import ReaderCaps, SimOsdpLine
+from firmware_sim.swipe_log import SwipeLog
 
 log = logging.getLogger(__name__)
 
@@ -87,8 +88,12 @@ class OsdpBuildingSim:
     """Opens every line's pty (and link) on construction, so :meth:`ports`
     can be handed to a gateway before :meth:`start`."""
 
-    def __init__(self, config: OsdpBuildingConfig, *, duration_s: float | None = None) -> None:
+    def __init__(self, config: OsdpBuildingConfig, *, duration_s: float | None = None,
+                 swipe_log: Path | str | None = None) -> None:
         self.config = config
+        # Every card presented as a JSON line (firmware_sim/swipe_log.py),
+        # for a synthetic camera to walk people through the door after it.
+        self.swipe_log = SwipeLog(swipe_log) if swipe_log is not None else None
         self._duration_s = duration_s if duration_s is not None else config.traffic.duration_s
         self._cards = config.cards()
         self._person = PersonModel(push_within_s=config.person.push_within_s,
@@ -175,6 +180,8 @@ class OsdpBuildingSim:
             line.close()
         for lid, link in self._links.items():
             _remove_symlink_if_ours(link, self._lines[lid].pts)
+        if self.swipe_log is not None:
+            self.swipe_log.close()
 
     def __enter__(self) -> OsdpBuildingSim:
         return self
@@ -299,6 +306,8 @@ class _DoorRun:
         facility, number = parse_card(card)
         door_id = self.door.door_id
         self.sim._expect(*((door_id, kind, c) for kind, c in expected))
+        if self.sim.swipe_log is not None:
+            self.sim.swipe_log.write(door_id, card, any(kind == "granted" for kind, _ in expected))
         ts, start = time.time(), time.monotonic()
         unlocked = self.door.enter(facility, number, person=self.sim._person, open_s=open_s)
         log.info("door %s: %s with card %s: %s", door_id, action, card, "went in" if unlocked else "stayed shut")
