@@ -14,7 +14,7 @@ import signal
 import uuid
 from collections.abc import Callable
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gateway.access.doors import DoorEvent
 from gateway.access.runtime import AccessRuntime
@@ -28,6 +28,12 @@ from gateway.writer import AsyncOutbox
 from rentgate import __version__, wire
 from rentgate.aio import wait_event
 from rentgate.mqtt import LinkSettings, MqttLink, Will
+
+if TYPE_CHECKING:
+    from devices.camera.crossing import Crossing
+    from gateway.camera.events import CameraEvents
+    from gateway.camera.spool import SnapshotSpool
+    from gateway.camera.uploads import SnapshotUploader
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +50,10 @@ class GatewayApp:
         self.sender: Sender | None = None
         self.link: MqttLink | None = None
         self.access: AccessRuntime | None = None  # local decisions, when the config enables them
+        # Door cameras, when a device of type "camera" is configured.
+        self.cameras: CameraEvents | None = None
+        self.snapshot_uploads: SnapshotUploader | None = None
+        self._spool: SnapshotSpool | None = None
         self.devices_online: dict[str, bool] = {d.id: False for d in config.devices}
         self.ready = asyncio.Event()  # outbox open, tasks started
         self._stop = asyncio.Event()
@@ -70,9 +80,12 @@ class GatewayApp:
             self.access = AccessRuntime(self.gateway_id, self.config.access,
                                         str(self.config.data_dir / "allowlist.sqlite3"), self._publish_now)
         try:
+            await self._open_cameras(self.outbox)
             await self._run_tasks(self.outbox)
         finally:
             await self.outbox.close()
+            if self._spool is not None:
+                await asyncio.to_thread(self._spool.close)
             if self.access is not None:
                 await asyncio.to_thread(self.access.close)
             faulthandler.cancel_dump_traceback_later()
@@ -99,6 +112,10 @@ class GatewayApp:
             ]
             if self.access is not None:
                 services.append(tg.create_task(self.access.watch_doors(self._door_event), name="door-alarms"))
+            if self.cameras is not None:
+                services.append(tg.create_task(self.cameras.run(), name="camera-correlator"))
+            if self.snapshot_uploads is not None:
+                services.append(tg.create_task(self.snapshot_uploads.run(), name="snapshot-uploads"))
             devices = [
                 tg.create_task(make_adapter(d, _DeviceSink(self, d)).run(), name=f"device-{d.id}")
                 for d in self.config.devices
@@ -114,6 +131,31 @@ class GatewayApp:
             await asyncio.sleep(0)  # let their final call_soon_threadsafe callbacks run
             self._publish_offline()
             await _cancel(services)
+
+    async def _open_cameras(self, outbox: AsyncOutbox) -> None:
+        if not any(d.type == "camera" for d in self.config.devices):
+            return
+        # Imported only here: a gateway without cameras does not load scipy.
+        from gateway.camera.correlate import Correlator
+        from gateway.camera.events import CameraEvents
+        from gateway.camera.spool import SnapshotSpool
+        from gateway.camera.uploads import SnapshotUploader
+
+        cfg = self.config.cameras
+        self._spool = spool = await asyncio.to_thread(
+            SnapshotSpool, self.config.data_dir / "snapshots", keep_days=cfg.snapshot_keep_days,
+            max_files=cfg.snapshot_max_files)
+        if cfg.server_url is not None:
+            self.snapshot_uploads = SnapshotUploader(spool, cfg.server_url, timeout_s=cfg.upload_timeout_s,
+                                                     retry_max_s=cfg.upload_retry_max_s)
+        else:
+            log.warning("gateway %s: [cameras] server_url is not set: door snapshots are kept in %s and not "
+                        "uploaded", self.gateway_id, spool.folder)
+        uploads = self.snapshot_uploads
+        self.cameras = CameraEvents(
+            self.gateway_id, outbox.submit,
+            Correlator(grant_before_s=cfg.grant_before_s, grant_after_s=cfg.grant_after_s), spool,
+            on_snapshot=uploads.wake if uploads is not None else lambda: None)
 
     # ------------------------------------------------------------------ events
 
@@ -253,11 +295,14 @@ class GatewayApp:
         self.record([lambda seq: make(gw, seq)])
 
     def card_read(self, device: str, door: str | None, ts: datetime, credential: wire.Credential,
-                  respond: Respond | None) -> None:
+                  respond: Respond | None, verdict: bool | None = None) -> None:
         """Decide (when access control is on), make the read durable with its
-        decision, then let the adapter signal the reader and open the lock."""
+        decision, then let the adapter signal the reader and open the lock.
+        Without local decisions, a terminal's own verdict is the decision."""
         decision = self.access.decide(device, door, credential) if self.access is not None else None
         outcome = decision.outcome if decision is not None else None
+        if outcome is None and verdict is not None:
+            outcome = "granted" if verdict else "denied"
         reason = decision.reason if decision is not None and not decision.granted else None
         gw = self.gateway_id
 
@@ -269,12 +314,24 @@ class GatewayApp:
             raise GatewayError("gateway not running")
         future = self.outbox.submit([make])
         future.add_done_callback(_log_failure)
+        if outcome == "granted" and door is not None and self.cameras is not None:
+            cameras = self.cameras
+            # The grant is known to the cameras with its seq, once on disk.
+            future.add_done_callback(
+                lambda f: cameras.grant(door, ts, f.result()[0]) if not f.cancelled() and f.exception() is None
+                else None)
         if decision is not None and respond is not None:
             granted, unlock_s = decision.granted, self.access.unlock_pulse_s if self.access else 0.0
             # The door opens once the decision is on disk; if the disk failed the
             # tenant still gets in (the failure is logged): a door is no place
             # to stop at a full SD card.
             future.add_done_callback(lambda _f: _respond_safely(respond, granted, unlock_s, device))
+
+    def person_crossed(self, device: str, door: str | None, crossing: Crossing, at: datetime) -> None:
+        if self.cameras is None or door is None:
+            log.warning("device %s reported a person crossing but is not a camera of a door", device)
+            return
+        self.cameras.crossed(device, door, crossing, at)
 
     def door_contact(self, device: str, door: str | None, is_open: bool) -> None:
         if door is None:
@@ -319,8 +376,12 @@ class _DeviceSink:
     def for_device(self, device: str, door: str | None) -> _DeviceSink:
         return _DeviceSink(self._app, self._config, device, door)
 
-    def card_read(self, credential: wire.Credential, respond: Respond | None = None) -> None:
-        self._hand_over(self._app.card_read, self._device, self._door, wire.utcnow(), credential, respond)
+    def card_read(self, credential: wire.Credential, respond: Respond | None = None,
+                  verdict: bool | None = None) -> None:
+        self._hand_over(self._app.card_read, self._device, self._door, wire.utcnow(), credential, respond, verdict)
+
+    def person_crossed(self, crossing: Crossing, at: datetime) -> None:
+        self._hand_over(self._app.person_crossed, self._device, self._door, crossing, at)
 
     def door_contact(self, is_open: bool) -> None:
         self._hand_over(self._app.door_contact, self._device, self._door, is_open)

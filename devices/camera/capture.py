@@ -305,6 +305,7 @@ class CaptureThread:
 
     def __init__(self, settings: CaptureSettings, opener: Opener = open_video, *, name: str = "camera") -> None:
         self.settings = settings
+        self.name = name
         self.frames = LatestFrame()
         self.source = FrameSource(settings, opener)
         self.error: SourceError | None = None

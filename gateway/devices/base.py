@@ -8,11 +8,16 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Literal, Protocol, TypeVar, cast, runtime_checkable
+from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar, cast, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict
 
 from rentgate import wire
+
+if TYPE_CHECKING:
+    from datetime import datetime
+
+    from devices.camera.crossing import Crossing
 
 
 class DeviceConfigBase(BaseModel):
@@ -32,10 +37,13 @@ class EventSink(Protocol):
     """Where an adapter reports; thread-safe, returns at once (the outbox
     commit happens on the gateway's loop)."""
 
-    def card_read(self, credential: wire.Credential, respond: Respond | None = None) -> None:
+    def card_read(self, credential: wire.Credential, respond: Respond | None = None,
+                  verdict: bool | None = None) -> None:
         """Report a presented credential. When the gateway decides access, it
         calls ``respond(granted, unlock_s)`` once the decision is on disk: the
-        adapter then signals the reader and pulses the lock for ``unlock_s``."""
+        adapter then signals the reader and pulses the lock for ``unlock_s``.
+        ``verdict``: a terminal that decides itself says whether it let the
+        person in (used when the gateway does not decide)."""
 
     def door_contact(self, is_open: bool) -> None:
         """The door contact of this device's door opened or closed (the gateway
@@ -46,6 +54,9 @@ class EventSink(Protocol):
         its own lock) reports the state as it saw it."""
 
     def device_status(self, online: bool, detail: str | None = None, bad_frames: int | None = None) -> None: ...
+
+    def person_crossed(self, crossing: Crossing, at: datetime) -> None:
+        """A camera saw a person cross its door line at ``at`` (wall clock)."""
 
 
 @runtime_checkable

@@ -147,7 +147,9 @@ class HikvisionAdapter:
         credential = event.credential
         if event.kind == "access" and credential is not None:
             self.stats.reads += 1
-            sink.card_read(credential)
+            # The terminal opened its own lock or not: its verdict is the
+            # grant a door camera matches people with.
+            sink.card_read(credential, verdict=event.verified)
         elif event.kind == "door" and (state := DOOR_STATES.get(event.minor)) is not None:
             # The terminal drives its own lock, so its judgement of the door
             # (forced, held open) is the one that counts.

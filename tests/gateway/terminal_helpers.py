@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import threading
+from datetime import datetime
+from typing import Any
 
 from rentgate import wire
 
@@ -15,6 +17,8 @@ class RecordingSink:
         self.reads: list[wire.Credential] = []
         self.statuses: list[tuple[bool, str | None, int | None]] = []
         self.door_states: list[str] = []
+        self.verdicts: list[bool | None] = []
+        self.crossings: list[tuple[Any, datetime]] = []
 
     def door_contact(self, is_open: bool) -> None:
         raise AssertionError("terminals judge their doors themselves: door_state, not door_contact")
@@ -23,9 +27,14 @@ class RecordingSink:
         with self._lock:
             self.door_states.append(state)
 
-    def card_read(self, credential: wire.Credential, respond: object = None) -> None:
+    def card_read(self, credential: wire.Credential, respond: object = None, verdict: bool | None = None) -> None:
         with self._lock:
             self.reads.append(credential)
+            self.verdicts.append(verdict)
+
+    def person_crossed(self, crossing: Any, at: datetime) -> None:
+        with self._lock:
+            self.crossings.append((crossing, at))
 
     def device_status(self, online: bool, detail: str | None = None, bad_frames: int | None = None) -> None:
         with self._lock:
