@@ -280,7 +280,7 @@ def _attach_credentials(conn: sa.Connection, rows: list[JsonObj]) -> None:
 
 # --- history and ownership -------------------------------------------------
 
-HISTORY_ENTITIES = ("area", "building", "unit", "person", "registration", "credential")
+HISTORY_ENTITIES = ("area", "building", "unit", "person", "registration", "credential", "door")
 
 
 def list_history(conn: sa.Connection, *, entity: str | None, entity_id: int | None, limit: int) -> list[JsonObj]:

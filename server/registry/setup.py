@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 
 from server.appkeys import SETTINGS
-from server.registry import routes
+from server.registry import doors, routes
 from server.registry.appkeys import RULES, VAULT, VAULT_PROBLEM
 from server.registry.pii import PiiKeyUnavailable, load_vault
 from server.rules import load_rules
@@ -35,3 +35,4 @@ async def _registry_ctx(app: web.Application) -> AsyncIterator[None]:
 def setup(app: web.Application) -> None:
     app.cleanup_ctx.append(_registry_ctx)
     routes.add_routes(app)
+    doors.add_routes(app)

@@ -25,7 +25,8 @@ from tests.server.registry.api_helpers import Client, MakeClient, settings_for
 TOO_BIG = [str(2**63), "9" * 30, "\u0661", "\uff11", "0"]  # 2^63, far beyond, Arabic-Indic 1, full-width 1, zero
 DEEP = b"[" * 100_000 + b"]" * 100_000
 PARAM = re.compile(r"\{(\w+)(?::[^}]*)?\}")
-FILLERS = {"gw": "gw-a", "action": "dispatch", "token": "not-a-plate", "watch_id": "w-not-a-watch"}
+FILLERS = {"gw": "gw-a", "action": "dispatch", "token": "not-a-plate", "watch_id": "w-not-a-watch",
+           "door": "front"}
 
 
 async def _client(engine: sa.Engine, database_url: str, tmp_path: Path,

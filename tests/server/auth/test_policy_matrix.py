@@ -44,7 +44,8 @@ NOWHERE = 2**62  # an id no object has
 PHOTO_SHA = "ab" * 32
 NOWHERE_GATEWAY = "gw-nowhere"
 # Path parameters that name no object: a value that routes.
-FILLERS = {"gw": "gw-a", "action": "dispatch", "token": "not-a-plate", "watch_id": "w-not-a-watch", "seq": "1"}
+FILLERS = {"gw": "gw-a", "action": "dispatch", "token": "not-a-plate", "watch_id": "w-not-a-watch", "seq": "1",
+           "door": "front"}
 
 
 @dataclass(frozen=True)
