@@ -19,10 +19,12 @@ from zoneinfo import ZoneInfo
 import sqlalchemy as sa
 from aiohttp import web
 
+from rentgate import wire
 from server.api.queries import list_gateways
 from server.appkeys import ENGINE
 from server.auth.policy import allow, require_page_user
 from server.db.models import events
+from server.pages.camera_alerts import camera_words
 from server.pages.layout import PageContext, context, esc, page, when
 from server.pages.masks import mask_card
 from server.pages.state import PAGES
@@ -122,6 +124,10 @@ def event_words(t: dict[str, str], row: dict[str, Any]) -> tuple[str, bool]:
     if kind == "events_dropped":
         key = f"ev.dropped.{data.get('reason')}"
         return t.get(key, t["ev.dropped.other"]).format(n=data.get("count", "?")), True
+    if kind in wire.CAMERA_KINDS:
+        # No picture here: the page refreshes every few seconds, and each
+        # view of a snapshot is audited; the unit page shows them on request.
+        return camera_words(t, kind, data), kind in wire.INWARD_ALERT_KINDS
     return t["ev.other"], False
 
 

@@ -7,6 +7,7 @@ from aiohttp import web
 
 from server.auth.policy import allow, public
 from server.pages import (
+    camera_alerts,
     declare,
     errors,
     grid_routes,
@@ -56,3 +57,4 @@ def setup(app: web.Application) -> None:
     r.add_post("/police/address", allow("police", page=True, rule=console)(police_console.address_submit))
     scan_routes.add_routes(r)
     grid_routes.add_routes(r)
+    camera_alerts.add_routes(r)

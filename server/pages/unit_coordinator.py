@@ -35,6 +35,7 @@ from server.auth.policy import AuthUser, actor_of
 from server.db.models import cases, credentials, registrations
 from server.db.read_pool import read_only, with_retry
 from server.grid.cases import escalate_case
+from server.pages.camera_alerts import load_camera_alerts, render_camera_section
 from server.pages.dashboard import event_words
 from server.pages.forms import FormErrors, errors_box, read_form, text
 from server.pages.guard import page_user
@@ -284,6 +285,7 @@ async def show_unit(request: web.Request, ctx: PageContext, user: AuthUser, unit
 
     cards: dict[int, str] = {}
     declared: dict[int, Row] = {}
+    camera: list[Row] = []
 
     def read() -> tuple[UnitView | None, str]:
         with read_only(request.app) as conn:
@@ -291,6 +293,7 @@ async def show_unit(request: web.Request, ctx: PageContext, user: AuthUser, unit
             if view is not None:
                 cards.update(card_values(conn, view))
                 declared.update(declared_fields(conn, [int(r["id"]) for r in view.pending]))
+                camera.extend(load_camera_alerts(conn, int(view.unit["building_id"])))
             # The route policy has checked the unit is in the caller's scope
             # (server/auth/enforce.py) before this handler ran.
             return view, "missing" if view is None else "ok"
@@ -301,7 +304,8 @@ async def show_unit(request: web.Request, ctx: PageContext, user: AuthUser, unit
         t1 = time.perf_counter()
         response = None
         if view is not None and verdict == "ok":
-            response = page(ctx, unit_title(ctx, view), render_unit(ctx, view, zone, flash_html, errors, cards, declared),
+            body = render_unit(ctx, view, zone, flash_html, errors, cards, declared)
+            response = page(ctx, unit_title(ctx, view), body + render_camera_section(ctx, camera, zone),
                             status=status)
         return verdict, response, t1 - t0, time.perf_counter() - t1
 
