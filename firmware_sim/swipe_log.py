@@ -43,12 +43,13 @@ class SwipeLog:
                 self._file = None
 
 
-def follow(path: Path | str, stop: threading.Event, *, poll_s: float = 0.1,
-           from_start: bool = False) -> Iterator[dict[str, Any] | None]:
+def follow(path: Path | str, stop: threading.Event, *, poll_s: float = 0.1, from_start: bool = False,
+           ready: threading.Event | None = None) -> Iterator[dict[str, Any] | None]:
     """Yield each new line's object as it is appended, until ``stop``;
     ``None`` for a line that is not a JSON object (or too long). Lines
     already in the file are skipped unless ``from_start``; a file created
-    later is read from its beginning."""
+    later is read from its beginning. ``ready`` is set once the file has
+    been looked for: every line appended after that is yielded."""
     path = Path(path)
     handle: IO[bytes] | None = None
     inode: int | None = None
@@ -62,12 +63,16 @@ def follow(path: Path | str, stop: threading.Event, *, poll_s: float = 0.1,
                     handle = open(path, "rb")  # noqa: SIM115 - kept open across iterations, closed below
                 except FileNotFoundError:
                     first_open = False
+                    if ready is not None:
+                        ready.set()
                     stop.wait(poll_s)
                     continue
                 inode = os.fstat(handle.fileno()).st_ino
                 if first_open and not from_start:
                     handle.seek(0, os.SEEK_END)
                 first_open = False
+                if ready is not None:
+                    ready.set()
                 buffer, skipping = b"", False
             chunk = handle.read(65536)
             if chunk:

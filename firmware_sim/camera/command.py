@@ -151,10 +151,12 @@ def _serve(args: argparse.Namespace) -> int:
 
     previous = signal.signal(signal.SIGTERM, on_sigterm)
     started = time.monotonic()
-    print(tr(f"摄像头：{server.url}", f"camera: {server.url}"), file=sys.stderr, flush=True)
     try:
         if follower is not None:
             follower.start()
+        # Announced once the swipe log is being followed: a swipe logged
+        # after this line is seen.
+        print(tr(f"摄像头：{server.url}", f"camera: {server.url}"), file=sys.stderr, flush=True)
         rng = random.Random(f"camera-every:{args.seed}")
         next_walk = started + (rng.uniform(0.5, 1.5) * args.every if args.every else float("inf"))
         pending = list(faults)

@@ -52,6 +52,7 @@ class Follower:
         self.from_start = from_start
         self._rng = random.Random(f"camera-follow:{seed}")
         self._stop = threading.Event()
+        self._ready = threading.Event()
         self._thread: threading.Thread | None = None
         self._timers: list[threading.Timer] = []
         self._lock = threading.Lock()
@@ -59,8 +60,11 @@ class Follower:
                        "unidentified": 0, "outward": 0, "dropped": 0}
 
     def start(self) -> None:
+        """Start tailing; returns once the log has been looked at, so every
+        swipe logged from then on is followed."""
         self._thread = threading.Thread(target=self._run, name="camera-follow", daemon=True)
         self._thread.start()
+        self._ready.wait(5.0)
 
     def stop(self) -> None:
         self._stop.set()
@@ -72,7 +76,7 @@ class Follower:
             self._thread.join(2.0)
 
     def _run(self) -> None:
-        for record in follow(self.path, self._stop, from_start=self.from_start):
+        for record in follow(self.path, self._stop, from_start=self.from_start, ready=self._ready):
             self.handle(record)
 
     def handle(self, record: dict[str, Any] | None) -> None:

@@ -34,6 +34,7 @@ log = logging.getLogger(__name__)
 
 BOUNDARY = "rentgateframe"
 MAX_CLIENTS = 16
+_SEND_BUFFER = 128 * 1024
 
 
 class _Http(ThreadingHTTPServer):
@@ -265,6 +266,9 @@ class MjpegServer:
             return
         try:
             sock.settimeout(self.send_timeout_s)
+            # A small send buffer: a client that stops reading is noticed
+            # (and dropped) within seconds instead of megabytes later.
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, _SEND_BUFFER)
             handler.send_response(200)
             handler.send_header("Content-Type", f"multipart/x-mixed-replace; boundary={BOUNDARY}")
             handler.send_header("Cache-Control", "no-cache, no-store")
