@@ -24,8 +24,8 @@ from gateway.camera.errors import SpoolError
 log = logging.getLogger(__name__)
 
 # A door camera's JPEG at 80 % quality is 30-300 kB; the server refuses
-# bigger ones too (413), so they are not kept for nothing.
-MAX_JPEG_BYTES = 4 * 1024 * 1024
+# more than 2 MiB (413, server/snapshots/check.py), so bigger is not kept.
+MAX_JPEG_BYTES = 2 * 1024 * 1024
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS snapshots (
     id INTEGER PRIMARY KEY AUTOINCREMENT,

@@ -113,7 +113,9 @@ class SnapshotUploader:
         if status in _REFUSED:
             log.warning("snapshot for event %s/%d refused by the server (%d); dropped", item.gw, item.seq, status)
             return "dropped"
-        if status != 404 and status < 500:
+        # 404: the event is not stored yet; 429: the server's per-address
+        # limit; 5xx: the server's trouble. All pass with time.
+        if status not in (404, 429) and status < 500:
             log.warning("snapshot for event %s/%d: unexpected answer %d; will retry", item.gw, item.seq, status)
         return "retry"
 

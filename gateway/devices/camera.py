@@ -188,7 +188,13 @@ class CameraAdapter:
             self._sink.device_status(online, detail)
 
     async def _session(self) -> _Ended:
+        import cv2
+
         from devices.camera.capture import CaptureThread, open_video
+
+        # OpenCV spreads a filter over every core by default: the analysis
+        # would then take the CPU the door decisions need. One thread each.
+        cv2.setNumThreads(1)
 
         self.stats.sessions += 1
         capture = CaptureThread(self.config.capture_settings(), self._opener or open_video, name=self.config.id)
