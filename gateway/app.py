@@ -145,17 +145,16 @@ class GatewayApp:
         self._spool = spool = await asyncio.to_thread(
             SnapshotSpool, self.config.data_dir / "snapshots", keep_days=cfg.snapshot_keep_days,
             max_files=cfg.snapshot_max_files)
-        if cfg.server_url is not None:
-            self.snapshot_uploads = SnapshotUploader(spool, cfg.server_url, timeout_s=cfg.upload_timeout_s,
-                                                     retry_max_s=cfg.upload_retry_max_s)
-        else:
+        # Without a server it still keeps the spool within its age and count.
+        self.snapshot_uploads = uploads = SnapshotUploader(
+            spool, cfg.server_url, timeout_s=cfg.upload_timeout_s, retry_max_s=cfg.upload_retry_max_s)
+        if cfg.server_url is None:
             log.warning("gateway %s: [cameras] server_url is not set: door snapshots are kept in %s and not "
                         "uploaded", self.gateway_id, spool.folder)
-        uploads = self.snapshot_uploads
         self.cameras = CameraEvents(
             self.gateway_id, outbox.submit,
             Correlator(grant_before_s=cfg.grant_before_s, grant_after_s=cfg.grant_after_s), spool,
-            on_snapshot=uploads.wake if uploads is not None else lambda: None)
+            on_snapshot=uploads.wake)
 
     # ------------------------------------------------------------------ events
 

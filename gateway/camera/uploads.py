@@ -44,10 +44,12 @@ class UploadStats:
 
 
 class SnapshotUploader:
-    def __init__(self, spool: SnapshotSpool, server_url: str, *, timeout_s: float = 30.0,
+    """With ``server_url`` None it only keeps the spool within its bounds."""
+
+    def __init__(self, spool: SnapshotSpool, server_url: str | None, *, timeout_s: float = 30.0,
                  retry_max_s: float = 300.0, retry_base_s: float = 1.0) -> None:
         self.spool = spool
-        self.server_url = server_url.rstrip("/")
+        self.server_url = server_url.rstrip("/") if server_url is not None else None
         self.timeout_s = timeout_s
         self.retry_max_s = retry_max_s
         self.retry_base_s = retry_base_s
@@ -62,6 +64,10 @@ class SnapshotUploader:
         return f"{self.server_url}/api/v1/gateways/{item.gw}/events/{item.seq}/snapshot"
 
     async def run(self) -> None:
+        if self.server_url is None:
+            while True:
+                self.stats.pruned += await asyncio.to_thread(self.spool.prune, time.time())
+                await asyncio.sleep(_PRUNE_EVERY_S)
         timeout = aiohttp.ClientTimeout(total=self.timeout_s)
         pruned_at = 0.0
         async with aiohttp.ClientSession(timeout=timeout) as session:

@@ -286,7 +286,9 @@ class CameraAdapter:
             return None
         if report is not None:
             if report.state == "ok":
-                self._report(True, f"picture ok: {report.detail}")
+                # The monitor's first report is "ok"; it is news only after a fault.
+                if self._reported is None or not self._reported[0]:
+                    self._report(True, f"picture ok: {report.detail}")
             else:
                 # A frozen, dark or moved picture counts nobody right: the
                 # camera is reported as not working until it recovers.

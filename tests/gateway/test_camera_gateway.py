@@ -63,7 +63,7 @@ def _video(tmp_path: Path) -> Path:
     return path
 
 
-def _of(server: FakeServer, kind: type[wire.Event]) -> list[Any]:  # type: ignore[valid-type]
+def _of(server: FakeServer, kind: type[Any]) -> list[Any]:
     return [e for e in server.received if isinstance(e, kind)]
 
 
@@ -130,7 +130,7 @@ async def test_without_a_server_url_the_pictures_stay(tmp_path: Path, mosquitto:
         await _camera_online(server)
         pipelines.current.walk("in")
         await wait_until(lambda: len(_of(server, wire.UnidentifiedEntry)) == 1, what="the unidentified entry")
-        assert app.snapshot_uploads is None
+        assert app.snapshot_uploads is not None and app.snapshot_uploads.server_url is None
     event = _of(server, wire.UnidentifiedEntry)[0]
     assert (tmp_path / "data" / "snapshots" / f"{event.snapshot}.jpg").read_bytes() == JPEG
     assert "server_url is not set" in caplog.text
