@@ -245,9 +245,15 @@ class TruthCrossing:
                 "outcome": self.outcome, "x": round(self.x, 1), "y": round(self.y, 1), "grant": self.grant}
 
 
+def _distances(track: Track, line: DoorLine) -> NDArray[np.float64]:
+    """:meth:`DoorLine.distance` of every sample at once."""
+    nx, ny = line.normal
+    return (track.x - line.x1) * nx + (track.y - line.y1) * ny
+
+
 def line_crossings(track: Track, line: DoorLine) -> list[tuple[float, Literal["in", "out"], float, float]]:
     """Where the track crosses the door segment: (t, direction, x, y)."""
-    d = np.array([line.distance(float(x), float(y)) for x, y in zip(track.x, track.y, strict=True)])
+    d = _distances(track, line)
     inside = d > 0
     found: list[tuple[float, Literal["in", "out"], float, float]] = []
     for i in np.flatnonzero(inside[1:] != inside[:-1]):
@@ -458,8 +464,7 @@ def _clear_at(walkers: Sequence[Walker], layout: Layout, line: DoorLine) -> floa
     clear = 0.0
     for w in walkers:
         track = track_of(w, layout)
-        near = np.flatnonzero(np.abs([line.distance(float(x), float(y)) for x, y in zip(track.x, track.y,
-                                                                                        strict=True)]) < 80)
+        near = np.flatnonzero(np.abs(_distances(track, line)) < 80)
         clear = max(clear, float(track.t[near[-1]]) if len(near) else track.start)
     return clear
 
