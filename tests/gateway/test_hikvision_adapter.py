@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from firmware_sim.hikvision_terminal import DOOR_OPEN, HikvisionTerminalSim, TerminalPostError
+from firmware_sim.hikvision_terminal import DOOR_OPEN, FACE_FAIL, INVALID_CARD, HikvisionTerminalSim, TerminalPostError
 
 DOOR_FORCED = 0x17  # HCNetSDK MINOR_DOOR_OPEN_ABNORMAL
 from gateway.config import GatewayConfig
@@ -55,6 +55,16 @@ async def test_swipes_and_faces_become_reads_and_retries_are_deduped(multipart: 
         assert (adapter.stats.duplicates, adapter.stats.door_events) == (1, 2)
         assert sink.door_states == ["open", "forced"]
         assert sink.statuses[0][0] is True
+
+
+async def test_the_terminal_verdict_goes_with_the_read() -> None:
+    # A terminal opens its own lock: its verdict is the grant door cameras match people with.
+    async with serving(_config()) as (_adapter, sink, url):
+        terminal = HikvisionTerminalSim(url)
+        await terminal.face("1001")
+        await terminal.face("1002", minor=FACE_FAIL)
+        await terminal.swipe("3265421170", minor=INVALID_CARD)
+        assert sink.verdicts == [True, False, False]
 
 
 async def test_garbage_is_answered_400_and_counted_and_the_server_keeps_serving() -> None:
@@ -120,4 +130,5 @@ async def test_a_terminal_read_reaches_the_server_as_its_own_device(tmp_path: Pa
         read = next(e for e in server.received if isinstance(e, wire.CardRead))
         assert (read.device, read.door, read.credential.format, read.credential.value) == (
             "side-face", "side", "terminal_person", "1001")
+        assert read.decision == "granted"  # the terminal's own verdict
 
