@@ -274,8 +274,12 @@ class LatestFrame:
         self.delivered = 0
         self.dropped = 0
 
-    def put(self, frame: Frame) -> None:
+    def put(self, frame: Frame, *, wait: bool = False) -> None:
+        """Leave ``frame`` in the slot. ``wait``: first wait until the slot is
+        taken (a file read as fast as it is analysed: nothing to drop)."""
         with self._cond:
+            if wait:
+                self._cond.wait_for(lambda: self._frame is None or self._closed)
             if self._frame is not None:
                 self.dropped += 1
             self._frame = frame
@@ -295,6 +299,7 @@ class LatestFrame:
             frame, self._frame = self._frame, None
             if frame is not None:
                 self.delivered += 1
+                self._cond.notify_all()  # a waiting put
             return frame
 
 
@@ -364,7 +369,9 @@ class CaptureThread:
                 if frame is None:
                     self.ended = True
                     break
-                self.frames.put(frame)
+                # A file not paced in real time waits for the analysis instead.
+                self.frames.put(frame, wait=self.settings.is_file and not self.settings.realtime)
+                self._alive_at = time.monotonic()
         except SourceError as exc:
             self.error = exc
         except Exception as exc:  # noqa: BLE001 - cv2.error from a broken stream; reported, not raised in a thread

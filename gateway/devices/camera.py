@@ -58,8 +58,11 @@ class CameraConfig(DeviceConfigBase):
     person_fps: float = Field(default=5.0, gt=0, le=30)
     snapshots: bool = True
     jpeg_quality: int = Field(default=80, ge=30, le=95)
-    # A file source: start again at its end (a demo) or stop.
+    # A file source: start again at its end (a demo) or stop; and whether to
+    # play it at the pace of its timestamps (as a camera would) or as fast
+    # as it can be analysed (checking a recording).
     loop: bool = False
+    realtime: bool = True
     open_timeout_s: float = Field(default=10.0, gt=0, le=120)
     read_timeout_s: float = Field(default=5.0, gt=0, le=120)
     reconnect_max_s: float = Field(default=60.0, ge=1, le=3600)
@@ -96,8 +99,8 @@ class CameraConfig(DeviceConfigBase):
     def capture_settings(self) -> CaptureSettings:
         from devices.camera.capture import CaptureSettings
 
-        return CaptureSettings(self.url, fps=self.fps, loop=self.loop, open_timeout_s=self.open_timeout_s,
-                               read_timeout_s=self.read_timeout_s)
+        return CaptureSettings(self.url, fps=self.fps, loop=self.loop, realtime=self.realtime,
+                               open_timeout_s=self.open_timeout_s, read_timeout_s=self.read_timeout_s)
 
     def pipeline_settings(self) -> PipelineSettings:
         from devices.camera.geometry import DoorLine

@@ -180,3 +180,17 @@ def test_the_handoff_keeps_only_the_newest_frame() -> None:
     assert frame is not None and frame.index == 4
     assert slot.dropped == 4
     assert slot.take(0.05) is None
+
+
+def test_a_file_read_as_fast_as_analysed_waits_for_the_analysis_instead_of_dropping(tmp_path: Path) -> None:
+    path = str(tmp_path / "door.avi")
+    write_video(path, seconds=2.0, fps=25)
+    capture = CaptureThread(CaptureSettings(path, fps=10, realtime=False))
+    capture.start()
+    indexes = []
+    while (frame := capture.frames.take(5.0)) is not None:
+        indexes.append(frame.index)
+        time.sleep(0.02)  # an analysis slower than the decoder
+    capture.stop()
+    assert indexes == list(range(1, 21))
+    assert capture.frames.dropped == 0 and capture.ended and capture.error is None
