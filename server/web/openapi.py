@@ -203,6 +203,7 @@ ERROR_TEXT = {
     409: "The current state forbids this change.",
     410: "What the request names has expired or was withdrawn.",
     413: "The body is larger than the server accepts.",
+    415: "The body is not of the type the route takes (e.g. not a JPEG).",
     429: "Too many requests; `Retry-After` says when to try again.",
     503: "Something the request needs is unavailable: the database, or a key the server was not given.",
 }
