@@ -47,12 +47,22 @@ def add_parser(sim_sub: Any) -> None:
                           help="grid coordinators patrol the units as often as their grades ask, sometimes late, "
                                "and work their task queue with the street's dispatcher (the demo uses it; the "
                                "scores do not depend on it)")
+    district.add_argument("--cameras", type=float, default=0.0, metavar="SHARE",
+                          help="put a people-counting camera at the door of this share of units (0-1; default 0)")
+    district.add_argument("--hidden", type=float, default=0.0, metavar="SHARE",
+                          help="give this share of units a hidden occupant who never has a card and is never "
+                               "registered (0-1; default 0); the rest of the district is the same with or without")
+    district.add_argument("--camera-miss", type=float, default=0.05, metavar="RATE",
+                          help="the share of crossings a camera misses (default 0.05)")
+    district.add_argument("--camera-double", type=float, default=0.02, metavar="RATE",
+                          help="the share of crossings a camera counts twice (default 0.02)")
     district.add_argument("--cases", action="store_true", help="print each case opened or closed to stderr")
     district.add_argument("--json", action="store_true", help="print the result as one JSON object on stdout")
     district.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    from firmware_sim.district.cameras import CameraOptions
     from firmware_sim.district.driver import DistrictOptions, run_district
     from server.errors import ServerError
     from server.rules import load_rules
@@ -60,6 +70,10 @@ def run(args: argparse.Namespace) -> int:
     if args.buildings < 1 or args.days < 1:
         print("error: --buildings and --days must be at least 1", file=sys.stderr)
         return 2
+    for name in ("cameras", "hidden", "camera_miss", "camera_double"):
+        if not 0.0 <= getattr(args, name) <= 1.0:
+            print(f"error: --{name.replace('_', '-')} must be between 0 and 1", file=sys.stderr)
+            return 2
     start = start_ending_today(args.days) if args.end_today else START
     latest = (datetime.now(START.tzinfo) - START) // DAY
     if not args.end_today and args.days > latest:
@@ -85,7 +99,9 @@ def run(args: argparse.Namespace) -> int:
 
     options = DistrictOptions(buildings=args.buildings, days=args.days, seed=args.seed,
                               database_url=args.database_url, mqtt_url=args.mqtt_url, rules=rules, start=start,
-                              patrols=args.patrols)
+                              patrols=args.patrols,
+                              cameras=CameraOptions(share=args.cameras, hidden=args.hidden, miss=args.camera_miss,
+                                                    double=args.camera_double))
     try:
         result = asyncio.run(run_district(options, on_case=on_case if args.cases else None, progress=progress))
     except (OSError, TimeoutError, ServerError) as exc:

@@ -18,7 +18,7 @@ import random
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import partial
 from pathlib import Path
@@ -26,6 +26,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from firmware_sim.district import cameras as camera_sim
 from firmware_sim.district import score as scoring
 from firmware_sim.district import truth
 from firmware_sim.district.activity import day_swipes
@@ -34,7 +35,7 @@ from firmware_sim.district.landlords import Book, Landlords
 from firmware_sim.district.patrols import Coordinators
 from firmware_sim.district.runtime import Runtime, running
 from firmware_sim.district.taskwork import TaskDesk
-from firmware_sim.district.world import DAY, START, Stay, World, build_world
+from firmware_sim.district.world import DAY, START, CardUse, Stay, World, build_world
 from rentgate.lang import tr
 from server.db.models import cases, events
 from server.reconcile.rates import compute_rates
@@ -72,6 +73,8 @@ class DistrictOptions:
     start: datetime | None = None
     # Grid coordinators patrol the units (firmware_sim/district/patrols.py).
     patrols: bool = False
+    # Unit door cameras and hidden occupants (firmware_sim/district/cameras.py).
+    cameras: camera_sim.CameraOptions = field(default_factory=camera_sim.CameraOptions)
 
 
 class Agenda:
@@ -94,8 +97,14 @@ class Agenda:
 
 class District:
     def __init__(self, world: World, rt: Runtime, rules: CityRules, fleet: GatewayFleet,
-                 on_case: Callable[[CaseEvent], None] | None = None, *, patrols: bool = False) -> None:
+                 on_case: Callable[[CaseEvent], None] | None = None, *, patrols: bool = False,
+                 cameras: camera_sim.CameraOptions | None = None) -> None:
         self.world = world
+        self.camera_options = cameras or camera_sim.CameraOptions()
+        self.camera_units = set(camera_sim.camera_units(world, self.camera_options.share))
+        # Hidden occupants (no card at the start; one found may get one later).
+        self.hidden = {(s.unit, s.person) for s in world.stays() if not s.cards}
+        self.crossings = 0
         self.rt = rt
         self.rules = rules
         self.fleet = fleet
@@ -130,11 +139,24 @@ class District:
                 self.coordinators.setup(conn, start, list(self.book.unit_ids.values()))
             if self.desk is not None and self.coordinators is not None:
                 self.desk.setup(conn, start, self.coordinators.user_of_grid)
+            self._map_camera_doors(conn, start)
         self._schedule_script()
+
+    def _map_camera_doors(self, conn: sa.Connection, now: datetime) -> None:
+        """The landlord says which unit each camera's door serves (the doors API's service)."""
+        from server.registry.doors import set_door
+
+        units = self.world.units()
+        for key in sorted(self.camera_units):
+            gateway = self.world.buildings[units[key].building].gateway_id
+            set_door(conn, now, "sim:landlord", gateway, camera_sim.door_of(key), unit_id=self.book.unit_ids[key],
+                     camera=True)
 
     def _schedule_script(self) -> None:
         ll, a = self.landlords, self.agenda
         for stay in self.world.stays():
+            if not stay.cards:
+                continue  # a hidden occupant: nothing the landlord does, nothing a card shows
             if not stay.before_start:
                 a.at(stay.arrive, "arrive", partial(ll.arrive, stay=stay))
                 if stay.register_plan is not None and stay.register_plan > stay.arrive:
@@ -180,6 +202,15 @@ class District:
         for gw, reads in per_gateway.items():
             self.fleet.publish(gw, reads)
         self.events += len(swipes)
+        if self.camera_units:
+            units = self.world.units()
+            crossings: dict[str, list[camera_sim.Crossing]] = {}
+            for c in camera_sim.day_crossings(self.world, day, self.camera_units, swipes, self.camera_options):
+                gw = self.world.buildings[units[c.unit].building].gateway_id
+                crossings.setdefault(gw, []).append(c)
+            for gw, items in crossings.items():
+                self.fleet.publish_crossings(gw, items)
+                self.crossings += len(items)
         await self.fleet.acknowledged()
         t3 = time.perf_counter()
         await asyncio.to_thread(self._reconcile, hi)
@@ -252,6 +283,11 @@ class District:
         if person is None and row.credential_id is not None:
             person = self.book.card_holder.get(self.book.card_of_credential.get(row.credential_id, ""))
         unit = self.book.unit_keys.get(row.unit_id) if row.unit_id is not None else None
+        if person is None and unit is not None and row.kind == "unregistered_occupant" and row.credential_id is None:
+            # A camera case: the landlord knows who the unit's hidden occupant is.
+            hidden = [s for s in self.world.stays() if (s.unit, s.person) in self.hidden and s.unit == unit
+                      and s.arrive <= row.opened_at]
+            return hidden[-1] if hidden else None
         if person is None or unit is None:
             return None
         found = [s for s in self.book.person(person).stays if s.unit == unit]
@@ -275,6 +311,10 @@ class District:
     def _late_register(self, conn: sa.Connection, now: datetime, stay: Stay) -> None:
         if stay.depart is not None and stay.depart <= now:
             return  # gone already: nobody to register
+        if not stay.cards:
+            # A hidden occupant found by a camera: registered with a card of
+            # their own, which they use from then on like everyone else.
+            stay.cards.append(CardUse(f"F{stay.person:09X}", now, stay.depart, "registration"))
         self.landlords.register(conn, now, stay)
 
     # ------------------------------------------------------------------ the result
@@ -328,6 +368,7 @@ class District:
             "kinds": kinds,
             "rates": scoring.rates_json(truth.true_rates(world), self.computed_rates()),
             "targets_met": scoring.targets_met(kinds),
+            "cameras": self._camera_result(seen, found),
             "registry_steps_refused": self.landlords.refused,
             "patrols": self.coordinators.patrols if self.coordinators is not None else 0,
             "task_steps": self.desk.steps if self.desk is not None else 0,
@@ -338,6 +379,26 @@ class District:
             "wrong": [_case_json(c) for c in scoring.wrong(seen, found, unit_buildings)
                       if c.kind in scoring.TARGET_KINDS][:20],
         }
+
+
+    def _camera_result(self, seen: list[scoring.SeenCase], found: list[truth.Incident]) -> dict[str, Any]:
+        """What the cameras saw, and the recall of hidden occupants and of
+        overcrowding (run again with --cameras 0 on the same seed to compare)."""
+        world, rules = self.world, self.rules
+        hidden = self.hidden
+        unit_buildings = {k: u.building for k, u in world.units().items()}
+        due = [i for i in found if i.kind == "unregistered_occupant" and (i.unit, i.person) in hidden
+               and scoring.is_due(i, rules.registration_deadline_days, world.end)]
+        hit = sum(1 for i in due if any(scoring.matches(c, i, unit_buildings) for c in seen))
+        camera_cases = [c for c in seen if c.kind == "unregistered_occupant" and c.person is None]
+        right = sum(1 for c in camera_cases if any(scoring.matches(c, i, unit_buildings) for i in found))
+        return {"share": self.camera_options.share, "hidden_share": self.camera_options.hidden,
+                "miss_rate": self.camera_options.miss, "double_rate": self.camera_options.double,
+                "units_with_camera": len(self.camera_units), "hidden_occupants": len(hidden),
+                "crossings": self.crossings, "hidden_due": len(due), "hidden_found": hit,
+                "hidden_recall": round(hit / len(due), 3) if due else None,
+                "camera_cases": len(camera_cases),
+                "camera_case_precision": round(right / len(camera_cases), 3) if camera_cases else None}
 
 
 def _incident_json(i: truth.Incident) -> dict[str, Any]:
@@ -358,13 +419,16 @@ async def run_district(options: DistrictOptions, *, on_case: Callable[[CaseEvent
     rules = options.rules or CityRules()
     world = build_world(buildings=options.buildings, days=options.days, seed=options.seed, rules=rules,
                         start=options.start or START)
+    if options.cameras.hidden > 0:
+        camera_sim.add_hidden(world, options.cameras.hidden)
     with tempfile.TemporaryDirectory(prefix="rentgate-district-") as tmp:
         workdir = options.workdir or Path(tmp)
         async with running(workdir, rules, database_url=options.database_url, mqtt_url=options.mqtt_url) as rt:
             fleet = GatewayFleet(rt.mqtt_url)
             fleet_task = asyncio.create_task(fleet.run(), name="district-gateways")
             try:
-                district = District(world, rt, rules, fleet, on_case, patrols=options.patrols)
+                district = District(world, rt, rules, fleet, on_case, patrols=options.patrols,
+                                    cameras=options.cameras)
                 t0 = time.perf_counter()
                 await asyncio.to_thread(district.setup)
                 district.seconds["setup"] = time.perf_counter() - t0

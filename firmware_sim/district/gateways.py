@@ -11,9 +11,13 @@ import asyncio
 import logging
 import threading
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
+from functools import partial
+from typing import Any
 
+from firmware_sim.district.cameras import Crossing, door_of
 from rentgate import wire
 from rentgate.aio import wait_event
 from rentgate.mqtt import LinkSettings, MqttLink
@@ -60,18 +64,35 @@ class GatewayFleet:
     def publish(self, gateway_id: str, reads: list[Read]) -> None:
         """Number the reads (this gateway's next sequence numbers), keep them
         until acknowledged and send them."""
-        if not reads:
-            return
-        first = self._seq.get(gateway_id, 0) + 1
-        jsons = {}
-        for offset, read in enumerate(reads):
-            seq = first + offset
-            event = wire.CardRead(
+        def event(read: Read, seq: int) -> wire.Event:
+            return wire.CardRead(
                 gw=gateway_id, seq=seq, device="reader-1", door="大门", ts=read.at,
                 credential=wire.Credential(format="em4100", value=read.card),
                 decision="granted" if read.granted else "denied", reason=None if read.granted else "revoked")
-            jsons[seq] = wire.encode_event(event)
-        self._seq[gateway_id] = first + len(reads) - 1
+        self._publish(gateway_id, [partial(event, read) for read in reads])
+
+    def publish_crossings(self, gateway_id: str, crossings: list[Crossing]) -> None:
+        """Unit door cameras' crossings (firmware_sim/district/cameras.py) as
+        wire camera events, numbered and kept like the reads."""
+        def event(c: Crossing, track: int, seq: int) -> wire.Event:
+            common: dict[str, Any] = {"gw": gateway_id, "seq": seq, "device": f"cam-{c.unit}",
+                                      "door": door_of(c.unit), "ts": c.at, "track": track}
+            if c.kind == "unidentified_entry":
+                return wire.UnidentifiedEntry(**common)
+            if c.kind == "tailgating":
+                return wire.Tailgating(**common, entered=2, granted=1)
+            return wire.PeopleCrossing(**common, direction=c.direction)
+        self._publish(gateway_id, [partial(event, c, k) for k, c in enumerate(crossings)])
+
+    def _publish(self, gateway_id: str, makers: list[Callable[[int], wire.Event]]) -> None:
+        if not makers:
+            return
+        first = self._seq.get(gateway_id, 0) + 1
+        jsons = {}
+        for offset, make in enumerate(makers):
+            seq = first + offset
+            jsons[seq] = wire.encode_event(make(seq))
+        self._seq[gateway_id] = first + len(makers) - 1
         with self._lock:
             self._pending.setdefault(gateway_id, {}).update(jsons)
             self.stats.published += len(jsons)

@@ -140,16 +140,17 @@ class Landlords:
             return False
         person = self.book.person(stay.person)
         # The card they carry now (a lost one's replacement is in the future).
-        card = next((c for c in reversed(stay.cards) if c.start <= now), stay.cards[0])
+        # (A hidden occupant has none: registered without a card.)
+        card = next((c for c in reversed(stay.cards) if c.start <= now), stay.cards[0] if stay.cards else None)
 
         def step() -> None:
             person_id = self._person_id(conn, now, person)
             out = registry.register(conn, now, actor, self.vault, unit_id=self.book.unit_ids[stay.unit],
                                     person=person_id, arrived_at=stay.arrive, source="landlord",
-                                    end_previous=True, credential=(EM4100, card.value))
+                                    end_previous=True, credential=(EM4100, card.value) if card else None)
             self._ended_previous(stay, now)
             self.book.registered(stay, out.body["id"], now)
-            if out.body.get("credential_id") is not None:
+            if card is not None and out.body.get("credential_id") is not None:
                 self.book.card_issued(card.value, out.body["credential_id"], stay.person)
 
         return self._try(conn, f"registering person {person.index} at {stay.unit}", step)

@@ -59,6 +59,9 @@ def matches(case: SeenCase, incident: Incident, unit_buildings: dict[str, int]) 
             return case.registration_id is not None and case.registration_id == incident.registration_id
         return case.person == incident.person and case.registration_id == incident.registration_id
     if incident.kind in ("unregistered_occupant", "address_mismatch"):
+        if case.person is None and case.kind == "unregistered_occupant" and case.card is None:
+            # A unit door camera's case names the unit, not the person.
+            return case.unit == incident.unit and incident.kind == "unregistered_occupant"
         return case.unit == incident.unit and case.person is not None and case.person == incident.person
     if incident.kind == "overcrowding":
         return case.unit == incident.unit and (incident.end is None or case.opened_at <= incident.end)
@@ -99,6 +102,11 @@ def _due(incident: Incident, period: float, end: datetime) -> bool:
     if ready + timedelta(days=1) >= end:
         return False
     return incident.fixed_at is None or incident.fixed_at > ready
+
+
+def is_due(incident: Incident, period: float, end: datetime) -> bool:
+    """Should a rule with this period have reported the incident by ``end``?"""
+    return _due(incident, period, end)
 
 
 def missed(cases: list[SeenCase], incidents: list[Incident], rules: CityRules, end: datetime,
