@@ -101,6 +101,9 @@ def register(subparsers: Any) -> None:
                         "reconciliation cases as tenants come and go (0: skip it)")
     p.add_argument("--district-days", type=int, default=90, metavar="D",
                    help="how many days of the district to simulate; the simulation ends today")
+    p.add_argument("--no-camera", action="store_true",
+                   help="no synthetic camera at the building's first door (by default one walks people in after "
+                        "the swipes there, sometimes a tailgater, and the gateway counts them)")
     p.add_argument("--readers", choices=("osdp", "em4100"), default="osdp",
                    help="osdp: card readers on RS-485 with locks, door contacts and decisions at the door; "
                         "em4100: read-only 125 kHz readers on serial lines")
@@ -148,6 +151,7 @@ def _run(args: argparse.Namespace) -> int:
         readers=args.readers,
         district_buildings=args.district_buildings,
         district_days=args.district_days,
+        camera=not args.no_camera,
     )
     try:
         result = demo.run()
@@ -175,9 +179,13 @@ def free_port(preferred: int = 0) -> int:
 # How long each part may take to stop after SIGTERM (the server's graceful
 # exit is bounded at 10 s by run_app's shutdown_timeout); all four together
 # stay under the 40 s a service manager or a test waits.
-_STOP_WITHIN_S = {"sim": 6, "gateway": 8, "server": 13, "broker": 4}
+_STOP_WITHIN_S = {"sim": 6, "gateway": 8, "camera": 4, "server": 13, "broker": 4}
 
-_PART_NAMES = {"broker": "消息服务器", "server": "服务器", "sim": "模拟楼栋", "gateway": "网关"}
+_PART_NAMES = {"broker": "消息服务器", "server": "服务器", "sim": "模拟楼栋", "gateway": "网关", "camera": "模拟摄像头"}
+# The synthetic camera (firmware_sim/camera): its frame rate, and the door
+# line of its 640x480 picture (firmware_sim/camera/layout.py).
+CAMERA_FPS = 10
+CAMERA_LINE = (160, 240, 480, 240)
 
 
 def _wait(predicate: Any, timeout: float, what: str, procs: dict[str, subprocess.Popen[bytes]]) -> None:
@@ -293,6 +301,8 @@ class Demo:
     readers: str = "osdp"
     district_buildings: int = 8
     district_days: int = 90
+    camera: bool = True
+    camera_port: int | None = None
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     district: dict[str, Any] | None = None
     plates: dict[str, Any] | None = None
@@ -349,6 +359,13 @@ class Demo:
                 devices = self._em4100_devices()
             if self.duration_s is not None:
                 sim_args += ["--duration", str(self.duration_s)]
+            if self.camera:
+                # The camera follows the swipes the building logs, and is
+                # up before the first of them.
+                swipe_log = self.data_dir / "swipes.jsonl"
+                sim_args += ["--swipe-log", str(swipe_log)]
+                door = demo_osdp.DOORS[0][0] if self.readers == "osdp" else "door-a"
+                devices += self._start_camera(swipe_log, door)
             self._spawn("sim", sim_args, stdout=subprocess.PIPE)
             _wait(lambda: all(p.exists() for p in links), 20, tr("模拟读卡器", "the simulated readers"), self.procs)
             self._spawn("gateway", ["gateway", "--config", str(self._write_gateway_config(mqtt_url, devices))])
@@ -372,6 +389,8 @@ class Demo:
             if self.duration_s is None:
                 return self._run_until_interrupted()
             result = self._run_measured()
+            if self.camera:
+                result["camera"] = self._camera_stats()
             if self.plates is not None:
                 # The printed code really opens its plate's public page.
                 sample = self.plates["sample_url"]
@@ -566,7 +585,7 @@ class Demo:
         not stop is aborted (SIGABRT: with PYTHONFAULTHANDLER set at spawn it
         writes where each of its threads was into its log first), then
         killed, so the demo itself always ends."""
-        for name in ("sim", "gateway", "server", "broker"):
+        for name in ("sim", "gateway", "camera", "server", "broker"):
             proc = self.procs.get(name)
             if proc is None or proc.poll() is not None:
                 continue
@@ -701,6 +720,39 @@ port = "{self.data_dir / door}"
 """
             for door in ("door-a", "door-b")
         )
+
+    def _start_camera(self, swipe_log: Path, door: str) -> str:
+        """Serve the synthetic camera on a free port; its gateway config
+        (a camera device at ``door`` and where snapshots are uploaded)."""
+        self.camera_port = port = free_port()
+        self._spawn("camera", ["sim", "camera", "serve", "--port", str(port), "--fps", str(CAMERA_FPS), "--seed", "7",
+                               "--follow", str(swipe_log), "--door", door])
+        _wait(lambda: _port_open(port), 20, tr("模拟摄像头", "the simulated camera"), self.procs)
+        x1, y1, x2, y2 = CAMERA_LINE
+        return f"""
+[[devices]]
+type = "camera"
+id = "{door}摄像头"
+door = "{door}"
+url = "http://127.0.0.1:{port}/stream.mjpg"
+fps = {CAMERA_FPS}
+line = [{x1}, {y1}, {x2}, {y2}]
+inward = "down"
+
+[cameras]
+server_url = "{self.url}"
+"""
+
+    def _camera_stats(self) -> dict[str, Any] | None:
+        """What the synthetic camera walked through its door (the truth)."""
+        if self.camera_port is None:
+            return None
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.camera_port}/stats", timeout=5) as resp:
+                stats = json.loads(resp.read())
+        except (urllib.error.URLError, OSError, ValueError):
+            return None
+        return {"crossed": stats["scene"]["crossed"], "frames": stats["frames"]}
 
     def _write_gateway_config(self, mqtt_url: str, devices: str) -> Path:
         text = f"""gateway_id = "{GATEWAY_ID}"
