@@ -33,6 +33,7 @@ _COMMAND_MODULES = (
     "server.police.cli",
     "server.audit.cli",
     "server.retention.cli",
+    "devices.camera.cli",
     "firmware_sim.cli",
     "rentgate.broker",
     "rentgate.demo",

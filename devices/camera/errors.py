@@ -21,3 +21,8 @@ class SourceError(CameraError, OSError):
         super().__init__(f"{url}: {reason}")
         self.url = url
         self.reason = reason
+
+
+class BadFrame(CameraError, ValueError):
+    """Something that is not a picture was fed to the pipeline (None, an
+    empty array, the wrong number of channels): skipped and counted."""

@@ -55,7 +55,7 @@ class DoorLine:
             raise CameraConfigError(f"a door line is four numbers x1,y1,x2,y2; got {text[:60]!r}") from None
         if inward not in INWARDS:
             raise CameraConfigError(f"the inward direction must be one of {', '.join(INWARDS)}; got {inward[:20]!r}")
-        return cls(x1, y1, x2, y2, inward)  # type: ignore[arg-type]
+        return cls(x1, y1, x2, y2, inward)  # type: ignore[arg-type, unused-ignore]
 
     @property
     def length(self) -> float:
