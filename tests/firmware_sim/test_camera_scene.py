@@ -25,8 +25,6 @@ from firmware_sim.camera.script import (
     truth,
 )
 
-SMALL = {"width": 320, "height": 240}
-
 
 def _one(scenario: str, seed: int = 3, granted: int | None = None) -> Script:
     layout = Layout(320, 240)
@@ -36,9 +34,9 @@ def _one(scenario: str, seed: int = 3, granted: int | None = None) -> Script:
 
 
 def test_the_same_seed_renders_the_same_frames_and_another_seed_does_not() -> None:
-    a = [f for _, f in render(random_script(5, 12, **SMALL), 5)]
-    b = [f for _, f in render(random_script(5, 12, **SMALL), 5)]
-    c = [f for _, f in render(random_script(6, 12, **SMALL), 5)]
+    a = [f for _, f in render(random_script(5, 12, width=320, height=240), 5)]
+    b = [f for _, f in render(random_script(5, 12, width=320, height=240), 5)]
+    c = [f for _, f in render(random_script(6, 12, width=320, height=240), 5)]
     assert len(a) == 60 and all(np.array_equal(x, y) for x, y in zip(a, b, strict=True))
     assert not all(np.array_equal(x, y) for x, y in zip(a, c, strict=True))
     assert a[0].shape == (240, 320, 3) and a[0].dtype == np.uint8
@@ -90,7 +88,7 @@ def test_nobody_swiping_makes_every_inward_crossing_unidentified() -> None:
 def test_a_random_script_mixes_every_outcome_and_keeps_groups_apart() -> None:
     script = random_script(11, 1200)
     crossings = truth(script)
-    outcomes = Counter(c.outcome for c in crossings)
+    outcomes: Counter[str] = Counter(c.outcome for c in crossings)
     assert all(outcomes[k] > 0 for k in ("matched", "tailgating", "unidentified", "out"))
     assert {name for _, name in script.scenarios} == set(SCENARIOS)
     # A group's inward crossings all come after the previous group's.
@@ -107,7 +105,7 @@ def test_a_random_script_mixes_every_outcome_and_keeps_groups_apart() -> None:
 
 
 def test_a_mix_of_one_scenario_gives_only_that() -> None:
-    script = random_script(2, 120, {"alone_out": 1}, **SMALL)
+    script = random_script(2, 120, {"alone_out": 1}, width=320, height=240)
     assert {c.direction for c in truth(script)} == {"out"} and not script.grants
 
 
@@ -140,7 +138,7 @@ def test_light_changes_brighten_and_darken_the_picture() -> None:
 
 def test_distractors_move_pixels_but_cross_nothing() -> None:
     layout = Layout(320, 240)
-    script = random_script(4, 400, {"alone_in": 1}, **SMALL)
+    script = random_script(4, 400, {"alone_in": 1}, width=320, height=240)
     assert {d.kind for d in script.distractors} == {"door_leaf", "shadow"}
     quiet = Script(320, 240, 10.0, layout.default_line())
     assert truth(quiet) == []
