@@ -1,9 +1,9 @@
 """The cheap stage, run on every frame: what moves, found on a small copy of
 the picture.
 
-A person at a door covers a few percent of the picture, so a copy about
-120 pixels high keeps them at 20 or more pixels while costing well under a
-millisecond (DEVICES.md: the way to run many cameras on one CPU). The
+A person at a door covers a few percent of the picture, so a copy 200
+pixels high keeps them at 20 or more pixels (people 35 px tall in a 288 px
+recording still show legs) while costing about a millisecond (DEVICES.md: the way to run many cameras on one CPU). The
 background is OpenCV's MOG2 mixture model, which follows slow changes of
 light by itself and marks shadows, which are dropped (a shadow on the floor
 beside a person would otherwise make them look twice as wide).
@@ -36,13 +36,13 @@ GLOBAL_CHANGE = 0.45
 
 @dataclass(frozen=True)
 class MotionSettings:
-    height: int = 120
+    height: int = 200
     # A region smaller than this share of the picture is noise, not a person.
     min_area: float = 0.002
     # MOG2: frames of history (at 10 fps, 30 s) and the squared distance
     # that counts as foreground.
     history: int = 1000
-    var_threshold: float = 24.0
+    var_threshold: float = 16
     # The share a new look gets of the model per frame. Fixed, not MOG2's
     # default of 1/frames-so-far, which early on learns so fast that the
     # inside of a plain coat sliding over itself turns into background within

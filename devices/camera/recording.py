@@ -59,12 +59,11 @@ def open_video(path: str | Path) -> tuple[cv2.VideoCapture, float, tuple[int, in
     if not ok or frame is None:
         capture.release()
         raise SourceError(text, "holds no picture that can be decoded")
-    capture.set(cv2.CAP_PROP_POS_FRAMES, 0)
     size = (int(frame.shape[1]), int(frame.shape[0]))
-    # Some containers cannot seek back: reopen rather than lose the first frame.
-    if int(capture.get(cv2.CAP_PROP_POS_FRAMES) or 0) != 0:
-        capture.release()
-        capture = cv2.VideoCapture(text)
+    # Opened again rather than seeking back: seeking in MPEG-1 and some other
+    # streams lands on the nearest key frame and silently skips frames.
+    capture.release()
+    capture = cv2.VideoCapture(text)
     return capture, fps, size
 
 
