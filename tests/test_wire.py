@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta, timezone
+from typing import TypedDict
 
 import pytest
 from hypothesis import given
@@ -303,9 +305,16 @@ def test_every_decoder_is_strict() -> None:
 _ZONES = st.sampled_from([UTC, timezone(timedelta(hours=8)), timezone(-timedelta(hours=5, minutes=30))])
 
 
+class _Common(TypedDict):
+    gw: str
+    seq: int
+    device: str
+    ts: datetime
+
+
 def _event_of(kind: str, ts: datetime = TS) -> wire.Event:
-    common: dict[str, object] = {"gw": "gw-1", "seq": 7, "device": "gw-1", "ts": ts}
-    makers: dict[str, object] = {
+    common = _Common(gw="gw-1", seq=7, device="gw-1", ts=ts)
+    makers: dict[str, Callable[[], wire.Event]] = {
         "card_read": lambda: CardRead(**common, credential=Credential(format="osdp_raw", value="ab", bits=8)),
         "door_state": lambda: wire.DoorState(**common, state="forced"),
         "device_status": lambda: wire.DeviceStatus(**common, online=False, detail='port "x" [gone]\n',
@@ -320,7 +329,7 @@ def _event_of(kind: str, ts: datetime = TS) -> wire.Event:
                                               granted=1),
         "unidentified_entry": lambda: wire.UnidentifiedEntry(**common, door="front", track=0, snapshot="e" * 64),
     }
-    return makers[kind]()  # type: ignore[operator, no-any-return]
+    return makers[kind]()
 
 
 @given(st.datetimes(timezones=_ZONES), st.sampled_from(wire.EVENT_KINDS))

@@ -38,10 +38,10 @@ class Recorder:
 
 
 @contextmanager
-def polling(sim: SimOsdpLine, *specs: ReaderSpec, **kwargs: float) -> Iterator[tuple[OsdpLine, Recorder]]:
+def polling(sim: SimOsdpLine, *specs: ReaderSpec, revive_s: float = 1.0) -> Iterator[tuple[OsdpLine, Recorder]]:
     rec = Recorder()
     line = OsdpLine(sim.pts, channel_id=1, readers=list(specs), on_card=rec.on_card, on_status=rec.on_status,
-                    on_input=rec.on_input, **kwargs)
+                    on_input=rec.on_input, revive_s=revive_s)
     line.start()
     try:
         wait_until(lambda: all(line.is_online(s.address) for s in specs), what="readers online")

@@ -48,6 +48,7 @@ def test_plates_and_patrols_revision_downgrades_and_upgrades_again(engine: sa.En
     assert "assignee_user_id" not in columns and "plates" not in sa.inspect(engine).get_table_names()
     migrate.upgrade(engine)
     with engine.connect() as conn:
-        assert conn.execute(sa.text("SELECT kind, source FROM tasks")).all() == [("verify_departure", "case")]
+        rows = conn.execute(sa.text("SELECT kind, source FROM tasks")).all()
+        assert [tuple(row) for row in rows] == [("verify_departure", "case")]
         diff = compare_metadata(MigrationContext.configure(conn, opts={"compare_type": True}), metadata)
     assert diff == []

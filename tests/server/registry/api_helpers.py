@@ -37,14 +37,15 @@ def settings_for(database_url: str, tmp_path: Path) -> ServerSettings:
         rotate(plate_keys)
     # The audit log's and the police webhooks' signing keys, which a
     # PostgreSQL server must be given (SQLite ones are generated).
-    signing_keys = {}
+    signing_keys: dict[str, str] = {}
     for name in ("audit_key_file", "police_signing_key_file"):
         path = tmp_path / f"{name}.pem"
         if not path.exists():
             path.write_text(signing.private_key_pem(signing.generate_private_key()))
         signing_keys[name] = str(path)
     return ServerSettings(database_url=database_url, pii_key_file=str(key), plate_key_file=str(plate_keys),
-                          **signing_keys)
+                          audit_key_file=signing_keys["audit_key_file"],
+                          police_signing_key_file=signing_keys["police_signing_key_file"])
 
 
 @dataclass
