@@ -149,7 +149,8 @@ def add_routes(app: web.Application) -> None:
     app.router.add_put("/api/v1/gateways/{gw}/events/{seq}/snapshot", public(
         "authenticated by content: taken only when the gateway's event names the SHA-256 of the bytes; one "
         "identical 404 for every refusal about the event; rate-limited per address")(
-        api("A gateway uploads the JPEG of a camera event", tag="cameras",
+        api("A gateway uploads the JPEG of a camera event", tag="cameras", body_media=CONTENT_TYPE,
+            body_schema={"type": "string", "format": "binary", "maxLength": MAX_SNAPSHOT_BYTES},
             description="Body: the JPEG's bytes (Content-Type: image/jpeg, at most 2 MiB, 16.7 megapixels), "
                         "stored exactly as sent. 201 stored, 200 already stored (an identical retry); 404 "
                         "(one answer) when no event of this gateway with this seq names the bytes' SHA-256; "

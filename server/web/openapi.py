@@ -157,21 +157,25 @@ class ApiDoc:
     errors: frozenset[int] = frozenset()
     description: str = ""
     # The body's media type: JSON by default; the police batch takes NDJSON
-    # (its model then describes one line), the OAuth2 token endpoint a form.
+    # (its model then describes one line), the OAuth2 token endpoint a form,
+    # a camera snapshot's upload a JPEG's bytes (no model: ``body`` is None).
     body_media: str = "application/json"
+    # The schema of a body that has no model (bytes: a bounded binary string).
+    body_schema: JsonSchema | None = None
 
 
 def api(summary: str, *, tag: str, body: type[BaseModel] | None = None, body_required: bool = True,
         query: Sequence[Param] = (), path: Sequence[Param] = (), responses: Mapping[int, ReplySpec],
         errors: Iterable[int] = (), description: str = "", body_media: str = "application/json",
-        ) -> Callable[[Handler], Handler]:
+        body_schema: JsonSchema | None = None) -> Callable[[Handler], Handler]:
     """Declare what a route takes and answers (see the module's docstring).
     ``body_required=False``: an empty body means ``{}`` (read_body's
     ``optional``). ``errors``: statuses the handler answers beyond those
-    the route's shape implies (400, 401, 403, 404, 413, 503)."""
+    the route's shape implies (400, 401, 403, 404, 413, 503). ``body_schema``:
+    a body that is not a model's JSON (bytes of ``body_media``)."""
     replies = {status: spec if isinstance(spec, Reply) else Reply(spec) for status, spec in responses.items()}
     doc = ApiDoc(summary, tag, body, body_required, tuple(query), tuple(path), replies, frozenset(errors),
-                 description, body_media)
+                 description, body_media, body_schema)
     return marked(API_ATTR, doc)
 
 
@@ -357,6 +361,11 @@ def build(app: web.Application, policy_of: PolicyOf) -> dict[str, Any]:
         if doc is not None and doc.body is not None:
             op["requestBody"] = {"required": doc.body_required,
                                  "content": {doc.body_media: {"schema": refs[(doc.body, "validation")]}}}
+        elif doc is not None and doc.body_schema is not None:
+            # A body with no model (a camera's JPEG): clients, and the tests
+            # that send every route a bad body, read its type here.
+            op["requestBody"] = {"required": doc.body_required,
+                                 "content": {doc.body_media: {"schema": doc.body_schema}}}
         responses: dict[str, Any] = {}
         for status, reply in sorted((doc.responses if doc else {}).items()):
             responses[str(status)] = _reply(reply, refs)

@@ -12,6 +12,7 @@ import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import sqlalchemy as sa
 from aiohttp import web
@@ -19,6 +20,7 @@ from aiohttp import web
 from server.app import make_app
 from server.auth.policy import RoutePolicy
 from server.auth.table import routes_with_policies
+from server.web.openapi import OPENAPI_PATH
 from tests.server.auth_helpers import make_police_client, make_user
 from tests.server.registry.api_helpers import Client, MakeClient, settings_for
 
@@ -90,28 +92,64 @@ async def test_ids_the_database_cannot_hold_are_400_in_every_body_and_query(
     assert not problems, "\n".join(problems)
 
 
+def _body_media(document: dict[str, Any]) -> dict[tuple[str, str], str]:
+    """Each operation's declared body media type (its requestBody in the
+    OpenAPI document), for the operations that declare one."""
+    found = {}
+    for path, operations in document["paths"].items():
+        for method, op in operations.items():
+            content = op.get("requestBody", {}).get("content", {})
+            if content:
+                found[(method.upper(), path)] = next(iter(content))
+    return found
+
+
+def _reads_json(media: str) -> bool:
+    # JSON, and JSON lines (the police batch) or JSON-based types (+json).
+    return media in ("application/json", "application/x-ndjson") or media.endswith("+json")
+
+
 async def test_deep_duplicated_or_undecodable_json_is_a_400_on_every_route_that_reads_json(
         sqlite_engine: sa.Engine, sqlite_url: str, tmp_path: Path, aiohttp_client: MakeClient) -> None:
+    """Routes that read JSON refuse a bad JSON body with a 4xx naming no
+    server fault; a route whose body is of another type (its OpenAPI body
+    media, e.g. a camera snapshot's JPEG) refuses a JSON body as 415, and
+    the same bytes sent as its own type with a 4xx."""
     client, app, tokens = await _client(sqlite_engine, sqlite_url, tmp_path, aiohttp_client)
+    document = await (await client.get(OPENAPI_PATH)).json()
+    body_media = _body_media(document)
     problems = []
+    other_types = 0
     for method, path, policy in routes_with_policies(app):
         if method not in ("POST", "PUT", "PATCH", "DELETE") or not path.startswith("/api/"):
             continue
         if (method, path) == ("DELETE", "/api/v1/session"):
             continue  # logging out reads no body, and would end the token the rest uses
         target = PARAM.sub(lambda m: FILLERS.get(m.group(1), "1"), path)
+        media = body_media.get((method, path), "application/json")
         # The anonymous routes (log in, self-declaration) are the exposed ones.
-        headers = {"Content-Type": "application/json"}
-        if not policy.public:
-            headers["Authorization"] = f"Bearer {tokens.for_route(policy)}"
+        auth = {} if policy.public else {"Authorization": f"Bearer {tokens.for_route(policy)}"}
         for name, raw in (("deep", DEEP), ("duplicated", b'{"a": 1, "a": 2}'), ("not UTF-8", b'{"a": "\xff"}'),
                           ("NaN", b'{"a": NaN}'), ("huge integer", b'{"a": ' + b"9" * 5000 + b"}")):
-            response = await client.request(method, target, data=raw, headers=headers)
+            response = await client.request(method, target, data=raw,
+                                            headers={**auth, "Content-Type": "application/json"})
             status = response.status
-            # 415: a route whose body is not JSON (a camera snapshot's JPEG) refuses the type itself.
-            if status >= 500 or (name == "deep" and status not in (400, 404, 409, 415, 429)):
+            if _reads_json(media) or media == "application/x-www-form-urlencoded":
+                wrong = status >= 500 or (name == "deep" and status not in (400, 404, 409, 429))
+            else:
+                wrong = status != 415  # JSON is not the type this route takes
+            if wrong:
                 problems.append(f"{method} {target} ({name}): {status} {(await response.text())[:100]}")
+            if not _reads_json(media):
+                # The same bytes declared as the route's own type: not a valid one either.
+                response = await client.request(method, target, data=raw, headers={**auth, "Content-Type": media})
+                if not 400 <= response.status < 500:
+                    problems.append(f"{method} {target} ({name} as {media}): {response.status} "
+                                    f"{(await response.text())[:100]}")
+        other_types += not _reads_json(media)
     assert not problems, "\n".join(problems)
+    # The routes of other types were tried (the snapshot upload, the OAuth2 token form).
+    assert other_types >= 2
 
 
 async def test_a_deep_body_is_refused_with_its_reason(
