@@ -10,28 +10,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import pytest
-
 from firmware_sim.camera.script import random_script
 from firmware_sim.camera.video import write_video
 from gateway.camera.correlate import Correlator, InwardCrossing
 from gateway.devices.camera import CameraAdapter, CameraConfig
 from tests.gateway.terminal_helpers import RecordingSink
-
-
-def _pipeline_works() -> bool:
-    from devices.camera.geometry import DoorLine
-    from devices.camera.pipeline import CameraPipeline, PipelineSettings
-
-    try:
-        CameraPipeline(PipelineSettings(DoorLine(0, 100, 200, 100))).process(np.zeros((200, 200, 3), np.uint8), 0.0)
-    except NotImplementedError:
-        return False
-    return True
-
-
-pytestmark = pytest.mark.skipif(not _pipeline_works(), reason="devices/camera/pipeline.py is not implemented yet")
 
 
 async def test_a_recorded_doorway_gives_the_events_its_truth_says(tmp_path: Path) -> None:
