@@ -13,7 +13,7 @@ from datetime import datetime
 import sqlalchemy as sa
 
 from server.access.allowlists import Change
-from server.reconcile import camera, evidence, grades, rates, sweep
+from server.reconcile import camera, camera_rules, evidence, grades, rates, sweep
 from server.rules import CityRules
 from server.web.transactions import write_transaction
 
@@ -74,7 +74,7 @@ class Reconciler:
                 self.totals.watermark = stats.watermark
                 if stats.events < self.chunk_events - 1:
                     break
-            if self.rules.camera_evidence_weight > 0:
+            if camera_rules.enabled(self.rules):  # the purge's watermarks follow this too (watermarks.py)
                 self._catch_up_cameras()
             return done
 

@@ -1,9 +1,14 @@
-"""``rentgate retention status|purge``: how much raw door-event data is held
-and for how long, and a purge run by hand (docs/retention.md).
+"""``rentgate retention status|purge``: how much raw door-event data and how
+many camera snapshots are held and for how long, and a purge run by hand
+(docs/retention.md). The purge does what the server's job does: snapshots
+past RENTGATE_SNAPSHOT_RETENTION_DAYS (and those of events about to go)
+first, then the raw events.
 
 The project's rule: no command deletes data without explicit confirmation.
 ``purge`` without ``--yes`` says what it would delete and exits with code 2,
 telling the person to add ``--yes``; with nothing to delete it exits 0.
+Snapshot files are deleted only when a row of event_snapshots names them
+(what the server stored), never other files in the media folder.
 
 Exit codes: 0 done (or nothing to do); 2 a database that is not ready, a
 setting or rules file that cannot be used, or a purge not confirmed; 1 the
@@ -33,20 +38,24 @@ if TYPE_CHECKING:
     from server.retention.purge import AuditSink, BatchResult
     from server.retention.status import RetentionStatus
     from server.settings import ServerSettings
+    from server.snapshots.purge import SnapshotPurgeReport, SnapshotStatus
 
 # Progress on stderr every this many batches (a million events: ten lines).
 _PROGRESS_EVERY = 10
 
 
 def register(subparsers: Any) -> None:
-    parser = subparsers.add_parser("retention", help="raw door events past the retention period: status, purge",
+    parser = subparsers.add_parser("retention", help="raw door events and camera snapshots past the retention "
+                                   "period: status, purge",
                                    description="Raw door events are kept for RENTGATE_EVENT_RETENTION_DAYS days "
-                                   "(default 180); older ones are deleted, their daily counts kept.")
+                                   "(default 180); older ones are deleted, their daily counts kept. Camera "
+                                   "snapshots are kept for RENTGATE_SNAPSHOT_RETENTION_DAYS (default 30).")
     sub = parser.add_subparsers(dest="retention_command", required=True, metavar="ACTION")
     _action(sub, "status", _status, "the oldest event, how many are past the retention period, the daily counts "
-            "kept")
-    purge = _action(sub, "purge", _purge, "delete the raw events past the retention period now, keeping their "
-                    "daily counts (the server also does this on its own every RENTGATE_PURGE_INTERVAL_S)")
+            "kept, the camera snapshots stored and due")
+    purge = _action(sub, "purge", _purge, "delete the raw events and camera snapshots past their retention "
+                    "periods now, keeping the events' daily counts (the server also does this on its own every "
+                    "RENTGATE_PURGE_INTERVAL_S)")
     purge.add_argument("--older-than-days", type=_days, metavar="N",
                        help="delete events of whole days more than N days old (default: "
                        "RENTGATE_EVENT_RETENTION_DAYS, 180 unless set)")
@@ -84,6 +93,11 @@ def _events(n: int) -> str:
     return count(n, "条原始事件", "raw event")
 
 
+def _snapshots(n: int) -> str:
+    """``2 张摄像头快照`` / ``2 camera snapshots``."""
+    return count(n, "张摄像头快照", "camera snapshot")
+
+
 def _say(text: str) -> None:
     print(text, file=sys.stderr, flush=True)
 
@@ -94,16 +108,21 @@ class _Ready:
     def __init__(self, args: argparse.Namespace) -> None:
         from server.cli_support import engine_at_head, settings_or_refuse
         from server.errors import SettingsError
+        from server.reconcile.watermarks import advancing
         from server.rules import load_rules
 
         self.settings: ServerSettings = settings_or_refuse(args.database_url)
         try:
-            self.zone: ZoneInfo = load_rules(self.settings.rules_file).zone
+            rules = load_rules(self.settings.rules_file)
         except SettingsError as exc:
             from server.cli_support import CommandRefused
 
             raise CommandRefused(tr(f"城市规则文件不能用，请改正：{exc}", f"the rules file cannot be used, correct it: "
                                     f"{exc}")) from exc
+        self.zone: ZoneInfo = rules.zone
+        # The reconciliation folds an event must have been read by before it
+        # goes: the same as the server's job (server/retention/setup.py).
+        self.watermarks = advancing(rules)
         self.engine: sa.Engine = engine_at_head(args.database_url)
 
 
@@ -142,11 +161,19 @@ def _guarded(args: argparse.Namespace, body: Callable[[_Ready], int]) -> int:
         ready.engine.dispose()
 
 
-def _read_status(ready: _Ready, days: int) -> RetentionStatus:
+def _read_status(ready: _Ready, days: int) -> tuple[RetentionStatus, SnapshotStatus]:
+    """The events' figures, and the snapshots' with the same cut-offs as a
+    purge (the snapshot period, and any snapshot of an event that goes)."""
+    from server.retention.purge import cutoff_for
     from server.retention.status import retention_status
+    from server.snapshots.purge import snapshot_status
 
+    now = datetime.now(UTC)
+    snapshot_days = ready.settings.snapshot_retention_days
     with ready.engine.connect() as conn:
-        return retention_status(conn, datetime.now(UTC), days, ready.zone)
+        status = retention_status(conn, now, days, ready.zone, ready.watermarks)
+        snapshots = snapshot_status(conn, snapshot_days, cutoff_for(now, snapshot_days), event_before=status.before)
+    return status, snapshots
 
 
 def _local(at: datetime | None, zone: ZoneInfo) -> str:
@@ -156,9 +183,9 @@ def _local(at: datetime | None, zone: ZoneInfo) -> str:
 
 def _status(args: argparse.Namespace) -> int:
     def body(ready: _Ready) -> int:
-        status = _read_status(ready, ready.settings.event_retention_days)
+        status, snapshots = _read_status(ready, ready.settings.event_retention_days)
         if args.json:
-            print(json.dumps(status.as_json()))
+            print(json.dumps({**status.as_json(), "snapshots": snapshots.as_json()}))
             return 0
         day = status.before.astimezone(ready.zone).date().isoformat()
         lines = [
@@ -177,7 +204,10 @@ def _status(args: argparse.Namespace) -> int:
                 else tr("无", "none"))
         rows, total = count(status.aggregate_rows, "行", "row"), _events(status.aggregate_events)
         lines.append(tr(f"保留的每日计数：{rows}，共 {total}（{span}）", f"daily counts kept: {rows} for {total} ({span})"))
-        if status.purgeable:
+        kept, due = snapshots.stored, snapshots.due
+        lines.append(tr(f"摄像头快照：保存 {kept:,} 张，其中 {due:,} 张已到期（保留 {snapshots.retention_days} 天）",
+                        f"camera snapshots: {kept:,} stored, {due:,} due (kept {snapshots.retention_days} days)"))
+        if status.purgeable or snapshots.due:
             lines.append(tr("服务器会按 RENTGATE_PURGE_INTERVAL_S 自动删除它们；要立即删除，运行 "
                             "`rentgate retention purge --yes`",
                             "the server deletes them on its own every RENTGATE_PURGE_INTERVAL_S; to delete them now, "
@@ -193,31 +223,41 @@ def _purge(args: argparse.Namespace) -> int:
         from server.retention.purge import CLI_ACTOR, purge_before
 
         days = args.older_than_days or ready.settings.event_retention_days
-        status = _read_status(ready, days)
+        status, snapshots = _read_status(ready, days)
         day = status.before.astimezone(ready.zone).date().isoformat()
         if not args.yes:
-            return _unconfirmed(args, status, day)
-        if not status.purgeable:
-            return _nothing(args, status, day)
+            return _unconfirmed(args, status, snapshots, day)
+        if not status.purgeable and not snapshots.due:
+            return _nothing(args, status, snapshots, day)
+        # Snapshots first, as the job: a snapshot's row refers to its event.
+        pictures = _purge_snapshots(ready, status, snapshots) if snapshots.due else None
         due = _events(status.purgeable)
-        _say(tr(f"正在删除 {day} 之前的 {due}（每天的计数保留）…", f"deleting {due} of days before {day} (daily counts "
-                "kept)..."))
+        if status.purgeable:
+            _say(tr(f"正在删除 {day} 之前的 {due}（每天的计数保留）…",
+                    f"deleting {due} of days before {day} (daily counts kept)..."))
 
         def progress(result: BatchResult) -> None:
             if result.number % _PROGRESS_EVERY == 0:
                 _say(tr(f"  第 {result.number} 批，已到 {result.last_day}",
                         f"  batch {result.number}, up to {result.last_day}"))
 
+        # Run even with no event due: the JSON has the same keys either way,
+        # and an event that became due since the count above is not left.
         report = purge_before(ready.engine, status.cutoff, zone=ready.zone, audit=_audit_log(ready),
-                              actor=CLI_ACTOR, batch=args.batch, on_batch=progress)
+                              actor=CLI_ACTOR, batch=args.batch, on_batch=progress, watermarks=ready.watermarks)
         if args.json:
-            print(json.dumps({"confirmed": True, "retention_days": days, **report.as_json()}))
+            print(json.dumps({"confirmed": True, "retention_days": days, **report.as_json(),
+                              "snapshots": pictures.as_json() if pictures else None}))
             return 0
-        gone, batches = _events(report.deleted), count(report.batches, "批", "batch", "batches")
-        text = tr(f"已删除 {gone}（{report.first_day} 至 {report.last_day}，{batches}，用时 {report.seconds:.1f} 秒）；"
-                  "每天的计数已保存，这次删除已记入审计日志",
-                  f"deleted {gone} ({report.first_day} to {report.last_day}, {batches}, {report.seconds:.1f} s); "
-                  "their daily counts are kept and the purge is in the audit log")
+        text = _snapshots_done(pictures)
+        if report.deleted:
+            gone, batches = _events(report.deleted), count(report.batches, "批", "batch", "batches")
+            text += tr(f"已删除 {gone}（{report.first_day} 至 {report.last_day}，{batches}，用时 {report.seconds:.1f} 秒）；"
+                       "每天的计数已保存，这次删除已记入审计日志",
+                       f"deleted {gone} ({report.first_day} to {report.last_day}, {batches}, "
+                       f"{report.seconds:.1f} s); their daily counts are kept and the purge is in the audit log")
+        else:
+            text += tr(f"{day} 之前没有可以删除的原始事件", f"no raw events of days before {day} to delete")
         if report.held_back:
             held = _events(report.held_back)
             text += "\n" + tr(f"{held}还没有对账（或是最新的一条），暂未删除：服务器对账后，下一次自动清理会删除它们，"
@@ -230,25 +270,54 @@ def _purge(args: argparse.Namespace) -> int:
     return _guarded(args, body)
 
 
-def _unconfirmed(args: argparse.Namespace, status: RetentionStatus, day: str) -> int:
-    if not status.purgeable:
-        return _nothing(args, status, day)
+def _purge_snapshots(ready: _Ready, status: RetentionStatus, snapshots: SnapshotStatus) -> SnapshotPurgeReport:
+    from server.media.errors import MediaUnavailable
+    from server.retention.purge import CLI_ACTOR, cutoff_for
+    from server.snapshots.purge import purge_snapshots
+    from server.snapshots.store import snapshot_files
+
+    try:
+        files = snapshot_files(ready.settings)
+    except MediaUnavailable:
+        files = None  # the rows go; their files, wherever they are, are counted as left
+    _say(tr(f"正在删除 {_snapshots(snapshots.due)}…", f"deleting {_snapshots(snapshots.due)}..."))
+    return purge_snapshots(ready.engine, files, cutoff_for(datetime.now(UTC), snapshots.retention_days),
+                           audit=_audit_log(ready), actor=CLI_ACTOR, event_before=status.before)
+
+
+def _snapshots_done(report: SnapshotPurgeReport | None) -> str:
+    if report is None:
+        return ""
+    text = tr(f"已删除 {_snapshots(report.deleted)}", f"deleted {_snapshots(report.deleted)}")
+    if report.files_left:
+        text += tr(f"（{report.files_left} 个文件没能删除，请检查媒体文件夹 RENTGATE_MEDIA_DIR）",
+                   f" ({report.files_left} files could not be deleted: check the media folder, RENTGATE_MEDIA_DIR)")
+    return text + tr("，已记入审计日志\n", "; audited\n")
+
+
+def _unconfirmed(args: argparse.Namespace, status: RetentionStatus, snapshots: SnapshotStatus, day: str) -> int:
+    if not status.purgeable and not snapshots.due:
+        return _nothing(args, status, snapshots, day)
     due = _events(status.purgeable)
-    _say(tr(f"将删除 {day} 之前的 {due}（每天的计数保留）。现在没有删除任何数据：确认要删除，请在命令后加 --yes",
-            f"this would delete {due} of days before {day} (their daily counts are kept). Nothing was deleted: "
-            "add --yes to the command to delete them"))
+    pictures = _snapshots(snapshots.due)
+    _say(tr(f"将删除 {day} 之前的 {due}（每天的计数保留）和 {pictures}。现在没有删除任何数据：确认要删除，请在命令后加 --yes",
+            f"this would delete {due} of days before {day} (their daily counts are kept) and {pictures}. "
+            "Nothing was deleted: add --yes to the command to delete them"))
     if args.json:
-        print(json.dumps({"confirmed": False, "would_delete": status.purgeable, **status.as_json()}))
+        print(json.dumps({"confirmed": False, "would_delete": status.purgeable, **status.as_json(),
+                          "snapshots": snapshots.as_json()}))
     return 2
 
 
-def _nothing(args: argparse.Namespace, status: RetentionStatus, day: str) -> int:
-    text = tr(f"{day} 之前没有可以删除的原始事件", f"no raw events of days before {day} to delete")
+def _nothing(args: argparse.Namespace, status: RetentionStatus, snapshots: SnapshotStatus, day: str) -> int:
+    text = tr(f"{day} 之前没有可以删除的原始事件，也没有到期的摄像头快照",
+              f"no raw events of days before {day} and no camera snapshots to delete")
     if status.held_back:
         held = _events(status.held_back)
         text += tr(f"（{held}还没有对账，对账后才能删除）", f" ({held} wait for reconciliation first)")
     if args.json:
-        print(json.dumps({"confirmed": bool(args.yes), "would_delete": 0, "deleted": 0, **status.as_json()}))
+        print(json.dumps({"confirmed": bool(args.yes), "would_delete": 0, "deleted": 0, **status.as_json(),
+                          "snapshots": snapshots.as_json()}))
     else:
         print(text)
     return 0

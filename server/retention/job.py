@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
@@ -28,6 +28,7 @@ from rentgate.mqtt import backoff_delays
 from server.audit.log import one_line
 from server.ingest.consumer import is_transient
 from server.media.store import MediaStore
+from server.reconcile.watermarks import EVERY_FOLD
 from server.retention.purge import (
     JOB_ACTOR,
     AuditSink,
@@ -64,7 +65,8 @@ class PurgeJob:
     def __init__(self, engine: sa.Engine, *, zone: ZoneInfo, retention_days: int, interval_s: float,
                  audit: Callable[[], AuditSink], batch: int | None = None,
                  first_run_after_s: float | None = None, snapshot_retention_days: int | None = None,
-                 snapshot_files: Callable[[], MediaStore | None] | None = None) -> None:
+                 snapshot_files: Callable[[], MediaStore | None] | None = None,
+                 watermarks: Sequence[str] = EVERY_FOLD) -> None:
         self.engine = engine
         self.zone = zone
         self.retention_days = retention_days
@@ -74,6 +76,8 @@ class PurgeJob:
         # without an audit trail.
         self.audit = audit
         self.batch = batch  # None: the database's default (server/retention/purge.py)
+        # The reconciliation folds an event must have been read by before it goes.
+        self.watermarks = tuple(watermarks)
         self.first_run_after_s = min(interval_s, STARTUP_DELAY_S) if first_run_after_s is None else first_run_after_s
         self.metrics = PurgeMetrics()
         self.last_report: PurgeReport | None = None
@@ -122,7 +126,7 @@ class PurgeJob:
             self.last_snapshot_report = snapshots
         report = await asyncio.to_thread(purge_before, self.engine, cutoff, zone=self.zone, audit=audit,
                                          actor=JOB_ACTOR, batch=self.batch, on_batch=self._counted,
-                                         should_stop=self._halt.is_set)
+                                         should_stop=self._halt.is_set, watermarks=self.watermarks)
         self.metrics.runs += 1
         self.metrics.last_run_at = datetime.now(UTC)
         self.last_report = report

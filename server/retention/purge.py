@@ -21,9 +21,11 @@ How each batch stays exact:
   gateway, door and kind still in the table, and counts only the values with
   none left. Whatever the order and size of batches, exactly one batch
   leaves none (see the limit below).
-* **Never past the reconciliation watermark.** Events with an id above
-  ``reconcile_state.last_event_id`` have not been turned into presence yet;
-  they stay until reconciliation has read them, then the next run takes them.
+* **Never past a reconciliation watermark.** Events with an id above the
+  lowest watermark of the folds that run (card reads' "events", the unit
+  door cameras' "camera": server/reconcile/watermarks.py) have not been read
+  by every fold yet; they stay until reconciliation has read them, then the
+  next run takes them.
 * **Never the newest event.** SQLite (no AUTOINCREMENT) gives a new row the
   highest id plus one: deleting the row with the highest id would let the
   next event reuse an id at or below the watermark, and reconciliation would
@@ -44,7 +46,7 @@ from __future__ import annotations
 import logging
 import time as monotonic
 import uuid
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any, Protocol
@@ -54,8 +56,8 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
 from server.audit.entries import AuditEntry
-from server.db.models import event_daily, events, gateways, reconcile_state
-from server.reconcile.evidence import WATERMARK
+from server.db.models import event_daily, events, gateways
+from server.reconcile.watermarks import EVERY_FOLD, lowest
 from server.web.transactions import write_transaction
 
 log = logging.getLogger(__name__)
@@ -161,12 +163,15 @@ def cutoff_for(now: datetime, retention_days: int) -> datetime:
 def purge_before(engine: sa.Engine, cutoff: datetime, *, zone: ZoneInfo, audit: AuditSink,
                  actor: str = JOB_ACTOR, batch: int | None = None, pause_s: float | None = None,
                  on_batch: Callable[[BatchResult], None] | None = None,
-                 should_stop: Callable[[], bool] | None = None) -> PurgeReport:
+                 should_stop: Callable[[], bool] | None = None,
+                 watermarks: Sequence[str] = EVERY_FOLD) -> PurgeReport:
     """Purge the events of whole local days before ``cutoff`` (blocking: run
     it in a thread). ``batch`` and ``pause_s`` (between batches) default by
     database (see DEFAULT_BATCH). ``on_batch`` is called after each commit
     (the job's metrics; tests inject failures there); ``should_stop`` is
-    asked before each batch, so a shutdown waits for one batch at most."""
+    asked before each batch, so a shutdown waits for one batch at most.
+    ``watermarks``: the reconciliation folds that must have read an event
+    before it goes (watermarks.advancing(rules); by default every fold)."""
     on_sqlite = engine.dialect.name == "sqlite"
     if batch is None:
         batch = SQLITE_BATCH if on_sqlite else DEFAULT_BATCH
@@ -184,7 +189,7 @@ def purge_before(engine: sa.Engine, cutoff: datetime, *, zone: ZoneInfo, audit: 
         if should_stop is not None and should_stop():
             break
         with write_transaction(engine) as conn:
-            step = _purge_batch(conn, report, since, zone, audit, actor, batch)
+            step = _purge_batch(conn, report, since, zone, audit, actor, batch, watermarks)
         if step is None:
             report.complete = True
             break
@@ -207,19 +212,20 @@ def purge_before(engine: sa.Engine, cutoff: datetime, *, zone: ZoneInfo, audit: 
     return report
 
 
-def purgeable_upto(conn: sa.Connection) -> int:
-    """The highest event id a purge may delete: reconciled (at or below the
-    watermark) and not the newest row. 0 when nothing may go."""
-    mark = conn.execute(sa.select(reconcile_state.c.last_event_id)
-                        .where(reconcile_state.c.name == WATERMARK)).scalar()
+def purgeable_upto(conn: sa.Connection, watermarks: Sequence[str] = EVERY_FOLD) -> int:
+    """The highest event id a purge may delete: read by every fold named
+    (at or below the lowest of their watermarks) and not the newest row.
+    0 when nothing may go."""
+    mark = lowest(conn, watermarks)
     newest = conn.execute(sa.select(sa.func.max(events.c.id))).scalar()
-    if mark is None or newest is None:
+    if newest is None:
         return 0
-    return max(0, min(int(mark), int(newest) - 1))
+    return max(0, min(mark, int(newest) - 1))
 
 
 def _purge_batch(conn: sa.Connection, report: PurgeReport, since: datetime | None, zone: ZoneInfo,
-                 audit: AuditSink, actor: str, batch: int) -> tuple[BatchResult, set[date]] | None:
+                 audit: AuditSink, actor: str, batch: int,
+                 watermarks: Sequence[str]) -> tuple[BatchResult, set[date]] | None:
     """One batch in the caller's write transaction; None when nothing is left."""
     if conn.dialect.name == "postgresql":
         # One purge batch at a time across every process (two servers, or a
@@ -228,7 +234,7 @@ def _purge_batch(conn: sa.Connection, report: PurgeReport, since: datetime | Non
         # and neither would count the card. SQLite's BEGIN IMMEDIATE already
         # serialises them.
         conn.execute(sa.select(sa.func.pg_advisory_xact_lock(PG_LOCK_KEY)))
-    upto = purgeable_upto(conn)
+    upto = purgeable_upto(conn, watermarks)
     if upto <= 0:
         return None
     e = events.c

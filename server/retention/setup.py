@@ -14,6 +14,7 @@ from server.appkeys import ENGINE, METRIC_SOURCES, SETTINGS
 from server.audit.appkeys import AUDIT
 from server.media.errors import MediaUnavailable
 from server.media.store import MediaStore
+from server.reconcile.watermarks import advancing
 from server.registry.appkeys import RULES
 from server.retention.appkeys import PURGE_JOB
 from server.retention.job import PurgeJob
@@ -48,7 +49,8 @@ async def _retention_ctx(app: web.Application) -> AsyncIterator[None]:
 
     job = PurgeJob(app[ENGINE], zone=rules.zone, retention_days=settings.event_retention_days,
                    interval_s=settings.purge_interval_s, audit=audit_log,
-                   snapshot_retention_days=settings.snapshot_retention_days, snapshot_files=snapshot_folder)
+                   snapshot_retention_days=settings.snapshot_retention_days, snapshot_files=snapshot_folder,
+                   watermarks=advancing(rules))
     app[PURGE_JOB] = job
     job.start()
     yield

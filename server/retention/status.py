@@ -3,6 +3,7 @@ a few index range counts, no scan of the whole events table."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
@@ -11,6 +12,7 @@ from zoneinfo import ZoneInfo
 import sqlalchemy as sa
 
 from server.db.models import event_daily, events
+from server.reconcile.watermarks import EVERY_FOLD
 from server.retention.purge import cutoff_for, purge_bound, purgeable_upto
 
 
@@ -44,14 +46,17 @@ class RetentionStatus:
                 "last_aggregate_day": _iso(self.last_aggregate_day)}
 
 
-def retention_status(conn: sa.Connection, now: datetime, retention_days: int, zone: ZoneInfo) -> RetentionStatus:
+def retention_status(conn: sa.Connection, now: datetime, retention_days: int, zone: ZoneInfo,
+                     watermarks: Sequence[str] = EVERY_FOLD) -> RetentionStatus:
+    """``watermarks``: the reconciliation folds that must have read an event
+    before a purge takes it (as purge_before's)."""
     cutoff = cutoff_for(now, retention_days)
     before = purge_bound(cutoff, zone)
     e = events.c
     oldest = conn.execute(sa.select(sa.func.min(e.occurred_at))).scalar()
     past = sa.select(sa.func.count()).select_from(events).where(e.occurred_at < before)
     past_period = int(conn.execute(past).scalar_one())
-    upto = purgeable_upto(conn)
+    upto = purgeable_upto(conn, watermarks)
     held_back = past_period if upto <= 0 else int(conn.execute(past.where(e.id > upto)).scalar_one())
     d = event_daily.c
     rows, total, first, last = conn.execute(sa.select(sa.func.count(), sa.func.coalesce(sa.func.sum(d.events), 0),

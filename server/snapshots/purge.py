@@ -68,6 +68,27 @@ def _due(cutoff: datetime, event_before: datetime | None) -> sa.Select[tuple[int
             .where(sa.or_(s.stored_at < cutoff, e.occurred_at < taken_before)))
 
 
+@dataclass(frozen=True)
+class SnapshotStatus:
+    """What ``rentgate retention status`` says of snapshots: how many are
+    stored, and how many a purge with the same cut-offs would delete."""
+
+    retention_days: int
+    stored: int
+    due: int
+
+    def as_json(self) -> dict[str, Any]:
+        return {"retention_days": self.retention_days, "stored": self.stored, "due": self.due}
+
+
+def snapshot_status(conn: sa.Connection, retention_days: int, cutoff: datetime, *,
+                    event_before: datetime | None = None) -> SnapshotStatus:
+    """Two counts over event_snapshots (small: pictures of alerts only)."""
+    stored = conn.execute(sa.select(sa.func.count()).select_from(event_snapshots)).scalar_one()
+    due = conn.execute(sa.select(sa.func.count()).select_from(_due(cutoff, event_before).subquery())).scalar_one()
+    return SnapshotStatus(retention_days, int(stored), int(due))
+
+
 def purge_snapshots(engine: sa.Engine, files: MediaStore | None, cutoff: datetime, *, audit: AuditSink,
                     actor: str, event_before: datetime | None = None, batch: int = BATCH,
                     should_stop: Callable[[], bool] | None = None) -> SnapshotPurgeReport:

@@ -213,3 +213,18 @@ def test_a_half_weight_needs_twice_the_days(engine: sa.Engine) -> None:
     crossing(world, b, day(8))
     world.sweep(day(9))
     assert len(world.open_cases("unregistered_occupant")) == 1
+
+
+def test_the_sweep_deletes_camera_days_no_rule_reads_any_more(world: World) -> None:
+    """Kept twice the longer of the silence period (30 days) and the camera
+    window (14): a day 61 days before the sweep goes, one 59 days before stays."""
+    b = world.building()
+    u = world.unit(b)
+    map_door(world, b, u)
+    crossing(world, b, day(0) + timedelta(hours=8))
+    crossing(world, b, day(2) + timedelta(hours=8))
+    world.reconciler.catch_up(day(3))
+    assert len(rows(world)) == 2
+    world.sweep(day(61))
+    (kept,) = rows(world)
+    assert kept["first_at"] == day(2) + timedelta(hours=8)

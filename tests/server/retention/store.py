@@ -1,10 +1,11 @@
 """Raw events written straight into the database for the retention tests
 (Core inserts: any time, gateway, door or card), and the reconciliation
-watermark set by hand."""
+watermarks set by hand."""
 
 from __future__ import annotations
 
 import itertools
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -13,7 +14,7 @@ from zoneinfo import ZoneInfo
 import sqlalchemy as sa
 
 from server.db.models import buildings, event_daily, events, gateways, reconcile_state
-from server.reconcile.evidence import WATERMARK
+from server.reconcile.watermarks import EVERY_FOLD
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 # The test's "now": 2025-07-01 12:00 in Shanghai.
@@ -62,10 +63,12 @@ class Events:
             ids = conn.execute(sa.insert(events).returning(events.c.id, sort_by_parameter_order=True), rows)
             return [int(i) for i in ids.scalars()]
 
-    def reconciled_upto(self, event_id: int) -> None:
+    def reconciled_upto(self, event_id: int, *, folds: Sequence[str] = EVERY_FOLD) -> None:
+        """Every fold named (by default all: card reads and cameras) has read up to ``event_id``."""
         with self.engine.begin() as conn:
-            conn.execute(sa.delete(reconcile_state).where(reconcile_state.c.name == WATERMARK))
-            conn.execute(sa.insert(reconcile_state).values(name=WATERMARK, last_event_id=event_id, updated_at=NOW))
+            for name in folds:
+                conn.execute(sa.delete(reconcile_state).where(reconcile_state.c.name == name))
+                conn.execute(sa.insert(reconcile_state).values(name=name, last_event_id=event_id, updated_at=NOW))
 
     def all_reconciled(self) -> None:
         with self.engine.connect() as conn:

@@ -1,19 +1,26 @@
 """``rentgate retention status|purge``: the status figures, a purge that
 refuses without --yes (and says what it would delete), and one that deletes
-with it, audited as the command line's; --json's last line."""
+with it, audited as the command line's; camera snapshots reported and purged
+as the server's job does; --json's last line."""
 
 from __future__ import annotations
 
 import json
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
 import sqlalchemy as sa
 
 from rentgate.cli import main
-from server.db.models import audit_log
+from server.db.models import audit_log, event_snapshots
+from server.media.store import MediaStore
+from server.snapshots.check import check_jpeg
+from server.snapshots.store import record, save_file
+from server.web.transactions import write_transaction
 from tests.server.retention.store import SHANGHAI, Events, local
+from tests.server.scan.world import jpeg_bytes
 
 
 @pytest.fixture
@@ -92,3 +99,49 @@ def test_a_database_that_is_not_ready_is_refused(tmp_path: Any, capsys: pytest.C
     url = f"sqlite:///{tmp_path / 'none.db'}"
     code, _out, err = run(capsys, "retention", "status", "--database-url", url)
     assert code == 2 and "rentgate db upgrade" in err and not (tmp_path / "none.db").exists()
+
+
+def test_snapshots_are_reported_and_purged_with_the_events_only_with_yes(
+        store: Events, engine: sa.Engine, database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """As the server's job: snapshots stored 30 days ago or more, and those of
+    events about to go, are deleted first (row and file, audited); a newer one
+    stays, and so does a file in the folder that no row names."""
+    media = tmp_path / "media"
+    monkeypatch.setenv("RENTGATE_MEDIA_DIR", str(media))
+    files = MediaStore(media / "snapshots")
+    now = datetime.now(UTC)
+    ids = sorted(store.ids())
+    pictures = [check_jpeg(jpeg_bytes(size)) for size in ((16, 16), (24, 24), (32, 32), (40, 40))]
+    for jpeg in pictures:
+        save_file(files, jpeg)
+    old_event, recent_upload, fresh, stray = pictures
+    with write_transaction(engine) as conn:
+        record(conn, ids[0], old_event, "gw-1", now - timedelta(days=1))  # its event is 200 days old
+        record(conn, ids[3], recent_upload, "gw-1", now - timedelta(days=31))
+        record(conn, ids[4], fresh, "gw-1", now)
+
+    code, out, _err = run(capsys, "retention", "status", "--json", "--database-url", database_url)
+    assert code == 0 and last_json(out)["snapshots"] == {"retention_days": 30, "stored": 3, "due": 2}
+    code, out, _err = run(capsys, "retention", "status", "--database-url", database_url)
+    assert "摄像头快照：保存 3 张，其中 2 张已到期" in out
+
+    code, _out, err = run(capsys, "retention", "purge", "--database-url", database_url)
+    assert code == 2 and "2 张摄像头快照" in err and "--yes" in err
+    assert all(files.path_for(jpeg.sha256).exists() for jpeg in pictures)
+
+    code, out, _err = run(capsys, "retention", "purge", "--yes", "--json", "--database-url", database_url)
+    doc = last_json(out)
+    assert code == 0 and doc["deleted"] == 3
+    assert (doc["snapshots"]["deleted"], doc["snapshots"]["files_deleted"]) == (2, 2)
+    assert [files.path_for(jpeg.sha256).exists() for jpeg in pictures] == [False, False, True, True]
+    assert files.path_for(stray.sha256).exists()  # not the command's to delete
+    with engine.connect() as conn:
+        left = conn.execute(sa.select(event_snapshots.c.event_id)).scalars().all()
+        records = [json.loads(r) for r in conn.execute(sa.select(audit_log.c.record)).scalars()]
+    assert left == [ids[4]]
+    assert ("cli:retention", "retention.snapshots", 2) in [(r["actor"], r["action"], r["size"]) for r in records]
+    code, out, _err = run(capsys, "retention", "purge", "--database-url", database_url)
+    assert code == 0 and "没有到期的摄像头快照" in out
+    code, out, _err = run(capsys, "--lang", "en", "retention", "status", "--database-url", database_url)
+    assert "camera snapshots: 1 stored, 0 due" in out

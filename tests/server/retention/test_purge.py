@@ -1,6 +1,6 @@
 """The purge core on SQLite and PostgreSQL: old events go, newer ones stay,
 the daily counts are exact whatever the batches, nothing past the
-reconciliation watermark goes, every batch is audited, and a run that fails
+lowest reconciliation watermark (card reads, cameras) goes, every batch is audited, and a run that fails
 between or inside batches leaves nothing counted twice or lost."""
 
 from __future__ import annotations
@@ -16,7 +16,9 @@ import sqlalchemy as sa
 from server.audit.entries import AuditEntry
 from server.audit.log import AuditLog
 from server.db.models import audit_head, audit_log
+from server.reconcile import camera, evidence
 from server.reconcile.runner import Reconciler
+from server.reconcile.watermarks import advancing
 from server.retention.purge import CLI_ACTOR, AuditSink, BatchResult, PurgeReport, purge_before, purge_bound
 from server.rules import CityRules
 from tests.server.retention.store import NOW, SHANGHAI, Events, local
@@ -154,6 +156,30 @@ def test_events_past_the_watermark_stay_until_reconciled_and_then_add_to_their_d
     second = purge(engine, audit=audit, batch=2)
     assert second.deleted == len(late)
     assert counted(store) == expected(first + late) == {(D2, "gw-1", "door-1", "card_read"): (7, 4)}
+
+
+def test_events_the_camera_fold_has_not_read_stay_until_it_has(engine: sa.Engine, store: Events,
+                                                               audit: AuditLog) -> None:
+    """Card reads reconciled, the unit door cameras' fold behind: the purge
+    waits for the lower watermark. A city whose camera fold is off
+    (camera_evidence_weight 0) does not wait for a watermark nothing moves."""
+    ids = store.many([{"at": local(D1, h)} for h in (1, 2, 3, 4)] + [{"at": NOW}])
+    store.reconciled_upto(ids[-1], folds=[evidence.WATERMARK])
+    store.reconciled_upto(ids[1], folds=[camera.WATERMARK])
+    report = purge(engine, audit=audit, watermarks=advancing(CityRules()))
+    assert (report.deleted, report.held_back) == (2, 2) and store.ids() == set(ids[2:])
+    report = purge(engine, audit=audit, watermarks=advancing(CityRules(camera_evidence_weight=0)))
+    assert (report.deleted, report.held_back) == (2, 0) and store.ids() == {ids[-1]}
+
+
+def test_once_the_reconciler_has_run_both_folds_have_read_every_event(engine: sa.Engine, store: Events,
+                                                                     audit: AuditLog) -> None:
+    ids = store.many([{"at": local(D1, h)} for h in (1, 2, 3)] + [{"at": NOW}])
+    store.reconciled_upto(ids[-1], folds=[evidence.WATERMARK])
+    assert purge(engine, audit=audit).deleted == 0  # the camera fold has not run
+    Reconciler(engine, CityRules()).catch_up(NOW)
+    report = purge(engine, audit=audit)
+    assert (report.deleted, report.held_back) == (3, 0) and store.ids() == {ids[-1]}
 
 
 def test_nothing_goes_before_reconciliation_has_run(engine: sa.Engine, store: Events, audit: AuditLog) -> None:
