@@ -26,6 +26,14 @@ def map_door(world: World, building_id: int, unit_id: int | None, door: str = "u
                                              created_at=T0, updated_at=T0))
 
 
+def camera_unit(world: World) -> tuple[int, int]:
+    """A building with one unit whose door has a counting camera: (building, unit)."""
+    b = world.building()
+    u = world.unit(b)
+    map_door(world, b, u)
+    return b, u
+
+
 def crossing(world: World, building_id: int, at: datetime, kind: str = "unidentified_entry", *,
              direction: str = "in", door: str = "unit-door") -> None:
     data: dict[str, Any] = {"track": next(_seq) % 1000}
@@ -54,9 +62,7 @@ def rows(world: World) -> list[dict[str, Any]]:
 
 
 def test_the_running_count_is_clamped_at_zero_peaks_and_starts_again_each_camera_day(world: World) -> None:
-    b = world.building()
-    u = world.unit(b)
-    map_door(world, b, u)
+    b, u = camera_unit(world)
     # 10:00 local: out (nobody counted inside yet: stays 0), in, in, out, in.
     for i, (kind, direction) in enumerate((("people_crossing", "out"), ("people_crossing", "in"),
                                            ("unidentified_entry", "in"), ("people_crossing", "out"),
@@ -88,9 +94,7 @@ def test_crossings_count_only_at_a_unit_door_of_the_gateways_building(world: Wor
 
 
 def test_unidentified_entries_on_enough_days_open_one_camera_case(world: World) -> None:
-    b = world.building()
-    u = world.unit(b)
-    map_door(world, b, u)
+    b, u = camera_unit(world)
     world.register(world.person(), u, card="00000000AA")
     for d in range(4):
         crossing(world, b, day(d) + timedelta(hours=8))
@@ -107,9 +111,7 @@ def test_unidentified_entries_on_enough_days_open_one_camera_case(world: World) 
 
 
 def test_fewer_days_than_camera_min_days_open_nothing(world: World) -> None:
-    b = world.building()
-    u = world.unit(b)
-    map_door(world, b, u)
+    b, u = camera_unit(world)
     for d in range(3):
         for k in range(5):  # many entries on each day: still three days
             crossing(world, b, day(d) + timedelta(minutes=k))
@@ -118,9 +120,7 @@ def test_fewer_days_than_camera_min_days_open_nothing(world: World) -> None:
 
 
 def test_registering_someone_closes_the_camera_case_and_earlier_days_do_not_reopen_it(world: World) -> None:
-    b = world.building()
-    u = world.unit(b)
-    map_door(world, b, u)
+    b, u = camera_unit(world)
     for d in range(5):
         crossing(world, b, day(d))
     world.sweep(day(6))
@@ -132,9 +132,7 @@ def test_registering_someone_closes_the_camera_case_and_earlier_days_do_not_reop
 
 
 def test_a_registered_occupant_without_a_card_explains_the_entries(world: World) -> None:
-    b = world.building()
-    u = world.unit(b)
-    map_door(world, b, u)
+    b, u = camera_unit(world)
     world.register(world.person("no card"), u, at=day(-10))
     for d in range(6):
         crossing(world, b, day(d))
@@ -143,9 +141,7 @@ def test_a_registered_occupant_without_a_card_explains_the_entries(world: World)
 
 
 def test_card_evidence_of_an_unregistered_person_is_the_one_case_of_the_unit(world: World) -> None:
-    b = world.building()
-    u = world.unit(b)
-    map_door(world, b, u)
+    b, u = camera_unit(world)
     world.card(u, "00000000CC")  # an anonymous card, used daily
     world.reads(b, "00000000CC", 0, 6)
     for d in range(6):
@@ -203,9 +199,7 @@ def test_weight_zero_turns_camera_evidence_off(engine: sa.Engine) -> None:
 def test_a_half_weight_needs_twice_the_days(engine: sa.Engine) -> None:
     world = World(engine, CityRules(camera_evidence_weight=0.5))
     world.areas()
-    b = world.building()
-    u = world.unit(b)
-    map_door(world, b, u)
+    b, u = camera_unit(world)
     for d in range(7):
         crossing(world, b, day(d))
     world.sweep(day(8))
@@ -218,9 +212,7 @@ def test_a_half_weight_needs_twice_the_days(engine: sa.Engine) -> None:
 def test_the_sweep_deletes_camera_days_no_rule_reads_any_more(world: World) -> None:
     """Kept twice the longer of the silence period (30 days) and the camera
     window (14): a day 61 days before the sweep goes, one 59 days before stays."""
-    b = world.building()
-    u = world.unit(b)
-    map_door(world, b, u)
+    b, u = camera_unit(world)
     crossing(world, b, day(0) + timedelta(hours=8))
     crossing(world, b, day(2) + timedelta(hours=8))
     world.reconciler.catch_up(day(3))
