@@ -4,25 +4,12 @@ them, on SQLite and PostgreSQL."""
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
-import pytest
 import sqlalchemy as sa
 
-from server.app import make_app
 from server.db.models import registrations, scan_rejections
 from server.plates import service as plate_service
-from tests.server.registry.api_helpers import ID_A, ID_B, Api, City, MakeClient, person, seed_city, settings_for
-
-
-@pytest.fixture
-async def api(engine: sa.Engine, database_url: str, tmp_path: Path, aiohttp_client: MakeClient) -> Api:
-    return Api(await aiohttp_client(make_app(settings_for(database_url, tmp_path), ingest=False)))
-
-
-@pytest.fixture
-async def city(api: Api, engine: sa.Engine) -> City:
-    return await seed_city(api, engine)
+from tests.server.registry.api_helpers import ID_A, ID_B, Api, City, person
 
 
 def days_ago(n: int) -> str:

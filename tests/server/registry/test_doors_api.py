@@ -2,25 +2,9 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
-import pytest
-import sqlalchemy as sa
-
-from server.app import make_app
-from tests.server.registry.api_helpers import Api, City, MakeClient, seed_city, settings_for
+from tests.server.registry.api_helpers import Api, City
 
 DOORS = "/api/v1/registry/gateways/gw-a/doors"
-
-
-@pytest.fixture
-async def api(engine: sa.Engine, database_url: str, tmp_path: Path, aiohttp_client: MakeClient) -> Api:
-    return Api(await aiohttp_client(make_app(settings_for(database_url, tmp_path), ingest=False)))
-
-
-@pytest.fixture
-async def city(api: Api, engine: sa.Engine) -> City:
-    return await seed_city(api, engine)
 
 
 async def test_the_landlord_maps_a_door_to_a_unit_lists_and_removes_it_with_history(api: Api, city: City) -> None:

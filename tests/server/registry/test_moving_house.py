@@ -14,27 +14,20 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
 import sqlalchemy as sa
 
-from server.app import make_app
 from server.db.models import persons, registrations
 from server.registry.idnumber import make_id_number
 from server.registry.service import MOVES_AWAITING_PER_LANDLORD
 from tests.server.auth_helpers import UserCreds, bearer, make_user
-from tests.server.registry.api_helpers import ID_A, ID_B, Api, MakeClient, issue_plates, person, settings_for
+from tests.server.registry.api_helpers import ID_A, ID_B, Api, issue_plates, person
 
 A_NAME, A_PHONE, A_ORIGIN = "Li Wei", "13912345678", "湖南省邵阳市"
 A_CARD, B_CARD = "14008EC793", "0A1B2C3D4E"
 A_BUILDING_NAME, A_UNIT_NUMBER = "Tangxia 12", "301"
-
-
-@pytest.fixture
-async def api(engine: sa.Engine, database_url: str, tmp_path: Path, aiohttp_client: MakeClient) -> Api:
-    return Api(await aiohttp_client(make_app(settings_for(database_url, tmp_path), ingest=False)))
 
 
 @dataclass(frozen=True)
