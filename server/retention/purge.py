@@ -26,6 +26,10 @@ How each batch stays exact:
   door cameras' "camera": server/reconcile/watermarks.py) have not been read
   by every fold yet; they stay until reconciliation has read them, then the
   next run takes them.
+* **Never an event with a stored snapshot.** Its ``event_snapshots`` row
+  refers to it; the snapshot purge (server/snapshots/purge.py) runs first in
+  each run and takes the snapshots of the events due, so only a picture that
+  arrived in between waits, until the next run.
 * **Never the newest event.** SQLite (no AUTOINCREMENT) gives a new row the
   highest id plus one: deleting the row with the highest id would let the
   next event reuse an id at or below the watermark, and reconciliation would
@@ -56,7 +60,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
 from server.audit.entries import AuditEntry
-from server.db.models import event_daily, events, gateways
+from server.db.models import event_daily, event_snapshots, events, gateways
 from server.reconcile.watermarks import EVERY_FOLD, lowest
 from server.web.transactions import write_transaction
 
@@ -238,7 +242,11 @@ def _purge_batch(conn: sa.Connection, report: PurgeReport, since: datetime | Non
     if upto <= 0:
         return None
     e = events.c
-    chosen = sa.select(e.id).where(e.occurred_at < report.before, e.id <= upto)
+    # An event whose camera snapshot is still stored waits: the row refers to
+    # it, and the snapshot purge, which runs first, takes it by the next run
+    # (one uploaded between the two purges of a run would otherwise fail the batch).
+    chosen = sa.select(e.id).where(e.occurred_at < report.before, e.id <= upto,
+                                   ~sa.exists().where(event_snapshots.c.event_id == e.id))
     if since is not None:
         chosen = chosen.where(e.occurred_at >= since)
     chosen = chosen.order_by(e.occurred_at).limit(batch)

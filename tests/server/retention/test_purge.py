@@ -15,7 +15,7 @@ import sqlalchemy as sa
 
 from server.audit.entries import AuditEntry
 from server.audit.log import AuditLog
-from server.db.models import audit_head, audit_log
+from server.db.models import audit_head, audit_log, event_snapshots
 from server.reconcile import camera, evidence
 from server.reconcile.runner import Reconciler
 from server.reconcile.watermarks import advancing
@@ -180,6 +180,20 @@ def test_once_the_reconciler_has_run_both_folds_have_read_every_event(engine: sa
     Reconciler(engine, CityRules()).catch_up(NOW)
     report = purge(engine, audit=audit)
     assert (report.deleted, report.held_back) == (3, 0) and store.ids() == {ids[-1]}
+
+
+def test_an_event_whose_snapshot_is_still_stored_waits_for_the_snapshot_purge(engine: sa.Engine, store: Events,
+                                                                             audit: AuditLog) -> None:
+    ids = store.many([{"at": local(D1, h)} for h in (1, 2, 3)] + [{"at": NOW}])
+    store.all_reconciled()
+    with engine.begin() as conn:  # a picture uploaded after this run's snapshot purge
+        conn.execute(sa.insert(event_snapshots).values(event_id=ids[1], sha256="a" * 64, size_bytes=1,
+                                                       stored_at=NOW, gateway_id="gw-1"))
+    report = purge(engine, audit=audit)
+    assert (report.deleted, report.held_back) == (2, 1) and store.ids() == {ids[1], ids[-1]}
+    with engine.begin() as conn:
+        conn.execute(sa.delete(event_snapshots))
+    assert purge(engine, audit=audit).deleted == 1 and store.ids() == {ids[-1]}
 
 
 def test_nothing_goes_before_reconciliation_has_run(engine: sa.Engine, store: Events, audit: AuditLog) -> None:
