@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import bisect
 import logging
+import os
 import random
 import threading
 import time
@@ -206,6 +207,7 @@ class CameraAdapter:
         done: asyncio.Future[_Ended] = loop.create_future()
 
         def analyse() -> None:
+            _yield_to_the_door()
             try:
                 result = self._analyse(capture, stop)
             except Exception as exc:  # noqa: BLE001 - the pipeline's bug must not take the gateway down
@@ -314,6 +316,24 @@ def _wall_of(t: float, times: deque[tuple[float, float]]) -> float:
     candidates = [j for j in (i - 1, i) if 0 <= j < len(times)]
     best = min(candidates, key=lambda j: abs(keys[j] - t))
     return times[best][1] + (t - keys[best])
+
+
+# The analysis thread's nice value. With every core busy (a gateway's two
+# cores, one analysing a 1080p picture, the other shared with whatever else
+# runs) the scheduler would share the loop's core with the analysis fairly, and
+# a card decision waits its turn: measured p50 1 ms idle, 6-7 ms busy. Niced,
+# the analysis gets what the door leaves: a slower count, never a slower door.
+ANALYSIS_NICE = 10
+
+
+def _yield_to_the_door() -> None:
+    """Lower the calling thread's CPU priority (on Linux the nice value is a
+    per-thread attribute, set through the thread's own id); elsewhere, or if
+    refused, the thread runs at the process's priority."""
+    try:
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), ANALYSIS_NICE)
+    except (AttributeError, OSError) as exc:
+        log.debug("camera analysis keeps the process's priority: %s", exc)
 
 
 def _settle(future: asyncio.Future[_Ended], result: _Ended) -> None:
