@@ -41,6 +41,9 @@ Anchor = Literal["bottom", "centre"]
 # Frames a track needs before its crossings count: one or two frames of
 # something moving are noise (a flicker, a compression artefact).
 MIN_HITS = 3
+# Two tracks crossing the same way at the same place within this time are
+# one person followed twice.
+TWICE_S = 0.6
 # How far beyond the ends of the line a crossing still counts (share of its length).
 END_MARGIN = 0.15
 # Limits on what a frame may be: 4K is the largest a door camera sends.
@@ -139,6 +142,8 @@ class CameraPipeline:
         self.frames = 0
         self.person_runs = 0
         self.bad_frames = 0
+        self.duplicates = 0
+        self._recent: list[tuple[float, str, float, int]] = []
 
     # ------------------------------------------------------------------ input
 
@@ -291,8 +296,27 @@ class CameraPipeline:
         if side:
             state.side = side
         if state.pending and self._counts(track):
-            out, state.pending = [_with_confirmed(c, track.confirmed) for c in state.pending], []
+            out = [_with_confirmed(c, track.confirmed) for c in state.pending if not self._twice(c)]
+            state.pending = []
         return out
+
+    def _twice(self, crossing: Crossing) -> bool:
+        """Whether another track crossed the same way at the same place a
+        moment ago: one person followed by two tracks (a box split in two,
+        a track lost and picked up again on the line) must count once.
+        People side by side cross at the same time a body's width apart;
+        one behind another, a second or more later."""
+        ax, _ = self._anchor(crossing.box)
+        along = self.settings.line.along(ax, crossing.box[1] + crossing.box[3])
+        width = (self.person_width or 0.0) / max(self.settings.line.length, 1.0)
+        near = max(0.5 * width, 0.05)
+        self._recent = [r for r in self._recent if crossing.t - r[0] <= TWICE_S]
+        for t, direction, where, track in self._recent:
+            if direction == crossing.direction and track != crossing.track and abs(where - along) <= near:
+                self.duplicates += 1
+                return True
+        self._recent.append((crossing.t, crossing.direction, along, crossing.track))
+        return False
 
     def _on_line(self, box: Box, ax: float, ay: float) -> bool:
         """Whether a side change happened across the drawn line rather than

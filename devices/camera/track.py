@@ -130,3 +130,4 @@ class Tracker:
     def end_all(self) -> list[Track]:
         ended, self.tracks = self.tracks, []
         return ended
+
