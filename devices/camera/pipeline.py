@@ -44,6 +44,8 @@ MIN_HITS = 3
 # Two tracks crossing the same way at the same place within this time are
 # one person followed twice.
 TWICE_S = 0.6
+# A track younger than this when it crosses may be such a second track.
+YOUNG_S = 1.0
 # How far beyond the ends of the line a crossing still counts (share of its length).
 END_MARGIN = 0.15
 # Limits on what a frame may be: 4K is the largest a door camera sends.
@@ -143,7 +145,7 @@ class CameraPipeline:
         self.person_runs = 0
         self.bad_frames = 0
         self.duplicates = 0
-        self._recent: list[tuple[float, str, float, int]] = []
+        self._recent: list[tuple[float, str, float, int, Box, bool]] = []
 
     # ------------------------------------------------------------------ input
 
@@ -296,26 +298,37 @@ class CameraPipeline:
         if side:
             state.side = side
         if state.pending and self._counts(track):
-            out = [_with_confirmed(c, track.confirmed) for c in state.pending if not self._twice(c)]
+            young = t - track.born < YOUNG_S
+            held = [_with_confirmed(c, track.confirmed) for c in state.pending]
+            out = [c for c in held if not self._twice(c, young)]
             state.pending = []
         return out
 
-    def _twice(self, crossing: Crossing) -> bool:
+    def _twice(self, crossing: Crossing, young: bool) -> bool:
         """Whether another track crossed the same way at the same place a
-        moment ago: one person followed by two tracks (a box split in two,
-        a track lost and picked up again on the line) must count once.
-        People side by side cross at the same time a body's width apart;
-        one behind another, a second or more later."""
+        moment ago, and this one is a track born just now: one person
+        followed by two tracks (a box split in two, a track lost and picked
+        up again on the line) must count once. People side by side cross at
+        the same time a body's width apart, each on a track of their own
+        since they came into view; one behind another, a second or more
+        later."""
         ax, _ = self._anchor(crossing.box)
         along = self.settings.line.along(ax, crossing.box[1] + crossing.box[3])
         width = (self.person_width or 0.0) / max(self.settings.line.length, 1.0)
         near = max(0.5 * width, 0.05)
         self._recent = [r for r in self._recent if crossing.t - r[0] <= TWICE_S]
-        for t, direction, where, track in self._recent:
-            if direction == crossing.direction and track != crossing.track and abs(where - along) <= near:
+        for t, direction, where, track, box, confirmed in self._recent:
+            if direction != crossing.direction or track == crossing.track or abs(where - along) > near:
+                continue
+            # Or two old tracks that have come to follow one person: one box
+            # inside the other, on the same feet, and not both seen as a
+            # person by the person stage (two people one just behind the
+            # other can look like that from a high camera).
+            if young or (_same_feet(box, crossing.box) and not (confirmed and crossing.confirmed)):
                 self.duplicates += 1
                 return True
-        self._recent.append((crossing.t, crossing.direction, along, crossing.track))
+        self._recent.append((crossing.t, crossing.direction, along, crossing.track, crossing.box,
+                             crossing.confirmed))
         return False
 
     def _on_line(self, box: Box, ax: float, ay: float) -> bool:
@@ -343,6 +356,16 @@ def _with_confirmed(crossing: Crossing, confirmed: bool) -> Crossing:
     if crossing.confirmed == confirmed:
         return crossing
     return Crossing(crossing.t, crossing.direction, crossing.track, crossing.box, crossing.snapshot, confirmed)
+
+
+def _same_feet(a: Box, b: Box) -> bool:
+    """Most of the smaller box inside the other, both standing on the same
+    row: one person, not one behind another (whose feet are higher)."""
+    w = min(a[0] + a[2], b[0] + b[2]) - max(a[0], b[0])
+    h = min(a[1] + a[3], b[1] + b[3]) - max(a[1], b[1])
+    if w <= 0 or h <= 0 or w * h < 0.7 * min(a[2] * a[3], b[2] * b[3]):
+        return False
+    return abs((a[1] + a[3]) - (b[1] + b[3])) <= 0.15 * max(a[3], b[3])
 
 
 def _point_in(point: tuple[float, float], box: Box) -> bool:
