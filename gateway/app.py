@@ -153,7 +153,7 @@ class GatewayApp:
                         "uploaded", self.gateway_id, spool.folder)
         self.cameras = CameraEvents(
             self.gateway_id, outbox.submit,
-            Correlator(grant_before_s=cfg.grant_before_s, grant_after_s=cfg.grant_after_s), spool,
+            Correlator(grant_before_s=cfg.grant_before_s, grant_after_s=cfg.grant_after_s, follow_s=cfg.follow_s), spool,
             on_snapshot=uploads.wake)
 
     # ------------------------------------------------------------------ events

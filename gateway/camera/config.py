@@ -19,6 +19,11 @@ class CamerasConfig(BaseModel):
     grant_before_s: float = Field(default=10.0, ge=0, le=120)
     # ...or this long after (a terminal's verdict that lands late).
     grant_after_s: float = Field(default=2.0, ge=0, le=30)
+    # An unmatched person who crosses within this long after someone else's
+    # grant followed them through the open door (tailgating); later than
+    # that, on nobody's grant (an unidentified entry). About the lock's
+    # unlock time plus a step or two.
+    follow_s: float = Field(default=5.0, ge=0, le=60)
     # Snapshots not uploaded after this long are deleted, as are the oldest
     # beyond snapshot_max_files.
     snapshot_keep_days: float = Field(default=7.0, gt=0, le=365)

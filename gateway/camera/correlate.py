@@ -81,9 +81,11 @@ class _Door:
 
 
 class Correlator:
-    def __init__(self, *, grant_before_s: float = 10.0, grant_after_s: float = 2.0, settle_s: float = 0.5) -> None:
-        if not (grant_before_s >= 0 and grant_after_s >= 0 and settle_s >= 0):
+    def __init__(self, *, grant_before_s: float = 10.0, grant_after_s: float = 2.0, settle_s: float = 0.5,
+                 follow_s: float = 5.0) -> None:
+        if not (grant_before_s >= 0 and grant_after_s >= 0 and settle_s >= 0 and follow_s >= 0):
             raise ValueError("the correlation window's bounds must not be negative")
+        self.follow_s = min(follow_s, grant_before_s)
         self.grant_before_s = grant_before_s
         self.grant_after_s = grant_after_s
         self.settle_s = settle_s
@@ -186,8 +188,13 @@ class Correlator:
         return {int(r): grants[int(c)] for r, c in zip(rows, cols, strict=True) if feasible[r, c]}
 
     def _unmatched(self, state: _Door, crossing: InwardCrossing) -> Decision:
-        low, high = crossing.t - self.grant_before_s, crossing.t + self.grant_after_s
-        in_window = [g for g in state.grants if self._admits(g.t, crossing.t)]
+        """Tailgating when the door was opened for someone else just before
+        (a grant within ``follow_s`` before the crossing, or up to
+        ``grant_after_s`` after it): following them through. A person who
+        walks in later than that, with every grant of the matching window
+        spent on others, came in on nobody's grant: an unidentified entry."""
+        low, high = crossing.t - self.follow_s, crossing.t + self.grant_after_s
+        in_window = [g for g in state.grants if low <= g.t <= high]
         if not in_window:
             return Decision(crossing, "unidentified")
         # Everyone who competed for these grants: the inward crossings of the

@@ -144,3 +144,15 @@ def test_flush_decides_everything_with_what_is_known() -> None:
 def test_negative_windows_are_refused() -> None:
     with pytest.raises(ValueError, match="must not be negative"):
         Correlator(grant_before_s=-1)
+
+
+def test_following_someone_through_is_tailgating_walking_in_long_after_is_unidentified() -> None:
+    # One card at 0 s: its holder walks through at 2 s; someone 2 s behind
+    # them followed them through; someone at 8.5 s (the grant is spent and
+    # 8.5 s old, beyond follow_s) came in on nobody's grant.
+    decisions = run([(0.0, 7)], [2.0, 4.0, 8.5])
+    assert summary(decisions) == [(2.0, "matched", 7), (4.0, "tailgating", None), (8.5, "unidentified", None)]
+    # The grant still admits its own holder up to grant_before_s after it.
+    assert summary(run([(0.0, 7)], [8.5])) == [(8.5, "matched", 7)]
+    with pytest.raises(ValueError):
+        Correlator(follow_s=-1)
