@@ -6,10 +6,7 @@ all of it keeps working while the broker is down."""
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from pathlib import Path
-
-import pytest
 
 from firmware_sim.osdp_reader import SimOsdpLine, SimOsdpReader
 from gateway.app import GatewayApp
@@ -24,13 +21,6 @@ from tests.services import Mosquitto, MqttProbe
 
 TENANT = Credential(format="wiegand26", value="90:324")
 GONE = Credential(format="wiegand26", value="90:325")
-
-
-@pytest.fixture
-def server(mosquitto: Mosquitto) -> Iterator[FakeServer]:
-    fake = FakeServer(mosquitto.url, GW, acking=True)
-    yield fake
-    fake.close()
 
 
 def _config(tmp_path: Path, mosquitto: Mosquitto, port: str) -> GatewayConfig:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import statistics
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -30,13 +29,6 @@ from tests.gateway.test_camera_uploads import SnapshotServer
 from tests.services import Mosquitto, MqttProbe
 
 TENANT = Credential(format="wiegand26", value="90:324")
-
-
-@pytest.fixture
-def server(mosquitto: Mosquitto) -> Iterator[FakeServer]:
-    fake = FakeServer(mosquitto.url, GW, acking=True)
-    yield fake
-    fake.close()
 
 
 @pytest.fixture

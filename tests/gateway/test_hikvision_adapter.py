@@ -4,7 +4,7 @@ and one terminal's read through a whole gateway to the (fake) server."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -106,13 +106,6 @@ async def test_an_oversized_post_is_refused() -> None:
         assert await HikvisionTerminalSim(url).post(b"{" + b" " * 40_000 + b"}", "application/json") == 413
         await HikvisionTerminalSim(url).swipe("7")
         assert sink.values() == [("raw", "7")]
-
-
-@pytest.fixture
-def server(mosquitto: Mosquitto) -> Iterator[FakeServer]:
-    fake = FakeServer(mosquitto.url, GW, acking=True)
-    yield fake
-    fake.close()
 
 
 async def test_a_terminal_read_reaches_the_server_as_its_own_device(tmp_path: Path, mosquitto: Mosquitto, server: FakeServer) -> None:
