@@ -270,6 +270,24 @@ def _create_coordinator(database_url: str) -> DemoLogin:
     return DemoLogin(username="grid1", password=password, token="")
 
 
+def _snapshots_stored(database_url: str, event_ids: list[int]) -> int:
+    """How many of these events' snapshots the server has stored."""
+    if not event_ids:
+        return 0
+    import sqlalchemy as sa
+
+    from server.db.engine import create_engine
+    from server.db.models import event_snapshots
+
+    engine = create_engine(database_url)
+    try:
+        with engine.connect() as conn:
+            return int(conn.execute(sa.select(sa.func.count()).select_from(event_snapshots)
+                                    .where(event_snapshots.c.event_id.in_(event_ids))).scalar_one())
+    finally:
+        engine.dispose()
+
+
 def _sample_plate_url(database_url: str, public_url: str) -> str:
     """One printed plate's URL (its token is the one on the sheet)."""
     import sqlalchemy as sa
@@ -391,6 +409,7 @@ class Demo:
             result = self._run_measured()
             if self.camera:
                 result["camera"] = self._camera_stats()
+                result["camera_at_server"] = self._camera_at_server(database_url)
             if self.plates is not None:
                 # The printed code really opens its plate's public page.
                 sample = self.plates["sample_url"]
@@ -742,6 +761,22 @@ inward = "down"
 [cameras]
 server_url = "{self.url}"
 """
+
+    def _camera_at_server(self, database_url: str) -> dict[str, Any]:
+        """The camera's events the server stored, and whether every alert's
+        snapshot has arrived (uploaded over HTTP after its event is stored:
+        waited for a little, as a person looking at the page would)."""
+        from rentgate import wire
+
+        events = [e for e in self._all_events() if e["kind"] in wire.CAMERA_KINDS]
+        alerts = [e["id"] for e in events if e["kind"] in wire.INWARD_ALERT_KINDS and e["data"].get("snapshot")]
+        kinds = {kind: sum(1 for e in events if e["kind"] == kind) for kind in wire.CAMERA_KINDS}
+        deadline = time.monotonic() + 20
+        stored = _snapshots_stored(database_url, alerts)
+        while stored < len(alerts) and time.monotonic() < deadline:
+            time.sleep(0.25)
+            stored = _snapshots_stored(database_url, alerts)
+        return {"events": kinds, "alerts": len(alerts), "alert_snapshots_stored": stored}
 
     def _camera_stats(self) -> dict[str, Any] | None:
         """What the synthetic camera walked through its door (the truth)."""

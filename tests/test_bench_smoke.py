@@ -84,3 +84,20 @@ def test_quick_police_benchmark_answers_every_check_right(tmp_path: Path) -> Non
         assert (result[f"{phase}_errors"], result[f"{phase}_wrong_answers"]) == (0, 0), result
     assert result["batch_lines_ok"] == result["batch_numbers"] == 10_000, result
     assert set(result["targets_met"]) == {"lookup_ms_p99<=20", "batch_100k_s<=5", "watch_alert_s_p99<=2"}
+
+
+def test_quick_camera_benchmark_prints_its_figures() -> None:
+    """``bench/camera.py --quick --json``: one short synthetic recording, the
+    gateway's correlation and a running gateway with two cameras; every
+    figure the issue names is there."""
+    proc = subprocess.run([sys.executable, "bench/camera.py", "--quick", "--json"], cwd=REPO,
+                          capture_output=True, timeout=300, stdin=subprocess.DEVNULL)
+    assert proc.returncode == 0, proc.stderr.decode(errors="replace")[-3000:]
+    result = json.loads(proc.stdout.decode().strip().splitlines()[-1])
+    for figure in ("count_error_pct", "fps_per_core", "streams_per_core", "door_decision_ms_p99_with_cameras",
+                   "door_decision_ms_p99_no_cameras"):
+        assert isinstance(result[figure], (int, float)), (figure, result)
+    assert result["fps_per_core"] > 0 and result["streams_per_core"] > 0
+    assert result["inward_true"] > 0 and result["inward_counted"] > 0
+    for figure in ("tailgating_precision", "tailgating_recall"):
+        assert figure in result, result

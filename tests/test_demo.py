@@ -211,6 +211,19 @@ def test_headless_osdp_demo_decides_at_the_door_and_raises_alarms(osdp_demo: Dem
     assert (osdp_demo.data_dir / MARK).is_file()
 
 
+def test_the_building_camera_counts_who_walks_in_and_its_alerts_arrive_with_their_snapshots(
+        osdp_demo: DemoRun) -> None:
+    result = osdp_demo.result
+    walked = result["camera"]["crossed"]
+    at_server = result["camera_at_server"]
+    assert walked.get("matched", 0) + walked.get("tailgating", 0) + walked.get("unidentified", 0) >= 2, result
+    inward = at_server["events"]
+    assert inward["people_crossing"] + inward["tailgating"] + inward["unidentified_entry"] >= 1, at_server
+    # Every alert's picture was uploaded over HTTP and stored beside its event.
+    assert at_server["alerts"] == inward["tailgating"] + inward["unidentified_entry"], at_server
+    assert at_server["alert_snapshots_stored"] == at_server["alerts"], at_server
+
+
 def test_the_demo_runs_and_prints_plates_on_a_machine_without_cjk_fonts(osdp_demo: DemoRun) -> None:
     import pypdfium2 as pdfium
 
