@@ -32,7 +32,7 @@ if __package__ in (None, ""):
 
 import cv2
 
-from bench.door import GW, KEY_ID, make_entries, sync_in_process
+from bench.door import GW, KEY_ID, make_entries, sync_in_process, timed_card_reads
 from bench.measure import percentile
 from devices.camera.crossing import Direction
 from devices.camera.evaluate import match_times, score
@@ -41,7 +41,7 @@ from devices.camera.pipeline import CameraPipeline, PipelineSettings
 from firmware_sim.camera.render import render
 from firmware_sim.camera.script import Script, random_script, truth
 from gateway.camera.correlate import Correlator, InwardCrossing
-from rentgate import signing, wire
+from rentgate import signing
 
 DOOR = "front"
 # A tailgating alert and a true tailgater are the same event when they are
@@ -171,18 +171,7 @@ def door_with_cameras(workdir: Path, cameras: int, reads: int, fps: float, detec
         await app.ready.wait()
         await asyncio.sleep(warm_s)  # cameras connected and analysing
         cpu0, wall0 = time.process_time(), time.perf_counter()
-        times_ms: list[float] = []
-        for credential in presented:
-            done = asyncio.Event()
-            t0 = time.perf_counter_ns()
-
-            def respond(granted: bool, unlock_s: float, t0: int = t0, done: asyncio.Event = done) -> None:
-                times_ms.append((time.perf_counter_ns() - t0) / 1e6)
-                done.set()
-
-            app.card_read("reader-a", "door-0", wire.utcnow(), credential, respond)
-            await done.wait()
-            await asyncio.sleep(0.05)  # paced: people, not a flood
+        times_ms = await timed_card_reads(app, presented, "door-0", pause_s=0.05)
         load = (time.process_time() - cpu0) / (time.perf_counter() - wall0)
         app.stop()
         await task

@@ -338,18 +338,7 @@ def door_path(store_path: Path, keys: dict[str, signing.Ed25519PublicKey], workd
         await app.ready.wait()
         assert app.outbox is not None
         before = app.outbox.depth()
-        times_ms: list[float] = []
-        for credential in presented:
-            done = asyncio.Event()
-            t0 = time.perf_counter_ns()
-
-            def respond(granted: bool, unlock_s: float, t0: int = t0, done: asyncio.Event = done) -> None:
-                times_ms.append((time.perf_counter_ns() - t0) / 1e6)
-                done.set()
-
-            app.card_read("reader-a", "door-a", wire.utcnow(), credential, respond)
-            await done.wait()
-            await asyncio.sleep(0.002)  # paced: people, not a flood
+        times_ms = await timed_card_reads(app, presented, "door-a", pause_s=0.002)
         stored = app.outbox.depth() - before
         delivered_s: float | None = None
         if stack is not None:
@@ -364,6 +353,27 @@ def door_path(store_path: Path, keys: dict[str, signing.Ed25519PublicKey], workd
         return DoorPath(times_ms, stored, delivered_s)
 
     return asyncio.run(measure())
+
+
+async def timed_card_reads(app: Any, presented: list[Credential], door: str, pause_s: float) -> list[float]:
+    """Milliseconds from each card read handed to the running gateway ``app``
+    until the lock is told to open (the decision durable first), one after
+    another with ``pause_s`` between: people, not a flood."""
+    import asyncio
+
+    times_ms: list[float] = []
+    for credential in presented:
+        done = asyncio.Event()
+        t0 = time.perf_counter_ns()
+
+        def respond(granted: bool, unlock_s: float, t0: int = t0, done: asyncio.Event = done) -> None:
+            times_ms.append((time.perf_counter_ns() - t0) / 1e6)
+            done.set()
+
+        app.card_read("reader-a", door, wire.utcnow(), credential, respond)
+        await done.wait()
+        await asyncio.sleep(pause_s)
+    return times_ms
 
 
 async def _poll(predicate: Callable[[], bool], timeout: float, what: str, interval: float = 0.005) -> None:
