@@ -131,7 +131,8 @@ def decode_ms(fps: float) -> float:
 # ---------------------------------------------------------------------------- the door with cameras running
 
 
-def door_with_cameras(workdir: Path, cameras: int, reads: int, fps: float, detector: str) -> dict[str, Any]:
+def door_with_cameras(workdir: Path, cameras: int, reads: int, fps: float, detector: str,
+                      video_s: float = 60) -> dict[str, Any]:
     """A running gateway (broker down, as bench/door.py's door path): card
     reads decided and made durable while ``cameras`` camera devices analyse
     a looping recording of the doorway at ``fps`` each, against the same
@@ -146,9 +147,9 @@ def door_with_cameras(workdir: Path, cameras: int, reads: int, fps: float, detec
     _, store = sync_in_process(entries, key, keys, workdir)
     store_path = Path(store.path)
     store.close()
-    script = random_script(7, 60)
+    script = random_script(7, video_s)
     video = workdir / "doorway.avi"
-    progress("writing a 60 s recording of the doorway for the cameras")
+    progress("writing a %g s recording of the doorway for the cameras", video_s)
     write_video(video, script, fps)
     line = _line(script)
     rng = random.Random(5)
@@ -208,7 +209,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--json", action="store_true", help="print one JSON object as the last line of stdout")
     args = parser.parse_args(argv)
     if args.quick:
-        args.seeds, args.duration, args.door_reads, args.cameras = 1, 40, 40, 2
+        args.seeds, args.duration, args.door_reads, args.cameras = 1, 30, 30, 2
     return args
 
 
@@ -234,7 +235,8 @@ def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     decode = decode_ms(args.fps)
     per_frame_ms = 1000 / fps_per_core + decode if fps_per_core else float("inf")
     streams = 1000 / (per_frame_ms * args.fps)
-    door = door_with_cameras(workdir, args.cameras, args.door_reads, args.fps, args.detector)
+    door = door_with_cameras(workdir, args.cameras, args.door_reads, args.fps, args.detector,
+                             video_s=20 if args.quick else 60)
     count_error = 100 * acc.inward_abs_error / acc.inward_true if acc.inward_true else 0.0
     result: dict[str, Any] = {
         "recordings": args.seeds, "recording_s": args.duration, "frames": acc.frames, "detector": args.detector,

@@ -27,6 +27,9 @@ class Base(DeclarativeBase):
     metadata = sa.MetaData(naming_convention=NAMING_CONVENTION)
 
 
+_CAMERA_ALERTS = sa.text("kind IN ('tailgating', 'unidentified_entry')")
+
+
 class Event(Base):
     __tablename__ = "events"
     __table_args__ = (
@@ -40,6 +43,11 @@ class Event(Base):
         # partial, so door contacts and status events cost nothing more.
         sa.Index(None, "credential_value", "occurred_at", sqlite_where=sa.text("credential_value IS NOT NULL"),
                  postgresql_where=sa.text("credential_value IS NOT NULL")),
+        # A building's last camera alerts for the coordinator's unit page
+        # (server/pages/camera_alerts.py); partial, so nothing else ingested
+        # pays for it.
+        sa.Index("ix_events_camera_alerts", "gateway_id", "occurred_at", sqlite_where=_CAMERA_ALERTS,
+                 postgresql_where=_CAMERA_ALERTS),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
@@ -77,7 +85,7 @@ class Gateway(Base):
     allowlist_version: Mapped[int | None] = mapped_column(sa.BigInteger)
     # Which building's allowlist the gateway holds; set by an operator.
     building_id: Mapped[int | None] = mapped_column(
-        sa.BigInteger, sa.ForeignKey("buildings.id"))
+        sa.BigInteger, sa.ForeignKey("buildings.id"), index=True)
 
 
 class DeadLetter(Base):
