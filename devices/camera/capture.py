@@ -195,12 +195,9 @@ class FrameSource:
             if t + 1e-6 < self._next_due:
                 self.skipped += 1
                 continue
-            ok, image = cap.retrieve()
-            if not ok or not self._good(image):
-                self.bad_frames += 1
+            image = self._retrieve(cap, bad_in_a_row)
+            if image is None:
                 bad_in_a_row += 1
-                if bad_in_a_row >= MAX_BAD_IN_A_ROW:
-                    raise SourceError(self.settings.url, f"{bad_in_a_row} corrupt frames in a row")
                 continue
             # From the due time, not the frame's, so a 25 fps file read at
             # 10 fps gives 10 frames a second, not 25/3.
@@ -230,12 +227,9 @@ class FrameSource:
             if now + 1e-3 < self._next_due:
                 self.skipped += 1
                 continue
-            ok, image = cap.retrieve()
-            if not ok or not self._good(image):
-                self.bad_frames += 1
+            image = self._retrieve(cap, bad_in_a_row)
+            if image is None:
                 bad_in_a_row += 1
-                if bad_in_a_row >= MAX_BAD_IN_A_ROW:
-                    raise SourceError(self.settings.url, f"{bad_in_a_row} corrupt frames in a row")
                 continue
             # Schedule from the due time, not from now, so the rate does not
             # drift below fps by the time each grab takes.
@@ -245,6 +239,18 @@ class FrameSource:
             return self._frame(image, now)
 
     # ------------------------------------------------------------------ checks
+
+    def _retrieve(self, cap: VideoCaptureLike, bad_in_a_row: int) -> Image | None:
+        """The grabbed frame decoded, or None for a corrupt one (counted);
+        one more after ``bad_in_a_row`` corrupt frames in a row, up to
+        MAX_BAD_IN_A_ROW, is an error."""
+        ok, image = cap.retrieve()
+        if ok and self._good(image):
+            return image  # type: ignore[no-any-return]
+        self.bad_frames += 1
+        if bad_in_a_row + 1 >= MAX_BAD_IN_A_ROW:
+            raise SourceError(self.settings.url, f"{bad_in_a_row + 1} corrupt frames in a row")
+        return None
 
     def _good(self, image: object) -> bool:
         if not isinstance(image, np.ndarray) or image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:

@@ -132,14 +132,6 @@ class MotionStage:
             boxes.append((int(x * inv), int(y * inv), max(1, int(round(w * inv))), max(1, int(round(h * inv)))))
         return join_parts(boxes)
 
-    def fill(self, box: Box) -> float:
-        """Share of ``box`` (source pixels) that the last mask marks as moving."""
-        if self.mask is None:
-            return 0.0
-        x, y, w, h = (int(round(v * self.scale)) for v in box)
-        part = self.mask[max(0, y):max(0, y) + max(1, h), max(0, x):max(0, x) + max(1, w)]
-        return float(cv2.countNonZero(part)) / part.size if part.size else 0.0
-
 
 def join_parts(boxes: list[Box]) -> list[Box]:
     """Join pieces of one person: a head, a coat and legs that the mask

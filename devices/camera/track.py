@@ -12,7 +12,7 @@ another, or a missed detection), then ends.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 from scipy.optimize import linear_sum_assignment
@@ -32,8 +32,6 @@ class Track:
     missed_since: float | None = None
     confirmed: bool = False  # seen as a person by the person stage
     born: float = 0.0
-    start: tuple[float, float] = (0.0, 0.0)
-    widths: list[int] = field(default_factory=list)
 
     @property
     def centre(self) -> tuple[float, float]:
@@ -49,11 +47,6 @@ class Track:
         cx, cy = self.predicted(t)
         _, _, w, h = self.box
         return (int(cx - w / 2), int(cy - h / 2), w, h)
-
-    @property
-    def travelled(self) -> float:
-        cx, cy = self.centre
-        return math.hypot(cx - self.start[0], cy - self.start[1])
 
 
 class Tracker:
@@ -103,8 +96,6 @@ class Tracker:
             alive.append(track)
         for j in sorted(unmatched):
             track = Track(self._next_id, boxes[j], t, born=t)
-            x, y, w, h = boxes[j]
-            track.start = (x + w / 2, y + h / 2)
             self._next_id += 1
             alive.append(track)
             pairs.append((track, boxes[j]))
@@ -123,9 +114,6 @@ class Tracker:
             track.vy = (1 - a) * track.vy + a * (ny - oy) / dt
         track.hits += 1
         track.missed_since = None
-        track.widths.append(box[2])
-        if len(track.widths) > 30:
-            del track.widths[0]
 
     def end_all(self) -> list[Track]:
         ended, self.tracks = self.tracks, []

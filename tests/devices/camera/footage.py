@@ -18,6 +18,8 @@ import cv2
 import numpy as np
 from numpy.typing import NDArray
 
+from devices.camera.evaluate import match_times
+
 VIDEO_DIR = Path(__file__).resolve().parents[2] / "data" / "video"
 VIDEO_SUFFIXES = (".mpg", ".mp4", ".avi")
 # Bounds on what a truth file may say, so a typo fails loudly instead of
@@ -179,18 +181,5 @@ def load_clips(directory: Path = VIDEO_DIR) -> list[Clip]:
 
 def matched(counted: Sequence[float], truth: Sequence[float], window: float = 1.0) -> int:
     """How many counted times pair one-to-one with true times no more than
-    ``window`` seconds apart. Walking both lists in time order and pairing
-    whenever two are within the window gives the largest such pairing, since
-    pairing the earliest possible partners never blocks a later pair."""
-    a, b = sorted(counted), sorted(truth)
-    i = j = pairs = 0
-    while i < len(a) and j < len(b):
-        if abs(a[i] - b[j]) <= window:
-            pairs += 1
-            i += 1
-            j += 1
-        elif a[i] < b[j]:
-            i += 1
-        else:
-            j += 1
-    return pairs
+    ``window`` seconds apart (the scoring the benchmark uses)."""
+    return len(match_times(counted, truth, window))
