@@ -139,6 +139,10 @@ def seed_gateways(engine: sa.Engine, data_dir: str, now: datetime | None = None)
         wire.DoorState(gw="gw-main", seq=next(seq), device="1号线", door="后门", ts=at(8), state="forced"),
         wire.EventsDropped(gw="gw-main", seq=next(seq), device="gateway", ts=at(5), first_seq=900, last_seq=911,
                            count=12, reason="outbox_full"),
+        # The door camera's alerts: the coordinator's unit page lists them.
+        wire.Tailgating(gw="gw-main", seq=next(seq), device="正门摄像头", door="正门", ts=at(4), track=3,
+                        snapshot="ab" * 32, entered=2, granted=1),
+        wire.UnidentifiedEntry(gw="gw-main", seq=next(seq), device="正门摄像头", door="正门", ts=at(3), track=4),
     ]
     messages = [(f"{wire.TOPIC_ROOT}/gw/gw-main/events", wire.batch_json("gw-main", [wire.encode_event(e)
                                                                                        for e in main]), now)]

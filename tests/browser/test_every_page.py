@@ -23,7 +23,7 @@ import pytest
 from playwright.sync_api import Browser, BrowserContext
 
 from server.db.engine import create_engine
-from server.db.models import units
+from server.db.models import gateways, units
 from server.reconcile.rates import compute_rates, write_snapshots
 from server.registry import service
 from server.registry.idnumber import make_id_number
@@ -112,6 +112,9 @@ def build_scene(site: Site, data_dir: str) -> dict[str, object]:
     try:
         seed_gateways(engine, data_dir, now)
         with write_transaction(engine) as conn:
+            # The main gateway serves the scene's building: its camera alerts
+            # show on the coordinator's unit page.
+            conn.execute(gateways.update().where(gateways.c.id == "gw-main").values(building_id=world.building_id))
             vault = vault_for(site.database_url)
             service.register(conn, now, "test:scene", vault, unit_id=world.empty_unit_id, arrived_at=now,
                              source="landlord", credential=("em4100", SCENE_CARD),
@@ -196,6 +199,10 @@ def test_every_page_fits_a_phone_and_speaks_to_people(site: Site, phones: dict[s
                 failures.append(f"{where}: page language {html_lang!r}")
             failures += [f"{where}: {p}" for p in problems_of(text, lang, secrets)]
     assert not failures, "\n".join(failures)
+    # The checks above covered the camera section with alerts in it (seed.py).
+    tabs["coordinator"].goto(site.url + f"/c/units/{names['silent_unit']}?lang=zh")
+    text = tabs["coordinator"].evaluate("document.body.innerText")
+    assert "门口摄像头" in text and "尾随进入" in text and "身份不明进入" in text, text
 
 
 def test_pages_are_chinese_without_asking_even_on_an_english_phone(site: Site,
