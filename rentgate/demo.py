@@ -270,22 +270,17 @@ def _create_coordinator(database_url: str) -> DemoLogin:
     return DemoLogin(username="grid1", password=password, token="")
 
 
-def _snapshots_stored(database_url: str, event_ids: list[int]) -> int:
+def _snapshots_stored(engine: Any, event_ids: list[int]) -> int:
     """How many of these events' snapshots the server has stored."""
     if not event_ids:
         return 0
     import sqlalchemy as sa
 
-    from server.db.engine import create_engine
     from server.db.models import event_snapshots
 
-    engine = create_engine(database_url)
-    try:
-        with engine.connect() as conn:
-            return int(conn.execute(sa.select(sa.func.count()).select_from(event_snapshots)
-                                    .where(event_snapshots.c.event_id.in_(event_ids))).scalar_one())
-    finally:
-        engine.dispose()
+    with engine.connect() as conn:
+        return int(conn.execute(sa.select(sa.func.count()).select_from(event_snapshots)
+                                .where(event_snapshots.c.event_id.in_(event_ids))).scalar_one())
 
 
 def _sample_plate_url(database_url: str, public_url: str) -> str:
@@ -771,11 +766,17 @@ server_url = "{self.url}"
         events = [e for e in self._all_events() if e["kind"] in wire.CAMERA_KINDS]
         alerts = [e["id"] for e in events if e["kind"] in wire.INWARD_ALERT_KINDS and e["data"].get("snapshot")]
         kinds = {kind: sum(1 for e in events if e["kind"] == kind) for kind in wire.CAMERA_KINDS}
-        deadline = time.monotonic() + 20
-        stored = _snapshots_stored(database_url, alerts)
-        while stored < len(alerts) and time.monotonic() < deadline:
-            time.sleep(0.25)
-            stored = _snapshots_stored(database_url, alerts)
+        from server.db.engine import create_engine
+
+        engine = create_engine(database_url)
+        try:
+            deadline = time.monotonic() + 20
+            stored = _snapshots_stored(engine, alerts)
+            while stored < len(alerts) and time.monotonic() < deadline:
+                time.sleep(0.25)
+                stored = _snapshots_stored(engine, alerts)
+        finally:
+            engine.dispose()
         return {"events": kinds, "alerts": len(alerts), "alert_snapshots_stored": stored}
 
     def _camera_stats(self) -> dict[str, Any] | None:
