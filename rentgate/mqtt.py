@@ -86,10 +86,31 @@ class Will:
     retain: bool = True
 
 
+@dataclass(frozen=True, kw_only=True)
+class TlsFiles:
+    """A private CA and a client certificate, for an enrolled gateway: the
+    broker's certificate is checked against ``ca_file`` (not the system's
+    store), and the gateway proves itself with ``cert_file``/``key_file``."""
+
+    ca_file: str | None = None
+    cert_file: str | None = None
+    key_file: str | None = None
+
+    def context(self) -> ssl.SSLContext:
+        ctx = ssl.create_default_context(cafile=self.ca_file)
+        if self.cert_file is not None:
+            ctx.load_cert_chain(self.cert_file, self.key_file)
+        return ctx
+
+
 @dataclass(kw_only=True)
 class LinkSettings:
     url: str
     client_id: str
+    # Overrides the URL's login (a password kept in its own file, not in the URL).
+    username: str | None = None
+    password: str | None = None
+    tls_files: TlsFiles | None = None
     keepalive_s: int = 30
     clean_session: bool = True
     subscriptions: Sequence[tuple[str, int]] = ()
@@ -285,10 +306,12 @@ class MqttLink:
         )
         client.max_inflight_messages_set(s.max_inflight)
         client.max_queued_messages_set(0)
-        if self.address.username:
-            client.username_pw_set(self.address.username, self.address.password)
+        username = s.username if s.username is not None else self.address.username
+        password = s.password if s.username is not None else self.address.password
+        if username:
+            client.username_pw_set(username, password)
         if self.address.tls:
-            client.tls_set_context(ssl.create_default_context())
+            client.tls_set_context(s.tls_files.context() if s.tls_files is not None else ssl.create_default_context())
         if s.will is not None:
             client.will_set(s.will.topic, s.will.payload, qos=s.will.qos, retain=s.will.retain)
         # paho writes to the socket on the publishing thread when it runs no

@@ -746,9 +746,38 @@ def to_ranges(seqs: Iterable[int]) -> list[SeqRange]:
 DeviceCount = Annotated[int, Field(ge=0, le=2**31 - 1)]
 
 
+DeviceHealthState = Literal["ok", "offline", "no_frames", "frozen", "dark", "moved", "starting"]
+ShortText = Annotated[str, StringConstraints(max_length=300)]
+MAX_STATUS_DEVICES = 256
+
+
+class DeviceHealth(_Model):
+    """One reader, terminal, lock or camera as the gateway sees it now.
+
+    ``last_seen_s``: seconds since the device last answered (a reader's poll,
+    a camera's frame); None when it never has since the gateway started."""
+
+    id: DeviceId
+    type: Annotated[str, StringConstraints(min_length=1, max_length=32)]
+    state: DeviceHealthState
+    last_seen_s: Annotated[float, Field(ge=0)] | None = None
+    detail: ShortText | None = None
+
+
+ConfigVersion = Annotated[int, Field(ge=1, le=MAX_INT)]
+ConfigState = Literal["applied", "applying", "rolled_back", "refused"]
+
+
 class GatewayStatus(_Model):
     """Retained on ``gw/{id}/status``; doubles as the heartbeat. The last will
-    is the same shape with ``state="offline"`` and no counters."""
+    is the same shape with ``state="offline"`` and no counters.
+
+    Fleet health (docs/fleet.md): the devices one by one, the disk and memory
+    of the box, and where its remote configuration stands: ``config_version``
+    is the version it runs and last found healthy; ``config_state`` says what
+    happened to the newest version it received (``config_attempted``), and
+    ``config_error`` why, when it was refused or rolled back. The server
+    reads the clock skew from ``ts`` against its own receive time."""
 
     v: SchemaVersion = 1
     gw: GatewayId
@@ -765,6 +794,15 @@ class GatewayStatus(_Model):
     # The allowlist version the gateway decides from (None: access control off),
     # so an operator sees whether a change has reached the door.
     allowlist_version: Count | None = None
+    devices: Annotated[list[DeviceHealth], Field(max_length=MAX_STATUS_DEVICES)] | None = None
+    disk_free_bytes: Count | None = None
+    disk_total_bytes: Count | None = None
+    mem_rss_bytes: Count | None = None
+    mem_available_bytes: Count | None = None
+    config_version: ConfigVersion | None = None
+    config_attempted: ConfigVersion | None = None
+    config_state: ConfigState | None = None
+    config_error: ShortText | None = None
 
 
 class ServerStatus(_Model):
@@ -895,6 +933,130 @@ def decode_allowlist_request(payload: bytes | str) -> AllowlistRequest:
     return _validate(_allowlist_request_adapter, payload)
 
 
+# --------------------------------------------------------------------------- remote configuration
+
+# A gateway's configuration, as the server publishes it (retained) on
+# ``gw/{id}/config``: docs/fleet.md. Bounded well above any real building
+# (a few dozen devices) and far below what a gateway's memory would mind.
+MAX_CONFIG_BYTES = 256 * 1024
+GATE_S_MIN, GATE_S_MAX = 5.0, 600.0
+
+
+class RemoteConfig(_Model):
+    """The settings the server manages for one gateway, at ``version``.
+
+    ``settings`` holds the keys of the gateway's TOML settings that may be set
+    remotely (devices, cameras, access, heartbeat_s, outbox, mqtt_url's host
+    and port as ``broker_url``): the gateway validates them exactly as it
+    validates its file, merged over its local identity (id, data folder,
+    broker login), which the server never sends. ``gate_s``: how long the new
+    version must stay healthy before the gateway keeps it; otherwise it goes
+    back to the last good one."""
+
+    v: SchemaVersion = 1
+    kind: Literal["gateway_config"] = "gateway_config"
+    gw: GatewayId
+    version: ConfigVersion
+    issued_at: Timestamp
+    gate_s: Annotated[float, Field(ge=GATE_S_MIN, le=GATE_S_MAX)] = 30.0
+    settings: dict[str, Any]
+
+
+class SignedConfig(_Model):
+    """A RemoteConfig signed like an allowlist: ``payload`` is its JSON text,
+    ``signature`` base64 Ed25519 over ``payload`` in UTF-8, by the allowlist
+    key ``key_id`` (the gateway already trusts it)."""
+
+    v: SchemaVersion = 1
+    key_id: KeyId
+    signature: Annotated[str, StringConstraints(min_length=1, max_length=200)]
+    payload: Annotated[str, StringConstraints(max_length=MAX_CONFIG_BYTES)]
+
+
+_signed_config_adapter = TypeAdapter(SignedConfig)
+_remote_config_adapter = TypeAdapter(RemoteConfig)
+
+
+def config_payload(config: RemoteConfig) -> str:
+    """The canonical text of a configuration: what the server signs."""
+    return config.model_dump_json(exclude_none=True)
+
+
+def signed_config_json(payload: str, key_id: str, signature: str) -> bytes:
+    return SignedConfig(key_id=key_id, signature=signature, payload=payload).model_dump_json().encode()
+
+
+def decode_signed_config(message: bytes | str) -> SignedConfig:
+    if len(message) > MAX_CONFIG_BYTES * 2:
+        raise WireError(f"configuration message of {len(message)} bytes is larger than {MAX_CONFIG_BYTES * 2}")
+    return _validate(_signed_config_adapter, message)
+
+
+def decode_remote_config(payload: bytes | str) -> RemoteConfig:
+    """Validate the (already verified) payload of a signed configuration."""
+    return _validate(_remote_config_adapter, payload)
+
+
+# --------------------------------------------------------------------------- enrolment (HTTP)
+
+# Enrolment codes: 12 characters of Crockford's base32 (no I, L, O, U), shown
+# in three groups of four; 60 random bits. Hyphens, spaces and case are
+# ignored when typed (normalise_enrol_code).
+ENROL_CODE_ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+ENROL_CODE_LEN = 12
+ENROL_CODE_PATTERN = rf"^[{ENROL_CODE_ALPHABET}]{{{ENROL_CODE_LEN}}}$"
+MAX_CSR_BYTES = 8192
+
+
+def normalise_enrol_code(text: str) -> str | None:
+    """The code as stored (upper case, no separators), or None if it cannot be one."""
+    if len(text) > 64:
+        return None
+    code = "".join(ch for ch in text.upper() if ch not in "- \t").replace("O", "0").replace("I", "1").replace("L", "1")
+    return code if re.fullmatch(ENROL_CODE_PATTERN, code) else None
+
+
+class EnrolRequest(_Model):
+    """``POST /api/v1/enrol``: the gateway presents the landlord's code and a
+    certificate signing request (PEM) for the key pair it has just made."""
+
+    v: SchemaVersion = 1
+    code: Annotated[str, StringConstraints(min_length=1, max_length=64)]
+    csr: Annotated[str, StringConstraints(min_length=1, max_length=MAX_CSR_BYTES)]
+    hostname: Annotated[str, StringConstraints(max_length=64)] | None = None
+
+
+class EnrolResponse(_Model):
+    """What an enrolled gateway needs to run: its id, its own broker login
+    (the password exists only here and, hashed, at the broker), the CA that
+    signed its certificate and the broker's, the allowlist keys, the server's
+    URL and its first configuration."""
+
+    v: SchemaVersion = 1
+    gw: GatewayId
+    building: Annotated[str, StringConstraints(max_length=200)]
+    mqtt_url: str
+    mqtt_username: Annotated[str, StringConstraints(min_length=1, max_length=64)]
+    mqtt_password: Annotated[str, StringConstraints(min_length=16, max_length=128)]
+    ca_pem: str
+    certificate_pem: str
+    allowlist_keys: dict[KeyId, str]
+    server_url: str
+    config: SignedConfig
+
+
+_enrol_request_adapter = TypeAdapter(EnrolRequest)
+_enrol_response_adapter = TypeAdapter(EnrolResponse)
+
+
+def decode_enrol_request(payload: bytes | str) -> EnrolRequest:
+    return _validate(_enrol_request_adapter, payload)
+
+
+def decode_enrol_response(payload: bytes | str) -> EnrolResponse:
+    return _validate(_enrol_response_adapter, payload)
+
+
 def json_schema() -> dict[str, Any]:
     """JSON Schema of every message, generated from the models."""
     return {
@@ -908,5 +1070,9 @@ def json_schema() -> dict[str, Any]:
             "allowlist": SignedAllowlist.model_json_schema(),
             "allowlist_payload": _allowlist_update_adapter.json_schema(),
             "allowlist_request": AllowlistRequest.model_json_schema(),
+            "config": SignedConfig.model_json_schema(),
+            "config_payload": RemoteConfig.model_json_schema(),
+            "enrol_request": EnrolRequest.model_json_schema(),
+            "enrol_response": EnrolResponse.model_json_schema(),
         },
     }

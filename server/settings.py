@@ -126,6 +126,26 @@ class ServerSettings(BaseModel):
     police_token_ttl_s: int = Field(default=600, ge=60, le=3600)
     # The longest a watch may be set for.
     police_watch_max_days: int = Field(default=90, ge=1, le=365)
+    # The fleet (server/fleet, docs/fleet.md). The broker's dynamic-security
+    # admin login, as an MQTT URL: each enrolled gateway gets its own broker
+    # login and topics there. Unset: gateways are not isolated at the broker
+    # (the embedded demo broker); `server check-config` warns.
+    broker_admin_url: str | None = None
+    # The broker as gateways reach it (usually mqtts://host:8883); unset: the
+    # server's own mqtt_url without its login.
+    gateway_mqtt_url: str | None = None
+    # The gateway CA (ca.pem, ca.key) that signs gateways' certificates and
+    # the broker's. Unset: generated beside a SQLite database.
+    gateway_ca_dir: str | None = None
+    # How long a landlord's enrolment code is valid.
+    enrol_code_ttl_s: int = Field(default=600, ge=60, le=3600)
+    # How long a new configuration must stay healthy at the gateway before
+    # it keeps it (otherwise it rolls back).
+    config_gate_s: float = Field(default=30.0, ge=5.0, le=600.0)
+    # A gateway silent for this long counts as offline even without its last will.
+    fleet_offline_after_s: float = Field(default=90.0, ge=10.0)
+    # Outbox depth past which a gateway is flagged on the fleet page and in metrics.
+    fleet_outbox_alert: int = Field(default=10_000, ge=1)
 
     @field_validator("database_url")
     @classmethod
@@ -136,9 +156,11 @@ class ServerSettings(BaseModel):
                                 "only sqlite:/// and postgresql:// databases are supported"))
         return value
 
-    @field_validator("mqtt_url")
+    @field_validator("mqtt_url", "broker_admin_url", "gateway_mqtt_url")
     @classmethod
-    def _mqtt_url(cls, value: str) -> str:
+    def _mqtt_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
         from rentgate.mqtt import validate_url
 
         try:

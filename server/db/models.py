@@ -83,9 +83,30 @@ class Gateway(Base):
     max_seq: Mapped[int] = mapped_column(sa.BigInteger, server_default="0")
     # The allowlist version the gateway last said it holds (its status).
     allowlist_version: Mapped[int | None] = mapped_column(sa.BigInteger)
-    # Which building's allowlist the gateway holds; set by an operator.
+    # Which building's allowlist the gateway holds; set at enrolment or by an operator.
     building_id: Mapped[int | None] = mapped_column(
         sa.BigInteger, sa.ForeignKey("buildings.id"), index=True)
+    # Enrolment (server/fleet, docs/fleet.md): who enrolled it and when, its
+    # certificate's serial number, and its revocation. A revoked gateway's
+    # broker login is gone and its events are refused.
+    enrolled_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    enrolled_by: Mapped[int | None] = mapped_column(sa.BigInteger, sa.ForeignKey("users.id"))
+    hostname: Mapped[str | None] = mapped_column(sa.String(64))
+    certificate_serial: Mapped[str | None] = mapped_column(sa.String(64))
+    revoked_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    revoked_by: Mapped[int | None] = mapped_column(sa.BigInteger, sa.ForeignKey("users.id"))
+    # Fleet health from the last status (wire.GatewayStatus).
+    clock_skew_s: Mapped[float | None] = mapped_column(sa.Float)
+    disk_free_bytes: Mapped[int | None] = mapped_column(sa.BigInteger)
+    disk_total_bytes: Mapped[int | None] = mapped_column(sa.BigInteger)
+    mem_rss_bytes: Mapped[int | None] = mapped_column(sa.BigInteger)
+    mem_available_bytes: Mapped[int | None] = mapped_column(sa.BigInteger)
+    devices_health: Mapped[list[dict[str, Any]] | None] = mapped_column(JsonDoc)
+    # The remote configuration the gateway runs, the newest it tried and how that went.
+    config_version: Mapped[int | None] = mapped_column(sa.BigInteger)
+    config_attempted: Mapped[int | None] = mapped_column(sa.BigInteger)
+    config_state: Mapped[str | None] = mapped_column(sa.String(16))
+    config_error: Mapped[str | None] = mapped_column(sa.Text)
 
 
 class DeadLetter(Base):
@@ -899,6 +920,67 @@ class EventSnapshot(Base):
     gateway_id: Mapped[str] = mapped_column(sa.String(64))
 
 
+class GatewayEnrolment(Base):
+    """A one-time enrolment code a landlord made for a building. Only its
+    SHA-256 is kept; it is used at most once, before ``expires_at``."""
+
+    __tablename__ = "gateway_enrolments"
+    __table_args__ = (sa.Index(None, "building_id"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    code_digest: Mapped[str] = mapped_column(sa.String(64), unique=True)
+    building_id: Mapped[int] = mapped_column(sa.BigInteger, sa.ForeignKey("buildings.id"))
+    created_by: Mapped[int | None] = mapped_column(sa.BigInteger, sa.ForeignKey("users.id"))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    expires_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    used_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    cancelled_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    gateway_id: Mapped[str | None] = mapped_column(sa.String(64), sa.ForeignKey("gateways.id"))
+
+
+class ConfigRollout(Base):
+    """One change sent to many gateways in stages: first ``share`` of them,
+    the rest when those are healthy (docs/fleet.md)."""
+
+    __tablename__ = "config_rollouts"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    created_by: Mapped[int | None] = mapped_column(sa.BigInteger, sa.ForeignKey("users.id"))
+    changes: Mapped[dict[str, Any]] = mapped_column(JsonDoc)
+    share: Mapped[float] = mapped_column(sa.Float)
+    gateways: Mapped[list[str]] = mapped_column(JsonDoc)
+    state: Mapped[str] = mapped_column(sa.String(16))
+    comment: Mapped[str | None] = mapped_column(sa.String(200))
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+class GatewayConfig(Base):
+    """One version of one gateway's remote configuration, as signed and
+    published; never changed after, except for what became of it."""
+
+    __tablename__ = "gateway_configs"
+    __table_args__ = (sa.UniqueConstraint("gateway_id", "version"), sa.Index(None, "rollout_id"))
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    gateway_id: Mapped[str] = mapped_column(sa.String(64), sa.ForeignKey("gateways.id"))
+    version: Mapped[int] = mapped_column(sa.BigInteger)
+    settings: Mapped[dict[str, Any]] = mapped_column(JsonDoc)
+    gate_s: Mapped[float] = mapped_column(sa.Float)
+    # The signed message exactly as published (wire.SignedConfig).
+    payload: Mapped[str] = mapped_column(sa.Text)
+    key_id: Mapped[str] = mapped_column(sa.String(64))
+    signature: Mapped[str] = mapped_column(sa.String(200))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    created_by: Mapped[int | None] = mapped_column(sa.BigInteger, sa.ForeignKey("users.id"))
+    comment: Mapped[str | None] = mapped_column(sa.String(200))
+    rollout_id: Mapped[int | None] = mapped_column(sa.BigInteger, sa.ForeignKey("config_rollouts.id"))
+    # applied | rolled_back | refused | superseded (None: not heard of yet)
+    outcome: Mapped[str | None] = mapped_column(sa.String(16))
+    outcome_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    outcome_detail: Mapped[str | None] = mapped_column(sa.Text)
+
+
 # Declarative types these as FromClause; they are Tables.
 events = cast(sa.Table, Event.__table__)
 gateways = cast(sa.Table, Gateway.__table__)
@@ -940,3 +1022,6 @@ audit_checkpoints = cast(sa.Table, AuditCheckpoint.__table__)
 event_daily = cast(sa.Table, EventDaily.__table__)
 event_snapshots = cast(sa.Table, EventSnapshot.__table__)
 metadata = Base.metadata
+gateway_enrolments = cast(sa.Table, GatewayEnrolment.__table__)
+config_rollouts = cast(sa.Table, ConfigRollout.__table__)
+gateway_configs = cast(sa.Table, GatewayConfig.__table__)
