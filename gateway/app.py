@@ -27,7 +27,7 @@ from gateway.sender import Sender
 from gateway.writer import AsyncOutbox
 from rentgate import __version__, wire
 from rentgate.aio import wait_event
-from rentgate.mqtt import LinkSettings, MqttLink, Will
+from rentgate.mqtt import LinkSettings, MqttLink, TlsFiles, Will
 
 if TYPE_CHECKING:
     from devices.camera.crossing import Crossing
@@ -184,8 +184,16 @@ class GatewayApp:
 
     def _make_link(self) -> MqttLink:
         will = wire.GatewayStatus(gw=self.gateway_id, state="offline")
+        cfg = self.config
+        tls = None
+        if cfg.mqtt_ca_file is not None or cfg.mqtt_cert_file is not None:
+            tls = TlsFiles(ca_file=_str(cfg.mqtt_ca_file), cert_file=_str(cfg.mqtt_cert_file),
+                           key_file=_str(cfg.mqtt_key_file))
         settings = LinkSettings(
             url=self.config.mqtt_url,
+            username=cfg.mqtt_username,
+            password=cfg.mqtt_password() if cfg.mqtt_username is not None else None,
+            tls_files=tls,
             client_id=f"rentgate-gw-{self.gateway_id}",
             subscriptions=[(wire.ack_topic(self.gateway_id), 1), (wire.SERVER_STATUS_TOPIC, 1),
                            *(self.access.subscriptions() if self.access is not None else [])],
@@ -419,6 +427,10 @@ def _respond_safely(respond: Respond, granted: bool, unlock_s: float, device: st
 def _log_failure(future: asyncio.Future[list[int]]) -> None:
     if not future.cancelled() and future.exception() is not None:
         log.error("events were not stored: %s", future.exception())
+
+
+def _str(path: object) -> str | None:
+    return None if path is None else str(path)
 
 
 async def _cancel(tasks: list[asyncio.Task[None]]) -> None:

@@ -44,6 +44,16 @@ class GatewayConfig(_Model):
     gateway_id: str
     mqtt_url: str
     data_dir: Path
+    # An enrolled gateway's own broker login and TLS files (written by
+    # `rentgate gateway enroll`, docs/enrolment.md): the password in a file of
+    # its own (mode 600), the private CA that signed the broker's certificate,
+    # and the gateway's client certificate and key. Relative paths are taken
+    # from the settings file's folder.
+    mqtt_username: str | None = Field(default=None, min_length=1, max_length=64)
+    mqtt_password_file: Path | None = None
+    mqtt_ca_file: Path | None = None
+    mqtt_cert_file: Path | None = None
+    mqtt_key_file: Path | None = None
     heartbeat_s: float = Field(default=10, gt=0)
     outbox: OutboxConfig = Field(default_factory=OutboxConfig)
     devices: list[DeviceConfig] = Field(default_factory=list)
@@ -78,6 +88,92 @@ class GatewayConfig(_Model):
     def outbox_path(self) -> Path:
         return self.data_dir / "outbox.sqlite3"
 
+    def mqtt_password(self) -> str | None:
+        """The password in ``mqtt_password_file`` (read at each connect set-up,
+        so a rotated file is picked up on restart); None without one."""
+        if self.mqtt_password_file is None:
+            return None
+        return self.mqtt_password_file.read_text(encoding="utf-8").strip()
+
+
+# Top-level keys the server may set remotely (wire.RemoteConfig.settings).
+# Identity (id, data folder, broker login, TLS files) is never among them, nor
+# the allowlist keys the gateway trusts: a signed configuration cannot
+# change whom the gateway believes.
+REMOTE_KEYS = frozenset({"devices", "cameras", "access", "heartbeat_s", "outbox", "broker_url"})
+_PATH_KEYS = ("data_dir", "mqtt_password_file", "mqtt_ca_file", "mqtt_cert_file", "mqtt_key_file")
+
+
+def merge_remote(local: dict[str, Any], settings: dict[str, Any]) -> dict[str, Any]:
+    """The settings document a remote configuration makes of the local one:
+    each remote key replaces the local key of that name; ``broker_url``
+    (``mqtt[s]://host[:port]``, no login) replaces the scheme, host and port
+    of ``mqtt_url`` and keeps its login. Raises ConfigError for keys that may
+    not be set remotely or a bad ``broker_url``."""
+    problems = [ConfigProblem(str(key), "may not be set by a remote configuration")
+                for key in settings if key not in REMOTE_KEYS]
+    access = settings.get("access")
+    if isinstance(access, dict) and "public_keys" in access:
+        problems.append(ConfigProblem("access.public_keys", "the trusted keys may not be set remotely"))
+    doc = dict(local)
+    for key, value in settings.items():
+        if key == "broker_url":
+            try:
+                doc["mqtt_url"] = _with_broker(str(doc.get("mqtt_url", "")), value)
+            except ValueError as exc:
+                problems.append(ConfigProblem("broker_url", str(exc)))
+        elif key == "access" and isinstance(value, dict):
+            raw = local.get("access")
+            local_access: dict[str, Any] = raw if isinstance(raw, dict) else {}
+            doc["access"] = {**value, **({"public_keys": local_access["public_keys"]}
+                                         if "public_keys" in local_access else {})}
+        else:
+            doc[key] = value
+    if problems:
+        raise ConfigError("remote configuration", problems)
+    return doc
+
+
+def _with_broker(mqtt_url: str, broker_url: object) -> str:
+    from urllib.parse import urlsplit
+
+    if not isinstance(broker_url, str) or len(broker_url) > 300:
+        raise ValueError("must be text like mqtts://broker.example.cn:8883")
+    new = urlsplit(validate_url(broker_url))
+    if new.username or new.password or new.path not in ("", "/"):
+        raise ValueError("only the scheme, host and port: the login stays the gateway's own")
+    old = urlsplit(mqtt_url)
+    login = old.netloc.rpartition("@")[0]
+    return f"{new.scheme}://{login + '@' if login else ''}{new.netloc}"
+
+
+def parse_remote(local: dict[str, Any], settings: dict[str, Any], *, source: str = "remote configuration",
+                 base_dir: Path | None = None) -> GatewayConfig:
+    """Validate a remote configuration exactly as the gateway will run it:
+    merged over ``local`` (the parsed TOML document), then checked like a
+    settings file. Raises ConfigError naming each problem's key path."""
+    doc = merge_remote(local, settings)
+    if base_dir is not None:
+        for key in _PATH_KEYS:
+            if isinstance(doc.get(key), str) and not Path(doc[key]).is_absolute():
+                doc[key] = str(base_dir / doc[key])
+    try:
+        return GatewayConfig.model_validate(doc)
+    except ValidationError as exc:
+        raise ConfigError(source, [ConfigProblem(".".join(str(k) for k in _loc(err["loc"], err["type"])) or "<root>",
+                                                 explain(err)) for err in exc.errors()]) from exc
+
+
+def remote_problems(gateway_id: str, settings: dict[str, Any]) -> list[ConfigProblem]:
+    """For the server: what a gateway would refuse in ``settings``, checked
+    over a neutral local identity (the server does not know the box's)."""
+    local = {"gateway_id": gateway_id, "mqtt_url": "mqtts://gateway@broker.invalid:8883", "data_dir": "/var/lib/rentgate"}
+    try:
+        parse_remote(local, settings)
+    except ConfigError as exc:
+        return list(exc.problems)
+    return []
+
 
 def load_config(path: str | Path) -> GatewayConfig:
     """Read and validate a TOML file; a relative ``data_dir`` is taken from
@@ -95,9 +191,11 @@ def parse_config(text: str, *, source: str = "<config>", base_dir: Path | None =
         doc = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(source, [ConfigProblem("<toml>", str(exc))]) from exc
-    data_dir = doc.get("data_dir")
-    if isinstance(data_dir, str) and base_dir is not None and not Path(data_dir).is_absolute():
-        doc["data_dir"] = str(base_dir / data_dir)
+    if base_dir is not None:
+        for key in _PATH_KEYS:
+            value = doc.get(key)
+            if isinstance(value, str) and not Path(value).is_absolute():
+                doc[key] = str(base_dir / value)
     try:
         return GatewayConfig.model_validate(doc)
     except ValidationError as exc:

@@ -18,6 +18,7 @@ from server.auth import setup as auth_setup
 from server.auth.policy import check_policies, policy_of, public
 from server.db.engine import create_engine, redacted
 from server.db.read_pool import read_engine_ctx
+from server.fleet import setup as fleet_setup
 from server.grid import setup as grid_setup
 from server.ingest.appkeys import INGEST, METRICS
 from server.ingest.consumer import IngestService
@@ -69,6 +70,7 @@ def make_app(settings: ServerSettings, *, ingest: bool = True) -> web.Applicatio
     police_setup.setup(app, run_service=ingest)
     retention_setup.setup(app, run_jobs=ingest)
     snapshots_setup.setup(app)
+    fleet_setup.setup(app, run_service=ingest)
     pages_setup.setup(app)
     # The OpenAPI document describes the API, not data: anyone may read it.
     openapi.add_route(app, public("describes the API, not data"), policy_of)

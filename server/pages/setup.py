@@ -10,6 +10,8 @@ from server.pages import (
     camera_alerts,
     declare,
     errors,
+    fleet,
+    gateway_config,
     grid_routes,
     landlord,
     landlord_actions,
@@ -17,6 +19,7 @@ from server.pages import (
     overview,
     police_console,
     scan_routes,
+    terminals,
 )
 from server.pages.guard import LANDLORD_ROLES, OVERVIEW_ROLES
 from server.pages.state import pages_ctx
@@ -58,3 +61,6 @@ def setup(app: web.Application) -> None:
     scan_routes.add_routes(r)
     grid_routes.add_routes(r)
     camera_alerts.add_routes(r)
+    terminals.add_routes(r)
+    fleet.add_routes(r)
+    gateway_config.add_routes(r)
