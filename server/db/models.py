@@ -93,6 +93,9 @@ class Gateway(Base):
     enrolled_by: Mapped[int | None] = mapped_column(sa.BigInteger, sa.ForeignKey("users.id"))
     hostname: Mapped[str | None] = mapped_column(sa.String(64))
     certificate_serial: Mapped[str | None] = mapped_column(sa.String(64))
+    # A hash (scrypt, like users' passwords) of the gateway's broker password:
+    # the same secret authenticates its HTTP calls (snapshot uploads).
+    secret_hash: Mapped[str | None] = mapped_column(sa.String(200))
     revoked_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     revoked_by: Mapped[int | None] = mapped_column(sa.BigInteger, sa.ForeignKey("users.id"))
     # Fleet health from the last status (wire.GatewayStatus).

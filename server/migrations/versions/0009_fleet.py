@@ -24,7 +24,7 @@ BIG_ID = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 JSON_DOC = sa.JSON().with_variant(postgresql.JSONB(), "postgresql")
 
 _GATEWAY_COLUMNS = [
-    ("enrolled_at", TS), ("hostname", sa.String(64)), ("certificate_serial", sa.String(64)),
+    ("enrolled_at", TS), ("hostname", sa.String(64)), ("certificate_serial", sa.String(64)), ("secret_hash", sa.String(200)),
     ("revoked_at", TS), ("clock_skew_s", sa.Float()), ("disk_free_bytes", sa.BigInteger()),
     ("disk_total_bytes", sa.BigInteger()), ("mem_rss_bytes", sa.BigInteger()),
     ("mem_available_bytes", sa.BigInteger()), ("devices_health", JSON_DOC), ("config_version", sa.BigInteger()),
