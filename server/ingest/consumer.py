@@ -28,6 +28,7 @@ from rentgate.mqtt import LinkSettings, MqttLink, Will, backoff_delays
 from server.ingest.metrics import IngestMetrics
 from server.ingest.parse import Message
 from server.ingest.resend import GapLedger
+from server.ingest.revoked import REFRESH_S, revoked_ids
 from server.ingest.store import CommitResult, EventStore
 from server.settings import ServerSettings
 
@@ -85,6 +86,7 @@ class IngestService:
         async with asyncio.TaskGroup() as tg:
             link_task = tg.create_task(self.link.run(), name="ingest-mqtt-link")
             tg.create_task(self._request_resends(), name="ingest-gap-resend")
+            tg.create_task(self._refresh_revoked(), name="ingest-revoked-gateways")
             await self._drain()
             self.link.publish(wire.SERVER_STATUS_TOPIC, self._server_status("offline"), qos=1, retain=True)
             link_task.cancel()
@@ -236,6 +238,20 @@ class IngestService:
 
     async def _pause(self, seconds: float) -> None:
         await wait_event(self._stopping, seconds)
+
+    # ------------------------------------------------------------------ revoked gateways
+
+    def note_revoked(self, gateway_id: str) -> None:
+        """Refuse a gateway's messages from now on, before the next refresh."""
+        self.store.revoked = self.store.revoked | {gateway_id}
+
+    async def _refresh_revoked(self) -> None:
+        while not self._stopping.is_set():
+            try:
+                self.store.revoked = await asyncio.to_thread(revoked_ids, self.store.engine)
+            except sa.exc.SQLAlchemyError as exc:
+                log.debug("revoked gateways not refreshed: %s", exc)
+            await self._pause(REFRESH_S)
 
     # ------------------------------------------------------------------ gaps
 

@@ -37,6 +37,8 @@ Message = tuple[str, bytes, datetime]
 # What became of a message: every one ends in exactly one of these.
 STORED, DUPLICATE, DEAD_LETTERED = "stored", "duplicate", "dead_lettered"
 OUTCOMES = (STORED, DUPLICATE, DEAD_LETTERED)
+# The dead letters' reason for anything a revoked gateway sends (docs/fleet-health.md).
+REVOKED_REASON = "gateway revoked"
 
 
 def clean_text(value: str, limit: int = TEXT_LIMIT) -> str:
@@ -89,6 +91,9 @@ class ParsedBatch:
     # the events it was the first in this batch to bring; after the commit
     # those say whether it was STORED or a DUPLICATE (see ``outcomes``).
     fates: list[str | list[tuple[str, int]]] = field(default_factory=list)
+    # Gateways whose events are refused (gateways.revoked_at set); the ingest
+    # service keeps this set fresh, so no query runs per message.
+    revoked: frozenset[str] = frozenset()
 
     def add(self, topic: str, payload: bytes, received_at: datetime, *, max_payload_bytes: int) -> None:
         self.messages += 1
@@ -102,6 +107,10 @@ class ParsedBatch:
         leaf = topic.rsplit("/", 1)[-1]
         if gateway is None or leaf not in ("events", "status"):
             self.dead_letter(topic, payload, received_at, "topic is not a rentgate gateway events/status topic")
+            return DEAD_LETTERED
+        if gateway in self.revoked:
+            self._refuse_revoked(topic, gateway, payload, received_at, leaf == "events" and
+                                 len(payload) <= max_payload_bytes)
             return DEAD_LETTERED
         seen = self.last_seen.get(gateway)
         self.last_seen[gateway] = received_at if seen is None else max(seen, received_at)
@@ -137,6 +146,15 @@ class ParsedBatch:
             "reason": clean_text(reason), "payload_encoding": encoding, "payload": text,
             "payload_size": len(payload),
         })
+
+    def _refuse_revoked(self, topic: str, gateway: str, payload: bytes, received_at: datetime,
+                        has_events: bool) -> None:
+        """A revoked gateway's message is kept as one dead letter and its
+        events are acknowledged as rejected (so it stops sending them); its
+        status is not applied and its row is not touched: it stays revoked."""
+        self.dead_letter(topic, payload, received_at, REVOKED_REASON, gateway=gateway)
+        if has_events:
+            self.rejected[gateway].extend(event_seqs(payload, gateway))
 
     def _add_status(self, topic: str, gateway: str, payload: bytes, received_at: datetime) -> None:
         if not payload:
@@ -223,8 +241,19 @@ def _row(event: wire.Event, received_at: datetime) -> EventRow:
     )
 
 
-def parse_messages(messages: list[Message], *, max_payload_bytes: int) -> ParsedBatch:
-    batch = ParsedBatch()
+def event_seqs(payload: bytes, gateway: str) -> list[int]:
+    """The sequence numbers of every event in a message that can be numbered,
+    valid or not: those its gateway may delete once told they are rejected."""
+    try:
+        return [e.seq for e in wire.decode_events(payload, gateway)]
+    except wire.WireError:
+        good, bad = wire.salvage_events(payload, gateway)
+        return [e.seq for e in good] + [s for s, _, _ in bad if s is not None]
+
+
+def parse_messages(messages: list[Message], *, max_payload_bytes: int,
+                   revoked: frozenset[str] = frozenset()) -> ParsedBatch:
+    batch = ParsedBatch(revoked=revoked)
     for topic, payload, received_at in messages:
         batch.add(topic, payload, received_at, max_payload_bytes=max_payload_bytes)
     return batch

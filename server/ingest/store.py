@@ -32,6 +32,7 @@ from server.ingest.parse import (
     Message,
     ParsedBatch,
     clean_text,
+    event_seqs,
     parse_messages,
 )
 
@@ -108,10 +109,13 @@ class EventStore:
         # A hole in a gateway's numbers wider than this is a jump, not a gap (gaps.advance).
         self.max_seq_jump = max_seq_jump
         self._postgres = engine.dialect.name == "postgresql"
+        # Revoked gateways, whose messages are refused (parse.REVOKED_REASON);
+        # the ingest service replaces the set every few seconds.
+        self.revoked: frozenset[str] = frozenset()
 
     def commit(self, messages: list[Message], *, now: datetime | None = None) -> CommitResult:
         """Store a batch of messages in one transaction and say what to acknowledge."""
-        batch = parse_messages(messages, max_payload_bytes=self.max_payload_bytes)
+        batch = parse_messages(messages, max_payload_bytes=self.max_payload_bytes, revoked=self.revoked)
         return self.commit_parsed(batch, now=now)
 
     def commit_parsed(self, batch: ParsedBatch, *, now: datetime | None = None) -> CommitResult:
@@ -156,12 +160,7 @@ class EventStore:
             if gateway is None:
                 continue
             batch.last_seen[gateway] = received_at
-            try:
-                seqs = [e.seq for e in wire.decode_events(payload, gateway)]
-            except wire.WireError:
-                good, bad = wire.salvage_events(payload, gateway)
-                seqs = [e.seq for e in good] + [s for s, _, _ in bad if s is not None]
-            batch.rejected[gateway].extend(seqs)
+            batch.rejected[gateway].extend(event_seqs(payload, gateway))
         return self.commit_parsed(batch)
 
     # ------------------------------------------------------------------ events
@@ -250,6 +249,7 @@ class EventStore:
             ),
             updates,
         )
+        # One statement per status, as ever: statuses are rare next to events.
         for gw, (status, at) in batch.statuses.items():
             conn.execute(gateways.update().where(gateways.c.id == gw).values(**_status_values(status, at)))
 
@@ -385,15 +385,47 @@ def _gap_row(gw: str, span: SeqRange, state: str, now: datetime, *, detected_at:
 
 
 def _status_values(status: wire.GatewayStatus, received_at: datetime) -> dict[str, Any]:
+    """The gateways columns a status sets. A field the status leaves out keeps
+    its column: a last will carries no counters, and an older gateway no fleet
+    health, and neither may blank what the last heartbeat said."""
     values: dict[str, Any] = {"online": status.state == "online", "status_at": status.ts or received_at}
     for name in ("version", "boot_id"):
         if (text := getattr(status, name)) is not None:
             values[name] = clean_text(text, 64)
     # Clamped to the columns' range: an absurd counter must not fail the batch.
     for name, limit in (("outbox_depth", _BIGINT), ("dropped_total", _BIGINT), ("rejected_total", _BIGINT),
-                        ("devices_online", _INT), ("devices_total", _INT), ("allowlist_version", _BIGINT)):
+                        ("devices_online", _INT), ("devices_total", _INT), ("allowlist_version", _BIGINT),
+                        ("disk_free_bytes", _BIGINT), ("disk_total_bytes", _BIGINT), ("mem_rss_bytes", _BIGINT),
+                        ("mem_available_bytes", _BIGINT), ("config_version", _BIGINT)):
         if (number := getattr(status, name)) is not None:
             values[name] = max(-limit, min(limit, number))
     if status.oldest_unsent_age_s is not None:
         values["oldest_unsent_age_s"] = status.oldest_unsent_age_s
+    if status.devices is not None:
+        values["devices_health"] = [_device_health(d) for d in status.devices]
+    if status.config_state is not None:
+        # The three belong together: an "applied" after a "rolled_back" clears the reason.
+        values["config_state"] = status.config_state
+        values["config_attempted"] = status.config_attempted
+        values["config_error"] = None if status.config_error is None else clean_text(status.config_error, 300)
+    if status.state == "online":
+        values["clock_skew_s"] = _clock_skew(status, received_at)
     return values
+
+
+def _clock_skew(status: wire.GatewayStatus, received_at: datetime) -> Any:
+    """Server receive time minus the status's own time, in seconds (None
+    without one). The broker hands the server every gateway's retained status
+    again when it subscribes: that copy is as old as it is, not a skewed
+    clock, so a status no newer than the one stored keeps the skew stored."""
+    if status.ts is None:
+        return None
+    skew = (received_at - status.ts).total_seconds()
+    return sa.case((sa.or_(gateways.c.status_at.is_(None), gateways.c.status_at < status.ts), skew),
+                   else_=gateways.c.clock_skew_s)
+
+
+def _device_health(device: wire.DeviceHealth) -> dict[str, Any]:
+    # PostgreSQL's jsonb refuses NUL, which a JSON escape can carry in.
+    return {key: clean_text(value, 300) if isinstance(value, str) else value
+            for key, value in device.model_dump(exclude_none=True).items()}
