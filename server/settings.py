@@ -139,6 +139,10 @@ class ServerSettings(BaseModel):
     gateway_ca_dir: str | None = None
     # How long a landlord's enrolment code is valid.
     enrol_code_ttl_s: int = Field(default=600, ge=60, le=3600)
+    # Enrolment attempts (POST /api/v1/enrol) allowed per minute from one
+    # address, and from all addresses together (docs/enrolment.md).
+    enrol_attempts_per_address: int = Field(default=10, ge=1, le=10_000)
+    enrol_attempts_per_minute: int = Field(default=120, ge=1, le=100_000)
     # How long a new configuration must stay healthy at the gateway before
     # it keeps it (otherwise it rolls back).
     config_gate_s: float = Field(default=30.0, ge=5.0, le=600.0)
