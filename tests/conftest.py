@@ -5,6 +5,10 @@
 * ``postgres_url``        a fresh database in it, as a SQLAlchemy URL, dropped after the test
 * ``make_postgres_url``   a factory for more such databases in one test
 * ``embedded_broker``     a started rentgate.broker.EmbeddedBroker (amqtt) on a free port
+* ``fleet_broker``        a Mosquitto set up like a production fleet broker: the dynamic
+                          security plugin (admin_url, server_url), no anonymous logins, and
+                          a TLS listener (gateway_url) that wants a client certificate from
+                          its gateway CA (``.dynsec.ca``)
 
 A missing binary skips the test with the package to install, or fails it when
 RENTGATE_REQUIRE_SERVICES=1 (CI sets that, so a skipped suite cannot pass).
@@ -24,7 +28,7 @@ from rentgate import lang
 from rentgate.broker import EmbeddedBroker
 from tests.services import REQUIRE_ENV, Mosquitto, PostgresCluster, ServiceMissing
 
-_SERVICE_FIXTURES = {"mosquitto", "pg_cluster", "postgres_url", "make_postgres_url"}
+_SERVICE_FIXTURES = {"mosquitto", "fleet_broker", "pg_cluster", "postgres_url", "make_postgres_url"}
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -56,6 +60,19 @@ def service_missing(exc: ServiceMissing) -> NoReturn:
 def mosquitto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mosquitto]:
     try:
         broker = Mosquitto(tmp_path_factory.mktemp("mosquitto"))
+    except ServiceMissing as exc:
+        service_missing(exc)
+    broker.start()
+    try:
+        yield broker
+    finally:
+        broker.stop()
+
+
+@pytest.fixture
+def fleet_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mosquitto]:
+    try:
+        broker = Mosquitto(tmp_path_factory.mktemp("fleet-broker"), dynsec=True)
     except ServiceMissing as exc:
         service_missing(exc)
     broker.start()

@@ -15,6 +15,7 @@ import queue
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import tempfile
 import threading
@@ -134,13 +135,15 @@ def find_chromium() -> str:
 # --------------------------------------------------------------------------- Mosquitto
 
 
-def mosquitto_config(port: int, workdir: Path, *, run_as_root: bool, extra: str = "") -> str:
-    """A mosquitto.conf for one test broker: loopback only, anonymous, a
-    persistent store in ``workdir``, queue limits far above what a test sends
-    (the default of 1000 queued messages drops QoS 1 messages silently)."""
+def mosquitto_config(port: int, workdir: Path, *, run_as_root: bool, extra: str = "",
+                     anonymous: bool = True) -> str:
+    """A mosquitto.conf for one test broker: loopback only, anonymous unless
+    told otherwise, a persistent store in ``workdir``, queue limits far above
+    what a test sends (the default of 1000 queued messages drops QoS 1
+    messages silently)."""
     lines = [
         f"listener {port} 127.0.0.1",
-        "allow_anonymous true",
+        f"allow_anonymous {'true' if anonymous else 'false'}",
         "persistence true",
         # Mosquitto appends the file name to this path as it is: keep the slash.
         f"persistence_location {workdir}/",
@@ -173,7 +176,12 @@ class Mosquitto:
     hint = "install the Debian package mosquitto"
 
     def __init__(self, workdir: Path, *, binary: str | None = None, port: int | None = None,
-                 extra_config: str = "") -> None:
+                 extra_config: str = "", dynsec: bool = False) -> None:
+        """``dynsec``: run like a production fleet broker (docs/mosquitto.md):
+        Mosquitto's dynamic security plugin decides every login and topic,
+        nobody connects anonymously, and a second listener speaks TLS and
+        wants a client certificate signed by a test gateway CA (see
+        ``DynsecSetup``)."""
         found = binary or find_binary("mosquitto", "/usr/sbin", "/usr/local/sbin")
         if found is None:
             raise ServiceMissing(self.service, self.hint)
@@ -184,15 +192,46 @@ class Mosquitto:
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.config_path = workdir / "mosquitto.conf"
         self.log_path = workdir / "mosquitto.log"
+        self.dynsec: DynsecSetup | None = DynsecSetup(workdir) if dynsec else None
+        if self.dynsec is not None:
+            extra_config = self.dynsec.config() + extra_config
         self.config_path.write_text(
-            mosquitto_config(self.port, workdir, run_as_root=os.geteuid() == 0, extra=extra_config)
+            mosquitto_config(self.port, workdir, run_as_root=os.geteuid() == 0, extra=extra_config,
+                             anonymous=self.dynsec is None)
         )
         self._proc: subprocess.Popen[bytes] | None = None
         self._stderr: IO[bytes] | None = None
 
     @property
     def url(self) -> str:
+        """The plain listener, no login (anonymous unless ``dynsec``)."""
         return f"mqtt://{self.host}:{self.port}"
+
+    def _need_dynsec(self) -> DynsecSetup:
+        if self.dynsec is None:
+            raise ServiceError(self.service, "started without dynsec=True")
+        return self.dynsec
+
+    @property
+    def admin_url(self) -> str:
+        """The dynamic security plugin's administrator (RENTGATE_BROKER_ADMIN_URL)."""
+        d = self._need_dynsec()
+        return f"mqtt://{d.admin_username}:{d.admin_password}@{self.host}:{self.port}"
+
+    @property
+    def server_url(self) -> str:
+        """The server's own login on the plain listener (RENTGATE_MQTT_URL)."""
+        d = self._need_dynsec()
+        return f"mqtt://{SERVER_USERNAME}:{d.server_password}@{self.host}:{self.port}"
+
+    @property
+    def tls_port(self) -> int:
+        return self._need_dynsec().tls_port
+
+    @property
+    def gateway_url(self) -> str:
+        """Where gateways connect: TLS with a client certificate (RENTGATE_GATEWAY_MQTT_URL)."""
+        return f"mqtts://{self.host}:{self.tls_port}"
 
     @property
     def running(self) -> bool:
@@ -215,6 +254,9 @@ class Mosquitto:
             start_new_session=True,
         )
         _wait_started(self._proc, lambda: port_open(self.host, self.port), timeout, self.service, self.log_text)
+        if self.dynsec is not None:
+            wait_port(self.host, self.dynsec.tls_port, timeout)
+            self.dynsec.provision(self)
 
     def stop(self, timeout: float = 10.0) -> None:
         """SIGTERM: Mosquitto saves its persistent store and exits."""
@@ -239,6 +281,148 @@ class Mosquitto:
         if self._stderr is not None:
             self._stderr.close()
             self._stderr = None
+
+
+# --------------------------------------------------------------------------- Mosquitto's dynamic security
+
+DYNSEC_PLUGIN_NAME = "mosquitto_dynamic_security.so"
+DYNSEC_TOPIC = "$CONTROL/dynamic-security/v1"
+DYNSEC_HINT = "install the Debian package mosquitto (2.0 or later: it ships mosquitto_dynamic_security.so)"
+SERVER_USERNAME = "rentgate-server"
+SERVER_ROLE = "rentgate-server"
+
+
+def find_dynsec_plugin() -> str | None:
+    """Mosquitto's dynamic security plugin: the Debian path on any
+    architecture, else where a source build puts it."""
+    override = os.environ.get("RENTGATE_DYNSEC_PLUGIN")
+    candidates = ([override] if override else []) + sorted(glob.glob(f"/usr/lib/*/{DYNSEC_PLUGIN_NAME}")) + [
+        f"/usr/lib/{DYNSEC_PLUGIN_NAME}", f"/usr/lib/mosquitto/{DYNSEC_PLUGIN_NAME}",
+        f"/usr/local/lib/{DYNSEC_PLUGIN_NAME}", f"/usr/local/lib/mosquitto/{DYNSEC_PLUGIN_NAME}",
+    ]
+    for candidate in candidates:
+        if Path(candidate).is_file():
+            return candidate
+    return None
+
+
+def server_role_acls() -> list[dict[str, object]]:
+    """What rentgate's server may do on a fleet broker: read every gateway's
+    events, status and allowlist requests; write acks, configurations,
+    allowlists and its own status (rentgate/wire.py; server/ingest,
+    server/access/publisher.py, server/fleet). The same list as
+    ``server.fleet.broker.SERVER_ACLS``; kept here too so that the broker the
+    tests run is set up independently of the code under test."""
+    root = "rentgate/v1"
+    acls: list[dict[str, object]] = []
+    for leaf in ("events", "status", "allowlist_request"):
+        acls.append({"acltype": "subscribePattern", "topic": f"{root}/gw/+/{leaf}", "allow": True})
+        acls.append({"acltype": "publishClientReceive", "topic": f"{root}/gw/+/{leaf}", "allow": True})
+    for leaf in ("ack", "config", "allowlist", "allowlist_delta"):
+        acls.append({"acltype": "publishClientSend", "topic": f"{root}/gw/+/{leaf}", "allow": True})
+    acls.append({"acltype": "publishClientSend", "topic": f"{root}/server/status", "allow": True})
+    return acls
+
+
+class DynsecSetup:
+    """What a Mosquitto started with ``dynsec=True`` adds: the plugin's
+    JSON store made by ``mosquitto_ctrl dynsec init`` (an admin login), a
+    gateway CA made by rentgate's own GatewayCa (so these tests exercise the
+    CA gateways will really get), a broker certificate from it for 127.0.0.1,
+    a TLS listener that requires a client certificate from that CA, and once
+    started the server's login ``rentgate-server`` with its role."""
+
+    def __init__(self, workdir: Path) -> None:
+        plugin = find_dynsec_plugin()
+        ctrl = find_binary("mosquitto_ctrl", "/usr/bin", "/usr/local/bin")
+        if plugin is None or ctrl is None:
+            raise ServiceMissing("mosquitto dynamic security", DYNSEC_HINT)
+        from server.fleet.ca import GatewayCa
+
+        self.plugin = plugin
+        self.tls_port = free_port()
+        self.admin_username = "admin"
+        self.admin_password = uuid.uuid4().hex
+        self.server_password = uuid.uuid4().hex
+        self.store_path = workdir / "dynamic-security.json"
+        self.ca_dir = workdir / "gateway-ca"
+        self.ca = GatewayCa.create(self.ca_dir)
+        self.ca_file = self.ca_dir / "ca.pem"
+        cert_pem, key_pem = self.ca.issue_server_cert(["127.0.0.1", "localhost"])
+        self.server_cert_file = workdir / "broker.pem"
+        self.server_key_file = workdir / "broker.key"
+        self.server_cert_file.write_text(cert_pem)
+        self.server_key_file.write_text(key_pem)
+        self.server_key_file.chmod(0o600)
+        done = subprocess.run([ctrl, "dynsec", "init", str(self.store_path), self.admin_username,
+                               self.admin_password], capture_output=True, timeout=30, check=False)
+        if done.returncode != 0:
+            raise ServiceError("mosquitto_ctrl", f"dynsec init failed: {done.stderr.decode(errors='replace')}")
+        self.provisioned = False
+
+    def config(self) -> str:
+        # Listener options apply to the listener line above them; the plugin
+        # and its file are global (per_listener_settings false).
+        return "\n".join([
+            f"plugin {self.plugin}",
+            f"plugin_opt_config_file {self.store_path}",
+            f"listener {self.tls_port} 127.0.0.1",
+            f"cafile {self.ca_file}",
+            f"certfile {self.server_cert_file}",
+            f"keyfile {self.server_key_file}",
+            "require_certificate true",
+            "tls_version tlsv1.2",
+        ]) + "\n"
+
+    def provision(self, broker: Mosquitto) -> None:
+        """Once per store: the server's login and role, and nothing for
+        anyone else by default (a restart keeps what the store holds)."""
+        if self.provisioned:
+            return
+        self.command(broker, [
+            {"command": "setDefaultACLAccess", "acls": [
+                {"acltype": "publishClientSend", "allow": False},
+                {"acltype": "publishClientReceive", "allow": False},
+                {"acltype": "subscribe", "allow": False},
+                {"acltype": "unsubscribe", "allow": True}]},
+            {"command": "createRole", "rolename": SERVER_ROLE, "acls": server_role_acls()},
+            {"command": "createClient", "username": SERVER_USERNAME, "password": self.server_password,
+             "roles": [{"rolename": SERVER_ROLE}]},
+        ])
+        self.provisioned = True
+
+    def command(self, broker: Mosquitto, commands: list[dict[str, object]],
+                timeout: float = 10.0) -> list[dict[str, object]]:
+        """Send dynamic security commands as the admin and return the
+        responses; AssertionError naming the first that failed."""
+        import json
+
+        responses: queue.Queue[bytes] = queue.Queue()
+        client = paho.Client(CallbackAPIVersion.VERSION2, client_id=f"dynsec-{uuid.uuid4().hex[:8]}")
+        client.username_pw_set(self.admin_username, self.admin_password)
+        client.on_message = lambda _c, _u, msg: responses.put(bytes(msg.payload))
+        subscribed = threading.Event()
+        client.on_subscribe = lambda *_args: subscribed.set()
+        client.connect(broker.host, broker.port, keepalive=30)
+        client.loop_start()
+        try:
+            wait_for(client.is_connected, timeout, what="the dynsec admin to connect")
+            client.subscribe(f"{DYNSEC_TOPIC}/response", 1)
+            if not subscribed.wait(timeout):
+                raise AssertionError("no SUBACK for the dynsec responses")
+            client.publish(DYNSEC_TOPIC, json.dumps({"commands": commands}), qos=1)
+            try:
+                answer = json.loads(responses.get(timeout=timeout))
+            except queue.Empty:
+                raise AssertionError(f"no dynsec response within {timeout:g} s") from None
+        finally:
+            client.disconnect()
+            client.loop_stop()
+        results: list[dict[str, object]] = answer["responses"]
+        for result in results:
+            if result.get("error"):
+                raise AssertionError(f"dynsec {result.get('command')}: {result['error']}")
+        return results
 
 
 # --------------------------------------------------------------------------- PostgreSQL
@@ -422,22 +606,58 @@ class MqttProbe:
     the broker's answer (CONNACK, SUBACK, PUBACK) so tests need no sleeps."""
 
     def __init__(self, host: str, port: int, *, client_id: str | None = None, clean_session: bool = True,
-                 will: tuple[str, bytes] | None = None) -> None:
+                 will: tuple[str, bytes] | None = None, username: str | None = None,
+                 password: str | None = None, tls: ssl.SSLContext | None = None) -> None:
         self.host, self.port = host, port
         self.client_id = client_id or f"probe-{uuid.uuid4().hex[:8]}"
         self.messages: queue.Queue[paho.MQTTMessage] = queue.Queue()
         self.client = paho.Client(CallbackAPIVersion.VERSION2, client_id=self.client_id,
                                   clean_session=clean_session)
         self.client.max_inflight_messages_set(1000)
+        if username is not None:
+            self.client.username_pw_set(username, password)
+        if tls is not None:
+            self.client.tls_set_context(tls)
         if will is not None:
             self.client.will_set(will[0], will[1], qos=1, retain=True)
         self.client.on_message = lambda _c, _u, msg: self.messages.put(msg)
+        # The broker's answer to each CONNECT, and when a connection ended.
+        self.connacks: queue.Queue[str] = queue.Queue()
+        self.disconnected = threading.Event()
+        self.client.on_connect = lambda _c, _u, _f, reason, _p=None: self.connacks.put(str(reason))
+        self.client.on_disconnect = lambda *_args: self.disconnected.set()
 
     def connect(self, timeout: float = 5.0) -> MqttProbe:
         self.client.connect(self.host, self.port, keepalive=30)
         self.client.loop_start()
         wait_for(self.client.is_connected, timeout, what=f"{self.client_id} to connect to {self.host}:{self.port}")
         return self
+
+    def try_connect(self, timeout: float = 5.0) -> str:
+        """Connect once without retrying and say how it went: "Success", the
+        broker's refusal ("Not authorized", ...), or "no CONNACK: ..." when
+        the connection ended before an answer (a TLS handshake the broker
+        refused). Stops the client's loop unless it connected."""
+        self.client.reconnect_delay_set(60, 60)
+        try:
+            self.client.connect(self.host, self.port, keepalive=30)
+        except (OSError, ssl.SSLError) as exc:
+            return f"no CONNACK: {exc}"
+        self.client.loop_start()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                answer = self.connacks.get(timeout=0.05)
+            except queue.Empty:
+                if self.disconnected.is_set() and not self.client.is_connected():
+                    self.client.loop_stop()
+                    return "no CONNACK: connection closed"
+                continue
+            if answer != "Success":
+                self.client.loop_stop()
+            return answer
+        self.client.loop_stop()
+        return "no CONNACK: timed out"
 
     def subscribe(self, topic: str, qos: int = 1, timeout: float = 5.0) -> None:
         acked = threading.Event()
