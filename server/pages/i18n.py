@@ -491,9 +491,9 @@ def pick_language(query: Mapping[str, str], cookie: str | None = None) -> str:
 
 def _merge() -> None:
     """The scan, grid and police pages keep their texts in modules of their own."""
-    from server.pages import texts_camera, texts_grid, texts_police, texts_scan
+    from server.pages import texts_camera, texts_fleet, texts_grid, texts_police, texts_scan
 
-    for extra in (texts_scan.TEXTS, texts_grid.TEXTS, texts_police.TEXTS, texts_camera.TEXTS):
+    for extra in (texts_scan.TEXTS, texts_grid.TEXTS, texts_police.TEXTS, texts_camera.TEXTS, texts_fleet.TEXTS):
         for lang in LANGS:
             clash = set(TEXTS[lang]) & set(extra[lang])
             if clash:

@@ -159,6 +159,8 @@ def _header(ctx: PageContext) -> str:
         return f'<header class="top"><strong>{esc(t["app"])}</strong>{switch}</header>'
     links = [f'<a href="/landlord">{esc(t["nav.landlord"])}</a>'] if ctx.user.role in ("admin", "landlord",
                                                                                           "coordinator") else []
+    if ctx.user.role in ("admin", "landlord"):
+        links.append(f'<a href="/fleet">{esc(t["nav.fleet"])}</a>')
     if ctx.user.role in ("admin", "coordinator"):
         links.append(f'<a href="/">{esc(t["nav.status"])}</a>')
         links.append(f'<a href="/c">{esc(t["nav.grid"])}</a>')
