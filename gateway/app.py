@@ -14,7 +14,7 @@ import signal
 import uuid
 from collections.abc import Callable
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from gateway.access.doors import DoorEvent
 from gateway.access.runtime import AccessRuntime
@@ -22,6 +22,7 @@ from gateway.config import GatewayConfig
 from gateway.devices import DeviceConfigBase, make_adapter
 from gateway.devices.base import DoorStateName, Respond
 from gateway.errors import GatewayError
+from gateway.health import ConfigReport, DeviceTracker, resources
 from gateway.outbox import DropReport, EventMaker, new_outbox_first_seq
 from gateway.sender import Sender
 from gateway.writer import AsyncOutbox
@@ -41,9 +42,20 @@ _STOP_REPORT_AFTER_S = 10.0
 _BOUNDS_INTERVAL_MAX_S = 60.0
 
 
+class RemoteChannel(Protocol):
+    """The runner's side of remote configuration (gateway/remote/runner.py):
+    it judges what arrives on the config topic and says where things stand."""
+
+    def received(self, payload: bytes) -> None:
+        """A message on the config topic (on the loop; returns at once)."""
+
+    def report(self) -> ConfigReport: ...
+
+
 class GatewayApp:
-    def __init__(self, config: GatewayConfig) -> None:
+    def __init__(self, config: GatewayConfig, *, remote: RemoteChannel | None = None) -> None:
         self.config = config
+        self.remote = remote
         self.gateway_id = config.gateway_id
         self.boot_id = str(uuid.uuid4())
         self.outbox: AsyncOutbox | None = None
@@ -55,6 +67,10 @@ class GatewayApp:
         self.snapshot_uploads: SnapshotUploader | None = None
         self._spool: SnapshotSpool | None = None
         self.devices_online: dict[str, bool] = {d.id: False for d in config.devices}
+        self.devices = DeviceTracker([(d.id, d.type) for d in config.devices])  # states and details
+        # The server's retained status arrived over this app's link: the broker
+        # lets us read and relays (the remote configuration's health gate).
+        self.server_seen = False
         self.ready = asyncio.Event()  # outbox open, tasks started
         self._stop = asyncio.Event()
         self._status_now = asyncio.Event()
@@ -196,7 +212,8 @@ class GatewayApp:
             tls_files=tls,
             client_id=f"rentgate-gw-{self.gateway_id}",
             subscriptions=[(wire.ack_topic(self.gateway_id), 1), (wire.SERVER_STATUS_TOPIC, 1),
-                           *(self.access.subscriptions() if self.access is not None else [])],
+                           *(self.access.subscriptions() if self.access is not None else []),
+                           *([(wire.config_topic(self.gateway_id), 1)] if self.remote is not None else [])],
             will=Will(wire.status_topic(self.gateway_id), will.model_dump_json(exclude_none=True).encode()),
         )
         return MqttLink(
@@ -224,6 +241,10 @@ class GatewayApp:
         if topic == wire.SERVER_STATUS_TOPIC:
             self._on_server_status(payload)
             return
+        if topic == wire.config_topic(self.gateway_id):
+            if self.remote is not None and payload:  # empty: the retained copy was cleared
+                self.remote.received(payload)
+            return
         if self.access is not None and self.access.handles(topic):
             task = asyncio.ensure_future(self.access.on_allowlist(payload))
             self._background.add(task)
@@ -246,6 +267,7 @@ class GatewayApp:
         except wire.WireError as exc:
             log.warning("gateway %s: ignoring a malformed server status: %s", self.gateway_id, exc.reason)
             return
+        self.server_seen = True
         online = status.state == "online"
         self.sender.set_server_online(online)
         if online and status.instance != self._server_instance:
@@ -264,13 +286,23 @@ class GatewayApp:
     async def status(self) -> wire.GatewayStatus:
         assert self.outbox is not None and self.sender is not None
         stats = await self.outbox.stats()
+        box = resources(self.config.data_dir)
+        remote = self.remote.report() if self.remote is not None else ConfigReport()
         return wire.GatewayStatus(
             gw=self.gateway_id, state="online", ts=wire.utcnow(), version=__version__, boot_id=self.boot_id,
             outbox_depth=stats.depth, oldest_unsent_age_s=stats.oldest_age_s, dropped_total=stats.dropped_total,
             rejected_total=stats.rejected_total, devices_online=sum(self.devices_online.values()),
             devices_total=len(self.devices_online),
             allowlist_version=self.access.store.version if self.access is not None else None,
+            devices=self.devices.health(), disk_free_bytes=box.disk_free_bytes, disk_total_bytes=box.disk_total_bytes,
+            mem_rss_bytes=box.mem_rss_bytes, mem_available_bytes=box.mem_available_bytes,
+            config_version=remote.version, config_attempted=remote.attempted, config_state=remote.state,
+            config_error=remote.error,
         )
+
+    def status_changed(self) -> None:
+        """Publish the status now rather than at the next heartbeat."""
+        self._status_now.set()
 
     async def _publish_status(self) -> None:
         assert self.link is not None
@@ -360,7 +392,12 @@ class GatewayApp:
     def _publish_now(self, topic: str, payload: bytes) -> bool:
         return self.link is not None and self.link.publish(topic, payload, qos=1)
 
-    def device_online(self, device_id: str, online: bool) -> None:
+    def device_online(self, device_id: str, online: bool, detail: str | None = None,
+                      device_type: str | None = None) -> None:
+        previous = self.devices.state_of(device_id)
+        self.devices.update(device_id, device_type or "device", online, detail)
+        if self.devices.state_of(device_id)[0] != previous[0]:
+            self._status_now.set()  # e.g. a camera going from dark to frozen
         if self.devices_online.get(device_id) != online:
             self.devices_online[device_id] = online
             self._status_now.set()
@@ -406,7 +443,7 @@ class _DeviceSink:
             return wire.DeviceStatus(gw=gw, seq=seq, device=device, door=door, ts=ts, online=online,
                                      detail=detail[:500] if detail else None, bad_frames=bad_frames)
 
-        self._hand_over(self._app.device_online, device, online)
+        self._hand_over(self._app.device_online, device, online, detail, self._config.type)
         self._hand_over(self._app.device_event, self._config, make)
 
     def _hand_over(self, fn: Callable[..., None], *args: object) -> None:
