@@ -25,6 +25,9 @@ def register(subparsers: Any) -> None:
     check.add_argument("file", help="the gateway's settings file (.toml)")
     check.add_argument("--json", action="store_true", help="print one JSON object on the last line")
     check.set_defaults(func=_check_config)
+    from gateway.enrol.cli import add_parser as add_enroll  # light: argparse only
+
+    add_enroll(sub)
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -33,17 +36,19 @@ def _run(args: argparse.Namespace) -> int:
         return 2
     import asyncio
 
-    from gateway.app import GatewayApp
-    from gateway.config import load_config
     from gateway.errors import ConfigError, OutboxLockedError
+    from gateway.remote.local import load_local
+    from gateway.remote.runner import Runner
 
     try:
-        config = load_config(args.config)
+        local = load_local(args.config)
     except ConfigError as exc:
         _print_problems(exc)
         return 2
     try:
-        asyncio.run(GatewayApp(config).run(install_signal_handlers=True))
+        # The runner adds remote configuration (docs/config-rollback.md); with
+        # none ever received it runs the settings file alone, as before.
+        asyncio.run(Runner(local).run(install_signal_handlers=True))
     except OutboxLockedError as exc:
         print(f"rentgate gateway: {exc}", file=sys.stderr)
         return 1
