@@ -624,14 +624,31 @@ class MqttProbe:
         # The broker's answer to each CONNECT, and when a connection ended.
         self.connacks: queue.Queue[str] = queue.Queue()
         self.disconnected = threading.Event()
+        self.disconnected_at: float | None = None  # time.monotonic() of the first lost connection
         self.client.on_connect = lambda _c, _u, _f, reason, _p=None: self.connacks.put(str(reason))
-        self.client.on_disconnect = lambda *_args: self.disconnected.set()
+        self.client.on_disconnect = lambda *_args: self._lost()
 
     def connect(self, timeout: float = 5.0) -> MqttProbe:
         self.client.connect(self.host, self.port, keepalive=30)
         self.client.loop_start()
         wait_for(self.client.is_connected, timeout, what=f"{self.client_id} to connect to {self.host}:{self.port}")
         return self
+
+    def _lost(self) -> None:
+        if self.disconnected_at is None:
+            self.disconnected_at = time.monotonic()
+        self.disconnected.set()
+
+    def subscribe_result(self, topic: str, qos: int = 1, timeout: float = 5.0) -> int:
+        """Subscribe and return the broker's SUBACK code: the granted QoS, or
+        128 (0x80) when the broker refused the subscription."""
+        codes: queue.Queue[int] = queue.Queue()
+        self.client.on_subscribe = lambda _c, _u, _mid, reasons, _p=None: codes.put(int(reasons[0].value))
+        self.client.subscribe(topic, qos)
+        try:
+            return codes.get(timeout=timeout)
+        except queue.Empty:
+            raise AssertionError(f"no SUBACK for {topic} within {timeout:g} s") from None
 
     def try_connect(self, timeout: float = 5.0) -> str:
         """Connect once without retrying and say how it went: "Success", the
