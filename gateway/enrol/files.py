@@ -32,6 +32,7 @@ from gateway.config import parse_config, parse_remote
 from gateway.enrol.answer import Enrolment
 from gateway.enrol.errors import EnrolInputError, EnrolServerError
 from gateway.errors import ConfigError
+from gateway.remote import store as remote_store
 from rentgate import wire
 from rentgate.lang import tr
 
@@ -42,8 +43,8 @@ CA = "ca.pem"
 SECRETS = "secrets"
 KEY = "secrets/gateway.key"
 PASSWORD = "secrets/mqtt_password"
-REMOTE = "remote"
-RECEIVED_CONFIG = "remote/received.json"
+# Where the remote-configuration runner takes the first version at start.
+RECEIVED_CONFIG = f"{remote_store.FOLDER}/{remote_store.RECEIVED_FILE}"
 # Any of these present: the folder holds (part of) an enrolment.
 _MARKERS = (IDENTITY, TOML, SECRETS, CERT)
 PUBLIC, SECRET, PRIVATE_DIR = 0o644, 0o600, 0o700
