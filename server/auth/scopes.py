@@ -27,6 +27,7 @@ from server.db.models import (
     cases,
     credentials,
     events,
+    gateway_enrolments,
     gateways,
     grid_coordinators,
     patrols,
@@ -71,6 +72,8 @@ BUILDING_ANCHORS: dict[str, BuildingAnchor] = {
     "credential": _column_of(credentials, "building_id"),
     "case": _column_of(cases, "building_id"),
     "gateway": _column_of(gateways, "building_id"),
+    # A terminal's one-time enrolment code (server/fleet/enrol.py).
+    "enrolment": _column_of(gateway_enrolments, "building_id"),
     "event": _event,
     "person": _person,
 }

@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 from aiohttp import web
 
 from server.pages import queries_landlord as q
+from server.pages import terminals
 from server.pages.forms import FormErrors, today_in
 from server.pages.guard import LANDLORD_ROLES, page_not_found, page_user, read, require_building
 from server.pages.landlord_views import building_page, buildings_list, unit_page
@@ -45,7 +46,7 @@ async def render_building(request: web.Request, ctx: PageContext, building_id: i
         raise page_not_found(ctx)
     zone = request.app[PAGES].rules.zone
     body = building_page(ctx, found, units, pending, cases, zone, today_in(zone, now), errors,
-                         flash(ctx, request), moved=moved)
+                         flash(ctx, request), moved=moved) + terminals.link(ctx, building_id)
     return page(ctx, found["name"], body, status=status)
 
 
