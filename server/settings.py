@@ -37,6 +37,8 @@ OTHER_VARIABLES: dict[str, str] = {
     "RENTGATE_REQUIRE_SERVICES": "tests/services.py: 1 makes tests fail, not skip, without Mosquitto, "
                                  "PostgreSQL or Chromium (CI)",
     "RENTGATE_PG_OS_USER": "tests/services.py: the system user the tests' PostgreSQL runs as",
+    "RENTGATE_DYNSEC_PLUGIN": "tests/services.py: where Mosquitto's dynamic security plugin is, when not in "
+                              "the usual library folders",
 }
 # The server's flags that override a setting, by field (the rest have none).
 FLAGS: dict[str, str] = {"database_url": "--database-url", "mqtt_url": "--mqtt-url", "http_host": "--host",
