@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -16,7 +17,15 @@ from server.access.keys import SigningKey
 from server.db.models import gateway_configs
 from server.fleet import configs
 from server.fleet.config_outcomes import record_outcomes
-from tests.server.fleet.config_helpers import GOOD, World, add_gateway, config_settings, report_status, seed, signing_key
+from tests.server.fleet.config_helpers import (
+    GOOD,
+    World,
+    add_gateway,
+    config_settings,
+    report_status,
+    seed,
+    signing_key,
+)
 
 
 @pytest.fixture
@@ -29,7 +38,7 @@ def key(database_url: str, tmp_path: Path) -> SigningKey:
     return signing_key(config_settings(database_url, tmp_path))
 
 
-def make(engine: sa.Engine, key: SigningKey, gw: str = "gw-a1", settings: dict[str, object] | None = None,
+def make(engine: sa.Engine, key: SigningKey, gw: str = "gw-a1", settings: dict[str, Any] | None = None,
          **kw: object) -> int:
     with engine.begin() as conn:
         return configs.create_version(conn, datetime.now(UTC), gateway_id=gw, settings=settings or GOOD, key=key,

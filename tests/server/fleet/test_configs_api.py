@@ -15,9 +15,9 @@ import sqlalchemy as sa
 from rentgate import signing, wire
 from server.app import make_app
 from server.db.models import gateway_configs
+from tests.server.auth_helpers import bearer, make_user
 from tests.server.fleet.config_helpers import GOOD, World, add_gateway, config_settings, report_status, seed
 from tests.server.registry.api_helpers import Client, MakeClient
-from tests.server.auth_helpers import bearer, make_user
 
 
 @pytest.fixture
