@@ -106,8 +106,9 @@ def read_answer(server_url: str, reply: Reply) -> wire.EnrolResponse:
     if status in _REFUSED:
         raise EnrolRefused(
             "code_refused",
-            tr(f"服务器不接受这个登记码：码不对、已用过、已过期或已取消{said}",
-               f"the server does not accept this code: it is wrong, already used, expired or cancelled{said}"),
+            # The server's detail says the same, in English only: not repeated.
+            tr("服务器不接受这个登记码：码不对、已用过、已过期或已取消",
+               "the server does not accept this code: it is wrong, already used, expired or cancelled"),
             tr("请房东在楼栋页面上“添加终端”，生成一个新的登记码", "ask the landlord for a new code ('add a terminal' on the building's page)"))
     if status == 429:
         wait = _retry_after(reply.headers)
