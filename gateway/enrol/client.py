@@ -148,8 +148,13 @@ def _network_error(url: str, reason: object) -> EnrolError:
             "tls", tr(f"与服务器的 TLS 连接失败：{reason}", f"the TLS connection to the server failed: {reason}"),
             tr("检查地址和端口是否是服务器的 https 地址", "check that the address and port are the server's https address"))
     if isinstance(reason, (socket.timeout, TimeoutError)):
-        text = tr("服务器没有及时回答", "the server did not answer in time")
-    elif isinstance(reason, socket.gaierror):
+        # The server may have enrolled the gateway and its answer got lost.
+        return EnrolNetworkError(
+            "unreachable", tr(f"{url} 没有及时回答", f"{url} did not answer in time"),
+            tr("检查网络后用同一个登记码再试；如果房东页面上这个码已显示“已登记”，请在页面上撤销那台终端，再要一个新码",
+               "check the network and try again with the same code; if the landlord's page already shows the code "
+               "as enrolled, revoke that terminal there and ask for a new code"))
+    if isinstance(reason, socket.gaierror):
         text = tr("找不到这个服务器名字（DNS）", "the server's name cannot be resolved (DNS)")
     elif isinstance(reason, ConnectionRefusedError):
         text = tr("服务器拒绝连接（没有在这个端口上运行）", "the server refused the connection (nothing listens on that port)")

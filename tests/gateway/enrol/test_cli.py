@@ -4,11 +4,13 @@ leaves nothing behind. The real server is in test_enrol_e2e.py."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import ssl
 from pathlib import Path
 
 import pytest
+from aiohttp import web
 
 from gateway.config import load_config
 from rentgate.cli import main
@@ -133,3 +135,16 @@ def test_an_enrolled_folder_refuses_before_the_code_is_spent(tmp_path: Path, cap
     assert (code, doc["error"]) == (2, "already_enrolled")
     assert "revoke" in err and "new folder" in err
     assert len(side.requests) == 1
+
+
+def test_a_server_that_does_not_answer_in_time(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    async def slow(request: web.Request) -> web.StreamResponse:
+        await asyncio.sleep(2)
+        return web.json_response({})
+
+    with http_fake(slow) as url:
+        code, doc, _err = run(capsys, CODE, "--server", url, "--dir", str(tmp_path / "gw"), "--timeout", "0.5",
+                              "--lang", "en")
+    assert (code, doc["error"]) == (1, "unreachable")
+    assert "did not answer in time" in str(doc["message"]) and "revoke" in str(doc["next_step"])
+    assert list(tmp_path.iterdir()) == []
