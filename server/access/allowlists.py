@@ -103,7 +103,9 @@ def entry_json(fmt: str, value: str, holder: str, doors: list[str] | None,
 
 
 def gateways_of(conn: sa.Connection, building_id: int) -> list[str]:
-    query = sa.select(gateways.c.id).where(gateways.c.building_id == building_id).order_by(gateways.c.id)
+    # A revoked gateway (server/fleet/revoke.py) gets no new versions, so no deltas.
+    query = (sa.select(gateways.c.id).where(gateways.c.building_id == building_id, gateways.c.revoked_at.is_(None))
+             .order_by(gateways.c.id))
     return list(conn.execute(query).scalars())
 
 
@@ -133,11 +135,11 @@ def bump(conn: sa.Connection, gateway_ids: Iterable[str], now: datetime, *, upse
 
 def read_snapshot(conn: sa.Connection, gateway_id: str, now: datetime, keep_revoked: timedelta) -> Snapshot | None:
     """The gateway's list as of now; None if it has never had one (no building
-    ever assigned)."""
+    ever assigned) or it is revoked (it gets no list any more)."""
     row = conn.execute(
         sa.select(allowlist_versions.c.version, gateways.c.building_id)
         .join(gateways, gateways.c.id == allowlist_versions.c.gateway_id)
-        .where(allowlist_versions.c.gateway_id == gateway_id)
+        .where(allowlist_versions.c.gateway_id == gateway_id, gateways.c.revoked_at.is_(None))
     ).first()
     if row is None:
         return None
@@ -186,7 +188,9 @@ def unpublished_gateways(conn: sa.Connection) -> list[str]:
     """Gateways whose list changed after its last published snapshot."""
     v = allowlist_versions.c
     query = (sa.select(v.gateway_id)
-             .where(sa.or_(v.published_version.is_(None), v.version > v.published_version))
+             .join(gateways, gateways.c.id == v.gateway_id)
+             .where(sa.or_(v.published_version.is_(None), v.version > v.published_version),
+                    gateways.c.revoked_at.is_(None))
              .order_by(v.gateway_id))
     return list(conn.execute(query).scalars())
 
