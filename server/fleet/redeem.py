@@ -50,7 +50,8 @@ OUTCOMES = ("ok", "unknown", "expired", "used", "cancelled", "rate_limited", "ba
 # The body: a CSR of at most wire.MAX_CSR_BYTES, the code and a host name,
 # as JSON (escapes can make text up to six times longer).
 MAX_BODY_BYTES = 64 * 1024
-BROKER_TIMEOUT_S = 10.0
+# Longer than the provisioner's own timeout (10 s), so that its reason is the one logged.
+BROKER_TIMEOUT_S = 15.0
 REFUSED = {"error": "enrolment_refused",
            "detail": "this enrolment code cannot be used: it is mistyped, was used already, has expired or was "
                      "cancelled. Ask for a new code on the building's terminals page"}

@@ -42,7 +42,9 @@ PUBLIC_API = {("POST", "/api/v1/session"), ("DELETE", "/api/v1/session"), ("POST
               ("GET", "/api/v1/police/signing-key"), ("GET", "/api/v1/audit/checkpoints/latest"),
               ("GET", "/api/v1/audit/public-key"),
               # A camera snapshot's upload: authenticated by the event that names its hash.
-              ("PUT", "/api/v1/gateways/1/events/1/snapshot")}
+              ("PUT", "/api/v1/gateways/1/events/1/snapshot"),
+              # A gateway enrolling: authenticated by a landlord's one-time code.
+              ("POST", "/api/v1/enrol")}
 
 
 def _api_routes() -> list[tuple[str, str]]:
