@@ -73,11 +73,12 @@ def send(url: str, body: bytes, *, context: ssl.SSLContext | None, timeout_s: fl
     req = urllib.request.Request(url, data=body, method="POST",
                                  headers={"Content-Type": "application/json", "Accept": "application/json"})
     try:
-        with opener.open(req, timeout=timeout_s) as resp:
-            return Reply(resp.status, resp.headers, _read(resp))
-    except urllib.error.HTTPError as exc:
-        with exc:
-            return Reply(exc.code, exc.headers, _read(exc))
+        try:
+            with opener.open(req, timeout=timeout_s) as resp:
+                return Reply(resp.status, resp.headers, _read(resp))
+        except urllib.error.HTTPError as exc:
+            with exc:
+                return Reply(exc.code, exc.headers, _read(exc))
     except urllib.error.URLError as exc:
         raise _network_error(url, exc.reason) from exc
     except (OSError, ssl.SSLError) as exc:  # timeouts while reading, resets
