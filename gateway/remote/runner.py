@@ -89,6 +89,12 @@ class Runner:
 
     # ------------------------------------------------------------------ running
 
+    @property
+    def settled(self) -> bool:
+        """An app runs and is ready, with no version in its gate or waiting (for tests and benchmarks)."""
+        return (self.app is not None and self.app.ready.is_set() and self._trying is None
+                and self._pending is None)
+
     def stop(self) -> None:
         self._stopping.set()
         self._wake.set()
@@ -168,6 +174,12 @@ class Runner:
     # ------------------------------------------------------------------ applying
 
     async def _apply(self, accepted: _Accepted) -> None:
+        try:
+            await self._switch(accepted)
+        finally:
+            self._trying = None
+
+    async def _switch(self, accepted: _Accepted) -> None:
         remote = accepted.remote
         version, gate_s = remote.version, remote.gate_s
         record = Version(version, gate_s, remote.settings, accepted.message)
@@ -192,7 +204,6 @@ class Runner:
         else:
             assert self.app is not None and self._task is not None
             reason = await run_gate(self.app, self._task, gate_s=gate_s, deadline=deadline, stopping=self._stopping)
-        self._trying = None
         if reason is None:
             await self._io_call(self.store.set_good, record)
             self._good = record
