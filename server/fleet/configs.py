@@ -81,6 +81,11 @@ def create_version(conn: sa.Connection, now: datetime, *, gateway_id: str, setti
     gw = _gateway(conn, gateway_id)
     if gw.revoked_at is not None:
         raise Conflict("the gateway was revoked: it no longer receives configurations")
+    try:
+        json.dumps(settings, allow_nan=False)
+    except (TypeError, ValueError):
+        raise InvalidInput("settings", "holds values JSON cannot carry (dates, infinities); write them as text "
+                                       "or numbers") from None
     check_settings(gateway_id, settings)
     if comment is not None and len(comment) > MAX_COMMENT:
         raise InvalidInput("comment", f"longer than {MAX_COMMENT} characters")
