@@ -234,6 +234,7 @@ def _summary(report: Report) -> str:
         (("audit_key_file",), tr("审计日志签名密钥", "audit key"), report.parts["audit_key_file"]),
         (("police_signing_key_file",), tr("布控推送签名密钥", "police webhook key"),
          report.parts["police_signing_key_file"]),
+        (("gateway_ca_dir",), tr("网关 CA", "gateway CA"), report.parts["gateway_ca_dir"]),
         (("rules_file",), tr("城市规则", "city rules"), report.parts["rules_file"]),
         (("media_dir",), tr("照片文件夹", "photos"), report.parts["media_dir"]),
     ]
@@ -413,6 +414,7 @@ class _Checks:
         self._key("police_signing_key_file", "布控推送签名密钥", "police webhook signing key",
                   "openssl genpkey -algorithm ed25519 -out FILE",
                   "公安布控不能推送告警", "police watches cannot deliver alerts", self._read_allowlist_key)
+        self._gateway_ca()
         self._rules()
         self._media()
         self._public_url()
@@ -473,6 +475,30 @@ class _Checks:
         except SigningKeyError as exc:
             return str(exc)
         return None
+
+    def _gateway_ca(self) -> None:
+        from server.fleet.ca import GENERATED_DIR_NAME, GatewayCa
+        from server.fleet.errors import CaError
+
+        path = self.settings.gateway_ca_dir
+        if path:
+            try:
+                GatewayCa.load(Path(path))
+            except CaError as exc:
+                self.problem("gateway_ca_dir", "unreadable_ca", f"网关 CA 不能用：{exc}",
+                             f"the gateway CA cannot be used: {exc}")
+                return
+            self.report.parts["gateway_ca_dir"] = path
+        elif self.folder is not None:
+            self.report.parts["gateway_ca_dir"] = tr(
+                f"未设置：在数据库旁的 {self.folder / GENERATED_DIR_NAME} 自动生成（请备份）",
+                f"not set: generated beside the database in {self.folder / GENERATED_DIR_NAME} (back it up)")
+        else:
+            self.report.parts["gateway_ca_dir"] = tr("未设置", "not set")
+            self.warning("gateway_ca_dir", "not_set", "没有设置：数据库不是 SQLite 文件，服务器不会自己生成网关 CA，"
+                                                      "没有它网关不能注册；用 `rentgate fleet broker-setup` 生成一个",
+                         "not set: the database is no SQLite file, so the server makes no gateway CA of its own, "
+                         "and without one no gateway can be enrolled; `rentgate fleet broker-setup` makes one")
 
     # --------------------------------------------------------------- the rest
 

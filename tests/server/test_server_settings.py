@@ -199,8 +199,8 @@ def test_postgresql_without_key_files_starts_but_check_config_warns(monkeypatch:
     doc = last_json(out)
     assert code == 0 and doc["ok"] is True
     assert sorted(w["name"] for w in doc["warnings"]) == [
-        "RENTGATE_ALLOWLIST_KEY_FILE", "RENTGATE_AUDIT_KEY_FILE", "RENTGATE_MEDIA_DIR", "RENTGATE_PII_KEY_FILE",
-        "RENTGATE_PLATE_KEY_FILE", "RENTGATE_POLICE_SIGNING_KEY_FILE"]
+        "RENTGATE_ALLOWLIST_KEY_FILE", "RENTGATE_AUDIT_KEY_FILE", "RENTGATE_GATEWAY_CA_DIR", "RENTGATE_MEDIA_DIR",
+        "RENTGATE_PII_KEY_FILE", "RENTGATE_PLATE_KEY_FILE", "RENTGATE_POLICE_SIGNING_KEY_FILE"]
     assert "rentgate keys pii FILE" in err and SECRET not in out + err
     assert doc["settings"]["database_url"] == "postgresql+psycopg://rentgate:***@db.invalid/rentgate"
 

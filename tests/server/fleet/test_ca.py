@@ -131,3 +131,23 @@ def test_a_mismatched_key_is_refused(tmp_path: Path) -> None:
     (tmp_path / "a" / CA_KEY_NAME).write_bytes((tmp_path / "b" / CA_KEY_NAME).read_bytes())
     with pytest.raises(CaError, match="do not belong together"):
         GatewayCa.load(tmp_path / "a")
+
+
+def test_check_config_reports_the_gateway_ca(tmp_path: Path) -> None:
+    from server.cli import check
+
+    sqlite = {"RENTGATE_DATABASE_URL": f"sqlite:///{tmp_path / 'server.db'}"}
+    report = check(sqlite)
+    assert report.ok and str(tmp_path / GENERATED_DIR_NAME) in report.parts["gateway_ca_dir"]
+    assert not (tmp_path / GENERATED_DIR_NAME).exists()  # checking creates nothing
+
+    broken = check({**sqlite, "RENTGATE_GATEWAY_CA_DIR": str(tmp_path / "nothing")})
+    assert not broken.ok
+    assert [p.as_json()["name"] for p in broken.problems] == ["RENTGATE_GATEWAY_CA_DIR"]
+
+    GatewayCa.create(tmp_path / "given")
+    assert check({**sqlite, "RENTGATE_GATEWAY_CA_DIR": str(tmp_path / "given")}).ok
+
+    postgres = check({"RENTGATE_DATABASE_URL": "postgresql://u@db.invalid/rentgate"})
+    assert postgres.ok
+    assert "RENTGATE_GATEWAY_CA_DIR" in [w.as_json()["name"] for w in postgres.warnings]
