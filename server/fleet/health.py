@@ -7,9 +7,12 @@ fleet page, its alerts, and the Prometheus gauges (docs/fleet-health.md).
 States, first match wins:
 
 * revoked       revoked_at is set (its events are refused at ingest)
-* never_seen    no status has ever arrived (enrolled, not yet connected)
+* never_seen    nothing has ever arrived from it: no status, no event
+                (enrolled, not yet connected)
 * offline       the last status was the last will or a goodbye, or nothing
-                has come from it for ``fleet_offline_after_s``
+                has come from it for ``fleet_offline_after_s`` (a gateway that
+                only ever sent events, as the district simulation's do, is
+                judged by that alone)
 * backlog       outbox deeper than ``fleet_outbox_alert``, or its oldest unsent
                 event waiting over 10 minutes: events are not getting through
 * config_failed the newest configuration version was rolled back or refused
@@ -91,10 +94,10 @@ def fleet_state(row: Mapping[str, Any], now: datetime, settings: ServerSettings)
     """One of STATES for a gateways row (see the module's text)."""
     if row.get("revoked_at") is not None:
         return "revoked"
-    if row.get("status_at") is None:
+    if row.get("status_at") is None and not row.get("max_seq"):
         return "never_seen"
     last_seen = row.get("last_seen")
-    if row.get("online") is not True or last_seen is None or \
+    if row.get("online") is False or last_seen is None or \
             last_seen < now - timedelta(seconds=settings.fleet_offline_after_s):
         return "offline"
     depth, age = row.get("outbox_depth"), row.get("oldest_unsent_age_s")
@@ -137,8 +140,8 @@ def state_column(dialect: str, now: datetime, settings: ServerSettings) -> sa.Co
     cutoff = now - timedelta(seconds=settings.fleet_offline_after_s)
     return sa.case(
         (g.revoked_at.is_not(None), "revoked"),
-        (g.status_at.is_(None), "never_seen"),
-        (sa.or_(g.online.is_not(True), g.last_seen.is_(None), g.last_seen < cutoff), "offline"),
+        (sa.and_(g.status_at.is_(None), sa.func.coalesce(g.max_seq, 0) == 0), "never_seen"),
+        (sa.or_(g.online.is_(False), g.last_seen.is_(None), g.last_seen < cutoff), "offline"),
         (sa.or_(g.outbox_depth > settings.fleet_outbox_alert, g.oldest_unsent_age_s > BACKLOG_AGE_S), "backlog"),
         (sa.and_(g.config_state.in_(FAILED_CONFIG_STATES),
                  sa.or_(newest.is_(None), g.config_attempted.is_(None), g.config_attempted >= newest)),
@@ -188,7 +191,7 @@ def list_fleet(conn: sa.Connection, scope: sa.Select[tuple[int]] | None, now: da
     """One page of the caller's gateways, their counts by state and the alerts."""
     g = gateways.c
     state = state_column(conn.dialect.name, now, settings).label("state")
-    base = (sa.select(g.id, g.hostname, g.building_id, buildings.c.name.label("building_name"), g.online,
+    base = (sa.select(g.id, g.hostname, g.building_id, buildings.c.name.label("building_name"), g.online, g.max_seq,
                       g.status_at, g.first_seen, g.last_seen, g.version, g.outbox_depth, g.oldest_unsent_age_s,
                       g.clock_skew_s, g.devices_health, g.disk_free_bytes, g.disk_total_bytes, g.mem_rss_bytes,
                       g.mem_available_bytes, g.config_version, g.config_attempted, g.config_state, g.config_error,

@@ -38,6 +38,7 @@ STATE_COLOURS = {
 DEVICE_STATES = ("ok", "offline", "no_frames", "frozen", "dark", "moved", "starting")
 
 CSS = """<style>
+main{max-width:1280px} .fleet-wrap{overflow-x:auto}
 .fleet-nav{display:flex;flex-wrap:wrap;gap:6px;margin:6px 0}
 .fleet-nav a{display:inline-block;padding:8px 10px;min-height:44px;border-radius:6px;background:#fff;
 border:1px solid #c7ccd1;text-decoration:none;line-height:26px}
@@ -101,9 +102,9 @@ def state_chip(t: dict[str, str], state: str) -> str:
 
 
 def heard_words(t: dict[str, str], row: dict[str, Any], now: datetime) -> str:
-    seen, enrolled = row.get("last_seen"), row.get("enrolled_at")
+    seen = row.get("last_seen")
     # Enrolment writes the row before the gateway ever speaks: that is not hearing from it.
-    if seen is None or (enrolled is not None and row.get("status_at") is None and seen <= enrolled):
+    if seen is None or row.get("state") == "never_seen":
         return t["fleet.never"]
     return t["fleet.ago"].format(age=age_words(t, (now - seen).total_seconds()))
 
@@ -284,12 +285,13 @@ def render(ctx: PageContext, query: health.FleetQuery, result: health.FleetPage,
     if result.rows:
         head = "".join(f"<th>{esc(t['fleet.col.' + c])}</th>" for c in COLUMNS)
         body = "".join(_row(ctx, r, now) for r in result.rows)
-        table = f'<table class="fleet"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
+        table = (f'<div class="fleet-wrap"><table class="fleet"><thead><tr>{head}</tr></thead>'
+                 f'<tbody>{body}</tbody></table></div>')
     else:
         key = "fleet.none_state" if query.state is not None else "fleet.none"
         table = f'<div class="card meta fleet-empty">{esc(t[key])}</div>'
     return (f'{CSS}<p class="meta">{esc(t["fleet.intro"])}</p>{_alerts(ctx, result, now)}'
-            f'<h2>{esc(t["fleet.title"])}</h2>{_nav(ctx, query, result)}{table}{_pager(ctx, query, result)}')
+            f'<h2>{esc(t["fleet.list"])}</h2>{_nav(ctx, query, result)}{table}{_pager(ctx, query, result)}')
 
 
 async def fleet_page(request: web.Request) -> web.Response:

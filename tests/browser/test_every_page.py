@@ -100,6 +100,11 @@ PAGES = [
     Visit("coordinator", "/c/overdue"),
     Visit("police", "/police"),
     Visit("landlord", "/police", 403),
+    Visit("landlord", "/fleet"),
+    Visit("landlord", "/fleet?state=nope", 400),
+    Visit("admin", "/fleet"),
+    Visit("admin", "/fleet?state=offline&sort=name"),
+    Visit("coordinator", "/fleet", 403),
 ]
 
 
@@ -115,6 +120,15 @@ def build_scene(site: Site, data_dir: str) -> dict[str, object]:
             # The main gateway serves the scene's building: its camera alerts
             # show on the coordinator's unit page.
             conn.execute(gateways.update().where(gateways.c.id == "gw-main").values(building_id=world.building_id))
+            # Its fleet health as a heartbeat leaves it: a camera without
+            # frames (its detail a device path), a configuration rolled back.
+            conn.execute(gateways.update().where(gateways.c.id == "gw-main").values(
+                devices_health=[{"id": "1号线", "type": "reader", "state": "ok"},
+                                {"id": "正门摄像头", "type": "camera", "state": "no_frames",
+                                 "detail": f"{data_dir}/video0: no frames"}],
+                disk_free_bytes=150 * 1024 * 1024, disk_total_bytes=8 * 1024 ** 3, mem_rss_bytes=70 * 1024 * 1024,
+                mem_available_bytes=512 * 1024 * 1024, clock_skew_s=-2.5, config_version=1, config_attempted=2,
+                config_state="rolled_back", config_error="健康检查失败：正门摄像头 30 秒没有画面"))
             vault = vault_for(site.database_url)
             service.register(conn, now, "test:scene", vault, unit_id=world.empty_unit_id, arrived_at=now,
                              source="landlord", credential=("em4100", SCENE_CARD),

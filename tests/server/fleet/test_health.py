@@ -39,6 +39,9 @@ CASES: list[tuple[str, dict[str, Any], str]] = [
                                            disk_total_bytes=None, config_state=None, outbox_depth=None), "online"),
     ("revoked wins over everything", healthy(revoked_at=NOW, online=False), "revoked"),
     ("enrolled, never spoke", healthy(status_at=None, online=None), "never_seen"),
+    ("events but never a status, lately", healthy(status_at=None, online=None, max_seq=40), "online"),
+    ("events but never a status, long ago", healthy(status_at=None, online=None, max_seq=40,
+                                                    last_seen=NOW - timedelta(days=400)), "offline"),
     ("last will", healthy(online=False), "offline"),
     ("silent for longer than fleet_offline_after_s", healthy(last_seen=NOW - timedelta(seconds=91)), "offline"),
     ("silent for just under", healthy(last_seen=NOW - timedelta(seconds=89)), "online"),
@@ -82,10 +85,10 @@ def test_trouble_rank_puts_offline_and_backlog_first_and_revoked_last() -> None:
 
 def _insert(conn: sa.Connection, gw: str, row: dict[str, Any], building_id: int | None = None,
             hostname: str | None = None) -> None:
-    values = {k: v for k, v in row.items() if k != "newest_config"}
+    values = {"max_seq": 0, **{k: v for k, v in row.items() if k != "newest_config"}}
     conn.execute(gateways.insert().values(id=gw, first_seen=NOW - timedelta(days=1),
                                           last_seen=values.pop("last_seen") or NOW - timedelta(days=1),
-                                          max_seq=0, building_id=building_id, hostname=hostname, **values))
+                                          building_id=building_id, hostname=hostname, **values))
     newest = row.get("newest_config")
     for version in range(1, (newest or 0) + 1):
         conn.execute(gateway_configs.insert().values(
