@@ -38,6 +38,7 @@ from server.fleet.appkeys import BROKER, gateway_ca
 from server.fleet.ca import GatewayCa
 from server.fleet.config_service import CONFIGS
 from server.fleet.errors import BrokerError, CaError
+from server.media.limits import OTHER_BODY_MAX
 from server.web.body import parse_json
 from server.web.errors import InvalidInput
 from server.web.ratelimit import RateLimiter, retry_after_header
@@ -48,8 +49,9 @@ log = logging.getLogger(__name__)
 OUTCOMES = ("ok", "unknown", "expired", "used", "cancelled", "rate_limited", "bad_request", "broker_unavailable",
             "unavailable")
 # The body: a CSR of at most wire.MAX_CSR_BYTES, the code and a host name,
-# as JSON (escapes can make text up to six times longer).
-MAX_BODY_BYTES = 64 * 1024
+# as JSON. The bound every JSON route has (a body without a declared length
+# is cut here too); wire's models then bound each field.
+MAX_BODY_BYTES = OTHER_BODY_MAX
 # Longer than the provisioner's own timeout (10 s), so that its reason is the one logged.
 BROKER_TIMEOUT_S = 15.0
 REFUSED = {"error": "enrolment_refused",

@@ -21,7 +21,7 @@ any request is made."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +33,16 @@ from rentgate import signing
 from server.app import make_app
 from server.auth.policy import MissingPolicy, Ref, RoutePolicy, allow, check_policies
 from server.auth.table import routes_with_policies
-from server.db.models import attachments, cases, credentials, event_snapshots, events, problem_reports, tasks
+from server.db.models import (
+    attachments,
+    cases,
+    credentials,
+    event_snapshots,
+    events,
+    gateway_enrolments,
+    problem_reports,
+    tasks,
+)
 from server.media.store import MediaStore
 from server.police.clients import set_officer
 from server.registry.idnumber import make_id_number
@@ -45,7 +54,7 @@ PHOTO_SHA = "ab" * 32
 NOWHERE_GATEWAY = "gw-nowhere"
 # Path parameters that name no object: a value that routes.
 FILLERS = {"gw": "gw-a", "action": "dispatch", "token": "not-a-plate", "watch_id": "w-not-a-watch", "seq": "1",
-           "door": "front"}
+           "door": "front", "code": "7777-7777-7777"}
 
 
 @dataclass(frozen=True)
@@ -112,10 +121,15 @@ async def _side(api: Api, engine: sa.Engine, admin: UserCreds, tag: str, region:
         ).scalar_one()
         conn.execute(sa.insert(event_snapshots).values(event_id=event, sha256=PHOTO_SHA, size_bytes=4,
                                                        stored_at=now, gateway_id=gateway))
+        # A terminal's enrolment code for the building (its hash, as stored).
+        enrolment = conn.execute(sa.insert(gateway_enrolments).values(
+            code_digest=f"{serial:064x}", building_id=building["id"], created_by=landlord.id, created_at=now,
+            expires_at=now + timedelta(minutes=10)).returning(gateway_enrolments.c.id)).scalar_one()
     return Side(landlord, coordinator, {
         "building": building["id"], "unit": unit["id"], "registration": registration["id"],
         "person": registration["person_id"], "credential": credential, "case": case, "task": task,
-        "grid": grid["id"], "gateway": gateway, "attachment": attachment, "event": event})
+        "grid": grid["id"], "gateway": gateway, "attachment": attachment, "event": event,
+        "enrolment": enrolment})
 
 
 async def seed_world(api: Api, engine: sa.Engine) -> World:
