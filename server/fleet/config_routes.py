@@ -23,7 +23,7 @@ from server.fleet.config_service import CONFIGS, ConfigService, config_ctx
 from server.web.errors import InvalidInput, NotFound
 from server.web.http import answer, api_errors, int_param, read_body
 from server.web.ids import parse_id
-from server.web.openapi import api, int_query
+from server.web.openapi import ID_SCHEMA, Param, api, int_query
 
 MANAGERS = ("admin", "landlord")
 GATEWAY = {"gw": "gateway"}
@@ -31,6 +31,11 @@ GATEWAY = {"gw": "gateway"}
 # and room for the comment and the JSON around them.
 MAX_CONFIG_BODY = wire.MAX_CONFIG_BYTES + 4096
 MAX_HISTORY = 100
+# Any text routes, so that a refusal of the caller's role comes before the
+# id is read (the policy table's checks send the literal "{rollout}"); the
+# handler answers 404 for anything that is not an id.
+ROLLOUT_PATH = "/api/v1/fleet/rollouts/{rollout:[^/]+}"
+ROLLOUT_PARAM = (Param("rollout", ID_SCHEMA, "a rollout's id"),)
 JsonObj = dict[str, Any]
 
 
@@ -90,7 +95,7 @@ async def get_history(request: web.Request) -> web.Response:
 
 
 def _rollout_id(request: web.Request) -> int:
-    found = parse_id(request.match_info["id"])
+    found = parse_id(request.match_info["rollout"])
     if found is None:
         raise NotFound("rollout")
     return found
@@ -171,12 +176,12 @@ def setup(app: web.Application, *, run_service: bool) -> None:
     r.add_post("/api/v1/fleet/rollouts", admin(api(
         "Stage a configuration change: versions for a first wave of gateways now, the rest on continue",
         tag="fleet", body=doc.RolloutIn, responses={201: doc.RolloutMade}, errors=(409,))(post_rollout)))
-    r.add_get(r"/api/v1/fleet/rollouts/{id:\d+}", admin(api(
-        "A rollout's progress: gateways per state, the ones that failed and why", tag="fleet",
+    r.add_get(ROLLOUT_PATH, admin(api(
+        "A rollout's progress: gateways per state, the ones that failed and why", tag="fleet", path=ROLLOUT_PARAM,
         responses={200: doc.Rollout})(get_rollout)))
-    r.add_post(r"/api/v1/fleet/rollouts/{id:\d+}/continue", admin(api(
+    r.add_post(ROLLOUT_PATH + "/continue", admin(api(
         "Send the rest of a rollout, once every gateway of the first wave has applied it", tag="fleet",
-        responses={200: doc.RolloutMade}, errors=(409,))(continue_rollout)))
-    r.add_post(r"/api/v1/fleet/rollouts/{id:\d+}/halt", admin(api(
-        "Halt a staged rollout: no further wave", tag="fleet", responses={200: doc.Rollout},
+        path=ROLLOUT_PARAM, responses={200: doc.RolloutMade}, errors=(409,))(continue_rollout)))
+    r.add_post(ROLLOUT_PATH + "/halt", admin(api(
+        "Halt a staged rollout: no further wave", tag="fleet", path=ROLLOUT_PARAM, responses={200: doc.Rollout},
         errors=(409,))(halt_rollout)))
