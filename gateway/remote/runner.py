@@ -182,13 +182,13 @@ class Runner:
     async def _switch(self, accepted: _Accepted) -> None:
         remote = accepted.remote
         version, gate_s = remote.version, remote.gate_s
+        self._trying = version
         record = Version(version, gate_s, remote.settings, accepted.message)
         # On disk before the switch: a power cut from here on is caught at the next start.
         await self._io_call(self.store.set_candidate, record)
         await self._io_call(self.store.mark_applying, version)
         if accepted.from_file:
             await self._io_call(self.store.clear_received)
-        self._trying = version
         self._set_state(State(ConfigReport(self._running_version(), version, "applying"), self._state.failed_version))
         log.info("gateway %s: applying configuration version %d (health gate %g s)", self.gateway_id, version, gate_s)
         await self._stop_app()
