@@ -32,6 +32,7 @@ _COMMAND_MODULES = (
     "server.grid.cli",
     "server.police.cli",
     "server.audit.cli",
+    "server.fleet.cli",
     "server.retention.cli",
     "devices.camera.cli",
     "firmware_sim.cli",

@@ -167,9 +167,12 @@ class DynsecProvisioner:
 
     # ------------------------------------------------------------------ lifecycle
 
-    async def start(self) -> None:
+    async def start(self, *, check_defaults: bool = True) -> None:
+        """Connect in the background. ``check_defaults``: once connected,
+        close the broker's default ACL access if it is open (the server
+        does; a one-off command need not)."""
         self._loop = asyncio.get_running_loop()
-        self._task = asyncio.create_task(self._run(), name="dynsec-admin")
+        self._task = asyncio.create_task(self._run(check_defaults), name="dynsec-admin")
 
     async def close(self) -> None:
         if self._task is not None:
@@ -179,10 +182,11 @@ class DynsecProvisioner:
             except asyncio.CancelledError:
                 pass
 
-    async def _run(self) -> None:
+    async def _run(self, check_defaults: bool) -> None:
         async with asyncio.TaskGroup() as tg:
             tg.create_task(self.link.run(), name="dynsec-admin-link")
-            tg.create_task(self._check_defaults(), name="dynsec-defaults")
+            if check_defaults:
+                tg.create_task(self._check_defaults(), name="dynsec-defaults")
 
     async def _check_defaults(self) -> None:
         """Once connected: no client may publish or subscribe by default. A
@@ -191,11 +195,15 @@ class DynsecProvisioner:
         close publishing and subscribing (the ones that let a gateway speak
         for another)."""
         while True:
+            # Wait outside run_commands: its lock must not keep a
+            # provisioning call waiting behind this check while the broker is away.
+            while not self.link.connected.is_set():
+                await asyncio.sleep(0.2)
             try:
                 answer = await self.run_commands([{"command": "getDefaultACLAccess"}])
                 break
             except BrokerError as exc:
-                log.info("dynamic security not reachable yet: %s", exc.reason)
+                log.warning("dynamic security: %s", exc.reason)
                 await asyncio.sleep(5)
         current = {acl.get("acltype"): acl.get("allow") for acl in answer[0].get("data", {}).get("acls", [])}
         open_ = [kind for kind in ("publishClientSend", "subscribe") if current.get(kind)]
