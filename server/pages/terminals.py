@@ -40,7 +40,7 @@ CSS = """<style>
 margin:6px 0}
 .qr svg{max-width:260px;margin:8px 0;background:#fff}
 pre.command{white-space:pre-wrap;overflow-wrap:anywhere;background:#f1f3f4;padding:10px;border-radius:6px;
-font-size:.95rem;margin:6px 0}
+font-size:.95rem;margin:6px 0} pre.command span{white-space:nowrap}
 .enrol-status{font-size:1.1rem;font-weight:600;padding:10px;border-radius:6px;background:#fef7e0}
 .enrol-status[data-state=online]{background:#e6f4ea;color:#137333}
 .enrol-status[data-state=expired],.enrol-status[data-state=cancelled]{background:#fce8e6;color:#a50e0e}
@@ -167,7 +167,7 @@ def _flash(ctx: PageContext, request: web.Request) -> str:
 
 
 async def _render_list(request: web.Request, ctx: PageContext, building_id: int, *,
-                       errors: FormErrors | None = None, status: int = 200) -> web.Response:
+                       errors: FormErrors | None = None, status: int = 200, retry: str | None = None) -> web.Response:
     found, rows, codes = await _load(request, building_id)
     if found is None:
         raise page_not_found(ctx)
@@ -176,7 +176,10 @@ async def _render_list(request: web.Request, ctx: PageContext, building_id: int,
     add = (f'<form class="card add-terminal" method="post" action="/landlord/buildings/{building_id}/terminals">'
            f'{ctx.csrf_field()}<p class="meta">{esc(tt["add_hint"])}</p>'
            f'<button type="submit" class="add">{esc(tt["add"])}</button></form>')
-    body = (f'{CSS}{_flash(ctx, request)}{errors_box(ctx, errors)}<div class="meta">{esc(found["name"])}</div>'
+    again = (f'<form method="post" action="/landlord/gateways/{esc(retry)}/revoke">{ctx.csrf_field()}'
+             f'<button type="submit" class="danger stop-again">{esc(tt["stop_again"])}</button></form>'
+             if retry else "")
+    body = (f'{CSS}{_flash(ctx, request)}{errors_box(ctx, errors)}{again}<div class="meta">{esc(found["name"])}</div>'
             f'<p>{esc(tt["intro"])}</p>{add}{_codes(ctx, codes, now)}'
             f'<h2>{esc(tt["installed"])}</h2>{listed}'
             f'<p><a href="/landlord/buildings/{building_id}">{esc(tt["back_building"])}</a></p>')
@@ -200,7 +203,7 @@ def _new_code_page(ctx: PageContext, request: web.Request, building_id: int, mad
             f'data-expired="{esc(tt["new.expired_now"])}">{esc(tt["new.left"].format(minutes=minutes))}</div>'
             f'<div class="qr" role="img" aria-label="{esc(tt["new.qr"])}">{made["qr_svg"]}</div>'
             f'<p>{esc(tt["new.step1"])}</p>'
-            f'<pre class="command" id="enrol-command">rentgate gateway enroll {esc(made["code"])} --server '
+            f'<pre class="command" id="enrol-command">rentgate gateway enroll <span>{esc(made["code"])}</span> --server '
             f'{esc(server)}</pre>'
             f'<p class="meta">{esc(tt["new.once"])}</p>'
             f'{status}<p class="meta">{esc(tt["new.step2"])}</p></div>'
@@ -281,11 +284,13 @@ async def stop_terminal(request: web.Request) -> web.Response:
         raise page_not_found(ctx)
     try:
         await revoke.revoke_gateway(request.app, gateway_id, user.id)
-    except (FleetError, Conflict) as exc:
-        log.error("gateway %s: revocation from the page failed: %s", gateway_id, exc)
-        detail = str(getattr(exc, "reason", None) or exc)[:200]
-        errors = FormErrors(general=[texts(ctx)["stop_failed"].format(detail=detail)])
-        return await _render_list(request, ctx, building_id, errors=errors, status=503)
+    except FleetError as exc:
+        # Recorded (the server no longer listens to it, its door list
+        # stops), but the broker has not dropped its login yet: say so and
+        # offer the retry that finishes it. The broker's words stay in the log.
+        log.error("gateway %s: revocation from the page did not reach the broker: %s", gateway_id, exc)
+        errors = FormErrors(general=[texts(ctx)["stop_failed"]])
+        return await _render_list(request, ctx, building_id, errors=errors, status=503, retry=gateway_id)
     log.info("gateway %s stopped from the page by user %s", gateway_id, user.id)
     raise web.HTTPSeeOther(f"/landlord/buildings/{building_id}/terminals?ok=stopped_ok")
 

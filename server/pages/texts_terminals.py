@@ -48,7 +48,8 @@ TEXTS: dict[str, dict[str, str]] = {
         "back_building": "返回楼栋",
         "too_many": "这栋楼已有 {n} 个还有效的安装码。请先用掉或作废一个，或等它们过期。",
         "used_already": "这个安装码已经用过了，不能作废。要停用那台终端，请用“停用此终端”。",
-        "stop_failed": "停用没有完成：{detail}。请稍后再试。",
+        "stop_failed": "已记下停用，服务器不再接收这台终端的数据，但还没能通知消息服务器断开它。请稍后再试一次。",
+        "stop_again": "再试一次",
         "public.title": "终端安装码",
         "public.text": "这是安装门禁终端用的一次性安装码。请在终端上输入它，或者让终端的摄像头读取这个二维码。"
                        "用手机打开这个页面不会做任何事。",
@@ -100,7 +101,9 @@ TEXTS: dict[str, dict[str, str]] = {
                     "until they expire.",
         "used_already": "This code was used already and cannot be cancelled. To cut that terminal off, use "
                         "\u201cStop this terminal\u201d.",
-        "stop_failed": "The terminal was not stopped: {detail}. Please try again later.",
+        "stop_failed": "The stop is recorded and the server no longer listens to this terminal, but the message "
+                       "broker could not be told to cut it off yet. Please try again in a moment.",
+        "stop_again": "Try again",
         "public.title": "Terminal installation code",
         "public.text": "This is a one-time code for installing a door terminal. Type it at the terminal, or let the "
                        "terminal's camera read this QR code. Opening this page on a phone does nothing.",
