@@ -161,6 +161,15 @@ def progress(conn: sa.Connection, rollout_id: int) -> JsonObj:
             "counts": dict(counts), "failed": failed[:MAX_FAILED_SHOWN], "failed_total": len(failed)}
 
 
+def _revoked(conn: sa.Connection, gateway_ids: list[str]) -> set[str]:
+    g = gateways.c
+    found: set[str] = set()
+    for start in range(0, len(gateway_ids), 500):
+        found |= set(conn.execute(sa.select(g.id).where(g.id.in_(gateway_ids[start:start + 500]),
+                                                        g.revoked_at.is_not(None))).scalars())
+    return found
+
+
 def continue_rollout(conn: sa.Connection, now: datetime, rollout_id: int, *, actor: int | None,
                      key: SigningKey) -> tuple[JsonObj, list[str]]:
     """Versions for every gateway not yet in a wave, once the first wave has
@@ -169,19 +178,17 @@ def continue_rollout(conn: sa.Connection, now: datetime, rollout_id: int, *, act
     if row["state"] != "staged":
         raise Conflict(f"the rollout is {row['state']}: nothing to continue")
     versions = _versions(conn, rollout_id)
-    pending = sum(1 for v in versions if v["outcome"] is None)
+    # A gateway revoked since its version was sent will never answer.
+    gone = _revoked(conn, [v["gateway_id"] for v in versions if v["outcome"] is None])
+    pending = sum(1 for v in versions if v["outcome"] is None and v["gateway_id"] not in gone)
     failed = sum(1 for v in versions if v["outcome"] in ("rolled_back", "refused"))
     if pending or failed:
         raise Conflict(f"the first wave has not applied yet: {pending} of {len(versions)} gateways pending, "
                        f"{failed} failed")
     done = {v["gateway_id"] for v in versions}
-    g = gateways.c
     rest = [gw for gw in row["gateways"] if gw not in done]
-    live = set()
-    for start in range(0, len(rest), 500):
-        live |= set(conn.execute(sa.select(g.id).where(g.id.in_(rest[start:start + 500]),
-                                                       g.revoked_at.is_(None))).scalars())
-    rest = [gw for gw in rest if gw in live]  # revoked since: nothing to send them
+    revoked = _revoked(conn, rest)
+    rest = [gw for gw in rest if gw not in revoked]  # revoked since: nothing to send them
     try:
         merged = _merged(conn, rest, dict(row["changes"]))
     except InvalidInput as exc:

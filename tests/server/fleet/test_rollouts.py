@@ -12,7 +12,7 @@ import pytest
 import sqlalchemy as sa
 
 from server.app import make_app
-from server.db.models import config_rollouts, gateway_configs
+from server.db.models import config_rollouts, gateway_configs, gateways
 from server.fleet import rollouts
 from server.fleet.config_service import record_once
 from tests.server.auth_helpers import bearer
@@ -122,6 +122,22 @@ async def test_an_administrator_halts_a_rollout(setup: tuple[Client, World], eng
     assert (await call(client, "POST", f"{PATH}/{made['id']}/halt", w.admin.token))["state"] == "halted"
     apply_all(engine, sent(engine, made["id"]))
     await call(client, "POST", f"{PATH}/{made['id']}/continue", w.admin.token, status=409)
+
+
+async def test_a_gateway_revoked_during_a_rollout_neither_blocks_nor_gets_the_rest(
+        setup: tuple[Client, World], engine: sa.Engine) -> None:
+    client, w = setup
+    made = await call(client, "POST", PATH, w.admin.token, {"changes": {"heartbeat_s": 4}, "gateways": FLEET[:10],
+                                                           "share": 0.2}, status=201)
+    first = sent(engine, made["id"])
+    stuck, fine = sorted(first)
+    apply_all(engine, {fine: first[fine]})
+    later = next(gw for gw in FLEET[:10] if gw not in first)
+    with engine.begin() as conn:
+        conn.execute(sa.update(gateways).where(gateways.c.id.in_([stuck, later]))
+                     .values(revoked_at=datetime.now(UTC)))
+    done = await call(client, "POST", f"{PATH}/{made['id']}/continue", w.admin.token)
+    assert done["state"] == "completed" and later not in sent(engine, made["id"]) and done["sent"] == 9
 
 
 async def test_bad_rollouts_are_refused_and_store_nothing(setup: tuple[Client, World], engine: sa.Engine) -> None:
