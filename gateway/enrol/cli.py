@@ -12,6 +12,8 @@ from typing import Any
 
 from rentgate.lang import LANGS, tr
 
+DEFAULT_DIR = "/var/lib/rentgate-gateway"
+
 
 def add_parser(subparsers: Any) -> None:
     parser = subparsers.add_parser(
@@ -26,7 +28,8 @@ def add_parser(subparsers: Any) -> None:
                              "matter) or the text of its QR code (https://SERVER/e/CODE, which also names the server)")
     parser.add_argument("--server", metavar="URL", help="the rentgate server, e.g. https://rentgate.example.cn; "
                         "needed with a typed code, optional with the QR text")
-    parser.add_argument("--dir", required=True, metavar="DIR",
+    # A default, so that the command the landlord's page shows works as typed.
+    parser.add_argument("--dir", default=DEFAULT_DIR, metavar="DIR",
                         help="the new (or empty) folder for the gateway's settings, keys and outbox")
     parser.add_argument("--scan", metavar="DEVICE_OR_FILE",
                         help="read the QR code with a camera instead of typing: 0, /dev/video0, rtsp://..., "

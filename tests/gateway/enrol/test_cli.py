@@ -148,3 +148,11 @@ def test_a_server_that_does_not_answer_in_time(tmp_path: Path, capsys: pytest.Ca
     assert (code, doc["error"]) == (1, "unreachable")
     assert "did not answer in time" in str(doc["message"]) and "revoke" in str(doc["next_step"])
     assert list(tmp_path.iterdir()) == []
+
+
+def test_the_folder_has_a_default_so_the_pages_command_works_as_typed() -> None:
+    from gateway.enrol.cli import DEFAULT_DIR
+    from rentgate.cli import build_parser
+
+    args = build_parser().parse_args(["gateway", "enroll", CODE, "--server", "https://x.cn"])
+    assert args.dir == DEFAULT_DIR == "/var/lib/rentgate-gateway"
