@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -90,15 +91,19 @@ def clear_retained(link: MqttLink | None, gateway_id: str) -> bool:
 
 
 async def revoke(engine: sa.Engine, provisioner: Provisioner, link: MqttLink | None, gateway_id: str, *,
-                 actor_user_id: int | None, actor: str) -> Revoked:
-    """The whole revocation (see the module's docstring). Raises NotFound,
-    or BrokerError after the database has recorded it (a retry finishes)."""
+                 actor_user_id: int | None, actor: str,
+                 recorded: Callable[[str], None] | None = None) -> Revoked:
+    """The whole revocation (see the module's docstring); ``recorded`` is
+    told once the database has it. Raises NotFound, or BrokerError after the
+    database has recorded it (a retry finishes)."""
 
     def record() -> Revoked:
         with write_transaction(engine) as conn:
             return mark_revoked(conn, datetime.now(UTC), gateway_id, actor_user_id=actor_user_id, actor=actor)
 
     revoked = await asyncio.to_thread(record)
+    if recorded is not None:
+        recorded(gateway_id)
     if revoked.first:
         log.warning("gateway %s revoked by %s", gateway_id, actor)
     await provisioner.remove_gateway(gateway_id)
@@ -112,11 +117,16 @@ async def revoke_gateway(app: web.Application, gateway_id: str, actor_user_id: i
     """Revoke on behalf of a user of this application."""
     from server.access.routes import ACCESS
     from server.fleet.appkeys import BROKER
+    from server.ingest.appkeys import INGEST
 
+    ingest = app.get(INGEST)
     access = app.get(ACCESS)
     publisher = access.publisher if access is not None else None
     return await revoke(app[ENGINE], app[BROKER], publisher.link if publisher is not None else None, gateway_id,
-                        actor_user_id=actor_user_id, actor=f"user:{actor_user_id}")
+                        actor_user_id=actor_user_id, actor=f"user:{actor_user_id}",
+                        # Its messages are refused from now, not from ingest's
+                        # next refresh of the revoked set (a few seconds).
+                        recorded=ingest.note_revoked if ingest is not None else None)
 
 
 # --------------------------------------------------------------------------- route

@@ -20,6 +20,7 @@ from server.db.models import allowlist_versions, audit_log, gateways
 from server.fleet.appkeys import BROKER
 from server.fleet.broker import NoBroker
 from server.fleet.revoke import AUDIT_ACTION
+from server.ingest.appkeys import INGEST
 from tests.server.auth_helpers import make_user
 from tests.server.fleet.conftest import GatewayIdentity
 from tests.server.registry.api_helpers import ID_A, ID_B, Api, City, MakeClient, person, seed_city, settings_for
@@ -103,6 +104,7 @@ async def test_a_revoked_gateway_is_cut_off_the_broker_at_once(
     started = time.monotonic()
     await api.call("POST", REVOKE.format("gw-a"), token=city.landlord.token)
     answered = time.monotonic() - started
+    assert "gw-a" in api.client.app[INGEST].store.revoked  # its messages refused from now on
     assert await asyncio.to_thread(door.disconnected.wait, 2.0), "the revoked gateway is still connected"
     assert door.disconnected_at is not None
     cutoff = door.disconnected_at - started
