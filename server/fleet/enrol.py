@@ -30,6 +30,8 @@ from rentgate import wire
 from server.access import allowlists
 from server.access.allowlists import Change
 from server.access.keys import SigningKey
+from server.audit import store
+from server.audit.entries import AuditEntry
 from server.db.models import buildings, gateway_enrolments, gateways
 from server.fleet import configs
 from server.settings import ServerSettings
@@ -45,6 +47,10 @@ MAX_LIVE_CODES = 5
 GATEWAY_ID_CHARS = "abcdefghijklmnopqrstuvwxyz234567"
 GATEWAY_ID_RANDOM = 10
 REFUSED_OUTCOMES = ("unknown", "expired", "used", "cancelled")
+# The audit log's actions: a code made (who, for which building) and a
+# gateway let in with one (docs/audit.md).
+AUDIT_CODE = "fleet.enrolment_code"
+AUDIT_ENROL = "fleet.enrol"
 
 
 def new_code() -> str:
@@ -120,6 +126,8 @@ def create_code(conn: sa.Connection, now: datetime, *, building_id: int, user_id
     enrolment_id = conn.execute(sa.insert(gateway_enrolments).values(
         code_digest=code_digest(code), building_id=building_id, created_by=user_id, created_at=now,
         expires_at=expires_at).returning(e.id)).scalar_one()
+    store.append_in(conn, [AuditEntry(actor=f"user:{user_id}", action=AUDIT_CODE, subject=f"building:{building_id}",
+                                      detail={"enrolment": int(enrolment_id), "ttl_s": ttl_s})], now)
     return NewCode(int(enrolment_id), code, expires_at)
 
 
@@ -248,4 +256,9 @@ def record(conn: sa.Connection, now: datetime, won: Claim, *, gateway_id: str, h
     message = configs.published_message(conn, gateway_id)
     assert message is not None  # just written
     changes = allowlists.bump(conn, [gateway_id], now, snapshot_only=True)
+    # The code's maker is who let the gateway in.
+    actor = f"user:{won.created_by}" if won.created_by is not None else "system:enrolment"
+    store.append_in(conn, [AuditEntry(actor=actor, action=AUDIT_ENROL, subject=f"gateway:{gateway_id}", detail={
+        "building_id": won.building_id, "enrolment": won.enrolment_id, "certificate_serial": certificate_serial})],
+        now)
     return Recorded(building_label(found.name, found.address), message, changes)

@@ -20,7 +20,7 @@ from cryptography.x509.oid import NameOID
 from rentgate import signing, wire
 from server.app import make_app
 from server.auth.passwords import verify_password
-from server.db.models import gateway_configs, gateway_enrolments, gateways
+from server.db.models import audit_log, gateway_configs, gateway_enrolments, gateways
 from server.fleet.enrol import code_digest
 from tests.server.fleet.enrol_helpers import (
     CODE,
@@ -118,6 +118,13 @@ async def test_a_landlord_makes_a_code_and_a_gateway_enrols_with_it_in_well_unde
     state = await api.call("GET", f"/api/v1/enrolments/{made['enrolment']}", token=people.a.token)
     assert state["state"] == "online" and state["gateway"]["online"] is True
     assert (await metrics(api))["ok"] == 1
+    # Both acts are in the audit log, on behalf of the landlord.
+    with engine.connect() as conn:
+        audited = conn.execute(sa.select(audit_log.c.actor, audit_log.c.action, audit_log.c.subject)
+                               .where(audit_log.c.action.like("fleet.enrol%")).order_by(audit_log.c.seq)).all()
+    assert [tuple(r) for r in audited] == [
+        (f"user:{people.a.id}", "fleet.enrolment_code", f"building:{people.building_a}"),
+        (f"user:{people.a.id}", "fleet.enrol", f"gateway:{answer.gw}")]
     # Nobody else sees the password again: it is not in the database.
     assert answer.mqtt_password not in json.dumps(dict(row), default=str)
 
