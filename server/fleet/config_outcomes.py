@@ -10,6 +10,7 @@ it works whichever process stored the status."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -22,7 +23,7 @@ log = logging.getLogger(__name__)
 
 FINAL_STATES = ("applied", "rolled_back", "refused")
 FAILED = ("rolled_back", "refused")
-MAX_ROWS_PER_RUN = 5000
+PAGE = 1000
 
 
 @dataclass(frozen=True)
@@ -42,35 +43,48 @@ def _outcome_of(version: int, running: int | None, attempted: int | None, state:
     return None
 
 
-def _candidates(conn: sa.Connection, limit: int) -> list[sa.Row[Any]]:
-    """Pending versions the gateway has reached (received or passed)."""
+def _candidates(conn: sa.Connection, after_id: int, limit: int) -> list[sa.Row[Any]]:
+    """Pending versions the gateway has reached (received or passed), by
+    row id from ``after_id`` (the primary key: a range, not a table scan)."""
     c, g = gateway_configs.c, gateways.c
     return list(conn.execute(
         sa.select(c.id, c.version, c.rollout_id, g.config_version, g.config_attempted, g.config_state,
                   g.config_error)
         .select_from(gateway_configs.join(gateways, g.id == c.gateway_id))
-        .where(c.outcome.is_(None),
+        .where(c.id > after_id, c.outcome.is_(None),
                sa.or_(g.config_attempted >= c.version, g.config_version >= c.version))
         .order_by(c.id).limit(limit)).all())
 
 
-def anything_to_record(conn: sa.Connection) -> bool:
+def decided(conn: sa.Connection, since_id: int = 0) -> Iterator[tuple[sa.Row[Any], str]]:
+    """Each pending version with a row id above ``since_id`` that the
+    gateway's status decides, with its outcome; page by page, so versions a
+    gateway is still trying (``applying``) never hide the ones after them."""
+    cursor = since_id
+    while True:
+        rows = _candidates(conn, cursor, PAGE)
+        for row in rows:
+            outcome = _outcome_of(row.version, row.config_version, row.config_attempted, row.config_state)
+            if outcome is not None:
+                yield row, outcome
+        if len(rows) < PAGE:
+            return
+        cursor = int(rows[-1].id)
+
+
+def anything_to_record(conn: sa.Connection, since_id: int = 0) -> bool:
     """A read-only look first, so the task takes no write lock for nothing."""
-    return any(_outcome_of(r.version, r.config_version, r.config_attempted, r.config_state) is not None
-               for r in _candidates(conn, MAX_ROWS_PER_RUN))
+    return next(decided(conn, since_id), None) is not None
 
 
-def record_outcomes(conn: sa.Connection, now: datetime) -> Recorded:
-    """One pass: fill in the outcome of every pending version the gateways'
-    statuses decide, and halt the staged rollouts that had a failure."""
+def record_outcomes(conn: sa.Connection, now: datetime, since_id: int = 0) -> Recorded:
+    """One pass: fill in the outcome of every pending version (with a row id
+    above ``since_id``) the gateways' statuses decide, and halt the staged
+    rollouts that had a failure."""
     c = gateway_configs.c
-    rows = _candidates(conn, MAX_ROWS_PER_RUN)
     failed_rollouts: set[int] = set()
     count = 0
-    for row in rows:
-        outcome = _outcome_of(row.version, row.config_version, row.config_attempted, row.config_state)
-        if outcome is None:
-            continue
+    for row, outcome in list(decided(conn, since_id)):
         detail = row.config_error if outcome in FAILED else None
         conn.execute(sa.update(gateway_configs).where(c.id == row.id, c.outcome.is_(None))
                      .values(outcome=outcome, outcome_at=now, outcome_detail=detail))

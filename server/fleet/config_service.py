@@ -5,7 +5,9 @@ in the process that runs the MQTT services (``run_service``)."""
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
+import time
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 from typing import Any, TypeVar
@@ -16,6 +18,7 @@ from aiohttp import web
 from server.access.keys import SigningKey
 from server.access.routes import ACCESS
 from server.appkeys import ENGINE, SETTINGS
+from server.db.models import gateway_configs
 from server.fleet import config_outcomes
 from server.fleet.config_publisher import ConfigPublisher
 from server.web.errors import Unavailable
@@ -24,6 +27,9 @@ from server.web.transactions import write_transaction
 log = logging.getLogger(__name__)
 
 OUTCOME_INTERVAL_S = 2.0
+FULL_PASS_S = 300.0
+# The versions the frequent pass looks at: the newest this many rows.
+RECENT_IDS = 20_000
 T = TypeVar("T")
 
 
@@ -70,21 +76,34 @@ class ConfigService:
 CONFIGS = web.AppKey("fleet_configs", ConfigService)
 
 
-def record_once(engine: sa.Engine) -> config_outcomes.Recorded | None:
+def record_once(engine: sa.Engine, *, recent_only: bool = False) -> config_outcomes.Recorded | None:
+    """One pass of the outcome task; ``recent_only``: the newest RECENT_IDS
+    versions (a primary-key range), which is where outcomes arrive."""
     with engine.connect() as conn:
-        if not config_outcomes.anything_to_record(conn):
+        since = 0
+        if recent_only:
+            top = conn.execute(sa.select(sa.func.max(gateway_configs.c.id))).scalar()
+            since = max(0, int(top or 0) - RECENT_IDS)
+        if not config_outcomes.anything_to_record(conn, since):
             return None
     with write_transaction(engine) as conn:
-        return config_outcomes.record_outcomes(conn, datetime.now(UTC))
+        return config_outcomes.record_outcomes(conn, datetime.now(UTC), since)
 
 
 async def _outcomes(engine: sa.Engine) -> None:
+    # Every 2 s the recent versions; every FULL_PASS_S all of them (a gateway
+    # that comes back after weeks still settles its old version's outcome).
+    last_full = -FULL_PASS_S
     while True:
         await asyncio.sleep(OUTCOME_INTERVAL_S)
+        full = time.monotonic() - last_full >= FULL_PASS_S
         try:
-            await asyncio.to_thread(record_once, engine)
+            await asyncio.to_thread(functools.partial(record_once, engine, recent_only=not full))
         except Exception:  # noqa: BLE001 - a database hiccup waits for the next round
             log.exception("recording configuration outcomes failed")
+            continue
+        if full:
+            last_full = time.monotonic()
 
 
 async def config_ctx(app: web.Application, *, run_service: bool) -> AsyncIterator[None]:

@@ -175,3 +175,22 @@ def test_a_version_the_gateway_runs_is_applied_even_when_a_newer_one_failed(
 
 def test_initial_settings_leave_the_local_file_in_charge() -> None:
     assert configs.initial_settings() == {}
+
+
+def test_versions_still_being_tried_never_hide_the_ones_after_them(
+        engine: sa.Engine, world: World, key: SigningKey, monkeypatch: pytest.MonkeyPatch) -> None:
+    from server.fleet import config_outcomes
+
+    monkeypatch.setattr(config_outcomes, "PAGE", 2)
+    for gw in ("gw-a1", "gw-a2", "gw-b1"):
+        make(engine, key, gw=gw)
+        report_status(engine, gw, running=None, attempted=1, state="applying")
+    add_gateway(engine, "gw-a3", world.building_a)
+    make(engine, key, gw="gw-a3")
+    report_status(engine, "gw-a3", running=1, attempted=1, state="applied")
+    with engine.begin() as conn:
+        assert config_outcomes.anything_to_record(conn)
+        assert record_outcomes(conn, datetime.now(UTC)).outcomes == 1
+        assert not config_outcomes.anything_to_record(conn)
+    assert outcomes(engine, "gw-a3") == {1: ("applied", None)}
+    assert outcomes(engine, "gw-a1") == {1: (None, None)}
