@@ -103,6 +103,14 @@ class ConfigPublisher:
             tg.create_task(self._republish_on_connect(), name="config-republish")
             tg.create_task(self._catch_up(), name="config-catch-up")
 
+    def render_metrics(self) -> str:
+        """Prometheus counters for /metrics."""
+        name = "rentgate_config_messages_total"
+        return (f"# HELP {name} Configuration versions handed to the broker (published) or not (unsent: "
+                f"republished on the next connect).\n# TYPE {name} counter\n"
+                f'{name}{{result="published"}} {self.counters["published"]}\n'
+                f'{name}{{result="unsent"}} {self.counters["unsent"]}\n')
+
     async def publish_latest(self, gateway_ids: Sequence[str]) -> bool:
         """Publish these gateways' newest versions (after the commit that
         made them); True when every one was handed to the broker."""

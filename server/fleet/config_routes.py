@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from aiohttp import web
 
 from rentgate import wire
-from server.appkeys import SETTINGS
+from server.appkeys import METRIC_SOURCES, SETTINGS
 from server.auth.policy import allow, require_user
 from server.fleet import config_api_doc as doc
 from server.fleet import configs, rollouts
@@ -149,10 +149,18 @@ async def halt_rollout(request: web.Request) -> web.Response:
     return answer(made)
 
 
+def _metrics(app: web.Application) -> str:
+    service = app.get(CONFIGS)
+    return service.publisher.render_metrics() if service is not None and service.publisher is not None else ""
+
+
 def setup(app: web.Application, *, run_service: bool) -> None:
     """Routes and the service; the publisher and the outcome task only in
     the process that runs the MQTT services (``run_service``)."""
     app.cleanup_ctx.append(functools.partial(config_ctx, run_service=run_service))
+    if run_service:
+        # Registered before the application starts (its state is frozen then).
+        app.setdefault(METRIC_SOURCES, []).append(lambda: _metrics(app))
     r = app.router
     mine = allow(*MANAGERS, path=GATEWAY, rule="the landlord of the gateway's building")
     admin = allow("admin")

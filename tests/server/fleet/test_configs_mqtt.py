@@ -112,6 +112,8 @@ async def test_a_new_version_is_retained_on_the_gateways_topic(
     later = subscribe("gw-a1")
     topic, config, retained = await asyncio.to_thread(later.next)
     assert retained and config.version == 2 and config.settings == {"heartbeat_s": 12}
+    metrics = await (await client.get("/metrics")).text()
+    assert 'rentgate_config_messages_total{result="published"} 2' in metrics
     keys = (await (await client.get("/api/v1/allowlist-keys", headers=bearer(w.admin.token))).json())["keys"]
     with sqlite_engine.connect() as conn:
         message = configs.published_message(conn, "gw-a1")
