@@ -105,6 +105,9 @@ PAGES = [
     Visit("admin", "/fleet"),
     Visit("admin", "/fleet?state=offline&sort=name"),
     Visit("coordinator", "/fleet", 403),
+    Visit("landlord", "/landlord/gateways/gw-main/config"),
+    Visit("admin", "/landlord/gateways/gw-main/config"),
+    Visit("coordinator", "/landlord/gateways/gw-main/config", 403),
 ]
 
 
