@@ -123,15 +123,21 @@ def _limit(request: web.Request, guard: EnrolGuard) -> None:
 
 
 async def _body(request: web.Request) -> bytes:
-    raw = await request.content.read(MAX_BODY_BYTES + 1)
-    if len(raw) > MAX_BODY_BYTES:
-        raise Refusal("bad_request", _json(413, {"error": "too_large",
-                                                 "detail": f"an enrolment request is at most {MAX_BODY_BYTES} bytes"}))
-    return raw
+    """The whole body, refusing it (413) as soon as it passes the bound: a
+    body without a declared length is not buffered past it."""
+    chunks: list[bytes] = []
+    size = 0
+    while chunk := await request.content.read(64 * 1024):
+        size += len(chunk)
+        if size > MAX_BODY_BYTES:
+            raise Refusal("bad_request", _json(413, {
+                "error": "too_large", "detail": f"an enrolment request is at most {MAX_BODY_BYTES} bytes"}))
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
-def _read(raw: bytes) -> tuple[wire.EnrolRequest, str]:
-    """The request and its normalised code, or a 400 saying what is wrong."""
+def _read(raw: bytes) -> tuple[wire.EnrolRequest, str, str | None]:
+    """The request, its normalised code and host name, or a 400 saying what is wrong."""
     try:
         parse_json(raw)  # the server's strict JSON rules (duplicate keys, depth, NUL)
     except InvalidInput as exc:
@@ -144,10 +150,10 @@ def _read(raw: bytes) -> tuple[wire.EnrolRequest, str]:
     if code is None:
         raise _bad("code", f"an enrolment code is {wire.ENROL_CODE_LEN} letters and digits, shown as "
                            "XXXX-XXXX-XXXX")
-    hostname = request.hostname
+    hostname = (request.hostname or "").strip() or None
     if hostname is not None and any(not ch.isprintable() for ch in hostname):
         raise _bad("hostname", "holds control or invisible characters")
-    return request, code
+    return request, code, hostname
 
 
 def _prerequisites(request: web.Request) -> tuple[SigningKey, GatewayCa]:
@@ -190,7 +196,7 @@ async def attempt(request: web.Request) -> web.Response:
 
 async def _attempt(request: web.Request, guard: EnrolGuard) -> web.Response:
     _limit(request, guard)
-    body, code = _read(await _body(request))
+    body, code, hostname = _read(await _body(request))
     key, ca = _prerequisites(request)
     gateway_id = enrol.new_gateway_id()
     try:
@@ -219,7 +225,7 @@ async def _attempt(request: web.Request, guard: EnrolGuard) -> web.Response:
                                                  "given its login; nothing was kept: try again with the same code "
                                                  "in a minute") from None
     try:
-        recorded = await asyncio.to_thread(_record, engine, won, gateway_id, body.hostname, serial, password, key)
+        recorded = await asyncio.to_thread(_record, engine, won, gateway_id, hostname, serial, password, key)
     except Exception:
         log.exception("enrolment %s: recording gateway %s failed; undoing", won.enrolment_id, gateway_id)
         try:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -129,7 +130,8 @@ async def test_a_landlord_makes_a_code_and_a_gateway_enrols_with_it_in_well_unde
     assert answer.mqtt_password not in json.dumps(dict(row), default=str)
 
 
-async def test_another_landlord_gets_what_a_missing_building_or_code_gets(api: Api, people: Landlords) -> None:
+async def test_another_landlord_gets_what_a_missing_building_or_code_gets(api: Api, people: Landlords,
+                                                                         engine: sa.Engine) -> None:
     theirs = await api.call("POST", f"/api/v1/buildings/{people.building_b}/enrolments", status=404,
                             token=people.a.token)
     missing = await api.call("POST", f"/api/v1/buildings/{2**40}/enrolments", status=404, token=people.a.token)
@@ -144,8 +146,10 @@ async def test_another_landlord_gets_what_a_missing_building_or_code_gets(api: A
     await api.call("POST", f"/api/v1/buildings/{people.building_a}/enrolments", status=401)
     # An administrator may, for any building; the code binds to that building.
     made = await new_code(api, people.admin.token, people.building_b)
-    status, body = await redeem(api, made["code"])
+    status, body = await redeem(api, made["code"], hostname="  ")
     assert status == 200 and body["building"] == "Other"
+    with engine.connect() as conn:  # a blank host name is none
+        assert conn.execute(sa.select(gateways.c.hostname).where(gateways.c.id == body["gw"])).scalar() is None
 
 
 async def test_used_expired_cancelled_and_guessed_codes_get_one_answer_and_are_counted(
@@ -237,10 +241,19 @@ async def test_malformed_requests_are_400_with_the_reason_and_leave_the_code_usa
     status, body = await post(json.dumps({"code": code, "csr": "-----BEGIN CERTIFICATE REQUEST-----\nxx\n"}).encode())
     assert "signing request" in body["detail"]
     # A body over the bound (1 MiB, as every JSON route): 413, read no
-    # further; refused before the route, so not counted as an attempt.
+    # further. One that declares its length is refused before the route (not
+    # counted); a chunked one by the route, as soon as it passes the bound.
     status, body = await post(b'{"code": "' + b"A" * 1_100_000 + b'"}')
     assert status == 413 and body["error"] == "too_large"
-    assert (await metrics(api))["bad_request"] == len(cases) + 1
+
+    async def endless() -> AsyncIterator[bytes]:  # chunked: no length declared
+        yield b'{"code": "'
+        for _ in range(40):
+            yield b"A" * 65_536
+
+    response = await api.client.post(ENROL, data=endless(), headers={"Content-Type": "application/json"})
+    assert response.status == 413 and (await response.json())["error"] == "too_large"
+    assert (await metrics(api))["bad_request"] == len(cases) + 2
     # None of it touched the code.
     assert (await redeem(api, code, csr=csr))[0] == 200
 
