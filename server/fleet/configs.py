@@ -8,6 +8,7 @@ later (server/fleet/config_outcomes.py). docs/remote-config.md."""
 from __future__ import annotations
 
 import json
+import unicodedata
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
@@ -19,6 +20,7 @@ from gateway.errors import ConfigProblem
 from rentgate import signing, wire
 from server.access.keys import SigningKey
 from server.db.models import gateway_configs, gateways, users
+from server.web.body import NUL_PROBLEM, nul_at
 from server.web.errors import Conflict, InvalidInput, NotFound
 
 JsonObj = dict[str, Any]
@@ -86,9 +88,14 @@ def create_version(conn: sa.Connection, now: datetime, *, gateway_id: str, setti
     except (TypeError, ValueError):
         raise InvalidInput("settings", "holds values JSON cannot carry (dates, infinities); write them as text "
                                        "or numbers") from None
+    where = nul_at(settings)
+    if where is not None:  # PostgreSQL refuses U+0000 in text and JSON (e.g. "\u0000" in a page's TOML)
+        raise InvalidInput(f"settings.{where}"[:100], NUL_PROBLEM)
     check_settings(gateway_id, settings)
     if comment is not None and len(comment) > MAX_COMMENT:
         raise InvalidInput("comment", f"longer than {MAX_COMMENT} characters")
+    if comment is not None and any(unicodedata.category(ch).startswith("C") for ch in comment):
+        raise InvalidInput("comment", "contains a control or invisible character")
     previous = newest_version(conn, gateway_id)
     if gate_s is None:
         c = gateway_configs.c

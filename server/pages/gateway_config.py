@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import re
 import tomllib
+import unicodedata
 from datetime import UTC, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -229,6 +230,8 @@ def _parse(ctx: PageContext, form: dict[str, str]) -> tuple[dict[str, Any] | Non
     comment = text(form, "comment")
     if len(comment) > configs.MAX_COMMENT:
         errors.append(tt["error.comment"].format(n=configs.MAX_COMMENT))
+    elif any(unicodedata.category(ch).startswith("C") for ch in comment):
+        errors.append(tt["error.comment_chars"])
     return settings, gate, comment or None, errors
 
 

@@ -46,6 +46,7 @@ TEXTS: dict[str, dict[str, str]] = {
         "error.too_big": "配置太长了（最多 {n} 字节）",
         "error.gate": "检查时间应在 {lo} 到 {hi} 秒之间",
         "error.comment": "说明最多 {n} 个字",
+        "error.comment_chars": "说明里有看不见的控制字符，请删掉后重新输入",
         "error.revoked": "这台终端已停用，不能再修改配置",
         "error.key": "服务器还没有签名密钥，配置暂时不能下发；请联系管理员",
         "error.other": "没能保存：{detail}",
@@ -94,6 +95,7 @@ TEXTS: dict[str, dict[str, str]] = {
         "error.too_big": "The configuration is too long (at most {n} bytes)",
         "error.gate": "The check time must be between {lo} and {hi} seconds",
         "error.comment": "The note may have at most {n} characters",
+        "error.comment_chars": "The note contains an invisible control character; remove it and type again",
         "error.revoked": "This terminal was stopped; its configuration can no longer be changed",
         "error.key": "The server has no signing key yet, so configurations cannot be sent; please tell the "
                      "administrator",

@@ -101,6 +101,10 @@ def test_bad_gate_oversize_unknown_and_revoked_gateways_change_nothing(
     huge = {"devices": [{"type": "em4100", "id": f"r{i}", "port": "/dev/ttyUSB0"} for i in range(6000)]}
     with pytest.raises(InvalidInput, match="a gateway takes at most"):
         make(engine, key, settings=huge)
+    with pytest.raises(InvalidInput, match="U\\+0000"):
+        make(engine, key, settings={"devices": [{"type": "em4100", "id": "r\x00"}]})
+    with pytest.raises(InvalidInput, match="JSON cannot carry"):
+        make(engine, key, settings={"heartbeat_s": float("inf")})
     with pytest.raises(NotFound):
         make(engine, key, gw="gw-nowhere")
     add_gateway(engine, "gw-gone", world.building_a, revoked=True)

@@ -119,6 +119,10 @@ async def test_problems_are_shown_with_their_key_paths_and_nothing_is_saved(
         assert "配置没有保存" in html
     response = await client.post(PAGE, data={"csrf": csrf, "settings": "", "gate_s": "1"})
     assert response.status == 400 and "检查时间应在 5 到 600 秒之间" in await response.text()
+    response = await client.post(PAGE, data={"csrf": csrf, "settings": "", "comment": "a\x00b"})
+    assert response.status == 400 and "控制字符" in await response.text()
+    response = await client.post(PAGE, data={"csrf": csrf, "settings": 'heartbeat_s = 5\nbroker_url = "a\\u0000"\n'})
+    assert response.status == 400, await response.text()
     response = await client.post(PAGE, data={"csrf": csrf, "settings": "a = 1\n" * 50_000})
     assert response.status == 400 and "配置太长了" in await response.text()
     with sqlite_engine.connect() as conn:
