@@ -162,8 +162,10 @@ class GatewayApp:
             SnapshotSpool, self.config.data_dir / "snapshots", keep_days=cfg.snapshot_keep_days,
             max_files=cfg.snapshot_max_files)
         # Without a server it still keeps the spool within its age and count.
+        password = self.config.mqtt_password() if self.config.mqtt_username is not None else None
         self.snapshot_uploads = uploads = SnapshotUploader(
-            spool, cfg.server_url, timeout_s=cfg.upload_timeout_s, retry_max_s=cfg.upload_retry_max_s)
+            spool, cfg.server_url, timeout_s=cfg.upload_timeout_s, retry_max_s=cfg.upload_retry_max_s,
+            login=(self.config.mqtt_username, password) if self.config.mqtt_username and password else None)
         if cfg.server_url is None:
             log.warning("gateway %s: [cameras] server_url is not set: door snapshots are kept in %s and not "
                         "uploaded", self.gateway_id, spool.folder)

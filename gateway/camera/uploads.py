@@ -13,6 +13,7 @@ retried for ever.
 from __future__ import annotations
 
 import asyncio
+import base64
 import logging
 import random
 import time
@@ -47,8 +48,13 @@ class SnapshotUploader:
     """With ``server_url`` None it only keeps the spool within its bounds."""
 
     def __init__(self, spool: SnapshotSpool, server_url: str | None, *, timeout_s: float = 30.0,
-                 retry_max_s: float = 300.0, retry_base_s: float = 1.0) -> None:
+                 retry_max_s: float = 300.0, retry_base_s: float = 1.0,
+                 login: tuple[str, str] | None = None) -> None:
         self.spool = spool
+        # An enrolled gateway's id and broker password: the server wants them
+        # with every upload (HTTP Basic, over the server's https).
+        self.headers = {"Authorization": "Basic " + base64.b64encode(f"{login[0]}:{login[1]}".encode()).decode()
+                        } if login is not None else {}
         self.server_url = server_url.rstrip("/") if server_url is not None else None
         self.timeout_s = timeout_s
         self.retry_max_s = retry_max_s
@@ -70,7 +76,7 @@ class SnapshotUploader:
                 await asyncio.sleep(_PRUNE_EVERY_S)
         timeout = aiohttp.ClientTimeout(total=self.timeout_s)
         pruned_at = 0.0
-        async with aiohttp.ClientSession(timeout=timeout) as session:
+        async with aiohttp.ClientSession(timeout=timeout, headers=self.headers) as session:
             while True:
                 self._wake.clear()
                 now = time.time()

@@ -1,12 +1,20 @@
 """``PUT /api/v1/gateways/{gw}/events/{seq}/snapshot``: a gateway sends the
 JPEG of a camera event after the event itself (docs/cameras-privacy.md).
 
-Gateways have no HTTP identity yet, so the upload is authenticated by its
-content: the bytes are taken only when that gateway's event ``seq`` is
-stored, is a camera event naming a snapshot, names exactly the SHA-256 of
-these bytes, and is not older than the snapshot retention period (or the
-events' own). The event came through the gateway's own broker login, so it
-vouches for the picture; the route is public and rate-limited per address.
+The upload is authenticated by its content: the bytes are taken only when
+that gateway's event ``seq`` is stored, is a camera event naming a snapshot,
+names exactly the SHA-256 of these bytes, and is not older than the snapshot
+retention period (or the events' own). The event came through the gateway's
+own broker login, so it vouches for the picture; the route is public and
+rate-limited per address.
+
+An enrolled gateway (docs/enrolment.md) also proves who it is: HTTP Basic
+with its gateway id and broker password, checked against the hash kept at
+enrolment. Its uploads without that login are refused with the same 404 as
+any other refusal, so a stolen event hash is not enough; a wrong login is a
+401 whatever the gateway id (it says nothing of which ids exist). A revoked
+gateway's uploads are refused. Gateways configured by hand before enrolment
+existed keep the content check alone.
 
 Every refusal that is about the event (none, another kind, another hash,
 too old) is one identical 404, so a caller without the picture learns
@@ -20,6 +28,8 @@ then the event (404). The bytes are stored exactly as sent."""
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import logging
 from datetime import UTC, datetime, timedelta
 
@@ -28,7 +38,9 @@ from aiohttp import web
 
 from rentgate import wire
 from server.appkeys import ENGINE, SETTINGS
+from server.auth.passwords import verify_password
 from server.auth.policy import public
+from server.db.models import gateways
 from server.media.errors import MediaUnavailable
 from server.settings import ServerSettings
 from server.snapshots.appkeys import UPLOAD_LIMITER
@@ -90,6 +102,38 @@ def _oldest_taken(settings_days: int, event_days: int, now: datetime) -> datetim
     return now - timedelta(days=min(settings_days, event_days))
 
 
+def _login(request: web.Request) -> tuple[str, str] | None | bool:
+    """(user, password) from ``Authorization: Basic``; None without one;
+    False for one that cannot be read."""
+    header = request.headers.get("Authorization")
+    if header is None:
+        return None
+    scheme, _, value = header.partition(" ")
+    if scheme.lower() != "basic" or len(value) > 512:
+        return False
+    try:
+        user, sep, password = base64.b64decode(value.strip(), validate=True).decode("utf-8").partition(":")
+    except (binascii.Error, UnicodeDecodeError):
+        return False
+    return (user, password) if sep else False
+
+
+def _gateway_admits(engine: sa.Engine, gateway_id: str, login: tuple[str, str] | None) -> bool | None:
+    """True: go on; False: the login is wrong (401); None: refuse like a
+    missing event (404). Blocking (scrypt)."""
+    with engine.connect() as conn:
+        row = conn.execute(sa.select(gateways.c.secret_hash, gateways.c.revoked_at)
+                           .where(gateways.c.id == gateway_id)).first()
+    if login is not None:
+        user, password = login
+        good = (row is not None and row.revoked_at is None and row.secret_hash is not None
+                and user == gateway_id and verify_password(password, row.secret_hash))
+        return True if good else False
+    if row is not None and (row.revoked_at is not None or row.secret_hash is not None):
+        return None
+    return True
+
+
 def _store(engine: sa.Engine, settings: ServerSettings, gateway_id: str, seq: int, jpeg: CheckedJpeg) -> str:
     """"stored" or "already_stored"; NotWaiting otherwise (blocking)."""
     now = datetime.now(UTC)
@@ -121,6 +165,17 @@ async def upload_handler(request: web.Request) -> web.StreamResponse:
     seq = _seq(request.match_info["seq"])
     if seq is None:
         return _error(400, "bad_parameter", f"must be a whole number from 1 to {wire.MAX_INT}", "seq")
+    login = _login(request)
+    if login is False:
+        return _error(401, "unauthorized", "send the gateway's login as HTTP Basic (gateway id and broker password)",
+                      headers={"WWW-Authenticate": 'Basic realm="rentgate gateways"'})
+    admits = await asyncio.to_thread(_gateway_admits, request.app[ENGINE], gateway_id,
+                                     login if isinstance(login, tuple) else None)
+    if admits is False:
+        return _error(401, "unauthorized", "the gateway's login was refused",
+                      headers={"WWW-Authenticate": 'Basic realm="rentgate gateways"'})
+    if admits is None:
+        return _error(404, "not_found", NOT_WAITING)
     declared = request.headers.get("Content-Type", "").split(";")[0].strip().lower()
     if declared != CONTENT_TYPE:
         return _error(415, "unsupported_media_type", "send the JPEG's bytes with Content-Type: image/jpeg")
@@ -147,12 +202,13 @@ async def upload_handler(request: web.Request) -> web.StreamResponse:
 
 def add_routes(app: web.Application) -> None:
     app.router.add_put("/api/v1/gateways/{gw}/events/{seq}/snapshot", public(
-        "authenticated by content: taken only when the gateway's event names the SHA-256 of the bytes; one "
-        "identical 404 for every refusal about the event; rate-limited per address")(
+        "authenticated by content: taken only when the gateway's event names the SHA-256 of the bytes; an "
+        "enrolled gateway also by its own login (HTTP Basic); one identical 404 for every refusal about the "
+        "event; rate-limited per address")(
         api("A gateway uploads the JPEG of a camera event", tag="cameras", body_media=CONTENT_TYPE,
             body_schema={"type": "string", "format": "binary", "maxLength": MAX_SNAPSHOT_BYTES},
             description="Body: the JPEG's bytes (Content-Type: image/jpeg, at most 2 MiB, 16.7 megapixels), "
                         "stored exactly as sent. 201 stored, 200 already stored (an identical retry); 404 "
                         "(one answer) when no event of this gateway with this seq names the bytes' SHA-256; "
                         "415 not a JPEG; 413 too large.",
-            responses={201: Stored, 200: Stored}, errors=(413, 415, 429))(upload_handler)))
+            responses={201: Stored, 200: Stored}, errors=(401, 413, 415, 429))(upload_handler)))

@@ -160,3 +160,58 @@ async def test_uploads_are_limited_per_address(world: ScanWorld, door: Door, aio
     assert statuses == [404, 404, 404]
     response = await client.put(url(GW, UNIDENTIFIED_SEQ), data=door.unidentified, headers=JPEG)
     assert response.status == 429 and int(response.headers["Retry-After"]) >= 1
+
+
+def _enrol(engine: sa.Engine, gw: str, password: str) -> None:
+    """What enrolment leaves on the gateway's row: a hash of its broker password."""
+    from server.auth.passwords import hash_password
+    from server.db.models import gateways
+
+    with engine.begin() as conn:
+        conn.execute(sa.update(gateways).where(gateways.c.id == gw).values(secret_hash=hash_password(password)))
+
+
+def _basic(user: str, password: str) -> dict[str, str]:
+    import base64
+
+    token = base64.b64encode(f"{user}:{password}".encode()).decode()
+    return {**JPEG, "Authorization": f"Basic {token}"}
+
+
+async def test_an_enrolled_gateway_uploads_only_with_its_own_login(
+        client: Client, door: Door, engine: sa.Engine) -> None:
+    _enrol(engine, GW, "the-gateways-broker-password")
+    # The picture's hash alone no longer does: the same 404 as any refusal.
+    anonymous = await client.put(url(GW, UNIDENTIFIED_SEQ), data=door.unidentified, headers=JPEG)
+    assert anonymous.status == 404 and await anonymous.json() == NOT_WAITING
+    for headers in (_basic(GW, "a-guess"), _basic(FAR_GW, "the-gateways-broker-password"),
+                    {**JPEG, "Authorization": "Basic !!!"}, {**JPEG, "Authorization": "Bearer x" * 3}):
+        refused = await client.put(url(GW, UNIDENTIFIED_SEQ), data=door.unidentified, headers=headers)
+        assert refused.status == 401, headers
+        assert "WWW-Authenticate" in refused.headers
+    # A wrong login is the same 401 for a gateway that does not exist: no oracle of ids.
+    nobody = await client.put(url("gw-nobody", UNIDENTIFIED_SEQ), data=door.unidentified,
+                              headers=_basic("gw-nobody", "x"))
+    assert nobody.status == 401
+    assert stored_rows(engine) == {}
+    good = await client.put(url(GW, UNIDENTIFIED_SEQ), data=door.unidentified,
+                            headers=_basic(GW, "the-gateways-broker-password"))
+    assert good.status == 201, await good.text()
+    assert stored_rows(engine) == {door.unidentified_id: sha(door.unidentified)}
+
+
+async def test_a_revoked_gateway_uploads_nothing(client: Client, door: Door, engine: sa.Engine) -> None:
+    from datetime import UTC, datetime
+
+    from server.db.models import gateways
+
+    _enrol(engine, GW, "the-gateways-broker-password")
+    with engine.begin() as conn:
+        conn.execute(sa.update(gateways).where(gateways.c.id == GW).values(
+            revoked_at=datetime.now(UTC), secret_hash=None))
+    with_login = await client.put(url(GW, UNIDENTIFIED_SEQ), data=door.unidentified,
+                                  headers=_basic(GW, "the-gateways-broker-password"))
+    assert with_login.status == 401
+    without = await client.put(url(GW, UNIDENTIFIED_SEQ), data=door.unidentified, headers=JPEG)
+    assert without.status == 404 and await without.json() == NOT_WAITING
+    assert stored_rows(engine) == {}
