@@ -69,6 +69,8 @@ PAGES = [
     Visit("anyone", "/logout", 405),
     Visit("landlord", "/landlord"),
     Visit("landlord", "/landlord/buildings/{building}"),
+    Visit("landlord", "/landlord/buildings/{building}/terminals"),
+    Visit("anyone", "/e/7777-7777-7777"),
     Visit("landlord", "/landlord/units/{silent_unit}"),
     Visit("landlord", "/landlord/units/{other_unit}", 404),  # another landlord's: as if it did not exist
     Visit("landlord", "/landlord/units/abc", 404),
