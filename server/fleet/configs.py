@@ -29,6 +29,7 @@ JsonObj = dict[str, Any]
 DEFAULT_GATE_S = 30.0
 MAX_COMMENT = 200
 MAX_PROBLEMS_SHOWN = 20
+CHUNK = 500
 
 
 class ConfigProblems(InvalidInput):
@@ -104,22 +105,57 @@ def create_version(conn: sa.Connection, now: datetime, *, gateway_id: str, setti
     if not wire.GATE_S_MIN <= gate_s <= wire.GATE_S_MAX:
         raise InvalidInput("gate_s", f"must be between {wire.GATE_S_MIN:g} and {wire.GATE_S_MAX:g} seconds")
     version = previous + 1
+    message, signature = _signed(now, gateway_id, version, settings, gate_s, key)
+    conn.execute(sa.insert(gateway_configs).values(
+        gateway_id=gateway_id, version=version, settings=settings, gate_s=gate_s, payload=message,
+        key_id=key.key_id, signature=signature, created_at=now, created_by=actor, comment=comment,
+        rollout_id=rollout_id))
+    return version
+
+
+def _signed(now: datetime, gateway_id: str, version: int, settings: JsonObj, gate_s: float,
+            key: SigningKey) -> tuple[str, str]:
+    """The signed message of a version and its signature."""
     try:
         config = wire.RemoteConfig(gw=gateway_id, version=version, issued_at=now, gate_s=gate_s,
                                    settings=settings)
     except ValueError as exc:  # pydantic's ValidationError: e.g. values that are not JSON
         raise InvalidInput("settings", f"cannot be sent to a gateway: {str(exc)[:200]}") from None
     payload = wire.config_payload(config)
-    if len(payload.encode()) > wire.MAX_CONFIG_BYTES:
-        raise InvalidInput("settings", f"the configuration is {len(payload.encode())} bytes; a gateway takes at "
-                                       f"most {wire.MAX_CONFIG_BYTES}")
+    size = len(payload.encode())
+    if size > wire.MAX_CONFIG_BYTES:
+        raise InvalidInput("settings", f"the configuration is {size} bytes; a gateway takes at most "
+                                       f"{wire.MAX_CONFIG_BYTES}")
     signature = signing.sign(payload.encode(), key.private_key)
-    message = wire.signed_config_json(payload, key.key_id, signature).decode()
-    conn.execute(sa.insert(gateway_configs).values(
-        gateway_id=gateway_id, version=version, settings=settings, gate_s=gate_s, payload=message,
-        key_id=key.key_id, signature=signature, created_at=now, created_by=actor, comment=comment,
-        rollout_id=rollout_id))
-    return version
+    return wire.signed_config_json(payload, key.key_id, signature).decode(), signature
+
+
+def create_versions(conn: sa.Connection, now: datetime, settings_by_gateway: Mapping[str, JsonObj], *,
+                    gate_s: float, actor: int | None, comment: str | None, rollout_id: int | None,
+                    key: SigningKey) -> dict[str, int]:
+    """The next version of many gateways at once (a rollout's wave), in a
+    few statements instead of several per gateway. The caller has checked
+    that the gateways exist and are not revoked and validated each one's
+    settings (server/fleet/rollouts.py). Each gateway's version number."""
+    c = gateway_configs.c
+    ids = list(settings_by_gateway)
+    newest: dict[str, int] = {}
+    for start in range(0, len(ids), CHUNK):
+        rows = conn.execute(sa.select(c.gateway_id, sa.func.max(c.version))
+                            .where(c.gateway_id.in_(ids[start:start + CHUNK])).group_by(c.gateway_id))
+        newest.update({r[0]: int(r[1]) for r in rows})
+    made: dict[str, int] = {}
+    rows_out = []
+    for gw, settings in settings_by_gateway.items():
+        version = newest.get(gw, 0) + 1
+        message, signature = _signed(now, gw, version, settings, gate_s, key)
+        rows_out.append({"gateway_id": gw, "version": version, "settings": settings, "gate_s": gate_s,
+                         "payload": message, "key_id": key.key_id, "signature": signature, "created_at": now,
+                         "created_by": actor, "comment": comment, "rollout_id": rollout_id})
+        made[gw] = version
+    for start in range(0, len(rows_out), CHUNK):
+        conn.execute(sa.insert(gateway_configs), rows_out[start:start + CHUNK])
+    return made
 
 
 def published_message(conn: sa.Connection, gateway_id: str) -> bytes | None:
@@ -156,6 +192,19 @@ def current(conn: sa.Connection, gateway_id: str, default_gate_s: float) -> Json
             "created_at": row["created_at"], "created_by": row["by"], "comment": row["comment"],
             "rollout_id": row["rollout_id"], "outcome": row["outcome"], "outcome_at": row["outcome_at"],
             "outcome_detail": row["outcome_detail"]}
+
+
+def current_settings_of(conn: sa.Connection, gateway_ids: list[str]) -> dict[str, JsonObj]:
+    """Each gateway's newest settings (the empty ones before any version)."""
+    c = gateway_configs.c
+    newer = gateway_configs.alias("newer")
+    newest = sa.select(sa.func.max(newer.c.version)).where(newer.c.gateway_id == c.gateway_id).scalar_subquery()
+    found: dict[str, JsonObj] = {}
+    for start in range(0, len(gateway_ids), CHUNK):
+        rows = conn.execute(sa.select(c.gateway_id, c.settings).where(
+            c.gateway_id.in_(gateway_ids[start:start + CHUNK]), c.version == newest))
+        found.update({r[0]: dict(r[1]) for r in rows if isinstance(r[1], dict)})
+    return {gw: found.get(gw, initial_settings()) for gw in gateway_ids}
 
 
 def current_settings(conn: sa.Connection, gateway_id: str) -> JsonObj:

@@ -84,8 +84,8 @@ def _merged(conn: sa.Connection, gateway_ids: Sequence[str], changes: JsonObj) -
     merged: dict[str, JsonObj] = {}
     problems: list[str] = []
     checked: dict[str, list[str]] = {}
-    for gw in gateway_ids:
-        settings = {**configs.current_settings(conn, gw), **changes}
+    for gw, current in configs.current_settings_of(conn, list(gateway_ids)).items():
+        settings = {**current, **changes}
         merged[gw] = settings
         # Gateways with the same settings are checked once (the gateway id
         # itself is not part of what the check reads).
@@ -117,9 +117,8 @@ def create_rollout(conn: sa.Connection, now: datetime, *, changes: JsonObj, gate
         created_at=now, created_by=actor, changes=changes, share=share, gateways=targets, state="staged",
         comment=comment, updated_at=now).returning(config_rollouts.c.id)).scalar_one())
     wave = wave_order(rollout_id, targets)[:first_wave_size(share, len(targets))]
-    for gw in wave:
-        configs.create_version(conn, now, gateway_id=gw, settings=merged[gw], gate_s=gate_s, actor=actor,
-                               comment=comment, rollout_id=rollout_id, key=key)
+    configs.create_versions(conn, now, {gw: merged[gw] for gw in wave}, gate_s=gate_s, actor=actor,
+                            comment=comment, rollout_id=rollout_id, key=key)
     if len(wave) == len(targets):
         conn.execute(sa.update(config_rollouts).where(config_rollouts.c.id == rollout_id)
                      .values(state="completed", updated_at=now))
@@ -194,9 +193,8 @@ def continue_rollout(conn: sa.Connection, now: datetime, rollout_id: int, *, act
     except InvalidInput as exc:
         raise Conflict(f"the change no longer fits every gateway (its settings changed since): {exc.problem}") from None
     gate_s = float(versions[0]["gate_s"]) if versions else configs.DEFAULT_GATE_S
-    for gw in rest:
-        configs.create_version(conn, now, gateway_id=gw, settings=merged[gw], gate_s=gate_s, actor=actor,
-                               comment=row["comment"], rollout_id=rollout_id, key=key)
+    configs.create_versions(conn, now, {gw: merged[gw] for gw in rest}, gate_s=gate_s, actor=actor,
+                            comment=row["comment"], rollout_id=rollout_id, key=key)
     conn.execute(sa.update(config_rollouts).where(config_rollouts.c.id == rollout_id)
                  .values(state="completed", updated_at=now))
     return progress(conn, rollout_id), rest
