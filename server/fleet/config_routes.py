@@ -44,6 +44,9 @@ def _service(request: web.Request) -> ConfigService:
 
 
 async def _bounded_body(request: web.Request, limit: int) -> None:
+    declared = request.content_length
+    if declared is not None and declared > limit:  # refused before reading it
+        raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=declared)
     raw = await request.read()  # aiohttp keeps it for json_body
     if len(raw) > limit:
         raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=len(raw))
