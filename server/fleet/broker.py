@@ -34,6 +34,7 @@ log = logging.getLogger(__name__)
 CONTROL_TOPIC = "$CONTROL/dynamic-security/v1"
 RESPONSE_TOPIC = f"{CONTROL_TOPIC}/response"
 COMMAND_TIMEOUT_S = 10.0
+RECONNECT_MAX_S = 2.0
 SERVER_USERNAME = "rentgate-server"
 SERVER_ROLE = "rentgate-server"
 
@@ -157,7 +158,11 @@ class DynsecProvisioner:
         # not take each other's session over.
         self.link = MqttLink(
             LinkSettings(url=admin_url, client_id=f"rentgate-dynsec-{uuid.uuid4().hex[:12]}",
-                         subscriptions=[(RESPONSE_TOPIC, 1)]),
+                         subscriptions=[(RESPONSE_TOPIC, 1)],
+                         # One connection to a broker on the same host: retry
+                         # often, so that a revocation retried once the broker
+                         # is back finds the link up within its timeout.
+                         backoff_max_s=RECONNECT_MAX_S),
             on_message=self._on_message,
         )
         self._loop: asyncio.AbstractEventLoop | None = None
