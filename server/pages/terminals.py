@@ -206,7 +206,8 @@ def _new_code_page(ctx: PageContext, request: web.Request, building_id: int, mad
             f'<pre class="command" id="enrol-command">rentgate gateway enroll <span>{esc(made["code"])}</span> --server '
             f'{esc(server)}</pre>'
             f'<p class="meta">{esc(tt["new.once"])}</p>'
-            f'{status}<p class="meta">{esc(tt["new.step2"])}</p></div>'
+            f'{status}<p class="meta">{esc(tt["new.step2"])}</p>'
+            f'<noscript><p class="meta">{esc(tt["new.noscript"])}</p></noscript></div>'
             f'<form method="post" action="/landlord/enrolments/{int(made["enrolment"])}/cancel">{ctx.csrf_field()}'
             f'<button type="submit" class="secondary cancel-code">{esc(tt["cancel"])}</button></form>'
             f'<p><a href="/landlord/buildings/{building_id}/terminals">{esc(tt["back"])}</a></p>{SCRIPT}')

@@ -36,6 +36,7 @@ TEXTS: dict[str, dict[str, str]] = {
         "new.expired_now": "安装码已过期",
         "new.step1": "在终端上输入下面这条命令（或者让终端的摄像头对准这个二维码）：",
         "new.step2": "终端连上之后，这里会自动显示“已连接”。不用刷新页面。",
+        "new.noscript": "这个浏览器没有开启脚本：请打开终端列表查看终端是否已连接。",
         "new.once": "这个安装码只显示这一次，只能用一次。不要发给别人。",
         "new.qr": "安装码二维码",
         "status.waiting": "等待终端连接……",
@@ -87,6 +88,8 @@ TEXTS: dict[str, dict[str, str]] = {
         "new.expired_now": "the code has expired",
         "new.step1": "Type this command at the terminal (or hold this QR code in front of the terminal's camera):",
         "new.step2": "When the terminal connects, this page says so by itself. No need to reload.",
+        "new.noscript": "Scripts are off in this browser: open the terminals list to see whether the terminal is "
+                        "connected.",
         "new.once": "This code is shown only this once and works only once. Do not send it to anyone.",
         "new.qr": "QR code of the installation code",
         "status.waiting": "Waiting for the terminal…",
