@@ -24,6 +24,7 @@ from server.db.models import buildings, gateways
 from server.fleet import enrol, enrol_routes, revoke
 from server.fleet.errors import FleetError
 from server.pages.forms import FormErrors, errors_box, read_form
+from server.pages.gateway_config import config_url
 from server.pages.guard import page_not_found, page_user
 from server.pages.layout import PageContext, context, esc, page, when
 from server.pages.state import PAGES
@@ -139,6 +140,8 @@ def _terminal(ctx: PageContext, row: Row, now: datetime, request: web.Request) -
         lines.append(f'<div class="meta">{esc(tt["enrolled"])}{esc(ctx.t["sep"])}'
                      f'{esc(when(ctx.t, row["enrolled_at"], zone, now))}</div>')
     if state != "revoked":
+        lines.append(f'<div class="meta"><a class="configure" href="{esc(config_url(row["id"]))}">'
+                     f'{esc(tt["configure"])}</a></div>')
         lines.append(f'<details class="stop"><summary>{esc(tt["stop"])}</summary><p>{esc(tt["stop_explain"])}</p>'
                      f'<form method="post" action="/landlord/gateways/{esc(row["id"])}/revoke">{ctx.csrf_field()}'
                      f'<button type="submit" class="danger stop-confirm">{esc(tt["stop_confirm"])}</button>'

@@ -21,6 +21,7 @@ TEXTS: dict[str, dict[str, str]] = {
         "never_heard": "还没有联系过",
         "devices": "设备在线 {online}/{total}",
         "enrolled": "安装于",
+        "configure": "设置（设备、门、摄像头）",
         "stop": "停用此终端",
         "stop_explain": "停用后，这台终端立刻断开，不能再连接服务器，也不再收到门禁名单。要再用它，必须重新安装。",
         "stop_confirm": "确认停用",
@@ -72,6 +73,7 @@ TEXTS: dict[str, dict[str, str]] = {
         "never_heard": "not heard from yet",
         "devices": "devices online {online}/{total}",
         "enrolled": "Installed",
+        "configure": "Settings (devices, doors, cameras)",
         "stop": "Stop this terminal",
         "stop_explain": "Once stopped, the terminal is cut off at once: it can no longer connect to the server and "
                         "gets no more door lists. To use it again it must be installed again.",
