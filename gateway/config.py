@@ -106,7 +106,10 @@ _PATH_KEYS = ("data_dir", "mqtt_password_file", "mqtt_ca_file", "mqtt_cert_file"
 
 def merge_remote(local: dict[str, Any], settings: dict[str, Any]) -> dict[str, Any]:
     """The settings document a remote configuration makes of the local one:
-    each remote key replaces the local key of that name; ``broker_url``
+    each remote key replaces the local key of that name, except the tables
+    ``access`` and ``cameras``, whose keys replace the file's one by one (the
+    file keeps what the server does not set, such as the cameras' upload URL
+    enrolment wrote, and always the trusted keys); ``broker_url``
     (``mqtt[s]://host[:port]``, no login) replaces the scheme, host and port
     of ``mqtt_url`` and keeps its login. Raises ConfigError for keys that may
     not be set remotely or a bad ``broker_url``."""
@@ -122,11 +125,10 @@ def merge_remote(local: dict[str, Any], settings: dict[str, Any]) -> dict[str, A
                 doc["mqtt_url"] = _with_broker(str(doc.get("mqtt_url", "")), value)
             except ValueError as exc:
                 problems.append(ConfigProblem("broker_url", str(exc)))
-        elif key == "access" and isinstance(value, dict):
-            raw = local.get("access")
-            local_access: dict[str, Any] = raw if isinstance(raw, dict) else {}
-            doc["access"] = {**value, **({"public_keys": local_access["public_keys"]}
-                                         if "public_keys" in local_access else {})}
+        elif key in ("access", "cameras") and isinstance(value, dict):
+            raw = local.get(key)
+            local_table: dict[str, Any] = raw if isinstance(raw, dict) else {}
+            doc[key] = {**local_table, **{k: v for k, v in value.items() if k != "public_keys"}}
         else:
             doc[key] = value
     if problems:

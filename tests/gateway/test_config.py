@@ -116,3 +116,16 @@ def test_check_config_says_what_is_wrong_in_words(tmp_path: Path, capsys: pytest
     assert _cli(["gateway", "check-config", str(bad)]) == 2
     err = capsys.readouterr().err
     assert "must be greater than 0" in err and "no such setting" in err and "(line " in err
+
+
+def test_a_remote_cameras_or_access_table_keeps_what_the_file_set_and_the_server_did_not() -> None:
+    from gateway.config import parse_remote
+    from rentgate import signing
+
+    key_b64 = signing.public_key_b64(signing.generate_private_key().public_key())
+    local = {"gateway_id": "gw-a", "mqtt_url": "mqtts://gw-a@broker:8883", "data_dir": "/var/lib/gw",
+             "cameras": {"server_url": "https://rg.example"}, "access": {"public_keys": {"k1": key_b64}}}
+    config = parse_remote(local, {"cameras": {"follow_s": 3.0}, "access": {}})
+    assert config.cameras.server_url == "https://rg.example"  # written at enrolment, not sent by the server
+    assert config.cameras.follow_s == 3.0
+    assert list(config.access.public_keys) == ["k1"]
