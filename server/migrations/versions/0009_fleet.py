@@ -8,6 +8,7 @@ Create Date: 2026-12-05
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import sqlalchemy as sa
 from alembic import op
@@ -23,7 +24,7 @@ TS = sa.DateTime(timezone=True)
 BIG_ID = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 JSON_DOC = sa.JSON().with_variant(postgresql.JSONB(), "postgresql")
 
-_GATEWAY_COLUMNS = [
+_GATEWAY_COLUMNS: list[tuple[str, sa.types.TypeEngine[Any]]] = [
     ("enrolled_at", TS), ("hostname", sa.String(64)), ("certificate_serial", sa.String(64)), ("secret_hash", sa.String(200)),
     ("revoked_at", TS), ("clock_skew_s", sa.Float()), ("disk_free_bytes", sa.BigInteger()),
     ("disk_total_bytes", sa.BigInteger()), ("mem_rss_bytes", sa.BigInteger()),
