@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from rentgate.lang import tr
 from server.cli_support import DATABASE_URL_HELP
+from server.web.access_log import AccessLogger
 
 if TYPE_CHECKING:
     import sqlalchemy as sa
@@ -289,7 +290,8 @@ def _run_server(args: argparse.Namespace) -> int:
     # run_app turns SIGINT/SIGTERM into a graceful exit that runs the cleanup
     # contexts: ingest commits and acknowledges what it holds before exiting.
     web.run_app(make_app(settings), host=settings.http_host, port=settings.http_port,
-                print=lambda text: log.info("%s", text.strip()), shutdown_timeout=10)
+                print=lambda text: log.info("%s", text.strip()), shutdown_timeout=10,
+                access_log_class=AccessLogger)
     return 0
 
 
