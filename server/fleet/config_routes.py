@@ -75,6 +75,7 @@ async def put_config(request: web.Request) -> web.Response:
 
     def operation(conn: sa.Connection, now: datetime) -> tuple[JsonObj, list[str]]:
         configs.create_version(conn, now, gateway_id=gw, settings=body.settings, gate_s=gate_s, actor=user.id,
+                               by_landlord=user.role != "admin",
                                comment=body.comment, key=key)
         return configs.current(conn, gw, service.default_gate_s), [gw]
 

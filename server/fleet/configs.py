@@ -42,6 +42,25 @@ class ConfigProblems(InvalidInput):
         self.problems = shown
 
 
+# Keys only an administrator may change: where the gateway's broker is
+# (a landlord pointing their gateway at a broker of their own would make its
+# entries vanish from the server) and the outbox's bounds (a landlord
+# shrinking them would make the gateway drop unsent entries).
+ADMIN_ONLY_KEYS = ("broker_url", "outbox")
+ADMIN_ONLY_MESSAGE = "only an administrator may change this"
+
+
+def for_landlord(current: JsonObj, wanted: JsonObj) -> JsonObj:
+    """The settings a landlord's new version gets: ``wanted`` with the
+    administrator-only keys of ``current`` carried over unchanged. Raises
+    ConfigProblems when ``wanted`` sets one of them to something else."""
+    problems = [ConfigProblem(key, ADMIN_ONLY_MESSAGE) for key in ADMIN_ONLY_KEYS
+                if key in wanted and wanted[key] != current.get(key)]
+    if problems:
+        raise ConfigProblems(problems)
+    return {**wanted, **{key: current[key] for key in ADMIN_ONLY_KEYS if key in current}}
+
+
 def initial_settings() -> JsonObj:
     """The settings of an enrolled gateway's first version: none, so that
     its local settings file (devices, cameras, access) applies unchanged
@@ -74,16 +93,20 @@ def newest_version(conn: sa.Connection, gateway_id: str) -> int:
 
 def create_version(conn: sa.Connection, now: datetime, *, gateway_id: str, settings: JsonObj,
                    gate_s: float | None = None, actor: int | None = None, comment: str | None = None,
-                   rollout_id: int | None = None, key: SigningKey) -> int:
+                   rollout_id: int | None = None, key: SigningKey, by_landlord: bool = False) -> int:
     """Validate, sign and store the next version of ``gateway_id``'s
     configuration; its number. ``actor``: the user who made it (None: the
     system). ``gate_s`` None: the previous version's gate, else 30 s.
+    ``by_landlord``: the administrator-only keys are kept as they are
+    (``for_landlord``).
     Raises ConfigProblems (400), NotFound, Conflict for a revoked gateway,
     InvalidInput for a message larger than a gateway takes. Publishing is
     the caller's, after the commit (server/fleet/config_publisher.py)."""
     gw = _gateway(conn, gateway_id)
     if gw.revoked_at is not None:
         raise Conflict("the gateway was revoked: it no longer receives configurations")
+    if by_landlord:
+        settings = for_landlord(current_settings(conn, gateway_id), settings)
     try:
         json.dumps(settings, allow_nan=False)
     except (TypeError, ValueError):

@@ -78,6 +78,8 @@ def problem_words(ctx: PageContext, problem: ConfigProblem) -> str:
         message = tt["error.not_remote"]
     elif message.startswith("the trusted keys may not be set"):
         message = tt["error.public_keys"]
+    elif message == configs.ADMIN_ONLY_MESSAGE:
+        message = tt["error.admin_only"]
     return f"{where_in_words(ctx, problem.path)}{ctx.t['sep']}{message}"
 
 
@@ -250,6 +252,7 @@ async def config_submit(request: web.Request) -> web.Response:
 
     def operation(conn: sa.Connection, now: datetime) -> tuple[int, list[str]]:
         version = configs.create_version(conn, now, gateway_id=gw, settings=settings_doc, gate_s=gate,
+                                         by_landlord=user.role != "admin",
                                          actor=user.id, comment=comment, key=service.key)
         return version, [gw]
 

@@ -19,7 +19,8 @@ from tests.server.auth_helpers import UserCreds, make_user
 from tests.server.registry.api_helpers import settings_for
 
 # Settings a gateway takes (gateway.config.REMOTE_KEYS).
-GOOD = {"heartbeat_s": 15, "outbox": {"max_events": 50000}}
+# What a landlord may set (the outbox and the broker are an administrator's: test_configs_api).
+GOOD = {"heartbeat_s": 15, "cameras": {"follow_s": 4.0}}
 
 
 @dataclass(frozen=True)

@@ -115,3 +115,22 @@ async def test_the_version_a_put_makes_is_signed_for_the_gateway(
     public = {k: signing.load_public_key(v) for k, v in keys.items()}
     assert signing.verify(signed.payload.encode(), signed.signature, public, signed.key_id)
     assert wire.decode_remote_config(signed.payload).gw == "gw-a2"
+
+
+async def test_only_an_administrator_moves_the_broker_or_the_outbox(
+        setup: tuple[Client, World], engine: sa.Engine) -> None:
+    client, w = setup
+    path = "/api/v1/gateways/gw-a1/config"
+    for settings in ({"broker_url": "mqtts://broker.landlord.example:8883"}, {"outbox": {"max_events": 10}}):
+        refused = await call(client, "PUT", path, w.landlord_a.token, {"settings": settings}, status=400)
+        assert refused["problems"] == [{"path": next(iter(settings)),
+                                        "message": "only an administrator may change this"}]
+    assert stored(engine) == 0
+    moved = {"broker_url": "mqtts://broker2.example:8883", "heartbeat_s": 20}
+    await call(client, "PUT", path, w.admin.token, {"settings": moved}, status=201)
+    # The landlord's next change keeps the administrator's broker, named or not.
+    kept = await call(client, "PUT", path, w.landlord_a.token, {"settings": {"heartbeat_s": 5}}, status=201)
+    assert kept["settings"] == {"heartbeat_s": 5, "broker_url": "mqtts://broker2.example:8883"}
+    same = await call(client, "PUT", path, w.landlord_a.token,
+                      {"settings": {"heartbeat_s": 6, "broker_url": "mqtts://broker2.example:8883"}}, status=201)
+    assert same["settings"]["broker_url"] == "mqtts://broker2.example:8883"
