@@ -511,9 +511,11 @@ class Demo:
 
     def _run_until_interrupted(self) -> dict[str, Any]:
         """Print every entry and alarm as the server stores it, until Ctrl-C."""
-        print(tr(f"请打开 {self.url}/（门禁状态）、{self.url}/landlord（楼栋、租户、待办）、{self.url}/overview"
+        print(tr(f"请打开 {self.url}/（门禁状态）、{self.url}/landlord（楼栋、租户、待办；楼栋页的“终端”可以添加新终端）、"
+                 f"{self.url}/fleet（终端状态）、{self.url}/overview"
                  f"（四率）、{self.url}/c（网格员）；按 Ctrl-C 停止。下面是示范楼每一次进出，按服务器保存的顺序：",
-                 f"open {self.url}/ (door status), {self.url}/landlord (buildings, tenants, cases), "
+                 f"open {self.url}/ (door status), {self.url}/landlord (buildings, tenants, cases; a building's "
+                 f"\"Terminals\" adds a new terminal), {self.url}/fleet (the terminals' health), "
                  f"{self.url}/overview (the four rates), {self.url}/c (coordinators); Ctrl-C stops. Below, every "
                  "entry at the demo building as the server stores it:"), flush=True)
         from server.rules import CityRules
