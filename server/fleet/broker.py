@@ -33,7 +33,9 @@ log = logging.getLogger(__name__)
 
 CONTROL_TOPIC = "$CONTROL/dynamic-security/v1"
 RESPONSE_TOPIC = f"{CONTROL_TOPIC}/response"
-COMMAND_TIMEOUT_S = 10.0
+# A healthy broker answers a command in milliseconds; a landlord's revoke or
+# a gateway's enrolment should not hang much longer than this on one that is away.
+COMMAND_TIMEOUT_S = 5.0
 RECONNECT_MAX_S = 2.0
 SERVER_USERNAME = "rentgate-server"
 SERVER_ROLE = "rentgate-server"
@@ -314,7 +316,7 @@ async def _fleet_ctx(app: web.Application) -> AsyncIterator[None]:
         log.warning("%s", exc)
     provisioner: Provisioner
     if settings.broker_admin_url:
-        dynsec = DynsecProvisioner(settings.broker_admin_url)
+        dynsec = DynsecProvisioner(settings.broker_admin_url, timeout_s=COMMAND_TIMEOUT_S)
         await dynsec.start()
         provisioner = dynsec
     else:

@@ -173,18 +173,23 @@ async def test_a_broker_that_refuses_or_does_not_answer_is_a_broker_error(fleet_
 
 
 
-async def test_the_provisioner_comes_back_with_the_broker(fleet_broker: Mosquitto, provisioner: DynsecProvisioner,
-                                                          identity: MakeIdentity) -> None:
+async def test_the_provisioner_comes_back_with_the_broker(fleet_broker: Mosquitto, identity: MakeIdentity) -> None:
     """A revocation retried once the broker is back goes through: the admin
     link reconnects within a couple of seconds, not after a long backoff."""
-    a = identity("gw-a")
-    await provisioner.add_gateway(a.gateway_id, a.password)
-    await asyncio.to_thread(fleet_broker.stop)
-    with pytest.raises(BrokerError):
+    # Its own provisioner with a short command timeout: the broker is down on purpose.
+    provisioner = DynsecProvisioner(fleet_broker.admin_url, timeout_s=1.5)
+    await provisioner.start()
+    try:
+        a = identity("gw-a")
+        await provisioner.add_gateway(a.gateway_id, a.password)
+        await asyncio.to_thread(fleet_broker.stop)
+        with pytest.raises(BrokerError):
+            await provisioner.remove_gateway("gw-a")
+        await asyncio.sleep(3)  # long enough for the reconnect backoff to grow
+        await asyncio.to_thread(fleet_broker.start)
+        started = time.monotonic()
         await provisioner.remove_gateway("gw-a")
-    await asyncio.sleep(3)  # long enough for the reconnect backoff to grow
-    await asyncio.to_thread(fleet_broker.start)
-    started = time.monotonic()
-    await provisioner.remove_gateway("gw-a")
-    assert time.monotonic() - started < 4
-    assert a.probe(fleet_broker).try_connect() == "Not authorized"
+        assert time.monotonic() - started < 4
+        assert a.probe(fleet_broker).try_connect() == "Not authorized"
+    finally:
+        await provisioner.close()

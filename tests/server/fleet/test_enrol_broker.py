@@ -13,11 +13,13 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
 import sqlalchemy as sa
 
 from rentgate import wire
 from server.app import make_app
 from server.db.models import gateway_enrolments, gateways
+from server.fleet import broker
 from server.fleet.broker import gateway_client_id
 from tests.server.fleet.enrol_helpers import csr_pem, enrol_settings, metrics, new_code, seed_landlords
 from tests.server.registry.api_helpers import Api, MakeClient
@@ -87,7 +89,9 @@ async def test_an_enrolled_gateway_connects_with_what_it_was_given_and_shows_onl
 
 async def test_with_the_broker_down_nothing_is_kept_and_the_same_code_works_later(
         fleet_broker: Mosquitto, sqlite_engine: sa.Engine, sqlite_url: str, tmp_path: Path,
-        aiohttp_client: MakeClient) -> None:
+        aiohttp_client: MakeClient, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The broker is stopped on purpose: do not wait the production timeout for it.
+    monkeypatch.setattr(broker, "COMMAND_TIMEOUT_S", 1.5)
     api = Api(await aiohttp_client(make_app(_settings(fleet_broker, sqlite_url, tmp_path), ingest=False)))
     people = seed_landlords(sqlite_engine)
     made = await new_code(api, people.a.token, people.building_a)

@@ -12,11 +12,13 @@ from html import unescape
 from pathlib import Path
 
 import aiohttp
+import pytest
 import sqlalchemy as sa
 from aiohttp.test_utils import TestClient
 
 from server.app import make_app
 from server.db.models import gateway_enrolments, gateways
+from server.fleet import broker
 from tests.server.fleet.enrol_helpers import CODE, csr_pem, enrol_settings, seed_landlords
 from tests.server.registry.api_helpers import MakeClient
 from tests.services import Mosquitto
@@ -124,7 +126,9 @@ async def test_another_landlord_can_neither_see_nor_add_nor_cancel(sqlite_engine
 
 async def test_stopping_a_terminal_while_the_broker_is_down_says_so_and_the_retry_finishes(
         fleet_broker: Mosquitto, sqlite_engine: sa.Engine, sqlite_url: str, tmp_path: Path,
-        aiohttp_client: MakeClient) -> None:
+        aiohttp_client: MakeClient, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The broker is stopped on purpose: do not wait the production timeout for it.
+    monkeypatch.setattr(broker, "COMMAND_TIMEOUT_S", 1.5)
     assert fleet_broker.dynsec is not None
     settings = enrol_settings(sqlite_url, tmp_path, broker_admin_url=fleet_broker.admin_url,
                               gateway_ca_dir=str(fleet_broker.dynsec.ca_dir), mqtt_url=fleet_broker.server_url)
