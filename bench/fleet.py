@@ -362,7 +362,8 @@ def rollback(stack: Stack, gateway_id: str, gate_s: float) -> float:
     from server.db.models import gateways
 
     started = time.monotonic()
-    made = call(stack, "PUT", f"/api/v1/gateways/{gateway_id}/config", stack.landlord_token, expect=201, body={
+    # Moving the broker is an administrator's change (server/fleet/configs.py ADMIN_ONLY_KEYS).
+    made = call(stack, "PUT", f"/api/v1/gateways/{gateway_id}/config", stack.admin_token, expect=201, body={
         "settings": {"broker_url": f"mqtts://127.0.0.1:{free_port()}"}, "gate_s": gate_s,
         "comment": "bench: a broker address that answers nothing"})
     version = made["version"]

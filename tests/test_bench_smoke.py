@@ -101,3 +101,18 @@ def test_quick_camera_benchmark_prints_its_figures() -> None:
     assert result["inward_true"] > 0 and result["inward_counted"] > 0
     for figure in ("tailgating_precision", "tailgating_recall"):
         assert figure in result, result
+
+
+def test_quick_fleet_benchmark_prints_its_figures(tmp_path: Path) -> None:
+    """``bench/fleet.py --quick --json``: six gateways enrolled through the
+    real command line against a Mosquitto with dynamic security, a rollout,
+    a rollback and a revocation; every figure there (speed is the full run's)."""
+    if find_binary("mosquitto", "/usr/sbin", "/usr/local/sbin") is None:
+        service_missing(ServiceMissing(Mosquitto.service, Mosquitto.hint))
+    proc = subprocess.run([sys.executable, "bench/fleet.py", "--quick", "--json"], cwd=REPO,
+                          capture_output=True, timeout=300, stdin=subprocess.DEVNULL)
+    assert proc.returncode == 0, proc.stderr.decode(errors="replace")[-3000:]
+    result = json.loads(proc.stdout.decode().strip().splitlines()[-1])
+    for figure in ("enroll_s_p99", "config_apply_s_p99", "rollback_s", "revoke_cutoff_s"):
+        assert isinstance(result[figure], (int, float)) and result[figure] > 0, (figure, result)
+    assert result["gateways"] == 6, result
