@@ -98,14 +98,14 @@ class Staging:
         assert self.path is not None, "Staging used outside its with block"
         for folder, subfolders, _files in os.walk(self.path):
             for name in subfolders:
-                _fsync_dir(Path(folder) / name)
+                remote_store.fsync_dir(Path(folder) / name)
         os.chmod(self.path, PRIVATE_DIR)
-        _fsync_dir(self.path)
+        remote_store.fsync_dir(self.path)
         # rename(2) replaces an empty folder and fails on one that is not:
         # another enrolment that got there first is never overwritten.
         os.rename(self.path, self.target)
         self.committed = True
-        _fsync_dir(self.target.parent)
+        remote_store.fsync_dir(self.target.parent)
 
     def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
@@ -159,14 +159,6 @@ def _enrolled_id(target: Path) -> str | None:
         return None
     gw = doc.get("gateway_id") if isinstance(doc, dict) else None
     return gw if isinstance(gw, str) and wire.is_gateway_id(gw) else None
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 # --------------------------------------------------------------------------- contents
