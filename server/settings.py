@@ -17,7 +17,7 @@ import os
 import socket
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -42,7 +42,7 @@ OTHER_VARIABLES: dict[str, str] = {
 }
 # The server's flags that override a setting, by field (the rest have none).
 FLAGS: dict[str, str] = {"database_url": "--database-url", "mqtt_url": "--mqtt-url", "http_host": "--host",
-                         "http_port": "--port"}
+                         "http_port": "--port", "role": "--role"}
 DEFAULT_SOURCE = "default"
 
 
@@ -152,6 +152,24 @@ class ServerSettings(BaseModel):
     fleet_offline_after_s: float = Field(default=90.0, ge=10.0)
     # Outbox depth past which a gateway is flagged on the fleet page and in metrics.
     fleet_outbox_alert: int = Field(default=10_000, ge=1)
+    # Scaling out (docs/scaling.md). What this process does: "all" (one
+    # process does everything, the default), "ingest" (MQTT events into the
+    # database, nothing else; run several), "web" (pages and APIs; run
+    # several behind a load balancer), "reconcile" (reconciliation, police
+    # watches, retention, fleet and allowlist publishing: run exactly one).
+    role: Literal["all", "ingest", "web", "reconcile"] = "all"
+    # Ingest workers share the events through this MQTT shared-subscription
+    # group ($share/<group>/...): each message goes to one of them. Unset: a
+    # plain subscription, right for a single ingest process.
+    ingest_share_group: str | None = Field(default=None, min_length=1, max_length=64,
+                                           pattern=r"^[A-Za-z0-9_\-]+$")
+    # Where ingest reads events: "mqtt" (the broker at mqtt_url, the
+    # default) or "jetstream" (a NATS JetStream work queue at nats_url, for a
+    # clustered NATS deployment: docs/clustering.md).
+    ingest_source: Literal["mqtt", "jetstream"] = "mqtt"
+    # NATS servers for ingest_source=jetstream: nats://host:4222, several
+    # separated by commas.
+    nats_url: str | None = None
 
     @field_validator("database_url")
     @classmethod

@@ -63,12 +63,22 @@ class IngestService:
         # events (reconciliation and police watches wake on it instead of
         # polling). Must not block. Add with add_commit_listener.
         self._commit_listeners: list[Callable[[CommitResult], None]] = []
+        # Called on the event loop with n: the n oldest messages offered and
+        # not yet settled are now committed (or dead-lettered) and
+        # acknowledged to their gateways, in the order they were offered. A
+        # source that can hold a message until then (JetStream) acknowledges
+        # it to the broker here. Add with add_settle_listener.
+        self._settle_listeners: list[Callable[[int], None]] = []
+        # With JetStream as the source, MQTT carries only what the server
+        # publishes (acknowledgements, its status); events come from NATS.
+        subscriptions = ([(wire.EVENTS_SUBSCRIPTION, 1), (wire.STATUS_SUBSCRIPTION, 1)]
+                         if settings.ingest_source == "mqtt" else [])
         self.link = MqttLink(
             LinkSettings(
                 url=settings.mqtt_url,
                 client_id=settings.mqtt_client_id,
                 clean_session=False,
-                subscriptions=[(wire.EVENTS_SUBSCRIPTION, 1), (wire.STATUS_SUBSCRIPTION, 1)],
+                subscriptions=subscriptions,
                 will=Will(wire.SERVER_STATUS_TOPIC, self._server_status("offline")),
             ),
             on_message=self._on_message,
@@ -87,6 +97,10 @@ class IngestService:
             link_task = tg.create_task(self.link.run(), name="ingest-mqtt-link")
             tg.create_task(self._request_resends(), name="ingest-gap-resend")
             tg.create_task(self._refresh_revoked(), name="ingest-revoked-gateways")
+            if self.settings.ingest_source == "jetstream":
+                from server.ingest.jetstream import JetStreamSource
+
+                tg.create_task(JetStreamSource(self.settings, self).run(self._stopping), name="ingest-jetstream")
             await self._drain()
             self.link.publish(wire.SERVER_STATUS_TOPIC, self._server_status("offline"), qos=1, retain=True)
             link_task.cancel()
@@ -98,18 +112,25 @@ class IngestService:
     # ------------------------------------------------------------------ network thread
 
     def _on_message(self, topic: str, payload: bytes) -> None:
+        self.offer(topic, payload)
+
+    def offer(self, topic: str, payload: bytes) -> bool:
+        """Queue one message for the database; any thread. False: shed (too
+        many waiting), never to be settled; its gateway sends it again, or a
+        source that holds messages gives it back to the broker."""
         with self._lock:
             if len(self._queue) >= self.settings.ingest_max_pending:
                 self.metrics.messages_shed += 1
-                return
+                return False
             self._queue.append((topic, bytes(payload), datetime.now(UTC)))
             self.metrics.messages_received += 1
             # Only the first message into an empty queue costs a loop wake-up.
             if self._signalled:
-                return
+                return True
             self._signalled = True
         if self._loop is not None:
             self._loop.call_soon_threadsafe(self._wake.set)
+        return True
 
     def _on_connect(self) -> None:
         # Retained, so gateways that connect later also learn a server is up
@@ -165,8 +186,19 @@ class IngestService:
                 continue
             self.database_ok = True
             self._acknowledge(result)
+            self._settle(len(batch))
             self._notify(result)
             return
+
+    def add_settle_listener(self, listener: Callable[[int], None]) -> None:
+        self._settle_listeners.append(listener)
+
+    def _settle(self, count: int) -> None:
+        for listener in self._settle_listeners:
+            try:
+                listener(count)
+            except Exception:  # noqa: BLE001 - a listener's fault must not stop ingest
+                log.exception("settle listener failed")
 
     def add_commit_listener(self, listener: Callable[[CommitResult], None]) -> None:
         self._commit_listeners.append(listener)
@@ -223,6 +255,7 @@ class IngestService:
                 continue
             self.database_ok = True
             self._acknowledge(result)
+            self._settle(1)
             return
 
     def _acknowledge(self, result: CommitResult) -> None:
