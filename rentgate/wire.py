@@ -158,6 +158,36 @@ EVENTS_SUBSCRIPTION = f"{TOPIC_ROOT}/gw/+/events"
 ALLOWLIST_REQUEST_SUBSCRIPTION = f"{TOPIC_ROOT}/gw/+/allowlist_request"
 STATUS_SUBSCRIPTION = f"{TOPIC_ROOT}/gw/+/status"
 SERVER_STATUS_TOPIC = f"{TOPIC_ROOT}/server/status"
+# Several ingest workers sharing the events (docs/scaling.md) each keep a
+# retained status of their own under SERVER_STATUS_TOPIC, with a last will
+# of their own: one worker's will must not say "offline" for all of them. A
+# gateway counts the server online while any of these says online.
+SERVER_WORKER_STATUS_SUBSCRIPTION = f"{SERVER_STATUS_TOPIC}/+"
+_NOT_IN_TOPIC_LEVEL = re.compile(r"[^A-Za-z0-9_.\-]")
+
+
+def server_worker_status_topic(worker: str) -> str:
+    """One ingest worker's status topic; ``worker`` is its MQTT client id,
+    with anything a topic level cannot hold replaced by ``_``."""
+    level = _NOT_IN_TOPIC_LEVEL.sub("_", worker)[:64]
+    if not level:
+        raise ValueError("an ingest worker needs a non-empty client id")
+    return f"{SERVER_STATUS_TOPIC}/{level}"
+
+
+def is_server_status_topic(topic: str) -> bool:
+    """The single server's status or one worker's."""
+    if topic == SERVER_STATUS_TOPIC:
+        return True
+    prefix = SERVER_STATUS_TOPIC + "/"
+    return topic.startswith(prefix) and "/" not in topic[len(prefix):] and len(topic) > len(prefix)
+
+
+def shared_subscription(subscription: str, group: str | None) -> str:
+    """``subscription`` for one member of an MQTT shared-subscription group
+    (``$share/<group>/...``: the broker gives each message to one member),
+    or as it is without a group."""
+    return f"$share/{group}/{subscription}" if group else subscription
 
 
 def gateway_from_topic(topic: str) -> str | None:

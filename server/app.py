@@ -6,11 +6,12 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 
 from aiohttp import web
 
 from server.access import routes as access_routes
-from server.api.routes import add_routes
+from server.api.routes import add_probe_routes, add_routes
 from server.appkeys import ENGINE, SETTINGS
 from server.audit import routes as audit_routes
 from server.audit import setup as audit_setup
@@ -22,6 +23,7 @@ from server.fleet import setup as fleet_setup
 from server.grid import setup as grid_setup
 from server.ingest.appkeys import INGEST, METRICS
 from server.ingest.consumer import IngestService
+from server.ingest.feed import CommitNotifier, commit_feed_ctx, is_postgresql
 from server.ingest.metrics import IngestMetrics
 from server.ingest.store import EventStore
 from server.media.limits import UPLOAD_BODY_MAX, body_limit_middleware
@@ -43,8 +45,35 @@ log = logging.getLogger(__name__)
 SHUTDOWN_COMMIT_TIMEOUT_S = 30.0
 
 
+@dataclass(frozen=True)
+class Parts:
+    """What one process runs (docs/scaling.md)."""
+
+    ingest: bool      # the MQTT ingest: events into the database, acks out
+    pages: bool       # the pages and the APIs
+    publish: bool     # MQTT publishes of what this process's own requests write (allowlists, configurations)
+    background: bool  # reconciliation, police watches, retention, catch-ups, fleet health: exactly one process
+
+    @classmethod
+    def of(cls, role: str) -> Parts:
+        return _ROLES[role]
+
+
+_ROLES = {
+    "all": Parts(ingest=True, pages=True, publish=True, background=True),
+    "ingest": Parts(ingest=True, pages=False, publish=False, background=False),
+    "web": Parts(ingest=False, pages=True, publish=True, background=False),
+    "reconcile": Parts(ingest=False, pages=False, publish=True, background=True),
+}
+# ``make_app(ingest=False)``: the pages and the API alone, nothing over MQTT
+# and nothing in the background (tests, the route table, a read replica).
+API_ONLY = Parts(ingest=False, pages=True, publish=False, background=False)
+
+
 def make_app(settings: ServerSettings, *, ingest: bool = True) -> web.Application:
-    """``ingest=False`` serves the API alone (no MQTT), e.g. for a read replica."""
+    """The parts of ``settings.role``; ``ingest=False`` serves the API alone
+    (no MQTT, no background work), e.g. for a read replica."""
+    parts = Parts.of(settings.role) if ingest else API_ONLY
     # Photos from patrols and problem reports exceed aiohttp's 1 MiB default;
     # other routes keep 1 MiB (server/media/limits.py).
     # json_http_errors first (outermost): aiohttp's own refusals on /api/ get the API's error shape.
@@ -53,24 +82,35 @@ def make_app(settings: ServerSettings, *, ingest: bool = True) -> web.Applicatio
     app[SETTINGS] = settings
     app[METRICS] = IngestMetrics()
     app.cleanup_ctx.append(_engine_ctx)
+    if parts.ingest:
+        app.cleanup_ctx.append(_ingest_ctx)
+    if not parts.pages and not parts.background:
+        # An ingest worker: its probes and nothing else (no sessions, no
+        # keys, no services), so that N of them cost little more than the
+        # ingest itself.
+        add_probe_routes(app)
+        check_policies(app)
+        return app
     app.cleanup_ctx.append(read_engine_ctx)
     app.cleanup_ctx.append(plate_keys_ctx)
-    if ingest:
-        app.cleanup_ctx.append(_ingest_ctx)
+    if parts.background and not parts.ingest:
+        # Reconciliation and the watches wake on commits made by ingest
+        # processes elsewhere (LISTEN/NOTIFY on PostgreSQL, else polling).
+        app.cleanup_ctx.append(commit_feed_ctx)
     auth_setup.setup(app)
     audit_setup.setup(app)
     audit_routes.add_routes(app)
     add_routes(app)
     dashboard.add_routes(app)
-    access_routes.setup(app, mqtt=ingest)
+    access_routes.setup(app, mqtt=parts.publish, background=parts.background)
     registry_setup.setup(app)
     declare_api.add_routes(app)
-    reconcile_setup.setup(app, run_service=ingest)
+    reconcile_setup.setup(app, run_service=parts.background)
     grid_setup.setup(app)
-    police_setup.setup(app, run_service=ingest)
-    retention_setup.setup(app, run_jobs=ingest)
+    police_setup.setup(app, run_service=parts.background)
+    retention_setup.setup(app, run_jobs=parts.background)
     snapshots_setup.setup(app)
-    fleet_setup.setup(app, run_service=ingest)
+    fleet_setup.setup(app, run_service=parts.background, publish=parts.publish)
     pages_setup.setup(app)
     # The OpenAPI document describes the API, not data: anyone may read it.
     openapi.add_route(app, public("describes the API, not data"), policy_of)
@@ -95,7 +135,17 @@ async def _ingest_ctx(app: web.Application) -> AsyncIterator[None]:
     app[INGEST] = service
     task = asyncio.create_task(service.run(), name="ingest-service")
     task.add_done_callback(_report_end)
+    notifying: asyncio.Task[None] | None = None
+    stopping = asyncio.Event()
+    if settings.role == "ingest" and is_postgresql(app[ENGINE]):
+        # Reconciliation runs in another process: tell it of new events.
+        notifier = CommitNotifier(app[ENGINE])
+        service.add_commit_listener(notifier.on_commit)
+        notifying = asyncio.create_task(notifier.run(stopping), name="ingest-notify")
     yield
+    stopping.set()
+    if notifying is not None:
+        await notifying
     # Commit and acknowledge what has arrived before the engine goes away.
     service.stop()
     try:

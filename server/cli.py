@@ -111,11 +111,16 @@ def _server_flags(parser: argparse.ArgumentParser, default: Any = None) -> None:
                         "every network (env RENTGATE_HTTP_HOST; default: 127.0.0.1)")
     parser.add_argument("--port", dest="http_port", type=int, default=default,
                         help="the HTTP port (env RENTGATE_HTTP_PORT; default: 8080)")
+    parser.add_argument("--role", choices=("all", "ingest", "web", "reconcile"), default=default,
+                        help="what this process does: all (everything, one process), ingest (MQTT events into the "
+                             "database; run several with RENTGATE_INGEST_SHARE_GROUP), web (pages and APIs; run "
+                             "several), reconcile (the background services; run exactly one). docs/scaling.md "
+                             "(env RENTGATE_ROLE; default: all)")
 
 
 def _flags(args: argparse.Namespace) -> dict[str, Any]:
     return {"database_url": args.database_url, "mqtt_url": args.mqtt_url, "http_host": args.http_host,
-            "http_port": args.http_port}
+            "http_port": args.http_port, "role": getattr(args, "role", None)}
 
 
 def _db_engine(args: argparse.Namespace) -> tuple[str, sa.Engine] | None:
@@ -228,6 +233,8 @@ def _summary(report: Report) -> str:
         (("mqtt_url",), tr("MQTT 代理", "MQTT broker"), redact(s.mqtt_url) + origin("mqtt_url")),
         (("http_host", "http_port"), tr("监听", "listening on"),
          f"{s.http_host}:{s.http_port}" + origin("http_host", "http_port")),
+        (("role", "ingest_share_group"), tr("角色", "role"),
+         _role_text(s.role, s.ingest_share_group) + origin("role", "ingest_share_group")),
         (("public_url",), tr("门牌地址", "plates point at"), redact(s.public_url) + origin("public_url")),
         (("pii_key_file",), tr("身份证号密钥", "identity-number key"), report.parts["pii_key_file"]),
         (("plate_key_file",), tr("门牌签名密钥", "plate keyring"), report.parts["plate_key_file"]),
@@ -247,6 +254,12 @@ def _summary(report: Report) -> str:
     if others:
         lines.append(tr(f"  另外设置了：{'、'.join(others)}", f"  also set: {', '.join(others)}"))
     return "\n".join(lines)
+
+
+def _role_text(role: str, group: str | None) -> str:
+    if role == "ingest" and group:
+        return tr(f"ingest（共享订阅组 {group}）", f"ingest (shared subscription group {group})")
+    return role
 
 
 def _width(text: str) -> int:
@@ -420,6 +433,7 @@ class _Checks:
         self._rules()
         self._media()
         self._public_url()
+        self._role()
 
     # --------------------------------------------------------------- key files
 
@@ -536,6 +550,21 @@ class _Checks:
             self.warning("media_dir", "not_set", "没有设置：数据库不是 SQLite 文件，巡查和问题报告的照片无处保存",
                          "not set: the database is no SQLite file, so patrols' and reports' photos have nowhere "
                          "to go")
+
+    def _role(self) -> None:
+        s = self.settings
+        if s.role == "ingest" and not s.ingest_share_group and s.ingest_source == "mqtt":
+            self.warning("ingest_share_group", "no_share_group",
+                         "角色是 ingest 但没有设置共享订阅组：每个 ingest 进程都会收到每条消息（重复处理，负载不分摊）；"
+                         "只运行一个 ingest 进程时可以不设，运行多个时请给它们设同一个组名（docs/scaling.md）",
+                         "the role is ingest but no shared subscription group is set: every ingest process would "
+                         "get every message (the work done N times, not shared); fine for one ingest process, "
+                         "for several give them all the same group name (docs/scaling.md)")
+        if s.ingest_share_group and s.role not in ("ingest", "all"):
+            self.warning("ingest_share_group", "share_group_unused",
+                         f"设置了共享订阅组，但角色 {s.role} 不接收事件：这个进程不用它",
+                         f"a shared subscription group is set, but role {s.role} does not ingest: this process "
+                         "does not use it")
 
     def _public_url(self) -> None:
         from server.plates.public_url import PROBLEMS, REASONS, BadPublicUrl, check_public_url

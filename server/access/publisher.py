@@ -9,6 +9,12 @@ broker is away nothing is kept here: the next connect republishes every
 gateway's snapshot. A catch-up task also republishes any list whose version
 is ahead of what was last published, so changes committed by another
 process (an import) reach the gateways within seconds.
+
+With several processes (docs/scaling.md) every web process publishes what
+its own requests change (deltas at once, and the snapshots they ask for),
+while only the one that runs the background services (``background``)
+answers the gateways' requests, republishes everything on connect and runs
+the catch-up: N web processes must not each answer every request.
 """
 
 from __future__ import annotations
@@ -22,7 +28,9 @@ from datetime import UTC, datetime, timedelta
 import sqlalchemy as sa
 
 from rentgate import wire
+from rentgate.lang import tr
 from rentgate.mqtt import LinkSettings, MqttLink
+from rentgate.outage import Outage
 from server.access import allowlists
 from server.access.allowlists import Change
 from server.access.keys import SigningKey
@@ -46,14 +54,17 @@ def _gateway_of(topic: str) -> str | None:
 
 
 class AllowlistPublisher:
-    def __init__(self, settings: ServerSettings, engine: sa.Engine, key: SigningKey | None) -> None:
+    def __init__(self, settings: ServerSettings, engine: sa.Engine, key: SigningKey | None, *,
+                 background: bool = True) -> None:
         self.engine = engine
         self.key = key
+        self.background = background
         self.keep_revoked = timedelta(days=settings.allowlist_revoked_keep_days)
         self.counters: Counter[str] = Counter()
+        self.outage = Outage(log, tr("门禁名单发布所用的数据库", "the database, for publishing allowlists"))
         self.link = MqttLink(
             LinkSettings(url=settings.mqtt_url, client_id=client_id(settings.mqtt_client_id),
-                         subscriptions=[(wire.ALLOWLIST_REQUEST_SUBSCRIPTION, 1)]),
+                         subscriptions=[(wire.ALLOWLIST_REQUEST_SUBSCRIPTION, 1)] if background else []),
             on_message=self._on_message,
             on_connect=self._on_connect,
         )
@@ -68,7 +79,8 @@ class AllowlistPublisher:
         async with asyncio.TaskGroup() as tg:
             tg.create_task(self.link.run(), name="allowlist-mqtt-link")
             tg.create_task(self._snapshots(), name="allowlist-snapshots")
-            tg.create_task(self._catch_up(), name="allowlist-catch-up")
+            if self.background:
+                tg.create_task(self._catch_up(), name="allowlist-catch-up")
 
     # ------------------------------------------------------------------ callers on the loop
 
@@ -106,7 +118,7 @@ class AllowlistPublisher:
     # ------------------------------------------------------------------ network thread
 
     def _on_connect(self) -> None:
-        if self._loop is not None:
+        if self._loop is not None and self.background:
             self._loop.call_soon_threadsafe(self._request_all)
 
     def _on_message(self, topic: str, payload: bytes) -> None:
@@ -137,13 +149,26 @@ class AllowlistPublisher:
             await self._wake.wait()
             self._wake.clear()
             if self._all_pending:
-                self._all_pending = False
-                for gw in await asyncio.to_thread(self._gateways_with_lists):
+                try:
+                    everyone = await asyncio.to_thread(self._gateways_with_lists)
+                except sa.exc.SQLAlchemyError as exc:
+                    # Kept pending: the catch-up's next round wakes this again.
+                    self.outage.failed(exc)
+                    everyone = []
+                else:
+                    self._all_pending = False
+                for gw in everyone:
                     self._pending.setdefault(gw, [])
             pending, self._pending = self._pending, {}
             for gw, futures in pending.items():
                 try:
                     ok = await self._publish_snapshot(gw)
+                    self.outage.ok()
+                except sa.exc.SQLAlchemyError as exc:
+                    # The database is away: once in the log, not once per gateway
+                    # and retry; the next connect or catch-up publishes it.
+                    self.outage.failed(exc)
+                    ok = False
                 except Exception:  # noqa: BLE001 - one gateway's failure must not stop the others
                     log.exception("allowlist snapshot for gateway %s failed", gw)
                     ok = False
@@ -158,9 +183,15 @@ class AllowlistPublisher:
                 continue
             try:
                 behind = await asyncio.to_thread(self._unpublished)
-            except Exception:  # noqa: BLE001 - a database hiccup waits for the next round
+            except sa.exc.SQLAlchemyError as exc:  # the next round tries again
+                self.outage.failed(exc)
+                continue
+            except Exception:  # noqa: BLE001 - a fault of ours, not an outage: waits for the next round
                 log.exception("allowlist catch-up query failed")
                 continue
+            self.outage.ok()
+            if self._all_pending:
+                self._wake.set()  # the republish on connect that the outage held up
             for gw in behind:
                 if gw not in self._pending:
                     log.info("allowlist of %s changed without a publish; republishing", gw)

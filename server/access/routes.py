@@ -105,9 +105,11 @@ async def allowlist_keys(request: web.Request) -> web.Response:
     return web.json_response({"keys": {service.key.key_id: service.key.public_b64}, "active": service.key.key_id})
 
 
-def setup(app: web.Application, *, mqtt: bool) -> None:
-    """Routes, and the access service (publishing over MQTT when ``mqtt``)."""
-    app.cleanup_ctx.append(functools.partial(_access_ctx, mqtt=mqtt))
+def setup(app: web.Application, *, mqtt: bool, background: bool = True) -> None:
+    """Routes, and the access service (publishing over MQTT when ``mqtt``;
+    answering gateways' requests and catching up too when ``background``:
+    server/access/publisher.py)."""
+    app.cleanup_ctx.append(functools.partial(_access_ctx, mqtt=mqtt, background=background))
     r = app.router
     # Every access route changes or reveals who may open which door: admins only.
     admin = allow("admin")
@@ -122,7 +124,7 @@ def setup(app: web.Application, *, mqtt: bool) -> None:
             responses={200: doc.AllowlistKeys})(allowlist_keys)))
 
 
-async def _access_ctx(app: web.Application, *, mqtt: bool) -> AsyncIterator[None]:
+async def _access_ctx(app: web.Application, *, mqtt: bool, background: bool) -> AsyncIterator[None]:
     settings = app[SETTINGS]
     key: SigningKey | None = None
     problem: str | None = None
@@ -132,7 +134,7 @@ async def _access_ctx(app: web.Application, *, mqtt: bool) -> AsyncIterator[None
     except SigningKeyUnavailable as exc:
         problem = str(exc)
         log.error("%s", problem)
-    publisher = AllowlistPublisher(settings, app[ENGINE], key) if mqtt else None
+    publisher = AllowlistPublisher(settings, app[ENGINE], key, background=background) if mqtt else None
     app[ACCESS] = AccessService(app[ENGINE], key, problem, publisher)
     task = asyncio.create_task(publisher.run(), name="allowlist-publisher") if publisher else None
     yield

@@ -123,6 +123,12 @@ def add_routes(app: web.Application) -> None:
                                                 responses={200: doc.DeadLetterPage})(dead_letters_handler)))
     r.add_get("/api/v1/gaps", admin(api("Gaps in gateways' sequence numbers", tag="events", query=doc.GAP_QUERY,
                                         responses={200: doc.GapPage})(gaps_handler)))
+    add_probe_routes(app)
+
+
+def add_probe_routes(app: web.Application) -> None:
+    """/healthz and /metrics: all an ingest-only process serves (docs/scaling.md)."""
+    r = app.router
     # Open: load balancers and Prometheus probe these without credentials, and
     # they reveal only counters and up/down states, no people or events.
     r.add_get("/healthz", public(PROBE)(api("Up or down", tag="probes", responses={

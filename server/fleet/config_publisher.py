@@ -12,7 +12,14 @@ line) within seconds. Revoked gateways get nothing.
 
 Everything that publishes runs on the event loop and remembers the
 version it handed to the broker per gateway: a stale read never replaces a
-newer retained version with an older one."""
+newer retained version with an older one.
+
+With several processes (docs/scaling.md) a web process publishes only the
+versions its own requests make (``background=False``); the one process that
+runs the background services republishes on connect and catches up. Two
+processes may then race on one gateway's retained message (one publishes a
+version it read just before the other's newer one): the catch-up's next
+round, within CATCH_UP_INTERVAL_S, puts the newest back."""
 
 from __future__ import annotations
 
@@ -24,7 +31,9 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 
 from rentgate import wire
+from rentgate.lang import tr
 from rentgate.mqtt import LinkSettings, MqttLink
+from rentgate.outage import Outage
 from server.db.models import gateway_configs, gateways
 from server.settings import ServerSettings
 
@@ -38,6 +47,8 @@ CATCH_UP_INTERVAL_S = 10.0
 # after one that took a later id.
 CATCH_UP_LOOKBACK_IDS = 1000
 CHUNK = 500
+# A republish on connect that met the database down tries again this often.
+REPUBLISH_RETRY_S = 1.0
 
 Newest = tuple[str, int, str]  # gateway, version, signed message
 
@@ -82,9 +93,11 @@ def changed_since(conn: sa.Connection, after_id: int) -> tuple[list[str], int]:
 
 
 class ConfigPublisher:
-    def __init__(self, settings: ServerSettings, engine: sa.Engine) -> None:
+    def __init__(self, settings: ServerSettings, engine: sa.Engine, *, background: bool = True) -> None:
         self.engine = engine
+        self.background = background
         self.counters: Counter[str] = Counter()
+        self.outage = Outage(log, tr("配置发布所用的数据库", "the database, for publishing configurations"))
         self.link = MqttLink(
             LinkSettings(url=settings.mqtt_url, client_id=client_id(settings.mqtt_client_id)),
             on_connect=self._on_connect,
@@ -100,8 +113,9 @@ class ConfigPublisher:
         self._loop = asyncio.get_running_loop()
         async with asyncio.TaskGroup() as tg:
             tg.create_task(self.link.run(), name="config-mqtt-link")
-            tg.create_task(self._republish_on_connect(), name="config-republish")
-            tg.create_task(self._catch_up(), name="config-catch-up")
+            if self.background:
+                tg.create_task(self._republish_on_connect(), name="config-republish")
+                tg.create_task(self._catch_up(), name="config-catch-up")
 
     def render_metrics(self) -> str:
         """Prometheus counters for /metrics."""
@@ -153,9 +167,16 @@ class ConfigPublisher:
                 # What the republishing reads covers every version made so far.
                 self._watermark = await asyncio.to_thread(self._max_id)
                 count = await self._republish_all()
-            except Exception:  # noqa: BLE001 - a database hiccup: the catch-up and the next connect retry
+            except sa.exc.SQLAlchemyError as exc:
+                # The database is away: try again until it is back (quietly).
+                self.outage.failed(exc)
+                self._reconnected.set()
+                await asyncio.sleep(REPUBLISH_RETRY_S)
+                continue
+            except Exception:  # noqa: BLE001 - a fault of ours: the catch-up and the next connect retry
                 log.exception("republishing the gateways' configurations failed")
                 continue
+            self.outage.ok()
             log.info("configurations republished on connect: %s gateways", count)
 
     async def _republish_all(self) -> int:
@@ -186,9 +207,13 @@ class ConfigPublisher:
         try:
             changed, top = await asyncio.to_thread(self._changed, max(0, self._watermark - CATCH_UP_LOOKBACK_IDS))
             rows = await asyncio.to_thread(self._read, changed) if changed else []
-        except Exception:  # noqa: BLE001 - the next round retries
+        except sa.exc.SQLAlchemyError as exc:  # the next round retries
+            self.outage.failed(exc)
+            return
+        except Exception:  # noqa: BLE001 - a fault of ours: the next round retries
             log.exception("configuration catch-up query failed")
             return
+        self.outage.ok()
         behind = [r for r in rows if self.published.get(r[0], 0) < r[1]]
         if behind:
             log.info("%s configuration versions made elsewhere; publishing", len(behind))

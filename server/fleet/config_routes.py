@@ -158,11 +158,12 @@ def _metrics(app: web.Application) -> str:
     return service.publisher.render_metrics() if service is not None and service.publisher is not None else ""
 
 
-def setup(app: web.Application, *, run_service: bool) -> None:
+def setup(app: web.Application, *, run_service: bool, publish: bool = False) -> None:
     """Routes and the service; the publisher and the outcome task only in
-    the process that runs the MQTT services (``run_service``)."""
-    app.cleanup_ctx.append(functools.partial(config_ctx, run_service=run_service))
-    if run_service:
+    the process that runs the MQTT services (``run_service``); with
+    ``publish`` alone (a web process) a publisher of its own versions."""
+    app.cleanup_ctx.append(functools.partial(config_ctx, run_service=run_service, publish=publish))
+    if run_service or publish:
         # Registered before the application starts (its state is frozen then).
         app.setdefault(METRIC_SOURCES, []).append(lambda: _metrics(app))
     r = app.router

@@ -15,6 +15,8 @@ from typing import Any, TypeVar
 import sqlalchemy as sa
 from aiohttp import web
 
+from rentgate.lang import tr
+from rentgate.outage import Outage
 from server.access.keys import SigningKey
 from server.access.routes import ACCESS
 from server.appkeys import ENGINE, SETTINGS
@@ -94,28 +96,36 @@ async def _outcomes(engine: sa.Engine) -> None:
     # Every 2 s the recent versions; every FULL_PASS_S all of them (a gateway
     # that comes back after weeks still settles its old version's outcome).
     last_full = -FULL_PASS_S
+    outage = Outage(log, tr("记录配置结果所用的数据库", "the database, for recording configuration outcomes"))
     while True:
         await asyncio.sleep(OUTCOME_INTERVAL_S)
         full = time.monotonic() - last_full >= FULL_PASS_S
         try:
             await asyncio.to_thread(functools.partial(record_once, engine, recent_only=not full))
-        except Exception:  # noqa: BLE001 - a database hiccup waits for the next round
+        except sa.exc.SQLAlchemyError as exc:  # the next round tries again
+            outage.failed(exc)
+            continue
+        except Exception:  # noqa: BLE001 - a fault of ours: the next round tries again
             log.exception("recording configuration outcomes failed")
             continue
+        outage.ok()
         if full:
             last_full = time.monotonic()
 
 
-async def config_ctx(app: web.Application, *, run_service: bool) -> AsyncIterator[None]:
+async def config_ctx(app: web.Application, *, run_service: bool, publish: bool = False) -> AsyncIterator[None]:
     """The service (the allowlist key, from the access service set up
-    before), and when ``run_service`` its publisher and outcome task."""
+    before), and when ``run_service`` its publisher and outcome task; with
+    ``publish`` alone (a web process) a publisher of its own versions only."""
     access = app[ACCESS]
-    publisher = ConfigPublisher(app[SETTINGS], app[ENGINE]) if run_service else None
+    publisher = (ConfigPublisher(app[SETTINGS], app[ENGINE], background=run_service)
+                 if run_service or publish else None)
     app[CONFIGS] = ConfigService(app[ENGINE], access.key, access.key_problem, publisher,
                                  app[SETTINGS].config_gate_s)
     tasks: list[asyncio.Task[Any]] = []
     if publisher is not None:
         tasks.append(asyncio.create_task(publisher.run(), name="config-publisher"))
+    if run_service:
         tasks.append(asyncio.create_task(_outcomes(app[ENGINE]), name="config-outcomes"))
     yield
     for task in tasks:

@@ -71,15 +71,29 @@ class IngestService:
         self._settle_listeners: list[Callable[[int], None]] = []
         # With JetStream as the source, MQTT carries only what the server
         # publishes (acknowledgements, its status); events come from NATS.
-        subscriptions = ([(wire.EVENTS_SUBSCRIPTION, 1), (wire.STATUS_SUBSCRIPTION, 1)]
+        group = settings.ingest_share_group
+        subscriptions = ([(wire.shared_subscription(wire.EVENTS_SUBSCRIPTION, group), 1),
+                          (wire.shared_subscription(wire.STATUS_SUBSCRIPTION, group), 1)]
                          if settings.ingest_source == "mqtt" else [])
+        # One of several workers (docs/scaling.md) keeps a status of its own:
+        # its last will must not say the others are offline too.
+        self.status_topic = (wire.server_worker_status_topic(settings.mqtt_client_id) if group
+                             else wire.SERVER_STATUS_TOPIC)
         self.link = MqttLink(
             LinkSettings(
                 url=settings.mqtt_url,
                 client_id=settings.mqtt_client_id,
-                clean_session=False,
+                # One server alone keeps a persistent session: the broker holds
+                # the events for it while it restarts. A worker of a group
+                # does not: its siblings take the events meanwhile, and a
+                # session the broker kept for a worker that never comes back
+                # would hold its share of the events for good. What a killed
+                # worker had in flight is lost at the broker (Mosquitto does
+                # not hand it to a sibling) and comes again from the
+                # gateways' outboxes.
+                clean_session=group is not None,
                 subscriptions=subscriptions,
-                will=Will(wire.SERVER_STATUS_TOPIC, self._server_status("offline")),
+                will=Will(self.status_topic, self._server_status("offline")),
             ),
             on_message=self._on_message,
             on_connect=self._on_connect,
@@ -102,7 +116,7 @@ class IngestService:
 
                 tg.create_task(JetStreamSource(self.settings, self).run(self._stopping), name="ingest-jetstream")
             await self._drain()
-            self.link.publish(wire.SERVER_STATUS_TOPIC, self._server_status("offline"), qos=1, retain=True)
+            self.link.publish(self.status_topic, self._server_status("offline"), qos=1, retain=True)
             link_task.cancel()
 
     def stop(self) -> None:
@@ -135,7 +149,7 @@ class IngestService:
     def _on_connect(self) -> None:
         # Retained, so gateways that connect later also learn a server is up
         # and replay whatever they have not had acknowledged.
-        self.link.publish(wire.SERVER_STATUS_TOPIC, self._server_status("online"), qos=1, retain=True)
+        self.link.publish(self.status_topic, self._server_status("online"), qos=1, retain=True)
 
     def _server_status(self, state: str) -> bytes:
         status = wire.ServerStatus(state=state, instance=self.instance, ts=wire.utcnow())  # type: ignore[arg-type]

@@ -53,6 +53,8 @@ from aiohttp import web
 from sqlalchemy.dialects import postgresql, sqlite
 
 from rentgate.aio import wait_event
+from rentgate.lang import tr
+from rentgate.outage import Outage, brief
 from server.auth.scopes import scope_buildings
 from server.db.models import (
     buildings,
@@ -264,6 +266,7 @@ class WatchMatcher:
         self.index = WatchIndex()
         self.stats = MatcherStats()
         self._stamps: list[datetime] = []
+        self.outage = Outage(log, tr("公安布控比对所用的数据库", "the database, for police watches"))
         self._wake = asyncio.Event()
         self._lock = asyncio.Lock()
         self._task: asyncio.Task[None] | None = None
@@ -320,7 +323,11 @@ class WatchMatcher:
 
     def _failed(self, exc: Exception, what: str) -> None:
         self.stats.failures += 1
-        log.warning("watch %s failed, sweeping again in %.0f s: %s", what, self._retry_s, exc)
+        if isinstance(exc, sa.exc.OperationalError | sa.exc.InterfaceError):
+            # The database is away: once when it goes, once when it is back.
+            self.outage.failed(exc)
+        else:
+            log.warning("watch %s failed, sweeping again in %.0f s: %s", what, self._retry_s, brief(exc))
         self._next_sweep = time.monotonic() + self._retry_s
         self._retry_s = min(_RETRY_MAX_S, self._retry_s * 2)
 
@@ -350,6 +357,7 @@ class WatchMatcher:
         self.index = index
         self._swept_from = started
         self.stats.sweeps += 1
+        self.outage.ok()
         self._next_sweep = time.monotonic() + self.sweep_interval_s
         self._retry_s = _RETRY_MIN_S
         self._raised(raised)

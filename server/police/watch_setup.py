@@ -17,9 +17,12 @@ from datetime import UTC, datetime
 import sqlalchemy as sa
 from aiohttp import web
 
+from rentgate.lang import tr
+from rentgate.outage import Outage, brief
 from server.appkeys import ENGINE, SETTINGS
 from server.audit.appkeys import AUDIT
 from server.ingest.appkeys import INGEST
+from server.ingest.feed import COMMITS
 from server.police import watch_routes, watches
 from server.police.signing_key import (
     WEBHOOK_KEY,
@@ -50,16 +53,20 @@ def _expire_sync(engine: sa.Engine) -> tuple[watches.Expiry, datetime | None]:
 async def expire_forever(engine: sa.Engine, matcher: WatchMatcher | None,
                          interval_s: float = EXPIRY_INTERVAL_S) -> None:
     """Ends watches when they expire (erasing the digest and masked number)."""
+    outage = Outage(log, tr("公安布控到期处理所用的数据库", "the database, for ending expired police watches"))
     while True:
         wait_s = interval_s
         try:
             result, next_end = await asyncio.to_thread(_expire_sync, engine)
+            outage.ok()
             if result.changed and matcher is not None:
                 await matcher.refresh()
             if next_end is not None:
                 wait_s = min(interval_s, max(_EXPIRY_MIN_S, (next_end - datetime.now(UTC)).total_seconds()))
+        except (sa.exc.OperationalError, sa.exc.InterfaceError) as exc:  # the database is away
+            outage.failed(exc)
         except Exception as exc:  # noqa: BLE001 - the next round tries again
-            log.warning("watch expiry failed, trying again in %.0f s: %s", interval_s, exc)
+            log.warning("watch expiry failed, trying again in %.0f s: %s", interval_s, brief(exc))
         await asyncio.sleep(wait_s)
 
 
@@ -84,9 +91,10 @@ async def _watch_ctx(app: web.Application, *, run_service: bool) -> AsyncIterato
             deliverer.start()
         matcher = WatchMatcher(engine, on_alerts=deliverer.wake if deliverer is not None else lambda: None)
         app[MATCHER] = matcher
-        ingest = app.get(INGEST)
-        if ingest is not None:
-            ingest.add_commit_listener(matcher.on_commit)
+        # Commits of this process's ingest, or of ingest processes elsewhere.
+        commits = app.get(INGEST) or app.get(COMMITS)
+        if commits is not None:
+            commits.add_commit_listener(matcher.on_commit)
         matcher.start()
         expiry = asyncio.create_task(expire_forever(engine, matcher), name="police-watch-expiry")
     yield

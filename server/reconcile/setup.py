@@ -1,6 +1,7 @@
 """Wires reconciliation into the application: the routes always, and with
-``run_service`` (the server ingests) the engine's two background tasks,
-woken by ingest commits."""
+``run_service`` (the process that runs the background services) the
+engine's two background tasks, woken by ingest commits: this process's own,
+or those of ingest processes elsewhere (server/ingest/feed.py)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from server.access.allowlists import Change
 from server.access.routes import ACCESS
 from server.appkeys import ENGINE, SETTINGS
 from server.ingest.appkeys import INGEST
+from server.ingest.feed import COMMITS
 from server.reconcile import routes
 from server.reconcile.appkeys import RECONCILER, SERVICE
 from server.reconcile.runner import Reconciler
@@ -41,9 +43,10 @@ async def _reconcile_ctx(app: web.Application, *, run_service: bool) -> AsyncIte
         service = ReconcileService(reconciler, sweep_interval_s=app[SETTINGS].reconcile_sweep_interval_s,
                                    publish=publish)
         app[SERVICE] = service
-        ingest = app.get(INGEST)
-        if ingest is not None:
-            ingest.add_commit_listener(service.on_commit)
+        # Commits of this process's ingest, or of ingest processes elsewhere.
+        commits = app.get(INGEST) or app.get(COMMITS)
+        if commits is not None:
+            commits.add_commit_listener(service.on_commit)
         service.start()
     yield
     if service is not None:
