@@ -18,8 +18,9 @@ import socket
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
 from rentgate.lang import tr
 from rentgate.validation_words import explain
@@ -169,7 +170,15 @@ class ServerSettings(BaseModel):
     ingest_source: Literal["mqtt", "jetstream"] = "mqtt"
     # NATS servers for ingest_source=jetstream: nats://host:4222, several
     # separated by commas.
-    nats_url: str | None = None
+    nats_url: str | None = Field(default=None, validate_default=True)
+    # The JetStream stream's copies (None: 3 when the NATS server is in a
+    # cluster, 1 alone), its bounds (past them new messages are refused and
+    # the gateways' outboxes keep them), and how long a worker may hold a
+    # message before JetStream gives it to another (docs/clustering.md).
+    nats_replicas: int | None = Field(default=None, ge=1, le=5)
+    nats_stream_max_bytes: int = Field(default=8 * 1024**3, ge=1024**2)
+    nats_stream_max_age_s: float = Field(default=7 * 86400.0, ge=60.0)
+    nats_ack_wait_s: float = Field(default=30.0, ge=1.0, le=3600.0)
 
     @field_validator("database_url")
     @classmethod
@@ -178,6 +187,18 @@ class ServerSettings(BaseModel):
         if not value.startswith(("sqlite:", "postgresql+psycopg:")):
             raise ValueError(tr("只支持 sqlite:/// 和 postgresql:// 数据库",
                                 "only sqlite:/// and postgresql:// databases are supported"))
+        return value
+
+    @field_validator("nats_url")
+    @classmethod
+    def _nats_url(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is None:
+            if info.data.get("ingest_source") == "jetstream":
+                raise ValueError(tr("RENTGATE_INGEST_SOURCE=jetstream 需要 NATS 服务器：nats://主机:4222，多个用逗号分开",
+                                    "RENTGATE_INGEST_SOURCE=jetstream needs the NATS servers: nats://host:4222, "
+                                    "several separated by commas"))
+            return None
+        nats_urls(value)
         return value
 
     @field_validator("mqtt_url", "broker_admin_url", "gateway_mqtt_url")
@@ -192,6 +213,25 @@ class ServerSettings(BaseModel):
         except ValueError as exc:
             # The broker's words quote the URL, password and all.
             raise ValueError(str(exc).replace(value, redact(value))) from None
+
+
+def nats_urls(value: str) -> list[str]:
+    """``nats://host:4222`` (or ``tls://``), several separated by commas,
+    as a list; ValueError saying which one is wrong."""
+    urls = [part.strip() for part in value.split(",") if part.strip()]
+    if not urls:
+        raise ValueError(tr("没有给出 NATS 服务器（nats://主机:4222，多个用逗号分开）",
+                            "no NATS server given (nats://host:4222, several separated by commas)"))
+    for url in urls:
+        parts = urlsplit(url)
+        try:
+            port_ok = parts.port is None or parts.port > 0
+        except ValueError:
+            port_ok = False
+        if parts.scheme not in ("nats", "tls") or not parts.hostname or not port_ok:
+            raise ValueError(tr(f"不是 NATS 服务器地址：{redact(url)}（应为 nats://主机:4222 或 tls://主机:4222）",
+                                f"not a NATS server URL: {redact(url)} (nats://host:4222 or tls://host:4222)"))
+    return urls
 
 
 def variable(field: str) -> str:

@@ -9,6 +9,8 @@
                           security plugin (admin_url, server_url), no anonymous logins, and
                           a TLS listener (gateway_url) that wants a client certificate from
                           its gateway CA (``.dynsec.ca``)
+* ``nats_cluster``        three NATS nodes with JetStream and an MQTT listener each, for one
+                          test module (tests.services.NatsCluster; docs/clustering.md)
 
 A missing binary skips the test with the package to install, or fails it when
 RENTGATE_REQUIRE_SERVICES=1 (CI sets that, so a skipped suite cannot pass).
@@ -26,9 +28,9 @@ import pytest
 
 from rentgate import lang
 from rentgate.broker import EmbeddedBroker
-from tests.services import REQUIRE_ENV, Mosquitto, PostgresCluster, ServiceMissing
+from tests.services import REQUIRE_ENV, Mosquitto, NatsCluster, PostgresCluster, ServiceMissing
 
-_SERVICE_FIXTURES = {"mosquitto", "fleet_broker", "pg_cluster", "postgres_url", "make_postgres_url"}
+_SERVICE_FIXTURES = {"mosquitto", "fleet_broker", "pg_cluster", "postgres_url", "make_postgres_url", "nats_cluster"}
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -80,6 +82,21 @@ def fleet_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mosquitto
         yield broker
     finally:
         broker.stop()
+
+
+@pytest.fixture(scope="module")
+def nats_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NatsCluster]:
+    """Module-scoped: a cluster takes seconds to elect its leaders. A test
+    that stops a node starts it again, or comes last in its module."""
+    try:
+        cluster = NatsCluster(tmp_path_factory.mktemp("nats"))
+    except ServiceMissing as exc:
+        service_missing(exc)
+    try:
+        cluster.start()
+        yield cluster
+    finally:
+        cluster.stop()
 
 
 @pytest.fixture(scope="session")

@@ -1,0 +1,176 @@
+"""Two engines pass the ingest tests: Mosquitto with ingest on an MQTT
+subscription, and a three-node NATS cluster with ingest pulling from a
+JetStream work queue (docs/clustering.md). Real gateways (their outboxes,
+senders and MQTT links) send card reads through the engine into PostgreSQL;
+each must be stored exactly once and acknowledged (gone from the gateway's
+outbox). On NATS also: an ingest worker SIGKILLed mid-flow loses and doubles
+nothing, and a node killed leaves the gateways on the other nodes working."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from collections import Counter
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from rentgate import wire
+from server.db import migrate
+from server.db.engine import create_engine
+from server.ingest.consumer import IngestService
+from server.ingest.store import EventStore
+from tests.server.helpers import card_read
+from tests.server.ingest_engines.engines import (
+    Engine,
+    LiveGateway,
+    consumer_waiting,
+    outbox_cards,
+    stored_cards,
+    until,
+)
+from tests.services import Mosquitto, MqttProbe, NatsCluster
+
+pytestmark = pytest.mark.services
+
+TIMEOUT = 30.0
+
+
+@pytest.fixture(params=["mosquitto", "nats"])
+def engine(request: pytest.FixtureRequest) -> Iterator[Engine]:
+    if request.param == "mosquitto":
+        broker: Mosquitto = request.getfixturevalue("mosquitto")
+        yield Engine("mosquitto", [broker.url], mosquitto=broker)
+        return
+    cluster: NatsCluster = request.getfixturevalue("nats_cluster")
+    engine = Engine("nats", [node.mqtt_url for node in cluster.nodes], cluster=cluster)
+    engine.reset()
+    yield engine
+    engine.reset()
+
+
+@pytest.fixture
+def nats_engine(nats_cluster: NatsCluster) -> Iterator[Engine]:
+    engine = Engine("nats", [node.mqtt_url for node in nats_cluster.nodes], cluster=nats_cluster)
+    engine.reset()
+    yield engine
+    engine.reset()
+
+
+@pytest.fixture
+def db(postgres_url: str) -> Iterator[sa.Engine]:
+    engine = create_engine(postgres_url)
+    migrate.upgrade(engine)
+    yield engine
+    engine.dispose()
+
+
+async def start_ingest(engine: Engine, db: sa.Engine, postgres_url: str) -> tuple[IngestService, asyncio.Task[None]]:
+    service = IngestService(engine.settings(postgres_url), EventStore(db))
+    task = asyncio.create_task(service.run(), name="ingest-under-test")
+    assert await asyncio.to_thread(service.link.wait_connected, TIMEOUT)
+    if engine.cluster is not None:
+        urls = engine.cluster.urls
+        await until(lambda: asyncio.run(consumer_waiting(urls))[0] >= 1, TIMEOUT, "the worker to pull", watch=task)
+    return service, task
+
+
+@pytest.fixture
+async def ingest(engine: Engine, db: sa.Engine, postgres_url: str) -> AsyncIterator[IngestService]:
+    service, task = await start_ingest(engine, db, postgres_url)
+    yield service
+    service.stop()
+    await asyncio.wait_for(task, TIMEOUT)
+
+
+@pytest.fixture
+async def nats_ingest(nats_engine: Engine, db: sa.Engine, postgres_url: str) -> AsyncIterator[IngestService]:
+    service, task = await start_ingest(nats_engine, db, postgres_url)
+    yield service
+    service.stop()
+    await asyncio.wait_for(task, TIMEOUT)
+
+
+def gateway_id() -> str:
+    return f"gw-{uuid.uuid4().hex[:8]}"
+
+
+async def start_gateways(engine: Engine, tmp_path: Path, count: int, **kw: float) -> list[LiveGateway]:
+    """``count`` gateways spread over the engine's nodes."""
+    gateways = [LiveGateway(gateway_id(), engine.gateway_urls[i % len(engine.gateway_urls)],
+                            tmp_path / f"gw{i}", **kw) for i in range(count)]
+    await asyncio.gather(*(g.start() for g in gateways))
+    return gateways
+
+
+async def delivered(db: sa.Engine, gateways: list[LiveGateway], timeout: float = TIMEOUT) -> None:
+    """Every card read of every gateway stored exactly once, and acknowledged:
+    none is left in any outbox."""
+    def done() -> bool:
+        return all(outbox_cards(g) == 0 and sum(stored_cards(db, g.gateway_id).values()) >= len(g.cards)
+                   for g in gateways)
+
+    await until(done, timeout, "every card read stored and acknowledged")
+    for g in gateways:
+        stored = stored_cards(db, g.gateway_id)
+        assert stored == Counter(g.cards), f"{g.gateway_id}: stored {sum(stored.values())} rows for " \
+                                           f"{len(g.cards)} card reads"
+
+
+# --------------------------------------------------------------------------- both engines
+
+
+async def test_every_event_is_stored_once_and_acknowledged(engine: Engine, ingest: IngestService, db: sa.Engine,
+                                                           tmp_path: Path) -> None:
+    gateways = await start_gateways(engine, tmp_path, 3)
+    try:
+        for _ in range(3):
+            await asyncio.gather(*(g.add(100) for g in gateways))
+        await delivered(db, gateways)
+        assert ingest.metrics.events_ingested >= 900
+    finally:
+        await asyncio.gather(*(g.stop() for g in gateways))
+
+
+async def test_an_event_sent_twice_is_stored_once_and_acknowledged_twice(engine: Engine, ingest: IngestService,
+                                                                          db: sa.Engine) -> None:
+    gw = gateway_id()
+    host, port = engine.gateway_urls[-1].removeprefix("mqtt://").split(":")
+    probe = MqttProbe(host, int(port)).connect()
+    try:
+        probe.subscribe(wire.ack_topic(gw))
+        payload = wire.encode_event(card_read(gw, 1, card="00000000AA")).encode()
+        for _ in range(2):
+            probe.publish(wire.events_topic(gw), payload)
+            _topic, body, _retained = await asyncio.to_thread(probe.expect, TIMEOUT)
+            assert wire.decode_ack(body).committed == [(1, 1)]
+    finally:
+        probe.close()
+    assert stored_cards(db, gw) == Counter({"00000000AA": 1})
+    assert ingest.metrics.outcomes["duplicate"] == 1
+
+
+async def test_garbage_is_dead_lettered_and_the_events_after_it_stored(engine: Engine, ingest: IngestService,
+                                                                       db: sa.Engine) -> None:
+    gw = gateway_id()
+    host, port = engine.gateway_urls[0].removeprefix("mqtt://").split(":")
+    probe = MqttProbe(host, int(port)).connect()
+    try:
+        probe.subscribe(wire.ack_topic(gw))
+        probe.publish(wire.events_topic(gw), b"\x00\x01 not json at all")
+        probe.publish(wire.events_topic(gw), json.dumps({"v": 1, "events": "none"}).encode())
+        probe.publish(wire.events_topic(gw), wire.encode_event(card_read(gw, 1, card="00000000BB")).encode())
+        # An ack for the good event; the garbage names no seq and gets none.
+        while not (ack := wire.decode_ack((await asyncio.to_thread(probe.expect, TIMEOUT))[1])).committed:
+            pass
+    finally:
+        probe.close()
+    assert ack.committed == [(1, 1)]
+    with db.connect() as conn:
+        reasons = conn.execute(sa.text("SELECT topic, reason FROM dead_letters ORDER BY id")).all()
+    assert [topic for topic, _ in reasons] == [wire.events_topic(gw)] * 2
+    assert "JSON" in reasons[0][1]
+    assert stored_cards(db, gw) == Counter({"00000000BB": 1})
