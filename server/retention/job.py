@@ -1,7 +1,9 @@
 """The scheduled purge inside the server: task "retention-purge" runs
 ``purge_before`` in a worker thread shortly after start (a minute, or the
 interval if shorter, so that reconciliation catches up and start-up work is
-done first) and then every ``purge_interval_s``.
+done first) and then every ``purge_interval_s``. On PostgreSQL it makes the
+events table's partitions for the days ahead at start and at every run
+(server/db/partitions.py).
 
 Supervised like reconciliation (server/reconcile/service.py): a failed run
 is retried with jittered backoff (1 s ... 5 min) and never stops the server.
@@ -26,6 +28,7 @@ import sqlalchemy as sa
 from rentgate.aio import wait_event
 from rentgate.mqtt import backoff_delays
 from server.audit.log import one_line
+from server.db.partitions import ensure_partitions
 from server.ingest.consumer import is_transient
 from server.media.store import MediaStore
 from server.reconcile.watermarks import EVERY_FOLD
@@ -114,6 +117,8 @@ class PurgeJob:
         """One purge with the configured period (also what the loop runs)."""
         now = now or datetime.now(UTC)
         cutoff = cutoff_for(now, self.retention_days)
+        # The days ahead get their partitions (PostgreSQL; docs/postgres-scale.md).
+        await asyncio.to_thread(ensure_partitions, self.engine, self.zone, now=now)
         audit = self.audit()
         if self.snapshot_retention_days is not None:
             # First: a snapshot's row refers to its event, so it must be gone
@@ -139,6 +144,12 @@ class PurgeJob:
         self.metrics.last_purge_at = datetime.now(UTC)
 
     async def _supervise(self) -> None:
+        # Partitions at once, not after the first run's delay: a fresh
+        # database's events would wait in the DEFAULT partition meanwhile.
+        try:
+            await asyncio.to_thread(ensure_partitions, self.engine, self.zone)
+        except Exception as exc:  # noqa: BLE001 - each run tries again
+            log.warning("events partitions not made at start, the first purge run tries again: %s", one_line(exc))
         await self._pause(self.first_run_after_s)
         delays = backoff_delays(1.0, RETRY_MAX_S)
         while not self._stopping.is_set():
