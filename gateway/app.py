@@ -40,6 +40,10 @@ log = logging.getLogger(__name__)
 
 _STOP_REPORT_AFTER_S = 10.0
 _BOUNDS_INTERVAL_MAX_S = 60.0
+# After a connect, how long publishing waits for the retained server status
+# (it normally comes within milliseconds); past it, with no status at all
+# (a broker that keeps none, a server that never connected), it sends.
+SERVER_STATUS_WAIT_S = 1.0
 
 
 class RemoteChannel(Protocol):
@@ -74,7 +78,11 @@ class GatewayApp:
         self.ready = asyncio.Event()  # outbox open, tasks started
         self._stop = asyncio.Event()
         self._status_now = asyncio.Event()
-        self._server_instance: str | None = None
+        # Each server status topic's latest word: the single server's, or one
+        # per ingest worker (rentgate/wire.py); online while any says online.
+        self._server_statuses: dict[str, wire.ServerStatus] = {}
+        # The instance last seen online on each of those topics.
+        self._server_instances: dict[str, str] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         self._background: set[asyncio.Future[Any]] = set()  # keeps allowlist applies referenced
 
@@ -213,7 +221,10 @@ class GatewayApp:
             password=cfg.mqtt_password() if cfg.mqtt_username is not None else None,
             tls_files=tls,
             client_id=f"rentgate-gw-{self.gateway_id}",
+            # A broker role made before per-worker statuses refuses the second
+            # filter; the first still works then (docs/scaling.md).
             subscriptions=[(wire.ack_topic(self.gateway_id), 1), (wire.SERVER_STATUS_TOPIC, 1),
+                           (wire.SERVER_WORKER_STATUS_SUBSCRIPTION, 1),
                            *(self.access.subscriptions() if self.access is not None else []),
                            *([(wire.config_topic(self.gateway_id), 1)] if self.remote is not None else [])],
             will=Will(wire.status_topic(self.gateway_id), will.model_dump_json(exclude_none=True).encode()),
@@ -234,14 +245,19 @@ class GatewayApp:
 
     def _on_connect(self) -> None:
         if self.sender is not None:
+            # The broker hands the retained server statuses over right after
+            # this connect: hold the replay until they say whether anyone
+            # listens (a gateway restarted while the server is down must not
+            # pour its backlog into the broker).
+            self.sender.expect_server_status(SERVER_STATUS_WAIT_S)
             self.sender.replay("reconnected")
         self._status_now.set()
 
     def _on_message(self, topic: str, payload: bytes) -> None:
         if self.sender is None:
             return
-        if topic == wire.SERVER_STATUS_TOPIC:
-            self._on_server_status(payload)
+        if wire.is_server_status_topic(topic):
+            self._on_server_status(topic, payload)
             return
         if topic == wire.config_topic(self.gateway_id):
             if self.remote is not None and payload:  # empty: the retained copy was cleared
@@ -260,22 +276,40 @@ class GatewayApp:
             return
         self.sender.handle_ack(ack)
 
-    def _on_server_status(self, payload: bytes) -> None:
+    def _on_server_status(self, topic: str, payload: bytes) -> None:
         assert self.sender is not None
         if not payload:
-            return  # retained status cleared
+            # A retained status cleared: that server or worker is gone for good.
+            self._server_statuses.pop(topic, None)
+            self._server_instances.pop(topic, None)
+            if self._server_statuses:
+                self.sender.set_server_online(self.server_online)
+            return
         try:
             status = wire.decode_server_status(payload)
         except wire.WireError as exc:
             log.warning("gateway %s: ignoring a malformed server status: %s", self.gateway_id, exc.reason)
             return
         self.server_seen = True
-        online = status.state == "online"
-        self.sender.set_server_online(online)
-        if online and status.instance != self._server_instance:
-            self._server_instance = status.instance
-            # A new server instance may have lost what the old one had not acked.
+        before = self._server_statuses.get(topic)
+        self._server_statuses[topic] = status
+        self.sender.set_server_online(self.server_online)
+        if (status.state == "offline" and before is not None and before.state == "online"
+                and topic != wire.SERVER_STATUS_TOPIC and self.server_online):
+            # One ingest worker of several died (its last will): the broker
+            # does not hand what it had in flight to the others (Mosquitto
+            # issue 2662). Send again what is unacknowledged, to those left.
+            self.sender.replay(f"server worker {status.instance} offline")
+        if status.state == "online" and status.instance != self._server_instances.get(topic):
+            self._server_instances[topic] = status.instance
+            # A new server instance (or worker) may have lost what the old one
+            # had not acked: a killed worker's in-flight messages are gone.
             self.sender.replay(f"server {status.instance} online")
+
+    @property
+    def server_online(self) -> bool:
+        """Whether the server or any of its ingest workers says it is online."""
+        return any(s.state == "online" for s in self._server_statuses.values())
 
     # ------------------------------------------------------------------ status
 

@@ -11,6 +11,11 @@ The broker's PUBACK proves nothing about the server, so the sender replays
 reconnect, a server instance coming online, or no ack progress for
 ``ack_timeout_s``. The server deduplicates by (gateway, seq).
 
+It holds (publishes nothing) while the server's retained status says it is
+offline, and after each connect until that status has arrived or a short
+wait has passed: a replay into a broker nobody reads only fills the broker,
+and with several ingest workers on a shared subscription it is simply lost.
+
 It needs no broker: ``publish(topic, payload, qos) -> bool`` is a plain
 callable (``MqttLink.publish`` in production, a list in tests). All methods
 are called on the event loop; :meth:`run` does the I/O.
@@ -85,6 +90,8 @@ class Sender:
         self._resend: list[wire.SeqRange] = []
         self._generation = 0  # bumped by every replay; reads from before it are stale
         self._server_offline = False
+        # While set: hold until a server status arrives or the clock passes it.
+        self._status_due: float | None = None
         self._wake = asyncio.Event()
 
     # ------------------------------------------------------------------ notifications (on the loop)
@@ -95,8 +102,11 @@ class Sender:
 
     @property
     def holding(self) -> bool:
-        """True while the server's status says it is offline."""
-        return self._server_offline
+        """True while the server's status says it is offline, or a connect
+        is still waiting for that status."""
+        if self._status_due is not None and self._clock() >= self._status_due:
+            self._status_due = None  # none came: a broker without one, send
+        return self._server_offline or self._status_due is not None
 
     def wake(self) -> None:
         """New events are in the outbox (or the link may take more)."""
@@ -122,7 +132,19 @@ class Sender:
 
     def set_server_online(self, online: bool) -> None:
         """While the server says it is offline, publishing only fills the broker."""
+        if self._server_offline and online:
+            log.info("server online again: sending what waited")
+        elif not online and not self._server_offline:
+            log.info("server offline: holding events in the outbox until it is back")
         self._server_offline = not online
+        self._status_due = None
+        self._wake.set()
+
+    def expect_server_status(self, within_s: float) -> None:
+        """Just connected: the broker is about to hand over the server's
+        retained status. Hold until it has (``set_server_online``), at most
+        ``within_s``. What was known before stays known meanwhile."""
+        self._status_due = self._clock() + within_s
         self._wake.set()
 
     def forget(self, first_seq: int, last_seq: int) -> None:
@@ -139,13 +161,16 @@ class Sender:
             self._wake.clear()
             await self.step()
             if not self._wake.is_set():
-                await wait_event(self._wake, self._tick_s)
+                tick = self._tick_s
+                if self._status_due is not None:  # wake when the wait for a status ends
+                    tick = max(0.0, min(tick, self._status_due - self._clock()))
+                await wait_event(self._wake, tick)
 
     async def step(self) -> None:
         """One round: apply acks, check the ack timeout, answer resends, publish."""
         await self._apply_acks()
         self._check_ack_timeout()
-        if self._server_offline:
+        if self.holding:
             return
         if self._resend:
             await self._answer_resend()

@@ -286,7 +286,7 @@ def _run_server(args: argparse.Namespace) -> int:
                  "server did not start; correct them:"), file=sys.stderr)
         print(_problem_lines(report.problems), file=sys.stderr)
         return 2
-    settings = report.loaded.settings
+    settings = _worker_client_id(report.loaded)
     try:
         if args.upgrade:
             engine = create_engine(settings.database_url)
@@ -306,6 +306,22 @@ def _run_server(args: argparse.Namespace) -> int:
                 print=lambda text: log.info("%s", text.strip()), shutdown_timeout=10,
                 access_log_class=AccessLogger)
     return 0
+
+
+def _worker_client_id(loaded: LoadedSettings) -> ServerSettings:
+    """The settings to run with. Workers of a share group each need an MQTT
+    client id of their own (the broker drops a connection when another takes
+    its id); when RENTGATE_MQTT_CLIENT_ID is not set, each worker's is the
+    default plus its process id. Setting one per worker (ingest-1, ingest-2,
+    ...) is better: its retained status topic is then reused by its next
+    start instead of a new one being left behind (docs/scaling.md)."""
+    settings = loaded.settings
+    if settings.ingest_share_group and loaded.sources.get("mqtt_client_id", "default") == "default":
+        suffix = f"-{os.getpid()}"
+        derived = settings.mqtt_client_id[: 64 - len(suffix)] + suffix
+        log.info("ingest worker MQTT client id %s (RENTGATE_MQTT_CLIENT_ID not set)", derived)
+        return settings.model_copy(update={"mqtt_client_id": derived})
+    return settings
 
 
 # --------------------------------------------------------------------------- the checks before start

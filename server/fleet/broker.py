@@ -84,6 +84,9 @@ def gateway_acls(gateway_id: str) -> list[dict[str, Any]]:
     acls = [_acl("publishClientSend", f"{own}/{leaf}") for leaf in GATEWAY_SENDS]
     for topic in [*(f"{own}/{leaf}" for leaf in GATEWAY_RECEIVES), wire.SERVER_STATUS_TOPIC]:
         acls += [_acl("subscribeLiteral", topic), _acl("publishClientReceive", topic)]
+    # Each ingest worker's status, when several share the events (docs/scaling.md).
+    acls += [_acl("subscribeLiteral", wire.SERVER_WORKER_STATUS_SUBSCRIPTION),
+             _acl("publishClientReceive", wire.SERVER_WORKER_STATUS_SUBSCRIPTION)]
     return acls
 
 
@@ -97,6 +100,7 @@ def server_acls() -> list[dict[str, Any]]:
     for leaf in GATEWAY_RECEIVES:
         acls.append(_acl("publishClientSend", f"{wire.TOPIC_ROOT}/gw/+/{leaf}"))
     acls.append(_acl("publishClientSend", wire.SERVER_STATUS_TOPIC))
+    acls.append(_acl("publishClientSend", wire.SERVER_WORKER_STATUS_SUBSCRIPTION))
     return acls
 
 

@@ -24,7 +24,10 @@ import sqlalchemy as sa
 
 from rentgate import wire
 from rentgate.aio import wait_event
+from rentgate.lang import tr
 from rentgate.mqtt import LinkSettings, MqttLink, Will, backoff_delays
+from rentgate.outage import Outage, brief
+from server.db.engine import database_reachable
 from server.ingest.metrics import IngestMetrics
 from server.ingest.parse import Message
 from server.ingest.resend import GapLedger
@@ -34,6 +37,9 @@ from server.settings import ServerSettings
 
 log = logging.getLogger(__name__)
 
+# How often a database that went away is probed (a `SELECT 1`): ingest
+# resumes within this long of its return.
+PROBE_S = 0.25
 _TRANSIENT = (sa.exc.OperationalError, sa.exc.InterfaceError, psycopg.OperationalError, psycopg.InterfaceError)
 
 
@@ -53,6 +59,9 @@ class IngestService:
         self.metrics = metrics or IngestMetrics()
         self.instance = f"{settings.mqtt_client_id}/{uuid.uuid4().hex[:8]}"
         self.database_ok = True
+        # A database outage is logged when it starts and when it ends, with
+        # its length; the retries in between are quiet (rentgate/outage.py).
+        self.outage = Outage(log, tr("入库所用的数据库", "the database, for storing events"))
         self._queue: deque[Message] = deque()
         self._lock = threading.Lock()
         self._signalled = False
@@ -76,8 +85,10 @@ class IngestService:
                           (wire.shared_subscription(wire.STATUS_SUBSCRIPTION, group), 1)]
                          if settings.ingest_source == "mqtt" else [])
         # One of several workers (docs/scaling.md) keeps a status of its own:
-        # its last will must not say the others are offline too.
-        self.status_topic = (wire.server_worker_status_topic(settings.mqtt_client_id) if group
+        # its last will must not say the others are offline too. JetStream
+        # workers share one consumer without a share group (docs/clustering.md).
+        several = group is not None or settings.ingest_source == "jetstream"
+        self.status_topic = (wire.server_worker_status_topic(settings.mqtt_client_id) if several
                              else wire.SERVER_STATUS_TOPIC)
         self.link = MqttLink(
             LinkSettings(
@@ -181,7 +192,9 @@ class IngestService:
             await self._commit(batch)
 
     async def _commit(self, batch: list[Message]) -> None:
-        delays = backoff_delays(0.2, self.settings.commit_retry_max_s)
+        # Failures with the database reachable (a deadlock between workers, a
+        # busy database) back off; an unreachable database is probed instead.
+        delays = backoff_delays(0.05, min(1.0, self.settings.commit_retry_max_s))
         while True:
             try:
                 result = await asyncio.to_thread(self.store.commit, batch)
@@ -190,19 +203,47 @@ class IngestService:
                 if not is_transient(exc):
                     await self._isolate_poison(batch, exc)
                     return
-                self.database_ok = False
                 if self._stopping.is_set():
+                    self.database_ok = False
                     log.error("database unavailable at shutdown; %s messages not committed, "
-                              "their gateways will send them again: %s", len(batch), exc)
+                              "their gateways will send them again: %s", len(batch), brief(exc))
                     return
-                log.warning("commit of %s messages failed, retrying: %s", len(batch), exc)
-                await self._pause(next(delays))
+                await self._retry_after(exc, next(delays))
                 continue
-            self.database_ok = True
+            self._database_back()
             self._acknowledge(result)
             self._settle(len(batch))
             self._notify(result)
             return
+
+    async def _retry_after(self, exc: BaseException, busy_delay_s: float) -> None:
+        """Wait until a failed commit is worth trying again. A database that
+        answers a probe was busy or the commit met another one (retry after
+        ``busy_delay_s``); one that does not is down: an outage, logged once,
+        and probed every PROBE_S so that the batch goes in within a probe of
+        the database's return, not at the end of a backoff that grew while it
+        was away (the gateways' ack timeout would resend everything then)."""
+        if not self.outage.down and await self._probe():
+            log.info("commit failed with the database reachable, retrying: %s", brief(exc))
+            await self._pause(busy_delay_s)
+            return
+        self.database_ok = False
+        self.outage.failed(exc)
+        while not self._stopping.is_set():
+            await self._pause(PROBE_S)
+            if await self._probe():
+                return
+
+    async def _probe(self) -> bool:
+        try:
+            return await asyncio.to_thread(database_reachable, self.store.engine)
+        except Exception as exc:  # noqa: BLE001 - any failure means "not yet"
+            log.debug("database probe failed: %s", brief(exc))
+            return False
+
+    def _database_back(self) -> None:
+        self.database_ok = True
+        self.outage.ok()
 
     def add_settle_listener(self, listener: Callable[[int], None]) -> None:
         self._settle_listeners.append(listener)
@@ -250,10 +291,14 @@ class IngestService:
             except Exception as exc:  # noqa: BLE001 - classified below; the message must be kept
                 self.metrics.commit_errors += 1
                 if is_transient(exc):
-                    self.database_ok = False
-                    log.warning("cannot dead-letter a message on %s yet (database unavailable), retrying: %s",
-                                message[0], exc)
-                elif not bare:
+                    if self._stopping.is_set():
+                        log.error("shutting down with the database unavailable: a message on %s is left "
+                                  "unacknowledged and not dead-lettered; a gateway sends its events again, "
+                                  "anything else is lost", message[0])
+                        return
+                    await self._retry_after(exc, next(delays))
+                    continue
+                if not bare:
                     log.error("database refused the dead letter of a message on %s too; keeping a bare one: %s",
                               message[0], exc)
                     bare = True
@@ -267,7 +312,7 @@ class IngestService:
                     return
                 await self._pause(next(delays))
                 continue
-            self.database_ok = True
+            self._database_back()
             self._acknowledge(result)
             self._settle(1)
             return

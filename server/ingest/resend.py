@@ -2,7 +2,9 @@
 
 A gap is first requested ``delay`` after it was seen (the missing events are
 usually just late), then with doubling intervals up to a cap. It is never
-closed here: a gap nobody fills stays open and visible in the API.
+closed here: a gap nobody fills stays open and visible in the API. Each
+ingest worker runs the ledger; claiming locks the rows it takes, so two
+workers never ask for the same gap in the same round.
 """
 
 from __future__ import annotations
@@ -43,6 +45,10 @@ class GapLedger:
                        seq_gaps.c.detected_at <= now - timedelta(seconds=delay_s))
                 .order_by(seq_gaps.c.gateway_id, seq_gaps.c.first_seq)
                 .limit(limit)
+                # Several ingest workers run this at once (docs/scaling.md):
+                # a gap one of them is claiming is skipped by the others, so
+                # each request goes out once. SQLite (one process) ignores it.
+                .with_for_update(skip_locked=True)
             ).all()
             for gap_id, gw, first, last, detected, requested, count in rows:
                 when = next_request_due(detected, requested, count, delay_s=delay_s, max_interval_s=max_interval_s)
