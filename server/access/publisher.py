@@ -28,7 +28,6 @@ from datetime import UTC, datetime, timedelta
 import sqlalchemy as sa
 
 from rentgate import wire
-from rentgate.lang import tr
 from rentgate.mqtt import LinkSettings, MqttLink
 from rentgate.outage import Outage
 from server.access import allowlists
@@ -61,7 +60,7 @@ class AllowlistPublisher:
         self.background = background
         self.keep_revoked = timedelta(days=settings.allowlist_revoked_keep_days)
         self.counters: Counter[str] = Counter()
-        self.outage = Outage(log, tr("门禁名单发布所用的数据库", "the database, for publishing allowlists"))
+        self.outage = Outage(log, "the database, for publishing allowlists")
         self.link = MqttLink(
             LinkSettings(url=settings.mqtt_url, client_id=client_id(settings.mqtt_client_id),
                          subscriptions=[(wire.ALLOWLIST_REQUEST_SUBSCRIPTION, 1)] if background else []),

@@ -31,7 +31,6 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 
 from rentgate import wire
-from rentgate.lang import tr
 from rentgate.mqtt import LinkSettings, MqttLink
 from rentgate.outage import Outage
 from server.db.models import gateway_configs, gateways
@@ -97,7 +96,7 @@ class ConfigPublisher:
         self.engine = engine
         self.background = background
         self.counters: Counter[str] = Counter()
-        self.outage = Outage(log, tr("配置发布所用的数据库", "the database, for publishing configurations"))
+        self.outage = Outage(log, "the database, for publishing configurations")
         self.link = MqttLink(
             LinkSettings(url=settings.mqtt_url, client_id=client_id(settings.mqtt_client_id)),
             on_connect=self._on_connect,

@@ -15,7 +15,6 @@ from typing import Any, TypeVar
 import sqlalchemy as sa
 from aiohttp import web
 
-from rentgate.lang import tr
 from rentgate.outage import Outage
 from server.access.keys import SigningKey
 from server.access.routes import ACCESS
@@ -96,7 +95,7 @@ async def _outcomes(engine: sa.Engine) -> None:
     # Every 2 s the recent versions; every FULL_PASS_S all of them (a gateway
     # that comes back after weeks still settles its old version's outcome).
     last_full = -FULL_PASS_S
-    outage = Outage(log, tr("记录配置结果所用的数据库", "the database, for recording configuration outcomes"))
+    outage = Outage(log, "the database, for recording configuration outcomes")
     while True:
         await asyncio.sleep(OUTCOME_INTERVAL_S)
         full = time.monotonic() - last_full >= FULL_PASS_S

@@ -34,7 +34,6 @@ from typing import Any
 import sqlalchemy as sa
 from aiohttp import web
 
-from rentgate.lang import tr
 from rentgate.outage import Outage
 from server.appkeys import ENGINE, METRIC_SOURCES, SETTINGS
 from server.db.models import buildings, gateway_configs, gateways
@@ -271,7 +270,7 @@ GAUGES = web.AppKey("fleet_gauges", FleetGauges)
 
 async def _refresh_gauges(app: web.Application) -> None:
     gauges, engine, settings = app[GAUGES], app[ENGINE], app[SETTINGS]
-    outage = Outage(log, tr("刷新网关统计所用的数据库", "the database, for the fleet gauges"))
+    outage = Outage(log, "the database, for the fleet gauges")
     while True:
         try:
             await asyncio.to_thread(gauges.refresh, engine, datetime.now(UTC), settings)

@@ -24,7 +24,6 @@ import sqlalchemy as sa
 
 from rentgate import wire
 from rentgate.aio import wait_event
-from rentgate.lang import tr
 from rentgate.mqtt import LinkSettings, MqttLink, Will, backoff_delays
 from rentgate.outage import Outage, brief
 from server.db.engine import database_reachable
@@ -61,7 +60,7 @@ class IngestService:
         self.database_ok = True
         # A database outage is logged when it starts and when it ends, with
         # its length; the retries in between are quiet (rentgate/outage.py).
-        self.outage = Outage(log, tr("入库所用的数据库", "the database, for storing events"))
+        self.outage = Outage(log, "the database, for storing events")
         self._queue: deque[Message] = deque()
         self._lock = threading.Lock()
         self._signalled = False

@@ -29,7 +29,6 @@ import sqlalchemy as sa
 from aiohttp import web
 
 from rentgate.aio import wait_event
-from rentgate.lang import tr
 from rentgate.outage import Outage
 from server.appkeys import ENGINE
 from server.db.models import events
@@ -78,7 +77,7 @@ class CommitNotifier:
         self.sent = 0
         self._stamps: list[datetime] = []
         self._wake = asyncio.Event()
-        self.outage = Outage(log, tr("新事件通知所用的数据库", "the database, for new-event notifications"))
+        self.outage = Outage(log, "the database, for new-event notifications")
 
     def on_commit(self, result: CommitResult) -> None:
         """Ingest's commit listener (on the loop)."""
@@ -117,8 +116,7 @@ class CommitFeed:
         self.notifications = 0
         self._listeners: list[Listener] = []
         self._newest_id: int | None = None
-        self.outage = Outage(log, tr("新事件通知（LISTEN）的数据库连接", "the database connection for new-event "
-                                                                          "notifications (LISTEN)"))
+        self.outage = Outage(log, "the database connection for new-event notifications (LISTEN)")
 
     def add_commit_listener(self, listener: Listener) -> None:
         self._listeners.append(listener)

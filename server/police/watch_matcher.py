@@ -53,7 +53,6 @@ from aiohttp import web
 from sqlalchemy.dialects import postgresql, sqlite
 
 from rentgate.aio import wait_event
-from rentgate.lang import tr
 from rentgate.outage import Outage, brief
 from server.auth.scopes import scope_buildings
 from server.db.models import (
@@ -266,7 +265,7 @@ class WatchMatcher:
         self.index = WatchIndex()
         self.stats = MatcherStats()
         self._stamps: list[datetime] = []
-        self.outage = Outage(log, tr("公安布控比对所用的数据库", "the database, for police watches"))
+        self.outage = Outage(log, "the database, for police watches")
         self._wake = asyncio.Event()
         self._lock = asyncio.Lock()
         self._task: asyncio.Task[None] | None = None

@@ -17,7 +17,6 @@ from datetime import UTC, datetime
 import sqlalchemy as sa
 from aiohttp import web
 
-from rentgate.lang import tr
 from rentgate.outage import Outage, brief
 from server.appkeys import ENGINE, SETTINGS
 from server.audit.appkeys import AUDIT
@@ -53,7 +52,7 @@ def _expire_sync(engine: sa.Engine) -> tuple[watches.Expiry, datetime | None]:
 async def expire_forever(engine: sa.Engine, matcher: WatchMatcher | None,
                          interval_s: float = EXPIRY_INTERVAL_S) -> None:
     """Ends watches when they expire (erasing the digest and masked number)."""
-    outage = Outage(log, tr("公安布控到期处理所用的数据库", "the database, for ending expired police watches"))
+    outage = Outage(log, "the database, for ending expired police watches")
     while True:
         wait_s = interval_s
         try:
