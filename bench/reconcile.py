@@ -74,10 +74,22 @@ FULL = Sizes(1_000_000, 300_000, 15_000, 500, 50, 10, 20_000, 10_000_000)
 QUICK = Sizes(20_000, 6_000, 300, 10, 5, 2, 400, 200_000)
 
 
+def scaled(sizes: Sizes, factor: float) -> Sizes:
+    """Every count times ``factor`` (at least 1), so the city keeps its shape."""
+    if not 0 < factor <= 1:
+        raise ValueError(f"--scale must be in (0, 1], not {factor}")
+    return Sizes(*(max(1, round(n * factor)) for n in (
+        sizes.registrations, sizes.units, sizes.buildings, sizes.grids, sizes.communities, sizes.streets,
+        sizes.unregistered, sizes.events)))
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--json", action="store_true", help="print one JSON object as the last line of stdout")
     p.add_argument("--quick", action="store_true", help="small sizes, for a smoke test")
+    p.add_argument("--scale", type=float, default=1.0,
+                   help="a fraction of the full city (e.g. 0.1: 100,000 registrations, 1,000,000 reads), "
+                        "to iterate on a slow machine; the published figures are at 1")
     p.add_argument("--database-url", help="an empty PostgreSQL database (default: a throwaway cluster)")
     p.add_argument("--tail", type=int, default=None, help="events left to the incremental path")
     p.add_argument("--batch", type=int, default=100, help="reads per incremental call")
@@ -223,9 +235,13 @@ FROM reads WHERE cid IS NULL AND building_id IS NOT NULL GROUP BY building_id, f
 UPDATE credentials c SET last_seen_at = x.seen
 FROM (SELECT cid, MAX(occurred_at) AS seen FROM reads WHERE cid IS NOT NULL GROUP BY cid) x
 WHERE c.id = x.cid"""))
+        # The fold's mark at event upto, (its txid, upto) (server/reconcile/marks.py):
+        # the events went in one transaction after another, so that is events 1..upto.
         conn.execute(sa.text("""
-INSERT INTO reconcile_state (name, last_event_id, updated_at) VALUES ('events', :upto, :now)
-ON CONFLICT (name) DO UPDATE SET last_event_id = excluded.last_event_id"""), {"upto": upto, "now": now})
+INSERT INTO reconcile_state (name, last_txid, last_event_id, updated_at)
+SELECT 'events', txid, id, :now FROM events WHERE id = :upto
+ON CONFLICT (name) DO UPDATE SET last_txid = excluded.last_txid, last_event_id = excluded.last_event_id"""),
+                     {"upto": upto, "now": now})
     with engine.begin() as conn:
         conn.execute(sa.text("ANALYZE"))
     return time.perf_counter() - started
@@ -268,14 +284,15 @@ def run(args: argparse.Namespace, url: str) -> dict[str, Any]:
     from server.reconcile.runner import Reconciler
     from server.rules import CityRules
 
-    sizes = QUICK if args.quick else FULL
-    tail = args.tail if args.tail is not None else (20_000 if args.quick else 200_000)
+    sizes = QUICK if args.quick else scaled(FULL, args.scale)
+    tail = args.tail if args.tail is not None else (20_000 if args.quick else max(1, round(200_000 * args.scale)))
     engine = create_engine(url)
     migrate.upgrade(engine)
     rules = CityRules()
     now = datetime.now(UTC).replace(microsecond=0)
-    out: dict[str, Any] = {"registrations": sizes.registrations, "units": sizes.units,
-                           "buildings": sizes.buildings, "grids": sizes.grids, "events": sizes.events}
+    out: dict[str, Any] = {"scale": None if args.quick else args.scale, "registrations": sizes.registrations,
+                           "units": sizes.units, "buildings": sizes.buildings, "grids": sizes.grids,
+                           "events": sizes.events}
     started = time.perf_counter()
     generate(engine, sizes, now)
     out["generate_s"] = round(time.perf_counter() - started, 1)

@@ -37,6 +37,8 @@ from server.rules import CityRules
 ACTOR = "system:reconcile"
 FIELD_KINDS = ("unregistered_occupant", "address_mismatch", "overcrowding", "unknown_credential")
 CLOSED_CASE_SQL = "('resolved', 'auto_closed')"
+# The rows of the tasks create_case_tasks is about to make.
+_NEW_TASKS = "case_task_rows"
 
 
 def _ts(name: str) -> sa.BindParameter[datetime]:
@@ -52,28 +54,49 @@ def _summary_sql() -> str:
 
 
 def create_case_tasks(conn: sa.Connection, now: datetime, rules: CityRules) -> int:
-    """A task for every open field-work case that never had one; how many."""
+    """A task for every open field-work case that never had one; how many.
+
+    Three statements: the new tasks' rows into a temporary table, then the
+    tasks from it, then their first trail rows. The tasks statement must not
+    look for "never had a task" in ``tasks`` itself: on a city's first sweep
+    ``tasks`` is empty when the statement is planned, so PostgreSQL probes it
+    with a sequential scan per case, and that scan reads every page the same
+    statement has written so far (invisible to it, but read), which made
+    52,000 tasks take 44 s instead of about one (docs/reconcile.md)."""
     floor = int(conn.execute(sa.select(sa.func.max(tasks.c.id))).scalar() or 0)
     kinds = ", ".join(f"'{k}'" for k in FIELD_KINDS)
-    created = conn.execute(sa.text(f"""
-INSERT INTO tasks (kind, state, source, created_by, case_id, grid_id, building_id, unit_id, summary,
-                   created_at, updated_at, due_at)
-SELECT c.kind, 'reported', 'case', :actor, c.id, b.grid_id, c.building_id, c.unit_id, {_summary_sql()},
-       :now, :now, :due
+    conn.execute(sa.text(f"DROP TABLE IF EXISTS {_NEW_TASKS}"))
+    conn.execute(sa.text(f"""
+CREATE TEMP TABLE {_NEW_TASKS} AS
+SELECT c.id AS case_id, c.kind, b.grid_id, c.building_id, c.unit_id, {_summary_sql()} AS summary
 FROM cases c LEFT JOIN buildings b ON b.id = c.building_id
 WHERE c.state IN ('open', 'acknowledged') AND c.kind IN ({kinds})
-  AND NOT EXISTS (SELECT 1 FROM tasks t WHERE t.case_id = c.id)
+  AND NOT EXISTS (SELECT 1 FROM tasks t WHERE t.case_id = c.id)"""))
+    try:
+        if conn.dialect.name == "postgresql":
+            conn.execute(sa.text(f"ANALYZE {_NEW_TASKS}"))  # its size, for the trail rows' join
+        created = conn.execute(sa.text(f"""
+INSERT INTO tasks (kind, state, source, created_by, case_id, grid_id, building_id, unit_id, summary,
+                   created_at, updated_at, due_at)
+SELECT n.kind, 'reported', 'case', :actor, n.case_id, n.grid_id, n.building_id, n.unit_id, n.summary,
+       :now, :now, :due
+FROM {_NEW_TASKS} n
+ORDER BY n.case_id
 ON CONFLICT DO NOTHING""").bindparams(_ts("now"), _ts("due")),
-        {"actor": ACTOR, "now": now, "due": step_due(rules, "reported", now)}).rowcount
-    if created:
-        # The first trail row of each task just made: they are the tasks
-        # above the floor that this statement's actor made at this moment.
-        conn.execute(sa.text("""
+            {"actor": ACTOR, "now": now, "due": step_due(rules, "reported", now)}).rowcount
+        if created:
+            # The first trail row of each task just made: the tasks of those
+            # cases above the floor that this actor made at this moment (a
+            # task a person made for one of them meanwhile is not ours, and
+            # ON CONFLICT skipped ours).
+            conn.execute(sa.text(f"""
 INSERT INTO task_events (task_id, at, actor, action, from_state, to_state, due_at)
-SELECT t.id, :now, CAST(:actor AS VARCHAR(64)), 'reported', NULL, 'reported', t.due_at FROM tasks t
+SELECT t.id, :now, CAST(:actor AS VARCHAR(64)), 'reported', NULL, 'reported', t.due_at
+FROM {_NEW_TASKS} n JOIN tasks t ON t.case_id = n.case_id
 WHERE t.id > :floor AND t.created_by = :actor AND t.created_at = :now AND t.source = 'case'
-  AND NOT EXISTS (SELECT 1 FROM task_events e WHERE e.task_id = t.id)""").bindparams(_ts("now")),
-                     {"actor": ACTOR, "now": now, "floor": floor})
+ORDER BY t.id""").bindparams(_ts("now")), {"actor": ACTOR, "now": now, "floor": floor})
+    finally:
+        conn.execute(sa.text(f"DROP TABLE IF EXISTS {_NEW_TASKS}"))
     return int(created or 0)
 
 
