@@ -5,6 +5,7 @@ from __future__ import annotations
 from alembic import context
 
 from server.db.models import metadata
+from server.db.partitions import comparison_filter
 
 
 def _run(connection: object) -> None:
@@ -13,6 +14,9 @@ def _run(connection: object) -> None:
         target_metadata=metadata,
         render_as_batch=True,  # SQLite cannot ALTER most things; batch mode rebuilds tables
         compare_type=True,
+        # Autogenerate: PostgreSQL's events partitions are not models, and a
+        # constraint declared for one database only is not missing from the other.
+        include_object=comparison_filter(connection.dialect.name),  # type: ignore[attr-defined]
     )
     with context.begin_transaction():
         context.run_migrations()
