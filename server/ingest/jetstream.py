@@ -273,6 +273,12 @@ class JetStreamSource:
                 await wait_event(stopping, 0.5)
                 continue
             self.outage.ok()
+            if stopping.is_set():
+                # IngestService may have drained for the last time: what it
+                # was not offered goes straight back to the stream.
+                for msg in msgs:
+                    await self._nak(msg)
+                return
             for msg in msgs:
                 await self._offer(msg)
 
@@ -282,11 +288,15 @@ class JetStreamSource:
             return
         # Shed (ingest is full): back to the stream, to this or another
         # worker a little later.
-        self.nakked += 1
+        await self._nak(msg, delay=1.0)
+
+    async def _nak(self, msg: Msg, delay: float | None = None) -> None:
         try:
-            await msg.nak(delay=1.0)
+            await msg.nak(delay=delay)
         except nats.errors.Error as exc:
             log.debug("jetstream: nak failed (redelivered after ack_wait anyway): %s", brief(exc))
+            return
+        self.nakked += 1
 
     async def _acker(self) -> None:
         while True:
@@ -334,16 +344,11 @@ class JetStreamSource:
     async def _give_back(self) -> None:
         """What was never settled goes back to the stream at once, rather
         than after ack_wait: another worker takes it."""
-        while self._held:
-            held = self._held.popleft()
-            try:
-                await held.msg.nak()
-                self.nakked += 1
-            except nats.errors.Error:
-                break
         if self._held:
-            log.warning("jetstream: %s messages not settled at shutdown; JetStream redelivers them after %s s",
-                        len(self._held), self.plan.ack_wait_s)
+            log.warning("jetstream: %s messages not settled at shutdown (the database away?); given back to "
+                        "the stream for another worker", len(self._held))
+        while self._held:
+            await self._nak(self._held.popleft().msg)
 
 
 def _hint(exc: nats.js.errors.BadRequestError) -> str:

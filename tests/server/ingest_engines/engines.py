@@ -15,6 +15,9 @@ acknowledges it after its commit.
 from __future__ import annotations
 
 import asyncio
+import signal
+import subprocess
+import sys
 import uuid
 from collections import Counter
 from dataclasses import dataclass
@@ -30,7 +33,7 @@ from rentgate import wire
 from server.ingest.jetstream import CONSUMER, STREAM
 from server.settings import ServerSettings
 from tests.gateway.helpers import card
-from tests.services import Mosquitto, MqttProbe, NatsCluster
+from tests.services import Mosquitto, MqttProbe, NatsCluster, free_port
 
 ACK_WAIT_S = 2.0
 # Below the test nodes' max_file_store (tests/services.py nats_config).
@@ -71,21 +74,29 @@ class Engine:
         last test (a gateway would hold on an old "offline"), no stream."""
         if self.cluster is None:
             return
-        node = next(n for n in self.cluster.nodes if n.running)
-        probe = MqttProbe(node.host, node.mqtt_port).connect()
+        running = [n for n in self.cluster.nodes if n.running]
+        probe = MqttProbe(running[0].host, running[0].mqtt_port).connect()
         probe.publish(wire.SERVER_STATUS_TOPIC, b"", retain=True)
         probe.close()
-        asyncio.run(_delete_stream(self.cluster.urls))
+        asyncio.run(_delete_stream([n.url for n in running]))
 
 
-async def _delete_stream(urls: list[str]) -> None:
+async def _delete_stream(urls: list[str], timeout: float = 20.0) -> None:
+    """Retried: right after a node is lost the stream may be electing a leader."""
     nc = await nats.connect(urls, connect_timeout=2, max_reconnect_attempts=2)
     try:
-        js = nc.jetstream()
-        try:
-            await js.delete_stream(STREAM)
-        except nats.js.errors.NotFoundError:
-            pass
+        js = nc.jetstream(timeout=2)
+        deadline = asyncio.get_running_loop().time() + timeout
+        while True:
+            try:
+                await js.delete_stream(STREAM)
+                return
+            except nats.js.errors.NotFoundError:
+                return
+            except (nats.errors.TimeoutError, nats.js.errors.ServiceUnavailableError):
+                if asyncio.get_running_loop().time() > deadline:
+                    raise
+                await asyncio.sleep(0.2)
     finally:
         await nc.close()
 
@@ -95,10 +106,23 @@ async def consumer_waiting(urls: list[str]) -> tuple[int, int]:
     the ingest consumer: each live worker keeps one pull request waiting."""
     nc = await nats.connect(urls, connect_timeout=2, max_reconnect_attempts=2)
     try:
-        info = await nc.jetstream().consumer_info(STREAM, CONSUMER)
+        info = await nc.jetstream(timeout=2).consumer_info(STREAM, CONSUMER)
         return int(info.num_waiting or 0), int(info.num_ack_pending or 0)
-    except nats.js.errors.NotFoundError:
-        return 0, 0
+    except (nats.js.errors.NotFoundError, nats.errors.TimeoutError, nats.js.errors.ServiceUnavailableError):
+        return 0, 0  # not made yet, or its leader being elected: ask again
+    finally:
+        await nc.close()
+
+
+async def stream_messages(urls: list[str]) -> int | None:
+    """Messages in the work queue: each leaves it when a worker acknowledges
+    it. None while the stream cannot answer."""
+    nc = await nats.connect(urls, connect_timeout=2, max_reconnect_attempts=2)
+    try:
+        info = await nc.jetstream(timeout=2).stream_info(STREAM)
+        return int(info.state.messages)
+    except (nats.errors.TimeoutError, nats.js.errors.ServiceUnavailableError):
+        return None
     finally:
         await nc.close()
 
@@ -183,3 +207,54 @@ def outbox_cards(gateway: LiveGateway) -> int:
     finally:
         db.close()
     return int(row[0])
+
+
+class Worker:
+    """``rentgate server --role ingest`` as a process of its own, so that it
+    can be SIGKILLed; its log is in the test's folder."""
+
+    def __init__(self, workdir: Path, name: str, env: dict[str, str]) -> None:
+        import os
+
+        self.name = name
+        self.log_path = workdir / f"{name}.log"
+        self.env = {**os.environ, **env, "RENTGATE_MQTT_CLIENT_ID": name}
+        self.popen: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> Worker:
+        port = str(free_port())
+        with open(self.log_path, "ab") as log:
+            self.popen = subprocess.Popen(
+                [sys.executable, "-m", "rentgate", "server", "--role", "ingest", "--host", "127.0.0.1",
+                 "--port", port], env=self.env, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+                start_new_session=True)
+        return self
+
+    @property
+    def running(self) -> bool:
+        return self.popen is not None and self.popen.poll() is None
+
+    def check(self) -> None:
+        if self.popen is not None and self.popen.poll() is not None and self.popen.returncode != -signal.SIGKILL:
+            raise AssertionError(f"{self.name} exited with {self.popen.returncode}:\n{self.log_tail()}")
+
+    def pause(self) -> None:
+        """SIGSTOP: frozen with what it fetched, its connections open."""
+        assert self.popen is not None
+        self.popen.send_signal(signal.SIGSTOP)
+
+    def kill(self) -> None:
+        if self.popen is not None and self.popen.poll() is None:
+            self.popen.send_signal(signal.SIGKILL)
+            self.popen.wait(10)
+
+    def stop(self) -> None:
+        if self.popen is not None and self.popen.poll() is None:
+            self.popen.send_signal(signal.SIGTERM)
+            try:
+                self.popen.wait(20)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+    def log_tail(self, chars: int = 3000) -> str:
+        return self.log_path.read_text(errors="replace")[-chars:] if self.log_path.exists() else "<no log>"

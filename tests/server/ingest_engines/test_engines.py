@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 import uuid
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator
@@ -27,9 +28,11 @@ from tests.server.helpers import card_read
 from tests.server.ingest_engines.engines import (
     Engine,
     LiveGateway,
+    Worker,
     consumer_waiting,
     outbox_cards,
     stored_cards,
+    stream_messages,
     until,
 )
 from tests.services import Mosquitto, MqttProbe, NatsCluster
@@ -174,3 +177,80 @@ async def test_garbage_is_dead_lettered_and_the_events_after_it_stored(engine: E
     assert [topic for topic, _ in reasons] == [wire.events_topic(gw)] * 2
     assert "JSON" in reasons[0][1]
     assert stored_cards(db, gw) == Counter({"00000000BB": 1})
+
+
+# --------------------------------------------------------------------------- NATS: workers and nodes die
+
+
+async def test_an_ingest_worker_killed_mid_flow_loses_and_doubles_nothing(nats_engine: Engine, db: sa.Engine,
+                                                                          postgres_url: str,
+                                                                          tmp_path: Path) -> None:
+    """Two workers share the consumer while card reads flow; one is frozen
+    with events it fetched and not acknowledged, then SIGKILLed. JetStream
+    gives those to the other worker after ack_wait (2 s here), which stores
+    or finds them stored (the gateways also send again what is unacknowledged
+    when a worker's last will says it died) and acknowledges them: the work
+    queue ends empty, which it could not while the dead worker's messages
+    were still waiting for an acknowledgement."""
+    assert nats_engine.cluster is not None
+    urls = nats_engine.cluster.urls
+    env = nats_engine.environment(postgres_url) | {"RENTGATE_INGEST_BATCH_MESSAGES": "20"}
+    victim, survivor = (Worker(tmp_path, f"ingest-{i}-{uuid.uuid4().hex[:6]}", env).start() for i in range(2))
+    gateways: list[LiveGateway] = []
+    try:
+        def pulling() -> bool:
+            victim.check()
+            survivor.check()
+            return asyncio.run(consumer_waiting(urls))[0] >= 2
+
+        def victim_holds_events() -> bool:
+            # The survivor acknowledges within milliseconds; what stays
+            # unacknowledged across half a second is the frozen worker's.
+            if asyncio.run(consumer_waiting(urls))[1] == 0:
+                return False
+            time.sleep(0.5)
+            return asyncio.run(consumer_waiting(urls))[1] > 0
+
+        await until(pulling, 60, "both workers to pull")
+        gateways = await start_gateways(nats_engine, tmp_path, 3, ack_timeout_s=120)
+
+        async def flow(steps: int) -> None:
+            for _ in range(steps):
+                await asyncio.gather(*(g.add(4) for g in gateways))
+                await asyncio.sleep(0.02)
+
+        await flow(10)
+        victim.pause()
+        await flow(15)
+        await until(victim_holds_events, TIMEOUT, "the frozen worker to hold events")
+        victim.kill()
+        await flow(25)
+        await delivered(db, gateways)
+        await until(lambda: asyncio.run(stream_messages(urls)) == 0, TIMEOUT, "an empty work queue")
+        survivor.check()
+    finally:
+        await asyncio.gather(*(g.stop() for g in gateways))
+        victim.kill()
+        survivor.stop()
+
+
+async def test_a_nats_node_killed_the_gateways_on_the_others_go_on(nats_engine: Engine, nats_ingest: IngestService,
+                                                                   db: sa.Engine, tmp_path: Path) -> None:
+    """Last in the module: the node stays down (a restarted 2.9 node takes
+    several seconds before it accepts MQTT again, docs/clustering.md)."""
+    assert nats_engine.cluster is not None
+    gateways = await start_gateways(nats_engine, tmp_path, 3)
+    try:
+        for g in gateways:
+            await g.add(50)
+        await delivered(db, gateways)
+        nats_engine.cluster.nodes[2].kill()
+        on_survivors, on_lost = gateways[:2], gateways[2]
+        for g in gateways:
+            await g.add(50)
+        await delivered(db, on_survivors)
+        # Nothing of the cut-off gateway is lost: it keeps its card reads.
+        assert outbox_cards(on_lost) == 50
+        assert stored_cards(db, on_lost.gateway_id) == Counter(on_lost.cards[:50])
+    finally:
+        await asyncio.gather(*(g.stop() for g in gateways))
