@@ -114,6 +114,7 @@ class CommitFeed:
         self.poll_s = poll_s
         self.listening = asyncio.Event()
         self.notifications = 0
+        self.polls = 0
         self._listeners: list[Listener] = []
         self._newest_id: int | None = None
         self.outage = Outage(log, "the database connection for new-event notifications (LISTEN)")
@@ -169,6 +170,7 @@ class CommitFeed:
             if not is_postgresql(self.engine):
                 self.outage.failed(exc)
             return
+        self.polls += 1
         if newest != self._newest_id:
             self._newest_id = newest
             self._tell(CommitResult(inserted=1))

@@ -1,0 +1,162 @@
+"""`rentgate server --role ...`: what each role's process runs and serves,
+and how the background process learns of events another process stored
+(docs/scaling.md)."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+from aiohttp.test_utils import TestClient
+
+from rentgate import wire
+from server.access.routes import ACCESS
+from server.app import make_app
+from server.db import migrate
+from server.db.engine import create_engine
+from server.ingest.appkeys import INGEST
+from server.ingest.feed import COMMITS, CommitFeed, CommitNotifier
+from server.ingest.store import CommitResult, EventStore
+from server.reconcile.appkeys import SERVICE
+from server.retention.appkeys import PURGE_JOB
+from server.settings import ServerSettings
+from tests.server.helpers import batch, card_read
+from tests.server.mqtt_gateway import TIMEOUT, FakeGateway
+from tests.server.registry.api_helpers import settings_for
+from tests.services import Mosquitto
+
+Client = TestClient[web.Request, web.Application]
+MakeClient = Callable[..., Awaitable[Client]]
+
+
+def _settings(database_url: str, tmp_path: Path, mosquitto: Mosquitto, role: str, **more: Any) -> ServerSettings:
+    base = settings_for(database_url, tmp_path)
+    return base.model_copy(update={"mqtt_url": mosquitto.url, "role": role,
+                                   "mqtt_client_id": f"{role}-{uuid.uuid4().hex[:6]}", **more})
+
+
+def _migrated(url: str) -> None:
+    engine = create_engine(url)
+    migrate.upgrade(engine)
+    engine.dispose()
+
+
+async def test_each_role_runs_its_own_parts(tmp_path: Path, sqlite_url: str, mosquitto: Mosquitto,
+                                            aiohttp_client: MakeClient) -> None:
+    _migrated(sqlite_url)
+    ingest = await aiohttp_client(make_app(_settings(sqlite_url, tmp_path, mosquitto, "ingest",
+                                                     ingest_share_group="g")))
+    web_ = await aiohttp_client(make_app(_settings(sqlite_url, tmp_path, mosquitto, "web")))
+    reconcile = await aiohttp_client(make_app(_settings(sqlite_url, tmp_path, mosquitto, "reconcile")))
+
+    # An ingest worker: the MQTT ingest, its probes, nothing else.
+    assert INGEST in ingest.app and ACCESS not in ingest.app and SERVICE not in ingest.app
+    assert (await ingest.get("/api/v1/events")).status == 404
+    assert (await ingest.get("/landlord")).status == 404
+    await asyncio.to_thread(ingest.app[INGEST].link.wait_connected, TIMEOUT)
+    assert (await ingest.get("/healthz")).status == 200
+    assert "rentgate_events_ingested_total" in await (await ingest.get("/metrics")).text()
+
+    # A web process: pages and APIs; it publishes what its requests change,
+    # and answers no gateway's requests (the background process does).
+    assert INGEST not in web_.app and SERVICE not in web_.app and PURGE_JOB not in web_.app
+    assert (await web_.get("/api/v1/events")).status == 401  # there, for those logged in
+    publisher = web_.app[ACCESS].publisher
+    assert publisher is not None and not publisher.background
+
+    # The background process: reconciliation, retention, the publishers'
+    # catch-ups, woken by commits made elsewhere.
+    assert INGEST not in reconcile.app
+    assert SERVICE in reconcile.app and PURGE_JOB in reconcile.app and COMMITS in reconcile.app
+    publisher = reconcile.app[ACCESS].publisher
+    assert publisher is not None and publisher.background
+
+
+async def test_the_reconcile_process_wakes_on_an_ingest_process_commit(
+        tmp_path: Path, postgres_url: str, mosquitto: Mosquitto, aiohttp_client: MakeClient) -> None:
+    _migrated(postgres_url)
+    ingest = await aiohttp_client(make_app(_settings(postgres_url, tmp_path, mosquitto, "ingest")))
+    reconcile = await aiohttp_client(make_app(_settings(postgres_url, tmp_path, mosquitto, "reconcile")))
+    feed = reconcile.app[COMMITS]
+    service = reconcile.app[SERVICE]
+    await asyncio.wait_for(feed.listening.wait(), TIMEOUT)
+    notified = asyncio.Event()
+
+    def heard(result: CommitResult) -> None:
+        # Only a notification carries the commit's stamp (a poll or the
+        # wake-up after connecting does not). Called after the service's own
+        # listener has woken it: the catch-up that follows sets caught_up.
+        if result.stored_at is not None:
+            service.caught_up.clear()
+            notified.set()
+
+    feed.add_commit_listener(heard)
+    gateway = FakeGateway(mosquitto.url, "gw-roles-1")
+    try:
+        await asyncio.to_thread(ingest.app[INGEST].link.wait_connected, TIMEOUT)
+        gateway.publish(batch("gw-roles-1", [card_read("gw-roles-1", 1)]))
+        assert (await gateway.next_ack(lambda a: a.committed)).committed == [(1, 1)]
+        await asyncio.wait_for(notified.wait(), TIMEOUT)
+        await asyncio.wait_for(service.caught_up.wait(), TIMEOUT)
+    finally:
+        gateway.close()
+
+
+async def test_the_feed_passes_each_commits_stamp(postgres_url: str) -> None:
+    """The police watches find a batch's events by its stored_at stamp."""
+    engine = create_engine(postgres_url)
+    feed = CommitFeed(engine)
+    heard: list[CommitResult] = []
+    feed.add_commit_listener(heard.append)
+    stopping = asyncio.Event()
+    listening = asyncio.create_task(feed.run(stopping))
+    notifier = CommitNotifier(engine)
+    notifying = asyncio.create_task(notifier.run(stopping))
+    try:
+        await asyncio.wait_for(feed.listening.wait(), TIMEOUT)
+        heard.clear()  # the wake-up every (re)connect makes
+        stamps = [datetime(2026, 12, 6, 1, 2, 3, 456789 + i, tzinfo=UTC) for i in range(3)]
+        for stamp in stamps:
+            notifier.on_commit(CommitResult(inserted=1, stored_at=stamp))
+        deadline = asyncio.get_running_loop().time() + TIMEOUT
+        while sorted(r.stored_at for r in heard if r.stored_at) != stamps:
+            assert asyncio.get_running_loop().time() < deadline, heard
+            await asyncio.sleep(0.01)
+    finally:
+        stopping.set()
+        listening.cancel()
+        await asyncio.gather(listening, notifying, return_exceptions=True)
+        engine.dispose()
+
+
+async def test_without_notifications_the_feed_polls(sqlite_url: str) -> None:
+    """SQLite has no LISTEN: a new event id wakes the listeners within a poll."""
+    engine = create_engine(sqlite_url)
+    migrate.upgrade(engine)
+    feed = CommitFeed(engine, poll_s=0.05)
+    heard: list[CommitResult] = []
+    feed.add_commit_listener(heard.append)
+    stopping = asyncio.Event()
+    task = asyncio.create_task(feed.run(stopping))
+    try:
+        deadline = asyncio.get_running_loop().time() + TIMEOUT
+        while not feed.polls:  # the first poll: it knows the newest id now
+            assert asyncio.get_running_loop().time() < deadline
+            await asyncio.sleep(0.01)
+        heard.clear()
+        # Stored by "another process": the ingest's store, without its service.
+        message = (wire.events_topic("gw-poll"), batch("gw-poll", [card_read("gw-poll", 1)]), datetime.now(UTC))
+        await asyncio.to_thread(EventStore(engine).commit, [message])
+        while not heard:
+            assert asyncio.get_running_loop().time() < deadline, "no wake-up after a new event"
+            await asyncio.sleep(0.01)
+        assert not feed.listening.is_set()
+    finally:
+        stopping.set()
+        await asyncio.wait_for(task, TIMEOUT)
+        engine.dispose()
