@@ -163,7 +163,10 @@ SERVER_STATUS_TOPIC = f"{TOPIC_ROOT}/server/status"
 # of their own: one worker's will must not say "offline" for all of them. A
 # gateway counts the server online while any of these says online.
 SERVER_WORKER_STATUS_SUBSCRIPTION = f"{SERVER_STATUS_TOPIC}/+"
-_NOT_IN_TOPIC_LEVEL = re.compile(r"[^A-Za-z0-9_.\-]")
+# No "." either: NATS 2.9's MQTT listener refuses a topic holding one and
+# drops the connection (docs/clustering.md), and a default client id holds
+# the host's name, often a dotted one.
+_NOT_IN_TOPIC_LEVEL = re.compile(r"[^A-Za-z0-9_\-]")
 
 
 def server_worker_status_topic(worker: str) -> str:
