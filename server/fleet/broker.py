@@ -97,6 +97,11 @@ def server_acls() -> list[dict[str, Any]]:
     acls: list[dict[str, Any]] = []
     for subscription in (wire.EVENTS_SUBSCRIPTION, wire.STATUS_SUBSCRIPTION, wire.ALLOWLIST_REQUEST_SUBSCRIPTION):
         acls += [_acl("subscribePattern", subscription), _acl("publishClientReceive", subscription)]
+    # Ingest workers sharing the events (docs/scaling.md): the dynamic
+    # security plugin checks a shared subscription with its $share/<group>/
+    # prefix, so the plain pattern above does not allow it.
+    for subscription in (wire.EVENTS_SUBSCRIPTION, wire.STATUS_SUBSCRIPTION):
+        acls.append(_acl("subscribePattern", wire.shared_subscription(subscription, "+")))
     for leaf in GATEWAY_RECEIVES:
         acls.append(_acl("publishClientSend", f"{wire.TOPIC_ROOT}/gw/+/{leaf}"))
     acls.append(_acl("publishClientSend", wire.SERVER_STATUS_TOPIC))
