@@ -235,9 +235,13 @@ FROM reads WHERE cid IS NULL AND building_id IS NOT NULL GROUP BY building_id, f
 UPDATE credentials c SET last_seen_at = x.seen
 FROM (SELECT cid, MAX(occurred_at) AS seen FROM reads WHERE cid IS NOT NULL GROUP BY cid) x
 WHERE c.id = x.cid"""))
+        # The fold's mark at event upto, (its txid, upto) (server/reconcile/marks.py):
+        # the events went in one transaction after another, so that is events 1..upto.
         conn.execute(sa.text("""
-INSERT INTO reconcile_state (name, last_event_id, updated_at) VALUES ('events', :upto, :now)
-ON CONFLICT (name) DO UPDATE SET last_event_id = excluded.last_event_id"""), {"upto": upto, "now": now})
+INSERT INTO reconcile_state (name, last_txid, last_event_id, updated_at)
+SELECT 'events', txid, id, :now FROM events WHERE id = :upto
+ON CONFLICT (name) DO UPDATE SET last_txid = excluded.last_txid, last_event_id = excluded.last_event_id"""),
+                     {"upto": upto, "now": now})
     with engine.begin() as conn:
         conn.execute(sa.text("ANALYZE"))
     return time.perf_counter() - started

@@ -164,12 +164,13 @@ def generate(engine: sa.Engine, events: int, before: datetime, now: datetime) ->
         conn.execute(sa.text(_PG_EVENTS if postgresql else _SQLITE_EVENTS),
                      {"lo": events + 1, "hi": events + FRESH, "gateways": gateways, "cards": CARDS_PER_GATEWAY,
                       "start": _param(fresh_start, postgresql), "step": fresh_step})
-        # Every reconciliation fold (card reads, cameras) has read them all.
+        # Every reconciliation fold (card reads, cameras) has read them all:
+        # a (txid, id) mark at or above every event (server/reconcile/marks.py).
         from server.reconcile.watermarks import EVERY_FOLD
 
         for fold in EVERY_FOLD:
-            conn.execute(sa.text("INSERT INTO reconcile_state (name, last_event_id, updated_at) "
-                                 "SELECT :fold, MAX(id), :now FROM events"),
+            conn.execute(sa.text("INSERT INTO reconcile_state (name, last_txid, last_event_id, updated_at) "
+                                 "SELECT :fold, COALESCE(MAX(txid), 0), MAX(id), :now FROM events"),
                          {"fold": fold, "now": _param(now, postgresql)})
         conn.execute(sa.text("ANALYZE"))
 

@@ -28,6 +28,7 @@ class Base(DeclarativeBase):
 
 
 _CAMERA_ALERTS = sa.text("kind IN ('tailgating', 'unidentified_entry')")
+_HAS_TXID = sa.text("txid IS NOT NULL")
 
 
 class Event(Base):
@@ -48,6 +49,9 @@ class Event(Base):
         # pays for it.
         sa.Index("ix_events_camera_alerts", "gateway_id", "occurred_at", sqlite_where=_CAMERA_ALERTS,
                  postgresql_where=_CAMERA_ALERTS),
+        # Reconciliation reads events in (txid, id) order (server/reconcile/marks.py).
+        # Partial: SQLite leaves txid NULL, so there it holds nothing and costs nothing.
+        sa.Index("ix_events_txid_id", "txid", "id", sqlite_where=_HAS_TXID, postgresql_where=_HAS_TXID),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
@@ -62,6 +66,10 @@ class Event(Base):
     credential_format: Mapped[str | None] = mapped_column(sa.String(16))
     credential_value: Mapped[str | None] = mapped_column(sa.String(128))
     data: Mapped[dict[str, Any]] = mapped_column(JsonDoc)
+    # PostgreSQL: the id of the transaction that stored the event (its default,
+    # pg_current_xact_id(), set by migration 0010; ingest passes it in the
+    # COPY); 0 for rows older than that migration. SQLite: NULL.
+    txid: Mapped[int | None] = mapped_column(sa.BigInteger)
 
 
 class Gateway(Base):
@@ -481,6 +489,8 @@ class ReconcileState(Base):
     __tablename__ = "reconcile_state"
 
     name: Mapped[str] = mapped_column(sa.String(32), primary_key=True)
+    # The mark (last_txid, last_event_id): server/reconcile/marks.py.
+    last_txid: Mapped[int] = mapped_column(sa.BigInteger, server_default="0")
     last_event_id: Mapped[int] = mapped_column(sa.BigInteger)
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime)
 

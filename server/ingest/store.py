@@ -48,9 +48,14 @@ _PG_STAGING = (
 )
 _COLS = ", ".join(EVENT_COLUMNS)
 _PG_MERGE = (
-    f"INSERT INTO events ({_COLS}, stored_at) SELECT {_COLS}, :stored_at FROM events_in "
+    f"INSERT INTO events ({_COLS}, stored_at, txid) SELECT {_COLS}, :stored_at, :txid FROM events_in "
     "ON CONFLICT (gateway_id, seq) DO NOTHING"
 )
+# This transaction's id, which every event it stores carries, so that
+# reconciliation reads only events of transactions that have ended
+# (server/reconcile/marks.py). Passed in the COPY rather than left to the
+# column's default: a volatile default would make COPY insert row by row.
+_PG_TXID = "SELECT pg_current_xact_id()::text::bigint"
 
 _SQLITE_INSERT = (
     f"INSERT INTO events ({_COLS}, stored_at) VALUES ({', '.join('?' * (len(EVENT_COLUMNS) + 1))}) "
@@ -185,14 +190,15 @@ class EventStore:
     def _copy_events(self, conn: sa.Connection, rows: list[EventRow], stored_at: datetime, *,
                      all_new: bool) -> int:
         raw: Any = conn.connection.driver_connection
+        txid = int(conn.exec_driver_sql(_PG_TXID).scalar_one())
         if all_new:
             # Straight into the table, about twice as fast as staging; the
             # savepoint covers another server instance having stored them meanwhile.
             savepoint = conn.begin_nested()
             try:
-                with raw.cursor() as cur, cur.copy(f"COPY events ({_COLS}, stored_at) FROM STDIN") as copy:
+                with raw.cursor() as cur, cur.copy(f"COPY events ({_COLS}, stored_at, txid) FROM STDIN") as copy:
                     for row in rows:
-                        copy.write_row((*row, stored_at))
+                        copy.write_row((*row, stored_at, txid))
             except psycopg.errors.UniqueViolation:
                 savepoint.rollback()
             else:
@@ -202,7 +208,7 @@ class EventStore:
         with raw.cursor() as cur, cur.copy(f"COPY events_in ({_COLS}) FROM STDIN") as copy:
             for row in rows:
                 copy.write_row(row)
-        return conn.execute(sa.text(_PG_MERGE), {"stored_at": stored_at}).rowcount
+        return conn.execute(sa.text(_PG_MERGE), {"stored_at": stored_at, "txid": txid}).rowcount
 
     # ------------------------------------------------------------------ gateways and gaps
 

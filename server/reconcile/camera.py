@@ -34,8 +34,9 @@ from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
 
-from server.db.models import camera_days, reconcile_state
+from server.db.models import camera_days
 from server.db.types import JsonDoc, UtcDateTime
+from server.reconcile import marks
 from server.reconcile.evidence import aware, read_watermark
 from server.reconcile.sqlbits import is_postgres
 from server.rules import CityRules
@@ -43,21 +44,27 @@ from server.rules import CityRules
 log = logging.getLogger(__name__)
 
 WATERMARK = "camera"
-# Event ids one chunk looks through, at most (a multiple of the row limit):
-# the range is scanned by primary key, so this bounds a chunk's work even
-# when few of the events in it come from cameras.
+# Events one chunk looks through, at most (a multiple of the row limit):
+# the range is scanned in watermark order by index, so this bounds a chunk's
+# work even when few of the events in it come from cameras.
 SPAN_PER_ROW = 20
 
-_CROSSINGS = sa.text("""
-SELECT e.id, e.occurred_at, e.kind, e.data, d.unit_id, d.building_id
+_CROSSINGS = """
+SELECT e.id, e.occurred_at, e.kind, e.data, d.unit_id, d.building_id, e.txid
 FROM events e
 JOIN gateways g ON g.id = e.gateway_id
 JOIN doors d ON d.gateway_id = e.gateway_id AND d.door = e.door AND d.building_id = g.building_id
-WHERE e.id > :after AND e.id <= :upto AND e.kind IN ('people_crossing', 'tailgating', 'unidentified_entry')
+WHERE {range} AND e.kind IN ('people_crossing', 'tailgating', 'unidentified_entry')
   AND d.unit_id IS NOT NULL AND d.camera
-ORDER BY e.id
+ORDER BY {order}
 LIMIT :limit
-""").columns(occurred_at=UtcDateTime(), data=JsonDoc)
+"""
+
+
+def _crossings(conn: sa.Connection) -> sa.TextualSelect:
+    sql = _CROSSINGS.format(range=marks.keyset_range(conn, "e"), order=marks.keyset_order(conn, "e"))
+    return sa.text(sql).columns(occurred_at=UtcDateTime(), data=JsonDoc)
+
 
 _COLUMNS = ("entered", "exited", "unidentified", "tailgating", "level", "peak", "first_at", "last_at")
 
@@ -106,20 +113,19 @@ def apply_chunk(conn: sa.Connection, rules: CityRules, *, limit: int) -> CameraS
     caller's write transaction (serialised like evidence.apply_chunk)."""
     stats = CameraStats()
     after = read_watermark(conn, lock=True, name=WATERMARK)
-    newest = conn.execute(sa.text("SELECT MAX(id) FROM events")).scalar()
+    stats.watermark = after.id
+    newest = marks.newest(conn)
     if newest is None or newest <= after:
-        stats.watermark = after
         return stats
-    upto = min(int(newest), after + limit * SPAN_PER_ROW)
-    rows = conn.execute(_CROSSINGS, {"after": after, "upto": upto, "limit": limit}).all()
-    if len(rows) == limit:
-        upto = int(rows[-1][0])  # one row per event (doors are unique per gateway and door)
+    upto = marks.step_ahead(conn, after, newest, limit * SPAN_PER_ROW)
+    rows = conn.execute(_crossings(conn), {**marks.range_params(after, upto), "limit": limit}).all()
+    if len(rows) == limit:  # one row per event (doors are unique per gateway and door)
+        upto = marks.Mark(int(rows[-1][6] or 0), int(rows[-1][0]))
     stats.done = upto >= newest
     if rows:
         _fold(conn, rules, rows)
-    conn.execute(sa.update(reconcile_state).where(reconcile_state.c.name == WATERMARK)
-                 .values(last_event_id=upto))
-    stats.events, stats.watermark = len(rows), upto
+    marks.write_mark(conn, WATERMARK, upto)
+    stats.events, stats.watermark = len(rows), upto.id
     return stats
 
 
@@ -130,7 +136,7 @@ def _fold(conn: sa.Connection, rules: CityRules, rows: Sequence[Any]) -> None:
     days = _load(conn, units, sorted(set(keyed)))
     running = _running_days(conn, units)
     for row, (unit_id, day) in zip(rows, keyed, strict=True):
-        _, occurred, kind, data, _, building_id = row
+        _, occurred, kind, data, _, building_id, _ = row
         inward = _inward(kind, data)
         if inward is None:
             continue

@@ -9,11 +9,11 @@ presence rows, so a crash never counts an event twice or skips one.
 Credentials are looked up by one joined query per chunk, against the
 database as it is at that moment: there is no cache, hence no staleness.
 
-Known limit: the watermark assumes events become visible in id order, which
-holds for the one ingest writer per database the server runs (it commits
-batches one after another). Out-of-order events (a gateway's outbox replayed
-days later) count their day only if it is newer than the subject's last day,
-so ``days_seen`` can undercount for them; first/last seen stay exact.
+The watermark is a (txid, id) mark that stays correct with several ingest
+processes committing at once (server/reconcile/marks.py). Out-of-order events
+(a gateway's outbox replayed days later) count their day only if it is newer
+than the subject's last day, so ``days_seen`` can undercount for them;
+first/last seen stay exact.
 """
 
 from __future__ import annotations
@@ -27,33 +27,40 @@ from zoneinfo import ZoneInfo
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import ARRAY
 
-from server.db.models import credentials, presence, reconcile_state, unknown_credentials
+from server.db.models import credentials, presence, unknown_credentials
 from server.db.types import UtcDateTime
 from server.reconcile import cases as case_ops
-from server.reconcile.sqlbits import ACTOR, is_postgres, ts
+from server.reconcile import marks
+from server.reconcile.sqlbits import ACTOR, is_postgres
 from server.rules import CityRules
 
 log = logging.getLogger(__name__)
 
 WATERMARK = "events"
 
-_READS = sa.text("""
-SELECT e.id, e.occurred_at, e.credential_format, e.credential_value, g.building_id,
+# The chunk's events first (LIMIT on events, not on joined rows, so an
+# event always comes with all its candidate credentials), then their
+# credentials, newest issue first.
+_READS = """
+WITH e AS (SELECT id, txid, occurred_at, gateway_id, credential_format, credential_value FROM events e
+           WHERE {range} AND e.kind = 'card_read' AND e.credential_value IS NOT NULL
+           ORDER BY {order} LIMIT :limit)
+SELECT e.id, e.txid, e.occurred_at, e.credential_format, e.credential_value, g.building_id,
        c.id AS credential_id, COALESCE(c.unit_id, r.unit_id) AS unit_id,
        COALESCE(c.person_id, r.person_id) AS person_id, c.issued_at
-FROM events e
+FROM e
 LEFT JOIN gateways g ON g.id = e.gateway_id
 LEFT JOIN credentials c ON c.building_id = g.building_id AND c.format = e.credential_format
      AND c.value = e.credential_value AND c.issued_at <= e.occurred_at
      AND (c.revoked_at IS NULL OR c.revoked_at > e.occurred_at)
 LEFT JOIN registrations r ON r.id = c.registration_id
-WHERE e.id > :after AND e.id <= :upto AND e.kind = 'card_read' AND e.credential_value IS NOT NULL
-ORDER BY e.id, c.issued_at DESC
-LIMIT :limit
-""").columns(occurred_at=UtcDateTime(), issued_at=UtcDateTime())
+ORDER BY {order}, c.issued_at DESC
+"""
 
 
-_NEWEST = sa.text("SELECT MAX(id) FROM events")
+def _reads(conn: sa.Connection) -> sa.TextualSelect:
+    sql = _READS.format(range=marks.keyset_range(conn, "e"), order=marks.keyset_order(conn, "e"))
+    return sa.text(sql).columns(occurred_at=UtcDateTime(), issued_at=UtcDateTime())
 
 
 @dataclass
@@ -65,7 +72,10 @@ class CatchUpStats:
     no_unit: int = 0
     cases_opened: int = 0
     cases_closed: int = 0
+    # The event id of the mark after this chunk (the mark: marks.Mark).
     watermark: int = 0
+    # The mark reached the newest event that can be read now.
+    done: bool = True
     touched_units: set[int] = field(default_factory=set)
 
 
@@ -100,22 +110,10 @@ def local_day(at: datetime, zone: ZoneInfo) -> int:
     return at.astimezone(zone).date().toordinal()
 
 
-def read_watermark(conn: sa.Connection, *, lock: bool, name: str = WATERMARK) -> int:
+def read_watermark(conn: sa.Connection, *, lock: bool, name: str = WATERMARK) -> marks.Mark:
     """How far the fold called ``name`` has read (card reads: "events"; the
     camera fold keeps its own, server/reconcile/camera.py)."""
-    query = sa.select(reconcile_state.c.last_event_id).where(reconcile_state.c.name == name)
-    if lock and is_postgres(conn):
-        query = query.with_for_update()
-    mark = conn.execute(query).scalar()
-    if mark is not None:
-        return int(mark)
-    conn.execute(sa.text("INSERT INTO reconcile_state (name, last_event_id, updated_at) VALUES (:n, 0, :t) "
-                         "ON CONFLICT (name) DO NOTHING").bindparams(ts("t")), {"n": name, "t": _epoch()})
-    return int(conn.execute(query).scalar_one())
-
-
-def _epoch() -> datetime:
-    return datetime(1970, 1, 1, tzinfo=ZoneInfo("UTC"))
+    return marks.read_mark(conn, name, lock=lock)
 
 
 def apply_chunk(conn: sa.Connection, now: datetime, rules: CityRules, *, limit: int) -> CatchUpStats:
@@ -125,24 +123,19 @@ def apply_chunk(conn: sa.Connection, now: datetime, rules: CityRules, *, limit: 
     stats = CatchUpStats()
     zone = rules.zone
     after = read_watermark(conn, lock=True)
-    upto = conn.execute(_NEWEST).scalar()
+    upto = marks.newest(conn)
+    stats.watermark = after.id
     if upto is None or upto <= after:
-        stats.watermark = after
         return stats
-    rows = conn.execute(_READS, {"after": after, "upto": upto, "limit": limit}).all()
-    # A full chunk stops at its last event (its other credential rows may be
-    # cut off by LIMIT: drop that event, the next chunk takes it whole).
-    if len(rows) == limit:
-        last = rows[-1][0]
-        rows = [r for r in rows if r[0] != last]
-        upto = last - 1 if rows else last
-        if not rows:  # one event with `limit` candidate credentials: impossible by the unique index
-            upto = last
+    rows = conn.execute(_reads(conn), {**marks.range_params(after, upto), "limit": limit}).all()
+    if len({r[0] for r in rows}) == limit:  # a full chunk: the next one starts after its last event
+        upto = marks.Mark(int(rows[-1][1] or 0), int(rows[-1][0]))
+        stats.done = False
     seen: dict[tuple[int, str], _Seen] = {}
     unknown: dict[tuple[int, str, str], _Seen] = {}
     cred_seen: dict[int, datetime] = {}
     previous = None
-    for event_id, occurred, fmt, value, building_id, cred_id, unit_id, person_id, _issued in rows:
+    for event_id, _txid, occurred, fmt, value, building_id, cred_id, unit_id, person_id, _issued in rows:
         if event_id == previous:  # an older credential of the same event (newest issue first)
             continue
         previous = event_id
@@ -169,9 +162,8 @@ def apply_chunk(conn: sa.Connection, now: datetime, rules: CityRules, *, limit: 
     stats.touched_units = {k[0] for k in seen}
     stats.cases_closed = _close_seen_again(conn, now, seen)
     stats.cases_opened = _open_unknown(conn, now, rules, unknown)
-    conn.execute(sa.update(reconcile_state).where(reconcile_state.c.name == WATERMARK)
-                 .values(last_event_id=upto, updated_at=now))
-    stats.watermark = upto
+    marks.write_mark(conn, WATERMARK, upto, now)
+    stats.watermark = upto.id
     return stats
 
 

@@ -10,16 +10,27 @@ import time
 from dataclasses import dataclass, field
 from datetime import datetime
 
+import psycopg
 import sqlalchemy as sa
 
+from rentgate.lang import tr
+from rentgate.outage import Outage
 from server.access.allowlists import Change
-from server.reconcile import camera, camera_rules, evidence, grades, rates, sweep
+from server.reconcile import camera, camera_rules, evidence, grades, marks, rates, sweep, watermarks
 from server.rules import CityRules
 from server.web.transactions import write_transaction
 
 log = logging.getLogger(__name__)
 
 CHUNK_EVENTS = 5000
+# What a lost connection or an unreachable server raises, through SQLAlchemy
+# or straight from the driver.
+_UNREACHABLE = (sa.exc.OperationalError, sa.exc.InterfaceError, sa.exc.TimeoutError, psycopg.OperationalError,
+                psycopg.InterfaceError)
+
+
+def _unreachable(exc: BaseException) -> bool:
+    return isinstance(exc, _UNREACHABLE) or bool(getattr(exc, "connection_invalidated", False))
 
 
 @dataclass
@@ -56,6 +67,22 @@ class Reconciler:
         # One reconciler at a time in this process; across processes the
         # watermark row (PostgreSQL) or BEGIN IMMEDIATE (SQLite) serialises.
         self._lock = threading.Lock()
+        # A database outage is logged when it starts and when it ends, not
+        # as a traceback per retry (the service retries: database_away).
+        self.outage = Outage(log, tr("对账所用的数据库", "the database, for reconciliation"))
+        # After the last catch-up: committed events wait beyond the horizon
+        # (an older transaction was still open, server/reconcile/marks.py),
+        # so another catch-up is due soon even if no commit wakes it.
+        self.held_back = False
+
+    def database_away(self, exc: BaseException) -> bool:
+        """Whether ``exc`` says the database cannot be reached (then the
+        outage is noted, quietly after its first report): True for an error
+        worth retrying without a traceback."""
+        if not _unreachable(exc):
+            return False
+        self.outage.failed(exc)
+        return True
 
     def catch_up(self, now: datetime) -> int:
         """Apply every stored event after the watermark; returns how many card
@@ -72,11 +99,21 @@ class Reconciler:
                 self.totals.unknown += stats.unknown
                 self.totals.no_building += stats.no_building
                 self.totals.watermark = stats.watermark
-                if stats.events < self.chunk_events - 1:
+                if stats.done:
                     break
             if camera_rules.enabled(self.rules):  # the purge's watermarks follow this too (watermarks.py)
                 self._catch_up_cameras()
+            self.held_back = self._events_waiting()
+            self.outage.ok()
             return done
+
+    def _events_waiting(self) -> bool:
+        """Committed events after the card reads' mark that this catch-up
+        could not read yet (PostgreSQL; on SQLite it reads every one)."""
+        if self.engine.dialect.name != "postgresql":
+            return False
+        with self.engine.connect() as conn:
+            return marks.lag(conn, watermarks.lowest(conn, [evidence.WATERMARK]), cap=1) > 0
 
     def _catch_up_cameras(self) -> None:
         """Unit door cameras' crossings into camera_days (their own
@@ -115,6 +152,7 @@ class Reconciler:
             step = time.perf_counter()
             rates.write_snapshots(conn, self.rules, now, rates.compute_rates(conn, self.rules, now))
             counts.timings["rates"] = round(time.perf_counter() - step, 3)
+        self.outage.ok()
         seconds = time.perf_counter() - started
         self.totals.last_sweep_s, self.totals.last_sweep_at = seconds, now
         result = SweepResult(counts.opened, counts.closed, counts.ended_registrations, counts.changes, seconds,
@@ -125,12 +163,11 @@ class Reconciler:
         return result
 
     def watermark_lag(self) -> int:
-        """Stored events not yet reconciled (all kinds)."""
+        """Stored events not yet reconciled (all kinds; at most marks.LAG_CAP).
+        On PostgreSQL this includes committed events a fold may not read yet
+        because an older transaction is still open (marks.py: the horizon)."""
         with self.engine.connect() as conn:
-            newest = conn.execute(sa.text("SELECT MAX(id) FROM events")).scalar() or 0
-            mark = conn.execute(sa.text("SELECT last_event_id FROM reconcile_state WHERE name = :n"),
-                                {"n": evidence.WATERMARK}).scalar() or 0
-        return max(0, int(newest) - int(mark))
+            return marks.lag(conn, watermarks.lowest(conn, [evidence.WATERMARK]))
 
     def open_cases(self) -> dict[str, int]:
         with self.engine.connect() as conn:

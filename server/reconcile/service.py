@@ -21,6 +21,11 @@ log = logging.getLogger(__name__)
 
 Publish = Callable[[list[Change]], Awaitable[bool]]
 RETRY_MAX_S = 60.0
+# While the database is away, each loop tries again this often at most.
+OUTAGE_RETRY_S = 2.0
+# A catch-up that left committed events behind an open transaction
+# (Reconciler.held_back) runs again this soon.
+HELD_BACK_RETRY_S = 0.5
 
 
 class ReconcileService:
@@ -62,10 +67,14 @@ class ReconcileService:
                 return
             except asyncio.CancelledError:
                 raise
-            except Exception:  # noqa: BLE001 - supervised: log, back off, go on
+            except Exception as exc:  # noqa: BLE001 - supervised: log, back off, go on
                 self.failures += 1
-                delay = next(delays)
-                log.exception("reconciliation failed; retrying in %.1fs", delay)
+                # A database away: once when it goes, once when it is back
+                # (runner.Reconciler.outage), and retried soon, not after a long backoff.
+                away = self.reconciler.database_away(exc)
+                delay = min(OUTAGE_RETRY_S, next(delays)) if away else next(delays)
+                if not away:
+                    log.exception("reconciliation failed; retrying in %.1fs", delay)
                 await self._pause(delay)
 
     async def _incremental(self) -> None:
@@ -77,6 +86,8 @@ class ReconcileService:
             except Exception:
                 self._wake.set()  # the events are still there: try again after the backoff
                 raise
+            if self.reconciler.held_back:  # committed events behind an open transaction: look again soon
+                asyncio.get_running_loop().call_later(HELD_BACK_RETRY_S, self._wake.set)
             self.caught_up.set()
 
     async def _sweeps(self) -> None:

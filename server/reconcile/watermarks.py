@@ -6,7 +6,10 @@ The retention purge (server/retention/purge.py) deletes no event a running
 fold has not read yet, so it waits for the lowest of the watermarks that
 advance under the city's rules: the camera fold runs only while
 ``camera_evidence_weight`` is above 0, and a watermark left behind by a fold
-that was turned off must not hold every event back for ever."""
+that was turned off must not hold every event back for ever.
+
+A watermark is a (txid, id) mark, not an event id: "read" means "at or
+below the mark in (txid, id) order" (server/reconcile/marks.py)."""
 
 from __future__ import annotations
 
@@ -16,6 +19,7 @@ import sqlalchemy as sa
 
 from server.db.models import reconcile_state
 from server.reconcile import camera, camera_rules, evidence
+from server.reconcile.marks import Mark, folded
 from server.rules import CityRules
 
 EVERY_FOLD = (evidence.WATERMARK, camera.WATERMARK)
@@ -26,11 +30,20 @@ def advancing(rules: CityRules) -> tuple[str, ...]:
     return EVERY_FOLD if camera_rules.enabled(rules) else (evidence.WATERMARK,)
 
 
-def lowest(conn: sa.Connection, names: Sequence[str]) -> int:
-    """The lowest of the named watermarks; 0 when one has no row yet (its
-    fold has not run, so it has read nothing)."""
+def lowest(conn: sa.Connection, names: Sequence[str]) -> Mark:
+    """The lowest of the named watermarks, a (txid, id) mark
+    (server/reconcile/marks.py); (0, 0) when one has no row yet (its fold
+    has not run, so it has read nothing)."""
     if not names:
         raise ValueError("no watermark named")
-    found = dict(conn.execute(sa.select(reconcile_state.c.name, reconcile_state.c.last_event_id)
-                              .where(reconcile_state.c.name.in_(list(names)))).tuples().all())
-    return min(int(found.get(name) or 0) for name in names)
+    c = reconcile_state.c
+    found = {name: Mark(int(txid or 0), int(event_id or 0)) for name, txid, event_id in conn.execute(
+        sa.select(c.name, c.last_txid, c.last_event_id).where(c.name.in_(list(names))))}
+    return min(found.get(name, Mark()) for name in names)
+
+
+def read_by_every_fold(conn: sa.Connection, names: Sequence[str]) -> sa.ColumnElement[bool] | None:
+    """The events every named fold has read (at or below the lowest of their
+    marks), as a condition on ``events``; None when no fold has read any."""
+    mark = lowest(conn, names)
+    return None if mark == Mark() else folded(conn, mark)

@@ -21,11 +21,13 @@ How each batch stays exact:
   gateway, door and kind still in the table, and counts only the values with
   none left. Whatever the order and size of batches, exactly one batch
   leaves none (see the limit below).
-* **Never past a reconciliation watermark.** Events with an id above the
-  lowest watermark of the folds that run (card reads' "events", the unit
-  door cameras' "camera": server/reconcile/watermarks.py) have not been read
-  by every fold yet; they stay until reconciliation has read them, then the
-  next run takes them.
+* **Never past a reconciliation watermark.** Events above the lowest
+  watermark of the folds that run (card reads' "events", the unit door
+  cameras' "camera": server/reconcile/watermarks.py; a watermark is a
+  (txid, id) mark, server/reconcile/marks.py) have not been read by every
+  fold yet; they stay until reconciliation has read them, then the next run
+  takes them. That includes events of an ingest transaction still open when
+  the fold ran, whatever their ids: ``may_purge``.
 * **Never an event with a stored snapshot.** Its ``event_snapshots`` row
   refers to it; the snapshot purge (server/snapshots/purge.py) runs first in
   each run and takes the snapshots of the events due, so only a picture that
@@ -61,7 +63,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from server.audit.entries import AuditEntry
 from server.db.models import event_daily, event_snapshots, events, gateways
-from server.reconcile.watermarks import EVERY_FOLD, lowest
+from server.reconcile.watermarks import EVERY_FOLD, read_by_every_fold
 from server.web.transactions import write_transaction
 
 log = logging.getLogger(__name__)
@@ -216,15 +218,15 @@ def purge_before(engine: sa.Engine, cutoff: datetime, *, zone: ZoneInfo, audit: 
     return report
 
 
-def purgeable_upto(conn: sa.Connection, watermarks: Sequence[str] = EVERY_FOLD) -> int:
-    """The highest event id a purge may delete: read by every fold named
-    (at or below the lowest of their watermarks) and not the newest row.
-    0 when nothing may go."""
-    mark = lowest(conn, watermarks)
+def may_purge(conn: sa.Connection, watermarks: Sequence[str] = EVERY_FOLD) -> sa.ColumnElement[bool] | None:
+    """The events a purge may delete, as a condition on ``events``: read by
+    every fold named (at or below the lowest of their (txid, id) marks:
+    server/reconcile/marks.py) and not the newest row. None when nothing may go."""
+    read = read_by_every_fold(conn, watermarks)
     newest = conn.execute(sa.select(sa.func.max(events.c.id))).scalar()
-    if newest is None:
-        return 0
-    return max(0, min(mark, int(newest) - 1))
+    if read is None or newest is None:
+        return None
+    return sa.and_(read, events.c.id < int(newest))
 
 
 def _purge_batch(conn: sa.Connection, report: PurgeReport, since: datetime | None, zone: ZoneInfo,
@@ -238,14 +240,14 @@ def _purge_batch(conn: sa.Connection, report: PurgeReport, since: datetime | Non
         # and neither would count the card. SQLite's BEGIN IMMEDIATE already
         # serialises them.
         conn.execute(sa.select(sa.func.pg_advisory_xact_lock(PG_LOCK_KEY)))
-    upto = purgeable_upto(conn, watermarks)
-    if upto <= 0:
+    allowed = may_purge(conn, watermarks)
+    if allowed is None:
         return None
     e = events.c
     # An event whose camera snapshot is still stored waits: the row refers to
     # it, and the snapshot purge, which runs first, takes it by the next run
     # (one uploaded between the two purges of a run would otherwise fail the batch).
-    chosen = sa.select(e.id).where(e.occurred_at < report.before, e.id <= upto,
+    chosen = sa.select(e.id).where(e.occurred_at < report.before, allowed,
                                    ~sa.exists().where(event_snapshots.c.event_id == e.id))
     if since is not None:
         chosen = chosen.where(e.occurred_at >= since)

@@ -13,7 +13,7 @@ import sqlalchemy as sa
 
 from server.db.models import event_daily, events
 from server.reconcile.watermarks import EVERY_FOLD
-from server.retention.purge import cutoff_for, purge_bound, purgeable_upto
+from server.retention.purge import cutoff_for, may_purge, purge_bound
 
 
 @dataclass(frozen=True)
@@ -56,8 +56,8 @@ def retention_status(conn: sa.Connection, now: datetime, retention_days: int, zo
     oldest = conn.execute(sa.select(sa.func.min(e.occurred_at))).scalar()
     past = sa.select(sa.func.count()).select_from(events).where(e.occurred_at < before)
     past_period = int(conn.execute(past).scalar_one())
-    upto = purgeable_upto(conn, watermarks)
-    held_back = past_period if upto <= 0 else int(conn.execute(past.where(e.id > upto)).scalar_one())
+    allowed = may_purge(conn, watermarks)
+    held_back = past_period if allowed is None else int(conn.execute(past.where(sa.not_(allowed))).scalar_one())
     d = event_daily.c
     rows, total, first, last = conn.execute(sa.select(sa.func.count(), sa.func.coalesce(sa.func.sum(d.events), 0),
                                                       sa.func.min(d.day), sa.func.max(d.day))).one()

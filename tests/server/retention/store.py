@@ -14,6 +14,7 @@ from zoneinfo import ZoneInfo
 import sqlalchemy as sa
 
 from server.db.models import buildings, event_daily, events, gateways, reconcile_state
+from server.reconcile.marks import mark_of_event
 from server.reconcile.watermarks import EVERY_FOLD
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
@@ -66,9 +67,14 @@ class Events:
     def reconciled_upto(self, event_id: int, *, folds: Sequence[str] = EVERY_FOLD) -> None:
         """Every fold named (by default all: card reads and cameras) has read up to ``event_id``."""
         with self.engine.begin() as conn:
+            # The fold's mark at that event (server/reconcile/marks.py): these
+            # inserts come one transaction after another, so that is every
+            # event up to it.
+            mark = mark_of_event(conn, event_id)
             for name in folds:
                 conn.execute(sa.delete(reconcile_state).where(reconcile_state.c.name == name))
-                conn.execute(sa.insert(reconcile_state).values(name=name, last_event_id=event_id, updated_at=NOW))
+                conn.execute(sa.insert(reconcile_state).values(name=name, last_txid=mark.txid, last_event_id=mark.id,
+                                                               updated_at=NOW))
 
     def all_reconciled(self) -> None:
         with self.engine.connect() as conn:
