@@ -124,16 +124,22 @@ def mosquitto_engine(workdir: Path) -> Iterator[Engine]:
 
 @contextlib.contextmanager
 def nats_engine(workdir: Path) -> Iterator[Engine]:
-    from tests.services import NatsCluster  # type: ignore[attr-defined]
+    from tests.services import NatsCluster
 
-    cluster = NatsCluster(workdir / "nats", nodes=3)
-    cluster.start()
+    cluster = NatsCluster(workdir / "nats", size=3)
     try:
-        mqtt = cluster.mqtt_urls
-        yield Engine("nats", list(mqtt),
+        cluster.start()
+        mqtt = [node.mqtt_url for node in cluster.nodes]
+
+        def pids() -> list[int]:
+            return [pid for node in cluster.nodes if (pid := node.pid) is not None]
+
+        yield Engine("nats", mqtt,
                      {"RENTGATE_MQTT_URL": mqtt[0], "RENTGATE_INGEST_SOURCE": "jetstream",
-                      "RENTGATE_NATS_URL": ",".join(cluster.nats_urls)},
-                     cluster.pids, nodes=3)
+                      "RENTGATE_NATS_URL": cluster.nats_url,
+                      # Below the nodes' max_file_store (tests/services.py nats_config).
+                      "RENTGATE_NATS_STREAM_MAX_BYTES": str(512 * 1024 * 1024)},
+                     pids, nodes=len(cluster.nodes))
     finally:
         cluster.stop()
 

@@ -793,6 +793,10 @@ class NatsServer:
         return f"mqtt://{self.host}:{self.mqtt_port}"
 
     @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self.running and self._proc is not None else None
+
+    @property
     def running(self) -> bool:
         return self._proc is not None and self._proc.poll() is None
 
