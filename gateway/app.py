@@ -217,6 +217,7 @@ class GatewayApp:
                            key_file=_str(cfg.mqtt_key_file))
         settings = LinkSettings(
             url=self.config.mqtt_url,
+            fallback_urls=cfg.mqtt_fallback_urls,
             username=cfg.mqtt_username,
             password=cfg.mqtt_password() if cfg.mqtt_username is not None else None,
             tls_files=tls,

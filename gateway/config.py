@@ -43,6 +43,10 @@ class OutboxConfig(_Model):
 class GatewayConfig(_Model):
     gateway_id: str
     mqtt_url: str
+    # Other nodes of a clustered broker (docs/clustering.md), tried in turn
+    # when the one the gateway is on cannot be reached; same login and TLS
+    # files. Empty: mqtt_url alone. Set in the file only, never remotely.
+    mqtt_fallback_urls: list[str] = Field(default_factory=list, max_length=16)
     data_dir: Path
     # An enrolled gateway's own broker login and TLS files (written by
     # `rentgate gateway enroll`, docs/enrolment.md): the password in a file of
@@ -73,6 +77,11 @@ class GatewayConfig(_Model):
     @classmethod
     def _mqtt_url(cls, value: str) -> str:
         return validate_url(value)
+
+    @field_validator("mqtt_fallback_urls")
+    @classmethod
+    def _mqtt_fallback_urls(cls, value: list[str]) -> list[str]:
+        return [validate_url(url) for url in value]
 
     @field_validator("devices")
     @classmethod

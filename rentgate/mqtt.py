@@ -107,6 +107,9 @@ class TlsFiles:
 class LinkSettings:
     url: str
     client_id: str
+    # Other nodes of a clustered broker (docs/clustering.md), tried in turn
+    # after ``url`` when a connection attempt fails; empty: ``url`` alone.
+    fallback_urls: Sequence[str] = ()
     # Overrides the URL's login (a password kept in its own file, not in the URL).
     username: str | None = None
     password: str | None = None
@@ -166,7 +169,10 @@ class MqttLink:
         on_disconnect: Callable[[], None] | None = None,
     ) -> None:
         self.settings = settings
-        self.address = BrokerAddress.parse(settings.url)
+        self.addresses = [BrokerAddress.parse(url) for url in (settings.url, *settings.fallback_urls)]
+        # The broker this link connects to now; the next one after a failed attempt.
+        self._address_index = 0
+        self.address = self.addresses[0]
         self._on_message = on_message
         self._on_connect = on_connect
         self._on_disconnect = on_disconnect
@@ -181,6 +187,11 @@ class MqttLink:
         self._unacked = 0  # QoS > 0 messages handed to paho, not yet acknowledged by the broker
         self._count_lock = threading.Lock()
         self._lock = threading.Lock()
+        # Subscriptions of the current connection awaiting their SUBACK (mid
+        # -> topic, qos, the delay before asking again if refused), and those
+        # the broker refused, due again at a time. Network thread only.
+        self._suback_due: dict[int, tuple[str, int, float]] = {}
+        self._resubscribe: list[tuple[float, str, int, float]] = []
 
     # ------------------------------------------------------------------ public API
 
@@ -324,6 +335,7 @@ class MqttLink:
         client.on_socket_open = _set_nodelay
         client.on_publish = self._handle_publish
         client.on_connect = self._handle_connect
+        client.on_subscribe = self._handle_subscribe
         client.on_disconnect = self._handle_disconnect
         client.on_message = self._handle_message
         return client
@@ -347,9 +359,11 @@ class MqttLink:
                 self.stats.last_error = f"connect: {exc}"
                 log.info("mqtt %s: cannot connect to %s:%s: %s", self.settings.client_id,
                          self.address.host, self.address.port, exc)
+                self._next_address()
                 self._sleep(next(delays), generation)
                 continue
             backoff_reset = False
+            connects_before = self.stats.connects
             # While draining this loop goes on until paho has written the
             # DISCONNECT that stop() queued and closed the socket.
             while self._running(generation):
@@ -363,6 +377,8 @@ class MqttLink:
                     rc = paho.MQTT_ERR_UNKNOWN
                 if rc != paho.MQTT_ERR_SUCCESS:
                     break
+                if self._resubscribe:
+                    self._subscribe_again(client)
                 if not backoff_reset and self.connected.is_set():
                     delays = backoff_delays(self.settings.backoff_initial_s, self.settings.backoff_max_s)
                     backoff_reset = True
@@ -371,8 +387,17 @@ class MqttLink:
             except Exception:  # noqa: BLE001
                 pass
             self._mark_down("network loop ended")
+            if self.stats.connects == connects_before:
+                # Refused, or closed before a CONNACK (a cluster node that
+                # is starting): the next node. A connection that worked and
+                # dropped is tried again where it was first.
+                self._next_address()
             if self._running(generation) and not self._draining.is_set():
                 self._sleep(next(delays), generation)
+
+    def _next_address(self) -> None:
+        self._address_index = (self._address_index + 1) % len(self.addresses)
+        self.address = self.addresses[self._address_index]
 
     def _sleep(self, seconds: float, generation: int) -> None:
         deadline = time.monotonic() + seconds
@@ -390,13 +415,43 @@ class MqttLink:
             self.stats.last_error = f"connack: {reason}"
             log.warning("mqtt %s: broker refused connection: %s", self.settings.client_id, reason)
             return
+        self._suback_due.clear()
+        self._resubscribe.clear()
         for topic, qos in self.settings.subscriptions:
-            client.subscribe(topic, qos)
+            self._subscribe(client, topic, qos, self.settings.backoff_initial_s)
         self.stats.connects += 1
         self.stats.connected_since = time.time()
         self.connected.set()
         log.info("mqtt %s: connected to %s:%s", self.settings.client_id, self.address.host, self.address.port)
         self._fire(self._on_connect)
+
+    def _subscribe(self, client: paho.Client, topic: str, qos: int, retry_s: float) -> None:
+        rc, mid = client.subscribe(topic, qos)
+        if rc == paho.MQTT_ERR_SUCCESS and mid is not None:
+            self._suback_due[mid] = (topic, qos, retry_s)
+
+    def _handle_subscribe(self, client: paho.Client, userdata: Any, mid: int, reasons: Any, props: Any) -> None:
+        """A broker may refuse a subscription in its SUBACK while the
+        connection stays up: an ACL, or a NATS node whose JetStream cannot
+        make the subscription's consumer yet (seen after a cluster node was
+        lost, docs/clustering.md). A gateway without its ack subscription
+        would never hear an acknowledgement again: ask again, backing off."""
+        entry = self._suback_due.pop(mid, None)
+        if entry is None or not any(getattr(r, "is_failure", False) for r in reasons):
+            return
+        topic, qos, retry_s = entry
+        self.stats.last_error = f"subscription refused: {topic}"
+        log.warning("mqtt %s: the broker refused the subscription to %s; asking again in %.1f s",
+                    self.settings.client_id, topic, retry_s)
+        self._resubscribe.append((time.monotonic() + retry_s, topic, qos,
+                                  min(retry_s * 2, self.settings.backoff_max_s)))
+
+    def _subscribe_again(self, client: paho.Client) -> None:
+        now = time.monotonic()
+        due = [r for r in self._resubscribe if r[0] <= now]
+        self._resubscribe = [r for r in self._resubscribe if r[0] > now]
+        for _, topic, qos, retry_s in due:
+            self._subscribe(client, topic, qos, retry_s)
 
     def _handle_publish(self, client: paho.Client, userdata: Any, mid: int, reason: Any, props: Any) -> None:
         self._count(client, -1)

@@ -9,6 +9,8 @@ import threading
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
+import pytest
+
 from rentgate.mqtt import LinkSettings, MqttLink, Will, backoff_delays
 from tests.services import Mosquitto, MqttProbe
 
@@ -172,3 +174,57 @@ async def test_stop_is_bounded_when_the_network_thread_is_stuck(mosquitto: Mosqu
         release.set()
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
+
+
+async def test_a_link_with_fallbacks_goes_to_the_next_broker_when_one_cannot_be_reached(
+        mosquitto: Mosquitto, tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Nodes of a clustered broker (docs/clustering.md): the first is down,
+    the link connects to the second; when that one goes, back to the first,
+    which is up again by then."""
+    first = Mosquitto(tmp_path_factory.mktemp("first"))
+    link = MqttLink(settings(first, fallback_urls=[mosquitto.url]))
+    try:
+        async with running(link):
+            await until(link.connected.is_set, "a connection to the fallback")
+            assert (link.address.port, link.stats.connects) == (mosquitto.port, 1)
+            first.start()
+            mosquitto.stop()
+            await until(lambda: link.stats.connects >= 2, "a connection back to the first")
+            assert link.address.port == first.port
+    finally:
+        first.stop()
+
+
+def test_a_link_without_fallbacks_keeps_its_one_broker() -> None:
+    link = MqttLink(LinkSettings(url="mqtt://127.0.0.1:1", client_id="alone"))
+    link._next_address()
+    assert [a.port for a in link.addresses] == [1] and link.address.port == 1
+
+
+async def test_a_subscription_the_broker_refuses_is_asked_for_again_until_granted(fleet_broker: Mosquitto) -> None:
+    """A SUBACK can refuse while the connection stays up (here an ACL; on a
+    NATS cluster that lost a node, a consumer JetStream could not make yet).
+    The link asks again, backing off, instead of living without it."""
+    assert fleet_broker.dynsec is not None
+    fleet_broker.dynsec.command(fleet_broker, [
+        {"command": "createRole", "rolename": "late"},
+        {"command": "createClient", "username": "late", "password": "pw", "roles": [{"rolename": "late"}]},
+    ])
+    got: queue.Queue[bytes] = queue.Queue()
+    link = MqttLink(LinkSettings(url=f"mqtt://late:pw@{fleet_broker.host}:{fleet_broker.port}", client_id="late",
+                                 subscriptions=[("t/#", 1)], backoff_initial_s=0.1, backoff_max_s=0.4),
+                    on_message=lambda t, p: got.put(p))
+    async with running(link):
+        await until(lambda: link.stats.last_error == "subscription refused: t/#", "the refused SUBACK")
+        fleet_broker.dynsec.command(fleet_broker, [
+            {"command": "addRoleACL", "rolename": "late", "acltype": acltype, "topic": "t/#", "allow": True}
+            for acltype in ("subscribePattern", "publishClientReceive", "publishClientSend")])
+
+        def arrived() -> bool:
+            link.publish("t/x", b"granted")
+            try:
+                return got.get(timeout=0.2) == b"granted"
+            except queue.Empty:
+                return False
+
+        await until(arrived, "the subscription granted on a later attempt")

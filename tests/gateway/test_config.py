@@ -129,3 +129,11 @@ def test_a_remote_cameras_or_access_table_keeps_what_the_file_set_and_the_server
     assert config.cameras.server_url == "https://rg.example"  # written at enrolment, not sent by the server
     assert config.cameras.follow_s == 3.0
     assert list(config.access.public_keys) == ["k1"]
+
+
+def test_fallback_brokers_are_optional_and_checked_one_by_one() -> None:
+    assert parse_config(MINIMAL).mqtt_fallback_urls == []
+    config = parse_config(MINIMAL + 'mqtt_fallback_urls = ["mqtt://n2:1883", "mqtts://n3"]\n')
+    assert config.mqtt_fallback_urls == ["mqtt://n2:1883", "mqtts://n3"]
+    with pytest.raises(ConfigError, match="unsupported MQTT URL scheme 'http'"):
+        parse_config(MINIMAL + 'mqtt_fallback_urls = ["mqtt://n2:1883", "http://n3"]\n')

@@ -130,11 +130,12 @@ async def stream_messages(urls: list[str]) -> int | None:
 class LiveGateway:
     """A real gateway in this loop; ``add(n)`` is n card reads at its door."""
 
-    def __init__(self, gateway_id: str, mqtt_url: str, data_dir: Path, *, ack_timeout_s: float = 15.0) -> None:
+    def __init__(self, gateway_id: str, mqtt_url: str, data_dir: Path, *, ack_timeout_s: float = 15.0,
+                 fallback_urls: list[str] | None = None) -> None:
         self.gateway_id = gateway_id
         self.config = GatewayConfig.model_validate({
-            "gateway_id": gateway_id, "mqtt_url": mqtt_url, "data_dir": str(data_dir), "heartbeat_s": 5,
-            "outbox": {"ack_timeout_s": ack_timeout_s}, "devices": [],
+            "gateway_id": gateway_id, "mqtt_url": mqtt_url, "mqtt_fallback_urls": fallback_urls or [],
+            "data_dir": str(data_dir), "heartbeat_s": 5, "outbox": {"ack_timeout_s": ack_timeout_s}, "devices": [],
         })
         self.app = GatewayApp(self.config)
         self.cards: list[str] = []
