@@ -576,6 +576,13 @@ class _Checks:
                          "the role is ingest but no shared subscription group is set: every ingest process would "
                          "get every message (the work done N times, not shared); fine for one ingest process, "
                          "for several give them all the same group name (docs/scaling.md)")
+        if s.role != "all" and s.database_url.startswith("sqlite:"):
+            self.warning("role", "role_on_sqlite",
+                         f"角色 {s.role} 用的是 SQLite 数据库：多个进程共用一个 SQLite 文件只在同一台机器上可行，"
+                         "写入互相排队，新事件要靠轮询才能通知对账；分开运行请用 PostgreSQL（docs/scaling.md）",
+                         f"role {s.role} on a SQLite database: several processes on one SQLite file work on one "
+                         "machine only, their writes queue behind each other, and reconciliation learns of new "
+                         "events by polling; use PostgreSQL to run the roles apart (docs/scaling.md)")
         if s.ingest_share_group and s.role not in ("ingest", "all"):
             self.warning("ingest_share_group", "share_group_unused",
                          f"设置了共享订阅组，但角色 {s.role} 不接收事件：这个进程不用它",

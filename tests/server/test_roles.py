@@ -5,16 +5,20 @@ and how the background process learns of events another process stored
 from __future__ import annotations
 
 import asyncio
+import json
+import os
 import uuid
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
 from rentgate import wire
+from rentgate.cli import main
 from server.access.routes import ACCESS
 from server.app import make_app
 from server.db import migrate
@@ -24,7 +28,7 @@ from server.ingest.feed import COMMITS, CommitFeed, CommitNotifier
 from server.ingest.store import CommitResult, EventStore
 from server.reconcile.appkeys import SERVICE
 from server.retention.appkeys import PURGE_JOB
-from server.settings import ServerSettings
+from server.settings import OTHER_VARIABLES, ServerSettings
 from tests.server.helpers import batch, card_read
 from tests.server.mqtt_gateway import TIMEOUT, FakeGateway
 from tests.server.registry.api_helpers import settings_for
@@ -160,3 +164,28 @@ async def test_without_notifications_the_feed_polls(sqlite_url: str) -> None:
         stopping.set()
         await asyncio.wait_for(task, TIMEOUT)
         engine.dispose()
+
+
+def test_check_config_warns_of_roles_that_would_not_share(monkeypatch: pytest.MonkeyPatch,
+                                                          capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    for name in list(os.environ):
+        if name.upper().startswith("RENTGATE_") and name not in OTHER_VARIABLES:
+            monkeypatch.delenv(name)
+    monkeypatch.chdir(tmp_path)
+    postgres = "postgresql://rentgate@db.example/rentgate"
+
+    def warnings(*argv: str) -> list[str]:
+        code = main(["server", *argv, "check-config", "--json"])
+        out, _ = capsys.readouterr()
+        doc = json.loads(out.strip().splitlines()[-1])
+        assert code == 0 and doc["ok"], doc
+        return [w["code"] for w in doc["warnings"] if w["code"] not in ("not_public", "not_set")]
+
+    # Every worker would get every message.
+    assert warnings("--role", "ingest", "--database-url", postgres) == ["no_share_group"]
+    monkeypatch.setenv("RENTGATE_INGEST_SHARE_GROUP", "ingest")
+    assert warnings("--role", "ingest", "--database-url", postgres) == []
+    assert warnings("--role", "web", "--database-url", postgres) == ["share_group_unused"]
+    monkeypatch.delenv("RENTGATE_INGEST_SHARE_GROUP")
+    assert warnings("--role", "reconcile") == ["role_on_sqlite"]
+    assert warnings() == []
