@@ -187,6 +187,13 @@ def purge_before(engine: sa.Engine, cutoff: datetime, *, zone: ZoneInfo, audit: 
         raise ValueError("batch must be at least 1")
     started = monotonic.perf_counter()
     report = PurgeReport(cutoff=cutoff, before=purge_bound(cutoff, zone), run=uuid.uuid4().hex[:12])
+    if not on_sqlite:
+        # Whole daily partitions past the bound go first, dropped instead of
+        # deleted (server/retention/partition_drop.py); the batches below take
+        # the rest: the DEFAULT partition's and whatever was held back.
+        from server.retention.partition_drop import drop_due_partitions  # noqa: PLC0415 - it imports this module
+        drop_due_partitions(engine, report, zone=zone, audit=audit, actor=actor, watermarks=watermarks,
+                            on_batch=on_batch, should_stop=should_stop)
     # Batches walk the occurred_at index forward from here: restarting from
     # the beginning each time would make PostgreSQL step over the dead index
     # entries of every batch before (until vacuum), quadratic in the purge.
