@@ -7,7 +7,7 @@ them says so."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import paho.mqtt.client as paho
@@ -15,11 +15,13 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
 from gateway.config import GatewayConfig
+from gateway.writer import AsyncOutbox
 from rentgate import wire
 from rentgate.mqtt import BrokerAddress
 from tests.gateway.fake_server import FakeServer
 from tests.gateway.helpers import GW, cards, wait_until
 from tests.gateway.test_app import running
+from tests.gateway.test_sender import Clock, FakeLink, _sender
 from tests.services import Mosquitto
 
 
@@ -114,3 +116,28 @@ async def test_one_workers_last_will_is_not_the_servers(
         assert app.outbox is not None
         outbox = app.outbox
         await wait_until(lambda: outbox.depth() == 0, what="everything delivered to the restarted worker")
+
+
+@pytest.fixture
+async def outbox(tmp_path: Path) -> AsyncIterator[AsyncOutbox]:
+    box = await AsyncOutbox.open(str(tmp_path / "outbox.sqlite3"), gateway_id=GW)
+    yield box
+    await box.close()
+
+
+async def test_after_a_connect_the_sender_waits_for_the_status_a_second_at_most(outbox: AsyncOutbox) -> None:
+    link, clock = FakeLink(), Clock()
+    sender = _sender(outbox, link, clock)
+    await outbox.append(cards(2))
+    sender.expect_server_status(1.0)
+    await sender.step()
+    assert link.take() == [] and sender.holding
+    clock.now += 1.01  # no status came: a broker that keeps none; send
+    await sender.step()
+    assert link.take() == [[1, 2]] and not sender.holding
+
+    sender.expect_server_status(1.0)  # reconnected
+    sender.replay("reconnected")
+    sender.set_server_online(True)  # the retained status, at once
+    await sender.step()
+    assert link.take() == [[1, 2]]
