@@ -75,8 +75,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--max-rss-slope", type=float,
                    help="MiB/h above which memory is not flat (30; --short 2000, which only a gross leak passes)")
     p.add_argument("--seed", type=int, default=15)
-    p.add_argument("--workdir", type=Path, help="keep logs, outboxes and journals here (default: a temporary "
-                                                "directory, removed)")
+    p.add_argument("--workdir", type=Path, help="keep logs, outboxes, journals and memory.csv (every memory "
+                                                "sample) here (default: a temporary directory, removed)")
     args = p.parse_args(argv)
     short = args.short
     defaults = {"duration": (1800.0, 70.0), "gateways": (4, 3), "rate": (40.0, 30.0),
@@ -175,6 +175,7 @@ class Soak:
                 task.cancel()
         progress("stopping the gateways and checking the database")
         await s.stop_gateways()
+        self.memory.write_csv(s.workdir / "memory.csv")
         tallies = await asyncio.to_thread(self.check)
         return self.result(chaos, tallies, chaos_s, drain_s)
 

@@ -150,6 +150,7 @@ class Chaos:
         out = self.long_outage
         out.update(gateway=gw.name, active=True, target_events=plan.long_outage_events)
         self._note(LONG_OUTAGE, gw.name, plan.long_outage_max_s)
+        entry = self.events[-1]  # its down_s becomes the outage's real length once it is over
         self.system.proxies.cut(gw.name, "blackhole")
         cut_at = time.monotonic()
         deepest = 0
@@ -162,6 +163,7 @@ class Chaos:
         finally:
             self.system.proxies.cut(gw.name, None)
         restored = time.monotonic()
+        entry["down_s"] = round(restored - cut_at, 1)
         out.update(outage_s=round(restored - cut_at, 1), outbox_at_reconnect=deepest, active=False)
         log.warning("[chaos %6.1f s] long outage over after %.0f s: %d events in %s's outbox; catching up",
                     self.elapsed(), restored - cut_at, deepest, gw.name)

@@ -10,8 +10,10 @@ warm-up; the steepest is reported.
 
 from __future__ import annotations
 
+import csv
 from collections import defaultdict
 from dataclasses import dataclass, field
+from pathlib import Path
 
 
 @dataclass(frozen=True)
@@ -54,6 +56,14 @@ class MemoryLog:
 
     def add(self, kind: str, name: str, incarnation: int, t: float, rss: float) -> None:
         self.lives[(kind, name, incarnation)].append(Sample(t, rss))
+
+    def write_csv(self, path: Path) -> None:
+        """Every sample, one row each (kind, name, incarnation, t, rss_mb), to look at a trend afterwards."""
+        with open(path, "w", newline="") as f:
+            out = csv.writer(f)
+            out.writerow(["kind", "name", "incarnation", "t_s", "rss_mb"])
+            for (kind, name, inc), samples in sorted(self.lives.items()):
+                out.writerows([kind, name, inc, round(s.t, 1), round(s.rss_mb, 2)] for s in samples)
 
     def max_mb(self, kind: str) -> float | None:
         values = [s.rss_mb for (k, _, _), samples in self.lives.items() if k == kind for s in samples]

@@ -94,7 +94,7 @@ class ServerProc:
         self._log: IO[bytes] | None = None
 
     @property
-    def serves_http(self) -> bool:
+    def serves_pages(self) -> bool:
         return self.role in (None, "all", "web")
 
     @property
@@ -129,12 +129,10 @@ class ServerProc:
         self._end(signal.SIGTERM, 30)
 
     def healthy(self) -> bool:
-        """Alive, and for a process that serves HTTP, ``/healthz`` says 200
-        (database and broker reachable)."""
+        """Alive, and ``/healthz`` (which every role serves) says 200: its
+        database and broker reachable, its ingest committing."""
         if not self.running:
             return False
-        if not self.serves_http:
-            return True
         try:
             with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/healthz", timeout=3) as resp:
                 return int(resp.status) == 200

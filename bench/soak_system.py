@@ -118,7 +118,7 @@ class System:
 
     def web_servers(self) -> list[ServerProc]:
         """Processes that serve the pages: ``web`` ones, or the one ``all`` process."""
-        return [s for s in self.servers if s.serves_http]
+        return [s for s in self.servers if s.serves_pages]
 
     def gateway(self, name: str) -> GatewayProc:
         return next(g for g in self.gateways if g.name == name)

@@ -116,3 +116,33 @@ def test_quick_fleet_benchmark_prints_its_figures(tmp_path: Path) -> None:
     for figure in ("enroll_s_p99", "config_apply_s_p99", "rollback_s", "revoke_cutoff_s"):
         assert isinstance(result[figure], (int, float)) and result[figure] > 0, (figure, result)
     assert result["gateways"] == 6, result
+
+
+def test_short_chaos_soak_loses_and_doubles_nothing(tmp_path: Path) -> None:
+    """``bench/soak.py --short --json``: three gateways under load for about a
+    minute while the broker, ingest workers, the web process, PostgreSQL and
+    gateways are SIGKILLed and restarted and gateways are cut off the
+    network, one until its outbox holds 20,000 events; every event
+    generated is stored exactly once, and faults of every kind were injected."""
+    if find_binary("mosquitto", "/usr/sbin", "/usr/local/sbin") is None:
+        service_missing(ServiceMissing(Mosquitto.service, Mosquitto.hint))
+    if find_postgres_bindir() is None:
+        service_missing(ServiceMissing(PostgresCluster.service, PostgresCluster.hint))
+    proc = subprocess.run([sys.executable, "bench/soak.py", "--short", "--json", "--workdir", str(tmp_path)],
+                          cwd=REPO, capture_output=True, timeout=300, stdin=subprocess.DEVNULL)
+    stderr = proc.stderr.decode(errors="replace")
+    lines = proc.stdout.decode().strip().splitlines()
+    assert lines, stderr[-3000:]
+    result = json.loads(lines[-1])
+    assert "error" not in result, stderr[-3000:]
+    assert result["events_generated"] > 20_000, result
+    assert result["events_stored"] == result["events_generated"], result
+    assert (result["lost"], result["duplicates"], result["seq_holes"]) == (0, 0, 0), result["per_gateway"]
+    assert result["unexpected_exits"] == [], stderr[-3000:]
+    kinds = {"broker_kill", "ingest_kill", "web_kill", "postgres_kill", "gateway_kill", "net_blackhole", "net_reset",
+             "long_outage"}
+    assert set(result["faults_injected"]) == kinds
+    assert all(n > 0 for n in result["faults_injected"].values()), result["faults_injected"]
+    assert result["max_outbox_depth"] >= 20_000 and result["catchup_s"] is not None, result["long_outage"]
+    assert proc.returncode == (0 if result["ok"] else 1), result
+    assert result["ok"], result
