@@ -308,14 +308,13 @@ def main(argv: list[str] | None = None) -> int:
         workdir.mkdir(parents=True, exist_ok=True)
         try:
             result = asyncio.run(_main(args, workdir))
-        except KeyboardInterrupt:
-            progress("interrupted; everything stopped")
-            return 130
-        except asyncio.CancelledError:
-            progress("terminated; everything stopped")
-            return 143
-        except (RuntimeError, TimeoutError, OSError) as exc:
-            progress("failed: %s", exc)
+        except (KeyboardInterrupt, asyncio.CancelledError) as exc:
+            progress("%s; everything stopped", "interrupted" if isinstance(exc, KeyboardInterrupt) else "terminated")
+            if args.json:
+                print(json.dumps({"error": "interrupted", "ok": False}))
+            return 130 if isinstance(exc, KeyboardInterrupt) else 143
+        except Exception as exc:  # noqa: BLE001 - any failure is reported as one JSON line, after the clean-up
+            progress("failed: %r", exc)
             if args.json:
                 print(json.dumps({"error": str(exc), "ok": False}))
             return 1
