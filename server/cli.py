@@ -309,17 +309,20 @@ def _run_server(args: argparse.Namespace) -> int:
 
 
 def _worker_client_id(loaded: LoadedSettings) -> ServerSettings:
-    """The settings to run with. Workers of a share group each need an MQTT
-    client id of their own (the broker drops a connection when another takes
-    its id); when RENTGATE_MQTT_CLIENT_ID is not set, each worker's is the
-    default plus its process id. Setting one per worker (ingest-1, ingest-2,
-    ...) is better: its retained status topic is then reused by its next
-    start instead of a new one being left behind (docs/scaling.md)."""
+    """The settings to run with. Workers of a share group and web processes
+    run several to a machine, and each needs MQTT client ids of its own (the
+    broker drops a connection when another takes its id, and two processes
+    with one id would throw each other off for ever); when
+    RENTGATE_MQTT_CLIENT_ID is not set, each one's is the default plus its
+    process id. Setting one per worker (ingest-1, ingest-2, ...) is better:
+    its retained status topic is then reused by its next start instead of a
+    new one being left behind (docs/scaling.md)."""
     settings = loaded.settings
-    if settings.ingest_share_group and loaded.sources.get("mqtt_client_id", "default") == "default":
+    several = bool(settings.ingest_share_group) or settings.role == "web"
+    if several and loaded.sources.get("mqtt_client_id", "default") == "default":
         suffix = f"-{os.getpid()}"
         derived = settings.mqtt_client_id[: 64 - len(suffix)] + suffix
-        log.info("ingest worker MQTT client id %s (RENTGATE_MQTT_CLIENT_ID not set)", derived)
+        log.info("MQTT client id %s (RENTGATE_MQTT_CLIENT_ID not set)", derived)
         return settings.model_copy(update={"mqtt_client_id": derived})
     return settings
 

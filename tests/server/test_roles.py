@@ -21,6 +21,7 @@ from rentgate import wire
 from rentgate.cli import main
 from server.access.routes import ACCESS
 from server.app import make_app
+from server.cli import _worker_client_id
 from server.db import migrate
 from server.db.engine import create_engine
 from server.ingest.appkeys import INGEST
@@ -28,7 +29,7 @@ from server.ingest.feed import COMMITS, CommitFeed, CommitNotifier
 from server.ingest.store import CommitResult, EventStore
 from server.reconcile.appkeys import SERVICE
 from server.retention.appkeys import PURGE_JOB
-from server.settings import OTHER_VARIABLES, ServerSettings
+from server.settings import OTHER_VARIABLES, ServerSettings, read_settings
 from tests.server.helpers import batch, card_read
 from tests.server.mqtt_gateway import TIMEOUT, FakeGateway
 from tests.server.registry.api_helpers import settings_for
@@ -189,3 +190,18 @@ def test_check_config_warns_of_roles_that_would_not_share(monkeypatch: pytest.Mo
     monkeypatch.delenv("RENTGATE_INGEST_SHARE_GROUP")
     assert warnings("--role", "reconcile") == ["role_on_sqlite"]
     assert warnings() == []
+
+
+def test_processes_that_run_several_to_a_machine_get_client_ids_of_their_own() -> None:
+    """Two processes with one MQTT client id would throw each other off the
+    broker for ever: without RENTGATE_MQTT_CLIENT_ID, workers of a share group
+    and web processes add their process id."""
+    def client_id(**environ: str) -> str:
+        env = {"RENTGATE_DATABASE_URL": "postgresql://rentgate@db.example/rentgate", **environ}
+        return _worker_client_id(read_settings(env)).mqtt_client_id
+
+    default = read_settings({}).settings.mqtt_client_id
+    assert client_id(RENTGATE_ROLE="ingest", RENTGATE_INGEST_SHARE_GROUP="g") == f"{default}-{os.getpid()}"
+    assert client_id(RENTGATE_ROLE="web") == f"{default}-{os.getpid()}"
+    assert client_id(RENTGATE_ROLE="reconcile") == default  # exactly one: its id stays put
+    assert client_id(RENTGATE_ROLE="web", RENTGATE_MQTT_CLIENT_ID="web-2") == "web-2"
