@@ -41,7 +41,7 @@ if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.soak_chaos import ALL_FAULTS, Chaos, ChaosPlan
-from bench.soak_check import GatewayTally, check_gateway, open_gaps, read_outbox_meta
+from bench.soak_check import GatewayTally, check_gateway, dead_letters, open_gaps, read_outbox_meta
 from bench.soak_journal import read_journal
 from bench.soak_memory import MemoryLog, rss_mb
 from bench.soak_procs import GatewaySpec
@@ -120,6 +120,7 @@ class Soak:
         self.max_depth = 0
         self.t0 = self.started_wall = time.monotonic()
         self.open_gaps = -1
+        self.dead_letters: dict[str, int] = {}
 
     async def sample(self) -> None:
         """Outbox depths twice a second, memory every ``--sample-s``, dead processes every second."""
@@ -226,6 +227,7 @@ class Soak:
                 meta = read_outbox_meta(g.data_dir / "outbox.sqlite3")
                 tallies.append(check_gateway(engine, g.name, read_journal(g.data_dir / "journal.txt"), meta))
             self.open_gaps = open_gaps(engine)
+            self.dead_letters = dead_letters(engine)
             return tallies
         finally:
             engine.dispose()
@@ -255,6 +257,7 @@ class Soak:
             "seq_holes": holes,
             "stray_rows": strays,
             "open_gaps": self.open_gaps,
+            "dead_letters": self.dead_letters,
             "faults_injected": faults,
             "faults_total": sum(faults.values()),
             "unexpected_exits": self.system.unexpected_exits,

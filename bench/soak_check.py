@@ -139,3 +139,13 @@ def open_gaps(engine: sa.Engine) -> int:
     """Sequence gaps the server itself still holds open."""
     with engine.connect() as conn:
         return int(conn.execute(sa.text("SELECT count(*) FROM seq_gaps WHERE state = 'open'")).scalar_one())
+
+
+def dead_letters(engine: sa.Engine) -> dict[str, int]:
+    """What the server set aside: every generated event is valid, so any row
+    here is worth a look (``seq_jump``: a jump in a gateway's numbers it
+    recorded as an anomaly)."""
+    with engine.connect() as conn:
+        total, jumps = conn.execute(sa.text(
+            "SELECT count(*), count(*) FILTER (WHERE reason LIKE 'sequence jump%') FROM dead_letters")).one()
+    return {"total": int(total), "seq_jump": int(jumps)}
