@@ -53,8 +53,10 @@ _PG_MERGE = (
 )
 # This transaction's id, which every event it stores carries, so that
 # reconciliation reads only events of transactions that have ended
-# (server/reconcile/marks.py). Passed in the COPY rather than left to the
-# column's default: a volatile default would make COPY insert row by row.
+# (server/reconcile/marks.py). The column's default is the same value; ingest
+# passes it anyway, so that the hot path does not depend on a default a
+# table rebuild could lose. Either costs about the same per row (measured:
+# docs/reconcile.md); asking costs one round trip per batch.
 _PG_TXID = "SELECT pg_current_xact_id()::text::bigint"
 
 _SQLITE_INSERT = (

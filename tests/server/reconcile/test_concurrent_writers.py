@@ -105,6 +105,27 @@ def test_a_transaction_with_lower_ids_that_commits_after_the_fold_is_folded_next
     assert world.reconciler.watermark_lag() == 0
 
 
+def test_every_event_carries_the_id_of_the_transaction_that_stored_it(engine: sa.Engine) -> None:
+    """Ingest passes it, and any other insert gets it from the column's
+    default (PostgreSQL); SQLite leaves it NULL and goes by id."""
+    world = World(engine)
+    world.areas()
+    b = world.building(gateway="gw-t")
+    world.read(b, "0F00000001", day(0))
+    payload = wire.batch_json("gw-t", [wire.encode_event(wire.CardRead(
+        gw="gw-t", seq=s, device="reader-1", door="door-1", ts=day(1),
+        credential=wire.Credential(format="em4100", value="0F00000001"))) for s in (1, 2)])
+    EventStore(engine).commit([(wire.events_topic("gw-t"), payload, datetime.now(UTC))])
+    with engine.connect() as conn:
+        txids = conn.execute(sa.select(events.c.txid).order_by(events.c.id)).scalars().all()
+    if engine.dialect.name == "sqlite":
+        assert txids == [None, None, None]
+    else:
+        direct, *ingested = txids
+        assert direct is not None and direct > 0
+        assert ingested[0] is not None and ingested[0] > direct and ingested == [ingested[0]] * 2
+
+
 def test_a_rolled_back_transaction_holds_nothing_back(pg_world: World) -> None:
     world = pg_world
     b = world.building()
