@@ -143,9 +143,6 @@ async def _ingest_ctx(app: web.Application) -> AsyncIterator[None]:
         service.add_commit_listener(notifier.on_commit)
         notifying = asyncio.create_task(notifier.run(stopping), name="ingest-notify")
     yield
-    stopping.set()
-    if notifying is not None:
-        await notifying
     # Commit and acknowledge what has arrived before the engine goes away.
     service.stop()
     try:
@@ -155,6 +152,11 @@ async def _ingest_ctx(app: web.Application) -> AsyncIterator[None]:
                   SHUTDOWN_COMMIT_TIMEOUT_S)
     except Exception:  # noqa: BLE001 - report, but let the rest shut down
         log.exception("ingest service failed")
+    stopping.set()
+    if notifying is not None:
+        # A notification left unsent is covered by the other side's sweeps.
+        notifying.cancel()
+        await asyncio.gather(notifying, return_exceptions=True)
 
 
 def _report_end(task: asyncio.Task[None]) -> None:
