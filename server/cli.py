@@ -453,6 +453,7 @@ class _Checks:
         self._media()
         self._public_url()
         self._role()
+        self._jetstream()
 
     # --------------------------------------------------------------- key files
 
@@ -591,6 +592,18 @@ class _Checks:
                          f"设置了共享订阅组，但角色 {s.role} 不接收事件：这个进程不用它",
                          f"a shared subscription group is set, but role {s.role} does not ingest: this process "
                          "does not use it")
+
+    def _jetstream(self) -> None:
+        if self.settings.ingest_source != "jetstream" or self.settings.role not in ("ingest", "all"):
+            return
+        # Not knowable before connecting (the version is the server's), and a
+        # gateway id is the gateway's own: say it where it is set up.
+        self.warning("ingest_source", "nats_topic_dots",
+                     "NATS 2.9 的 MQTT 监听不接受含“.”的主题：网关编号含“.”的网关无法通过它发布事件（连接会被断开）；"
+                     "请用 NATS 2.10 或更新版本，或不含“.”的网关编号（docs/clustering.md）",
+                     "NATS 2.9's MQTT listener refuses topics holding a '.': a gateway whose id holds one cannot "
+                     "publish through it (its connection is dropped); use NATS 2.10 or later, or gateway ids "
+                     "without a '.' (docs/clustering.md)")
 
     def _public_url(self) -> None:
         from server.plates.public_url import PROBLEMS, REASONS, BadPublicUrl, check_public_url

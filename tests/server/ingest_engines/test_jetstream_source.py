@@ -116,3 +116,12 @@ async def test_messages_are_acknowledged_only_once_settled_oldest_first_and_a_sh
     await source._give_back()  # shutdown with one unsettled: given back, not acknowledged
     assert msgs[2].calls == ["nak"]
     assert (source.acked, source.nakked) == (2, 2)
+
+
+def test_check_config_warns_of_gateway_ids_with_a_dot_on_nats_2_9() -> None:
+    from server.cli import check
+
+    report = check({"RENTGATE_INGEST_SOURCE": "jetstream", "RENTGATE_NATS_URL": "nats://a:4222"})
+    assert report.ok
+    assert "nats_topic_dots" in [w.code for w in report.warnings]
+    assert "nats_topic_dots" not in [w.code for w in check({}).warnings]
