@@ -186,7 +186,7 @@ class Soak:
         for name in s.proxies.proxies:
             s.proxies.cut(name, None)
         await s.watch_exits()
-        await s.wait_servers_healthy(300)
+        await s.wait_servers_healthy(300, restart_dead=True)
         for g in s.gateways:
             g.stop_load()
         deadline = time.monotonic() + 60

@@ -98,12 +98,17 @@ class System:
         procs += [make(f"web-{i}", "web") for i in range(self.topology.web_processes)]
         return [*procs, make("reconcile-0", "reconcile")]
 
-    async def wait_servers_healthy(self, timeout: float) -> None:
+    async def wait_servers_healthy(self, timeout: float, *, restart_dead: bool = False) -> None:
+        """Until every server process answers /healthz with 200. A process
+        that exited is a failure at start-up; later (``restart_dead``) it is
+        noted as an unexpected exit and started again."""
         deadline = time.monotonic() + timeout
         while True:
             sick = [s.name for s in self.servers if not await asyncio.to_thread(s.healthy)]
             if not sick:
                 return
+            if restart_dead:
+                await self.watch_exits()
             for server in self.servers:
                 if server.died() is not None and server.name not in self.down:
                     raise RuntimeError(f"{server.name} exited with {server.died()}:\n{server.log_tail()}")
