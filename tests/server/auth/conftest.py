@@ -11,12 +11,12 @@ import pytest
 import sqlalchemy as sa
 
 from server.db.engine import create_engine
-from tests.server.templates import migrated_sqlite
 
 
 @pytest.fixture(scope="session")
-def migrated_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return migrated_sqlite(tmp_path_factory.mktemp("auth-template"))
+def migrated_template(sqlite_template: Path) -> Path:
+    """tests/server/conftest.py's: one migration for the whole session."""
+    return sqlite_template
 
 
 @pytest.fixture
