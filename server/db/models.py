@@ -37,7 +37,12 @@ class Event(Base):
         # Every index costs each ingested row (about 8 us per row on PostgreSQL
         # with six of them): only what the API's filters need. The unique key
         # also serves the gateway filter; kind has too few values to index.
-        sa.UniqueConstraint("gateway_id", "seq"),
+        # PostgreSQL's table is partitioned by occurred_at (migration 0011,
+        # server/db/partitions.py), whose unique keys must hold it: a resend
+        # carries its first copy's occurred_at, so dedup stays exact. Its
+        # primary key is (id, occurred_at) there (not compared by Alembic).
+        sa.UniqueConstraint("gateway_id", "seq").ddl_if(dialect="sqlite"),
+        sa.UniqueConstraint("gateway_id", "seq", "occurred_at").ddl_if(dialect="postgresql"),
         sa.Index(None, "occurred_at"),
         sa.Index(None, "door", "occurred_at"),
         # A card's last events for the coordinator's unit page (server/patrols/unit_view.py);
@@ -923,10 +928,12 @@ class EventSnapshot(Base):
     event keeps its hash as evidence that a picture existed."""
 
     __tablename__ = "event_snapshots"
-    __table_args__ = (sa.Index(None, "stored_at"),)
+    # No foreign key on PostgreSQL: nothing is unique on the partitioned
+    # events' id alone (migration 0011); the purges check snapshots themselves.
+    __table_args__ = (sa.Index(None, "stored_at"),
+                      sa.ForeignKeyConstraint(["event_id"], ["events.id"]).ddl_if(dialect="sqlite"))
 
-    event_id: Mapped[int] = mapped_column(sa.BigInteger, sa.ForeignKey("events.id"), primary_key=True,
-                                          autoincrement=False)
+    event_id: Mapped[int] = mapped_column(sa.BigInteger, primary_key=True, autoincrement=False)
     sha256: Mapped[str] = mapped_column(sa.String(64))
     size_bytes: Mapped[int] = mapped_column(sa.Integer)
     stored_at: Mapped[datetime] = mapped_column(UtcDateTime)
