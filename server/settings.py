@@ -64,6 +64,9 @@ class ServerSettings(BaseModel):
 
     database_url: str = "sqlite:///var/rentgate.db"
     mqtt_url: str = "mqtt://127.0.0.1:1883"
+    # Other nodes of a clustered broker, comma-separated, tried in turn when
+    # mqtt_url cannot be reached (docs/clustering.md). Unset: mqtt_url alone.
+    mqtt_fallback_urls: str | None = None
     # Stable across restarts: the broker keeps this client's persistent session
     # and queues events for it while the server is down.
     mqtt_client_id: str = Field(default_factory=_default_client_id, min_length=1, max_length=64)
@@ -189,6 +192,24 @@ class ServerSettings(BaseModel):
                                 "only sqlite:/// and postgresql:// databases are supported"))
         return value
 
+    @field_validator("mqtt_fallback_urls")
+    @classmethod
+    def _mqtt_fallback_urls(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        from rentgate.mqtt import validate_url
+
+        for url in _comma_list(value):
+            try:
+                validate_url(url)
+            except ValueError as exc:
+                raise ValueError(str(exc).replace(url, redact(url))) from None
+        return value
+
+    def mqtt_fallbacks(self) -> list[str]:
+        """mqtt_fallback_urls as a list (LinkSettings.fallback_urls)."""
+        return _comma_list(self.mqtt_fallback_urls or "")
+
     @field_validator("nats_url")
     @classmethod
     def _nats_url(cls, value: str | None, info: ValidationInfo) -> str | None:
@@ -215,10 +236,14 @@ class ServerSettings(BaseModel):
             raise ValueError(str(exc).replace(value, redact(value))) from None
 
 
+def _comma_list(value: str) -> list[str]:
+    return [part.strip() for part in value.split(",") if part.strip()]
+
+
 def nats_urls(value: str) -> list[str]:
     """``nats://host:4222`` (or ``tls://``), several separated by commas,
     as a list; ValueError saying which one is wrong."""
-    urls = [part.strip() for part in value.split(",") if part.strip()]
+    urls = _comma_list(value)
     if not urls:
         raise ValueError(tr("没有给出 NATS 服务器（nats://主机:4222，多个用逗号分开）",
                             "no NATS server given (nats://host:4222, several separated by commas)"))

@@ -62,7 +62,8 @@ class AllowlistPublisher:
         self.counters: Counter[str] = Counter()
         self.outage = Outage(log, "the database, for publishing allowlists")
         self.link = MqttLink(
-            LinkSettings(url=settings.mqtt_url, client_id=client_id(settings.mqtt_client_id),
+            LinkSettings(url=settings.mqtt_url, fallback_urls=settings.mqtt_fallbacks(),
+                         client_id=client_id(settings.mqtt_client_id),
                          subscriptions=[(wire.ALLOWLIST_REQUEST_SUBSCRIPTION, 1)] if background else []),
             on_message=self._on_message,
             on_connect=self._on_connect,

@@ -98,7 +98,8 @@ class ConfigPublisher:
         self.counters: Counter[str] = Counter()
         self.outage = Outage(log, "the database, for publishing configurations")
         self.link = MqttLink(
-            LinkSettings(url=settings.mqtt_url, client_id=client_id(settings.mqtt_client_id)),
+            LinkSettings(url=settings.mqtt_url, fallback_urls=settings.mqtt_fallbacks(),
+                         client_id=client_id(settings.mqtt_client_id)),
             on_connect=self._on_connect,
         )
         # The version handed to the broker per gateway, on this connection.

@@ -92,6 +92,7 @@ class IngestService:
         self.link = MqttLink(
             LinkSettings(
                 url=settings.mqtt_url,
+                fallback_urls=settings.mqtt_fallbacks(),
                 client_id=settings.mqtt_client_id,
                 # One server alone keeps a persistent session: the broker holds
                 # the events for it while it restarts. A worker of a group

@@ -57,6 +57,7 @@ class Engine:
                                   "mqtt_client_id": f"server-{uuid.uuid4().hex[:8]}", "gap_resend_delay_s": 0.5}
         if self.cluster is not None:
             values |= {"ingest_source": "jetstream", "nats_url": self.cluster.nats_url,
+                       "mqtt_fallback_urls": ",".join(self.gateway_urls[1:]),
                        "nats_ack_wait_s": ACK_WAIT_S, "nats_stream_max_bytes": STREAM_MAX_BYTES}
         return ServerSettings(**(values | changes))
 
@@ -65,6 +66,7 @@ class Engine:
         env = {"RENTGATE_DATABASE_URL": database_url, "RENTGATE_MQTT_URL": self.server_mqtt_url}
         if self.cluster is not None:
             env |= {"RENTGATE_INGEST_SOURCE": "jetstream", "RENTGATE_NATS_URL": self.cluster.nats_url,
+                    "RENTGATE_MQTT_FALLBACK_URLS": ",".join(self.gateway_urls[1:]),
                     "RENTGATE_NATS_ACK_WAIT_S": str(ACK_WAIT_S),
                     "RENTGATE_NATS_STREAM_MAX_BYTES": str(STREAM_MAX_BYTES)}
         return env

@@ -250,32 +250,34 @@ async def test_an_ingest_worker_killed_mid_flow_loses_and_doubles_nothing(nats_e
         survivor.stop()
 
 
-async def test_a_nats_node_killed_the_gateways_go_on_through_the_others(nats_engine: Engine,
-                                                                        nats_ingest: IngestService,
-                                                                        db: sa.Engine, tmp_path: Path) -> None:
+async def test_a_nats_node_killed_the_gateways_and_the_server_go_on_through_the_others(
+        nats_engine: Engine, nats_ingest: IngestService, db: sa.Engine, tmp_path: Path) -> None:
     """Three gateways, one per node, each knowing the other nodes
-    (mqtt_fallback_urls). The third node is SIGKILLed: the gateways on the
-    other two go on while the stream and its consumer elect new leaders, and
-    the third gateway moves to another node and delivers what it kept. Last in
-    the module: the node stays down (a restarted 2.9 node takes several
-    seconds before it accepts MQTT again, docs/clustering.md)."""
+    (mqtt_fallback_urls); the server's MQTT link on the first node, knowing
+    the others too (RENTGATE_MQTT_FALLBACK_URLS). The first node is
+    SIGKILLed: the gateways on the other two go on while the stream and its
+    consumer elect new leaders, and the first gateway and the server's link
+    move to another node; every card read is stored once and acknowledged.
+    Last in the module: the node stays down (a restarted 2.9 node takes
+    several seconds before it accepts MQTT again, docs/clustering.md)."""
     assert nats_engine.cluster is not None
-    lost = nats_engine.cluster.nodes[2]
+    lost = nats_engine.cluster.nodes[0]
     gateways = await start_gateways(nats_engine, tmp_path, 3, fallbacks=True)
     try:
         for g in gateways:
             await g.add(50)
         await delivered(db, gateways)
-        moved = gateways[2]
+        moved = gateways[0]
         assert moved.app.link is not None and moved.app.link.address.port == lost.mqtt_port
+        assert nats_ingest.link.address.port == lost.mqtt_port
         lost.kill()
         for g in gateways:
             await g.add(50)
         # Generous: on a loaded machine the survivors take a while to elect
         # new leaders, and NATS drops MQTT clients whose requests to
         # JetStream time out meanwhile (they reconnect and replay).
-        await delivered(db, gateways[:2], timeout=60)
-        await delivered(db, [moved], timeout=60)
+        await delivered(db, gateways, timeout=60)
         assert moved.app.link.address.port != lost.mqtt_port
+        assert nats_ingest.link.address.port != lost.mqtt_port
     finally:
         await asyncio.gather(*(g.stop() for g in gateways))

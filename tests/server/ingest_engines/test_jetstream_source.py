@@ -125,3 +125,13 @@ def test_check_config_warns_of_gateway_ids_with_a_dot_on_nats_2_9() -> None:
     assert report.ok
     assert "nats_topic_dots" in [w.code for w in report.warnings]
     assert "nats_topic_dots" not in [w.code for w in check({}).warnings]
+
+
+def test_the_servers_fallback_brokers_are_a_checked_comma_separated_list() -> None:
+    settings = read_settings({"RENTGATE_MQTT_FALLBACK_URLS": "mqtt://n2:1883, mqtts://u:pw@n3"}).settings
+    assert settings.mqtt_fallbacks() == ["mqtt://n2:1883", "mqtts://u:pw@n3"]
+    assert read_settings({}).settings.mqtt_fallbacks() == []
+    with pytest.raises(SettingsProblems) as caught:
+        read_settings({"RENTGATE_MQTT_FALLBACK_URLS": "mqtt://n2:1883,nats://u:secret@n3"})
+    (problem,) = caught.value.problems
+    assert problem.name == "RENTGATE_MQTT_FALLBACK_URLS" and "secret" not in problem.message
