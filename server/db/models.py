@@ -73,8 +73,9 @@ class Event(Base):
     data: Mapped[dict[str, Any]] = mapped_column(JsonDoc)
     # PostgreSQL: the id of the transaction that stored the event (its default,
     # pg_current_xact_id(), set by migration 0010; ingest passes it in the
-    # COPY); 0 for rows older than that migration. SQLite: NULL.
-    txid: Mapped[int | None] = mapped_column(sa.BigInteger)
+    # COPY); 0 for rows older than that migration. SQLite: NULL. FetchedValue:
+    # an insert that does not name it leaves it to the database (never NULL).
+    txid: Mapped[int | None] = mapped_column(sa.BigInteger, server_default=sa.FetchedValue())
 
 
 class Gateway(Base):
