@@ -1,7 +1,9 @@
 """One database transaction per batch of raw MQTT messages.
 
-Events are inserted with ``ON CONFLICT (gateway_id, seq) DO NOTHING``, so a
-resent event is a duplicate that is acknowledged again but stored once. On
+Events are inserted with ``ON CONFLICT DO NOTHING`` (the unique key is
+(gateway_id, seq), with occurred_at on PostgreSQL's partitioned table:
+docs/postgres-scale.md), so a resent event is a duplicate that is
+acknowledged again but stored once. On
 PostgreSQL the rows go through ``COPY`` into a temporary table first, which is
 several times faster than a multi-row INSERT.
 """
@@ -49,7 +51,8 @@ _PG_STAGING = (
 _COLS = ", ".join(EVENT_COLUMNS)
 _PG_MERGE = (
     f"INSERT INTO events ({_COLS}, stored_at, txid) SELECT {_COLS}, :stored_at, :txid FROM events_in "
-    "ON CONFLICT (gateway_id, seq) DO NOTHING"
+    # No conflict target: it is (gateway_id, seq, occurred_at) on the partitioned table.
+    "ON CONFLICT DO NOTHING"
 )
 # This transaction's id, which every event it stores carries, so that
 # reconciliation reads only events of transactions that have ended
