@@ -124,6 +124,7 @@ class GatewayApp:
         self.sender = sender = Sender(
             outbox, lambda topic, payload, qos: link.publish(topic, payload, qos=qos), gateway_id=self.gateway_id,
             batch_max=cfg.batch_max, inflight_max=cfg.inflight_max, ack_timeout_s=cfg.ack_timeout_s,
+            await_status=True,
         )
         outbox.on_commit(lambda seqs: sender.wake())
         outbox.on_drop(self._dropped)
@@ -234,6 +235,7 @@ class GatewayApp:
             settings,
             on_message=self._from_network(self._on_message),
             on_connect=self._from_network(self._on_connect),
+            on_disconnect=self._from_network(self._on_disconnect),
         )
 
     def _from_network(self, handler: Callable[..., None]) -> Callable[..., None]:
@@ -253,6 +255,10 @@ class GatewayApp:
             self.sender.expect_server_status(SERVER_STATUS_WAIT_S)
             self.sender.replay("reconnected")
         self._status_now.set()
+
+    def _on_disconnect(self) -> None:
+        if self.sender is not None:
+            self.sender.forget_server_status()
 
     def _on_message(self, topic: str, payload: bytes) -> None:
         if self.sender is None:

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
@@ -71,7 +72,11 @@ class Sender:
         ack_timeout_s: float = 15.0,
         read_chunk: int = 5000,
         clock: Callable[[], float] = time.monotonic,
+        await_status: bool = False,
     ) -> None:
+        """``await_status``: hold from the start until a server status has
+        arrived or a connect's wait for it has passed (``expect_server_status``);
+        the gateway application does, a bare sender in a test need not."""
         self._outbox = outbox
         self._publish = publish
         self.gateway_id = gateway_id
@@ -90,8 +95,9 @@ class Sender:
         self._resend: list[wire.SeqRange] = []
         self._generation = 0  # bumped by every replay; reads from before it are stale
         self._server_offline = False
-        # While set: hold until a server status arrives or the clock passes it.
-        self._status_due: float | None = None
+        # While set: hold until a server status arrives or the clock passes it
+        # (infinity: until the next connect starts the wait).
+        self._status_due: float | None = math.inf if await_status else None
         self._wake = asyncio.Event()
 
     # ------------------------------------------------------------------ notifications (on the loop)
@@ -143,9 +149,15 @@ class Sender:
     def expect_server_status(self, within_s: float) -> None:
         """Just connected: the broker is about to hand over the server's
         retained status. Hold until it has (``set_server_online``), at most
-        ``within_s``. What was known before stays known meanwhile."""
+        ``within_s``."""
         self._status_due = self._clock() + within_s
         self._wake.set()
+
+    def forget_server_status(self) -> None:
+        """Disconnected: what the statuses said may be stale by the next
+        connect, whose link is up (on its own thread) before the connect
+        reaches the loop. Hold until then, and then until they come again."""
+        self._status_due = math.inf
 
     def forget(self, first_seq: int, last_seq: int) -> None:
         """The outbox dropped these; no ack will ever come for them."""
