@@ -157,12 +157,12 @@ async def test_an_event_sent_twice_is_stored_once_and_acknowledged_twice(engine:
                                                                           db: sa.Engine) -> None:
     gw = gateway_id()
     host, port = engine.gateway_urls[-1].removeprefix("mqtt://").split(":")
-    probe = MqttProbe(host, int(port)).connect()
+    probe = MqttProbe(host, int(port)).connect(TIMEOUT)
     try:
-        probe.subscribe(wire.ack_topic(gw))
+        probe.subscribe(wire.ack_topic(gw), timeout=TIMEOUT)
         payload = wire.encode_event(card_read(gw, 1, card="00000000AA")).encode()
         for _ in range(2):
-            probe.publish(wire.events_topic(gw), payload)
+            probe.publish(wire.events_topic(gw), payload, timeout=TIMEOUT)
             _topic, body, _retained = await asyncio.to_thread(probe.expect, TIMEOUT)
             assert wire.decode_ack(body).committed == [(1, 1)]
     finally:
@@ -175,12 +175,12 @@ async def test_garbage_is_dead_lettered_and_the_events_after_it_stored(engine: E
                                                                        db: sa.Engine) -> None:
     gw = gateway_id()
     host, port = engine.gateway_urls[0].removeprefix("mqtt://").split(":")
-    probe = MqttProbe(host, int(port)).connect()
+    probe = MqttProbe(host, int(port)).connect(TIMEOUT)
     try:
-        probe.subscribe(wire.ack_topic(gw))
-        probe.publish(wire.events_topic(gw), b"\x00\x01 not json at all")
-        probe.publish(wire.events_topic(gw), json.dumps({"v": 1, "events": "none"}).encode())
-        probe.publish(wire.events_topic(gw), wire.encode_event(card_read(gw, 1, card="00000000BB")).encode())
+        probe.subscribe(wire.ack_topic(gw), timeout=TIMEOUT)
+        probe.publish(wire.events_topic(gw), b"\x00\x01 not json at all", timeout=TIMEOUT)
+        probe.publish(wire.events_topic(gw), json.dumps({"v": 1, "events": "none"}).encode(), timeout=TIMEOUT)
+        probe.publish(wire.events_topic(gw), wire.encode_event(card_read(gw, 1, card="00000000BB")).encode(), timeout=TIMEOUT)
         # An ack for the good event; the garbage names no seq and gets none.
         while not (ack := wire.decode_ack((await asyncio.to_thread(probe.expect, TIMEOUT))[1])).committed:
             pass
