@@ -7,6 +7,7 @@ Without Chromium the tests skip, or fail when RENTGATE_REQUIRE_SERVICES=1."""
 from __future__ import annotations
 
 import asyncio
+import shutil
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -86,10 +87,11 @@ class Site:
         page.wait_for_selector("header.top form[action='/logout']")
 
 
-# Module scope, not session: the sync API keeps an event loop running in the
-# main thread while it is open, which would break every asyncio test after us.
-# All browser tests live in one module, so this is still one browser per run.
-@pytest.fixture(scope="module")
+# Package scope, not session: the sync API keeps an event loop running in the
+# main thread while it is open, which would break every asyncio test after us;
+# the browser closes after the last test of tests/browser. One browser per run
+# (per worker under xdist), not one per module: a launch takes seconds.
+@pytest.fixture(scope="package")
 def browser() -> Iterator[Browser]:
     try:
         executable = find_chromium()
@@ -103,15 +105,31 @@ def browser() -> Iterator[Browser]:
             browser.close()
 
 
-@pytest.fixture
-def site(tmp_path: Path, browser: Browser) -> Iterator[Site]:
-    database_url = database_url_for(tmp_path)
+@pytest.fixture(scope="session")
+def seeded(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, World]:
+    """The seeded world made once: a folder holding the migrated, seeded
+    database and the keys generated beside it (identity numbers are
+    encrypted with one of them), for each test to copy whole."""
+    folder = tmp_path_factory.mktemp("pages-seeded")
+    database_url = database_url_for(folder)
     engine = create_engine(database_url)
     try:
         migrate.upgrade(engine)
         world = seed(engine, database_url)
+        with engine.connect() as conn:  # fold the WAL into the file so one copy is complete
+            conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
     finally:
         engine.dispose()
+    return folder, world
+
+
+@pytest.fixture
+def site(tmp_path: Path, browser: Browser, seeded: tuple[Path, World]) -> Iterator[Site]:
+    """A fresh copy of the seeded world per test (migrating and seeding each
+    took seconds), served on a free port."""
+    folder, world = seeded
+    shutil.copytree(folder, tmp_path, dirs_exist_ok=True, ignore=shutil.ignore_patterns("*-wal", "*-shm"))
+    database_url = database_url_for(tmp_path)
     port = free_port()
     server = ServerThread(make_app(ServerSettings(database_url=database_url), ingest=False), port)
     server.start()
