@@ -76,6 +76,9 @@ class CatchUpStats:
     watermark: int = 0
     # The mark reached the newest event that can be read now.
     done: bool = True
+    # Done, but committed events wait after the mark behind a transaction
+    # still open (PostgreSQL: marks.py, the horizon): look again soon.
+    waiting: bool = False
     touched_units: set[int] = field(default_factory=set)
 
 
@@ -126,6 +129,7 @@ def apply_chunk(conn: sa.Connection, now: datetime, rules: CityRules, *, limit: 
     upto = marks.newest(conn)
     stats.watermark = after.id
     if upto is None or upto <= after:
+        stats.waiting = is_postgres(conn) and marks.lag(conn, after, cap=1) > 0
         return stats
     rows = conn.execute(_reads(conn), {**marks.range_params(after, upto), "limit": limit}).all()
     if len({r[0] for r in rows}) == limit:  # a full chunk: the next one starts after its last event
@@ -164,6 +168,7 @@ def apply_chunk(conn: sa.Connection, now: datetime, rules: CityRules, *, limit: 
     stats.cases_opened = _open_unknown(conn, now, rules, unknown)
     marks.write_mark(conn, WATERMARK, upto, now)
     stats.watermark = upto.id
+    stats.waiting = stats.done and is_postgres(conn) and marks.lag(conn, upto, cap=1) > 0
     return stats
 
 

@@ -53,13 +53,13 @@ class Mark:
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
-# The transaction ids below which every transaction has ended. xid8 has no
-# cast to bigint; its text is the number (64 bits with the epoch: it never wraps).
-_HORIZON = sa.text("SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint")
-CURRENT_TXID = "pg_current_xact_id()::text::bigint"
+# The horizon: the transaction id below which every transaction has ended.
+# xid8 has no cast to bigint; its text is the number (64 bits with the
+# epoch: it never wraps).
+HORIZON = "pg_snapshot_xmin(pg_current_snapshot())::text::bigint"
 # The last event below the horizon in (txid, id) order: one step down the
-# (txid, id) index.
-_NEWEST_PG = sa.text("SELECT txid, id FROM events WHERE txid IS NOT NULL AND txid < :horizon "
+# (txid, id) index (the horizon is computed once, as the scan's bound).
+_NEWEST_PG = sa.text(f"SELECT txid, id FROM events WHERE txid IS NOT NULL AND txid < {HORIZON} "
                      "ORDER BY txid DESC, id DESC LIMIT 1")
 
 
@@ -92,8 +92,7 @@ def newest(conn: sa.Connection) -> Mark | None:
     event can ever come before (PostgreSQL: below the horizon; SQLite: the
     newest). None when there is no such event."""
     if is_postgres(conn):
-        horizon = int(conn.execute(_HORIZON).scalar_one())
-        row = conn.execute(_NEWEST_PG, {"horizon": horizon}).first()
+        row = conn.execute(_NEWEST_PG).first()
         return None if row is None else Mark(int(row[0]), int(row[1]))
     top = conn.execute(sa.select(sa.func.max(events.c.id))).scalar()
     return None if top is None else Mark(0, int(top))

@@ -100,20 +100,12 @@ class Reconciler:
                 self.totals.no_building += stats.no_building
                 self.totals.watermark = stats.watermark
                 if stats.done:
+                    self.held_back = stats.waiting
                     break
             if camera_rules.enabled(self.rules):  # the purge's watermarks follow this too (watermarks.py)
                 self._catch_up_cameras()
-            self.held_back = self._events_waiting()
             self.outage.ok()
             return done
-
-    def _events_waiting(self) -> bool:
-        """Committed events after the card reads' mark that this catch-up
-        could not read yet (PostgreSQL; on SQLite it reads every one)."""
-        if self.engine.dialect.name != "postgresql":
-            return False
-        with self.engine.connect() as conn:
-            return marks.lag(conn, watermarks.lowest(conn, [evidence.WATERMARK]), cap=1) > 0
 
     def _catch_up_cameras(self) -> None:
         """Unit door cameras' crossings into camera_days (their own
