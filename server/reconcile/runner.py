@@ -13,7 +13,6 @@ from datetime import datetime
 import psycopg
 import sqlalchemy as sa
 
-from rentgate.lang import tr
 from rentgate.outage import Outage
 from server.access.allowlists import Change
 from server.reconcile import camera, camera_rules, evidence, grades, marks, rates, sweep, watermarks
@@ -69,7 +68,7 @@ class Reconciler:
         self._lock = threading.Lock()
         # A database outage is logged when it starts and when it ends, not
         # as a traceback per retry (the service retries: database_away).
-        self.outage = Outage(log, tr("对账所用的数据库", "the database, for reconciliation"))
+        self.outage = Outage(log, "the database, for reconciliation")
         # After the last catch-up: committed events wait beyond the horizon
         # (an older transaction was still open, server/reconcile/marks.py),
         # so another catch-up is due soon even if no commit wakes it.
