@@ -17,6 +17,7 @@ from server.audit import routes as audit_routes
 from server.audit import setup as audit_setup
 from server.auth import setup as auth_setup
 from server.auth.policy import check_policies, policy_of, public
+from server.db import singleton
 from server.db.engine import create_engine, redacted
 from server.db.read_pool import read_engine_ctx
 from server.fleet import setup as fleet_setup
@@ -94,6 +95,8 @@ def make_app(settings: ServerSettings, *, ingest: bool = True) -> web.Applicatio
     app.cleanup_ctx.append(read_engine_ctx)
     app.cleanup_ctx.append(plate_keys_ctx)
     if parts.background and not parts.ingest:
+        # Exactly one reconcile process per database (server/db/singleton.py).
+        app.cleanup_ctx.append(_one_reconcile_ctx)
         # Reconciliation and the watches wake on commits made by ingest
         # processes elsewhere (LISTEN/NOTIFY on PostgreSQL, else polling).
         app.cleanup_ctx.append(commit_feed_ctx)
@@ -157,6 +160,13 @@ async def _ingest_ctx(app: web.Application) -> AsyncIterator[None]:
         # A notification left unsent is covered by the other side's sweeps.
         notifying.cancel()
         await asyncio.gather(notifying, return_exceptions=True)
+
+
+async def _one_reconcile_ctx(app: web.Application) -> AsyncIterator[None]:
+    conn = await asyncio.to_thread(singleton.hold, app[ENGINE], "reconcile")
+    yield
+    if conn is not None:
+        await asyncio.to_thread(conn.close)
 
 
 def _report_end(task: asyncio.Task[None]) -> None:

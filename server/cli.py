@@ -302,9 +302,19 @@ def _run_server(args: argparse.Namespace) -> int:
         return 2
     # run_app turns SIGINT/SIGTERM into a graceful exit that runs the cleanup
     # contexts: ingest commits and acknowledges what it holds before exiting.
-    web.run_app(make_app(settings), host=settings.http_host, port=settings.http_port,
-                print=lambda text: log.info("%s", text.strip()), shutdown_timeout=10,
-                access_log_class=AccessLogger)
+    from server.db.singleton import AlreadyRunning
+
+    try:
+        web.run_app(make_app(settings), host=settings.http_host, port=settings.http_port,
+                    print=lambda text: log.info("%s", text.strip()), shutdown_timeout=10,
+                    access_log_class=AccessLogger)
+    except AlreadyRunning:
+        print(tr("rentgate server: 这个数据库已有一个 reconcile 进程在运行；每个数据库只能运行一个"
+                 "（docs/scaling.md）。停掉另一个，或用 --role web / --role ingest 启动这个。",
+                 "rentgate server: a reconcile process is already running on this database, and there "
+                 "must be exactly one (docs/scaling.md). Stop the other one, or start this one with "
+                 "--role web or --role ingest."), file=sys.stderr)
+        return 2
     return 0
 
 

@@ -205,3 +205,19 @@ def test_processes_that_run_several_to_a_machine_get_client_ids_of_their_own() -
     assert client_id(RENTGATE_ROLE="web") == f"{default}-{os.getpid()}"
     assert client_id(RENTGATE_ROLE="reconcile") == default  # exactly one: its id stays put
     assert client_id(RENTGATE_ROLE="web", RENTGATE_MQTT_CLIENT_ID="web-2") == "web-2"
+
+
+async def test_a_second_reconcile_process_on_one_database_refuses_to_start(
+        tmp_path: Path, postgres_url: str, mosquitto: Mosquitto, aiohttp_client: MakeClient) -> None:
+    from server.db.singleton import AlreadyRunning
+
+    _migrated(postgres_url)
+    first = await aiohttp_client(make_app(_settings(postgres_url, tmp_path, mosquitto, "reconcile")))
+    with pytest.raises(AlreadyRunning):
+        await aiohttp_client(make_app(_settings(postgres_url, tmp_path, mosquitto, "reconcile")))
+    # Web and ingest processes are many by design: the lock is not theirs.
+    await aiohttp_client(make_app(_settings(postgres_url, tmp_path, mosquitto, "web")))
+    await first.close()
+    # The first one gone, a reconcile process starts at once (a restart, a failover).
+    again = await aiohttp_client(make_app(_settings(postgres_url, tmp_path, mosquitto, "reconcile")))
+    assert again.app[SERVICE] is not None
