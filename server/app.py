@@ -8,6 +8,7 @@ import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
+import sqlalchemy as sa
 from aiohttp import web
 
 from server.access import routes as access_routes
@@ -166,7 +167,16 @@ async def _one_reconcile_ctx(app: web.Application) -> AsyncIterator[None]:
     conn = await asyncio.to_thread(singleton.hold, app[ENGINE], "reconcile")
     yield
     if conn is not None:
-        await asyncio.to_thread(conn.close)
+        await asyncio.to_thread(_let_go, conn)
+
+
+def _let_go(conn: sa.Connection) -> None:
+    # After a database restart the lock's connection is dead (and the lock
+    # with it): closing it may raise, which must not spoil the shutdown.
+    try:
+        conn.close()
+    except sa.exc.SQLAlchemyError as exc:
+        log.debug("reconcile lock connection already gone: %s", exc)
 
 
 def _report_end(task: asyncio.Task[None]) -> None:
