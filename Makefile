@@ -26,8 +26,16 @@ $(STAMP): pyproject.toml
 demo: venv
 	$(BIN)/rentgate demo
 
+# Two pytest-xdist workers, one per core of the 2-core machines: much of the
+# suite waits on PostgreSQL, Mosquitto, Chromium and the processes it starts,
+# and the other worker runs meanwhile. Each worker starts its own PostgreSQL
+# cluster and has its own temp folders and free ports; --dist loadfile keeps
+# a file's tests (and its module fixtures: the demo run, the fuzzed live
+# server) on one worker. PYTEST_WORKERS=0 runs everything in one process.
+PYTEST_WORKERS ?= 2
+
 test: venv
-	$(BIN)/pytest -q -p no:cacheprovider $(PYTEST_ARGS)
+	$(BIN)/pytest -q -p no:cacheprovider -n $(PYTEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 bench: venv
 	$(BIN)/python bench/ingest.py --json
