@@ -244,6 +244,15 @@ class EventStore:
             dropped = batch.dropped.get(gw, [])
             if (start := batch.outbox_starts.get(gw)) is not None:
                 seen, dropped = _new_outbox(conn, gw, start, previous, seen, dropped)
+            elif previous == 0 and seen:
+                # Nothing numbered stored yet: the first numbers seen start the
+                # count. With several ingest workers on a shared subscription
+                # the gateway's first message (gateway_started, which says where
+                # its outbox starts) can be committed by one worker after
+                # another worker committed later ones; the hole below them is
+                # then neither a gap nor a jump (the gateway sends again
+                # whatever is not acknowledged).
+                previous = seen[0][0] - 1
             step = gaps.advance(previous, seen, self.max_seq_jump, functools.partial(_highest_stored, conn, gw))
             # A jump sent again (its ack was lost) was recorded when it was stored.
             jumps = [j for j in step.jumps if new_keys is None or (gw, j.seq) in new_keys

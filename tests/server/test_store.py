@@ -214,3 +214,22 @@ def test_poison_messages_are_dead_lettered_and_rejected(engine: sa.Engine) -> No
     result = store.dead_letter_messages([msg], "database refused: example")
     assert result.gateways[GW].ack() == wire.Ack(rejected=[(1, 2)])
     assert count(engine, dead_letters) == 1 and count(engine, events) == 0
+
+
+def test_a_new_gateways_first_message_committed_after_later_ones_is_no_jump_and_no_gap(
+        engine: sa.Engine, caplog: pytest.LogCaptureFixture) -> None:
+    # Two ingest workers on a shared subscription: the one holding the later
+    # events commits first, before the gateway_started that says where the
+    # outbox starts (seen in the chaos soak as a false sequence jump).
+    first = 1_795_000_000_000_000
+    store = EventStore(engine)
+    later = store.commit([message(GW, batch(GW, [card_read(GW, first + s, ts=T0) for s in (1, 2, 3)]))])
+    earlier = store.commit([message(GW, batch(GW, [_started(first, first)]))])
+    assert (later.seq_jumps, earlier.seq_jumps) == (0, 0)
+    assert count(engine, dead_letters) == 0
+    assert "sequence jump" not in caplog.text and "check the gateway's clock" not in caplog.text
+    assert gap_rows(engine) == []
+    assert count(engine, events, events.c.gateway_id == GW) == 4
+    # The count goes on from there: a later hole is a gap as ever.
+    store.commit([message(GW, batch(GW, [card_read(GW, first + 6, ts=T0)]))])
+    assert gap_rows(engine) == [(first + 4, first + 5, "open")]
