@@ -287,7 +287,8 @@ def _run_server(args: argparse.Namespace) -> int:
         print(_problem_lines(report.problems), file=sys.stderr)
         return 2
     settings = _worker_client_id(report.loaded)
-    try:
+
+    def prepare() -> None:
         if args.upgrade:
             engine = create_engine(settings.database_url)
             try:
@@ -295,6 +296,9 @@ def _run_server(args: argparse.Namespace) -> int:
             finally:
                 engine.dispose()
         check_database(settings.database_url, args.database_url)
+
+    try:
+        _until_database_answers(prepare, settings.database_url)
     except CommandRefused as exc:
         print(f"rentgate server: {exc}" + tr("（或用 --upgrade 启动服务器，它会先升级数据库）",
                                              " (or start the server with --upgrade, which does it first)"),
@@ -316,6 +320,43 @@ def _run_server(args: argparse.Namespace) -> int:
                  "--role web or --role ingest."), file=sys.stderr)
         return 2
     return 0
+
+
+# How often a server that starts while its PostgreSQL is away tries again.
+DATABASE_RETRY_S = 0.5
+
+
+def _until_database_answers(prepare: Callable[[], None], database_url: str) -> None:
+    """Run ``prepare`` (the schema check, and the upgrade if asked), waiting
+    while PostgreSQL does not answer: a process restarted by its supervisor
+    during a database restart or failover then starts when the database is
+    back, instead of exiting with a traceback and being restarted in a loop.
+    Said once when the wait begins and once when it ends (rentgate.outage).
+    Anything else (a wrong schema, SQLite) stops at once, as before."""
+    import time
+
+    import sqlalchemy as sa
+
+    from rentgate.outage import Outage, brief
+    from server.settings import redact
+
+    outage = Outage(log, f"the database {redact(database_url)}")
+    while True:
+        try:
+            prepare()
+        except (sa.exc.OperationalError, sa.exc.InterfaceError) as exc:
+            if not database_url.startswith("postgresql"):
+                raise
+            if outage.failed(exc):
+                print(tr(f"rentgate server: 数据库连不上（{brief(exc)}），等它恢复后再启动；如果这不是数据库"
+                         "在重启，请检查 RENTGATE_DATABASE_URL。按 Ctrl-C 停止。",
+                         f"rentgate server: the database does not answer ({brief(exc)}); waiting for it "
+                         "before starting. If the database is not restarting, check RENTGATE_DATABASE_URL. "
+                         "Ctrl-C stops."), file=sys.stderr)
+            time.sleep(DATABASE_RETRY_S)
+            continue
+        outage.ok()
+        return
 
 
 def _worker_client_id(loaded: LoadedSettings) -> ServerSettings:
