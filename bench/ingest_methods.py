@@ -24,11 +24,10 @@ Figures: ``new`` and ``resend`` map each method to events/s; ``fastest_new``,
 from __future__ import annotations
 
 import argparse
-import contextlib
 import statistics
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -41,6 +40,7 @@ import psycopg
 import sqlalchemy as sa
 
 from bench.measure import print_result
+from bench.stack import throwaway_postgres
 from server.db import migrate
 from server.db import partitions as parts
 from server.db.engine import create_engine
@@ -154,21 +154,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
-@contextlib.contextmanager
-def postgres(url: str | None) -> Iterator[str]:
-    if url is not None:
-        yield url
-        return
-    from tests.services import PostgresCluster  # noqa: PLC0415 - only without --database-url
-
-    cluster = PostgresCluster()
-    try:
-        cluster.start()
-        yield cluster.url(cluster.create_database("bench_ingest_methods"))
-    finally:
-        cluster.destroy()
-
-
 def make_past_days(engine: sa.Engine, zone: ZoneInfo, days: int) -> None:
     """Partitions for the ``days`` local days before the oldest one, so that
     rows are routed among as many partitions as in production."""
@@ -252,7 +237,7 @@ def measure(url: str, args: argparse.Namespace) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    with postgres(args.database_url) as url:
+    with throwaway_postgres(args.database_url, "bench_ingest_methods") as url:
         result = measure(url, args)
     print_result(result, as_json=args.json)
     return 0

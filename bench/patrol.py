@@ -35,8 +35,7 @@ if __package__ in (None, ""):
 from bench.measure import print_result, process_cpu_s
 from bench.patrol_data import City, Sizes, generate, progress
 from bench.patrol_load import Request, run_load, summary, timing_values
-from bench.reconcile import database
-from bench.stack import REPO, BenchError, _stop_process
+from bench.stack import REPO, BenchError, _stop_process, throwaway_postgres
 from server.auth.sessions import SESSION_COOKIE
 from tests.services import free_port
 
@@ -304,7 +303,7 @@ def main(argv: list[str] | None = None) -> int:
         workdir = args.workdir or Path(tmp)
         workdir.mkdir(parents=True, exist_ok=True)
         try:
-            with database(args.database_url) as url:
+            with throwaway_postgres(args.database_url, "bench") as url:
                 result = asyncio.run(run(args, url, workdir))
         except Exception as exc:  # noqa: BLE001 - a bench reports its failure as JSON too
             log.exception("bench failed")

@@ -33,12 +33,10 @@ What is measured:
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import logging
 import sys
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -50,6 +48,7 @@ if __package__ in (None, ""):
 import sqlalchemy as sa
 
 from bench.measure import percentile, print_result
+from bench.stack import throwaway_postgres
 
 log = logging.getLogger("bench.reconcile")
 
@@ -95,21 +94,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--batch", type=int, default=100, help="reads per incremental call")
     p.add_argument("--rounds", type=int, default=200, help="incremental calls measured")
     return p.parse_args(argv)
-
-
-@contextlib.contextmanager
-def database(url: str | None) -> Iterator[str]:
-    if url is not None:
-        yield url
-        return
-    from tests.services import PostgresCluster
-
-    cluster = PostgresCluster()
-    try:
-        cluster.start()
-        yield cluster.url(cluster.create_database("bench"))
-    finally:
-        cluster.destroy()
 
 
 def _timed(conn: sa.Connection, what: str, sql: str, **params: Any) -> float:
@@ -348,7 +332,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
-        with database(args.database_url) as url:
+        with throwaway_postgres(args.database_url, "bench") as url:
             result = run(args, url)
     except Exception as exc:  # noqa: BLE001 - a bench reports its failure as JSON too
         log.exception("bench failed")

@@ -31,14 +31,12 @@ What is measured:
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import logging
 import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -50,6 +48,7 @@ if __package__ in (None, ""):
 import sqlalchemy as sa
 
 from bench.measure import percentile, print_result
+from bench.stack import throwaway_postgres
 
 log = logging.getLogger("bench.retention")
 
@@ -80,21 +79,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="which database to measure")
     p.add_argument("--database-url", help="an empty PostgreSQL database (default: a throwaway cluster)")
     return p.parse_args(argv)
-
-
-@contextlib.contextmanager
-def postgres(url: str | None) -> Iterator[str]:
-    if url is not None:
-        yield url
-        return
-    from tests.services import PostgresCluster
-
-    cluster = PostgresCluster()
-    try:
-        cluster.start()
-        yield cluster.url(cluster.create_database("bench_retention"))
-    finally:
-        cluster.destroy()
 
 
 # Event i of n: evenly over DAYS days from :start, in id order; 70 % card
@@ -281,7 +265,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     events = args.events or (50_000 if args.quick else 1_000_000)
     result: dict[str, Any] = {"events": events, "batch": args.batch}
     if args.database in ("postgresql", "both"):
-        with postgres(args.database_url) as url:
+        with throwaway_postgres(args.database_url, "bench_retention") as url:
             result["postgresql"] = measure(url, events, args.batch, args.pause)
     if args.database in ("sqlite", "both"):
         with tempfile.TemporaryDirectory(prefix="bench-retention-") as folder:

@@ -65,6 +65,21 @@ def running_stack(workdir: Path, database: Literal["postgresql", "sqlite"]) -> I
         yield Stack(broker, url, server, server_log)
 
 
+@contextlib.contextmanager
+def throwaway_postgres(url: str | None, dbname: str) -> Iterator[str]:
+    """``url`` when the caller gave one (``--database-url``), else a new
+    database ``dbname`` in a PostgreSQL cluster of its own, removed on the way out."""
+    if url is not None:
+        yield url
+        return
+    cluster = PostgresCluster()
+    try:
+        cluster.start()
+        yield cluster.url(cluster.create_database(dbname))
+    finally:
+        cluster.destroy()
+
+
 def _start_server(database_url: str, mqtt_url: str, log_file: IO[bytes]) -> subprocess.Popen[bytes]:
     env = dict(os.environ, RENTGATE_MQTT_CLIENT_ID="rentgate-bench-server")
     # BENCH_PROFILE_SERVER=file.pstats runs the server under cProfile (written at its clean exit).
