@@ -113,6 +113,20 @@ def pg_cluster() -> Iterator[PostgresCluster]:
 
 
 @pytest.fixture
+def own_pg_cluster() -> Iterator[PostgresCluster]:
+    """A PostgreSQL of one test's own, for tests that stop and start it."""
+    try:
+        cluster = PostgresCluster()
+    except ServiceMissing as exc:
+        service_missing(exc)
+    try:
+        cluster.start()
+        yield cluster
+    finally:
+        cluster.destroy()
+
+
+@pytest.fixture
 def make_postgres_url(pg_cluster: PostgresCluster) -> Iterator[Callable[[], str]]:
     created: list[str] = []
 

@@ -25,7 +25,7 @@ from server.ingest.store import CommitResult, EventStore
 from server.settings import ServerSettings
 from tests.server.helpers import batch, card_read
 from tests.server.mqtt_gateway import TIMEOUT, FakeGateway
-from tests.services import PostgresCluster, ServiceMissing, wait_for
+from tests.services import PostgresCluster, wait_for
 
 GW = "gw-outage-1"
 OUTAGE_S = 3.0
@@ -35,17 +35,9 @@ RESUME_WITHIN_S = 1.0
 
 
 @pytest.fixture
-def cluster() -> Iterator[PostgresCluster]:
+def cluster(own_pg_cluster: PostgresCluster) -> PostgresCluster:
     """A PostgreSQL of this test's own: it is stopped and started again."""
-    try:
-        pg = PostgresCluster()
-    except ServiceMissing as exc:
-        pytest.skip(str(exc))
-    try:
-        pg.start()
-        yield pg
-    finally:
-        pg.destroy()
+    return own_pg_cluster
 
 
 @pytest.fixture

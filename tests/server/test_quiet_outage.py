@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import Counter
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +23,7 @@ from server.ingest.appkeys import INGEST
 from tests.server.helpers import batch, card_read
 from tests.server.mqtt_gateway import TIMEOUT, FakeGateway
 from tests.server.registry.api_helpers import settings_for
-from tests.services import Mosquitto, PostgresCluster, ServiceMissing, wait_for
+from tests.services import Mosquitto, PostgresCluster, wait_for
 
 Client = TestClient[web.Request, web.Application]
 GW = "gw-quiet-1"
@@ -31,16 +31,9 @@ OUTAGE_S = 4.0
 
 
 @pytest.fixture
-def cluster() -> Iterator[PostgresCluster]:
-    try:
-        pg = PostgresCluster()
-    except ServiceMissing as exc:
-        pytest.skip(str(exc))
-    try:
-        pg.start()
-        yield pg
-    finally:
-        pg.destroy()
+def cluster(own_pg_cluster: PostgresCluster) -> PostgresCluster:
+    """A PostgreSQL of this test's own: it is stopped and started again."""
+    return own_pg_cluster
 
 
 def stored(engine: sa.Engine) -> int:

@@ -11,31 +11,21 @@ import subprocess
 import sys
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from server.db import migrate
 from server.db.engine import create_engine
-from tests.conftest import service_missing
-from tests.services import PostgresCluster, ServiceMissing, free_port, wait_for
+from tests.services import PostgresCluster, free_port, wait_for
 
 REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
-def cluster() -> Iterator[PostgresCluster]:
+def cluster(own_pg_cluster: PostgresCluster) -> PostgresCluster:
     """A PostgreSQL of this test's own: it is stopped and started again."""
-    try:
-        pg = PostgresCluster()
-    except ServiceMissing as exc:
-        service_missing(exc)
-    try:
-        pg.start()
-        yield pg
-    finally:
-        pg.destroy()
+    return own_pg_cluster
 
 
 def _healthy(port: int) -> bool:
