@@ -168,7 +168,41 @@ def mosquitto_config(port: int, workdir: Path, *, run_as_root: bool, extra: str 
     return "\n".join(lines) + "\n"
 
 
-class Mosquitto:
+class _BrokerProcess:
+    """What a broker started from its binary shares (Mosquitto, a NATS node):
+    its process, its stderr file beside its log in ``workdir``, and how it
+    is stopped (SIGTERM: a clean shutdown, Mosquitto saving its persistent
+    store) or killed (SIGKILL: a crash, whatever was not saved is lost)."""
+
+    workdir: Path
+    log_path: Path
+    _proc: subprocess.Popen[bytes] | None
+    _stderr: IO[bytes] | None
+
+    def stop(self, timeout: float = 10.0) -> None:
+        if self._proc is not None:
+            _terminate(self._proc, signal.SIGTERM, timeout)
+        self._close_stderr()
+
+    def kill(self) -> None:
+        if self._proc is not None:
+            _terminate(self._proc, signal.SIGKILL, 5)
+        self._close_stderr()
+
+    def log_text(self) -> str:
+        parts = []
+        for path in (self.log_path, self.workdir / "stderr.log"):
+            if path.exists():
+                parts.append(path.read_text(errors="replace"))
+        return "".join(parts)
+
+    def _close_stderr(self) -> None:
+        if self._stderr is not None:
+            self._stderr.close()
+            self._stderr = None
+
+
+class Mosquitto(_BrokerProcess):
     """One Mosquitto process. ``stop()``/``start()`` keep the port, the
     configuration and the persistent store, like restarting a real broker."""
 
@@ -258,29 +292,6 @@ class Mosquitto:
             wait_port(self.host, self.dynsec.tls_port, timeout)
             self.dynsec.provision(self)
 
-    def stop(self, timeout: float = 10.0) -> None:
-        """SIGTERM: Mosquitto saves its persistent store and exits."""
-        if self._proc is not None:
-            _terminate(self._proc, signal.SIGTERM, timeout)
-        self._close_stderr()
-
-    def kill(self) -> None:
-        """SIGKILL: a crash; whatever was not yet saved is lost."""
-        if self._proc is not None:
-            _terminate(self._proc, signal.SIGKILL, 5)
-        self._close_stderr()
-
-    def log_text(self) -> str:
-        parts = []
-        for path in (self.log_path, self.workdir / "stderr.log"):
-            if path.exists():
-                parts.append(path.read_text(errors="replace"))
-        return "".join(parts)
-
-    def _close_stderr(self) -> None:
-        if self._stderr is not None:
-            self._stderr.close()
-            self._stderr = None
 
 
 # --------------------------------------------------------------------------- Mosquitto's dynamic security
@@ -749,7 +760,7 @@ def nats_config(*, name: str, port: int, mqtt_port: int, http_port: int, store_d
     return "\n".join(lines) + "\n"
 
 
-class NatsServer:
+class NatsServer(_BrokerProcess):
     """One nats-server process with JetStream and an MQTT listener.
     ``stop()``/``start()`` and ``kill()``/``start()`` keep its ports,
     configuration and JetStream store, like restarting a real node."""
@@ -846,29 +857,6 @@ class NatsServer:
             probe.close()
         return answer == "Success"
 
-    def stop(self, timeout: float = 10.0) -> None:
-        """SIGTERM: a clean shutdown."""
-        if self._proc is not None:
-            _terminate(self._proc, signal.SIGTERM, timeout)
-        self._close_stderr()
-
-    def kill(self) -> None:
-        """SIGKILL: the node crashes."""
-        if self._proc is not None:
-            _terminate(self._proc, signal.SIGKILL, 5)
-        self._close_stderr()
-
-    def log_text(self) -> str:
-        parts = []
-        for path in (self.log_path, self.workdir / "stderr.log"):
-            if path.exists():
-                parts.append(path.read_text(errors="replace"))
-        return "".join(parts)
-
-    def _close_stderr(self) -> None:
-        if self._stderr is not None:
-            self._stderr.close()
-            self._stderr = None
 
 
 class NatsCluster:
