@@ -19,6 +19,8 @@ from aiohttp.test_utils import TestClient
 from server.app import make_app
 from server.db.models import gateway_enrolments, gateways
 from server.fleet import broker
+from server.fleet.appkeys import BROKER
+from server.fleet.broker import DynsecProvisioner
 from tests.server.fleet.enrol_helpers import CODE, csr_pem, enrol_settings, seed_landlords
 from tests.server.registry.api_helpers import MakeClient
 from tests.services import Mosquitto
@@ -149,6 +151,12 @@ async def test_stopping_a_terminal_while_the_broker_is_down_says_so_and_the_retr
     assert failed.status == 503 and "已记下停用" in text and "再试一次" in text
     assert "127.0.0.1" not in text  # the broker's address is in the log, not on the page
     await asyncio.to_thread(fleet_broker.start)
+    # The landlord retries once the broker is back; the admin link's
+    # reconnect (jittered, up to RECONNECT_MAX_S) can outlast this test's
+    # short command timeout on a busy machine, so wait for the link itself.
+    provisioner = client.server.app[BROKER]
+    assert isinstance(provisioner, DynsecProvisioner)
+    assert await asyncio.to_thread(provisioner.link.wait_connected, 30)
     again = await client.post(f"/landlord/gateways/{gw}/revoke", data={"csrf": csrf}, allow_redirects=False)
     assert again.status == 303 and again.headers["Location"] == f"{page}?ok=stopped_ok"
     with sqlite_engine.connect() as conn:

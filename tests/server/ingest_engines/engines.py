@@ -246,6 +246,11 @@ class Worker:
         assert self.popen is not None
         self.popen.send_signal(signal.SIGSTOP)
 
+    def resume(self) -> None:
+        """SIGCONT after pause()."""
+        assert self.popen is not None
+        self.popen.send_signal(signal.SIGCONT)
+
     def kill(self) -> None:
         if self.popen is not None and self.popen.poll() is None:
             self.popen.send_signal(signal.SIGKILL)
