@@ -154,7 +154,7 @@ async def test_stopping_a_terminal_while_the_broker_is_down_says_so_and_the_retr
     # The landlord retries once the broker is back; the admin link's
     # reconnect (jittered, up to RECONNECT_MAX_S) can outlast this test's
     # short command timeout on a busy machine, so wait for the link itself.
-    provisioner = client.server.app[BROKER]
+    provisioner = client.app[BROKER]
     assert isinstance(provisioner, DynsecProvisioner)
     assert await asyncio.to_thread(provisioner.link.wait_connected, 30)
     again = await client.post(f"/landlord/gateways/{gw}/revoke", data={"csrf": csrf}, allow_redirects=False)
