@@ -13,7 +13,9 @@ milliseconds at 100,000 units whatever a unit's history holds.
   credentials                      ix_credentials_unit_id
   events                           ix_events_credential_value_occurred_at, one
                                    bounded index scan per card (JOIN LATERAL on
-                                   PostgreSQL, UNION ALL on SQLite)
+                                   PostgreSQL, UNION ALL on SQLite), over the
+                                   last DOOR_EVENT_DAYS only: on PostgreSQL the
+                                   partitions of those days
   cases                            ix_cases_unit_id_state
   tasks                            tasks' unit index (see docs/patrols.md)
   patrols (+ users)                ix_patrols_unit_id_at
@@ -61,6 +63,13 @@ MAX_TASKS = 20
 LAST_PATROLS = 5
 # Cards revoked this recently still tell what happened at the door lately.
 RECENT_CARD_DAYS = 30
+# The door events shown are those of the last DOOR_EVENT_DAYS days, longer
+# than the longest patrol interval (21 days). The bound on occurred_at is
+# what lets PostgreSQL read only the newest of the events table's daily
+# partitions instead of probing an index in every one of them (about 190
+# with the default retention): at plan time for a custom plan, at executor
+# start ("Subplans Removed") for a prepared generic plan.
+DOOR_EVENT_DAYS = 30
 
 
 @dataclass(frozen=True)
@@ -120,13 +129,14 @@ _PATROLS = (sa.select(_v.id, _v.at, _v.user_id, _v.occupants_observed, _v.seen_p
 
 
 def _events_of_cards(n: int) -> sa.Select[Any] | sa.CompoundSelect[Any]:
-    """The newest EVENTS_PER_CARD events of each of n cards: one index range
-    scan per card, joined by UNION ALL (each branch a subquery, so SQLite
-    takes its ORDER BY and LIMIT)."""
+    """The newest EVENTS_PER_CARD events of each of n cards since
+    ``events_since``: one index range scan per card, joined by UNION ALL
+    (each branch a subquery, so SQLite takes its ORDER BY and LIMIT)."""
     e = events.c
     branches = [sa.select(sa.select(e.id, e.gateway_id, e.occurred_at, e.kind, e.door, e.device,
                                     e.credential_format, e.credential_value, e.data)
-                          .where(e.credential_value == sa.bindparam(f"v{i}"), e.credential_format == sa.bindparam(f"f{i}"))
+                          .where(e.credential_value == sa.bindparam(f"v{i}"), e.credential_format == sa.bindparam(f"f{i}"),
+                                 e.occurred_at >= sa.bindparam("events_since"))
                           .order_by(e.occurred_at.desc()).limit(EVENTS_PER_CARD).subquery(f"card{i}"))
                 for i in range(n)]
     return branches[0] if n == 1 else sa.union_all(*branches)
@@ -150,12 +160,12 @@ def registrations_of(conn: sa.Connection, unit_id: int) -> list[Row]:
     return _rows(conn, _REGISTRATIONS, unit_id=unit_id)
 
 
-def _door_events(conn: sa.Connection, cards: list[Row]) -> list[Row]:
-    """The newest events of each card, wherever it was read (a card of this
-    unit read at another building is evidence too)."""
+def _door_events(conn: sa.Connection, cards: list[Row], events_since: datetime) -> list[Row]:
+    """The newest events of each card since ``events_since``, wherever it
+    was read (a card of this unit read at another building is evidence too)."""
     if not cards:
         return []
-    params: dict[str, Any] = {}
+    params: dict[str, Any] = {"events_since": events_since}
     for i, card in enumerate(cards):
         params[f"v{i}"], params[f"f{i}"] = card["value"], card["format"]
     rows = _rows(conn, _EVENTS[len(cards)], **params)
@@ -163,14 +173,17 @@ def _door_events(conn: sa.Connection, cards: list[Row]) -> list[Row]:
     return rows[:MAX_EVENTS]
 
 
-# Reads that need only the unit id (and the cut-off for recent cards).
+# Reads that need only the unit id (and the cut-offs for recent cards and events).
 _SECTIONS: dict[str, sa.Select[Any]] = {"unit": _UNIT, "registrations": _REGISTRATIONS, "sightings": _SIGHTINGS,
                                        "cases": _CASES, "tasks": _TASKS, "patrols": _PATROLS}
 
 
 def _events_lateral() -> sa.Select[Any]:
-    """PostgreSQL: the unit's cards and each card's newest events in one
-    statement (LATERAL), so the page's reads need no second round."""
+    """PostgreSQL: the unit's cards and each card's newest events since
+    ``events_since`` in one statement (LATERAL), so the page's reads need
+    no second round. The bound is on the partition key, so only the
+    partitions of those days are read; without it every card probed the
+    index of every daily partition."""
     c, e = credentials.c, events.c
     cards = (sa.select(c.value, c.format)
              .where(c.unit_id == sa.bindparam("unit_id"),
@@ -178,7 +191,8 @@ def _events_lateral() -> sa.Select[Any]:
              .order_by(c.id.desc()).limit(MAX_CARDS).subquery("cards"))
     latest = (sa.select(e.id, e.gateway_id, e.occurred_at, e.kind, e.door, e.device, e.credential_format,
                         e.credential_value, e.data)
-              .where(e.credential_value == cards.c.value, e.credential_format == cards.c.format)
+              .where(e.credential_value == cards.c.value, e.credential_format == cards.c.format,
+                     e.occurred_at >= sa.bindparam("events_since"))
               .order_by(e.occurred_at.desc()).limit(EVENTS_PER_CARD).lateral("latest"))
     return (sa.select(latest).select_from(cards).join(latest, sa.true())
             .order_by(latest.c.occurred_at.desc(), latest.c.id.desc()).limit(MAX_EVENTS))
@@ -195,7 +209,7 @@ def _pg_statements(dialect: sa.Dialect) -> dict[str, tuple[str, dict[str, Any]]]
             # Plain binds only (no IN lists, which SQLAlchemy expands at run time).
             compiled = statement.compile(dialect=dialect)
             # The constants (LIMITs, IN lists) with placeholders for what each read passes.
-            defaults = compiled.construct_params({"unit_id": 0, "revoked_since": None})
+            defaults = compiled.construct_params({"unit_id": 0, "revoked_since": None, "events_since": None})
             _pg_compiled[name] = (str(compiled), dict(defaults))
     return _pg_compiled
 
@@ -210,7 +224,8 @@ def pg_reads(dialect: sa.Dialect, unit_id: int, now: datetime) -> list[tuple[str
 
 
 def _params(unit_id: int, now: datetime) -> dict[str, Any]:
-    return {"unit_id": unit_id, "revoked_since": now - timedelta(days=RECENT_CARD_DAYS)}
+    return {"unit_id": unit_id, "revoked_since": now - timedelta(days=RECENT_CARD_DAYS),
+            "events_since": now - timedelta(days=DOOR_EVENT_DAYS)}
 
 
 def _read_pipelined(conn: sa.Connection, unit_id: int, now: datetime) -> dict[str, list[Row]]:
@@ -237,7 +252,7 @@ def _read(conn: sa.Connection, unit_id: int, now: datetime) -> dict[str, list[Ro
     params = _params(unit_id, now)
     # SQLite: statements cost no round trip, one at a time is as fast.
     found = {name: _rows(conn, statement, **params) for name, statement in _SECTIONS.items()}
-    found["events"] = _door_events(conn, _rows(conn, _CARDS, **params))
+    found["events"] = _door_events(conn, _rows(conn, _CARDS, **params), params["events_since"])
     return found
 
 

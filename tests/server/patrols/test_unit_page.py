@@ -6,13 +6,14 @@ confirming a self-declaration."""
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from html import unescape
 
 import sqlalchemy as sa
 
-from server.db.models import cases, history, patrols, registrations, tasks, units
+from server.db.models import cases, events, history, patrols, registrations, tasks, units
 from server.pages.masks import mask_card
+from server.patrols.unit_view import DOOR_EVENT_DAYS
 from server.registry.idnumber import mask_id_number
 from tests.server.auth_helpers import bearer
 from tests.server.scan.world import (
@@ -57,6 +58,27 @@ async def test_unit_page_shows_the_record_the_evidence_and_what_is_open(client: 
     assert db > 0 and render > 0 and total >= db + render
     assert response.headers["Cache-Control"] == "no-store"
 
+
+
+async def test_the_door_events_are_those_of_the_last_days_only(client: Client, world: ScanWorld,
+                                                                engine: sa.Engine) -> None:
+    """The card's events of the last DOOR_EVENT_DAYS days are shown; an
+    older one is not, although the card has fewer events than the page
+    would show (the bound is what lets PostgreSQL read only the newest
+    daily partitions of events)."""
+    now = datetime.now(UTC)
+    with engine.begin() as conn:
+        for seq, door, age in ((10, "北门", timedelta(days=DOOR_EVENT_DAYS) - timedelta(hours=1)),
+                               (11, "西门", timedelta(days=DOOR_EVENT_DAYS) + timedelta(hours=1))):
+            at = now - age
+            conn.execute(sa.insert(events).values(
+                gateway_id="gw-xf", seq=seq, kind="card_read", device="r1", door=door, occurred_at=at,
+                received_at=at, stored_at=at, credential_format="em4100", credential_value=CARD,
+                data={"decision": "granted"}))
+    html = await (await client.get(f"/c/units/{world.unit_id}", headers=bearer(world.coordinator.token))).text()
+    shown = re.findall(r'<li class="door-event">.*?</li>', html)
+    assert len(shown) == 4, shown  # the world's three of the last hours and the one of 北门
+    assert "北门" in html and "西门" not in html
 
 async def test_only_who_may_work_the_unit_opens_its_pages(client: Client, world: ScanWorld) -> None:
     unit = f"/c/units/{world.unit_id}"
