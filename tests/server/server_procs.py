@@ -1,6 +1,8 @@
-"""``rentgate server`` as real processes for the scaling tests: each with its
-own log file, started with a role and settings, killed with SIGKILL or
-stopped with SIGTERM, and always reaped at teardown."""
+"""``rentgate server`` as real processes for the scaling and ingest tests
+(tests/server/test_ingest_workers.py, tests/server/ingest_engines/): each
+with its own log file, started with a role and settings (as arguments or as
+RENTGATE_* variables), frozen with SIGSTOP and thawed with SIGCONT, killed
+with SIGKILL or stopped with SIGTERM."""
 
 from __future__ import annotations
 
@@ -12,34 +14,51 @@ import sys
 import urllib.error
 import urllib.request
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 from tests.services import free_port, wait_for
 
 LOG_TAIL_CHARS = 3000
+STOP_TIMEOUT_S = 20.0
 
 
 class ServerProc:
-    def __init__(self, workdir: Path, name: str, *, role: str, database_url: str, mqtt_url: str,
-                 env: dict[str, str] | None = None) -> None:
+    """One ``rentgate server --role <role>`` child, its HTTP port on
+    127.0.0.1 and its log at ``<workdir>/<name>.log`` (appended to, so a
+    restart keeps the first run's lines). ``database_url`` and ``mqtt_url``
+    go on the command line when given; otherwise the server takes them from
+    ``env`` (RENTGATE_DATABASE_URL, RENTGATE_MQTT_URL, ...). The MQTT client
+    id is ``name`` unless ``env`` names another."""
+
+    def __init__(self, workdir: Path, name: str, *, role: str = "ingest", database_url: str | None = None,
+                 mqtt_url: str | None = None, env: dict[str, str] | None = None) -> None:
         self.name = name
         self.port = free_port()
-        self.args = ["server", "--role", role, "--database-url", database_url, "--mqtt-url", mqtt_url,
-                     "--port", str(self.port)]
+        self.args = ["server", "--role", role, "--host", "127.0.0.1", "--port", str(self.port)]
+        if database_url is not None:
+            self.args += ["--database-url", database_url]
+        if mqtt_url is not None:
+            self.args += ["--mqtt-url", mqtt_url]
         self.env = {**os.environ, "RENTGATE_MQTT_CLIENT_ID": name, **(env or {})}
         self.log_path = workdir / f"{name}.log"
         self.popen: subprocess.Popen[bytes] | None = None
-        self._log: IO[bytes] | None = None
 
     @property
     def running(self) -> bool:
         return self.popen is not None and self.popen.poll() is None
 
-    def start(self) -> None:
-        self._log = open(self.log_path, "ab")  # noqa: SIM115 - lives as long as the child
-        self.popen = subprocess.Popen([sys.executable, "-m", "rentgate", *self.args], env=self.env,
-                                      stdin=subprocess.DEVNULL, stdout=self._log, stderr=self._log,
-                                      start_new_session=True)
+    def start(self) -> ServerProc:
+        # The child keeps its own copy of the descriptor; ours closes at once.
+        with open(self.log_path, "ab") as log:
+            self.popen = subprocess.Popen([sys.executable, "-m", "rentgate", *self.args], env=self.env,
+                                          stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True)
+        return self
+
+    def check(self) -> None:
+        """Fail with the log's tail if the process ended by itself (a SIGKILL
+        from ``kill`` is not a failure)."""
+        if self.popen is not None and self.popen.poll() is not None and self.popen.returncode != -signal.SIGKILL:
+            raise AssertionError(f"{self.name} exited with {self.popen.returncode}:\n{self.log_tail()}")
 
     def get(self, path: str) -> tuple[int, str] | None:
         try:
@@ -73,10 +92,15 @@ class ServerProc:
         return total
 
     def pause(self) -> None:
-        """SIGSTOP: the process holds its connections but reads nothing (a
-        hung worker)."""
+        """SIGSTOP: the process holds its connections and what it fetched,
+        but reads nothing (a hung worker)."""
         assert self.popen is not None
         self.popen.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        """SIGCONT after ``pause``."""
+        assert self.popen is not None
+        self.popen.send_signal(signal.SIGCONT)
 
     def kill(self) -> None:
         """SIGKILL: no goodbye, no last commit (what a crash or the OOM killer does)."""
@@ -90,17 +114,15 @@ class ServerProc:
             self.popen.send_signal(signal.SIGCONT)  # a paused one must be able to act on it
             self.popen.send_signal(signal.SIGTERM)
 
-    def stop(self) -> None:
+    def stop(self, timeout: float = STOP_TIMEOUT_S) -> None:
+        """SIGTERM and wait; SIGKILL if it has not ended within ``timeout``."""
         self.terminate()
         if self.popen is not None:
             try:
-                self.popen.wait(15)
+                self.popen.wait(timeout)
             except subprocess.TimeoutExpired:
                 self.kill()
-        if self._log is not None:
-            self._log.close()
-            self._log = None
 
     def log_tail(self, chars: int = LOG_TAIL_CHARS) -> str:
-        text = self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
-        return f"----- {self.name}\n{text[-chars:]}"
+        text = self.log_path.read_text(errors="replace")[-chars:] if self.log_path.exists() else "<no log>"
+        return f"----- {self.name}\n{text}"

@@ -15,9 +15,6 @@ acknowledges it after its commit.
 from __future__ import annotations
 
 import asyncio
-import signal
-import subprocess
-import sys
 import uuid
 from collections import Counter
 from dataclasses import dataclass
@@ -33,7 +30,7 @@ from rentgate import wire
 from server.ingest.jetstream import CONSUMER, STREAM
 from server.settings import ServerSettings
 from tests.gateway.helpers import card
-from tests.services import Mosquitto, MqttProbe, NatsCluster, free_port
+from tests.services import Mosquitto, MqttProbe, NatsCluster
 
 ACK_WAIT_S = 2.0
 # Below the test nodes' max_file_store (tests/services.py nats_config).
@@ -211,58 +208,3 @@ def outbox_cards(gateway: LiveGateway) -> int:
         db.close()
     return int(row[0])
 
-
-class Worker:
-    """``rentgate server --role ingest`` as a process of its own, so that it
-    can be SIGKILLed; its log is in the test's folder."""
-
-    def __init__(self, workdir: Path, name: str, env: dict[str, str]) -> None:
-        import os
-
-        self.name = name
-        self.log_path = workdir / f"{name}.log"
-        self.env = {**os.environ, **env, "RENTGATE_MQTT_CLIENT_ID": name}
-        self.popen: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> Worker:
-        port = str(free_port())
-        with open(self.log_path, "ab") as log:
-            self.popen = subprocess.Popen(
-                [sys.executable, "-m", "rentgate", "server", "--role", "ingest", "--host", "127.0.0.1",
-                 "--port", port], env=self.env, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
-                start_new_session=True)
-        return self
-
-    @property
-    def running(self) -> bool:
-        return self.popen is not None and self.popen.poll() is None
-
-    def check(self) -> None:
-        if self.popen is not None and self.popen.poll() is not None and self.popen.returncode != -signal.SIGKILL:
-            raise AssertionError(f"{self.name} exited with {self.popen.returncode}:\n{self.log_tail()}")
-
-    def pause(self) -> None:
-        """SIGSTOP: frozen with what it fetched, its connections open."""
-        assert self.popen is not None
-        self.popen.send_signal(signal.SIGSTOP)
-
-    def resume(self) -> None:
-        """SIGCONT after pause()."""
-        assert self.popen is not None
-        self.popen.send_signal(signal.SIGCONT)
-
-    def kill(self) -> None:
-        if self.popen is not None and self.popen.poll() is None:
-            self.popen.send_signal(signal.SIGKILL)
-            self.popen.wait(10)
-
-    def stop(self) -> None:
-        if self.popen is not None and self.popen.poll() is None:
-            self.popen.send_signal(signal.SIGTERM)
-            try:
-                self.popen.wait(20)
-            except subprocess.TimeoutExpired:
-                self.kill()
-
-    def log_tail(self, chars: int = 3000) -> str:
-        return self.log_path.read_text(errors="replace")[-chars:] if self.log_path.exists() else "<no log>"

@@ -28,13 +28,13 @@ from tests.server.helpers import card_read
 from tests.server.ingest_engines.engines import (
     Engine,
     LiveGateway,
-    Worker,
     consumer_waiting,
     outbox_cards,
     stored_cards,
     stream_messages,
     until,
 )
+from tests.server.server_procs import ServerProc
 from tests.services import Mosquitto, MqttProbe, NatsCluster, PostgresCluster
 
 pytestmark = pytest.mark.services
@@ -211,7 +211,8 @@ async def test_an_ingest_worker_killed_mid_flow_loses_and_doubles_nothing(nats_e
     assert nats_engine.cluster is not None
     urls = nats_engine.cluster.urls
     env = nats_engine.environment(events_db_url) | {"RENTGATE_INGEST_BATCH_MESSAGES": "20"}
-    victim, survivor = (Worker(tmp_path, f"ingest-{i}-{uuid.uuid4().hex[:6]}", env).start() for i in range(2))
+    victim, survivor = (ServerProc(tmp_path, f"ingest-{i}-{uuid.uuid4().hex[:6]}", env=env).start()
+                        for i in range(2))
     gateways: list[LiveGateway] = []
     try:
         def pulling() -> bool:
