@@ -16,6 +16,13 @@ Why days: retention goes by whole local days (server/retention/purge.py), so
 each day one whole partition falls past the period and is dropped instead of
 deleted row by row (server/retention/partition_drop.py).
 
+A table that held events before migration 0011 keeps them where they were:
+the old table is the partition ``events_legacy``, one range from its oldest
+event's local day up to the minute of the upgrade, and the daily partitions
+start there (the first one covers the rest of that day). Retention treats it
+as any range partition: its rows past the period go by DELETE batches, and
+once its whole range is past, it is dropped whole like a day.
+
 ``ensure_partitions`` creates the partitions up to ``DAYS_AHEAD`` days ahead.
 It runs when the retention job starts and at each of its runs; it is
 idempotent and takes an advisory lock, so several processes may run it at
@@ -37,6 +44,8 @@ log = logging.getLogger(__name__)
 
 TABLE = "events"
 DEFAULT_PARTITION = "events_default"
+# The table of events before migration 0011, kept as one partition of many days.
+LEGACY_PARTITION = "events_legacy"
 # Partitions made ahead of today: a week of cover should the job be down.
 DAYS_AHEAD = 7
 # Days missed while no maintenance ran that still get partitions: a
@@ -52,19 +61,25 @@ LOCK_TIMEOUT = "2s"
 
 # A range partition's bounds, read back as timestamptz (the text PostgreSQL
 # prints carries its offset, so the session's time zone does not matter).
+# Every range partition here has two timestamps as bounds: migration 0011
+# gives the legacy partition its oldest event's day as lower bound, not
+# MINVALUE (which would read back as NULL here). Partitions do not overlap,
+# so the order of their ends is the order of their starts.
 _BOUNDS = sa.text(r"""
 SELECT c.relname AS name,
        (regexp_match(pg_get_expr(c.relpartbound, c.oid), 'FROM \(''([^'']+)''\)'))[1]::timestamptz AS lo,
        (regexp_match(pg_get_expr(c.relpartbound, c.oid), 'TO \(''([^'']+)''\)'))[1]::timestamptz AS hi
 FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
 WHERE i.inhparent = to_regclass(:table) AND pg_get_expr(c.relpartbound, c.oid) <> 'DEFAULT'
-ORDER BY lo
+ORDER BY hi
 """)
 
 
 @dataclass(frozen=True)
 class Partition:
-    """One day's partition: events with lo <= occurred_at < hi."""
+    """A range partition: events with lo <= occurred_at < hi. One local
+    day, part of one (the first after migration 0011, or after the time zone
+    changed), or many (``LEGACY_PARTITION``)."""
 
     name: str
     lo: datetime
@@ -80,7 +95,8 @@ def is_partitioned(conn: sa.Connection) -> bool:
 
 
 def partitions(conn: sa.Connection) -> list[Partition]:
-    """The range partitions, oldest first (the DEFAULT partition is not one)."""
+    """The range partitions, oldest first (the DEFAULT partition is not
+    one; the legacy partition, when there is one, is the first)."""
     return [Partition(row.name, row.lo, row.hi) for row in conn.execute(_BOUNDS, {"table": TABLE})]
 
 
@@ -183,6 +199,8 @@ def _literal_ddl(template: str, lo: datetime, hi: datetime) -> str:
 
 def checked_name(name: str) -> str:
     """A partition's name, safe to put in DDL (they take no parameters)."""
+    if name == LEGACY_PARTITION:
+        return name
     if not (name.startswith(f"{TABLE}_p") and name.replace("_", "").isalnum() and name.isascii()):
         raise ValueError(f"not a partition name: {name!r}")
     return name
@@ -195,7 +213,7 @@ def comparison_filter(dialect: str) -> Callable[[Any, str | None, str, bool, Any
     (``ddl_if``) is not missing from this one."""
     def include(obj: Any, name: str | None, type_: str, reflected: bool, compare_to: Any) -> bool:
         if type_ == "table" and reflected and name is not None and (
-                name.startswith(f"{TABLE}_p") or name == DEFAULT_PARTITION):
+                name.startswith(f"{TABLE}_p") or name in (DEFAULT_PARTITION, LEGACY_PARTITION)):
             return False
         ddl_if = getattr(obj, "_ddl_if", None)
         if reflected or ddl_if is None or ddl_if.dialect is None:

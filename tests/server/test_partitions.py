@@ -2,10 +2,13 @@
 migration 0011): a resend is a duplicate whichever partition its first copy
 is in, absurd clocks are stored in the DEFAULT partition, the maintenance
 step is idempotent and safe when two processes run it at once, and the
-migration converts a table holding rows, keeping their ids, and back."""
+migration converts a table holding rows, keeping their ids, without copying
+them (the old table becomes one partition, which retention empties by DELETE
+and then drops whole), and back."""
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
@@ -218,8 +221,10 @@ def test_migration_0011_converts_a_table_holding_rows_keeping_ids_and_converts_b
         assert _relkind(conn) == "p" and not _snapshot_fk(conn)
         assert _rows(conn) == before
         where = dict(conn.execute(sa.text("SELECT id, tableoid::regclass::text FROM events")).tuples().all())
-        assert where[ids[3]] == where[ids[4]] == parts.DEFAULT_PARTITION
-        assert where[ids[0]] == parts.partition_name(parts.day_floor(times[0], SHANGHAI), SHANGHAI)
+        # The old rows stay in the old table, now a partition; the one dated
+        # years ahead (a clock far wrong) moved to the DEFAULT partition.
+        assert {where[i] for i in ids if i != ids[4]} == {parts.LEGACY_PARTITION}
+        assert where[ids[4]] == parts.DEFAULT_PARTITION
         # The sequence goes on after the highest id and still belongs to the column.
         fresh = conn.execute(_INSERT_0010, {"gw": GW, "seq": 10, "at": now, "card": "C10"}).scalar_one()
         assert fresh == 102
@@ -255,3 +260,153 @@ def test_migration_0011_leaves_sqlite_as_it_was(sqlite_url: str) -> None:
         assert not parts.is_partitioned(conn)
     assert parts.ensure_partitions(engine, SHANGHAI) == []
     engine.dispose()
+
+
+def _index_oids(conn: sa.Connection, table: str) -> set[int]:
+    return set(conn.execute(sa.text("SELECT indexrelid::bigint FROM pg_index WHERE indrelid = to_regclass(:t)"),
+                            {"t": table}).scalars())
+
+
+def _homes_by_id(conn: sa.Connection) -> dict[int, str]:
+    return dict(conn.execute(sa.text("SELECT id, tableoid::regclass::text FROM events")).tuples().all())
+
+
+@pytest.fixture
+def upgraded_history(postgres_url: str) -> Iterator[tuple[sa.Engine, dict[str, Any]]]:
+    """A table at 0010 holding events of the last 40 local days, of today
+    (before now), two hours ahead and of 2199, then upgraded to the head."""
+    engine = create_engine(postgres_url)
+    migrate.upgrade(engine, "0010")
+    now = datetime.now(UTC)
+    today = now.astimezone(SHANGHAI).date()
+    times = [local(today - timedelta(days=d), 9) for d in range(40, 0, -1)]
+    times += [parts.day_start(today, SHANGHAI), now - timedelta(seconds=1),
+              now + timedelta(hours=2), datetime(2199, 1, 1, tzinfo=UTC)]
+    with engine.begin() as conn:
+        ids = [conn.execute(_INSERT_0010, {"gw": GW, "seq": i + 1, "at": at, "card": f"C{i % 7}"}).scalar_one()
+               for i, at in enumerate(times)]
+        old = conn.execute(sa.text("SELECT 'events'::regclass::oid::bigint, pg_relation_filenode('events')")).one()
+        old_indexes = _index_oids(conn, "events")
+        before = _rows(conn)
+    migrate.upgrade(engine)
+    yield engine, {"now": now, "today": today, "times": times, "ids": ids, "old": tuple(old),
+                   "old_indexes": old_indexes, "before": before}
+    engine.dispose()
+
+
+def test_migration_0011_keeps_the_old_table_as_one_partition_without_copying_it(
+        upgraded_history: tuple[sa.Engine, dict[str, Any]]) -> None:
+    engine, h = upgraded_history
+    times, ids = h["times"], h["ids"]
+    with engine.connect() as conn:
+        assert _rows(conn) == h["before"]
+        # The same table, same file (not rewritten), its indexes adopted by the new table's.
+        legacy = conn.execute(sa.text("SELECT 'events_legacy'::regclass::oid::bigint, "
+                                      "pg_relation_filenode('events_legacy')")).one()
+        assert tuple(legacy) == h["old"]
+        legacy_indexes = _index_oids(conn, parts.LEGACY_PARTITION)
+        kept = h["old_indexes"] & legacy_indexes
+        assert len(kept) == len(h["old_indexes"]) - 2  # all but the old two keys, dropped
+        adopted = set(conn.execute(sa.text(
+            "SELECT i.inhrelid::bigint FROM pg_inherits i JOIN pg_index x ON x.indexrelid = i.inhparent "
+            "WHERE x.indrelid = 'events'::regclass")).scalars())
+        assert legacy_indexes <= adopted and len(legacy_indexes) == len(_index_oids(conn, "events"))
+        assert conn.execute(sa.text("SELECT count(*) FROM pg_constraint WHERE conrelid = 'events_legacy'::regclass "
+                                    "AND contype = 'c'")).scalar_one() == 0
+        found = parts.partitions(conn)
+        homes = _homes_by_id(conn)
+    legacy_part, first_day = found[0], found[1]
+    assert legacy_part.name == parts.LEGACY_PARTITION
+    assert legacy_part.lo == parts.day_start(h["today"] - timedelta(days=40), SHANGHAI)
+    assert legacy_part.hi == first_day.lo and h["now"] < legacy_part.hi <= h["now"] + timedelta(minutes=2)
+    assert all(a.hi == b.lo for a, b in zip(found, found[1:], strict=False))
+    assert first_day.name == parts.partition_name(first_day.lo, SHANGHAI)
+    assert first_day.hi == parts.next_day_start(first_day.lo, SHANGHAI)
+    # Every event that had happened stays in the old table; the ones dated later moved.
+    assert {homes[i] for i in ids[:-2]} == {parts.LEGACY_PARTITION}
+    ahead = next(p for p in found if p.lo <= times[-2] < p.hi)
+    assert homes[ids[-2]] == ahead.name != parts.LEGACY_PARTITION
+    assert homes[ids[-1]] == parts.DEFAULT_PARTITION
+    with engine.connect() as conn:
+        diff = compare_metadata(MigrationContext.configure(conn, opts={
+            "compare_type": True, "include_object": parts.comparison_filter("postgresql")}), metadata)
+    assert diff == []
+
+    store = EventStore(engine)
+    # A resend of an old event (its first copy in the legacy partition) is a duplicate ...
+    again = store.commit([message(GW, batch(GW, [card_read(GW, 5, ts=times[4], card="C4")]))])
+    assert (again.inserted, again.duplicates) == (0, 1)
+    with engine.begin() as conn:
+        stored = conn.execute(sa.text("INSERT INTO events (gateway_id, seq, kind, device, door, occurred_at, "
+                                      "received_at, stored_at, data) VALUES (:gw, 41, 'card_read', 'r', 'd', :at, "
+                                      ":at, :at, '{}') ON CONFLICT DO NOTHING"), {"gw": GW, "at": times[40]})
+        assert stored.rowcount == 0
+    # ... and a new event, from the upgrade on, goes to its day's partition and
+    # takes the next id of the same sequence.
+    fresh = store.commit([message(GW, batch(GW, [card_read(GW, 100, ts=first_day.lo + timedelta(seconds=1))]))])
+    assert fresh.inserted == 1
+    with engine.connect() as conn:
+        row = conn.execute(sa.text("SELECT id, tableoid::regclass::text FROM events WHERE seq = 100")).one()
+    assert row[1] == first_day.name and row[0] > max(ids)
+    # The maintenance step continues from the newest partition, never over the legacy one.
+    created = parts.ensure_partitions(engine, SHANGHAI)
+    with engine.connect() as conn:
+        after = parts.partitions(conn)
+    assert created and after[0] == legacy_part
+    assert all(a.hi == b.lo for a, b in zip(after, after[1:], strict=False))
+
+
+def test_retention_deletes_the_legacy_rows_past_the_period_then_drops_the_partition_whole(
+        upgraded_history: tuple[sa.Engine, dict[str, Any]]) -> None:
+    from server.retention.purge import purge_before  # noqa: PLC0415 - only here
+    from tests.server.retention.test_partition_drop import reconciled_upto  # noqa: PLC0415 - only here
+
+    engine, h = upgraded_history
+    today, times = h["today"], h["times"]
+    with engine.connect() as conn:
+        legacy = parts.partitions(conn)[0]
+    # The newest event (kept by every purge) lies after the legacy partition.
+    EventStore(engine).commit([message(GW, batch(GW, [card_read(GW, 100, ts=legacy.hi + timedelta(seconds=1))]))])
+    reconciled_upto(engine)
+
+    # 20 of its 40 past days are past the period: deleted by batches, the partition stays.
+    cutoff = local(today - timedelta(days=20), 12)
+    first = purge_before(engine, cutoff, zone=SHANGHAI, audit=AuditLog(engine), pause_s=0)
+    bound = parts.day_start(today - timedelta(days=20), SHANGHAI)
+    with engine.connect() as conn:
+        assert parts.partitions(conn)[0] == legacy
+        left = conn.execute(sa.text("SELECT occurred_at FROM events_legacy ORDER BY occurred_at")).scalars().all()
+    assert (first.deleted, first.held_back, first.complete) == (20, 0, True)
+    assert left == [t for t in times if bound <= t < legacy.hi]
+    entries = _purge_entries(engine)
+    assert len(entries) == first.batches and all("partition" not in e for e in entries)
+
+    # Once its whole range is past, it is dropped whole, its rows counted.
+    second = purge_before(engine, legacy.hi + timedelta(days=1), zone=SHANGHAI, audit=AuditLog(engine), pause_s=0)
+    with engine.connect() as conn:
+        assert conn.execute(sa.text("SELECT to_regclass('events_legacy')")).scalar() is None
+        remaining = set(conn.execute(sa.text("SELECT seq FROM events")).scalars())
+    dropped = [e for e in _purge_entries(engine) if e.get("partition") == parts.LEGACY_PARTITION]
+    assert len(dropped) == 1 and dropped[0]["size"] == len(left)
+    # Left: the newest event (held back, with its partition) and the one of 2199.
+    assert remaining == {100, len(times)}
+    assert second.deleted == len(left) + 1 and second.held_back == 1
+    with engine.connect() as conn:
+        counted = conn.execute(sa.text("SELECT sum(events) FROM event_daily")).scalar_one()
+    assert counted == 20 + len(left) + 1
+
+
+def test_migration_0011_downgrade_after_keeping_the_legacy_partition_restores_every_row(
+        upgraded_history: tuple[sa.Engine, dict[str, Any]]) -> None:
+    engine, h = upgraded_history
+    migrate.downgrade(engine, "0010")
+    with engine.connect() as conn:
+        assert _relkind(conn) == "r" and _snapshot_fk(conn)
+        assert _rows(conn) == h["before"]
+        assert conn.execute(sa.text("SELECT to_regclass('events_legacy')")).scalar() is None
+
+
+def _purge_entries(engine: sa.Engine) -> list[dict[str, Any]]:
+    with engine.connect() as conn:
+        records = [json.loads(r) for r in conn.execute(sa.text("SELECT record FROM audit_log ORDER BY seq")).scalars()]
+    return [{**r["detail"], "size": r["size"]} for r in records if r["action"] == "retention.purge"]
