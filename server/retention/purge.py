@@ -259,7 +259,12 @@ def _purge_batch(conn: sa.Connection, report: PurgeReport, since: datetime | Non
     if since is not None:
         chosen = chosen.where(e.occurred_at >= since)
     chosen = chosen.order_by(e.occurred_at).limit(batch)
-    deleted = conn.execute(sa.delete(events).where(e.id.in_(chosen.scalar_subquery()))
+    # The chosen rows' time bounds again on the delete itself: on PostgreSQL's
+    # partitioned events it then looks for the ids in the partitions of that
+    # range only (the legacy one of migration 0011, the DEFAULT one, days held
+    # back), not in every partition's key.
+    within = [e.occurred_at < report.before] + ([e.occurred_at >= since] if since is not None else [])
+    deleted = conn.execute(sa.delete(events).where(*within, e.id.in_(chosen.scalar_subquery()))
                            .returning(e.gateway_id, e.door, e.kind, e.occurred_at, e.credential_value)).all()
     if not deleted:
         return None
