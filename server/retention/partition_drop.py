@@ -22,6 +22,15 @@ indexes, for vacuum to clean), one transaction per partition:
 All or nothing: a kill at any point leaves the partition attached and
 uncounted, or gone and counted once. The DEFAULT partition is never
 dropped: its old rows go by DELETE, as SQLite's do.
+
+The legacy partition (``events_legacy``: the table of events before
+migration 0011, one range of many days ending at the minute of the upgrade)
+is a range partition like the others: until its end passes the bound, the
+DELETE batches take its rows past the bound, day by day; once its whole
+range lies past the bound it is dropped whole under the same rules (read by
+every fold, no snapshot stored), with what is left in it counted, usually
+its last day. Nothing here assumes a partition is one day long: the counts
+group by local day, and only the edges cut a day.
 """
 
 from __future__ import annotations
