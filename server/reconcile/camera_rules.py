@@ -48,10 +48,10 @@ def camera_subject(unit: str) -> str:
     return f"'u' || CAST({unit} AS TEXT) || '{CAMERA_SUBJECT_SUFFIX}'"
 
 
-def unregistered_candidates(conn: sa.Connection, card_unregistered_here: str) -> str:
-    """Camera candidates for unregistered_occupant; ``card_unregistered_here``
-    is the sweep's condition on a presence row ``p`` that says an
-    unregistered person lives at ``p.unit_id``."""
+def unregistered_candidates(conn: sa.Connection, unregistered_presence: str) -> str:
+    """Camera candidates for unregistered_occupant; ``unregistered_presence``
+    is the sweep's table of presence rows that say an unregistered person
+    lives at their unit (server/reconcile/sweep.py, UNREGISTERED_PRESENCE)."""
     evidence = json_object(conn, {"source": "'camera'", "days": "x.days", "entries": "x.entries",
                                   "tailgating": "x.tailgating", "first_seen": "x.first_at",
                                   "last_seen": "x.last_at"})
@@ -73,7 +73,7 @@ WHERE x.days * :cam_weight_pm >= :cam_min_days * 1000 AND x.first_at <= :deadlin
   AND NOT EXISTS (SELECT 1 FROM registrations r WHERE r.unit_id = x.unit_id AND r.status = 'active'
       AND NOT EXISTS (SELECT 1 FROM credentials k WHERE k.revoked_at IS NULL
           AND (k.registration_id = r.id OR (k.person_id = r.person_id AND k.unit_id = r.unit_id))))
-  AND NOT EXISTS (SELECT 1 FROM presence p WHERE p.unit_id = x.unit_id AND {card_unregistered_here})"""
+  AND NOT EXISTS (SELECT 1 FROM {unregistered_presence} p WHERE p.unit_id = x.unit_id)"""
 
 
 def occupancy_estimates(conn: sa.Connection) -> str:

@@ -7,6 +7,7 @@ per (kind, subject) through the partial unique index uq_cases_open_kind_subject.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
@@ -37,12 +38,31 @@ def case_dict(row: sa.RowMapping) -> JsonObj:
     return doc
 
 
+def _case_history(conn: sa.Connection, now: datetime, actor: str, action: str, ids: Sequence[int],
+                  changes: Sequence[JsonObj]) -> None:
+    """One history row per case of ``ids`` with its ``changes``. A sweep
+    records a hundred thousand at once: on PostgreSQL they go in as two
+    array parameters (0.1 s) rather than as many rows of parameters (1.8 s)."""
+    if not ids:
+        return
+    if conn.dialect.name == "postgresql":
+        conn.execute(sa.text(
+            "INSERT INTO history (at, actor, entity, entity_id, action, changes) "
+            "SELECT :at, :actor, 'case', k.id, :action, CAST(k.changes AS jsonb) "
+            "FROM unnest(CAST(:ids AS bigint[]), CAST(:changes AS text[])) AS k(id, changes)"
+        ).bindparams(sa.bindparam("at", type_=history.c.at.type)),
+            {"at": now, "actor": actor, "action": action, "ids": list(ids),
+             "changes": [json.dumps(c, ensure_ascii=False) for c in changes]})
+        return
+    conn.execute(sa.insert(history), [
+        {"at": now, "actor": actor, "entity": "case", "entity_id": i, "action": action, "changes": c}
+        for i, c in zip(ids, changes, strict=True)])
+
+
 def record_opened(conn: sa.Connection, now: datetime, actor: str, rows: Sequence[Sequence[Any]]) -> None:
     """History for cases just inserted: rows of (id, kind, subject)."""
-    if rows:
-        conn.execute(sa.insert(history), [
-            {"at": now, "actor": actor, "entity": "case", "entity_id": r[0], "action": "opened",
-             "changes": {"kind": r[1], "subject": r[2]}} for r in rows])
+    _case_history(conn, now, actor, "opened", [r[0] for r in rows],
+                  [{"kind": r[1], "subject": r[2]} for r in rows])
 
 
 def close_cases(conn: sa.Connection, now: datetime, actor: str, ids: Iterable[int], *, resolution: str,
@@ -58,10 +78,7 @@ def close_cases(conn: sa.Connection, now: datetime, actor: str, ids: Iterable[in
             sa.update(cases).where(cases.c.id.in_(chunk), cases.c.state.in_(OPEN_CASE_STATES))
             .values(state=state, closed_at=now, resolution=resolution, updated_at=now)
             .returning(cases.c.id)).scalars().all()
-    if closed:
-        conn.execute(sa.insert(history), [
-            {"at": now, "actor": actor, "entity": "case", "entity_id": i, "action": state,
-             "changes": {"resolution": resolution}} for i in closed])
+    _case_history(conn, now, actor, state, closed, [{"resolution": resolution}] * len(closed))
     return closed
 
 

@@ -87,13 +87,6 @@ def _living(conn: sa.Connection) -> str:
       AND (e.ended_at > :deadline OR p.last_seen_at <= {plus_days(conn, 'e.ended_at', 1)})))"""
 
 
-# The subject of the presence row holds an active registration at its unit
-# (for a person: theirs; for a bare credential: the one it was issued under).
-_REGISTERED_HERE = """(
-  (p.person_id IS NOT NULL AND EXISTS (SELECT 1 FROM registrations r WHERE r.person_id = p.person_id
-     AND r.status = 'active' AND (r.unit_id = p.unit_id OR (r.unit_id IS NULL AND r.building_id = p.building_id))))
-  OR (p.person_id IS NULL AND EXISTS (SELECT 1 FROM credentials c JOIN registrations r ON r.id = c.registration_id
-     WHERE c.id = p.credential_id AND r.status = 'active')))"""
 _REGISTERED_ELSEWHERE = """(p.person_id IS NOT NULL AND EXISTS (SELECT 1 FROM registrations r
   WHERE r.person_id = p.person_id AND r.status = 'active' AND r.unit_id IS NOT NULL AND r.unit_id <> p.unit_id))"""
 # Registered elsewhere and seen here since that registration began: a person
@@ -108,38 +101,90 @@ def _presence_evidence(conn: sa.Connection) -> str:
                               "days_seen": "p.days_seen", "events": "p.events"})
 
 
+# The presence rows that say someone lives at their unit without an active
+# registration there: what unregistered_occupant, address_mismatch and
+# overcrowding all start from. The sweep computes them once into this
+# temporary table (materialise_unregistered_presence) and the three rules
+# read it; each used to compute it again over every presence row, with two
+# registration probes per row (1.9 s each at a million registrations).
+UNREGISTERED_PRESENCE = "sweep_unregistered_presence"
+
+
+def unregistered_presence(conn: sa.Connection) -> str:
+    """The rows of UNREGISTERED_PRESENCE: a living presence row (_living)
+    whose subject holds no active registration at the unit, with
+    ``elsewhere`` (the person holds an active registration at another unit)
+    and ``moved`` (and was seen here since that registration began).
+
+    Persons and bare credentials go apart, each with the cheap filters first
+    and the registration test as a plain anti-join, which PostgreSQL runs as
+    one hash join over the active registrations instead of an index probe per
+    presence row; the remaining conditions then only see the few rows left."""
+    cols = ("p.unit_id, p.subject, p.building_id, p.person_id, p.credential_id, p.first_seen_at, "
+            "p.last_seen_at, p.days_seen, p.events")
+    return f"""
+SELECT {cols},
+       {_REGISTERED_ELSEWHERE} AS elsewhere, {_SEEN_HERE_SINCE_REGISTERED_ELSEWHERE} AS moved
+FROM (SELECT {cols} FROM presence p
+      WHERE p.person_id IS NOT NULL AND p.days_seen >= :min_days AND p.last_seen_at >= :silence
+        AND NOT EXISTS (SELECT 1 FROM registrations r WHERE r.person_id = p.person_id AND r.status = 'active'
+            AND (r.unit_id = p.unit_id OR (r.unit_id IS NULL AND r.building_id = p.building_id)))
+      UNION ALL
+      SELECT {cols} FROM presence p
+      WHERE p.person_id IS NULL AND p.days_seen >= :min_days AND p.last_seen_at >= :silence
+        AND NOT EXISTS (SELECT 1 FROM credentials c JOIN registrations r ON r.id = c.registration_id
+            WHERE c.id = p.credential_id AND r.status = 'active')) p
+WHERE {_living(conn)}"""
+
+
+def materialise_unregistered_presence(conn: sa.Connection, values: dict[str, Any]) -> None:
+    conn.execute(sa.text(f"DROP TABLE IF EXISTS {UNREGISTERED_PRESENCE}"))
+    conn.execute(_text(f"CREATE TEMP TABLE {UNREGISTERED_PRESENCE} AS {unregistered_presence(conn)}"), values)
+    if is_postgres(conn):
+        conn.execute(sa.text(f"ANALYZE {UNREGISTERED_PRESENCE}"))
+    else:
+        conn.execute(sa.text(f"CREATE INDEX temp.ix_{UNREGISTERED_PRESENCE} ON {UNREGISTERED_PRESENCE} (unit_id)"))
+
+
 def unregistered_candidates(conn: sa.Connection, *, cameras: bool = False) -> str:
     """Card evidence, and with ``cameras`` unit door cameras' (one camera
     candidate per unit, only where no card evidence points at an
-    unregistered person: server/reconcile/camera_rules.py)."""
+    unregistered person: server/reconcile/camera_rules.py). Reads
+    UNREGISTERED_PRESENCE."""
     cards = f"""
 SELECT 'u' || CAST(p.unit_id AS TEXT) || '/' || p.subject AS subject, p.building_id, p.unit_id, p.person_id,
        CAST(NULL AS BIGINT) AS registration_id, p.credential_id, p.first_seen_at AS evidence_at,
        {_presence_evidence(conn)} AS evidence
-FROM presence p
-WHERE {_living(conn)} AND p.first_seen_at <= :deadline AND NOT {_REGISTERED_HERE} AND NOT {_REGISTERED_ELSEWHERE}"""
+FROM {UNREGISTERED_PRESENCE} p
+WHERE p.first_seen_at <= :deadline AND NOT p.elsewhere"""
     if not cameras:
         return cards
-    here = f"{_living(conn)} AND NOT {_REGISTERED_HERE}"
-    return f"{cards}\nUNION ALL{camera_rules.unregistered_candidates(conn, here)}"
+    return f"{cards}\nUNION ALL{camera_rules.unregistered_candidates(conn, UNREGISTERED_PRESENCE)}"
 
 
 def mismatch_candidates(conn: sa.Connection) -> str:
+    """Reads UNREGISTERED_PRESENCE."""
     return f"""
 SELECT 'p' || CAST(p.person_id AS TEXT) AS subject, p.building_id, p.unit_id, p.person_id,
        (SELECT MIN(r.id) FROM registrations r WHERE r.person_id = p.person_id AND r.status = 'active'
           AND r.unit_id IS NOT NULL AND r.unit_id <> p.unit_id) AS registration_id,
        p.credential_id, p.first_seen_at AS evidence_at, {_presence_evidence(conn)} AS evidence
-FROM presence p
-WHERE {_living(conn)} AND p.first_seen_at <= :deadline AND NOT {_REGISTERED_HERE}
-  AND {_SEEN_HERE_SINCE_REGISTERED_ELSEWHERE}"""
+FROM {UNREGISTERED_PRESENCE} p
+WHERE p.first_seen_at <= :deadline AND p.moved"""
 
 
 def departure_candidates(conn: sa.Connection) -> str:
     """Active unit registrations whose last evidence is older than the
     silence period. Registrations that never had a credential are not judged:
-    without a card there is no evidence to miss."""
-    last = greatest(conn, "r.valid_from", "COALESCE(pr.last_seen_at, r.valid_from)", "cr.issued",
+    without a card there is no evidence to miss.
+
+    The cheap tests go first (the registration itself and its presence row
+    are older than the silence period), so the newest card issue is looked up
+    per remaining registration by index; a join to every registration's
+    newest issue aggregated all credentials (once per parallel worker,
+    spilling to disk: 3.5 s at a million registrations)."""
+    issued = "(SELECT MAX(k.issued_at) FROM credentials k WHERE k.registration_id = r.id)"
+    last = greatest(conn, "r.valid_from", "COALESCE(pr.last_seen_at, r.valid_from)", issued,
                     "COALESCE(an.answered, r.valid_from)")
     return f"""
 SELECT subject, building_id, unit_id, person_id, registration_id, credential_id, evidence_at,
@@ -147,21 +192,22 @@ SELECT subject, building_id, unit_id, person_id, registration_id, credential_id,
 FROM (SELECT 'r' || CAST(r.id AS TEXT) AS subject, r.building_id, r.unit_id, r.person_id,
              r.id AS registration_id, CAST(NULL AS BIGINT) AS credential_id, {last} AS evidence_at
       FROM registrations r
-      JOIN (SELECT registration_id, MAX(issued_at) AS issued FROM credentials
-            WHERE registration_id IS NOT NULL GROUP BY registration_id) cr ON cr.registration_id = r.id
       LEFT JOIN presence pr ON pr.unit_id = r.unit_id AND pr.subject = 'p' || CAST(r.person_id AS TEXT)
       LEFT JOIN (SELECT registration_id, MAX(closed_at) AS answered FROM cases
                  WHERE kind = 'presumed_departure' AND resolution = 'still_resident'
                  GROUP BY registration_id) an ON an.registration_id = r.id
-      WHERE r.status = 'active' AND r.unit_id IS NOT NULL) d
+      WHERE r.status = 'active' AND r.unit_id IS NOT NULL AND r.valid_from < :silence
+        AND (pr.last_seen_at IS NULL OR pr.last_seen_at < :silence)
+        AND EXISTS (SELECT 1 FROM credentials k WHERE k.registration_id = r.id)) d
 WHERE evidence_at < :silence"""
 
 
 def overcrowding_candidates(conn: sa.Connection, *, cameras: bool = False) -> str:
+    """Occupants: active registrations at the unit plus UNREGISTERED_PRESENCE."""
     occupants = f"""
 SELECT r.unit_id FROM registrations r WHERE r.status = 'active' AND r.unit_id IS NOT NULL
 UNION ALL
-SELECT p.unit_id FROM presence p WHERE {_living(conn)} AND NOT {_REGISTERED_HERE}"""
+SELECT p.unit_id FROM {UNREGISTERED_PRESENCE} p"""
     if cameras:
         # Occupants: the larger of the record plus card evidence and the
         # camera's estimate; the evidence says which was which.
@@ -184,9 +230,12 @@ WHERE {n} > u.capacity"""
 SELECT 'u' || CAST(u.id AS TEXT) AS subject, u.building_id, u.id AS unit_id, CAST(NULL AS BIGINT) AS person_id,
        CAST(NULL AS BIGINT) AS registration_id, CAST(NULL AS BIGINT) AS credential_id,
        CAST(NULL AS TIMESTAMP) AS evidence_at,
-       {json_object(conn, {"occupants": "o.n", "capacity": "u.capacity"})} AS evidence
-FROM units u JOIN (SELECT unit_id, COUNT(*) AS n FROM ({occupants}) x GROUP BY unit_id) o ON o.unit_id = u.id
-WHERE o.n > u.capacity"""
+       {json_object(conn, {"occupants": "o.n", "capacity": "o.capacity"})} AS evidence
+FROM (SELECT u.id, u.building_id, u.capacity, COUNT(*) AS n
+      FROM units u JOIN ({occupants}) x ON x.unit_id = u.id
+      GROUP BY u.id, u.building_id, u.capacity) o
+JOIN units u ON u.id = o.id
+WHERE o.n > o.capacity"""
 
 
 def unknown_candidates(conn: sa.Connection, extra: str = "") -> str:
@@ -328,11 +377,17 @@ def run_rules(conn: sa.Connection, now: datetime, rules: CityRules, counts: Rule
     if cameras:
         _close(conn, now, counts, "unregistered_occupant",
                conn.execute(_text(camera_rules.registered_camera_cases())).all(), "registered")
-    run_rule(conn, now, counts, "unregistered_occupant", unregistered_candidates(conn, cameras=cameras), values,
-             first_close=(_registered_now(conn, "unregistered_occupant", values), "registered"))
-    run_rule(conn, now, counts, "address_mismatch", mismatch_candidates(conn), values,
-             first_close=(_registered_now(conn, "address_mismatch", values), "registered"))
-    run_rule(conn, now, counts, "overcrowding", overcrowding_candidates(conn, cameras=cameras), values)
+    started = time.perf_counter()
+    materialise_unregistered_presence(conn, values)
+    counts.timings["unregistered_presence"] = round(time.perf_counter() - started, 3)
+    try:
+        run_rule(conn, now, counts, "unregistered_occupant", unregistered_candidates(conn, cameras=cameras),
+                 values, first_close=(_registered_now(conn, "unregistered_occupant", values), "registered"))
+        run_rule(conn, now, counts, "address_mismatch", mismatch_candidates(conn), values,
+                 first_close=(_registered_now(conn, "address_mismatch", values), "registered"))
+        run_rule(conn, now, counts, "overcrowding", overcrowding_candidates(conn, cameras=cameras), values)
+    finally:
+        conn.execute(sa.text(f"DROP TABLE IF EXISTS {UNREGISTERED_PRESENCE}"))
     run_rule(conn, now, counts, "unknown_credential", unknown_candidates(conn), values,
              first_close=(_known_now(), "registered"))
     run_rule(conn, now, counts, "credential_unused", unused_candidates(conn), values,
