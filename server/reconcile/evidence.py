@@ -79,7 +79,11 @@ class CatchUpStats:
     # Done, but committed events wait after the mark behind a transaction
     # still open (PostgreSQL: marks.py, the horizon): look again soon.
     waiting: bool = False
-    touched_units: set[int] = field(default_factory=set)
+    # Units whose grade may have changed: those of a presumed departure
+    # closed by a sighting, and every unit of a building where an unknown
+    # credential case opened (its points count for the whole building).
+    regrade_units: set[int] = field(default_factory=set)
+    regrade_buildings: set[int] = field(default_factory=set)
 
 
 @dataclass
@@ -163,9 +167,11 @@ def apply_chunk(conn: sa.Connection, now: datetime, rules: CityRules, *, limit: 
     _write_presence(conn, seen)
     _write_unknown(conn, unknown)
     _write_credentials(conn, cred_seen)
-    stats.touched_units = {k[0] for k in seen}
-    stats.cases_closed = _close_seen_again(conn, now, seen)
-    stats.cases_opened = _open_unknown(conn, now, rules, unknown)
+    stats.regrade_units = _close_seen_again(conn, now, seen)
+    stats.cases_closed = len(stats.regrade_units)
+    opened_in = _open_unknown(conn, now, rules, unknown)
+    stats.cases_opened = len(opened_in)
+    stats.regrade_buildings = set(opened_in)
     marks.write_mark(conn, WATERMARK, upto, now)
     stats.watermark = upto.id
     stats.waiting = stats.done and is_postgres(conn) and marks.lag(conn, upto, cap=1) > 0
@@ -284,12 +290,13 @@ def _write_credentials(conn: sa.Connection, cred_seen: dict[int, datetime]) -> N
     conn.execute(stmt, [{"cid": k, "at": v} for k, v in cred_seen.items()])
 
 
-def _close_seen_again(conn: sa.Connection, now: datetime, seen: dict[tuple[int, str], _Seen]) -> int:
+def _close_seen_again(conn: sa.Connection, now: datetime, seen: dict[tuple[int, str], _Seen]) -> set[int]:
     """A presumed departure ends the moment its person is seen again at the
-    unit after the last evidence the case was opened on."""
+    unit after the last evidence the case was opened on. Returns the units
+    of the cases closed."""
     unit_ids = sorted({k[0] for k, v in seen.items() if v.person_id is not None})
     if not unit_ids:
-        return 0
+        return set()
     from server.db.models import cases
 
     # By unit: cases are indexed on (unit_id, state).
@@ -298,20 +305,22 @@ def _close_seen_again(conn: sa.Connection, now: datetime, seen: dict[tuple[int, 
     open_cases = conn.execute(
         sa.select(cases.c.id, cases.c.person_id, cases.c.unit_id, cases.c.evidence_at)
         .where(in_units, cases.c.state.in_(("open", "acknowledged")), cases.c.kind == "presumed_departure")).all()
-    ids = []
+    units_of: dict[int, int] = {}
     for case_id, person_id, unit_id, evidence_at in open_cases:
         item = seen.get((unit_id, f"p{person_id}"))
         if item is not None and (evidence_at is None or item.last > evidence_at):
-            ids.append(case_id)
-    return len(case_ops.close_cases(conn, now, ACTOR, ids, resolution="seen_again"))
+            units_of[case_id] = unit_id
+    closed = case_ops.close_cases(conn, now, ACTOR, list(units_of), resolution="seen_again")
+    return {units_of[case_id] for case_id in closed}
 
 
 def _open_unknown(conn: sa.Connection, now: datetime, rules: CityRules,
-                  unknown: dict[tuple[int, str, str], _Seen]) -> int:
+                  unknown: dict[tuple[int, str, str], _Seen]) -> list[int]:
     """Unknown credential cases open at once (the sweep applies the
-    distinct-days threshold when it is above one day)."""
+    distinct-days threshold when it is above one day). Returns the building
+    of each case opened."""
     if not unknown:
-        return 0
+        return []
     from server.reconcile.sweep import open_unknown_credentials
 
     return open_unknown_credentials(conn, now, rules, keys=list(unknown))

@@ -11,6 +11,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from server.db.models import units
 from server.reconcile.sqlbits import ACTOR, OPEN_STATES_SQL, distinct, is_postgres, json_array, json_object, least, ts
 from server.rules import CityRules
 
@@ -59,6 +60,18 @@ def _values(rules: CityRules, now: datetime) -> dict[str, Any]:
             "p_past_max": g.past_case_points_max, "history_from": now - timedelta(days=g.history_days),
             "normal_from": g.normal_from, "watch_from": g.watch_from, "strict_from": g.strict_from,
             "now": now, "actor": ACTOR}
+
+
+def units_of(conn: sa.Connection, building_ids: Collection[int]) -> set[int]:
+    """The units of ``building_ids``."""
+    if not building_ids:
+        return set()
+    found: set[int] = set()
+    ids = sorted(building_ids)
+    for start in range(0, len(ids), 5000):
+        found.update(conn.execute(sa.select(units.c.id).where(units.c.building_id.in_(ids[start:start + 5000])))
+                     .scalars())
+    return found
 
 
 def regrade(conn: sa.Connection, now: datetime, rules: CityRules, unit_ids: Collection[int] | None = None) -> int:

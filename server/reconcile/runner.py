@@ -91,8 +91,9 @@ class Reconciler:
             while True:
                 with write_transaction(self.engine) as conn:
                     stats = evidence.apply_chunk(conn, now, self.rules, limit=self.chunk_events)
-                    if stats.touched_units and (stats.cases_opened or stats.cases_closed):
-                        grades.regrade(conn, now, self.rules, stats.touched_units)
+                    if stats.regrade_units or stats.regrade_buildings:
+                        grades.regrade(conn, now, self.rules,
+                                       stats.regrade_units | grades.units_of(conn, stats.regrade_buildings))
                 done += stats.events
                 self.totals.events += stats.events
                 self.totals.unknown += stats.unknown

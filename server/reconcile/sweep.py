@@ -342,9 +342,10 @@ def run_rule(conn: sa.Connection, now: datetime, counts: RuleCounts, kind: str, 
 
 
 def open_unknown_credentials(conn: sa.Connection, now: datetime, rules: CityRules, *,
-                             keys: list[tuple[int, str, str]]) -> int:
+                             keys: list[tuple[int, str, str]]) -> list[int]:
     """The incremental path's immediate unknown-credential cases, for the
-    buildings of ``keys`` (the sweep covers the rest)."""
+    buildings of ``keys`` (the sweep covers the rest). Returns the building
+    of each case opened."""
     values = params(rules, now) | {"building_ids": sorted({k[0] for k in keys})}
     extra = "AND uc.building_id IN :building_ids"
     stmt = _text(f"""
@@ -356,10 +357,10 @@ FROM ({unknown_candidates(conn, extra)}) x
 WHERE NOT EXISTS (SELECT 1 FROM cases c WHERE c.kind = 'unknown_credential' AND c.subject = x.subject
                   AND c.state IN {OPEN_STATES_SQL})
 ON CONFLICT DO NOTHING
-RETURNING id, kind, subject""").bindparams(sa.bindparam("building_ids", expanding=True))
+RETURNING id, kind, subject, building_id""").bindparams(sa.bindparam("building_ids", expanding=True))
     rows = conn.execute(stmt, values).all()
     case_ops.record_opened(conn, now, ACTOR, rows)
-    return len(rows)
+    return [int(r[3]) for r in rows]
 
 
 # ---------------------------------------------------------------------------- the rules

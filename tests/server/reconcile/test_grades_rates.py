@@ -90,3 +90,23 @@ def test_the_sweep_keeps_one_snapshot_per_area_and_day(world: World) -> None:
         trend = rate_history(conn, "D", 30, today=day(5).date())
     assert [t["day"] for t in trend] == [day(4).date().isoformat(), day(5).date().isoformat()]
     assert trend[0]["registration"]["numerator"] == 5 and trend[0]["registration"]["denominator"] == 6
+
+
+def test_an_unknown_card_raises_every_unit_of_its_building_without_waiting_for_the_sweep(world: World) -> None:
+    """Unknown-credential points count for the whole building: when the
+    incremental path opens such a case, every unit of the building is
+    regraded at once, not only the units whose cards were read."""
+    b = world.building(grid="G1", pledge=True)
+    quiet, busy = world.unit(b, "101"), world.unit(b, "102")
+    world.register(world.person(), busy, card="K1")
+    other = world.unit(world.building("B2", grid="G1", pledge=True))
+    world.sweep(day(0))
+    assert {u: _grades(world)[u] for u in (quiet, busy, other)} == {u: ("trusted", 0) for u in (quiet, busy, other)}
+    world.read(b, "K1", day(1))
+    world.read(b, "NOBODY-ISSUED-THIS", day(1))
+    world.reconciler.catch_up(day(1))
+    assert [c["kind"] for c in world.open_cases()] == ["unknown_credential"]
+    points = world.rules.grades.points_unknown_credential
+    assert _grades(world)[quiet] == ("trusted", points)
+    assert _grades(world)[busy] == ("trusted", points)
+    assert _grades(world)[other] == ("trusted", 0)
