@@ -350,6 +350,9 @@ class Credential(Base):
                  sqlite_where=sa.text("revoked_at IS NULL"), postgresql_where=sa.text("revoked_at IS NULL")),
         sa.Index(None, "registration_id"),
         sa.Index(None, "building_id", "revoked_at"),
+        # A card read's credential, revoked ones included (reconciliation
+        # attributes a read to the credential valid when it happened).
+        sa.Index(None, "building_id", "format", "value"),
         sa.Index(None, "person_id"),
         sa.Index(None, "unit_id"),
     )
