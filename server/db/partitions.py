@@ -96,7 +96,7 @@ def is_partitioned(conn: sa.Connection) -> bool:
 
 def partitions(conn: sa.Connection) -> list[Partition]:
     """The range partitions, oldest first (the DEFAULT partition is not
-    one; the legacy partition, when there is one, is the first)."""
+    one; the legacy partition, when there is one, normally comes first)."""
     return [Partition(row.name, row.lo, row.hi) for row in conn.execute(_BOUNDS, {"table": TABLE})]
 
 
