@@ -51,6 +51,13 @@ def json_array(conn: sa.Connection, *items: str) -> str:
     return f"{'jsonb_build_array' if is_postgres(conn) else 'json_array'}({', '.join(items)})"
 
 
+def json_text(conn: sa.Connection, expr: str, key: str) -> str:
+    """The text of member ``key`` of the JSON object ``expr``."""
+    if is_postgres(conn):
+        return f"({expr} ->> '{key}')"
+    return f"json_extract({expr}, '$.{key}')"
+
+
 def plus_days(conn: sa.Connection, expr: str, n: int) -> str:
     """A stored time plus whole days, comparable with stored times (SQLite
     keeps them as 'YYYY-MM-DD HH:MM:SS.ffffff' text)."""

@@ -30,6 +30,7 @@ from server.reconcile.sqlbits import (
     greatest,
     is_postgres,
     json_object,
+    json_text,
     plus_days,
     ts,
 )
@@ -390,7 +391,7 @@ def run_rules(conn: sa.Connection, now: datetime, rules: CityRules, counts: Rule
     finally:
         conn.execute(sa.text(f"DROP TABLE IF EXISTS {UNREGISTERED_PRESENCE}"))
     run_rule(conn, now, counts, "unknown_credential", unknown_candidates(conn), values,
-             first_close=(_known_now(), "registered"))
+             first_close=(_known_now(conn), "registered"))
     run_rule(conn, now, counts, "credential_unused", unused_candidates(conn), values,
              first_close=(_credential_seen(), "seen_again"))
     ended = f"""SELECT c.id, c.unit_id FROM cases c JOIN registrations r ON r.id = c.registration_id
@@ -405,11 +406,15 @@ WHERE c.kind = 'presumed_departure' AND c.state IN {OPEN_STATES_SQL} AND r.statu
     counts.timings["tasks"] = round(time.perf_counter() - started, 3)
 
 
-def _known_now() -> str:
+def _known_now(conn: sa.Connection) -> str:
+    # The case's evidence names the format and value (unknown_candidates), so
+    # the test is one probe of the active credentials' unique index; the
+    # subject is compared too, as the key the case was opened under.
     return f"""SELECT c.id, c.unit_id FROM cases c
 WHERE c.kind = 'unknown_credential' AND c.state IN {OPEN_STATES_SQL} AND EXISTS (
-  SELECT 1 FROM credentials k WHERE c.subject = 'b' || CAST(k.building_id AS TEXT) || '/' || k.format || '/' || k.value
-  AND k.building_id = c.building_id AND k.revoked_at IS NULL)"""
+  SELECT 1 FROM credentials k WHERE k.building_id = c.building_id AND k.revoked_at IS NULL
+  AND k.format = {json_text(conn, 'c.evidence', 'format')} AND k.value = {json_text(conn, 'c.evidence', 'value')}
+  AND c.subject = 'b' || CAST(k.building_id AS TEXT) || '/' || k.format || '/' || k.value)"""
 
 
 def _credential_seen() -> str:
