@@ -112,6 +112,7 @@ def apply_chunk(conn: sa.Connection, rules: CityRules, *, limit: int) -> CameraS
     """Fold at most ``limit`` camera events after the watermark, in the
     caller's write transaction (serialised like evidence.apply_chunk)."""
     stats = CameraStats()
+    marks.generic_plans(conn)
     after = read_watermark(conn, lock=True, name=WATERMARK)
     stats.watermark = after.id
     newest = marks.newest(conn)
