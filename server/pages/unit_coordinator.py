@@ -44,7 +44,7 @@ from server.pages.masks import mask_card, mask_phone
 from server.pages.scan_common import SCAN_CSS, WORK_ROLES, day, minute
 from server.pages.state import PAGES
 from server.patrols.service import CHECKLIST_ITEMS
-from server.patrols.unit_view import UnitView, load_unit_view
+from server.patrols.unit_view import DOOR_EVENT_DAYS, UnitView, load_unit_view
 from server.reconcile.cases import MANUAL_RESOLUTIONS, resolve_case
 from server.registry import service as registry
 from server.registry.queries import declared_fields
@@ -181,7 +181,7 @@ def _door_events(ctx: PageContext, view: UnitView, zone: ZoneInfo) -> str:
     rows = "".join(
         f'<li class="door-event"><b>{minute(r["occurred_at"], zone)}</b> {esc(r["door"] or r["device"])} · '
         f'{esc(event_words(t, r)[0])}</li>' for r in view.door_events)
-    return f'<h3>{esc(t["unit.door_events"])}</h3><div class="card"><ul class="plain door-events">{rows}</ul></div>'
+    return f'<h3>{esc(t["unit.door_events"].format(days=DOOR_EVENT_DAYS))}</h3><div class="card"><ul class="plain door-events">{rows}</ul></div>'
 
 
 def _cases(ctx: PageContext, view: UnitView, zone: ZoneInfo) -> str:
