@@ -24,6 +24,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from bench.stack import daily_partitions
 from server.registry.idnumber import make_id_number, mask_id_number
 from server.registry.pii import PiiVault
 
@@ -414,6 +415,10 @@ def generate(engine: sa.Engine, sizes: Sizes, vault: PiiVault, plate_key: tuple[
         admin_token = start_session(conn, now, int(admin_id), kind="cookie", ttl=None, label="bench")
     if s.events_per_card > 0:
         started = time.perf_counter()
+        # The daily partitions a city that has run a month has (the events
+        # span the last 30 days): without them every read would sit in the
+        # DEFAULT partition and the pages would not pay what partitions cost.
+        daily_partitions(engine, now, days_back=35)
         insert_events(engine, s.events_per_card, now)
         timings["events"] = round(time.perf_counter() - started, 2)
         progress("events (%s per card): %.1fs", s.events_per_card, timings["events"])

@@ -48,7 +48,7 @@ if __package__ in (None, ""):
 import sqlalchemy as sa
 
 from bench.measure import percentile, print_result
-from bench.stack import throwaway_postgres
+from bench.stack import daily_partitions, throwaway_postgres
 
 log = logging.getLogger("bench.reconcile")
 
@@ -187,29 +187,6 @@ CROSS JOIN LATERAL (SELECT :now - make_interval(secs => (
 
 # The reads span about eight weeks (the departed's oldest are ~57 days back).
 DAYS_OF_READS = 60
-
-
-def daily_partitions(engine: sa.Engine, now: datetime, *, days_back: int) -> None:
-    """The events table's daily partitions for the ``days_back`` days before
-    today, as a city that has run that long has them (the retention job
-    makes each day's ahead of time: server/db/partitions.py); without them
-    every read would sit in the DEFAULT partition and the benchmark would
-    not pay what partitions cost."""
-    from server.db import partitions
-    from server.rules import CityRules
-
-    zone = CityRules().zone
-    with engine.begin() as conn:
-        if not partitions.is_partitioned(conn):
-            return
-        taken = {p.name for p in partitions.partitions(conn)}
-        today = now.astimezone(zone).date()
-        for back in range(days_back, 0, -1):
-            lo = partitions.day_start(today - timedelta(days=back), zone)
-            name = partitions.partition_name(lo, zone)
-            if name not in taken:
-                partitions.create_partition(conn, name, lo, partitions.next_day_start(lo, zone))
-        progress("events: %s partitions", len(partitions.partitions(conn)))
 
 
 _LOCAL_DAY = "((e.occurred_at AT TIME ZONE :zone)::date - DATE '0001-01-01' + 1)"
