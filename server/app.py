@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+import signal
+import threading
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
-import sqlalchemy as sa
 from aiohttp import web
 
 from server.access import routes as access_routes
@@ -163,20 +164,50 @@ async def _ingest_ctx(app: web.Application) -> AsyncIterator[None]:
         await asyncio.gather(notifying, return_exceptions=True)
 
 
+# How often the reconcile process makes sure it still holds its lock: a
+# database restart takes the lock with the session (server/db/singleton.py).
+LOCK_CHECK_S = 5.0
+# What the process does when another reconcile process took the lock while
+# the database was away (tests put their own in before startup).
+ON_RECONCILE_LOCK_LOST: web.AppKey[Callable[[], None]] = web.AppKey("on_reconcile_lock_lost")
+# Set when this process stopped for that reason: `rentgate server` then
+# exits with status 2 and says why.
+reconcile_lock_lost = threading.Event()
+
+
 async def _one_reconcile_ctx(app: web.Application) -> AsyncIterator[None]:
-    conn = await asyncio.to_thread(singleton.hold, app[ENGINE], "reconcile")
-    yield
-    if conn is not None:
-        await asyncio.to_thread(_let_go, conn)
-
-
-def _let_go(conn: sa.Connection) -> None:
-    # After a database restart the lock's connection is dead (and the lock
-    # with it): closing it may raise, which must not spoil the shutdown.
+    lock = singleton.HeldLock(app[ENGINE], "reconcile")
+    await asyncio.to_thread(lock.take)
+    keeper = asyncio.create_task(_keep_reconcile_lock(app, lock), name="reconcile-lock")
     try:
-        conn.close()
-    except sa.exc.SQLAlchemyError as exc:
-        log.debug("reconcile lock connection already gone: %s", exc)
+        yield
+    finally:
+        keeper.cancel()
+        await asyncio.gather(keeper, return_exceptions=True)
+        await asyncio.to_thread(lock.close)
+
+
+async def _keep_reconcile_lock(app: web.Application, lock: singleton.HeldLock) -> None:
+    while True:
+        await asyncio.sleep(LOCK_CHECK_S)
+        try:
+            state = await asyncio.to_thread(lock.check)
+        except Exception:  # noqa: BLE001 - the keeper must outlive a surprise; try again next round
+            log.exception("checking the reconcile lock failed")
+            continue
+        if state == "retaken":
+            log.warning("the database is back: this process holds the reconcile lock again")
+        elif state == "lost":
+            log.error("another reconcile process took the reconcile lock while the database was away; "
+                      "this one stops, so that exactly one runs (docs/scaling.md)")
+            reconcile_lock_lost.set()
+            app.get(ON_RECONCILE_LOCK_LOST, _stop_this_process)()
+            return
+
+
+def _stop_this_process() -> None:
+    # run_app turns SIGTERM into its graceful exit (cleanup contexts run).
+    signal.raise_signal(signal.SIGTERM)
 
 
 def _report_end(task: asyncio.Task[None]) -> None:

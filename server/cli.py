@@ -319,6 +319,14 @@ def _run_server(args: argparse.Namespace) -> int:
                  "must be exactly one (docs/scaling.md). Stop the other one, or start this one with "
                  "--role web or --role ingest."), file=sys.stderr)
         return 2
+    from server.app import reconcile_lock_lost
+
+    if reconcile_lock_lost.is_set():
+        print(tr("rentgate server: 数据库重启期间另一个 reconcile 进程取得了锁，本进程已停止，以保证只有一个在运行"
+                 "（docs/scaling.md）。",
+                 "rentgate server: while the database was away another reconcile process took the reconcile "
+                 "lock; this one stopped so that exactly one runs (docs/scaling.md)."), file=sys.stderr)
+        return 2
     return 0
 
 

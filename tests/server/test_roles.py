@@ -221,3 +221,95 @@ async def test_a_second_reconcile_process_on_one_database_refuses_to_start(
     # The first one gone, a reconcile process starts at once (a restart, a failover).
     again = await aiohttp_client(make_app(_settings(postgres_url, tmp_path, mosquitto, "reconcile")))
     assert again.app[SERVICE] is not None
+
+
+def _lock_holders(url: str) -> list[int]:
+    """Backend pids holding the reconcile advisory lock."""
+    import sqlalchemy as sa
+
+
+    engine = create_engine(url)
+    try:
+        with engine.connect() as conn:
+            return [int(pid) for pid in conn.execute(sa.text(
+                "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted "
+                "AND ((classid::bigint << 32) | objid::bigint) = :k"), {"k": singleton_key()}).scalars()]
+    finally:
+        engine.dispose()
+
+
+def singleton_key() -> int:
+    from server.db.singleton import lock_key
+
+    return lock_key("reconcile")
+
+
+async def _until(predicate: Callable[[], Any], what: str, timeout: float = 20.0) -> Any:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not (result := await asyncio.to_thread(predicate)):
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.05)
+    return result
+
+
+async def test_the_reconcile_process_takes_its_lock_again_when_its_session_is_cut(
+        tmp_path: Path, postgres_url: str, mosquitto: Mosquitto, aiohttp_client: MakeClient,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A database restart (here: the lock's session cut by the server) takes
+    the lock with it while the process lives on: the process must take it
+    again, or a second reconcile process could start beside it."""
+    import sqlalchemy as sa
+
+    from server import app as app_module
+    from server.db.singleton import AlreadyRunning
+
+    monkeypatch.setattr(app_module, "LOCK_CHECK_S", 0.05)
+    _migrated(postgres_url)
+    await aiohttp_client(make_app(_settings(postgres_url, tmp_path, mosquitto, "reconcile")))
+    [first] = await _until(lambda: _lock_holders(postgres_url), "the lock to be held")
+    admin = create_engine(postgres_url)
+    with admin.connect() as conn:
+        conn.execute(sa.text("SELECT pg_terminate_backend(:p)"), {"p": first})
+    admin.dispose()
+    [again] = await _until(lambda: [p for p in _lock_holders(postgres_url) if p != first], "the lock taken again")
+    assert again != first
+    with pytest.raises(AlreadyRunning):
+        await aiohttp_client(make_app(_settings(postgres_url, tmp_path, mosquitto, "reconcile")))
+
+
+async def test_a_reconcile_process_that_lost_its_lock_to_another_stops(
+        tmp_path: Path, postgres_url: str, mosquitto: Mosquitto, aiohttp_client: MakeClient,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Another process took the lock while this one's session was gone (a
+    standby started during a database restart): this one stops its
+    background work instead of running beside it."""
+    import sqlalchemy as sa
+
+    from server import app as app_module
+
+    monkeypatch.setattr(app_module, "LOCK_CHECK_S", 0.05)
+    _migrated(postgres_url)
+    app = make_app(_settings(postgres_url, tmp_path, mosquitto, "reconcile"))
+    stopped = asyncio.Event()
+    loop = asyncio.get_running_loop()
+
+    def on_lost() -> None:
+        loop.call_soon_threadsafe(stopped.set)
+
+    app[app_module.ON_RECONCILE_LOCK_LOST] = on_lost
+    await aiohttp_client(app)
+    [first] = await _until(lambda: _lock_holders(postgres_url), "the lock to be held")
+    other = create_engine(postgres_url)
+    try:
+        with other.connect() as conn:
+            # Cut the holder's session and take the lock in its place (the
+            # blocking form waits for the dying backend to let go).
+            conn.execute(sa.text("SELECT pg_terminate_backend(:p)"), {"p": first})
+            conn.execute(sa.text("SELECT pg_advisory_lock(:k)"), {"k": singleton_key()})
+            await asyncio.wait_for(stopped.wait(), 20)
+            assert app_module.reconcile_lock_lost.is_set()
+            conn.execute(sa.text("SELECT pg_advisory_unlock(:k)"), {"k": singleton_key()})
+    finally:
+        other.dispose()
+        app_module.reconcile_lock_lost.clear()
