@@ -25,7 +25,6 @@ import sqlalchemy as sa
 
 from server.errors import ServerError
 
-
 log = logging.getLogger(__name__)
 
 
