@@ -58,9 +58,11 @@ def register(subparsers: Any) -> None:
     osdp.set_defaults(func=_osdp_building)
     from firmware_sim.camera.command import add_parser as add_camera
     from firmware_sim.district.command import add_parser as add_district
+    from firmware_sim.terminal_command import add_parsers as add_terminals
 
     add_district(sim_sub)
     add_camera(sim_sub)
+    add_terminals(sim_sub)
 
 
 class _Sim(Protocol):

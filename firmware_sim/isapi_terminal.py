@@ -214,7 +214,7 @@ class IsapiTerminalSim:
         await self._notify()
 
     def now(self) -> datetime:
-        return datetime.now(CHINA) + timedelta(seconds=self.clock_offset_s)
+        return (datetime.now(CHINA) + timedelta(seconds=self.clock_offset_s)).replace(microsecond=0)
 
     # -- the door -------------------------------------------------------------
     async def present_card(self, card_no: str) -> AcsEventRecord:
