@@ -32,9 +32,11 @@ from rentgate.mqtt import LinkSettings, MqttLink, TlsFiles, Will
 
 if TYPE_CHECKING:
     from devices.camera.crossing import Crossing
+    from devices.hikvision_isapi import AcsEventRecord
     from gateway.camera.events import CameraEvents
     from gateway.camera.spool import SnapshotSpool
     from gateway.camera.uploads import SnapshotUploader
+    from gateway.terminals import TerminalHealth, TerminalSync
 
 log = logging.getLogger(__name__)
 
@@ -85,6 +87,8 @@ class GatewayApp:
         self._server_instances: dict[str, str] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         self._background: set[asyncio.Future[Any]] = set()  # keeps allowlist applies referenced
+        # Terminals whose own user lists follow the allowlist ([[terminals]]).
+        self.terminals: list[TerminalSync] = []
 
     def stop(self) -> None:
         """Ask :meth:`run` to shut down cleanly (from the loop)."""
@@ -103,6 +107,7 @@ class GatewayApp:
         if self.config.access.public_keys:
             self.access = AccessRuntime(self.gateway_id, self.config.access,
                                         str(self.config.data_dir / "allowlist.sqlite3"), self._publish_now)
+            self._open_terminals(self.access)
         try:
             await self._open_cameras(self.outbox)
             await self._run_tasks(self.outbox)
@@ -141,6 +146,11 @@ class GatewayApp:
                 services.append(tg.create_task(self.cameras.run(), name="camera-correlator"))
             if self.snapshot_uploads is not None:
                 services.append(tg.create_task(self.snapshot_uploads.run(), name="snapshot-uploads"))
+            if self.terminals:
+                from gateway.terminals import supervise
+
+                services.extend(tg.create_task(supervise(t), name=f"terminal-sync-{t.config.id}")
+                                for t in self.terminals)
             devices = [
                 tg.create_task(make_adapter(d, _DeviceSink(self, d)).run(), name=f"device-{d.id}")
                 for d in self.config.devices
@@ -156,6 +166,54 @@ class GatewayApp:
             await asyncio.sleep(0)  # let their final call_soon_threadsafe callbacks run
             self._publish_offline()
             await _cancel(services)
+
+    def _open_terminals(self, access: AccessRuntime) -> None:
+        if not self.config.terminals:
+            return
+        # Imported only here: a gateway without such terminals loads no HTTP client.
+        from gateway.terminals import TerminalSync
+
+        folder = self.config.data_dir / "terminals"
+        for cfg in self.config.terminals:
+            sync = TerminalSync(cfg, access.store, folder, deliver=self._caught_up(cfg.id, cfg.door),
+                                on_health=self._terminal_health(cfg.id))
+            self.terminals.append(sync)
+            self.devices.update(cfg.id, cfg.type, False, "not yet reached")
+            self.devices_online[cfg.id] = False
+        terminals = list(self.terminals)
+
+        def changed(_version: int | None) -> None:
+            for terminal in terminals:
+                terminal.changed()
+
+        access.on_change(changed)
+
+    def _terminal_health(self, terminal: str) -> Callable[[TerminalHealth], None]:
+        def report(health: TerminalHealth) -> None:
+            if health.trusted and not health.pending:
+                detail = f"holds allowlist version {health.version_held}"
+            else:
+                detail = health.last_error or f"{health.pending} changes pending"
+            # A terminal that cannot be written to is not "ok": it may open for someone revoked.
+            self.device_online(terminal, health.trusted, detail[:300], "hikvision_isapi")
+            self._status_now.set()
+
+        return report
+
+    def _caught_up(self, terminal: str, door: str) -> Callable[[AcsEventRecord], None]:
+        from gateway.terminals.events import as_terminal_event, door_state
+
+        def deliver(record: AcsEventRecord) -> None:
+            event = as_terminal_event(record)
+            if event is None:
+                return
+            ts = event.time if event.time is not None and event.time.tzinfo is not None else wire.utcnow()
+            if event.kind == "access" and event.credential is not None:
+                self.card_read(terminal, door, ts, event.credential, None, event.verified)
+            elif (state := door_state(event)) is not None:
+                self.record_door(terminal, door, state)
+
+        return deliver
 
     async def _open_cameras(self, outbox: AsyncOutbox) -> None:
         if not any(d.type == "camera" for d in self.config.devices):
@@ -340,8 +398,17 @@ class GatewayApp:
             devices=self.devices.health(), disk_free_bytes=box.disk_free_bytes, disk_total_bytes=box.disk_total_bytes,
             mem_rss_bytes=box.mem_rss_bytes, mem_available_bytes=box.mem_available_bytes,
             config_version=remote.version, config_attempted=remote.attempted, config_state=remote.state,
-            config_error=remote.error,
+            config_error=remote.error, terminals=self._terminal_statuses(),
         )
+
+    def _terminal_statuses(self) -> list[wire.TerminalSyncHealth] | None:
+        if not self.terminals:
+            return None
+        return [wire.TerminalSyncHealth(
+            id=t.config.id, reachable=t.health.reachable, version_held=t.health.version_held,
+            pending=t.health.pending, writes_refused=t.health.writes_refused, last_error=t.health.last_error,
+            last_full_sync=t.health.last_full_at, foreign_users=t.health.foreign_users,
+            skipped_credentials=t.health.skipped) for t in self.terminals[:wire.MAX_STATUS_DEVICES]]
 
     def status_changed(self) -> None:
         """Publish the status now rather than at the next heartbeat."""

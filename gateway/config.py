@@ -10,12 +10,13 @@ import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from gateway.access.config import AccessConfig
 from gateway.camera.config import CamerasConfig
 from gateway.devices import DeviceConfig
 from gateway.errors import ConfigError, ConfigProblem
+from gateway.terminals.config import TerminalSyncConfig
 from rentgate import wire
 from rentgate.mqtt import validate_url
 from rentgate.validation_words import explain
@@ -65,6 +66,10 @@ class GatewayConfig(_Model):
     access: AccessConfig = Field(default_factory=AccessConfig)
     # Door cameras: snapshot uploads and the crossing/grant window.
     cameras: CamerasConfig = Field(default_factory=CamerasConfig)
+    # Terminals whose own user and card lists the gateway keeps equal to its
+    # allowlist (docs/terminal-sync.md); needs [access] public_keys. Set in
+    # the file only: it names password files.
+    terminals: list[TerminalSyncConfig] = Field(default_factory=list, max_length=64)
 
     @field_validator("gateway_id")
     @classmethod
@@ -93,6 +98,22 @@ class GatewayConfig(_Model):
             seen.add(device.id)
         return value
 
+    @field_validator("terminals")
+    @classmethod
+    def _unique_terminals(cls, value: list[TerminalSyncConfig]) -> list[TerminalSyncConfig]:
+        seen: set[str] = set()
+        for terminal in value:
+            if terminal.id in seen:
+                raise ValueError(f"terminal id {terminal.id!r} appears twice")
+            seen.add(terminal.id)
+        return value
+
+    @model_validator(mode="after")
+    def _terminals_need_allowlist(self) -> GatewayConfig:
+        if self.terminals and not self.access.public_keys:
+            raise ValueError("terminals are kept from the signed allowlist: set [access] public_keys")
+        return self
+
     @property
     def outbox_path(self) -> Path:
         return self.data_dir / "outbox.sqlite3"
@@ -111,6 +132,7 @@ class GatewayConfig(_Model):
 # change whom the gateway believes.
 REMOTE_KEYS = frozenset({"devices", "cameras", "access", "heartbeat_s", "outbox", "broker_url"})
 _PATH_KEYS = ("data_dir", "mqtt_password_file", "mqtt_ca_file", "mqtt_cert_file", "mqtt_key_file")
+_TERMINAL_PATH_KEYS = ("password_file",)
 
 
 def merge_remote(local: dict[str, Any], settings: dict[str, Any]) -> dict[str, Any]:
@@ -207,6 +229,11 @@ def parse_config(text: str, *, source: str = "<config>", base_dir: Path | None =
             value = doc.get(key)
             if isinstance(value, str) and not Path(value).is_absolute():
                 doc[key] = str(base_dir / value)
+        for table in doc.get("terminals", []) if isinstance(doc.get("terminals"), list) else []:
+            for key in _TERMINAL_PATH_KEYS:
+                value = table.get(key) if isinstance(table, dict) else None
+                if isinstance(value, str) and not Path(value).is_absolute():
+                    table[key] = str(base_dir / value)
     try:
         return GatewayConfig.model_validate(doc)
     except ValidationError as exc:

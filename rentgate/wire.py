@@ -797,6 +797,26 @@ class DeviceHealth(_Model):
     detail: ShortText | None = None
 
 
+class TerminalSyncHealth(_Model):
+    """A terminal that decides at the door itself from a user list the
+    gateway keeps (docs/terminal-sync.md). ``version_held``: the allowlist
+    version it fully holds; ``pending``: writes still to make;
+    ``writes_refused``: writes it refused since it last held the whole list
+    (a wrong password, memory full); ``foreign_users``: users on it the
+    gateway did not write and leaves alone. A terminal not ``reachable`` or
+    refusing writes may still open for someone revoked."""
+
+    id: DeviceId
+    reachable: bool | None = None
+    version_held: Count | None = None
+    pending: Count = 0
+    writes_refused: Count = 0
+    last_error: ShortText | None = None
+    last_full_sync: Timestamp | None = None
+    foreign_users: Count | None = None
+    skipped_credentials: Count | None = None
+
+
 ConfigVersion = Annotated[int, Field(ge=1, le=MAX_INT)]
 ConfigState = Literal["applied", "applying", "rolled_back", "refused"]
 
@@ -836,6 +856,9 @@ class GatewayStatus(_Model):
     config_attempted: ConfigVersion | None = None
     config_state: ConfigState | None = None
     config_error: ShortText | None = None
+    # Terminals whose own user lists the gateway keeps (optional: older
+    # gateways and gateways without such terminals leave it out).
+    terminals: Annotated[list[TerminalSyncHealth], Field(max_length=MAX_STATUS_DEVICES)] | None = None
 
 
 class ServerStatus(_Model):

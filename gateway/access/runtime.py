@@ -35,6 +35,12 @@ class AccessRuntime:
         self._publish = publish
         self._apply_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="allowlist")
         self._topics = {wire.allowlist_topic(gateway_id), wire.allowlist_delta_topic(gateway_id)}
+        self._listeners: list[Callable[[int | None], None]] = []
+
+    def on_change(self, listener: Callable[[int | None], None]) -> None:
+        """Call ``listener(version)`` on the loop after each applied snapshot
+        or delta (terminals that keep their own copy of the list follow it)."""
+        self._listeners.append(listener)
 
     @property
     def unlock_pulse_s(self) -> float:
@@ -52,6 +58,8 @@ class AccessRuntime:
         if result.applied:
             log.info("gateway %s: allowlist %s version %s applied (%d credentials)", self.gateway_id,
                      result.kind, result.version, len(self.store))
+            for listener in self._listeners:
+                listener(result.version)
         elif result.need_snapshot:
             log.warning("gateway %s: allowlist out of step (%s); asking for a snapshot", self.gateway_id,
                         result.detail)

@@ -130,6 +130,15 @@ class AllowlistStore:
     def __len__(self) -> int:
         return len(self._entries)
 
+    def current(self) -> tuple[int | None, list[AllowlistEntry]]:
+        """The entries and a version no newer than them (``_swap`` replaces the
+        entries first), from any thread: a terminal told it holds this version
+        holds at least that."""
+        entries, version = self._entries, self.version
+        while entries is not self._entries:  # an apply swapped in between the two reads
+            entries, version = self._entries, self.version
+        return version, list(entries.values())
+
     @property
     def tombstone_count(self) -> int:
         return len(self._tombstones)

@@ -1,0 +1,503 @@
+"""Keeping one terminal's users and cards equal to the gateway's allowlist.
+
+One task per terminal (``terminal-sync-<id>``), one pass at a time:
+
+1. probe the terminal (``System/status``); an uptime that went down means it
+   rebooted, no answer means it is unreachable;
+2. after start, after the terminal was unreachable or rebooted, and every
+   ``full_sync_interval_s``: read its whole user and card list (paginated)
+   as what it holds; otherwise trust what the last passes left there;
+3. plan the difference against the allowlist's entries for its doors and
+   apply it, removals first (a revocation must land in seconds), then
+   additions and changes, each confirmed by the terminal before it counts;
+4. after an outage, fetch the events it kept meanwhile (``catch_up_events``);
+5. wait for the next allowlist change or probe.
+
+A transient failure ends the pass and the next one starts after a capped,
+jittered backoff from what had been applied. A write the terminal refuses
+(wrong password, memory full) is counted and reported, never taken as
+done: the terminal's status names it until a pass holds the whole list.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Protocol, TypeVar
+
+from devices import hikvision_isapi as isapi
+from devices.hikvision_isapi import AcsEventRecord, CardRecord, UserRecord
+from gateway.terminals.client import IsapiClient
+from gateway.terminals.config import TerminalSyncConfig
+from gateway.terminals.errors import TerminalAnswerError, TerminalError, TerminalRefused, TerminalUnreachable
+from gateway.terminals.mapping import Desired, for_terminal
+from gateway.terminals.state import SavedState
+from rentgate.wire import AllowlistEntry
+
+log = logging.getLogger(__name__)
+
+_PAGE = 30  # what DS-K1T firmware answers at most per search page
+_DELETE_POLL_S = (0.02, 0.05, 0.1, 0.2, 0.5)
+_DELETE_WAIT_S = 30.0
+_RECENT_SERIALS = 65_536
+R = TypeVar("R")
+
+
+class AllowlistSource(Protocol):
+    def current(self) -> tuple[int | None, list[AllowlistEntry]]:
+        """The allowlist's version and entries now (safe off the loop)."""
+
+
+Deliver = Callable[[AcsEventRecord], None]
+
+
+@dataclass
+class Plan:
+    delete_cards: list[str] = field(default_factory=list)
+    delete_users: list[str] = field(default_factory=list)
+    put_users: list[UserRecord] = field(default_factory=list)
+    put_cards: list[CardRecord] = field(default_factory=list)
+    foreign_users: int = 0
+
+    def __len__(self) -> int:
+        return len(self.delete_cards) + len(self.delete_users) + len(self.put_users) + len(self.put_cards)
+
+
+@dataclass
+class TerminalHealth:
+    """What the gateway's status says of the terminal (wire.TerminalSyncHealth)."""
+
+    reachable: bool | None = None  # None: not tried yet
+    version_held: int | None = None
+    pending: int = 0
+    last_error: str | None = None
+    last_full_at: datetime | None = None
+    writes_refused: int = 0  # writes refused since the last complete pass
+    foreign_users: int | None = None
+    skipped: int = 0
+
+    @property
+    def trusted(self) -> bool:
+        return bool(self.reachable) and self.writes_refused == 0
+
+
+def plan(desired: Desired, users: dict[str, UserRecord], cards: dict[str, CardRecord], *, label: str,
+         remove_foreign: bool) -> Plan:
+    """The writes that make ``users`` and ``cards`` (what the terminal holds)
+    equal to ``desired``; users not labelled as the gateway's are left alone
+    unless ``remove_foreign``."""
+    out = Plan()
+    for number, user in users.items():
+        if number in desired.users:
+            continue
+        if remove_foreign or user.name == label:
+            out.delete_users.append(number)
+        else:
+            out.foreign_users += 1
+    gone = set(out.delete_users)
+    for number, card in cards.items():
+        if card.employee_no in gone:
+            continue  # deleting the user deletes its cards
+        want = desired.cards.get(number)
+        if want is not None:
+            if want.employee_no != card.employee_no:
+                out.delete_cards.append(number)  # cardNo is unique: free it for its new holder
+            continue
+        owner = users.get(card.employee_no)
+        if remove_foreign or owner is None or owner.name == label:
+            out.delete_cards.append(number)
+    out.put_users = [u for n, u in desired.users.items() if n not in users or not users[n].same_as(u)]
+    freed = set(out.delete_cards)
+    out.put_cards = [c for n, c in desired.cards.items() if n not in cards or n in freed]
+    return out
+
+
+class SerialBook:
+    """Event serial numbers a terminal's events were delivered under, so the
+    catch-up sends only what the push listener did not (bounded, newest kept)."""
+
+    def __init__(self, limit: int = _RECENT_SERIALS) -> None:
+        self._seen: OrderedDict[int, None] = OrderedDict()
+        self._limit = limit
+
+    def note(self, serial: int) -> bool:
+        """Mark ``serial`` delivered; False if it already was."""
+        if serial in self._seen:
+            return False
+        self._seen[serial] = None
+        if len(self._seen) > self._limit:
+            self._seen.popitem(last=False)
+        return True
+
+
+class TerminalSync:
+    def __init__(self, config: TerminalSyncConfig, source: AllowlistSource, state_dir: Path, *,
+                 client: IsapiClient | None = None, deliver: Deliver | None = None,
+                 on_health: Callable[[TerminalHealth], None] | None = None) -> None:
+        self.config = config
+        self.source = source
+        self.client = client or IsapiClient(config)
+        self.serials = SerialBook()
+        self._deliver = deliver
+        self._on_health = on_health
+        self._state_path = state_dir / f"{config.id}.json"
+        self._saved = SavedState.load(self._state_path)
+        self.health = TerminalHealth(version_held=self._saved.version_held,
+                                     last_full_at=_parse_time(self._saved.last_full_at))
+        self._changed = asyncio.Event()
+        self.synced = asyncio.Event()  # set after each pass that left nothing pending (tests, shutdown)
+        self._users: dict[str, UserRecord] | None = None  # what the terminal holds; None: read it again
+        self._cards: dict[str, CardRecord] = {}
+        self._uptime: int | None = None
+        self._catch_up_due = config.catch_up_events
+        self._full_due_at = 0.0
+        self._legacy_delete = False
+        self._failures = 0
+        self._full_read = False  # the last read was a full one: its time goes in the status
+
+    def changed(self) -> None:
+        """The allowlist changed (called on the loop)."""
+        self._changed.set()
+
+    def forget(self) -> None:
+        """Read the terminal's whole list at the next pass (it was changed behind our back)."""
+        self._users = None
+        self._changed.set()
+
+    # ------------------------------------------------------------------ the loop
+
+    async def run(self) -> None:
+        log.info("terminal %s: keeping its users for doors %s at %s", self.config.id, ",".join(self.config.doors),
+                 self.config.url)
+        try:
+            while True:
+                self._changed.clear()
+                delay = await self._one_pass()
+                await self._wait(delay)
+        finally:
+            await self.client.close()
+
+    async def _wait(self, delay: float) -> None:
+        try:
+            await asyncio.wait_for(self._changed.wait(), delay)
+        except TimeoutError:
+            pass
+
+    async def _one_pass(self) -> float:
+        """One pass; how long to wait before the next unless the list changes."""
+        try:
+            done = await self._sync()
+        except TerminalUnreachable as exc:
+            self._lost(str(exc))
+        except (TerminalRefused, TerminalAnswerError) as exc:
+            self._error(str(exc), refused=isinstance(exc, TerminalRefused) and exc.refused)
+        except TerminalError as exc:  # the password cannot be read
+            self._error(str(exc), refused=True)
+        else:
+            if done:
+                self._failures = 0
+                return self.config.probe_interval_s
+        self._failures += 1
+        return self._backoff()
+
+    def _backoff(self) -> float:
+        cap = self.config.retry_max_s
+        base = min(cap, 0.5 * 2 ** min(self._failures - 1, 16))
+        # Full jitter, so a building's terminals coming back together spread out.
+        return random.uniform(base / 2, base)  # noqa: S311 - not for secrets
+
+    async def _sync(self) -> bool:
+        await self._probe()
+        if self._users is None or time.monotonic() >= self._full_due_at:
+            await self._read_all()
+        version, entries = await asyncio.to_thread(self.source.current)
+        desired = await asyncio.to_thread(for_terminal, entries, self.config.doors, self.config.zone,
+                                          self.config.label)
+        self.health.skipped = desired.skipped
+        refused = await self._apply(desired)
+        if self._catch_up_due and self._deliver is not None:
+            await self._catch_up()
+        if refused:
+            self._report()
+            return False
+        self._held(version)
+        return True
+
+    # ------------------------------------------------------------------ reading
+
+    async def _probe(self) -> None:
+        try:
+            uptime = await self.client.parsed("GET", isapi.DEVICE_STATUS, "status", None, isapi.parse_uptime)
+        except TerminalRefused as exc:
+            if exc.sub_status is not None or "HTTP 404" not in exc.reason:
+                raise
+            uptime = None  # firmware without System/status: reboots show as outages only
+        if self.health.reachable is not True:
+            log.info("terminal %s reachable", self.config.id)
+            self._users = None
+            self._catch_up_due = self.config.catch_up_events
+        if uptime is not None and self._uptime is not None and uptime < self._uptime:
+            log.warning("terminal %s rebooted (uptime %s s, was %s s): reading its list again", self.config.id,
+                        uptime, self._uptime)
+            self._users = None
+            self._catch_up_due = self.config.catch_up_events
+        self._uptime = uptime
+        self.health.reachable = True
+
+    async def _read_all(self) -> None:
+        started = time.monotonic()
+        users = await self._search_all(isapi.USER_SEARCH, isapi.user_search, isapi.parse_user_page, "user search")
+        cards = await self._search_all(isapi.CARD_SEARCH, isapi.card_search, isapi.parse_card_page, "card search")
+        self._users = {u.employee_no: u for u in users}
+        self._cards = {c.card_no: c for c in cards}
+        self._full_due_at = time.monotonic() + self.config.full_sync_interval_s
+        self._full_read = True
+        log.info("terminal %s holds %d users and %d cards (read in %.1f s)", self.config.id, len(users), len(cards),
+                 time.monotonic() - started)
+
+    async def _search_all(self, path: str, build: Callable[[str, int, int], dict[str, Any]],
+                          parse: Callable[[bytes], isapi.SearchPage[R]], operation: str) -> list[R]:
+        search_id = f"rg-{random.getrandbits(48):012x}"
+        found: list[R] = []
+        while True:
+            page = await self.client.parsed("POST", path, operation, build(search_id, len(found), _PAGE), parse)
+            found.extend(page.records)
+            if not page.more:
+                return found
+            if len(found) > 1_000_000:
+                raise TerminalAnswerError(self.config.id, f"{operation}: over a million records")
+
+    # ------------------------------------------------------------------ writing
+
+    async def _apply(self, desired: Desired) -> int:
+        """Apply the plan; how many writes the terminal refused."""
+        assert self._users is not None
+        todo = plan(desired, self._users, self._cards, label=self.config.label,
+                    remove_foreign=self.config.foreign_users == "remove")
+        self.health.foreign_users = todo.foreign_users
+        self.health.pending = len(todo)
+        if self._full_read:
+            self._full_read = False
+            self.health.last_full_at = datetime.now(UTC)
+            self._saved.last_full_at = self.health.last_full_at.isoformat()
+        if not todo:
+            return 0
+        log.info("terminal %s: removing %d cards and %d users, writing %d users and %d cards", self.config.id,
+                 len(todo.delete_cards), len(todo.delete_users), len(todo.put_users), len(todo.put_cards))
+        refused = 0
+        size = self.config.batch_size
+        for batch in _batches(todo.delete_cards, size):
+            refused += await self._guard(self._delete_cards(batch), len(batch))
+        for batch in _batches(todo.delete_users, size):
+            refused += await self._guard(self._delete_users(batch), len(batch))
+        for user in todo.put_users:
+            refused += await self._guard(self._put_user(user), 1)
+        for card in todo.put_cards:
+            if card.employee_no in self._users:  # its user may have been refused
+                refused += await self._guard(self._put_card(card), 1)
+            else:
+                refused += 1
+                self.health.pending -= 1
+        return refused
+
+    async def _guard(self, write: Awaitable[None], count: int) -> int:
+        """Run one write; a refusal is counted and the pass goes on with the
+        others, anything else ends the pass."""
+        try:
+            await write
+        except TerminalRefused as exc:
+            if not exc.refused:
+                raise
+            self.health.writes_refused += count
+            self.health.last_error = str(exc)[:300]
+            log.warning("terminal %s refused a write: %s", self.config.id, exc.reason)
+            return count
+        self.health.pending = max(0, self.health.pending - count)
+        return 0
+
+    async def _delete_cards(self, numbers: list[str]) -> None:
+        await self.client.call("PUT", isapi.CARD_DELETE, "card delete", isapi.card_delete(numbers))
+        for number in numbers:
+            self._cards.pop(number, None)
+
+    async def _delete_users(self, numbers: list[str]) -> None:
+        if not self._legacy_delete:
+            try:
+                await self.client.call("PUT", isapi.USER_DELETE, "user delete", isapi.user_delete(numbers))
+            except TerminalRefused as exc:
+                if "HTTP 404" not in exc.reason and exc.sub_status != "notSupport":
+                    raise
+                log.info("terminal %s has no UserInfoDetail/Delete: using UserInfo/Delete", self.config.id)
+                self._legacy_delete = True
+            else:
+                await self._await_delete()
+        if self._legacy_delete:
+            await self.client.call("PUT", isapi.USER_DELETE_LEGACY, "user delete", isapi.user_delete_legacy(numbers))
+        assert self._users is not None
+        gone = set(numbers)
+        for number in numbers:
+            self._users.pop(number, None)
+        self._cards = {n: c for n, c in self._cards.items() if c.employee_no not in gone}
+
+    async def _await_delete(self) -> None:
+        # The terminal deletes users (and their faces) in the background; the
+        # revocation counts once it says so.
+        deadline = time.monotonic() + _DELETE_WAIT_S
+        for attempt in range(10_000):
+            state = await self.client.parsed("GET", isapi.USER_DELETE_PROCESS, "user delete progress", None,
+                                             isapi.parse_delete_process)
+            if state == "success":
+                return
+            if state == "failed":
+                raise TerminalRefused(self.config.id, "user delete: the terminal says it failed", refused=False)
+            if time.monotonic() > deadline:
+                break
+            await asyncio.sleep(_DELETE_POLL_S[min(attempt, len(_DELETE_POLL_S) - 1)])
+        raise TerminalUnreachable(self.config.id, f"user delete still processing after {_DELETE_WAIT_S:.0f} s")
+
+    async def _put_user(self, user: UserRecord) -> None:
+        assert self._users is not None
+        modify = user.employee_no in self._users
+        try:
+            await self._write_user(user, modify)
+        except TerminalRefused as exc:
+            if exc.sub_status in isapi.USER_EXISTS and not modify:
+                await self._write_user(user, True)
+            elif exc.sub_status in isapi.USER_MISSING and modify:
+                await self._write_user(user, False)
+            else:
+                raise
+        self._users[user.employee_no] = user
+
+    async def _write_user(self, user: UserRecord, modify: bool) -> None:
+        if modify:
+            await self.client.call("PUT", isapi.USER_MODIFY, "user modify", isapi.user_body(user))
+        else:
+            await self.client.call("POST", isapi.USER_RECORD, "user record", isapi.user_body(user))
+
+    async def _put_card(self, card: CardRecord) -> None:
+        try:
+            await self.client.call("POST", isapi.CARD_RECORD, "card record", isapi.card_body(card))
+        except TerminalRefused as exc:
+            if exc.sub_status not in isapi.CARD_EXISTS:
+                raise
+            # Held by someone we did not know of (the list changed behind our back).
+            await self.client.call("PUT", isapi.CARD_DELETE, "card delete", isapi.card_delete([card.card_no]))
+            await self.client.call("POST", isapi.CARD_RECORD, "card record", isapi.card_body(card))
+        self._cards[card.card_no] = card
+
+    # ------------------------------------------------------------------ events
+
+    async def _catch_up(self) -> None:
+        """Deliver the events the terminal kept while we could not hear it."""
+        assert self._deliver is not None
+        since = self._saved.caught_up_to
+        newest = await self._newest_serial()
+        if since is None or newest is None or newest < since:
+            # First contact, or a terminal reset that numbers afresh: its
+            # history is not "missed"; start from now.
+            if newest is not None and newest != since:
+                log.info("terminal %s: events counted from serial %s on", self.config.id, newest)
+                self._saved.caught_up_to = newest
+                self._saved.save(self._state_path)
+            self._catch_up_due = False
+            return
+        search_id = f"rg-{random.getrandbits(48):012x}"
+        position, delivered = 0, 0
+        while newest > since:
+            body = isapi.acs_event_search(search_id, position, _PAGE, begin_serial=since + 1, end_serial=newest)
+            page = await self.client.parsed("POST", isapi.ACS_EVENT, "event search", body, isapi.parse_event_page)
+            for event in page.records:
+                if since < event.serial_no <= newest and self.serials.note(event.serial_no):
+                    self._deliver(event)
+                    delivered += 1
+            position += len(page.records)
+            if not page.more:
+                break
+        self._saved.caught_up_to = newest
+        self._saved.save(self._state_path)
+        self._catch_up_due = False
+        if delivered:
+            log.info("terminal %s: %d missed events caught up (serials %s-%s)", self.config.id, delivered,
+                     since + 1, newest)
+
+    async def _newest_serial(self) -> int | None:
+        body = isapi.acs_event_search("rg-newest", 0, 1, begin_serial=1, newest_first=True)
+        page = await self.client.parsed("POST", isapi.ACS_EVENT, "event search", body, isapi.parse_event_page)
+        return page.records[0].serial_no if page.records else None
+
+    # ------------------------------------------------------------------ status
+
+    def _held(self, version: int | None) -> None:
+        changed = self.health.version_held != version or self.health.writes_refused or self.health.last_error
+        self.health.version_held = version
+        self.health.pending = 0
+        self.health.writes_refused = 0
+        self.health.last_error = None
+        if changed or self._saved.version_held != version or self._saved.last_full_at != (
+                self.health.last_full_at.isoformat() if self.health.last_full_at else None):
+            self._saved.version_held = version
+            self._saved.save(self._state_path)
+            log.info("terminal %s holds allowlist version %s", self.config.id, version)
+        self._report()
+        self.synced.set()
+
+    def _lost(self, reason: str) -> None:
+        if self.health.reachable is not False:
+            log.warning("terminal %s unreachable: %s", self.config.id, reason)
+        self.health.reachable = False
+        self.health.last_error = reason[:300]
+        self._users = None
+        self._report()
+
+    def _error(self, reason: str, *, refused: bool) -> None:
+        log.warning("terminal %s: %s", self.config.id, reason)
+        self.health.last_error = reason[:300]
+        if refused:
+            self.health.reachable = True  # it answered, and said no
+            self.health.writes_refused = max(1, self.health.writes_refused)
+        self._report()
+
+    def _report(self) -> None:
+        if self.health.pending or self.health.writes_refused:
+            self.synced.clear()
+        if self._on_health is not None:
+            self._on_health(self.health)
+
+
+def _batches(items: list[str], size: int) -> list[list[str]]:
+    return [items[i:i + size] for i in range(0, len(items), size)]
+
+
+def _parse_time(text: str | None) -> datetime | None:
+    if text is None:
+        return None
+    try:
+        return datetime.fromisoformat(text)
+    except ValueError:
+        return None
+
+
+async def supervise(sync: TerminalSync) -> None:
+    """Run ``sync`` for ever: a bug that escapes a pass is logged and the
+    terminal's sync starts again after a pause, without taking the gateway
+    (and its doors) down with it."""
+    failures = 0
+    while True:
+        try:
+            await sync.run()
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # noqa: BLE001 - the watchdog of last resort
+            failures += 1
+            log.exception("terminal %s: sync crashed (%d); restarting", sync.config.id, failures)
+            sync.health.last_error = "sync crashed; restarting"
+            sync.forget()
+            await asyncio.sleep(min(sync.config.retry_max_s, 2.0 ** min(failures, 6)) * random.uniform(0.5, 1))  # noqa: S311

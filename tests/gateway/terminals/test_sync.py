@@ -1,0 +1,263 @@
+"""The terminal's own user and card list follows the gateway's allowlist:
+against a fake ISAPI terminal on a real socket, with digest authentication."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from devices.hikvision import card_credential
+from devices.hikvision_isapi import AcsEventRecord
+from gateway.access.store import AllowlistStore
+from gateway.terminals import TerminalSync, TerminalSyncConfig, supervise
+from gateway.terminals.mapping import card_no, employee_no
+from tests.gateway.access.helpers import delta, open_store, snapshot
+from tests.gateway.terminals.fake_isapi import FakeTerminal
+
+
+def _config(terminal: FakeTerminal, tmp_path: Path, **extra: Any) -> TerminalSyncConfig:
+    secret = tmp_path / "terminal-password"
+    secret.write_text(terminal.password)
+    return TerminalSyncConfig.model_validate({
+        "id": "k1t-main", "url": terminal.url, "password_file": str(secret), "doors": ["door-1"],
+        "probe_interval_s": 0.2, "retry_max_s": 0.3, **extra})
+
+
+@pytest.fixture
+async def terminal() -> AsyncIterator[FakeTerminal]:
+    fake = FakeTerminal()
+    await fake.start()
+    yield fake
+    await fake.close()
+
+
+async def until(predicate: Callable[[], bool], terminal: FakeTerminal, timeout: float = 10.0,
+                what: str = "condition") -> None:
+    """Wait for the terminal's answers until ``predicate`` holds (no fixed sleeps)."""
+    async with asyncio.timeout(timeout):
+        while not predicate():
+            terminal.changed.clear()
+            try:
+                await asyncio.wait_for(terminal.changed.wait(), 0.5)
+            except TimeoutError:
+                pass  # a state change without a request (the sync's own health)
+    assert predicate(), what
+
+
+class Running:
+    def __init__(self, sync: TerminalSync) -> None:
+        self.sync = sync
+        self.task = asyncio.create_task(supervise(sync), name=f"terminal-sync-{sync.config.id}")
+
+    async def stop(self) -> None:
+        self.task.cancel()
+        await asyncio.gather(self.task, return_exceptions=True)
+
+
+def _held(store: AllowlistStore, sync: TerminalSync) -> Callable[[], bool]:
+    return lambda: sync.health.version_held == store.version and sync.health.pending == 0
+
+
+def _cards(n: int) -> list[str]:
+    return [f"{0x1400000000 + i:010X}" for i in range(n)]
+
+
+async def test_initial_sync_writes_every_user_and_card_and_keeps_a_landlords_own_user(
+        tmp_path: Path, terminal: FakeTerminal) -> None:
+    store = open_store(tmp_path)
+    values = _cards(200)
+    assert store.apply(snapshot(1, *values)).applied
+    terminal.users["9001"] = {"employeeNo": "9001", "name": "landlord", "userType": "normal"}
+    sync = TerminalSync(_config(terminal, tmp_path), store, tmp_path / "terminals")
+    run = Running(sync)
+    try:
+        await until(_held(store, sync), terminal, what="version 1 held")
+    finally:
+        await run.stop()
+    assert len(terminal.users) == 201 and "9001" in terminal.users
+    assert {c["cardNo"] for c in terminal.cards.values()} == {str(int(v, 16)) for v in values}
+    user = terminal.users[employee_no(f"p-{values[0]}")]
+    assert user["name"] == "rentgate", "nothing about the person on the terminal"
+    assert sync.health.foreign_users == 1 and sync.health.reachable and sync.health.writes_refused == 0
+    saved = json.loads((tmp_path / "terminals" / "k1t-main.json").read_text())
+    assert saved["version_held"] == 1
+
+
+async def test_a_revocation_reaches_a_connected_terminal_within_seconds(tmp_path: Path,
+                                                                       terminal: FakeTerminal) -> None:
+    store = open_store(tmp_path)
+    values = _cards(50)
+    store.apply(snapshot(1, *values))
+    sync = TerminalSync(_config(terminal, tmp_path), store, tmp_path / "terminals")
+    run = Running(sync)
+    try:
+        await until(_held(store, sync), terminal)
+        gone = employee_no(f"p-{values[7]}")
+        started = time.monotonic()
+        assert store.apply(delta(1, 2, removals=(values[7],))).applied
+        sync.changed()  # what AccessRuntime's change listener does
+        await until(lambda: gone in terminal.deleted, terminal, timeout=5)
+        latency = terminal.deleted[gone] - started
+        print(f"\nrevocation: allowlist delta applied -> terminal answered the delete in {latency * 1000:.1f} ms")
+        assert latency < 2.0
+        await until(_held(store, sync), terminal)
+    finally:
+        await run.stop()
+    assert gone not in terminal.users and str(int(values[7], 16)) not in terminal.cards
+    assert len(terminal.users) == 49
+
+
+async def test_a_terminal_offline_during_changes_is_reconciled_when_it_returns(tmp_path: Path,
+                                                                               terminal: FakeTerminal) -> None:
+    store = open_store(tmp_path)
+    values = _cards(20)
+    store.apply(snapshot(1, *values))
+    sync = TerminalSync(_config(terminal, tmp_path), store, tmp_path / "terminals")
+    run = Running(sync)
+    try:
+        await until(_held(store, sync), terminal)
+        await terminal.offline()
+        store.apply(delta(1, 2, upserts=("AA00000001",), removals=(values[0], values[1])))
+        sync.changed()
+        await until(lambda: sync.health.reachable is False, terminal)
+        assert sync.health.version_held == 1, "an unreachable terminal is not taken to hold the new version"
+        # Meanwhile someone changes the terminal by hand: the full read on return finds it.
+        terminal.users["stray"] = {"employeeNo": "stray", "name": "rentgate", "userType": "normal"}
+        await terminal.online()
+        await until(_held(store, sync), terminal)
+    finally:
+        await run.stop()
+    holders = {employee_no(f"p-{v}") for v in values[2:]} | {employee_no("p-AA00000001")}
+    assert set(terminal.users) == holders
+
+
+async def test_a_reboot_that_lost_the_list_triggers_a_full_reconciliation(tmp_path: Path,
+                                                                          terminal: FakeTerminal) -> None:
+    store = open_store(tmp_path)
+    store.apply(snapshot(1, *_cards(10)))
+    sync = TerminalSync(_config(terminal, tmp_path), store, tmp_path / "terminals")
+    terminal.boot -= 3600  # up for an hour
+    run = Running(sync)
+    try:
+        await until(_held(store, sync), terminal)
+        terminal.reboot(wipe=True)
+        await until(lambda: len(terminal.users) == 10 and len(terminal.cards) == 10, terminal)
+    finally:
+        await run.stop()
+
+
+async def test_refused_writes_are_reported_and_retried(tmp_path: Path, terminal: FakeTerminal) -> None:
+    store = open_store(tmp_path)
+    store.apply(snapshot(1, *_cards(5)))
+    terminal.full = True
+    reports: list[tuple[bool, int]] = []
+    sync = TerminalSync(_config(terminal, tmp_path), store, tmp_path / "terminals",
+                        on_health=lambda h: reports.append((h.trusted, h.writes_refused)))
+    run = Running(sync)
+    try:
+        await until(lambda: sync.health.writes_refused > 0, terminal)
+        assert not sync.health.trusted and sync.health.version_held is None
+        assert sync.health.last_error is not None and "noMemory" in sync.health.last_error
+        terminal.full = False  # the landlord freed space
+        await until(_held(store, sync), terminal)
+    finally:
+        await run.stop()
+    assert sync.health.trusted and len(terminal.users) == 5
+    assert (False, 5) in reports or any(not trusted for trusted, _ in reports)
+
+
+async def test_a_wrong_password_is_reported_never_trusted(tmp_path: Path, terminal: FakeTerminal) -> None:
+    store = open_store(tmp_path)
+    store.apply(snapshot(1, *_cards(3)))
+    config = _config(terminal, tmp_path)
+    terminal.password = "changed-by-the-installer"
+    sync = TerminalSync(config, store, tmp_path / "terminals")
+    run = Running(sync)
+    try:
+        await until(lambda: sync.health.last_error is not None, terminal)
+    finally:
+        await run.stop()
+    assert not sync.health.trusted and "401" in (sync.health.last_error or "")
+    assert "changed-by-the-installer" not in (sync.health.last_error or "") and not terminal.users
+
+
+async def test_foreign_users_are_removed_when_configured(tmp_path: Path, terminal: FakeTerminal) -> None:
+    store = open_store(tmp_path)
+    store.apply(snapshot(1, "1400000001"))
+    terminal.users["9001"] = {"employeeNo": "9001", "name": "landlord", "userType": "normal"}
+    terminal.cards["123"] = {"employeeNo": "9001", "cardNo": "123", "cardType": "normalCard"}
+    sync = TerminalSync(_config(terminal, tmp_path, foreign_users="remove"), store, tmp_path / "terminals")
+    run = Running(sync)
+    try:
+        await until(_held(store, sync), terminal)
+    finally:
+        await run.stop()
+    assert set(terminal.users) == {employee_no("p-1400000001")} and set(terminal.cards) == {str(0x1400000001)}
+
+
+async def test_events_missed_in_an_outage_are_caught_up_exactly_once(tmp_path: Path,
+                                                                     terminal: FakeTerminal) -> None:
+    store = open_store(tmp_path)
+    store.apply(snapshot(1, "1400000001"))
+    for _ in range(3):
+        terminal.add_event(card="100")  # history from before the gateway: not "missed"
+    got: list[AcsEventRecord] = []
+    sync = TerminalSync(_config(terminal, tmp_path, catch_up_events=True), store, tmp_path / "terminals",
+                        deliver=got.append)
+    run = Running(sync)
+    try:
+        await until(_held(store, sync), terminal)
+        pushed = terminal.add_event(card="200")
+        sync.serials.note(pushed)  # the push listener delivered this one
+        await terminal.offline()
+        await until(lambda: sync.health.reachable is False, terminal)
+        missed = [terminal.add_event(card=str(300 + i)) for i in range(40)]  # more than one page
+        await terminal.online()
+        await until(lambda: len(got) >= 40, terminal)
+        # Another outage without new events delivers nothing again.
+        await terminal.offline()
+        await until(lambda: sync.health.reachable is False, terminal)
+        await terminal.online()
+        await until(lambda: sync.health.reachable is True and sync.health.pending == 0, terminal)
+    finally:
+        await run.stop()
+    assert [e.serial_no for e in got] == missed
+    assert card_credential(got[0].card_no or "").value == format(300, "X")
+
+
+@pytest.mark.parametrize("value", ["1", "AB", "14008EC793", "FFFFFFFFFF", "123456789ABCDEF0"])
+def test_card_numbers_round_trip_through_the_push_parser(value: str) -> None:
+    from rentgate.wire import Credential
+
+    number = card_no(Credential(format="raw", value=value))
+    assert number == str(int(value, 16))
+    assert card_credential(number) == Credential(format="raw", value=value)
+
+
+def test_employee_numbers_fit_the_terminal() -> None:
+    assert employee_no("p123") == "p123"
+    for person in ("p-123", "c-77", "x" * 64, "h" + "0" * 31):
+        number = employee_no(person)
+        assert len(number) <= 32 and number.isalnum() and number != person
+    assert employee_no("p-123") == employee_no("p-123") != employee_no("p-124")
+
+
+async def test_ten_thousand_users_full_sync(tmp_path: Path, terminal: FakeTerminal) -> None:
+    store = open_store(tmp_path)
+    store.apply(snapshot(1, *_cards(10_000)))
+    sync = TerminalSync(_config(terminal, tmp_path), store, tmp_path / "terminals")
+    started = time.monotonic()
+    run = Running(sync)
+    try:
+        await until(_held(store, sync), terminal, timeout=300)
+    finally:
+        await run.stop()
+    elapsed = time.monotonic() - started
+    print(f"\n10,000 users + 10,000 cards written in {elapsed:.1f} s ({terminal.requests} HTTP requests)")
+    assert len(terminal.users) == 10_000 and len(terminal.cards) == 10_000
