@@ -1,16 +1,18 @@
 """Hikvision ISAPI event notifications from access-control and face terminals.
 
-Why Hikvision rather than ZKTeco ADMS: Hikvision face and card terminals
-(DS-K1T... series) are what Chinese rental buildings install most, and their
-"HTTP listening" push is one stateless POST per event with a JSON body, so a
-gateway only has to answer 200. ADMS needs a stateful command channel
-(``/iclock/getrequest`` polling, per-device stamps) before a terminal sends
-anything, which is more to get wrong for the same card reads.
+A terminal reports events in one of these forms (docs/terminal-events.md):
 
-The terminal POSTs to the URL configured under "HTTP listening" either a JSON
-body, or ``multipart/form-data`` with a JSON part (named ``event_log`` or
-``AccessControllerEvent``) and, optionally, a ``Picture`` part. The JSON is an
-``EventNotificationAlert``::
+- "HTTP listening" push: one POST per event, the body JSON, JSON wrapped as
+  ``{"EventNotificationAlert": {...}}``, XML ``<EventNotificationAlert>``
+  (the default of many firmwares, namespace ``http://www.hikvision.com/ver20/XMLSchema``
+  or ``http://www.isapi.org/ver20/XMLSchema``), or ``multipart/form-data``
+  whose event part (``event_log``, ``AccessControllerEvent``,
+  ``EventNotificationAlert``, ...) is JSON or XML, often with a ``Picture``;
+- the alert stream, ``GET /ISAPI/Event/notification/alertStream``: the same
+  documents as the parts of an endless ``multipart/mixed`` response
+  (:mod:`devices.hikvision_stream`).
+
+The document is an ``EventNotificationAlert``::
 
     {"ipAddress": "...", "macAddress": "...", "dateTime": "2024-03-01T10:15:30+08:00",
      "eventType": "AccessControllerEvent",
@@ -18,9 +20,15 @@ body, or ``multipart/form-data`` with a JSON part (named ``event_log`` or
         "subEventType": 75, "employeeNoString": "1001", "cardNo": "",
         "serialNo": 1234, ...}}
 
+In XML every value is text, and some JSON firmwares send numbers as strings
+too, so every number is read from either. XML is parsed with ``defusedxml``
+with DTDs refused (no entity expansion, no external entities) and only the
+two levels that carry an event are looked at.
+
 Pictures are never kept (a face photo is personal data the gateway has no
 use for); the parser does not even return them. A terminal that gets no 200
-posts the same event again with the same ``serialNo``.
+posts the same event again with the same ``serialNo``. Heartbeats
+(``heartBeat``, ``videoloss`` and other event types) carry no reads.
 
 Pure: bytes and a content type in, :class:`TerminalEvent` values out, or a
 :class:`VendorPayloadError` saying why not.
@@ -28,26 +36,30 @@ Pure: bytes and a content type in, :class:`TerminalEvent` values out, or a
 
 from __future__ import annotations
 
-import email.parser
-import email.policy
 import json
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
+from xml.etree.ElementTree import Element, ParseError
+
+import defusedxml.ElementTree as safe_xml
 
 from devices.errors import DeviceError
 from rentgate import wire
 
 __all__ = [
-    "JSON_PART_NAMES",
     "TerminalEvent",
     "VendorPayloadError",
     "card_credential",
+    "parse_document",
     "parse_notification",
 ]
 
-# The JSON part's form field name differs between firmware generations.
-JSON_PART_NAMES = ("event_log", "AccessControllerEvent", "EventNotificationAlert")
+_JSON_MEDIA = frozenset({"application/json", "text/json"})
+_XML_MEDIA = frozenset({"application/xml", "text/xml"})
+# A sniffed body: text/plain is what some firmwares label JSON with.
+_SNIFFED_MEDIA = frozenset({"text/plain", "application/octet-stream", ""})
+MAX_DOCUMENT = 1 << 20  # an event document is a few kB; a picture never gets here
 
 MAJOR_ALARM, MAJOR_EXCEPTION, MAJOR_OPERATION, MAJOR_EVENT = 1, 2, 3, 5
 
@@ -123,46 +135,77 @@ def card_credential(card_no: str) -> wire.Credential:
     return wire.Credential(format="raw", value=value.upper())
 
 
-def parse_notification(body: bytes, content_type: str) -> list[TerminalEvent]:
+def parse_notification(body: bytes, content_type: str, *, max_document: int = MAX_DOCUMENT) -> list[TerminalEvent]:
     """The events in one POST; empty for a heartbeat or a non-access event type."""
     media = content_type.split(";", 1)[0].strip().lower()
-    if media == "multipart/form-data":
-        doc = _json_part(body, content_type)
-    elif media in ("application/json", "text/json", "text/plain", ""):
-        doc = _load_json(body)
-    else:
+    if media.startswith("multipart/"):
+        # Imported here: the stream module builds on this one.
+        from devices.hikvision_stream import MultipartReader, boundary_of, form_events
+
+        reader = MultipartReader(boundary_of(content_type), max_part=max_document, max_picture=len(body) + 1)
+        parts = reader.feed(body) + reader.close()
+        return form_events(parts, truncated=reader.truncated)
+    if len(body) > max_document:
+        raise _bad(f"document of {len(body)} bytes over the limit of {max_document}")
+    return parse_document(body, media)
+
+
+def parse_document(body: bytes, media: str) -> list[TerminalEvent]:
+    """The events of one ``EventNotificationAlert``, JSON or XML; a body labelled
+    neither is told by its first character."""
+    if media in _JSON_MEDIA:
+        return _events(_load_json(body))
+    if media in _XML_MEDIA:
+        return _events(_load_xml(body))
+    if media not in _SNIFFED_MEDIA:
         raise _bad(f"unsupported content type {media!r}")
-    return _events(doc)
-
-
-def _json_part(body: bytes, content_type: str) -> Any:
-    head = f"Content-Type: {content_type}\r\nMIME-Version: 1.0\r\n\r\n".encode("latin-1", "replace")
-    message = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(head + body)
-    if not message.is_multipart():
-        raise _bad("multipart body without parts (bad boundary?)")
-    fallback: Any = None
-    for part in message.iter_parts():
-        name = part.get_param("name", header="content-disposition")
-        media = part.get_content_type()
-        if name in JSON_PART_NAMES or media == "application/json":
-            payload = part.get_payload(decode=True)
-            if not isinstance(payload, bytes):
-                continue
-            if name in JSON_PART_NAMES:
-                return _load_json(payload)
-            fallback = payload
-    if fallback is None:
-        raise _bad(f"multipart body has no JSON part (expected one of {', '.join(JSON_PART_NAMES)})")
-    return _load_json(fallback)
+    start = body.lstrip()[:1]
+    if start == b"<":
+        return _events(_load_xml(body))
+    return _events(_load_json(body))
 
 
 def _load_json(raw: bytes) -> Any:
     try:
-        return json.loads(raw)
+        doc = json.loads(raw)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise _bad(f"body is not JSON: {exc}") from exc
     except RecursionError as exc:
         raise _bad("JSON nested too deeply") from exc
+    if isinstance(doc, dict) and "eventType" not in doc and isinstance(doc.get("EventNotificationAlert"), dict):
+        return doc["EventNotificationAlert"]
+    return doc
+
+
+def _load_xml(raw: bytes) -> dict[str, Any]:
+    try:
+        root: Element = safe_xml.fromstring(raw, forbid_dtd=True, forbid_entities=True, forbid_external=True)
+    except (ParseError, ValueError, RecursionError) as exc:
+        # defusedxml's refusals (DTD, entities) are ValueErrors.
+        raise _bad(f"body is not usable XML: {type(exc).__name__}: {str(exc)[:120]}") from exc
+    if _local(root.tag) != "EventNotificationAlert":
+        raise _bad(f"XML root is {_local(root.tag)[:40]!r}, not EventNotificationAlert")
+    return _xml_object(root, depth=2)
+
+
+def _xml_object(element: Element, *, depth: int) -> dict[str, Any]:
+    """Children as a dict: text for leaves, dicts for the levels that carry an
+    event; deeper structure (pictures' metadata, lists) is not needed."""
+    result: dict[str, Any] = {}
+    for child in element:
+        key = _local(child.tag)
+        if key in result:
+            continue  # a repeated element: the first one counts
+        if len(child) and depth > 1:
+            result[key] = _xml_object(child, depth=depth - 1)
+        elif not len(child):
+            result[key] = (child.text or "").strip()
+    return result
+
+
+def _local(tag: object) -> str:
+    # "{namespace}name": the two Hikvision namespaces name the same elements.
+    return tag.rsplit("}", 1)[-1] if isinstance(tag, str) else ""
 
 
 def _events(doc: Any) -> list[TerminalEvent]:
@@ -216,8 +259,10 @@ def _int(obj: dict[str, Any], key: str, *, required: bool) -> int | None:
     # bool is an int in Python, never in this protocol.
     if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 2**63:
         return value
-    if isinstance(value, str) and value.isdigit() and len(value) < 19:
-        return int(value)
+    text = value.strip() if isinstance(value, str) else ""
+    # isascii: str.isdigit() also accepts digits int() does not read ("²").
+    if text.isascii() and text.isdigit() and len(text) < 19:
+        return int(text)
     raise _bad(f"{key} must be a non-negative integer, got {str(value)[:40]!r}")
 
 

@@ -3,8 +3,13 @@ to a small HTTP server the gateway runs on its own loop.
 
 Card and face reads become ``card_read`` events. Door events (opened, closed,
 forced, held open) become ``door_state`` events as the terminal judged them: it
-drives its own lock, so only it knows whether an opening was allowed. Pictures
-are read off the socket and dropped unseen.
+drives its own lock, so only it knows whether an opening was allowed. Bodies
+are JSON, XML or multipart (docs/terminal-events.md); a multipart post is read
+as it arrives, so a picture of any size is dropped unseen without losing the
+event, and only the total upload is bounded.
+
+:class:`TerminalDelivery` (dedupe and hand-over to the sink) is shared with the
+alert-stream adapter (:mod:`gateway.devices.hikvision_stream`).
 """
 
 from __future__ import annotations
@@ -50,7 +55,10 @@ class HikvisionConfig(DeviceConfigBase):
     # Terminal (deviceID, MAC or IP as it reports itself) -> the device and door
     # its reads are reported for. Empty: every terminal is this device.
     terminals: dict[str, TerminalRoute] = Field(default_factory=dict)
+    # An event document (JSON, XML, the event part of a form); 413 above it.
     max_body_kb: int = Field(default=4096, ge=16)
+    # A whole multipart post, pictures included (they are dropped as they pass).
+    max_upload_kb: int = Field(default=16384, ge=16)
     noise_report_s: float = Field(default=60, gt=0)
 
     @field_validator("allowed_ips")
@@ -71,6 +79,49 @@ class PushStats:
     other_events: int = 0
 
 
+class TerminalDelivery:
+    """Hands terminal events to the sink once each.
+
+    A terminal posts or streams an event again when it missed our answer, with
+    the same ``serialNo``. Its serial counter restarts at a reboot or a factory
+    reset, so a serial alone would drop new events as repeats; the key is the
+    serial together with what the event says (time, type, person, card): a
+    repeat is identical, a new event under an old serial is not. A serial far
+    below the last one seen is therefore delivered, never taken for a replay.
+    """
+
+    def __init__(self, stats: PushStats, window: int = _DEDUPE_WINDOW) -> None:
+        self.stats = stats
+        self._seen = RecentKeys(window)
+
+    def deliver(self, event: TerminalEvent, sink: EventSink) -> None:
+        if event.serial_no is not None and self._seen.seen_before(_event_key(event)):
+            self.stats.duplicates += 1
+            return
+        credential = event.credential
+        if event.kind == "access" and credential is not None:
+            self.stats.reads += 1
+            # The terminal opened its own lock or not: its verdict is the
+            # grant a door camera matches people with. The read is stamped
+            # with the gateway's clock: a terminal whose clock is wrong (unset
+            # after a power cut) still has its reads reported, at when they
+            # reached us.
+            sink.card_read(credential, verdict=event.verified)
+        elif event.kind == "door" and (state := DOOR_STATES.get(event.minor)) is not None:
+            # The terminal drives its own lock, so its judgement of the door
+            # (forced, held open) is the one that counts.
+            self.stats.door_events += 1
+            sink.door_state(state)
+        else:
+            self.stats.other_events += 1
+
+
+def _event_key(event: TerminalEvent) -> tuple[object, ...]:
+    terminal = event.terminal_keys[0] if event.terminal_keys else ""
+    when = event.time.isoformat() if event.time else None
+    return (terminal, event.serial_no, when, event.major, event.minor, event.person, event.card)
+
+
 class HikvisionAdapter:
     def __init__(self, config: HikvisionConfig, sink: EventSink) -> None:
         self.config = config
@@ -78,7 +129,7 @@ class HikvisionAdapter:
         self.port: int | None = None  # the bound port, once listening
         self.listening = asyncio.Event()
         self._sink = sink
-        self._seen = RecentKeys(_DEDUPE_WINDOW)
+        self._delivery = TerminalDelivery(self.stats)
         self._networks = [ipaddress.ip_network(n, strict=False) for n in config.allowed_ips]
 
     async def run(self) -> None:
@@ -119,14 +170,25 @@ class HikvisionAdapter:
             self.stats.forbidden += 1
             log.warning("hikvision %s: refused a post from %s (not in allowed_ips)", self.config.id, request.remote)
             return _status(request, 403, 4, "Forbidden")
-        body = await request.read()
+        content_type = request.headers.get("Content-Type", "")
         try:
-            events = parse_notification(body, request.headers.get("Content-Type", ""))
+            if content_type.split(";", 1)[0].strip().lower().startswith("multipart/"):
+                events, size = await self._read_form(request, content_type)
+            else:
+                body = await request.read()
+                size = len(body)
+                events = parse_notification(body, content_type)
+        except _TooLarge:
+            self.stats.rejected += 1
+            log.warning("hikvision %s: refused a post from %s over %d kB", self.config.id, request.remote,
+                        self.config.max_upload_kb)
+            return _status(request, 413, 6, "Request Entity Too Large")
         except VendorPayloadError as exc:
             self.stats.rejected += 1
-            log.warning("hikvision %s: rejected a notification from %s (%d bytes): %s", self.config.id,
-                        request.remote, len(body), exc.reason)
+            log.warning("hikvision %s: rejected a notification from %s: %s", self.config.id,
+                        request.remote, exc.reason)
             return _status(request, 400, 6, "Invalid Content")
+        log.debug("hikvision %s: %d events in %d bytes from %s", self.config.id, len(events), size, request.remote)
         for event in events:
             sink = self._route(event)
             if sink is None:
@@ -134,29 +196,23 @@ class HikvisionAdapter:
                 log.warning("hikvision %s: notification from unknown terminal %s", self.config.id,
                             "/".join(event.terminal_keys) or request.remote)
                 return _status(request, 403, 4, "Unknown terminal")
-            self._deliver(event, sink)
+            self._delivery.deliver(event, sink)
         return _status(request, 200, 1, "OK")
 
-    def _deliver(self, event: TerminalEvent, sink: EventSink) -> None:
-        if event.serial_no is not None:
-            key = (event.terminal_keys[0] if event.terminal_keys else "", event.serial_no)
-            if self._seen.seen_before(key):
-                # The terminal did not see our 200 and posted the event again.
-                self.stats.duplicates += 1
-                return
-        credential = event.credential
-        if event.kind == "access" and credential is not None:
-            self.stats.reads += 1
-            # The terminal opened its own lock or not: its verdict is the
-            # grant a door camera matches people with.
-            sink.card_read(credential, verdict=event.verified)
-        elif event.kind == "door" and (state := DOOR_STATES.get(event.minor)) is not None:
-            # The terminal drives its own lock, so its judgement of the door
-            # (forced, held open) is the one that counts.
-            self.stats.door_events += 1
-            sink.door_state(state)
-        else:
-            self.stats.other_events += 1
+    async def _read_form(self, request: web.Request, content_type: str) -> tuple[list[TerminalEvent], int]:
+        from devices.hikvision_stream import MultipartReader, boundary_of, form_events
+
+        limit = self.config.max_upload_kb * 1024
+        reader = MultipartReader(boundary_of(content_type), max_part=self.config.max_body_kb * 1024,
+                                 max_picture=limit)
+        parts, size = [], 0
+        async for chunk in request.content.iter_any():
+            size += len(chunk)
+            if size > limit:
+                raise _TooLarge
+            parts += reader.feed(chunk)
+        parts += reader.close()
+        return form_events(parts, truncated=reader.truncated), size
 
     def _route(self, event: TerminalEvent) -> EventSink | None:
         if not self.config.terminals:
@@ -176,6 +232,10 @@ class HikvisionAdapter:
         except ValueError:
             return False
         return any(address in network for network in self._networks)
+
+
+class _TooLarge(Exception):
+    pass
 
 
 def _status(request: web.Request, http_status: int, code: int, text: str) -> web.Response:

@@ -68,7 +68,10 @@ def test_heartbeats_carry_no_events_and_door_events_are_told_apart() -> None:
 
 
 @pytest.mark.parametrize(("body", "content_type", "reason"), [
-    (b"<EventNotificationAlert/>", "application/xml", "unsupported content type"),
+    (b"<EventNotificationAlert/>", "application/xml", "no AccessControllerEvent"),
+    (b"<EventNotificationAlert><eventType>AccessControllerEvent", "text/xml", "not usable XML"),
+    (b"<ResponseStatus><statusCode>1</statusCode></ResponseStatus>", "application/xml", "not EventNotificationAlert"),
+    (b"{}", "image/jpeg", "unsupported content type"),
     (b"{not json", "application/json", "not JSON"),
     (b"[1, 2]", "application/json", "expected a JSON object"),
     (b'{"eventType": "AccessControllerEvent"}', "application/json", "no AccessControllerEvent"),
@@ -77,7 +80,7 @@ def test_heartbeats_carry_no_events_and_door_events_are_told_apart() -> None:
     (b'{"AccessControllerEvent": {"majorEventType": 5, "employeeNoString": {}}}', "application/json",
      "employeeNoString"),
     (CARD_MULTIPART.replace(b"event_log", b"other").replace(b"application/json", b"text/plain"), MULTIPART_TYPE,
-     "no JSON part"),
+     "no event part"),
     (CARD_MULTIPART, "multipart/form-data; boundary=wrong", "bad boundary"),
 ])
 def test_garbage_is_rejected_with_a_reason(body: bytes, content_type: str, reason: str) -> None:
@@ -110,5 +113,152 @@ def test_mangled_events_never_raise_anything_else(ace: dict[str, object], date: 
     body = json.dumps({"eventType": "AccessControllerEvent", "dateTime": date, "AccessControllerEvent": ace})
     try:
         parse_notification(body.encode(), "application/json")
+    except VendorPayloadError:
+        pass
+
+
+FACE_PASS_XML = b"""<?xml version="1.0" encoding="UTF-8"?>
+<EventNotificationAlert version="2.0" xmlns="http://www.isapi.org/ver20/XMLSchema">
+<ipAddress>192.168.1.64</ipAddress>
+<portNo>80</portNo>
+<protocol>HTTP</protocol>
+<macAddress>44:47:cc:10:20:30</macAddress>
+<channelID>1</channelID>
+<dateTime>2024-03-01T10:15:30+08:00</dateTime>
+<activePostCount>1</activePostCount>
+<eventType>AccessControllerEvent</eventType>
+<eventState>active</eventState>
+<eventDescription>Access Controller Event</eventDescription>
+<AccessControllerEvent>
+<deviceName>\xe5\x8d\x95\xe5\x85\x83\xe9\x97\xa8</deviceName>
+<majorEventType>5</majorEventType>
+<subEventType>75</subEventType>
+<employeeNoString>1001</employeeNoString>
+<serialNo> 1234 </serialNo>
+<currentVerifyMode>cardOrFace</currentVerifyMode>
+</AccessControllerEvent>
+</EventNotificationAlert>
+"""
+
+HEARTBEAT_XML = b"""<?xml version="1.0" encoding="UTF-8"?>
+<EventNotificationAlert version="2.0" xmlns="http://www.hikvision.com/ver20/XMLSchema">
+<ipAddress>192.168.1.64</ipAddress><dateTime>2024-03-01T10:15:35+08:00</dateTime>
+<activePostCount>0</activePostCount><eventType>videoloss</eventType><eventState>inactive</eventState>
+</EventNotificationAlert>"""
+
+
+def _form(event: bytes, *, name: str | None = "event_log", media: str | None = "application/json",
+          picture: bytes | None = None, close: bool = True) -> bytes:
+    headers = b""
+    if name is not None:
+        headers += b'Content-Disposition: form-data; name="' + name.encode() + b'"\r\n'
+    if media is not None:
+        headers += b"Content-Type: " + media.encode() + b"\r\n"
+    body = b"--MIME_boundary\r\n" + headers + b"\r\n" + event + b"\r\n"
+    if picture is not None:
+        body += (b'--MIME_boundary\r\nContent-Disposition: form-data; name="Picture"; filename="Picture.jpg"\r\n'
+                 b"Content-Type: image/jpeg\r\n\r\n" + picture + b"\r\n")
+    return body + (b"--MIME_boundary--\r\n" if close else b"")
+
+
+def test_an_xml_alert_is_read_like_its_json_twin() -> None:
+    [event] = parse_notification(FACE_PASS_XML, "application/xml; charset=UTF-8")
+    [twin] = parse_notification(FACE_PASS_JSON, "application/json")
+    assert event == twin.__class__(**{**vars(twin), "device_name": "单元门"})
+    assert event.serial_no == 1234  # text with spaces, as XML carries every number
+
+
+def test_the_hikvision_namespace_and_text_xml_and_heartbeats() -> None:
+    body = FACE_PASS_XML.replace(b"www.isapi.org", b"www.hikvision.com")
+    assert parse_notification(body, "text/xml")[0].person == "1001"
+    assert parse_notification(HEARTBEAT_XML, "application/xml") == []
+
+
+def test_json_wrapped_in_event_notification_alert_and_string_serials() -> None:
+    import json
+
+    doc = json.loads(FACE_PASS_JSON)
+    doc["AccessControllerEvent"]["serialNo"] = "1234"
+    doc["AccessControllerEvent"]["majorEventType"] = "5"
+    [event] = parse_notification(json.dumps({"EventNotificationAlert": doc}).encode(), "application/json")
+    assert (event.serial_no, event.major, event.person) == (1234, 5, "1001")
+
+
+@pytest.mark.parametrize(("name", "media"), [
+    ("event_log", "application/xml"), ("EventNotificationAlert", "text/xml"), ("AccessControllerEvent", None),
+    ("MoveDetection", None), (None, None), ("anything", "application/xml"),
+])
+def test_multipart_event_parts_in_xml_under_any_name_or_type(name: str | None, media: str | None) -> None:
+    body = _form(FACE_PASS_XML, name=name, media=media, picture=b"\xff\xd8" + b"\x00" * 5000)
+    [event] = parse_notification(body, MULTIPART_TYPE)
+    assert event.person == "1001" and event.serial_no == 1234
+
+
+def test_a_picture_of_any_size_is_dropped_but_an_oversize_event_part_is_refused() -> None:
+    body = _form(FACE_PASS_JSON, picture=b"\xff" * 3_000_000)
+    assert [e.person for e in parse_notification(body, MULTIPART_TYPE)] == ["1001"]
+    with pytest.raises(VendorPayloadError, match="larger than the limit"):
+        parse_notification(_form(FACE_PASS_JSON), MULTIPART_TYPE, max_document=100)
+    with pytest.raises(VendorPayloadError, match="over the limit"):
+        parse_notification(FACE_PASS_JSON, "application/json", max_document=100)
+
+
+def test_a_truncated_multipart_keeps_a_complete_event_part_and_refuses_a_cut_one() -> None:
+    # The picture was cut off; the event part before it had ended: the read is not lost.
+    cut_picture = _form(FACE_PASS_JSON, picture=b"\xff" * 100, close=False)[:-40]
+    assert [e.person for e in parse_notification(cut_picture, MULTIPART_TYPE)] == ["1001"]
+    cut_event = _form(FACE_PASS_JSON)[:200]
+    with pytest.raises(VendorPayloadError, match="cut off"):
+        parse_notification(cut_event, MULTIPART_TYPE)
+
+
+@pytest.mark.parametrize("attack", [
+    # Billion laughs: entity expansion.
+    b'<?xml version="1.0"?><!DOCTYPE lolz [<!ENTITY lol "lol"><!ENTITY lol2 "&lol;&lol;&lol;&lol;">]>'
+    b"<EventNotificationAlert><eventType>&lol2;</eventType></EventNotificationAlert>",
+    # External entity: a file of the gateway.
+    b'<?xml version="1.0"?><!DOCTYPE x [<!ENTITY xxe SYSTEM "file:///etc/passwd">]>'
+    b"<EventNotificationAlert><eventType>&xxe;</eventType></EventNotificationAlert>",
+    b'<!DOCTYPE EventNotificationAlert SYSTEM "http://127.0.0.1:9/x.dtd"><EventNotificationAlert/>',
+])
+def test_xml_with_a_dtd_is_refused_before_anything_is_expanded_or_fetched(attack: bytes) -> None:
+    with pytest.raises(VendorPayloadError, match="not usable XML"):
+        parse_notification(attack, "application/xml")
+
+
+def test_deeply_nested_xml_is_refused_or_read_without_recursion() -> None:
+    deep = b"<EventNotificationAlert>" + b"<a>" * 50_000 + b"</a>" * 50_000 + b"</EventNotificationAlert>"
+    with pytest.raises(VendorPayloadError):
+        parse_notification(deep, "application/xml")
+
+
+def _mutations(doc: bytes) -> st.SearchStrategy[bytes]:
+    """A valid document with a few bytes replaced, inserted or cut."""
+    def mutate(edits: list[tuple[int, int, bytes]]) -> bytes:
+        out = bytearray(doc)
+        for position, cut, insert in edits:
+            at = position % (len(out) + 1)
+            out[at:at + cut] = insert
+        return bytes(out)
+    edit = st.tuples(st.integers(0, 10_000), st.integers(0, 8), st.binary(max_size=6))
+    return st.lists(edit, min_size=1, max_size=4).map(mutate)
+
+
+@settings(max_examples=300, deadline=None)
+@given(body=st.one_of(_mutations(FACE_PASS_XML), _mutations(HEARTBEAT_XML)),
+       content_type=st.sampled_from(["application/xml", "text/xml", "", "text/plain"]))
+def test_mutated_xml_never_raises_anything_else(body: bytes, content_type: str) -> None:
+    try:
+        parse_notification(body, content_type)
+    except VendorPayloadError:
+        pass
+
+
+@settings(max_examples=300, deadline=None)
+@given(body=st.one_of(_mutations(_form(FACE_PASS_XML, media=None, picture=b"\xff\xd8\x00")),
+                      _mutations(CARD_MULTIPART)))
+def test_mutated_multipart_never_raises_anything_else(body: bytes) -> None:
+    try:
+        parse_notification(body, MULTIPART_TYPE)
     except VendorPayloadError:
         pass
