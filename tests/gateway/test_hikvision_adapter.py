@@ -125,3 +125,40 @@ async def test_a_terminal_read_reaches_the_server_as_its_own_device(tmp_path: Pa
             "side-face", "side", "terminal_person", "1001")
         assert read.decision == "granted"  # the terminal's own verdict
 
+
+
+def _xml_alert(serial: int, person: str, when: str) -> bytes:
+    return (f'<?xml version="1.0" encoding="UTF-8"?><EventNotificationAlert version="2.0" '
+            f'xmlns="http://www.hikvision.com/ver20/XMLSchema"><macAddress>44:47:cc:10:20:30</macAddress>'
+            f"<dateTime>{when}</dateTime><eventType>AccessControllerEvent</eventType><AccessControllerEvent>"
+            f"<majorEventType>5</majorEventType><subEventType>75</subEventType>"
+            f"<employeeNoString>{person}</employeeNoString><serialNo>{serial}</serialNo>"
+            f"</AccessControllerEvent></EventNotificationAlert>").encode()
+
+
+def _form(event: bytes, picture: bytes) -> tuple[bytes, str]:
+    body = (b'--b0undary\r\nContent-Disposition: form-data; name="AccessControllerEvent"\r\n\r\n' + event
+            + b'\r\n--b0undary\r\nContent-Disposition: form-data; name="Picture"; filename="face.jpg"\r\n'
+            b"Content-Type: image/jpeg\r\n\r\n" + picture + b"\r\n--b0undary--\r\n")
+    return body, "multipart/form-data; boundary=b0undary"
+
+
+async def test_xml_posts_and_a_big_picture_do_not_lose_the_read_and_a_reboot_is_not_a_replay() -> None:
+    async with serving(_config(max_body_kb=16, max_upload_kb=4096)) as (adapter, sink, url):
+        terminal = HikvisionTerminalSim(url)
+        first = _xml_alert(500, "1001", "2024-03-01T10:15:30+08:00")
+        assert await terminal.post(first, "application/xml") == 200
+        assert await terminal.post(first, "text/xml") == 200  # the 200 was lost: the same event again
+        # A 3 MB face picture, far over max_body_kb: dropped as it streams past, the read kept.
+        assert await terminal.post(*_form(_xml_alert(501, "1002", "2024-03-01T10:16:00+08:00"),
+                                          b"\xff" * 3_000_000)) == 200
+        # The terminal rebooted: its serials start again at 1, on new events.
+        assert await terminal.post(_xml_alert(1, "1003", "2024-03-01T11:00:00+08:00"), "application/xml") == 200
+        assert [v for _, v in sink.values()] == ["1001", "1002", "1003"]
+        assert adapter.stats.duplicates == 1
+        # Past the whole-upload bound: refused, and the listener keeps serving.
+        assert await terminal.post(*_form(_xml_alert(2, "1004", "x"), b"\xff" * 5_000_000)) == 413
+        assert await terminal.post(b"<EventNotificationAlert><oops", "application/xml") == 400
+        assert await terminal.post(_xml_alert(3, "1005", "1970-01-01T08:00:09+08:00"), "application/xml") == 200
+        # A terminal whose clock was never set: the read is reported all the same.
+        assert [v for _, v in sink.values()][-1] == "1005"
