@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Generic, Literal, TypeVar
@@ -81,6 +82,7 @@ _LOCAL_TIME = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}$")
 
 SearchStatus = Literal["OK", "MORE", "NO MATCH"]
 R = TypeVar("R")
+T = TypeVar("T")
 BEGIN_DEFAULT = "2000-01-01T00:00:00"
 END_DEFAULT = "2037-12-31T23:59:59"
 MAJOR_EVENT = 5
@@ -269,13 +271,22 @@ def raise_for_status(operation: str, http_status: int, body: bytes) -> None:
     except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
         doc = None
     status = _response_status(doc)
-    code = _opt_int(status, "statusCode") if status is not None else None
+    code = _lenient(_opt_int, status, "statusCode")
     if 200 <= http_status < 300 and code in (None, 1):
         return
     raise IsapiError(operation, http_status=http_status, status_code=code,
-                     sub_status=_opt_text(status, "subStatusCode") if status is not None else None,
-                     error_code=_opt_int(status, "errorCode") if status is not None else None,
-                     error_msg=_opt_text(status, "errorMsg") if status is not None else None)
+                     sub_status=_lenient(_opt_text, status, "subStatusCode"),
+                     error_code=_lenient(_opt_int, status, "errorCode"),
+                     error_msg=_lenient(_opt_text, status, "errorMsg"))
+
+
+def _lenient(read: Callable[[dict[str, Any] | None, str], T | None], status: dict[str, Any] | None,
+             key: str) -> T | None:
+    # A garbled field of an error must not hide the error itself.
+    try:
+        return read(status, key)
+    except IsapiPayloadError:
+        return None
 
 
 def _response_status(doc: Any) -> dict[str, Any] | None:
