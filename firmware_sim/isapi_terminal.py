@@ -96,7 +96,8 @@ class IsapiTerminalSim:
                  push_retry_max_s: float = 5.0, push_queue_max: int = 1000, push_timeout_s: float = 5.0,
                  stream_format: StreamFormat = "json", heartbeat_s: float = 10.0, stream_replay: int = 0,
                  max_streams: int = 1, capacity: Capacity | None = None, delete_processing_s: float = 0.0,
-                 reboot_s: float = 0.3, max_failures: int = 5, lock_s: float = 1800.0) -> None:
+                 reboot_s: float = 0.3, max_failures: int = 5, lock_s: float = 1800.0,
+                 nonce_uses: int | None = None) -> None:
         if push_format not in PUSH_FORMATS:
             raise IsapiTerminalError(f"push_format must be one of {PUSH_FORMATS}, not {push_format!r}")
         self.host = host
@@ -107,7 +108,8 @@ class IsapiTerminalSim:
         self.firmware = firmware
         self.firmware_build = firmware_build
         self.store = TerminalStore(capacity)
-        self.guard = DigestGuard({username: password}, realm=model, max_failures=max_failures, lock_s=lock_s)
+        self.guard = DigestGuard({username: password}, realm=model, max_failures=max_failures, lock_s=lock_s,
+                                 nonce_uses=nonce_uses)
         self.lock = Lock()
         self.push_url = push_url
         self.push_format: PushFormat = push_format

@@ -319,3 +319,10 @@ async def test_user_detail_delete_is_polled_until_done() -> None:
         await terminal.wait_for(lambda: not terminal.store.users)
         _, progress = await call(session, "GET", f"{AC}/UserInfoDetail/DeleteProcess?format=json")
         assert progress["UserInfoDetailDeleteProcess"]["status"] == "success"
+
+
+async def test_a_nonce_that_expires_after_a_few_uses_is_renewed_by_the_client() -> None:
+    # Terminals in the field expired a nonce after about eight uses.
+    async with IsapiTerminalSim(nonce_uses=2) as terminal, client(terminal) as session:
+        statuses = [(await call(session, "GET", f"{AC}/UserInfo/Count?format=json"))[0] for _ in range(5)]
+        assert statuses == [200] * 5
