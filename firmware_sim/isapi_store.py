@@ -72,7 +72,7 @@ class User:
     employee_no: str
     name: str = ""
     user_type: str = "normal"
-    enable: bool = True
+    enable: bool = True  # Valid.enable: the effective period applies (false: permanent)
     begin: datetime | None = None  # device local time, no zone (timeType "local")
     end: datetime | None = None
     door_right: str = "1"
@@ -316,8 +316,11 @@ class TerminalStore:
 
 def _verdict(user: User, now: datetime, pass_minor: int) -> int:
     local = now.astimezone(CHINA).replace(tzinfo=None)
-    if not user.enable or user.user_type == "blackList":
+    if user.user_type == "blackList":
         return CARD_NO_RIGHT
+    # Valid.enable switches the effective period on; false makes it permanent (ISAPI UserInfo).
+    if not user.enable:
+        return pass_minor
     if user.begin is not None and local < user.begin:
         return CARD_INVALID_PERIOD
     if user.end is not None and local > user.end:

@@ -396,10 +396,9 @@ class IsapiTerminalSim:
             return await handler(request)
         except IsapiRejection as exc:
             return web.json_response(exc.body(request.path_qs), status=exc.http_status)
-        except web.HTTPRequestEntityTooLarge:
-            raise
-        except json.JSONDecodeError:
-            return web.json_response(bad("json").body(request.path_qs), status=400)
+        finally:
+            # Whoever waits in wait_for() looks again after every request.
+            await self._notify()
 
     @web.middleware
     async def _auth_mw(self, request: web.Request, handler: _Handler) -> web.StreamResponse:

@@ -85,14 +85,20 @@ async def test_a_deleted_tenant_is_refused_by_the_terminal_itself() -> None:
         assert count == {"CardInfoCount": {"cardNumber": 0}}
 
 
-async def test_disabled_and_expired_users_are_refused_and_modify_lets_them_in_again() -> None:
+async def test_expired_and_blocklisted_users_are_refused_and_modify_lets_them_in_again() -> None:
     async with IsapiTerminalSim() as terminal, client(terminal) as session:
-        await call(session, "POST", f"{AC}/UserInfo/Record?format=json", user("7", enable=False))
+        blocked = user("7")
+        blocked["UserInfo"]["userType"] = "blackList"
+        await call(session, "POST", f"{AC}/UserInfo/Record?format=json", blocked)
         await call(session, "POST", f"{AC}/UserInfo/Record?format=json", user("8", endTime="2021-01-01T00:00:00"))
-        await call(session, "POST", f"{AC}/CardInfo/Record?format=json", card("70", "7"))
-        await call(session, "POST", f"{AC}/CardInfo/Record?format=json", card("80", "8"))
+        await call(session, "POST", f"{AC}/UserInfo/Record?format=json",
+                   user("9", enable=False, endTime="2021-01-01T00:00:00"))
+        for card_no, person in (("70", "7"), ("80", "8"), ("90", "9")):
+            await call(session, "POST", f"{AC}/CardInfo/Record?format=json", card(card_no, person))
         assert (await terminal.present_card("70")).minor == CARD_NO_RIGHT
         assert (await terminal.present_card("80")).minor == CARD_OUT_OF_DATE
+        # Valid.enable false: the effective period does not apply, the user is valid for good.
+        assert (await terminal.present_card("90")).granted
         assert (await call(session, "PUT", f"{AC}/UserInfo/Modify?format=json", user("7")))[0] == 200
         assert (await terminal.present_card("70")).granted
 
