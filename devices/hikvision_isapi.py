@@ -78,6 +78,7 @@ MAX_PAGE_RECORDS = 1000
 MAX_SEARCH_ID = 64
 MAX_TEXT = 256
 # ISAPI times are local, without a zone ("timeType": "local").
+_UPTIME_XML = re.compile(rb"<deviceUpTime>\s*(\d{1,18})\s*</deviceUpTime>")
 _LOCAL_TIME = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}$")
 
 SearchStatus = Literal["OK", "MORE", "NO MATCH"]
@@ -337,7 +338,12 @@ def parse_delete_process(body: bytes) -> Literal["success", "processing", "faile
 
 
 def parse_uptime(body: bytes) -> int | None:
-    """``DeviceStatus.deviceUpTime`` in seconds, None when the firmware does not say."""
+    """``DeviceStatus.deviceUpTime`` in seconds, None when the firmware does
+    not say. Many firmwares answer System/status in XML whatever the
+    ``format`` asked for, so both are read."""
+    if body.lstrip()[:1] == b"<":
+        found = _UPTIME_XML.search(body[:65536])
+        return int(found.group(1)) if found else None
     doc = load(body, "DeviceStatus")
     inner = doc.get("DeviceStatus") if isinstance(doc, dict) else None
     return _opt_int(inner, "deviceUpTime") if isinstance(inner, dict) else None

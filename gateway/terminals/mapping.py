@@ -18,6 +18,7 @@
 * Validity: a person's entries' earliest ``valid_from`` and latest
   ``valid_until`` (unbounded if any entry is), in the terminal's local time;
   ``valid_until`` is exclusive and ISAPI's endTime inclusive, hence a second less.
+  Unbounded is the window 2000-01-01 to 2037-12-31, always enabled.
 * The name is the configured label: nothing about the person.
 """
 
@@ -98,8 +99,9 @@ def _widen(have: tuple[datetime | None, datetime | None] | None, begin: datetime
 
 
 def _user(employee: str, begin: datetime | None, end: datetime | None, zone: ZoneInfo, label: str) -> UserRecord:
-    if begin is None and end is None:
-        return UserRecord(employee_no=employee, name=label)
+    # Always an enabled window, wide when unbounded: ISAPI says enable=false
+    # means "permanent", but firmware (and the project's simulator) that read
+    # it as "disabled" exist; an explicit 2000-2037 window means the same on both.
     user = UserRecord(employee_no=employee, name=label, valid=True)
     start = local_time(begin.astimezone(zone)) if begin is not None else user.begin
     # valid_until is exclusive; the terminal's endTime is the last second allowed.

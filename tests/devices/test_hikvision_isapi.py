@@ -98,6 +98,9 @@ def test_counts_uptime_and_delete_progress() -> None:
     assert isapi.parse_count(_bytes({"CardInfoCount": {"cardNumber": "3"}}), "CardInfoCount") == 3
     assert isapi.parse_uptime(_bytes({"DeviceStatus": {"deviceUpTime": 86400}})) == 86400
     assert isapi.parse_uptime(_bytes({"DeviceStatus": {}})) is None
+    xml = (b'<?xml version="1.0" encoding="UTF-8"?>\n<DeviceStatus version="2.0" '
+           b'xmlns="http://www.isapi.org/ver20/XMLSchema"><deviceUpTime>3600</deviceUpTime></DeviceStatus>')
+    assert isapi.parse_uptime(xml) == 3600
     assert isapi.parse_delete_process(_bytes({"UserInfoDetailDeleteProcess": {"status": "processing"}})) == "processing"
 
 

@@ -1,0 +1,57 @@
+"""The sync against the project's own ISAPI terminal simulator
+(firmware_sim/isapi_terminal.py), whose lock decides from its own list: a
+tenant deregistered at the server is refused by the terminal itself."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from firmware_sim.isapi_terminal import IsapiTerminalSim
+from gateway.terminals import TerminalSync, TerminalSyncConfig, supervise
+from tests.gateway.access.helpers import delta, open_store, snapshot
+from tests.gateway.helpers import wait_until
+
+PASSWORD = "Passw0rd!"
+TENANT, LEAVER = "00C2A1B0F2", "00C2A1B0F3"  # raw-format hex as the server keeps em4100 cards
+
+
+@pytest.fixture
+async def sim() -> AsyncIterator[IsapiTerminalSim]:
+    async with IsapiTerminalSim(password=PASSWORD) as terminal:
+        yield terminal
+
+
+async def test_a_revoked_card_is_refused_by_the_terminals_own_lock(tmp_path: Path, sim: IsapiTerminalSim) -> None:
+    secret = tmp_path / "pw"
+    secret.write_text(PASSWORD)
+    store = open_store(tmp_path)
+    assert store.apply(snapshot(1, TENANT, LEAVER)).applied
+    config = TerminalSyncConfig.model_validate({
+        "id": "k1t", "url": sim.url, "password_file": str(secret), "doors": ["front"], "probe_interval_s": 0.2,
+        "retry_max_s": 0.3})
+    sync = TerminalSync(config, store, tmp_path / "terminals")
+    task = asyncio.create_task(supervise(sync), name="terminal-sync-k1t")
+    try:
+        await wait_until(lambda: sync.health.version_held == 1, timeout=10, what="version 1 on the terminal")
+        leaver_card = str(int(LEAVER, 16))
+        assert (await sim.present_card(leaver_card)).granted
+        started = time.monotonic()
+        assert store.apply(delta(1, 2, removals=(LEAVER,))).applied
+        sync.changed()
+        await wait_until(lambda: leaver_card not in sim.store.cards, timeout=5, what="the card deleted")
+        print(f"\nsimulator: revocation reached the terminal in {(time.monotonic() - started) * 1000:.0f} ms")
+        assert not (await sim.present_card(leaver_card)).granted
+        assert (await sim.present_card(str(int(TENANT, 16)))).granted
+        # A reboot keeps the list (flash); the sync reads it again and finds nothing to do.
+        await sim.reboot()
+        await wait_until(lambda: sim.boots == 1 and sync.health.reachable is True and sync.health.version_held == 2
+                         and sync.health.pending == 0, timeout=10, what="the list read again after the reboot")
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    assert sync.health.writes_refused == 0 and sync.health.last_error is None
