@@ -1,0 +1,375 @@
+"""ZKTeco face and card terminals speaking ADMS (the PUSH protocol): the
+terminal is the HTTP client, the gateway serves ``/iclock/cdata``,
+``/iclock/getrequest`` and ``/iclock/devicecmd`` (devices/zkteco_adms.py,
+docs/terminal-events.md).
+
+Each ATTLOG (or rtlog) record becomes a ``card_read`` of the terminal's person
+number (``terminal_person``), or of the card when the record names one; the
+terminal verified the person itself, so the read carries its grant. The
+gateway keeps each terminal's upload stamps (in ``state_file`` across
+restarts) and answers them at the terminal's start, so it does not upload
+again what the gateway has; a batch posted again because our ``OK`` was lost
+is recognised record by record.
+
+Commands for a terminal (user sync) go through :meth:`ZktecoAdapter.queue_commands`;
+the terminal fetches them at its next poll and reports each result, which
+:meth:`ZktecoAdapter.wait_result` and the result listeners receive.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import json
+import logging
+import os
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Literal
+
+from pydantic import Field, field_validator
+
+from gateway.devices.base import DeviceConfigBase, DeviceRouter, EventSink, register
+from gateway.devices.hikvision import TerminalRoute
+from gateway.devices.recent import RecentKeys
+from gateway.errors import GatewayError
+
+if TYPE_CHECKING:
+    from aiohttp import web
+
+    from devices.zkteco_adms import AttlogRecord, CommandResult
+
+log = logging.getLogger(__name__)
+
+_DEDUPE_WINDOW = 16384  # a terminal re-sends whole batches of up to a few hundred records
+_TABLES = frozenset({"ATTLOG", "OPERLOG", "ATTPHOTO", "rtlog", "rtstate"})
+ResultListener = Callable[[str, "CommandResult"], None]
+
+
+class ZktecoConfig(DeviceConfigBase):
+    type: Literal["zkteco_adms"]
+    host: str = "0.0.0.0"  # noqa: S104 - terminals are on the building's LAN
+    port: int = Field(ge=0, le=65535)
+    # Empty: any source address may talk to the gateway.
+    allowed_ips: list[str] = Field(default_factory=list)
+    # Terminal serial number (SN) -> the device and door its reads are
+    # reported for. Empty: every terminal is this device.
+    terminals: dict[str, TerminalRoute] = Field(default_factory=dict)
+    # Where the upload stamps are kept across restarts (a JSON file the
+    # gateway writes). None: in memory only, so after a restart a terminal
+    # may upload again records the gateway already reported.
+    state_file: Path | None = None
+    poll_delay_s: int = Field(default=10, ge=1, le=600)
+    error_delay_s: int = Field(default=30, ge=1, le=3600)
+    # The terminal's clock zone (hours east of UTC), told to the terminal.
+    timezone_h: int = Field(default=8, ge=-12, le=14)
+    commands_per_poll: int = Field(default=20, ge=1, le=500)
+    max_body_kb: int = Field(default=1024, ge=16, le=16384)
+
+    @field_validator("allowed_ips")
+    @classmethod
+    def _ips(cls, value: list[str]) -> list[str]:
+        for item in value:
+            ipaddress.ip_network(item, strict=False)  # ValueError names the bad one
+        return value
+
+
+class CommandError(GatewayError, ValueError):
+    """A command that cannot be queued (bad line, unknown terminal)."""
+
+
+@dataclass
+class AdmsStats:
+    reads: int = 0
+    duplicates: int = 0
+    rejected: int = 0
+    bad_lines: int = 0
+    forbidden: int = 0
+    polls: int = 0
+    other_records: int = 0
+    commands_sent: int = 0
+    results: int = 0
+
+
+class ZktecoAdapter:
+    def __init__(self, config: ZktecoConfig, sink: EventSink) -> None:
+        self.config = config
+        self.stats = AdmsStats()
+        self.port: int | None = None
+        self.listening = asyncio.Event()
+        self._sink = sink
+        self._seen = RecentKeys(_DEDUPE_WINDOW)
+        self._networks = [ipaddress.ip_network(n, strict=False) for n in config.allowed_ips]
+        self._stamps: dict[str, dict[str, str]] = _load_stamps(config.state_file)
+        self._queues: dict[str, deque[tuple[int, str]]] = {}
+        self._sent: dict[tuple[str, int], str] = {}
+        self._results: dict[tuple[str, int], CommandResult] = {}
+        self._waiters: dict[tuple[str, int], asyncio.Future[CommandResult]] = {}
+        self._listeners: list[ResultListener] = []
+        self._last_seen: dict[str, float] = {}
+        self._offline: set[str] = set()
+        self._reported: set[str] = set()
+        # Ids from the clock, so that results of a previous run's commands
+        # never match this run's.
+        self._next_id = int(time.time()) % (2**31 - 2**24) + 1
+
+    # -- commands, for the user-sync engine ---------------------------------
+
+    def queue_commands(self, sn: str, lines: Sequence[str]) -> list[int]:
+        """Queue command lines (``DATA UPDATE USERINFO ...``, see
+        devices/zkteco_adms.py) for the terminal ``sn``; returns their ids in
+        order. Call on the gateway's event loop."""
+        from devices.hikvision import VendorPayloadError
+        from devices.zkteco_adms import command_line, parse_serial
+
+        try:
+            parse_serial(sn)
+            ids = list(range(self._next_id, self._next_id + len(lines)))
+            entries = [(cmd_id, command_line(cmd_id, line)) for cmd_id, line in zip(ids, lines, strict=True)]
+        except VendorPayloadError as exc:
+            raise CommandError(f"zkteco {self.config.id}: {exc.reason}") from exc
+        if self.config.terminals and sn not in self.config.terminals:
+            raise CommandError(f"zkteco {self.config.id}: terminal {sn} is not configured")
+        self._next_id += len(lines)
+        self._queues.setdefault(sn, deque()).extend(entries)
+        return ids
+
+    def pending(self, sn: str) -> int:
+        """Commands not yet fetched by the terminal plus those fetched without a result."""
+        return len(self._queues.get(sn, ())) + sum(1 for key in self._sent if key[0] == sn)
+
+    def result(self, sn: str, cmd_id: int) -> CommandResult | None:
+        return self._results.get((sn, cmd_id))
+
+    async def wait_result(self, sn: str, cmd_id: int, timeout: float) -> CommandResult:
+        """The terminal's result for a queued command; TimeoutError if none came."""
+        if (done := self._results.get((sn, cmd_id))) is not None:
+            return done
+        future = self._waiters.setdefault((sn, cmd_id), asyncio.get_running_loop().create_future())
+        return await asyncio.wait_for(asyncio.shield(future), timeout)
+
+    def add_result_listener(self, listener: ResultListener) -> None:
+        """``listener(sn, result)`` for every result a terminal reports."""
+        self._listeners.append(listener)
+
+    # -- serving --------------------------------------------------------------
+
+    async def run(self) -> None:
+        from aiohttp import web
+
+        app = web.Application(client_max_size=self.config.max_body_kb * 1024)
+        app.router.add_get("/iclock/cdata", self._options)
+        app.router.add_post("/iclock/cdata", self._upload)
+        app.router.add_get("/iclock/getrequest", self._poll)
+        app.router.add_post("/iclock/devicecmd", self._results_posted)
+        runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        await runner.setup()
+        try:
+            site = web.TCPSite(runner, self.config.host, self.config.port)
+            await site.start()
+            self.port = _bound_port(runner, self.config.port)
+            log.info("zkteco %s: ADMS server on %s:%s", self.config.id, self.config.host, self.port)
+            self._sink.device_status(True, f"listening on port {self.port}")
+            self.listening.set()
+            async with asyncio.TaskGroup() as group:
+                group.create_task(self._watch_terminals(), name=f"zkteco-{self.config.id}-watchdog")
+        finally:
+            self.listening.clear()
+            await runner.cleanup()
+
+    async def _watch_terminals(self) -> None:
+        # A terminal polls every poll_delay_s; several polls missed is an
+        # offline terminal (power, network), reported once until it is back.
+        limit = 3 * self.config.poll_delay_s + self.config.error_delay_s
+        while True:
+            await asyncio.sleep(max(1.0, self.config.poll_delay_s / 2))
+            now = time.monotonic()
+            for sn, seen in list(self._last_seen.items()):
+                if now - seen > limit and sn not in self._offline:
+                    self._offline.add(sn)
+                    log.warning("zkteco %s: terminal %s silent for %.0f s", self.config.id, sn, now - seen)
+                    self._sink_for(sn).device_status(False, f"terminal {sn} has not polled for {now - seen:.0f} s")
+
+    async def _options(self, request: web.Request) -> web.Response:
+        from devices.zkteco_adms import options_block
+
+        sn = self._admit(request)
+        if isinstance(sn, int):
+            return _text(f"refused ({sn})", sn)
+        block = options_block(sn, stamps=self._stamps.get(sn, {}), delay_s=self.config.poll_delay_s,
+                              error_delay_s=self.config.error_delay_s, timezone_h=self.config.timezone_h)
+        log.info("zkteco %s: terminal %s started (options %s)", self.config.id, sn,
+                 request.query.get("options", "-"))
+        return _text(block)
+
+    async def _upload(self, request: web.Request) -> web.Response:
+        from devices.hikvision import VendorPayloadError
+        from devices.zkteco_adms import parse_attlog, valid_stamp
+
+        sn = self._admit(request)
+        if isinstance(sn, int):
+            return _text(f"refused ({sn})", sn)
+        table = request.query.get("table", "")
+        body = await request.read()
+        if table not in ("ATTLOG", "rtlog"):
+            # Operation logs, photos, user records: acknowledged so the
+            # terminal moves on; the gateway has no use for them here.
+            count = sum(1 for line in body.splitlines() if line.strip())
+            self.stats.other_records += count
+            self._keep_stamp(sn, table, valid_stamp(request.query.get("Stamp")))
+            return _text(f"OK: {count}")
+        try:
+            batch = parse_attlog(body)
+        except VendorPayloadError as exc:
+            self.stats.rejected += 1
+            log.warning("zkteco %s: rejected a %s post from %s: %s", self.config.id, table, sn, exc.reason)
+            return _text(f"ERROR: {exc.reason}", 400)
+        sink = self._sink_for(sn)
+        for record in batch.records:
+            self._deliver(sn, record, sink)
+        if batch.bad_lines:
+            self.stats.bad_lines += len(batch.bad_lines)
+            line, reason = batch.bad_lines[0]
+            log.warning("zkteco %s: %d bad %s lines from %s (line %d: %s)", self.config.id, len(batch.bad_lines),
+                        table, sn, line, reason)
+            sink.device_status(True, f"bad {table} lines from {sn}", bad_frames=self.stats.bad_lines)
+        self._keep_stamp(sn, table, valid_stamp(request.query.get("Stamp")))
+        # Every line is answered as taken, bad ones too: a refusal would make
+        # the terminal post the same batch again for ever.
+        return _text(f"OK: {batch.lines}")
+
+    def _deliver(self, sn: str, record: AttlogRecord, sink: EventSink) -> None:
+        if self._seen.seen_before((sn, record.key)):
+            self.stats.duplicates += 1
+            return
+        self.stats.reads += 1
+        # The sink stamps the read with the gateway's clock: the terminal's
+        # own time (kept in the record) may be unset or off by hours.
+        sink.card_read(record.credential, verdict=record.granted)
+
+    async def _poll(self, request: web.Request) -> web.Response:
+        sn = self._admit(request)
+        if isinstance(sn, int):
+            return _text(f"refused ({sn})", sn)
+        self.stats.polls += 1
+        queue = self._queues.get(sn)
+        if not queue:
+            return _text("OK")
+        lines: list[str] = []
+        while queue and len(lines) < self.config.commands_per_poll:
+            cmd_id, line = queue.popleft()
+            self._sent[(sn, cmd_id)] = line
+            lines.append(line)
+        self.stats.commands_sent += len(lines)
+        return _text("\n".join(lines) + "\n")
+
+    async def _results_posted(self, request: web.Request) -> web.Response:
+        from devices.zkteco_adms import parse_command_results
+
+        sn = self._admit(request)
+        if isinstance(sn, int):
+            return _text(f"refused ({sn})", sn)
+        for result in parse_command_results(await request.read()):
+            if self._sent.pop((sn, result.id), None) is None:
+                log.info("zkteco %s: result for a command %d %s was not sent this run", self.config.id,
+                         result.id, sn)
+                continue
+            self.stats.results += 1
+            self._results[(sn, result.id)] = result
+            if (future := self._waiters.pop((sn, result.id), None)) is not None and not future.done():
+                future.set_result(result)
+            for listener in self._listeners:
+                listener(sn, result)
+        return _text("OK")
+
+    # -- helpers --------------------------------------------------------------
+
+    def _admit(self, request: web.Request) -> str | int:
+        """The terminal's SN, or the HTTP status to refuse it with."""
+        from devices.hikvision import VendorPayloadError
+        from devices.zkteco_adms import parse_serial
+
+        if not self._allowed(request.remote):
+            self.stats.forbidden += 1
+            log.warning("zkteco %s: refused %s (not in allowed_ips)", self.config.id, request.remote)
+            return 403
+        try:
+            sn = parse_serial(request.query.get("SN"))
+        except VendorPayloadError as exc:
+            self.stats.rejected += 1
+            log.warning("zkteco %s: %s from %s", self.config.id, exc.reason, request.remote)
+            return 400
+        if self.config.terminals and sn not in self.config.terminals:
+            self.stats.forbidden += 1
+            log.warning("zkteco %s: unknown terminal %s at %s", self.config.id, sn, request.remote)
+            return 403
+        self._last_seen[sn] = time.monotonic()
+        if sn in self._offline or sn not in self._reported:
+            self._offline.discard(sn)
+            self._reported.add(sn)
+            self._sink_for(sn).device_status(True, f"terminal {sn} connected")
+        return sn
+
+    def _sink_for(self, sn: str) -> EventSink:
+        route = self.config.terminals.get(sn)
+        if route is not None and isinstance(self._sink, DeviceRouter):
+            return self._sink.for_device(route.device, route.door)
+        return self._sink
+
+    def _keep_stamp(self, sn: str, table: str, stamp: str | None) -> None:
+        if stamp is None or table not in _TABLES or self._stamps.get(sn, {}).get(table) == stamp:
+            return
+        self._stamps.setdefault(sn, {})[table] = stamp
+        if self.config.state_file is not None:
+            _save_stamps(self.config.state_file, self._stamps)
+
+    def _allowed(self, remote: str | None) -> bool:
+        if not self._networks:
+            return True
+        try:
+            address = ipaddress.ip_address(remote or "")
+        except ValueError:
+            return False
+        return any(address in network for network in self._networks)
+
+
+def _load_stamps(path: Path | None) -> dict[str, dict[str, str]]:
+    if path is None or not path.exists():
+        return {}
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        # Without stamps a terminal uploads again what it has; the records'
+        # dedupe catches only the recent ones. Say so, and go on.
+        log.warning("zkteco: cannot read the stamps in %s (%s); terminals may upload old records again", path, exc)
+        return {}
+    if not isinstance(doc, dict):
+        return {}
+    return {str(sn): {str(t): str(s) for t, s in tables.items()} for sn, tables in doc.items()
+            if isinstance(tables, dict)}
+
+
+def _save_stamps(path: Path, stamps: dict[str, dict[str, str]]) -> None:
+    # Written whole and renamed, so a power cut leaves the old or the new file.
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(stamps, sort_keys=True), encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def _text(body: str, status: int = 200) -> web.Response:
+    from aiohttp import web
+
+    return web.Response(text=body, status=status, content_type="text/plain")
+
+
+def _bound_port(runner: web.AppRunner, configured: int) -> int:
+    for address in runner.addresses:
+        if isinstance(address, tuple) and len(address) >= 2:
+            return int(address[1])
+    return configured
+
+
+register("zkteco_adms", ZktecoConfig, ZktecoAdapter)
