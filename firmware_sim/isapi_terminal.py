@@ -127,6 +127,7 @@ class IsapiTerminalSim:
         self.delay_s = 0.0  # every answer waits this long
         self.clock_offset_s = 0.0  # the terminal's clock is this far off (event times, /System/time)
         self.network_up = True
+        self.reboot_loses_events = False
         self.boots = 0
         self._booted_at = time.monotonic()
         self._push_queue: deque[int] = deque(maxlen=push_queue_max)
@@ -200,12 +201,19 @@ class IsapiTerminalSim:
         """Every write is refused with this subStatusCode (None: accept again)."""
         self.store.refuse_writes = sub_status
 
-    async def reboot(self) -> None:
+    async def reboot(self, *, lose_events: bool | None = None) -> None:
         """Restart as the device does: the server goes away for ``reboot_s``;
-        users, cards, faces and the event log stay (flash), serials go on."""
+        users, cards, faces and the event log stay (flash), serials go on.
+        ``lose_events`` (default: the ``reboot_loses_events`` attribute) makes it
+        come back with an empty log numbering from 1, as after a firmware
+        upgrade or a reset that wipes it."""
         self._rebooting = True
         await self._unlisten()
         await asyncio.sleep(self.reboot_s)
+        if self.reboot_loses_events if lose_events is None else lose_events:
+            self.store.events.clear()
+            self.store.next_serial = 1
+            self._push_queue.clear()
         self.guard.unlock_all()
         self.boots += 1
         self._booted_at = time.monotonic()

@@ -332,3 +332,12 @@ async def test_a_nonce_that_expires_after_a_few_uses_is_renewed_by_the_client() 
     async with IsapiTerminalSim(nonce_uses=2) as terminal, client(terminal) as session:
         statuses = [(await call(session, "GET", f"{AC}/UserInfo/Count?format=json"))[0] for _ in range(5)]
         assert statuses == [200] * 5
+
+
+async def test_a_reboot_that_loses_the_log_numbers_events_from_one_again() -> None:
+    async with IsapiTerminalSim(reboot_s=0.01) as terminal:
+        await terminal.present_card("1")
+        await terminal.present_card("1")
+        await terminal.reboot(lose_events=True)
+        assert (await terminal.present_card("1")).serial_no == 1
+        assert [e.serial_no for e in terminal.store.events] == [1]
