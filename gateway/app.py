@@ -178,8 +178,6 @@ class GatewayApp:
             sync = TerminalSync(cfg, access.store, folder, deliver=self._caught_up(cfg.id, cfg.door),
                                 on_health=self._terminal_health(cfg.id))
             self.terminals.append(sync)
-            self.devices.update(cfg.id, cfg.type, False, "not yet reached")
-            self.devices_online[cfg.id] = False
         terminals = list(self.terminals)
 
         def changed(_version: int | None) -> None:

@@ -59,7 +59,7 @@ class IsapiClient:
             isapi.raise_for_status(operation, status, raw)
         except isapi.IsapiError as exc:
             raise TerminalRefused(self.config.id, str(exc)[:300], refused=exc.refused,
-                                  sub_status=exc.sub_status) from exc
+                                  sub_status=exc.sub_status, http_status=exc.http_status) from exc
         return raw
 
     async def parsed(self, method: str, path: str, operation: str, body: dict[str, Any] | None,

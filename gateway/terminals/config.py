@@ -46,6 +46,9 @@ class TerminalSyncConfig(BaseModel):
     probe_interval_s: float = Field(default=10, gt=0, le=3600)
     full_sync_interval_s: float = Field(default=6 * 3600, gt=0)
     retry_max_s: float = Field(default=60, gt=0, le=3600)
+    # After a refused login: terminals lock an address out after a few
+    # failures, the landlord's own admin login too, so wait this long.
+    login_retry_s: float = Field(default=600, gt=0, le=86400)
     # Fetch events missed during an outage through AcsEvent search. Off until
     # the push listener notes the serial numbers it delivers (docs/terminal-sync.md),
     # or every outage would send the pushed events twice.

@@ -22,10 +22,12 @@ class TerminalRefused(TerminalError):
     """The terminal answered and said no (a wrong password, memory full, a
     field it does not take); ``refused`` is True when retrying cannot help."""
 
-    def __init__(self, terminal: str, reason: str, *, refused: bool, sub_status: str | None = None) -> None:
+    def __init__(self, terminal: str, reason: str, *, refused: bool, sub_status: str | None = None,
+                 http_status: int | None = None) -> None:
         super().__init__(terminal, reason)
         self.refused = refused
         self.sub_status = sub_status
+        self.http_status = http_status
 
 
 class TerminalAnswerError(TerminalError):

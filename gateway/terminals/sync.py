@@ -30,7 +30,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Protocol, TypeVar
+from typing import Any, Literal, Protocol, TypeVar
 
 from devices import hikvision_isapi as isapi
 from devices.hikvision_isapi import AcsEventRecord, CardRecord, UserRecord
@@ -193,19 +193,33 @@ class TerminalSync:
     async def _one_pass(self) -> float:
         """One pass; how long to wait before the next unless the list changes."""
         try:
-            done = await self._sync()
+            outcome = await self._sync()
         except TerminalUnreachable as exc:
             self._lost(str(exc))
-        except (TerminalRefused, TerminalAnswerError) as exc:
-            self._error(str(exc), refused=isinstance(exc, TerminalRefused) and exc.refused)
+        except TerminalRefused as exc:
+            self._error(str(exc), refused=exc.refused)
+            if exc.http_status == 401:
+                return await self._login_refused()
+        except TerminalAnswerError as exc:
+            self._error(str(exc), refused=False)
         except TerminalError as exc:  # the password cannot be read
             self._error(str(exc), refused=True)
         else:
-            if done:
+            if outcome == "again":
+                return 0.0  # the list changed mid-pass: removals first, at once
+            if outcome == "done":
                 self._failures = 0
                 return self.config.probe_interval_s
         self._failures += 1
         return self._backoff()
+
+    async def _login_refused(self) -> float:
+        # Terminals lock an address out after a few failed logins (DS-K1T:
+        # five, for half an hour), the landlord's own admin login with it:
+        # wait long, and read the password afresh for the next try.
+        await self.client.close()
+        self._failures += 1
+        return self.config.login_retry_s
 
     def _backoff(self) -> float:
         cap = self.config.retry_max_s
@@ -213,22 +227,23 @@ class TerminalSync:
         # Full jitter, so a building's terminals coming back together spread out.
         return random.uniform(base / 2, base)  # noqa: S311 - not for secrets
 
-    async def _sync(self) -> bool:
+    async def _sync(self) -> Literal["done", "again", "refused"]:
         await self._probe()
         if self._users is None or time.monotonic() >= self._full_due_at:
             await self._read_all()
+        self._changed.clear()  # changes from here on interrupt this pass's additions
         version, entries = await asyncio.to_thread(self.source.current)
         desired = await asyncio.to_thread(for_terminal, entries, self.config.doors, self.config.zone,
                                           self.config.label)
         self.health.skipped = desired.skipped
-        refused = await self._apply(desired)
+        complete = await self._apply(desired)
         if self._catch_up_due and self._deliver is not None:
             await self._catch_up()
-        if refused:
+        if not complete:
             self._report()
-            return False
+            return "again" if self._changed.is_set() and not self.health.writes_refused else "refused"
         self._held(version)
-        return True
+        return "done"
 
     # ------------------------------------------------------------------ reading
 
@@ -236,7 +251,7 @@ class TerminalSync:
         try:
             uptime = await self.client.parsed("GET", isapi.DEVICE_STATUS, "status", None, isapi.parse_uptime)
         except TerminalRefused as exc:
-            if exc.sub_status is not None or "HTTP 404" not in exc.reason:
+            if exc.http_status != 404 and exc.sub_status != "notSupport":
                 raise
             uptime = None  # firmware without System/status: reboots show as outages only
         if self.health.reachable is not True:
@@ -276,8 +291,10 @@ class TerminalSync:
 
     # ------------------------------------------------------------------ writing
 
-    async def _apply(self, desired: Desired) -> int:
-        """Apply the plan; how many writes the terminal refused."""
+    async def _apply(self, desired: Desired) -> bool:
+        """Apply the plan, removals first; True when the terminal holds all of
+        it. Refused writes are counted; additions stop when the list changes
+        meanwhile, so that a revocation never waits behind a long list."""
         assert self._users is not None
         todo = plan(desired, self._users, self._cards, label=self.config.label,
                     remove_foreign=self.config.foreign_users == "remove")
@@ -288,7 +305,8 @@ class TerminalSync:
             self.health.last_full_at = datetime.now(UTC)
             self._saved.last_full_at = self.health.last_full_at.isoformat()
         if not todo:
-            return 0
+            self.health.writes_refused = 0
+            return True
         log.info("terminal %s: removing %d cards and %d users, writing %d users and %d cards", self.config.id,
                  len(todo.delete_cards), len(todo.delete_users), len(todo.put_users), len(todo.put_cards))
         refused = 0
@@ -298,14 +316,18 @@ class TerminalSync:
         for batch in _batches(todo.delete_users, size):
             refused += await self._guard(self._delete_users(batch), len(batch))
         for user in todo.put_users:
+            if self._changed.is_set():
+                break
             refused += await self._guard(self._put_user(user), 1)
         for card in todo.put_cards:
-            if card.employee_no in self._users:  # its user may have been refused
+            if self._changed.is_set():
+                break
+            if card.employee_no in self._users:
                 refused += await self._guard(self._put_card(card), 1)
             else:
-                refused += 1
-                self.health.pending -= 1
-        return refused
+                refused += 1  # its user was refused
+        self.health.writes_refused = refused
+        return refused == 0 and not self._changed.is_set()
 
     async def _guard(self, write: Awaitable[None], count: int) -> int:
         """Run one write; a refusal is counted and the pass goes on with the
@@ -313,9 +335,8 @@ class TerminalSync:
         try:
             await write
         except TerminalRefused as exc:
-            if not exc.refused:
+            if not exc.refused or exc.http_status == 401:
                 raise
-            self.health.writes_refused += count
             self.health.last_error = str(exc)[:300]
             log.warning("terminal %s refused a write: %s", self.config.id, exc.reason)
             return count
@@ -332,7 +353,7 @@ class TerminalSync:
             try:
                 await self.client.call("PUT", isapi.USER_DELETE, "user delete", isapi.user_delete(numbers))
             except TerminalRefused as exc:
-                if "HTTP 404" not in exc.reason and exc.sub_status != "notSupport":
+                if exc.http_status != 404 and exc.sub_status != "notSupport":
                     raise
                 log.info("terminal %s has no UserInfoDetail/Delete: using UserInfo/Delete", self.config.id)
                 self._legacy_delete = True

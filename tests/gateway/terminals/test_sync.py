@@ -113,6 +113,29 @@ async def test_a_revocation_reaches_a_connected_terminal_within_seconds(tmp_path
     assert len(terminal.users) == 49
 
 
+async def test_a_revocation_does_not_wait_behind_a_long_initial_sync(tmp_path: Path,
+                                                                    terminal: FakeTerminal) -> None:
+    store = open_store(tmp_path)
+    values = _cards(3000)
+    store.apply(snapshot(1, *values))
+    sync = TerminalSync(_config(terminal, tmp_path), store, tmp_path / "terminals")
+    run = Running(sync)
+    try:
+        first = employee_no(f"p-{values[0]}")
+        await until(lambda: len(terminal.users) >= 100, terminal, what="the initial sync under way")
+        started = time.monotonic()
+        store.apply(delta(1, 2, removals=(values[0],)))
+        sync.changed()
+        await until(lambda: first in terminal.deleted, terminal, timeout=5)
+        latency = terminal.deleted[first] - started
+        print(f"\nrevocation during a 3,000-user sync, after {len(terminal.users)} users: {latency * 1000:.1f} ms")
+        assert latency < 1.0 and len(terminal.users) < 2999, "the delete came before the rest of the list"
+        await until(_held(store, sync), terminal, timeout=60)
+    finally:
+        await run.stop()
+    assert len(terminal.users) == 2999 and first not in terminal.users
+
+
 async def test_a_terminal_offline_during_changes_is_reconciled_when_it_returns(tmp_path: Path,
                                                                                terminal: FakeTerminal) -> None:
     store = open_store(tmp_path)
@@ -184,6 +207,8 @@ async def test_a_wrong_password_is_reported_never_trusted(tmp_path: Path, termin
     finally:
         await run.stop()
     assert not sync.health.trusted and "401" in (sync.health.last_error or "")
+    logins = terminal.requests
+    assert logins <= 3, "one refused login, then a long wait (terminals lock out an address)"
     assert "changed-by-the-installer" not in (sync.health.last_error or "") and not terminal.users
 
 
