@@ -112,6 +112,12 @@ class GatewayConfig(_Model):
     def _terminals_need_allowlist(self) -> GatewayConfig:
         if self.terminals and not self.access.public_keys:
             raise ValueError("terminals are kept from the signed allowlist: set [access] public_keys")
+        devices = {d.id for d in self.devices}
+        for terminal in self.terminals:
+            # Both report a state under their id; name the terminal as its
+            # push listener's route does, not as the listener itself.
+            if terminal.id in devices:
+                raise ValueError(f"terminal id {terminal.id!r} is also a device id")
         return self
 
     @property
