@@ -109,12 +109,13 @@ async def terminal_running(terminal: FakeTerminal) -> AsyncIterator[FakeTerminal
 
 
 @asynccontextmanager
-async def following(terminal: FakeTerminal, tmp_path: Path, **extra: Any
+async def following(terminal: FakeTerminal | str, tmp_path: Path, password: str = PASSWORD, **extra: Any
                     ) -> AsyncIterator[tuple[HikvisionStreamAdapter, RecordingSink]]:
     password_file = tmp_path / "terminal-password"
-    password_file.write_text(PASSWORD + "\n")
+    password_file.write_text(password + "\n")
+    url = terminal if isinstance(terminal, str) else f"http://127.0.0.1:{terminal.port}"
     config = HikvisionStreamConfig.model_validate({
-        "type": "hikvision_stream", "id": "lobby-face", "door": "front", "url": f"http://127.0.0.1:{terminal.port}",
+        "type": "hikvision_stream", "id": "lobby-face", "door": "front", "url": url,
         "password_file": str(password_file), "backoff_min_s": 0.05, "backoff_max_s": 0.2, **extra})
     sink = RecordingSink()
     adapter = HikvisionStreamAdapter(config, sink)
@@ -195,3 +196,24 @@ def test_the_config_refuses_a_login_in_the_url_and_foreign_environment_variables
         HikvisionStreamConfig.model_validate({**base, "url": "http://admin:x@10.0.0.5"})
     with pytest.raises(ValueError, match="RENTGATE_"):
         HikvisionStreamConfig.model_validate({**base, "password_env": "AWS_SECRET_ACCESS_KEY"})
+
+
+@pytest.mark.parametrize("form", ["xml", "json"])
+async def test_the_simulated_terminal_streams_and_its_replay_after_a_reboot_is_not_doubled(
+        form: str, tmp_path: Path) -> None:
+    from firmware_sim.isapi_terminal import IsapiTerminalSim
+
+    async with IsapiTerminalSim(stream_format=form, heartbeat_s=0.1, stream_replay=5,  # type: ignore[arg-type]
+                                reboot_s=0.05) as terminal, \
+            following(terminal.url, tmp_path, password="Passw0rd!", silence_s=2) as (adapter, sink):
+        await asyncio.wait_for(adapter.connected.wait(), 5)
+        await terminal.present_card("3265421170")
+        await terminal.present_card("12345678")
+        await wait_until(lambda: len(sink.reads) == 2, what="two reads from the stream")
+        # The reboot cuts the stream; the new one starts with the last events again.
+        await terminal.reboot()
+        await wait_until(lambda: adapter.stats.connects >= 2, what="the reconnect after the reboot")
+        await terminal.present_card("42")
+        await wait_until(lambda: len(sink.reads) == 3, what="the read after the reconnect")
+        assert sink.values() == [("raw", "C2A25F72"), ("raw", "BC614E"), ("raw", "2A")]
+        assert adapter.stats.duplicates >= 2 and adapter.stats.rejected == 0

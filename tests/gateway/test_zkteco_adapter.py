@@ -133,3 +133,22 @@ async def test_unknown_terminals_and_addresses_are_refused_and_silence_is_report
                          what="the silent terminal reported offline")
     async with serving(_config(allowed_ips=["10.0.0.0/8"])) as (adapter, _sink, terminal):
         assert (await terminal.start())[0] == 403 and adapter.stats.forbidden == 1
+
+
+async def test_users_queued_for_the_simulated_terminal_open_its_lock_and_its_reads_arrive() -> None:
+    from firmware_sim.zkteco_terminal import ZktecoTerminalSim
+
+    async with serving(_config(poll_delay_s=1)) as (adapter, sink, _), \
+            ZktecoTerminalSim(f"http://127.0.0.1:{adapter.port}", serial=SN, poll_s=0.05) as terminal:
+        await terminal.wait_for(lambda: terminal.registered)
+        assert terminal.options["ATTLOGStamp"] == "None" and terminal.options["Realtime"] == "1"
+        [add] = adapter.queue_commands(SN, [user_update("1001", name="Wang", card="C2A25F72")])
+        assert (await adapter.wait_result(SN, add, timeout=5)).ok
+        assert (await terminal.present_card("3265421170")).granted
+        assert not (await terminal.present_card("999")).granted  # not on the terminal: no ATTLOG row
+        await terminal.present_face("1001")
+        await wait_until(lambda: len(sink.reads) == 2, what="the two granted reads")
+        assert sink.values() == [("terminal_person", "1001")] * 2 and sink.verdicts == [True, True]
+        [delete] = adapter.queue_commands(SN, [user_delete("1001")])
+        assert (await adapter.wait_result(SN, delete, timeout=5)).ok
+        assert not (await terminal.present_card("3265421170")).granted
