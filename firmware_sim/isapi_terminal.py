@@ -149,6 +149,11 @@ class IsapiTerminalSim:
         await self.stop()
 
     @property
+    def subscribers(self) -> int:
+        """Alert streams open now."""
+        return len(self._streams)
+
+    @property
     def url(self) -> str:
         return f"http://{self.host}:{self.port}"
 
@@ -381,6 +386,7 @@ class IsapiTerminalSim:
         response = web.StreamResponse(headers={"Content-Type": f"multipart/mixed; boundary={_BOUNDARY}"})
         try:
             await response.prepare(request)
+            await self._notify()
             while True:
                 try:
                     part = await asyncio.wait_for(queue.get(), self.heartbeat_s)
