@@ -186,6 +186,15 @@ class GatewayApp:
 
         access.on_change(changed)
 
+    def terminal_event_seen(self, device: str, serial_no: int) -> bool:
+        """For the push listener (on the loop): note that the terminal kept as
+        ``device`` delivered event ``serial_no``, so an outage's catch-up does
+        not send it again. False when it was delivered before."""
+        for terminal in self.terminals:
+            if terminal.config.id == device:
+                return terminal.serials.note(serial_no)
+        return True
+
     def _terminal_health(self, terminal: str) -> Callable[[TerminalHealth], None]:
         def report(health: TerminalHealth) -> None:
             if health.trusted and not health.pending:
