@@ -240,15 +240,18 @@ def card_delete(card_nos: list[str]) -> dict[str, Any]:
     return {"CardInfoDelCond": {"CardNoList": [{"cardNo": c} for c in card_nos]}}
 
 
-def acs_event_search(search_id: str, position: int, max_results: int, *, begin_serial: int,
+def acs_event_search(search_id: str, position: int, max_results: int, *, begin_serial: int | None = None,
                      end_serial: int | None = None, major: int = MAJOR_EVENT, minor: int = 0,
                      newest_first: bool = False) -> dict[str, Any]:
-    """Events of ``major`` (0: all) with serial numbers from ``begin_serial``
-    (to ``end_serial``), oldest first unless ``newest_first``."""
+    """Events of ``major`` (0: all), oldest first unless ``newest_first``,
+    with serial numbers from ``begin_serial`` to ``end_serial`` when given:
+    both or neither (a DS-K1T344 refuses beginSerialNo without endSerialNo)."""
+    if (begin_serial is None) != (end_serial is None):
+        raise ValueError("give both begin_serial and end_serial, or neither")
     cond: dict[str, Any] = {"searchID": search_id, "searchResultPosition": position, "maxResults": max_results,
-                            "major": major, "minor": minor, "timeReverseOrder": newest_first,
-                            "beginSerialNo": begin_serial}
-    if end_serial is not None:
+                            "major": major, "minor": minor, "timeReverseOrder": newest_first}
+    if begin_serial is not None:
+        cond["beginSerialNo"] = begin_serial
         cond["endSerialNo"] = end_serial
     return {"AcsEventCond": cond}
 

@@ -450,9 +450,9 @@ class TerminalSync:
                      since + 1, newest)
 
     async def _newest_serial(self) -> int | None:
-        body = isapi.acs_event_search("rg-newest", 0, 1, begin_serial=1, newest_first=True)
+        body = isapi.acs_event_search("rg-newest", 0, 1, newest_first=True)
         page = await self.client.parsed("POST", isapi.ACS_EVENT, "event search", body, isapi.parse_event_page)
-        return page.records[0].serial_no if page.records else None
+        return max((e.serial_no for e in page.records), default=None)
 
     # ------------------------------------------------------------------ status
 

@@ -55,3 +55,38 @@ async def test_a_revoked_card_is_refused_by_the_terminals_own_lock(tmp_path: Pat
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
     assert sync.health.writes_refused == 0 and sync.health.last_error is None
+
+
+async def test_events_the_terminal_kept_in_an_outage_are_caught_up_once(tmp_path: Path,
+                                                                        sim: IsapiTerminalSim) -> None:
+    from devices.hikvision_isapi import AcsEventRecord
+
+    secret = tmp_path / "pw"
+    secret.write_text(PASSWORD)
+    store = open_store(tmp_path)
+    store.apply(snapshot(1, TENANT))
+    card = str(int(TENANT, 16))
+    config = TerminalSyncConfig.model_validate({
+        "id": "k1t", "url": sim.url, "password_file": str(secret), "doors": ["front"], "probe_interval_s": 0.2,
+        "retry_max_s": 0.3, "catch_up_events": True})
+    got: list[AcsEventRecord] = []
+    sync = TerminalSync(config, store, tmp_path / "terminals", deliver=got.append)
+    task = asyncio.create_task(supervise(sync), name="terminal-sync-k1t")
+    try:
+        await sim.present_card("999")  # before the gateway knew the terminal: not missed
+        await wait_until(lambda: sync.health.version_held == 1, timeout=10, what="synced")
+        pushed = await sim.present_card(card)
+        sync.serials.note(pushed.serial_no)  # delivered by the push listener
+        await sim.network_down()
+        await wait_until(lambda: sync.health.reachable is False, timeout=10, what="unreachable")
+        missed = [await sim.present_card(card) for _ in range(35)]
+        await sim.network_restore()
+        await wait_until(lambda: len(got) >= 35, timeout=10, what="caught up")
+        await sim.reboot()
+        await wait_until(lambda: sim.boots == 1 and sync.health.reachable is True and sync.health.pending == 0,
+                         timeout=10, what="back after the reboot")
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    assert [e.serial_no for e in got] == [e.serial_no for e in missed]
+    assert all(e.card_no == card and e.minor == missed[0].minor for e in got)
