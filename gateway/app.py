@@ -14,7 +14,7 @@ import signal
 import uuid
 from collections.abc import Callable
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from gateway.access.doors import DoorEvent
 from gateway.access.runtime import AccessRuntime
@@ -215,8 +215,15 @@ class GatewayApp:
             if event is None:
                 return
             ts = event.time if event.time is not None and event.time.tzinfo is not None else wire.utcnow()
-            if event.kind == "access" and event.credential is not None:
-                self.card_read(terminal, door, ts, event.credential, None, event.verified)
+            credential = event.credential
+            if event.kind == "access" and credential is not None:
+                # The terminal decided back then; deciding now would open the
+                # door's unlock window (and anti-passback) for a past passage.
+                outcome: Literal["granted", "denied"] | None = (
+                    None if event.verified is None else "granted" if event.verified else "denied")
+                gw = self.gateway_id
+                self.record([lambda seq: wire.CardRead(gw=gw, seq=seq, device=terminal, door=door, ts=ts,
+                                                       credential=credential, decision=outcome)])
             elif (state := door_state(event)) is not None:
                 self.record_door(terminal, door, state)
 

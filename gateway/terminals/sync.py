@@ -316,17 +316,19 @@ class TerminalSync:
         for batch in _batches(todo.delete_users, size):
             refused += await self._guard(self._delete_users(batch), len(batch))
         for user in todo.put_users:
-            if self._changed.is_set():
+            if self._changed.is_set() or refused >= size:
                 break
             refused += await self._guard(self._put_user(user), 1)
         for card in todo.put_cards:
-            if self._changed.is_set():
-                break
+            if self._changed.is_set() or refused >= size:
+                break  # a full terminal refuses the rest too: no use asking 10,000 times a pass
             if card.employee_no in self._users:
                 refused += await self._guard(self._put_card(card), 1)
             else:
                 refused += 1  # its user was refused
         self.health.writes_refused = refused
+        if refused:
+            log.warning("terminal %s refused %d writes: %s", self.config.id, refused, self.health.last_error)
         return refused == 0 and not self._changed.is_set()
 
     async def _guard(self, write: Awaitable[None], count: int) -> int:
@@ -338,7 +340,7 @@ class TerminalSync:
             if not exc.refused or exc.http_status == 401:
                 raise
             self.health.last_error = str(exc)[:300]
-            log.warning("terminal %s refused a write: %s", self.config.id, exc.reason)
+            log.debug("terminal %s refused a write: %s", self.config.id, exc.reason)
             return count
         self.health.pending = max(0, self.health.pending - count)
         return 0

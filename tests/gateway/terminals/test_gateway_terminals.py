@@ -74,3 +74,32 @@ async def test_the_terminals_own_list_follows_the_allowlist(tmp_path: Path, mosq
     assert set(terminal.users) == {employee_no("p-1")}
     health = next(d for s in server.statuses for d in s.devices or [] if d.id == "k1t-main")
     assert health.type == "hikvision_isapi"
+
+
+async def test_reads_the_terminal_kept_in_an_outage_reach_the_server_once(
+        tmp_path: Path, mosquitto: Mosquitto, server: FakeServer, terminal: FakeTerminal) -> None:
+    snapshot = AllowlistSnapshot(gw=GW, version=1, issued_at=T0, entries=[AllowlistEntry(credential=CARD,
+                                                                                         person="p-1")])
+    _publish(mosquitto, signed(snapshot), wire.allowlist_topic(GW))
+    config = _config(tmp_path, mosquitto, terminal)
+    config = config.model_copy(update={"terminals": [config.terminals[0].model_copy(
+        update={"catch_up_events": True})]})
+    terminal.add_event(card="1")  # from before the gateway knew the terminal
+    async with running(config) as app:
+        await wait_until(lambda: _terminal_status(server, 1), timeout=15, what="synced")
+        pushed = terminal.add_event(card=str(0x14008EC793))
+        assert app.terminal_event_seen("k1t-main", pushed)  # the push listener delivered it
+        await terminal.offline()
+        await wait_until(lambda: app.terminals[0].health.reachable is False, timeout=10, what="unreachable")
+        granted = terminal.add_event(card=str(0x14008EC793), minor=0x01)
+        denied = terminal.add_event(card="42", minor=0x09)
+        await terminal.online()
+
+        def reads() -> list[wire.CardRead]:
+            return [e for e in server.received if isinstance(e, wire.CardRead)]
+
+        await wait_until(lambda: len(reads()) >= 2, timeout=10, what="the missed reads at the server")
+        assert not app.terminal_event_seen("k1t-main", granted), "the catch-up noted what it delivered"
+    assert [(r.device, r.door, r.credential.value, r.decision) for r in reads()] == [
+        ("k1t-main", "front", "14008EC793", "granted"), ("k1t-main", "front", "2A", "denied")]
+    assert denied == granted + 1
