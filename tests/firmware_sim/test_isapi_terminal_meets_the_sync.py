@@ -7,8 +7,6 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-import pytest
-
 from firmware_sim.isapi_store import CARD_PASS, INVALID_CARD
 from firmware_sim.isapi_terminal import IsapiTerminalSim
 from gateway.terminals import TerminalSync, TerminalSyncConfig, supervise
@@ -43,9 +41,6 @@ async def test_a_tenant_removed_from_the_allowlist_is_refused_at_the_terminal(tm
             await asyncio.gather(task, return_exceptions=True)
 
 
-@pytest.mark.xfail(strict=True, reason="gateway/terminals/sync.py _newest_serial asks AcsEvent for beginSerialNo "
-                                       "without endSerialNo; a DS-K1T344 answered that badJsonContent (errorMsg "
-                                       "endSerialNo), and so does the simulator")
 async def test_events_made_while_the_terminal_was_unreachable_are_caught_up_by_serial(tmp_path: Path) -> None:
     store = open_store(tmp_path)
     assert store.apply(snapshot(1, STAYS)).applied
