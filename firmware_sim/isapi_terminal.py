@@ -264,10 +264,8 @@ class IsapiTerminalSim:
 
     async def wait_for(self, predicate: Callable[[], bool], timeout: float = 5.0) -> None:
         """Wait until ``predicate()`` holds, re-checked whenever something happens."""
-        async def waiting() -> None:
-            async with self._changed:
-                await self._changed.wait_for(predicate)
-        await asyncio.wait_for(waiting(), timeout)
+        async with asyncio.timeout(timeout), self._changed:
+            await self._changed.wait_for(predicate)
 
     async def delivered(self, serial_no: int, timeout: float = 5.0) -> None:
         await self.wait_for(lambda: serial_no in self.push.delivered, timeout)
@@ -389,8 +387,9 @@ class IsapiTerminalSim:
             await self._notify()
             while True:
                 try:
-                    part = await asyncio.wait_for(queue.get(), self.heartbeat_s)
-                except asyncio.TimeoutError:
+                    async with asyncio.timeout(self.heartbeat_s):
+                        part = await queue.get()
+                except TimeoutError:
                     part = self._stream_part(None, current=True)
                 if part is None:
                     break

@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from rentgate.aio import wait_event
 from rentgate.lang import tr
 
 _PUSH_FORMATS = ("json", "json_alert", "xml", "multipart")
@@ -160,8 +161,4 @@ async def _play(plan: list[tuple[float, str, str]], present: Any, duration: floa
 
 
 async def _stopped(stop: asyncio.Event, seconds: float) -> bool:
-    try:
-        await asyncio.wait_for(stop.wait(), max(seconds, 0))
-    except asyncio.TimeoutError:
-        return False
-    return True
+    return await wait_event(stop, max(seconds, 0))

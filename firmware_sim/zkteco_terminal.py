@@ -27,6 +27,7 @@ from urllib.parse import parse_qsl
 import aiohttp
 
 from firmware_sim.errors import SimError
+from rentgate.aio import wait_event
 
 log = logging.getLogger(__name__)
 
@@ -144,10 +145,8 @@ class ZktecoTerminalSim:
         await self.stop()
 
     async def wait_for(self, predicate: Callable[[], bool], timeout: float = 5.0) -> None:
-        async def waiting() -> None:
-            async with self._changed:
-                await self._changed.wait_for(predicate)
-        await asyncio.wait_for(waiting(), timeout)
+        async with asyncio.timeout(timeout), self._changed:
+            await self._changed.wait_for(predicate)
 
     def now(self) -> datetime:
         return (datetime.now(self.zone) + timedelta(seconds=self.clock_offset_s)).replace(tzinfo=None, microsecond=0)
@@ -305,10 +304,8 @@ class ZktecoTerminalSim:
 
     async def _pause(self, seconds: float) -> None:
         self._wake.clear()
-        try:
-            await asyncio.wait_for(self._wake.wait(), seconds)
-        except asyncio.TimeoutError:
-            pass
+        # wait_event, not wait_for: on 3.11 wait_for can swallow stop()'s cancel (gh-86296).
+        await wait_event(self._wake, seconds)
 
     async def _notify(self) -> None:
         async with self._changed:
