@@ -37,6 +37,7 @@ Pure: bytes and a content type in, :class:`TerminalEvent` values out, or a
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
@@ -59,6 +60,8 @@ _JSON_MEDIA = frozenset({"application/json", "text/json"})
 _XML_MEDIA = frozenset({"application/xml", "text/xml"})
 # A sniffed body: text/plain is what some firmwares label JSON with.
 _SNIFFED_MEDIA = frozenset({"text/plain", "application/octet-stream", ""})
+_XML_ENCODING = re.compile(rb"""\s*<\?xml[^>]*?encoding\s*=\s*["']([A-Za-z0-9._-]{1,40})["']""")
+_XML_ENCODINGS = frozenset({"utf-8", "utf8", "us-ascii", "ascii", "iso-8859-1", "latin-1", "utf-16"})
 MAX_DOCUMENT = 1 << 20  # an event document is a few kB; a picture never gets here
 
 MAJOR_ALARM, MAJOR_EXCEPTION, MAJOR_OPERATION, MAJOR_EVENT = 1, 2, 3, 5
@@ -178,10 +181,16 @@ def _load_json(raw: bytes) -> Any:
 
 
 def _load_xml(raw: bytes) -> dict[str, Any]:
+    declared = _XML_ENCODING.match(raw[:256])
+    if declared and declared.group(1).decode("ascii").lower() not in _XML_ENCODINGS:
+        # expat would look the name up among Python's codecs, any installed
+        # package's included: only the encodings terminals use get that far.
+        raise _bad(f"XML in an unsupported encoding {declared.group(1)[:20].decode('ascii')!r}")
     try:
         root: Element = safe_xml.fromstring(raw, forbid_dtd=True, forbid_entities=True, forbid_external=True)
-    except (ParseError, ValueError, RecursionError) as exc:
-        # defusedxml's refusals (DTD, entities) are ValueErrors.
+    except (ParseError, ValueError, LookupError, RecursionError) as exc:
+        # defusedxml's refusals (DTD, entities) are ValueErrors; an encoding
+        # name expat does not know is a LookupError.
         raise _bad(f"body is not usable XML: {type(exc).__name__}: {str(exc)[:120]}") from exc
     if _local(root.tag) != "EventNotificationAlert":
         raise _bad(f"XML root is {_local(root.tag)[:40]!r}, not EventNotificationAlert")

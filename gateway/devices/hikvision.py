@@ -92,12 +92,19 @@ class TerminalDelivery:
 
     def __init__(self, stats: PushStats, window: int = _DEDUPE_WINDOW) -> None:
         self.stats = stats
+        # Terminal (its first key: deviceID, MAC or IP) -> the serial of the
+        # last event delivered: where a catch-up through AcsEvent search would
+        # start. The last, not the highest: after a reboot it follows the
+        # restarted counter.
+        self.last_serials: dict[str, int] = {}
         self._seen = RecentKeys(window)
 
     def deliver(self, event: TerminalEvent, sink: EventSink) -> None:
-        if event.serial_no is not None and self._seen.seen_before(_event_key(event)):
-            self.stats.duplicates += 1
-            return
+        if event.serial_no is not None:
+            if self._seen.seen_before(_event_key(event)):
+                self.stats.duplicates += 1
+                return
+            self.last_serials[event.terminal_keys[0] if event.terminal_keys else ""] = event.serial_no
         credential = event.credential
         if event.kind == "access" and credential is not None:
             self.stats.reads += 1
@@ -130,6 +137,7 @@ class HikvisionAdapter:
         self.listening = asyncio.Event()
         self._sink = sink
         self._delivery = TerminalDelivery(self.stats)
+        self.last_serials = self._delivery.last_serials
         self._networks = [ipaddress.ip_network(n, strict=False) for n in config.allowed_ips]
 
     async def run(self) -> None:

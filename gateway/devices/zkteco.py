@@ -67,7 +67,8 @@ class ZktecoConfig(DeviceConfigBase):
     # The terminal's clock zone (hours east of UTC), told to the terminal.
     timezone_h: int = Field(default=8, ge=-12, le=14)
     commands_per_poll: int = Field(default=20, ge=1, le=500)
-    max_body_kb: int = Field(default=1024, ge=16, le=16384)
+    # The parser's own bound (devices/zkteco_adms.py MAX_BODY) is 1 MB.
+    max_body_kb: int = Field(default=1024, ge=16, le=1024)
 
     @field_validator("allowed_ips")
     @classmethod

@@ -262,3 +262,12 @@ def test_mutated_multipart_never_raises_anything_else(body: bytes) -> None:
         parse_notification(body, MULTIPART_TYPE)
     except VendorPayloadError:
         pass
+
+
+@pytest.mark.parametrize("encoding", [b"TF-8", b"GB2312", b"x-mac-japanese", b"rot13"])
+def test_xml_in_an_encoding_terminals_do_not_use_is_refused_with_a_reason(encoding: bytes) -> None:
+    # Found by the fuzzer: a mangled encoding name made expat raise LookupError.
+    body = FACE_PASS_XML.replace(b"UTF-8", encoding)
+    with pytest.raises(VendorPayloadError, match="encoding"):
+        parse_notification(body, "application/xml")
+    assert parse_notification(FACE_PASS_XML.replace(b"UTF-8", b"utf-8"), "application/xml")[0].person == "1001"

@@ -162,6 +162,8 @@ async def test_xml_posts_and_a_big_picture_do_not_lose_the_read_and_a_reboot_is_
         assert await terminal.post(_xml_alert(3, "1005", "1970-01-01T08:00:09+08:00"), "application/xml") == 200
         # A terminal whose clock was never set: the read is reported all the same.
         assert [v for _, v in sink.values()][-1] == "1005"
+        # Where an AcsEvent catch-up would start: the last serial, not the highest.
+        assert adapter.last_serials == {"44:47:cc:10:20:30": 3}
 
 
 @pytest.mark.parametrize("form", ["json", "json_alert", "xml", "multipart"])
