@@ -197,7 +197,7 @@ class GatewayApp:
 
     def _terminal_health(self, terminal: str) -> Callable[[TerminalHealth], None]:
         def report(health: TerminalHealth) -> None:
-            if health.trusted and not health.pending:
+            if health.trusted and not health.pending and health.last_error is None:
                 detail = f"holds allowlist version {health.version_held}"
             else:
                 detail = health.last_error or f"{health.pending} changes pending"

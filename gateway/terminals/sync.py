@@ -233,6 +233,13 @@ class TerminalSync:
             await self._read_all()
         self._changed.clear()  # changes from here on interrupt this pass's additions
         version, entries = await asyncio.to_thread(self.source.current)
+        if version is None:
+            # No allowlist yet (a new gateway, or its file was unreadable):
+            # an empty target would delete every tenant from the terminal
+            # until the server's snapshot arrives. Leave the terminal as it is.
+            self.health.last_error = "no allowlist yet: the terminal's list is left as it is"
+            self._report()
+            return "done"
         desired = await asyncio.to_thread(for_terminal, entries, self.config.doors, self.config.zone,
                                           self.config.label)
         self.health.skipped = desired.skipped

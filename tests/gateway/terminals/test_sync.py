@@ -212,6 +212,23 @@ async def test_a_wrong_password_is_reported_never_trusted(tmp_path: Path, termin
     assert "changed-by-the-installer" not in (sync.health.last_error or "") and not terminal.users
 
 
+async def test_without_an_allowlist_the_terminals_list_is_left_alone(tmp_path: Path,
+                                                                     terminal: FakeTerminal) -> None:
+    store = open_store(tmp_path)  # nothing received yet (or the file was lost)
+    terminal.users["p1"] = {"employeeNo": "p1", "name": "rentgate", "userType": "normal"}
+    sync = TerminalSync(_config(terminal, tmp_path), store, tmp_path / "terminals")
+    run = Running(sync)
+    try:
+        await until(lambda: sync.health.last_error is not None, terminal)
+        assert set(terminal.users) == {"p1"} and terminal.writes == 0
+        store.apply(snapshot(1, "1400000001"))
+        sync.changed()
+        await until(_held(store, sync), terminal)
+    finally:
+        await run.stop()
+    assert set(terminal.users) == {employee_no("p-1400000001")} and sync.health.last_error is None
+
+
 async def test_foreign_users_are_removed_when_configured(tmp_path: Path, terminal: FakeTerminal) -> None:
     store = open_store(tmp_path)
     store.apply(snapshot(1, "1400000001"))
