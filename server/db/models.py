@@ -119,6 +119,13 @@ class Gateway(Base):
     mem_rss_bytes: Mapped[int | None] = mapped_column(sa.BigInteger)
     mem_available_bytes: Mapped[int | None] = mapped_column(sa.BigInteger)
     devices_health: Mapped[list[dict[str, Any]] | None] = mapped_column(JsonDoc)
+    # Terminals that decide at the door from a user list the gateway keeps
+    # (docs/terminal-sync.md): each one's sync state as its last status said,
+    # and how many of them did not hold the gateway's allowlist then
+    # (server/fleet/health.py: terminals_behind; a number, so that the fleet
+    # page can sort and filter on it in SQL).
+    terminals_health: Mapped[list[dict[str, Any]] | None] = mapped_column(JsonDoc)
+    terminals_behind: Mapped[int | None] = mapped_column(sa.Integer)
     # The remote configuration the gateway runs, the newest it tried and how that went.
     config_version: Mapped[int | None] = mapped_column(sa.BigInteger)
     config_attempted: Mapped[int | None] = mapped_column(sa.BigInteger)

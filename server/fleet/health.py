@@ -16,8 +16,10 @@ States, first match wins:
 * backlog       outbox deeper than ``fleet_outbox_alert``, or its oldest unsent
                 event waiting over 10 minutes: events are not getting through
 * config_failed the newest configuration version was rolled back or refused
-* degraded      a device not ok, the clock off by over 60 s, or the disk
-                under 5 % or 200 MB free
+* degraded      a device not ok, a terminal that does not hold the
+                gateway's allowlist (server/fleet/terminals.py: someone
+                deregistered may still open its door), the clock off by over
+                60 s, or the disk under 5 % or 200 MB free
 * online        none of the above
 """
 
@@ -106,8 +108,8 @@ def fleet_state(row: Mapping[str, Any], now: datetime, settings: ServerSettings)
         return "backlog"
     if config_failed(row):
         return "config_failed"
-    if devices_not_ok(row.get("devices_health")) or skew_too_large(row.get("clock_skew_s")) or \
-            disk_low(row.get("disk_free_bytes"), row.get("disk_total_bytes")):
+    if devices_not_ok(row.get("devices_health")) or (row.get("terminals_behind") or 0) > 0 or \
+            skew_too_large(row.get("clock_skew_s")) or disk_low(row.get("disk_free_bytes"), row.get("disk_total_bytes")):
         return "degraded"
     return "online"
 
@@ -147,7 +149,7 @@ def state_column(dialect: str, now: datetime, settings: ServerSettings) -> sa.Co
         (sa.and_(g.config_state.in_(FAILED_CONFIG_STATES),
                  sa.or_(newest.is_(None), g.config_attempted.is_(None), g.config_attempted >= newest)),
          "config_failed"),
-        (sa.or_(_devices_not_ok_sql(dialect), sa.func.abs(g.clock_skew_s) > SKEW_LIMIT_S,
+        (sa.or_(_devices_not_ok_sql(dialect), g.terminals_behind > 0, sa.func.abs(g.clock_skew_s) > SKEW_LIMIT_S,
                 g.disk_free_bytes < DISK_FREE_MIN_BYTES,
                 g.disk_free_bytes < g.disk_total_bytes // DISK_FREE_MIN_SHARE_DIVISOR), "degraded"),
         else_="online",
@@ -194,7 +196,8 @@ def list_fleet(conn: sa.Connection, scope: sa.Select[tuple[int]] | None, now: da
     state = state_column(conn.dialect.name, now, settings).label("state")
     base = (sa.select(g.id, g.hostname, g.building_id, buildings.c.name.label("building_name"), g.online, g.max_seq,
                       g.status_at, g.first_seen, g.last_seen, g.version, g.outbox_depth, g.oldest_unsent_age_s,
-                      g.clock_skew_s, g.devices_health, g.disk_free_bytes, g.disk_total_bytes, g.mem_rss_bytes,
+                      g.clock_skew_s, g.devices_health, g.terminals_health, g.terminals_behind,
+                      g.allowlist_version, g.disk_free_bytes, g.disk_total_bytes, g.mem_rss_bytes,
                       g.mem_available_bytes, g.config_version, g.config_attempted, g.config_state, g.config_error,
                       g.revoked_at, g.enrolled_at, newest_config_column().label("newest_config"), state)
             .select_from(gateways.outerjoin(buildings, buildings.c.id == g.building_id)))

@@ -25,6 +25,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from rentgate import wire
 from rentgate.wire import SeqRange
 from server.db.models import dead_letters, events, gateways, seq_gaps
+from server.fleet import terminals
 from server.ingest import gaps
 from server.ingest.parse import (
     DEAD_LETTER_PAYLOAD_LIMIT,
@@ -431,6 +432,10 @@ def _status_values(status: wire.GatewayStatus, received_at: datetime) -> dict[st
         values["oldest_unsent_age_s"] = status.oldest_unsent_age_s
     if status.devices is not None:
         values["devices_health"] = [_device_health(d) for d in status.devices]
+    if status.terminals is not None:
+        held = [_terminal_health(t) for t in status.terminals]
+        values["terminals_health"] = held
+        values["terminals_behind"] = terminals.count_behind(held, status.allowlist_version)
     if status.config_state is not None:
         # The three belong together: an "applied" after a "rolled_back" clears the reason.
         values["config_state"] = status.config_state
@@ -451,6 +456,11 @@ def _clock_skew(status: wire.GatewayStatus, received_at: datetime) -> Any:
     skew = (received_at - status.ts).total_seconds()
     return sa.case((sa.or_(gateways.c.status_at.is_(None), gateways.c.status_at < status.ts), skew),
                    else_=gateways.c.clock_skew_s)
+
+
+def _terminal_health(terminal: wire.TerminalSyncHealth) -> dict[str, Any]:
+    return {key: clean_text(value, 300) if isinstance(value, str) else value
+            for key, value in terminal.model_dump(mode="json", exclude_none=True).items()}
 
 
 def _device_health(device: wire.DeviceHealth) -> dict[str, Any]:

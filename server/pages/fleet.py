@@ -22,7 +22,7 @@ from aiohttp import web
 from server.appkeys import ENGINE, SETTINGS
 from server.auth.policy import allow
 from server.auth.scopes import scope_buildings
-from server.fleet import health
+from server.fleet import health, terminals
 from server.pages.dashboard import age_words
 from server.pages.guard import page_user
 from server.pages.layout import PageContext, error_page, esc, page
@@ -233,6 +233,34 @@ def _alerts(ctx: PageContext, result: health.FleetPage, now: datetime) -> str:
     return f'<h2>{esc(t["fleet.alerts"])}</h2><div class="card"><ul class="alerts">{items}</ul>{more}</div>'
 
 
+def terminal_items(t: dict[str, str], row: dict[str, Any]) -> tuple[str, list[str]]:
+    """A summary line when every door terminal holds the gateway's list, else
+    each terminal that does not, with why (server/fleet/terminals.py)."""
+    held = row.get("terminals_health")
+    if not isinstance(held, list) or not held:
+        return "", []
+    want = row.get("allowlist_version")
+    items = []
+    for terminal in held:
+        if not isinstance(terminal, dict) or not terminals.is_behind(terminal, want):
+            continue
+        version = terminal.get("version_held")
+        if terminal.get("reachable") is False:
+            state = t["fleet.terminal.unreachable"]
+        elif (refused := terminal.get("writes_refused") or 0) > 0:
+            state = t["fleet.terminal.refused"].format(n=refused)
+        elif (pending := terminal.get("pending") or 0) > 0:
+            state = t["fleet.terminal.pending"].format(n=pending)
+        elif not isinstance(version, int):
+            state = t["fleet.terminal.never"]
+        else:
+            state = t["fleet.terminal.old"].format(held=version, want=want)
+        items.append(t["fleet.terminal.item"].format(name=terminal.get("id", ""), state=state))
+    if not items:
+        return t["fleet.terminals.all_ok"].format(n=len(held)), []
+    return "", items
+
+
 def _cell(t: dict[str, str], column: str, content: str, extra: str = "") -> str:
     return f'<td class="{column}{extra}" data-label="{esc(t["fleet.col." + column])}">{content}</td>'
 
@@ -247,7 +275,10 @@ def _row(ctx: PageContext, row: dict[str, Any], now: datetime) -> str:
         links.append(f'<a href="/landlord/buildings/{int(row["building_id"])}/terminals">'
                      f'{esc(t["fleet.link.terminals"])}</a>')
     summary, bad = device_items(t, row.get("devices_health"))
-    devices = esc(summary) if not bad else "<ul>" + "".join(f"<li>{esc(item)}</li>" for item in bad) + "</ul>"
+    terminals_ok, behind = terminal_items(t, row)
+    devices = "<br>".join(esc(line) for line in (summary, terminals_ok) if line)
+    if bad or behind:
+        devices += "<ul>" + "".join(f"<li>{esc(item)}</li>" for item in bad + behind) + "</ul>"
     config = "<br>".join(esc(line) for line in config_lines(t, row))
     name = f'<strong>{esc(gateway_name(row))}</strong>'
     if links:

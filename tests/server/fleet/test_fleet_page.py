@@ -166,3 +166,41 @@ async def test_pages_of_many_gateways(client: Client, sqlite_engine: sa.Engine, 
     second = await (await client.get("/fleet?page=2")).text()
     assert len(ROW.findall(second)) == 16
     assert not set(ROW.findall(first)) & set(ROW.findall(second))
+
+
+async def test_door_terminals_that_do_not_hold_the_list_are_named_with_why(client: Client, world: World,
+                                                                           sqlite_engine: sa.Engine) -> None:
+    """A terminal that decides at the door from its own list can let a
+    deregistered tenant in until it holds the gateway's list: the fleet page
+    names each one that does not, in words, and the gateway is degraded."""
+    now = datetime.now(UTC)
+    terminals = [{"id": "大门", "reachable": True, "version_held": 9, "pending": 0, "writes_refused": 0},
+                 {"id": "后门", "reachable": False, "version_held": 9, "pending": 0, "writes_refused": 0,
+                  "last_error": "http://192.168.1.64/ISAPI: connection refused"},
+                 {"id": "车库", "reachable": True, "version_held": 8, "pending": 0, "writes_refused": 0},
+                 {"id": "天台", "reachable": True, "version_held": 9, "pending": 0, "writes_refused": 2}]
+    with sqlite_engine.begin() as conn:
+        conn.execute(gateways.insert().values(
+            id="gw-term", first_seen=now - timedelta(days=2), last_seen=now - timedelta(seconds=10), max_seq=0,
+            building_id=world.building_id, online=True, status_at=now - timedelta(seconds=10), outbox_depth=0,
+            clock_skew_s=0.1, devices_health=[{"id": "1号读卡器", "type": "reader", "state": "ok"}],
+            allowlist_version=9, terminals_health=terminals, terminals_behind=3))
+    await login(client, "landlord-a")
+    html = await (await client.get("/fleet?state=degraded")).text()
+    assert ("gw-term", "degraded") in ROW.findall(html)
+    text = visible(html)
+    for words in ("全部正常（1 台）", "终端 后门：连不上，已注销的人可能仍能开门", "终端 车库：名单不是最新（版本 8，应为 9）",
+                  "终端 天台：拒绝写入 2 次，已注销的人可能仍能开门"):
+        assert words in text, words
+    assert "大门" not in text  # it holds the list: nothing to say about it
+    assert "192.168.1.64" not in text and "ISAPI" not in text  # the gateway's error text stays in its log
+    text = visible(await (await client.get("/fleet?state=degraded&lang=en")).text())
+    assert "terminal 车库: holds an old list (version 8, current 9)" in text
+    # Once all of them hold the list, one line says so.
+    fixed = [{**t, "reachable": True, "version_held": 9, "writes_refused": 0} for t in terminals]
+    with sqlite_engine.begin() as conn:
+        conn.execute(gateways.update().where(gateways.c.id == "gw-term").values(terminals_health=fixed,
+                                                                               terminals_behind=0))
+    html = await (await client.get("/fleet?state=online&lang=zh")).text()
+    assert ("gw-term", "online") in ROW.findall(html)
+    assert "门禁终端 4 台均已是最新名单" in visible(html)

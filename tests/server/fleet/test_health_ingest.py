@@ -117,6 +117,34 @@ def test_nul_in_a_devices_text_is_stored_not_a_poison_batch(engine: sa.Engine) -
         {"id": "reader-1", "type": "reader", "state": "offline", "detail": "bad\ufffdframe"}]
 
 
+def test_terminals_sync_states_are_stored_and_those_behind_counted(engine: sa.Engine) -> None:
+    """A gateway keeping its door terminals' own user lists says where each
+    stands; the server keeps that and counts the terminals that do not hold
+    the gateway's allowlist (allowlist_version 7 here): the one that could
+    not be reached, the one refusing writes, the one still writing and the
+    one on version 6, not the one on 7. A later status without terminals (an
+    older gateway) leaves them as they were."""
+    store = EventStore(engine)
+    synced = datetime(2026, 12, 6, 3, 0, tzinfo=UTC)
+    terminals = [wire.TerminalSyncHealth(id="lobby", reachable=True, version_held=7, last_full_sync=synced),
+                 wire.TerminalSyncHealth(id="back-door", reachable=False, version_held=7,
+                                         last_error="connection refused"),
+                 wire.TerminalSyncHealth(id="garage", reachable=True, version_held=7, writes_refused=3),
+                 wire.TerminalSyncHealth(id="roof", reachable=True, version_held=6, pending=2),
+                 wire.TerminalSyncHealth(id="side", reachable=True, version_held=6)]
+    now = datetime.now(UTC)
+    store.commit([(wire.status_topic(GW), encoded(full_status(now, terminals=terminals)), now)])
+    row = row_of(engine)
+    assert row is not None and row["terminals_behind"] == 4
+    assert [t["id"] for t in row["terminals_health"]] == ["lobby", "back-door", "garage", "roof", "side"]
+    assert row["terminals_health"][0] == {"id": "lobby", "reachable": True, "version_held": 7, "pending": 0,
+                                          "writes_refused": 0, "last_full_sync": "2026-12-06T03:00:00Z"}
+    later = now + timedelta(seconds=30)
+    store.commit([(wire.status_topic(GW), encoded(full_status(later)), later)])
+    row = row_of(engine)
+    assert row is not None and row["terminals_behind"] == 4 and len(row["terminals_health"]) == 5
+
+
 def test_a_revoked_gateways_messages_are_refused_by_the_store(engine: sa.Engine) -> None:
     store = EventStore(engine)
     store.revoked = frozenset({GW})
