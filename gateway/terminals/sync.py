@@ -293,8 +293,9 @@ class TerminalSync:
             found.extend(page.records)
             if not page.more:
                 return found
-            if len(found) > 1_000_000:
-                raise TerminalAnswerError(self.config.id, f"{operation}: over a million records")
+            # A terminal that ignores searchResultPosition would answer MORE for ever.
+            if len(found) > 1_000_000 or (page.total is not None and len(found) > page.total):
+                raise TerminalAnswerError(self.config.id, f"{operation}: more records than it said it has")
 
     # ------------------------------------------------------------------ writing
 
@@ -451,6 +452,8 @@ class TerminalSync:
             position += len(page.records)
             if not page.more:
                 break
+            if position > newest - since:
+                raise TerminalAnswerError(self.config.id, "event search: more events than serials asked for")
         self._saved.caught_up_to = newest
         self._saved.save(self._state_path)
         self._catch_up_due = False

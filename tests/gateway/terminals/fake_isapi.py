@@ -42,6 +42,7 @@ class FakeTerminal:
         self.boot = time.monotonic()
         self.full = False  # storage full: user and card records refused
         self.writes = 0
+        self.ignore_position = False  # broken firmware: every search answers its first page
         self.requests = 0
         self.deleted: dict[str, float] = {}  # employeeNo -> when its delete was answered
         self.changed = asyncio.Event()
@@ -216,9 +217,10 @@ class FakeTerminal:
         return self._page("AcsEvent", "InfoList", cond, found)
 
     def _page(self, outer: str, key: str, cond: dict[str, Any], items: list[dict[str, Any]]) -> web.Response:
-        start, count = cond["searchResultPosition"], min(cond["maxResults"], PAGE_MAX)
+        start, count = 0 if self.ignore_position else cond["searchResultPosition"], min(cond["maxResults"], PAGE_MAX)
         page = items[start:start + count]
-        status = "NO MATCH" if not items else "MORE" if start + len(page) < len(items) else "OK"
+        status = ("NO MATCH" if not items else "MORE" if start + len(page) < len(items) or self.ignore_position and
+                  len(items) > count else "OK")
         doc: dict[str, Any] = {"searchID": cond["searchID"], "responseStatusStrg": status,
                                "numOfMatches": len(page), "totalMatches": len(items)}
         if page:

@@ -229,6 +229,23 @@ async def test_without_an_allowlist_the_terminals_list_is_left_alone(tmp_path: P
     assert set(terminal.users) == {employee_no("p-1400000001")} and sync.health.last_error is None
 
 
+async def test_a_terminal_that_pages_wrongly_is_reported_not_read_for_ever(tmp_path: Path,
+                                                                           terminal: FakeTerminal) -> None:
+    store = open_store(tmp_path)
+    store.apply(snapshot(1, *_cards(40)))
+    sync = TerminalSync(_config(terminal, tmp_path), store, tmp_path / "terminals")
+    run = Running(sync)
+    try:
+        await until(_held(store, sync), terminal)
+        await terminal.offline()
+        await until(lambda: sync.health.reachable is False, terminal)
+        terminal.ignore_position = True
+        await terminal.online()
+        await until(lambda: "more records than it said" in (sync.health.last_error or ""), terminal)
+    finally:
+        await run.stop()
+
+
 async def test_foreign_users_are_removed_when_configured(tmp_path: Path, terminal: FakeTerminal) -> None:
     store = open_store(tmp_path)
     store.apply(snapshot(1, "1400000001"))
