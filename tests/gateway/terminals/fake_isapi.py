@@ -43,6 +43,7 @@ class FakeTerminal:
         self.full = False  # storage full: user and card records refused
         self.writes = 0
         self.ignore_position = False  # broken firmware: every search answers its first page
+        self.stalled = asyncio.Event()  # set: requests hang (a terminal busy or a link that drops packets)
         self.requests = 0
         self.deleted: dict[str, float] = {}  # employeeNo -> when its delete was answered
         self.changed = asyncio.Event()
@@ -128,6 +129,8 @@ class FakeTerminal:
     # ------------------------------------------------------------------ ISAPI
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
+        while self.stalled.is_set():
+            await asyncio.sleep(0.05)  # hold the request open, as a hung terminal does
         path = request.path.removeprefix("/ISAPI/")
         body = await request.json() if request.can_read_body else {}
         route = f"{request.method} {path}"

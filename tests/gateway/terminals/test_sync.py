@@ -246,6 +246,27 @@ async def test_a_terminal_that_pages_wrongly_is_reported_not_read_for_ever(tmp_p
         await run.stop()
 
 
+async def test_a_terminal_that_stops_answering_times_out_and_is_reconciled(tmp_path: Path,
+                                                                           terminal: FakeTerminal) -> None:
+    store = open_store(tmp_path)
+    values = _cards(10)
+    store.apply(snapshot(1, *values))
+    sync = TerminalSync(_config(terminal, tmp_path, request_timeout_s=0.3), store, tmp_path / "terminals")
+    run = Running(sync)
+    try:
+        await until(_held(store, sync), terminal)
+        terminal.stalled.set()
+        store.apply(delta(1, 2, removals=(values[0],)))
+        sync.changed()
+        await until(lambda: sync.health.reachable is False, terminal)
+        assert "Timeout" in (sync.health.last_error or "") and sync.health.version_held == 1
+        terminal.stalled.clear()
+        await until(_held(store, sync), terminal)
+    finally:
+        await run.stop()
+    assert employee_no(f"p-{values[0]}") not in terminal.users and len(terminal.users) == 9
+
+
 async def test_foreign_users_are_removed_when_configured(tmp_path: Path, terminal: FakeTerminal) -> None:
     store = open_store(tmp_path)
     store.apply(snapshot(1, "1400000001"))
