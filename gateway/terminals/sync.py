@@ -245,7 +245,7 @@ class TerminalSync:
         self.health.skipped = desired.skipped
         complete = await self._apply(desired)
         if self._catch_up_due and self._deliver is not None:
-            await self._catch_up()
+            await self._catch_up_if_supported()
         if not complete:
             self._report()
             return "again" if self._changed.is_set() and not self.health.writes_refused else "refused"
@@ -425,6 +425,17 @@ class TerminalSync:
         self._cards[card.card_no] = card
 
     # ------------------------------------------------------------------ events
+
+    async def _catch_up_if_supported(self) -> None:
+        try:
+            await self._catch_up()
+        except TerminalRefused as exc:
+            if exc.http_status != 404 and exc.sub_status != "notSupport":
+                raise
+            # Not a refused write: the firmware has no event search. Say so once, stop asking.
+            log.warning("terminal %s has no AcsEvent search: events missed in an outage cannot be fetched",
+                        self.config.id)
+            self._deliver = None
 
     async def _catch_up(self) -> None:
         """Deliver the events the terminal kept while we could not hear it."""

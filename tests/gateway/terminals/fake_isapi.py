@@ -42,6 +42,7 @@ class FakeTerminal:
         self.boot = time.monotonic()
         self.full = False  # storage full: user and card records refused
         self.writes = 0
+        self.event_search = True  # older firmware has no AcsEvent search
         self.ignore_position = False  # broken firmware: every search answers its first page
         self.stalled = asyncio.Event()  # set: requests hang (a terminal busy or a link that drops packets)
         self.requests = 0
@@ -146,7 +147,7 @@ class FakeTerminal:
             "PUT AccessControl/CardInfo/Delete": self._card_delete,
             "POST AccessControl/AcsEvent": self._acs_event,
         }.get(route)
-        if answer is None:
+        if answer is None or route.endswith("AcsEvent") and not self.event_search:
             return _status(4, "notSupport", 404)
         response = answer(body)
         self.changed.set()

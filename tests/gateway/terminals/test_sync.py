@@ -311,6 +311,21 @@ async def test_events_missed_in_an_outage_are_caught_up_exactly_once(tmp_path: P
     assert card_credential(got[0].card_no or "").value == format(300, "X")
 
 
+async def test_firmware_without_event_search_is_still_trusted_with_its_list(tmp_path: Path,
+                                                                            terminal: FakeTerminal) -> None:
+    store = open_store(tmp_path)
+    store.apply(snapshot(1, "1400000001"))
+    terminal.event_search = False
+    sync = TerminalSync(_config(terminal, tmp_path, catch_up_events=True), store, tmp_path / "terminals",
+                        deliver=lambda _e: None)
+    run = Running(sync)
+    try:
+        await until(_held(store, sync), terminal)
+    finally:
+        await run.stop()
+    assert sync.health.trusted and sync.health.last_error is None
+
+
 @pytest.mark.parametrize("value", ["1", "AB", "14008EC793", "FFFFFFFFFF", "123456789ABCDEF0"])
 def test_card_numbers_round_trip_through_the_push_parser(value: str) -> None:
     from rentgate.wire import Credential
