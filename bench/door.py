@@ -1,4 +1,5 @@
-"""Door benchmark: local access decisions and allowlist sync with 100,000 credentials.
+"""Door benchmark: local access decisions and allowlist sync with 100,000
+credentials, revocation at the gateway and inside a face and card terminal.
 
 ``python bench/door.py --json``; see bench/README.md for what each figure means.
 """
@@ -130,30 +131,49 @@ def api(stack: DoorStack, method: str, path: str, body: object = None) -> Any:
         raise BenchError(f"{method} {path} answered {exc.code}: {exc.read()[:500]!r}") from exc
 
 
-def revocations(stack: DoorStack, workdir: Path, n: int) -> list[float]:
+TERMINAL_PASSWORD = "Bench-K1t-Passw0rd"
+
+
+@dataclass
+class Revocations:
+    gateway_s: list[float]  # registration ended → the gateway decides "revoked"
+    terminal_s: list[float]  # registration ended → the terminal's own lock refuses the card
+
+
+def revocations(stack: DoorStack, workdir: Path, n: int) -> Revocations:
     """Registration ended on the server (the HTTP call starts the clock) → the
-    same card denied as ``revoked`` by a connected gateway, ``n`` times, each
-    with a fresh tenant and card registered through the registry API. The
-    gateway is a real ``GatewayApp`` with access on, subscribed to its
-    allowlist topics through the stack's broker."""
+    same card denied as ``revoked`` by a connected gateway, and refused by
+    the building's face and card terminal itself, ``n`` times, each with a
+    fresh tenant and card registered through the registry API. The gateway
+    is a real ``GatewayApp`` with access on, subscribed to its allowlist
+    topics through the stack's broker, keeping the user and card list of a
+    simulated Hikvision terminal (firmware_sim/isapi_terminal.py: its own
+    list, its own lock, digest authentication) equal to its allowlist
+    (gateway/terminals/, docs/terminal-sync.md)."""
     import asyncio
 
+    from firmware_sim.isapi_terminal import IsapiTerminalSim
     from gateway.app import GatewayApp
     from gateway.config import GatewayConfig
     from server.registry.idnumber import make_id_number
 
     keys = api(stack, "GET", "/api/v1/allowlist-keys")["keys"]
-    config = GatewayConfig.model_validate({
-        "gateway_id": REVOKE_GW, "mqtt_url": stack.mqtt_url, "data_dir": str(workdir / "gateway-revoke"),
-        "access": {"public_keys": keys},
-    })
+    password_file = workdir / "k1t.pw"
+    password_file.write_text(TERMINAL_PASSWORD)
+    password_file.chmod(0o600)
     building = api(stack, "POST", "/api/v1/registry/buildings", {"name": "bench revocations"})["id"]
     unit = api(stack, "POST", f"/api/v1/registry/buildings/{building}/units",
                {"number": "101", "area_m2": 20, "rooms": 1})["id"]
     api(stack, "PUT", f"/api/v1/gateways/{REVOKE_GW}/building", {"building_id": building})
     arrived_at = date.today().isoformat()
 
-    async def measure() -> list[float]:
+    async def measure(terminal: IsapiTerminalSim) -> Revocations:
+        config = GatewayConfig.model_validate({
+            "gateway_id": REVOKE_GW, "mqtt_url": stack.mqtt_url, "data_dir": str(workdir / "gateway-revoke"),
+            "access": {"public_keys": keys},
+            "terminals": [{"id": "k1t-bench", "url": terminal.url, "password_file": str(password_file),
+                           "doors": ["bench-door"], "probe_interval_s": 1, "retry_max_s": 1}],
+        })
         app = GatewayApp(config)
         task = asyncio.create_task(app.run(), name="bench-revoke-gateway")
         await app.ready.wait()
@@ -163,7 +183,12 @@ def revocations(stack: DoorStack, workdir: Path, n: int) -> list[float]:
         def reason(credential: Credential) -> str:
             return access.decide("bench-reader", None, credential).reason
 
+        def on_terminal(credential: Credential) -> bool:
+            # The terminal reports a card as the decimal of its number.
+            return str(int(credential.value, 16)) in terminal.store.cards
+
         times_s: list[float] = []
+        terminal_s: list[float] = []
         try:
             for i in range(n):
                 credential = Credential(format="em4100", value=f"{0xB0_0000_0000 + i:010X}")
@@ -174,16 +199,45 @@ def revocations(stack: DoorStack, workdir: Path, n: int) -> list[float]:
                     "arrived_at": arrived_at,
                     "credential": {"format": credential.format, "value": credential.value}}))["id"]
                 await _poll(lambda: reason(credential) == "granted", 30, f"card {credential.value} granted")
+                await _poll(lambda: on_terminal(credential), 30, f"card {credential.value} on the terminal")
+                if not (await terminal.present_card(str(int(credential.value, 16)))).granted:
+                    raise BenchError(f"the terminal refused card {credential.value} before its revocation")
                 started = time.perf_counter()
                 await asyncio.to_thread(api, stack, "POST", f"/api/v1/registry/registrations/{registration}/end", {})
-                await _poll(lambda: reason(credential) == "revoked", 30, f"card {credential.value} revoked")
-                times_s.append(time.perf_counter() - started)
+                gateway_done: float | None = None
+                while gateway_done is None or on_terminal(credential):
+                    if gateway_done is None and reason(credential) == "revoked":
+                        gateway_done = time.perf_counter() - started
+                    if time.perf_counter() - started > 30:
+                        raise BenchError(f"card {credential.value} still granted 30 s after its revocation")
+                    await asyncio.sleep(0.005)
+                terminal_s.append(time.perf_counter() - started)
+                times_s.append(gateway_done)
+                # Refused by the terminal's own lock, not only gone from a list.
+                if (await terminal.present_card(str(int(credential.value, 16)))).granted:
+                    raise BenchError(f"the terminal still opened for card {credential.value}")
         finally:
             app.stop()
             await task
-        return times_s
+        return Revocations(times_s, terminal_s)
 
-    return asyncio.run(measure())
+    async def with_terminal() -> Revocations:
+        async with IsapiTerminalSim(password=TERMINAL_PASSWORD) as terminal:
+            return await measure(terminal)
+
+    return asyncio.run(with_terminal())
+
+
+def terminal_full_sync(users: int, workdir: Path) -> dict[str, Any]:
+    """An empty simulated terminal brought to hold ``users`` users and cards
+    by the gateway's sync (bench/terminal_sync.py, whose figures these are)."""
+    import asyncio
+
+    from bench.terminal_sync import run as run_terminal_sync
+
+    folder = workdir / "terminal-sync"
+    folder.mkdir()
+    return asyncio.run(run_terminal_sync(users, folder))
 
 
 def progress(text: str, *args: object) -> None:
@@ -197,6 +251,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--decisions", type=int, default=20_000)
     p.add_argument("--door-reads", type=int, default=500, help="card reads through a running gateway")
     p.add_argument("--revocations", type=int, default=30, help="cards revoked through the server's API")
+    p.add_argument("--terminal-users", type=int, default=10_000,
+                   help="users and cards a simulated face and card terminal is brought to hold")
     p.add_argument("--no-broker", action="store_true",
                    help="skip everything that needs Mosquitto and PostgreSQL (broker sync, revocation, "
                         "offline delivery)")
@@ -204,6 +260,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args = p.parse_args(argv)
     if args.quick:
         args.credentials, args.decisions, args.door_reads, args.revocations = 5_000, 2_000, 100, 10
+        args.terminal_users = 500
     return args
 
 
@@ -414,6 +471,10 @@ def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     broker_s: float | None = None
     skipped: str | None = "--no-broker" if args.no_broker else None
     revoke_s: list[float] = []
+    terminal_revoke_s: list[float] = []
+    progress("a simulated face and card terminal brought to hold %d users and cards", args.terminal_users)
+    terminal = terminal_full_sync(args.terminal_users, workdir)
+    progress("terminal full sync: %.1f s", terminal["initial_sync_s"])
     offline_ok: int | None = None
     offline_unique: int | None = None
     with contextlib.ExitStack() as services:
@@ -427,8 +488,11 @@ def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
                 skipped = str(exc)
         if stack is not None:
             progress("revocation through the server's API: %d cards", args.revocations)
-            revoke_s = revocations(stack, workdir, args.revocations)
-            progress("revocation p50 %.3f s, p99 %.3f s", percentile(revoke_s, 50), percentile(revoke_s, 99))
+            revoked = revocations(stack, workdir, args.revocations)
+            revoke_s, terminal_revoke_s = revoked.gateway_s, revoked.terminal_s
+            progress("revocation p50 %.3f s, p99 %.3f s; at the terminal p50 %.3f s, p99 %.3f s",
+                     percentile(revoke_s, 50), percentile(revoke_s, 99), percentile(terminal_revoke_s, 50),
+                     percentile(terminal_revoke_s, 99))
         progress("door path in a running gateway with the broker down: %d card reads", args.door_reads)
         path = door_path(store_path, keys, workdir, args.door_reads, args.credentials, stack)
         if stack is not None:
@@ -436,6 +500,8 @@ def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
             progress("offline decisions: %d made, %d stored at the server (%d distinct)", path.stored,
                      offline_ok, offline_unique)
     revocation_p99 = percentile(revoke_s, 99)
+    terminal_p99 = percentile(terminal_revoke_s, 99)
+    terminal_sync_s = float(terminal["initial_sync_s"])
     return {
         "credentials": args.credentials,
         "decisions": args.decisions,
@@ -455,7 +521,15 @@ def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
         "revocations": len(revoke_s),
         "revocation_s_p50": None if not revoke_s else round(percentile(revoke_s, 50) or 0.0, 3),
         "revocation_s_p99": None if revocation_p99 is None else round(revocation_p99, 3),
+        "terminal_revocation_s_p50": None if not terminal_revoke_s else round(
+            percentile(terminal_revoke_s, 50) or 0.0, 3),
+        "terminal_revocation_s_p99": None if terminal_p99 is None else round(terminal_p99, 3),
+        "terminal_users": args.terminal_users,
+        "terminal_sync_s": round(terminal_sync_s, 2),
+        "terminal_reconcile_s": terminal.get("reconcile_s"),
         "targets_met": {
+            "terminal_revocation_s_p99": None if terminal_p99 is None else terminal_p99 <= 5,
+            "terminal_sync_s": terminal_sync_s <= 60 if args.terminal_users >= 10_000 else None,
             "decision_ms_p99": (percentile(times, 99) or 0.0) <= 5,
             "revocation_s_p99": None if revocation_p99 is None else revocation_p99 <= 2,
             "allowlist_sync_s": (broker_s if broker_s is not None else sync_s) <= 3,
@@ -466,7 +540,10 @@ def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
                 "gateway (broker stopped) until the lock is told to open, with the decision made durable "
                 "in the outbox (synchronous=FULL) first; offline_decisions_ok counts those decisions stored by "
                 "the server (PostgreSQL) once the broker is back; revocation_s is POST registry/registrations/{id}/end "
-                "until a connected gateway's decision for the card is revoked"
+                "until a connected gateway's decision for the card is revoked; terminal_revocation_s the same "
+                "until the gateway's simulated Hikvision terminal no longer holds the card (its own lock then "
+                "refuses it, checked each time); terminal_sync_s an empty simulated terminal brought to hold "
+                "terminal_users users and cards by the gateway's sync"
                 + (f"; server phases skipped: {skipped}" if skipped else ""),
     }
 

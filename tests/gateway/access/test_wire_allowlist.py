@@ -34,5 +34,7 @@ def test_door_benchmark_prints_its_json() -> None:
                           capture_output=True, timeout=120, stdin=subprocess.DEVNULL)
     assert proc.returncode == 0, proc.stderr.decode(errors="replace")[-3000:]
     result = json.loads(proc.stdout.decode().strip().splitlines()[-1])
-    for figure in ("decision_ms_p50", "decision_ms_p99", "allowlist_sync_s"):
+    for figure in ("decision_ms_p50", "decision_ms_p99", "allowlist_sync_s", "terminal_sync_s"):
         assert isinstance(result[figure], float) and result[figure] > 0, (figure, result)
+    # Without the broker and the server nothing is revoked through them: said, not made up.
+    assert result["terminal_revocation_s_p99"] is None and result["targets_met"]["terminal_revocation_s_p99"] is None
