@@ -17,7 +17,7 @@ States, first match wins:
                 event waiting over 10 minutes: events are not getting through
 * config_failed the newest configuration version was rolled back or refused
 * degraded      a device not ok, a terminal that does not hold the
-                gateway's allowlist (server/fleet/terminals.py: someone
+                gateway's allowlist (server/ingest/terminals.py: someone
                 deregistered may still open its door), the clock off by over
                 60 s, or the disk under 5 % or 200 MB free
 * online        none of the above

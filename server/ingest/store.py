@@ -25,8 +25,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from rentgate import wire
 from rentgate.wire import SeqRange
 from server.db.models import dead_letters, events, gateways, seq_gaps
-from server.fleet import terminals
-from server.ingest import gaps
+from server.ingest import gaps, terminals
 from server.ingest.parse import (
     DEAD_LETTER_PAYLOAD_LIMIT,
     DEAD_LETTERED,

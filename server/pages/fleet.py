@@ -22,7 +22,8 @@ from aiohttp import web
 from server.appkeys import ENGINE, SETTINGS
 from server.auth.policy import allow
 from server.auth.scopes import scope_buildings
-from server.fleet import health, terminals
+from server.fleet import health
+from server.ingest import terminals
 from server.pages.dashboard import age_words
 from server.pages.guard import page_user
 from server.pages.layout import PageContext, error_page, esc, page
@@ -235,7 +236,7 @@ def _alerts(ctx: PageContext, result: health.FleetPage, now: datetime) -> str:
 
 def terminal_items(t: dict[str, str], row: dict[str, Any]) -> tuple[str, list[str]]:
     """A summary line when every door terminal holds the gateway's list, else
-    each terminal that does not, with why (server/fleet/terminals.py)."""
+    each terminal that does not, with why (server/ingest/terminals.py)."""
     held = row.get("terminals_health")
     if not isinstance(held, list) or not held:
         return "", []

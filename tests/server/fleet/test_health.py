@@ -69,7 +69,7 @@ CASES: list[tuple[str, dict[str, Any], str]] = [
     ("disk under 200 MB", healthy(disk_free_bytes=199 * 1024 * 1024, disk_total_bytes=None), "degraded"),
     ("disk under 5 %", healthy(disk_free_bytes=4 * GB, disk_total_bytes=100 * GB), "degraded"),
     ("disk at 5 %", healthy(disk_free_bytes=5 * GB, disk_total_bytes=100 * GB), "online"),
-    # Door terminals that decide from their own list (server/fleet/terminals.py).
+    # Door terminals that decide from their own list (server/ingest/terminals.py).
     ("every terminal holds the list", healthy(terminals_behind=0), "online"),
     ("a terminal behind", healthy(terminals_behind=1), "degraded"),
     ("config_failed beats a terminal behind", healthy(terminals_behind=2, config_state="refused"), "config_failed"),
