@@ -27,6 +27,12 @@ from rentgate.validation_words import explain
 from server.errors import SettingsError
 
 ENV_PREFIX = "RENTGATE_"
+# Names an operator chooses for a device's secret on a gateway (a terminal's
+# admin password: ``password_env`` in a gateway config). They hold no
+# setting, so the server does not call them typos; a gateway reads only
+# names in this family, so a configuration cannot point it at any other
+# variable of its environment.
+SECRET_PREFIX = "RENTGATE_SECRET_"
 
 # RENTGATE_* variables other parts read, and where: not server settings, but
 # not mistakes either. (A dict, not imports of each module's constant: the
@@ -371,7 +377,7 @@ def unknown_variables(environ: Mapping[str, str]) -> list[Problem]:
     problems = []
     for name in sorted(environ):
         upper = name.upper()
-        if name in known:
+        if name in known or name.startswith(SECRET_PREFIX):
             continue
         if upper in known:
             problems.append(Problem(name, "lower_case_variable",

@@ -49,7 +49,7 @@ class HikvisionStreamConfig(DeviceConfigBase):
     # configuration (devices may be set remotely) from sending the digest of
     # some other secret of the gateway's environment to a host it names.
     password_file: Path | None = None
-    password_env: str | None = Field(default=None, pattern=r"^RENTGATE_[A-Z0-9_]{1,56}$")
+    password_env: str | None = Field(default=None, pattern=r"^RENTGATE_SECRET_[A-Z0-9_]{1,48}$")
     # Heartbeats come every few seconds; this long without a byte is a dead stream.
     silence_s: float = Field(default=30, gt=0, le=600)
     connect_timeout_s: float = Field(default=10, gt=0, le=120)

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
@@ -28,7 +29,9 @@ class TerminalSyncConfig(BaseModel):
     # The admin password, from a file (mode 600) or an environment variable;
     # never in this file, never logged.
     password_file: Path | None = None
-    password_env: str | None = Field(default=None, pattern=r"^[A-Z_][A-Z0-9_]{0,63}$")
+    # Only RENTGATE_SECRET_* (server/settings.py SECRET_PREFIX): a
+    # configuration, a remote one too, cannot name any other variable.
+    password_env: str | None = None
     # The doors this terminal opens: it holds the allowlist entries for any of
     # them, and entries that name no door (every door of the gateway).
     doors: list[wire.DeviceId] = Field(min_length=1, max_length=16)
@@ -65,6 +68,14 @@ class TerminalSyncConfig(BaseModel):
         if parts.username or parts.password:
             raise ValueError("no login in the URL: username and password_file / password_env")
         return value.rstrip("/")
+
+    @field_validator("password_env")
+    @classmethod
+    def _secret_name(cls, value: str | None) -> str | None:
+        if value is not None and re.fullmatch(r"RENTGATE_SECRET_[A-Z0-9_]{1,48}", value) is None:
+            raise ValueError("must name a variable RENTGATE_SECRET_<NAME> (capitals, digits, _; "
+                             "docs/terminal-sync.md)")
+        return value
 
     @field_validator("timezone")
     @classmethod

@@ -191,11 +191,12 @@ async def test_a_wrong_password_is_reported_and_retried(tmp_path: Path) -> None:
 
 def test_the_config_refuses_a_login_in_the_url_and_foreign_environment_variables() -> None:
     base = {"type": "hikvision_stream", "id": "t", "url": "http://10.0.0.5"}
-    HikvisionStreamConfig.model_validate({**base, "password_env": "RENTGATE_LOBBY_PASSWORD"})
+    HikvisionStreamConfig.model_validate({**base, "password_env": "RENTGATE_SECRET_LOBBY"})
     with pytest.raises(ValueError, match="without a login"):
         HikvisionStreamConfig.model_validate({**base, "url": "http://admin:x@10.0.0.5"})
-    with pytest.raises(ValueError, match="RENTGATE_"):
-        HikvisionStreamConfig.model_validate({**base, "password_env": "AWS_SECRET_ACCESS_KEY"})
+    for foreign in ("AWS_SECRET_ACCESS_KEY", "RENTGATE_DATABASE_URL"):
+        with pytest.raises(ValueError, match="RENTGATE_SECRET_"):
+            HikvisionStreamConfig.model_validate({**base, "password_env": foreign})
 
 
 @pytest.mark.parametrize("form", ["xml", "json"])

@@ -40,13 +40,18 @@ def test_a_terminal_with_its_password_in_a_file_next_to_the_config(tmp_path: Pat
 
 
 def test_the_password_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    text = HEAD + TERMINAL.replace('password_file = "secrets/k1t.pw"', 'password_env = "K1T_PASSWORD"')
+    text = HEAD + TERMINAL.replace('password_file = "secrets/k1t.pw"', 'password_env = "RENTGATE_SECRET_K1T"')
     terminal = parse_config(text).terminals[0]
-    monkeypatch.delenv("K1T_PASSWORD", raising=False)
-    with pytest.raises(TerminalError, match="K1T_PASSWORD is not set"):
+    monkeypatch.delenv("RENTGATE_SECRET_K1T", raising=False)
+    with pytest.raises(TerminalError, match="RENTGATE_SECRET_K1T is not set"):
         terminal.password()
-    monkeypatch.setenv("K1T_PASSWORD", "from-env")
+    monkeypatch.setenv("RENTGATE_SECRET_K1T", "from-env")
     assert terminal.password() == "from-env"
+    # Only that family: a configuration (a remote one too) cannot name any
+    # other variable of the gateway's environment.
+    with pytest.raises(ConfigError, match="RENTGATE_SECRET_"):
+        parse_config(HEAD + TERMINAL.replace('password_file = "secrets/k1t.pw"',
+                                             'password_env = "AWS_SECRET_ACCESS_KEY"'))
 
 
 @pytest.mark.parametrize(("change", "problem"), [
