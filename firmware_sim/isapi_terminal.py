@@ -455,6 +455,10 @@ class IsapiTerminalSim:
         r.add_get("/ISAPI/System/status", self._device_status)
         r.add_get("/ISAPI/System/time", self._system_time)
         r.add_put("/ISAPI/System/reboot", self._reboot)
+        # Not ISAPI: the simulator's own control, so that a demo in another
+        # process can hold a card or a face to the door (digest-authenticated
+        # like the rest).
+        r.add_post("/sim/present", self._sim_present)
 
     def _write(self, apply: Callable[[Any], object]) -> _Handler:
         async def handler(request: web.Request) -> web.StreamResponse:
@@ -472,6 +476,17 @@ class IsapiTerminalSim:
         async def handler(request: web.Request) -> web.StreamResponse:
             return web.json_response(answer())
         return handler
+
+    async def _sim_present(self, request: web.Request) -> web.StreamResponse:
+        """``{"card": "<decimal number>"}`` or ``{"face": "<employeeNo>"}``
+        held to the door: the terminal decides from its own lists, logs and
+        pushes the event as it would, and answers what it did."""
+        try:
+            kind, value = await _present_body(request)
+        except IsapiRejection as exc:
+            return web.json_response(exc.body(request.path_qs), status=exc.http_status)
+        event = await (self.present_card(value) if kind == "card" else self.present_face(value))
+        return web.json_response({"granted": event.granted, "serialNo": event.serial_no, "minor": event.minor})
 
     def _delete_user_simple(self, doc: Any) -> None:
         cond = doc.get("UserInfoDelCond") if isinstance(doc, dict) else None
@@ -577,6 +592,15 @@ class IsapiTerminalSim:
         task = asyncio.create_task(run(), name=f"{name}-{self.serial[-8:]}")
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+
+async def _present_body(request: web.Request) -> tuple[str, str]:
+    doc = await _json_body(request)
+    if isinstance(doc, dict) and len(doc) == 1:
+        (kind, value), = doc.items()
+        if kind in ("card", "face") and isinstance(value, str) and 0 < len(value) <= 32:
+            return kind, value
+    raise bad("present")
 
 
 async def _json_body(request: web.Request) -> Any:

@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from rentgate import demo_dir, demo_osdp
+from rentgate import demo_dir, demo_osdp, demo_terminal
 from rentgate.lang import cli_lang, tr
 from server.pages.i18n import in_cli_language
 
@@ -179,9 +179,10 @@ def free_port(preferred: int = 0) -> int:
 # How long each part may take to stop after SIGTERM (the server's graceful
 # exit is bounded at 10 s by run_app's shutdown_timeout); all four together
 # stay under the 40 s a service manager or a test waits.
-_STOP_WITHIN_S = {"sim": 6, "gateway": 8, "camera": 4, "server": 13, "broker": 4}
+_STOP_WITHIN_S = {"sim": 6, "gateway": 8, "terminal": 4, "camera": 4, "server": 13, "broker": 4}
 
-_PART_NAMES = {"broker": "消息服务器", "server": "服务器", "sim": "模拟楼栋", "gateway": "网关", "camera": "模拟摄像头"}
+_PART_NAMES = {"broker": "消息服务器", "server": "服务器", "sim": "模拟楼栋", "gateway": "网关", "camera": "模拟摄像头",
+               "terminal": "模拟门禁终端"}
 # The synthetic camera (firmware_sim/camera): its frame rate, and the door
 # line of its 640x480 picture (firmware_sim/camera/layout.py).
 CAMERA_FPS = 10
@@ -320,6 +321,9 @@ class Demo:
     district: dict[str, Any] | None = None
     plates: dict[str, Any] | None = None
     token: str = ""
+    unit_ids: dict[str, int] = field(default_factory=dict)
+    terminal_port: int | None = None
+    terminal_password: str = ""
 
     @property
     def url(self) -> str:
@@ -355,7 +359,7 @@ class Demo:
             _wait(self._swept, 120, tr("服务器的首次核查", "the server's first reconciliation sweep"), self.procs)
             if self.readers == "osdp":
                 grid = demo_osdp.DEMO_GRID if self.district_buildings > 0 else None
-                public_keys = demo_osdp.register_building(self.url, GATEWAY_ID, self.token, grid)
+                public_keys, self.unit_ids = demo_osdp.register_building(self.url, GATEWAY_ID, self.token, grid)
             if self.district_buildings > 0:
                 self.plates = self._print_plates(database_url)
             if self.readers == "osdp":
@@ -381,8 +385,11 @@ class Demo:
                 devices += self._start_camera(swipe_log, door)
             self._spawn("sim", sim_args, stdout=subprocess.PIPE)
             _wait(lambda: all(p.exists() for p in links), 20, tr("模拟读卡器", "the simulated readers"), self.procs)
+            if self.readers == "osdp":
+                devices += self._start_terminal()
             self._spawn("gateway", ["gateway", "--config", str(self._write_gateway_config(mqtt_url, devices))])
             _wait(self._gateway_online, 30, tr("网关上线", "the gateway to come online"), self.procs)
+            terminal = self._terminal_story()
             log.debug("rentgate demo is running: %s", self.url)
             say(tr(f"服务器：{self.url}", f"server: {self.url}"))
             say(tr(f"管理员登录：{self.url}/login  用户名 {login.username}  密码 {login.password}",
@@ -402,6 +409,7 @@ class Demo:
             if self.duration_s is None:
                 return self._run_until_interrupted()
             result = self._run_measured()
+            result["terminal"] = terminal
             if self.camera:
                 result["camera"] = self._camera_stats()
                 result["camera_at_server"] = self._camera_at_server(database_url)
@@ -601,7 +609,7 @@ class Demo:
         not stop is aborted (SIGABRT: with PYTHONFAULTHANDLER set at spawn it
         writes where each of its threads was into its log first), then
         killed, so the demo itself always ends."""
-        for name in ("sim", "gateway", "camera", "server", "broker"):
+        for name in ("sim", "gateway", "terminal", "camera", "server", "broker"):
             proc = self.procs.get(name)
             if proc is None or proc.poll() is not None:
                 continue
@@ -791,6 +799,40 @@ server_url = "{self.url}"
         except (urllib.error.URLError, OSError, ValueError):
             return None
         return {"crossed": stats["scene"]["crossed"], "frames": stats["frames"]}
+
+    def _start_terminal(self) -> str:
+        """The main door's simulated face and card terminal; its table of the gateway config."""
+        import secrets
+
+        self.terminal_port = free_port()
+        self.terminal_password = secrets.token_urlsafe(12)
+        password_file = self.data_dir / "terminal.pw"
+        password_file.write_text(self.terminal_password)
+        password_file.chmod(0o600)
+        port = self.terminal_port
+        self._spawn("terminal", demo_terminal.sim_args(port, password_file))
+        _wait(lambda: _port_open(port), 20, tr("模拟门禁终端", "the simulated door terminal"), self.procs)
+        return demo_terminal.gateway_config(port, password_file, demo_osdp.DOORS[0][0])
+
+    def _terminal_story(self) -> dict[str, Any] | None:
+        if self.terminal_port is None:
+            return None
+        say(tr("人脸门禁终端：一位租户登记后刷卡进门，随后注销登记……",
+               "face and card terminal: a tenant registers and is let in, then their registration ends..."))
+        try:
+            told = demo_terminal.story(self.url, self.token, self.unit_ids[demo_terminal.UNIT], self.terminal_port,
+                                       self.terminal_password)
+        except (urllib.error.URLError, OSError, KeyError, ValueError) as exc:
+            log.warning("the terminal story could not be told: %s", exc)
+            say(tr("门禁终端演示没有完成（详见日志）", "the terminal part did not complete (see the logs)"))
+            return {"error": str(exc)[:300]}
+        if told["refused_after_end"]:
+            say(tr(f"注销登记后 {told['refused_after_s']} 秒，门禁终端自己拒绝了这张卡（人走注销）",
+                   f"{told['refused_after_s']} s after the registration ended the terminal itself refused the card"))
+        else:
+            say(tr("注销登记后门禁终端仍然开门：请查看网关日志", "the terminal still opened after the registration "
+                   "ended: see the gateway's log"))
+        return told
 
     def _write_gateway_config(self, mqtt_url: str, devices: str) -> Path:
         text = f"""gateway_id = "{GATEWAY_ID}"

@@ -62,13 +62,14 @@ def _tenants() -> list[dict[str, Any]]:
     return people
 
 
-def register_building(base: str, gateway_id: str, token: str, grid_code: str | None) -> str:
+def register_building(base: str, gateway_id: str, token: str, grid_code: str | None) -> tuple[str, dict[str, int]]:
     """The demo building through the registry API, as an administrator would
     enter it (``token`` is the administrator's bearer token): its address in
     ``grid_code`` (None: outside any area), six rooms, twelve registered
     tenants with their cards, and one tenant who moved out (registration
     ended, so their card is revoked); the gateway bound to it. Returns the
-    gateway's allowlist public key entry as ``key_id = "base64"`` TOML."""
+    gateway's allowlist public key entry as ``key_id = "base64"`` TOML, and
+    the units' ids by number."""
     building = _call(base, token, "POST", "/api/v1/registry/buildings", {
         "name": BUILDING_NAME, "code": "DEMO-001", "address": BUILDING_ADDRESS, "grid_code": grid_code,
         "landlord_name": "何志强", "landlord_phone": "13800138000", "is_rental": True,
@@ -89,7 +90,7 @@ def register_building(base: str, gateway_id: str, token: str, grid_code: str | N
             _call(base, token, "POST", f"/api/v1/registry/registrations/{registration['id']}/end",
                   {"reason": "moved_out"})
     keys = _call(base, token, "GET", "/api/v1/allowlist-keys")["keys"]
-    return ", ".join(f'"{key_id}" = "{key}"' for key_id, key in keys.items())
+    return ", ".join(f'"{key_id}" = "{key}"' for key_id, key in keys.items()), unit_ids
 
 
 def sim_config(data_dir: Path, duration_s: float | None, rate_per_min: float) -> str:

@@ -341,3 +341,21 @@ async def test_a_reboot_that_loses_the_log_numbers_events_from_one_again() -> No
         await terminal.reboot(lose_events=True)
         assert (await terminal.present_card("1")).serial_no == 1
         assert [e.serial_no for e in terminal.store.events] == [1]
+
+
+async def test_the_simulators_own_control_presents_a_card_from_another_process() -> None:
+    """/sim/present (not ISAPI; what the demo uses from its own process):
+    the terminal decides from its own list, behind the same digest login."""
+    async with IsapiTerminalSim(password=PASSWORD) as terminal, client(terminal) as session:
+        assert (await call(session, "POST", f"{AC}/UserInfo/Record?format=json", user("77")))[0] == 200
+        assert (await call(session, "POST", f"{AC}/CardInfo/Record?format=json", card("3265421170", "77")))[0] == 200
+        status, body = await call(session, "POST", "/sim/present", {"card": "3265421170"})
+        assert (status, body["granted"]) == (200, True)
+        status, body = await call(session, "POST", "/sim/present", {"card": "999"})
+        assert (status, body["granted"]) == (200, False)
+        for bad_body in ({"card": 3265421170}, {"card": "1", "face": "2"}, {"badge": "1"}, ["card"],
+                         {"card": "9" * 40}):
+            assert (await call(session, "POST", "/sim/present", bad_body))[0] == 400, bad_body
+        async with client(terminal, "wrong") as stranger:
+            assert (await call(stranger, "POST", "/sim/present", {"card": "3265421170"}))[0] == 401
+        assert terminal.lock.openings == 1
