@@ -141,6 +141,34 @@ _PATH_KEYS = ("data_dir", "mqtt_password_file", "mqtt_ca_file", "mqtt_cert_file"
 _TERMINAL_PATH_KEYS = ("password_file",)
 
 
+def _is_file_key(key: object) -> bool:
+    return isinstance(key, str) and (key.endswith("_file") or key.endswith("_dir"))
+
+
+def _remote_device_files(local: dict[str, Any], devices: Any) -> list[ConfigProblem]:
+    """A remote configuration may replace ``devices``, but not name files on
+    the gateway: a device's ``password_file`` is read and sent to the device's
+    address (with digest authentication an address the configuration also
+    names could try the secret offline), its ``state_file`` written. Each such
+    key must stay what the gateway's own settings file says for that device
+    (by id); setting one is refused."""
+    if not isinstance(devices, list):
+        return []
+    raw = local.get("devices")
+    own = {d.get("id"): d for d in raw if isinstance(d, dict)} if isinstance(raw, list) else {}
+    problems = []
+    for i, device in enumerate(devices):
+        if not isinstance(device, dict):
+            continue
+        mine = own.get(device.get("id"), {})
+        for key, value in device.items():
+            if _is_file_key(key) and mine.get(key) != value:
+                problems.append(ConfigProblem(
+                    f"devices.{i}.{key}", "a file on the gateway may not be named by a remote configuration; "
+                    "set it in the gateway's own settings file"))
+    return problems
+
+
 def merge_remote(local: dict[str, Any], settings: dict[str, Any]) -> dict[str, Any]:
     """The settings document a remote configuration makes of the local one:
     each remote key replaces the local key of that name, except the tables
@@ -155,6 +183,7 @@ def merge_remote(local: dict[str, Any], settings: dict[str, Any]) -> dict[str, A
     access = settings.get("access")
     if isinstance(access, dict) and "public_keys" in access:
         problems.append(ConfigProblem("access.public_keys", "the trusted keys may not be set remotely"))
+    problems += _remote_device_files(local, settings.get("devices"))
     doc = dict(local)
     for key, value in settings.items():
         if key == "broker_url":

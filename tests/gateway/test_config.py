@@ -131,6 +131,28 @@ def test_a_remote_cameras_or_access_table_keeps_what_the_file_set_and_the_server
     assert list(config.access.public_keys) == ["k1"]
 
 
+def test_a_remote_configuration_cannot_name_files_on_the_gateway() -> None:
+    """``devices`` may be set remotely, but a device's files may not: a
+    password file read and sent to an address the same configuration names,
+    a state file written. What the gateway's own file says stays allowed."""
+    from gateway.config import merge_remote
+
+    local = {"gateway_id": "gw-a", "mqtt_url": "mqtts://gw-a@broker:8883", "data_dir": "/var/lib/gw",
+             "devices": [{"type": "hikvision_stream", "id": "lobby", "url": "http://10.0.0.5",
+                          "password_file": "/etc/rentgate/lobby.pw"}]}
+    same = [{"type": "hikvision_stream", "id": "lobby", "url": "http://10.0.0.6",
+             "password_file": "/etc/rentgate/lobby.pw"}]
+    assert merge_remote(local, {"devices": same})["devices"] == same
+    for changed, key in (
+            ([{**same[0], "password_file": "/var/lib/gw/gateway.key"}], "devices.0.password_file"),
+            ([{**same[0], "id": "other"}], "devices.0.password_file"),
+            ([{"type": "zkteco_adms", "id": "zk", "port": 8081, "state_file": "/etc/passwd"}], "devices.0.state_file")):
+        with pytest.raises(ConfigError) as err:
+            merge_remote(local, {"devices": changed})
+        assert [p.path for p in err.value.problems] == [key]
+        assert "may not be named by a remote configuration" in str(err.value)
+
+
 def test_fallback_brokers_are_optional_and_checked_one_by_one() -> None:
     assert parse_config(MINIMAL).mqtt_fallback_urls == []
     config = parse_config(MINIMAL + 'mqtt_fallback_urls = ["mqtt://n2:1883", "mqtts://n3"]\n')
