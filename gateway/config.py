@@ -145,6 +145,22 @@ def _is_file_key(key: object) -> bool:
     return isinstance(key, str) and (key.endswith("_file") or key.endswith("_dir"))
 
 
+def _devices_in(devices: Any, base_dir: Path) -> Any:
+    """``devices`` with each device's relative file paths (``*_file``,
+    ``*_dir``) taken from the settings file's folder, as ``data_dir`` is, so a
+    service's working directory does not matter. A copy: the document a
+    remote configuration is compared with keeps what the file says."""
+    if not isinstance(devices, list):
+        return devices
+    out = []
+    for device in devices:
+        if isinstance(device, dict):
+            device = {key: str(base_dir / value) if _is_file_key(key) and isinstance(value, str)
+                      and value and not Path(value).is_absolute() else value for key, value in device.items()}
+        out.append(device)
+    return out
+
+
 def _remote_device_files(local: dict[str, Any], devices: Any) -> list[ConfigProblem]:
     """A remote configuration may replace ``devices``, but not name files on
     the gateway: a device's ``password_file`` is read and sent to the device's
@@ -225,6 +241,8 @@ def parse_remote(local: dict[str, Any], settings: dict[str, Any], *, source: str
         for key in _PATH_KEYS:
             if isinstance(doc.get(key), str) and not Path(doc[key]).is_absolute():
                 doc[key] = str(base_dir / doc[key])
+        if "devices" in doc:
+            doc["devices"] = _devices_in(doc["devices"], base_dir)
     try:
         return GatewayConfig.model_validate(doc)
     except ValidationError as exc:
@@ -269,6 +287,8 @@ def parse_config(text: str, *, source: str = "<config>", base_dir: Path | None =
                 value = table.get(key) if isinstance(table, dict) else None
                 if isinstance(value, str) and not Path(value).is_absolute():
                     table[key] = str(base_dir / value)
+        if "devices" in doc:
+            doc["devices"] = _devices_in(doc["devices"], base_dir)
     try:
         return GatewayConfig.model_validate(doc)
     except ValidationError as exc:

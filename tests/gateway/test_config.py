@@ -153,6 +153,32 @@ def test_a_remote_configuration_cannot_name_files_on_the_gateway() -> None:
         assert "may not be named by a remote configuration" in str(err.value)
 
 
+def test_a_devices_relative_files_are_in_the_settings_files_folder(tmp_path: Path) -> None:
+    """As data_dir is: a service started from another working directory
+    finds the terminal's password next to its settings file."""
+    from gateway.config import load_config
+
+    folder = tmp_path / "etc"
+    folder.mkdir()
+    settings = folder / "gateway.toml"
+    settings.write_text(MINIMAL + """
+[[devices]]
+type = "hikvision_stream"
+id = "lobby"
+url = "http://10.0.0.5"
+password_file = "secrets/lobby.pw"
+
+[[devices]]
+type = "hikvision_stream"
+id = "stair"
+url = "http://10.0.0.6"
+password_file = "/etc/rentgate/stair.pw"
+""")
+    config = load_config(settings)
+    files = {d.id: getattr(d, "password_file", None) for d in config.devices}
+    assert files == {"lobby": folder / "secrets" / "lobby.pw", "stair": Path("/etc/rentgate/stair.pw")}
+
+
 def test_fallback_brokers_are_optional_and_checked_one_by_one() -> None:
     assert parse_config(MINIMAL).mqtt_fallback_urls == []
     config = parse_config(MINIMAL + 'mqtt_fallback_urls = ["mqtt://n2:1883", "mqtts://n3"]\n')
