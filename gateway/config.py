@@ -91,21 +91,13 @@ class GatewayConfig(_Model):
     @field_validator("devices")
     @classmethod
     def _unique_ids(cls, value: list[DeviceConfig]) -> list[DeviceConfig]:
-        seen: set[str] = set()
-        for device in value:
-            if device.id in seen:
-                raise ValueError(f"device id {device.id!r} appears twice")
-            seen.add(device.id)
+        _once_each("device", [device.id for device in value])
         return value
 
     @field_validator("terminals")
     @classmethod
     def _unique_terminals(cls, value: list[TerminalSyncConfig]) -> list[TerminalSyncConfig]:
-        seen: set[str] = set()
-        for terminal in value:
-            if terminal.id in seen:
-                raise ValueError(f"terminal id {terminal.id!r} appears twice")
-            seen.add(terminal.id)
+        _once_each("terminal", [terminal.id for terminal in value])
         return value
 
     @model_validator(mode="after")
@@ -138,26 +130,34 @@ class GatewayConfig(_Model):
 # change whom the gateway believes.
 REMOTE_KEYS = frozenset({"devices", "cameras", "access", "heartbeat_s", "outbox", "broker_url"})
 _PATH_KEYS = ("data_dir", "mqtt_password_file", "mqtt_ca_file", "mqtt_cert_file", "mqtt_key_file")
-_TERMINAL_PATH_KEYS = ("password_file",)
+
+
+def _once_each(what: str, ids: list[str]) -> None:
+    seen: set[str] = set()
+    for item in ids:
+        if item in seen:
+            raise ValueError(f"{what} id {item!r} appears twice")
+        seen.add(item)
 
 
 def _is_file_key(key: object) -> bool:
     return isinstance(key, str) and (key.endswith("_file") or key.endswith("_dir"))
 
 
-def _devices_in(devices: Any, base_dir: Path) -> Any:
-    """``devices`` with each device's relative file paths (``*_file``,
-    ``*_dir``) taken from the settings file's folder, as ``data_dir`` is, so a
-    service's working directory does not matter. A copy: the document a
-    remote configuration is compared with keeps what the file says."""
-    if not isinstance(devices, list):
-        return devices
+def _files_in(tables: Any, base_dir: Path) -> Any:
+    """``devices`` or ``terminals`` with each table's relative file paths
+    (``*_file``, ``*_dir``) taken from the settings file's folder, as
+    ``data_dir`` is, so a service's working directory does not matter. A
+    copy: the document a remote configuration is compared with keeps what the
+    file says."""
+    if not isinstance(tables, list):
+        return tables
     out = []
-    for device in devices:
-        if isinstance(device, dict):
-            device = {key: str(base_dir / value) if _is_file_key(key) and isinstance(value, str)
-                      and value and not Path(value).is_absolute() else value for key, value in device.items()}
-        out.append(device)
+    for table in tables:
+        if isinstance(table, dict):
+            table = {key: str(base_dir / value) if _is_file_key(key) and isinstance(value, str)
+                     and value and not Path(value).is_absolute() else value for key, value in table.items()}
+        out.append(table)
     return out
 
 
@@ -242,7 +242,7 @@ def parse_remote(local: dict[str, Any], settings: dict[str, Any], *, source: str
             if isinstance(doc.get(key), str) and not Path(doc[key]).is_absolute():
                 doc[key] = str(base_dir / doc[key])
         if "devices" in doc:
-            doc["devices"] = _devices_in(doc["devices"], base_dir)
+            doc["devices"] = _files_in(doc["devices"], base_dir)
     try:
         return GatewayConfig.model_validate(doc)
     except ValidationError as exc:
@@ -282,13 +282,9 @@ def parse_config(text: str, *, source: str = "<config>", base_dir: Path | None =
             value = doc.get(key)
             if isinstance(value, str) and not Path(value).is_absolute():
                 doc[key] = str(base_dir / value)
-        for table in doc.get("terminals", []) if isinstance(doc.get("terminals"), list) else []:
-            for key in _TERMINAL_PATH_KEYS:
-                value = table.get(key) if isinstance(table, dict) else None
-                if isinstance(value, str) and not Path(value).is_absolute():
-                    table[key] = str(base_dir / value)
-        if "devices" in doc:
-            doc["devices"] = _devices_in(doc["devices"], base_dir)
+        for tables in ("devices", "terminals"):
+            if tables in doc:
+                doc[tables] = _files_in(doc[tables], base_dir)
     try:
         return GatewayConfig.model_validate(doc)
     except ValidationError as exc:

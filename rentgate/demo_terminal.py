@@ -11,12 +11,12 @@ city can see it)."""
 from __future__ import annotations
 
 import asyncio
-import json
 import time
-import urllib.request
 from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
+
+from rentgate.demo_osdp import _call
 
 TERMINAL_ID = "lobby-terminal"
 USER = "admin"
@@ -62,14 +62,6 @@ def present(port: int, password: str, card_hex: str) -> bool:
                 return bool((await response.json())["granted"])
 
     return asyncio.run(ask())
-
-
-def _call(base: str, token: str, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
-    data = json.dumps(body).encode() if body is not None else None
-    request = urllib.request.Request(base + path, data=data, method=method,
-                                     headers={"Content-Type": "application/json", "Authorization": f"Bearer {token}"})
-    with urllib.request.urlopen(request, timeout=10) as response:
-        return json.loads(response.read() or b"{}")
 
 
 def _until(check: Any, want: bool) -> float | None:
