@@ -7,7 +7,8 @@ they were last heard (``last_heard``) or by name (``name``), filtered by
 state (``?state=``), 50 a page (``?page=``). A table on a wide screen, one
 card per gateway on a phone. Everything in words: no database ids; a
 device's own ``detail`` text is not shown (gateways put serial-port paths
-there), the reason a configuration was rolled back or refused is, in the
+there), nor a door terminal's ``last_error`` (addresses, URLs: the page says
+what is wrong by category), the reason a configuration was rolled back or refused is, in the
 gateway's words, because it is what the landlord needs to fix it."""
 
 from __future__ import annotations
@@ -45,7 +46,8 @@ main{max-width:1280px} .fleet-wrap{overflow-x:auto}
 border:1px solid #c7ccd1;text-decoration:none;line-height:26px}
 .fleet-nav a.on{background:#1a4d8f;color:#fff;border-color:#1a4d8f}
 ul.alerts{list-style:none;margin:0;padding:0} ul.alerts li{padding:6px 0;border-bottom:1px solid #e3e5e8}
-table.fleet td ul{margin:0;padding-left:18px}
+table.fleet td ul{margin:0;padding-left:18px} .door-terminals{margin-top:4px}
+.door-terminals.attention{border-left:3px solid #f9ab00;padding-left:8px}
 table.fleet .links a{display:inline-block;min-height:44px;line-height:44px;margin-right:10px}
 .pager{display:flex;flex-wrap:wrap;gap:10px;align-items:center;margin:12px 0}
 @media (max-width:720px){
@@ -55,6 +57,7 @@ table.fleet tr{background:#fff;border-radius:8px;margin:0 0 10px;padding:8px 10p
 box-shadow:0 1px 2px rgba(0,0,0,.08)}
 table.fleet td{border:0;padding:3px 0;overflow-wrap:anywhere}
 table.fleet td::before{content:attr(data-label) "：";color:#555;font-size:.9rem}
+html[lang=en] table.fleet td::before{content:attr(data-label) ": "}
 table.fleet td.name::before{content:none}
 }
 </style>"""
@@ -132,15 +135,34 @@ def skew_words(t: dict[str, str], skew: float | None) -> str:
     return t["fleet.skew.behind" if skew > 0 else "fleet.skew.ahead"].format(n=seconds)
 
 
-def device_items(t: dict[str, str], devices: Any) -> tuple[str, list[str]]:
-    """A summary line, and the devices not ok, each named with its state."""
+def counted(t: dict[str, str], key: str, n: int, **values: Any) -> str:
+    """``key`` with ``n`` (and ``values``) filled in; its ``_one`` text when
+    there is one and n is 1 (English says "1 write", not "1 writes")."""
+    return t[key + "_one" if n == 1 and key + "_one" in t else key].format(n=n, **values)
+
+
+def terminal_ids(row: dict[str, Any]) -> set[str]:
+    """The devices the gateway also reports as door terminals it keeps lists for."""
+    held = row.get("terminals_health")
+    if not isinstance(held, list):
+        return set()
+    return {str(t["id"]) for t in held if isinstance(t, dict) and t.get("id") is not None}
+
+
+def device_items(t: dict[str, str], devices: Any, terminals_too: set[str] | frozenset[str] = frozenset()
+                 ) -> tuple[str, list[str]]:
+    """A summary line, and the devices not ok, each named with its state.
+    A door terminal the gateway keeps a list for is also one of its devices,
+    "offline" whenever it does not hold the list even if it answers: its own
+    line (terminal_lines) says what is wrong, so it is left out here."""
     if not isinstance(devices, list):
         return t["fleet.not_reported"], []
-    if not devices:
-        return t["fleet.devices.none"], []
-    bad = health.devices_not_ok(devices)
+    others = [d for d in devices if not (isinstance(d, dict) and str(d.get("id")) in terminals_too)]
+    if not others:
+        return ("", []) if devices else (t["fleet.devices.none"], [])
+    bad = health.devices_not_ok(others)
     if not bad:
-        return t["fleet.devices.all_ok"].format(n=len(devices)), []
+        return t["fleet.devices.all_ok"].format(n=len(others)), []
     items = []
     for device in bad:
         state = device.get("state")
@@ -234,32 +256,53 @@ def _alerts(ctx: PageContext, result: health.FleetPage, now: datetime) -> str:
     return f'<h2>{esc(t["fleet.alerts"])}</h2><div class="card"><ul class="alerts">{items}</ul>{more}</div>'
 
 
-def terminal_items(t: dict[str, str], row: dict[str, Any]) -> tuple[str, list[str]]:
-    """A summary line when every door terminal holds the gateway's list, else
-    each terminal that does not, with why (server/ingest/terminals.py)."""
-    held = row.get("terminals_health")
-    if not isinstance(held, list) or not held:
-        return "", []
+def terminal_state(t: dict[str, str], terminal: dict[str, Any], want: Any) -> str:
+    """What is wrong with a terminal that does not hold the gateway's list, in
+    words: the first of unreachable, refusing writes, writes pending, no list,
+    an older list. The gateway's own error text (addresses, URLs, the
+    terminal's protocol codes) is for its log, not for this page."""
+    version = terminal.get("version_held")
+    if terminal.get("reachable") is False:
+        return t["fleet.terminal.unreachable"]
+    if (refused := terminal.get("writes_refused") or 0) > 0:
+        return counted(t, "fleet.terminal.refused", refused)
+    if (pending := terminal.get("pending") or 0) > 0:
+        return counted(t, "fleet.terminal.pending", pending)
+    if not isinstance(version, int):
+        return t["fleet.terminal.never"]
+    return t["fleet.terminal.old"].format(held=version, want=want)
+
+
+def terminal_lines(t: dict[str, str], row: dict[str, Any]) -> tuple[str, list[str], str]:
+    """The door terminals the gateway keeps lists for (server/ingest/terminals.py):
+    a line before the list of those that do not hold the gateway's list (or
+    the one line saying all do), each of those with why, and a line after for
+    the others, which hold it. Nothing for a gateway without such terminals."""
+    held = [terminal for terminal in row.get("terminals_health") or () if isinstance(terminal, dict)]
+    if not held:
+        return "", [], ""
     want = row.get("allowlist_version")
-    items = []
-    for terminal in held:
-        if not isinstance(terminal, dict) or not terminals.is_behind(terminal, want):
-            continue
-        version = terminal.get("version_held")
-        if terminal.get("reachable") is False:
-            state = t["fleet.terminal.unreachable"]
-        elif (refused := terminal.get("writes_refused") or 0) > 0:
-            state = t["fleet.terminal.refused"].format(n=refused)
-        elif (pending := terminal.get("pending") or 0) > 0:
-            state = t["fleet.terminal.pending"].format(n=pending)
-        elif not isinstance(version, int):
-            state = t["fleet.terminal.never"]
-        else:
-            state = t["fleet.terminal.old"].format(held=version, want=want)
-        items.append(t["fleet.terminal.item"].format(name=terminal.get("id", ""), state=state))
+    behind = [terminal for terminal in held if terminals.is_behind(terminal, want)]
+    up_to_date = len(held) - len(behind)
+    version = t["fleet.terminals.version"].format(v=want) if isinstance(want, int) else ""
+    if not behind:
+        return counted(t, "fleet.terminals.all_ok", len(held)) + version, [], ""
+    head = counted(t, "fleet.terminals.behind", len(behind), total=len(held)) if len(held) > 1 else ""
+    items = [t["fleet.terminal.item"].format(name=terminal.get("id", ""), state=terminal_state(t, terminal, want))
+             for terminal in behind]
+    rest = counted(t, "fleet.terminals.rest", up_to_date) + version if up_to_date else ""
+    return head, items, rest
+
+
+def _line(text: str) -> str:
+    return f'<div class="line">{esc(text)}</div>' if text else ""
+
+
+def _list(items: list[str], extra: str = "") -> str:
     if not items:
-        return t["fleet.terminals.all_ok"].format(n=len(held)), []
-    return "", items
+        return ""
+    attributes = f' class="{extra}"' if extra else ""
+    return f"<ul{attributes}>" + "".join(f"<li>{esc(item)}</li>" for item in items) + "</ul>"
 
 
 def _cell(t: dict[str, str], column: str, content: str, extra: str = "") -> str:
@@ -275,11 +318,13 @@ def _row(ctx: PageContext, row: dict[str, Any], now: datetime) -> str:
     if ctx.user is not None and ctx.user.role == "landlord" and row.get("building_id") is not None:
         links.append(f'<a href="/landlord/buildings/{int(row["building_id"])}/terminals">'
                      f'{esc(t["fleet.link.terminals"])}</a>')
-    summary, bad = device_items(t, row.get("devices_health"))
-    terminals_ok, behind = terminal_items(t, row)
-    devices = "<br>".join(esc(line) for line in (summary, terminals_ok) if line)
-    if bad or behind:
-        devices += "<ul>" + "".join(f"<li>{esc(item)}</li>" for item in bad + behind) + "</ul>"
+    summary, bad = device_items(t, row.get("devices_health"), terminal_ids(row))
+    devices = esc(summary) + _list(bad)
+    head, behind, rest = terminal_lines(t, row)
+    if head or behind or rest:
+        # Marked in the colour of "degraded" when some terminal is behind.
+        marked = " attention" if behind else ""
+        devices += f'<div class="door-terminals{marked}">{_line(head)}{_list(behind, "behind")}{_line(rest)}</div>'
     config = "<br>".join(esc(line) for line in config_lines(t, row))
     name = f'<strong>{esc(gateway_name(row))}</strong>'
     if links:

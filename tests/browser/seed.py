@@ -160,3 +160,63 @@ def seed_gateways(engine: sa.Engine, data_dir: str, now: datetime | None = None)
     for status, when in statuses:
         messages.append((f"{wire.TOPIC_ROOT}/gw/{status.gw}/status", status.model_dump_json().encode(), when))
     EventStore(engine).commit(messages, now=now)
+
+
+# --------------------------------------------------------------------------- door terminals on the fleet page
+
+# The allowlist version the door gateway decides from, and what its terminals hold.
+DOORS_ALLOWLIST = 12
+# A landlord's gateway keeping the lists of face and card terminals that decide
+# at the door (docs/terminal-sync.md): one holds the gateway's list, the others
+# are behind it in each way there is, and the gateway's own error texts carry
+# what must not reach a page (an address, a URL, the protocol).
+DOOR_TERMINALS: tuple[dict[str, object], ...] = (
+    {"id": "正门人脸机", "reachable": True, "version_held": DOORS_ALLOWLIST},
+    {"id": "后门人脸机", "reachable": False, "version_held": DOORS_ALLOWLIST - 1,
+     "last_error": "http://192.168.1.64/ISAPI/System/deviceInfo: Cannot connect to host 192.168.1.64:80"},
+    {"id": "车库刷卡机", "reachable": True, "version_held": DOORS_ALLOWLIST - 1, "writes_refused": 3,
+     "last_error": "PUT /ISAPI/AccessControl/UserInfo/SetUp: statusCode=6 subStatusCode=deviceUserAlreadyExistFace"},
+    {"id": "侧门人脸机", "reachable": True, "version_held": DOORS_ALLOWLIST - 1, "pending": 5},
+    {"id": "天台门禁", "reachable": True, "version_held": DOORS_ALLOWLIST - 2},
+    {"id": "新装终端", "reachable": True, "last_error": "no allowlist yet: the terminal's list is left as it is"},
+)
+# A gateway whose terminals all hold its list.
+SYNCED_TERMINALS: tuple[dict[str, object], ...] = (
+    {"id": "大堂人脸机", "reachable": True, "version_held": DOORS_ALLOWLIST, "pending": 0, "writes_refused": 0},
+    {"id": "电梯厅刷卡机", "reachable": True, "version_held": DOORS_ALLOWLIST, "pending": 0, "writes_refused": 0},
+)
+DOOR_GATEWAYS = ("gw-doors", "gw-doors-ok")
+
+
+def seed_terminal_gateways(engine: sa.Engine, building_id: int, now: datetime | None = None) -> None:
+    """Two gateways of ``building_id`` whose heartbeats report door terminals,
+    stored the way ingest stores any status (so ingest counts those behind):
+    ``gw-doors`` with one terminal holding its list and five behind it
+    (unreachable, refusing writes, writes pending, an older list, never
+    synced), ``gw-doors-ok`` with every terminal up to date."""
+    from rentgate import wire
+    from server.db.models import gateways
+    from server.ingest.store import EventStore
+
+    now = now or datetime.now(UTC)
+    reader = wire.DeviceHealth(id="1号读卡器", type="reader", state="ok")
+    messages = []
+    for gw, held in (("gw-doors", DOOR_TERMINALS), ("gw-doors-ok", SYNCED_TERMINALS)):
+        terminals = [wire.TerminalSyncHealth.model_validate(t) for t in held]
+        # The gateway reports each terminal among its devices too (gateway/app.py):
+        # "offline" whenever it does not hold the list, even one that answers.
+        devices = [reader, *(wire.DeviceHealth(
+            id=t.id, type="hikvision_isapi", state="ok" if t.version_held == DOORS_ALLOWLIST and t.reachable
+            and not t.pending and not t.writes_refused else "offline",
+            detail=t.last_error or f"holds allowlist version {t.version_held}") for t in terminals)]
+        online = sum(d.state == "ok" for d in devices)
+        status = wire.GatewayStatus(
+            gw=gw, state="online", ts=now, version=SCENE_VERSION, outbox_depth=0, allowlist_version=DOORS_ALLOWLIST,
+            devices=devices, devices_online=online, devices_total=len(devices), disk_free_bytes=6 * 1024 ** 3,
+            disk_total_bytes=16 * 1024 ** 3, mem_rss_bytes=64 * 1024 ** 2, mem_available_bytes=700 * 1024 ** 2,
+            terminals=terminals)
+        messages.append((f"{wire.TOPIC_ROOT}/gw/{gw}/status", status.model_dump_json().encode(), now))
+    result = EventStore(engine).commit(messages, now=now)
+    assert result.dead_letters == 0, "the door gateways' statuses must be valid"
+    with write_transaction(engine) as conn:
+        conn.execute(gateways.update().where(gateways.c.id.in_(DOOR_GATEWAYS)).values(building_id=building_id))

@@ -3,7 +3,9 @@ opened at 390×844 in Chinese and in English, after a scene like a demo's:
 gateways that report starts, devices on a serial port under the data folder,
 a tamper alarm, dropped events, simulated gateways that never connected,
 swipes with cards, tenants with identity numbers and phones, a pending
-declaration, a task, an overdue patrol, one day of rate history.
+declaration, a task, an overdue patrol, one day of rate history, door
+terminals behind their gateway's list in every way (their gateway's error
+texts carrying addresses and URLs).
 
 Each page must fit the phone (no horizontal scrolling) and its visible text
 (``document.body.innerText``) must hold nothing of the machine: no Python
@@ -30,7 +32,15 @@ from server.registry.idnumber import make_id_number
 from server.rules import CityRules
 from server.web.transactions import write_transaction
 from tests.browser.conftest import PHONE, Site
-from tests.browser.seed import OTHER_ID, SCENE_CARD, SILENT_ID, seed_gateways, vault_for
+from tests.browser.seed import (
+    DOOR_TERMINALS,
+    OTHER_ID,
+    SCENE_CARD,
+    SILENT_ID,
+    seed_gateways,
+    seed_terminal_gateways,
+    vault_for,
+)
 from tests.browser.test_scan_pages import plate_urls
 from tests.browser.test_task_pages import case_becomes_task
 
@@ -121,6 +131,11 @@ def build_scene(site: Site, data_dir: str) -> dict[str, object]:
     rules = CityRules()
     try:
         seed_gateways(engine, data_dir, now)
+        # Gateways keeping door terminals' lists, one terminal in each state
+        # the fleet page names (up to date, unreachable, refusing writes,
+        # writes pending, an older list, never synced), and one gateway whose
+        # terminals all hold its list.
+        seed_terminal_gateways(engine, world.building_id, now)
         with write_transaction(engine) as conn:
             # The main gateway serves the scene's building: its camera alerts
             # show on the coordinator's unit page.
@@ -193,7 +208,9 @@ def test_every_page_fits_a_phone_and_speaks_to_people(site: Site, phones: dict[s
     data_dir = str(Path(urlsplit(site.database_url).path.lstrip("/")).parent)
     assert data_dir.startswith("/tmp/") or data_dir  # the data folder, as a demo's
     names = build_scene(site, data_dir)
-    secrets = (data_dir, SILENT_ID, OTHER_ID, PENDING_ID, SCENE_CARD, TENANT_PHONE, "ob-7f3a9c")
+    # The door terminals' error texts are the gateway's, for its log: an address, a URL, protocol codes.
+    secrets = (data_dir, SILENT_ID, OTHER_ID, PENDING_ID, SCENE_CARD, TENANT_PHONE, "ob-7f3a9c", "192.168.1.64",
+               "ISAPI", "statusCode", "no allowlist yet")
     tabs = {who: context.new_page() for who, context in phones.items()}
     failures: list[str] = []
     for visit in PAGES:
@@ -222,7 +239,17 @@ def test_every_page_fits_a_phone_and_speaks_to_people(site: Site, phones: dict[s
     tabs["coordinator"].goto(site.url + f"/c/units/{names['silent_unit']}?lang=zh")
     text = tabs["coordinator"].evaluate("document.body.innerText")
     assert "门口摄像头" in text and "尾随进入" in text and "身份不明进入" in text, text
-
+    # ... and the fleet page with a line for each door terminal behind its
+    # gateway's list and for those holding it, for both who may open it.
+    for who in ("admin", "landlord"):
+        for lang, words in (("zh", ("终端 后门人脸机：", "终端 新装终端：", "其余 1 台", "门禁终端 2 台均已是最新名单")),
+                            ("en", ("terminal 后门人脸机:", "terminal 新装终端:", "the other one",
+                                    "the 2 door terminals all hold"))):
+            tabs[who].goto(site.url + f"/fleet?lang={lang}")
+            text = tabs[who].evaluate("document.body.innerText")
+            behind = [str(t["id"]) for t in DOOR_TERMINALS if t["id"] != "正门人脸机"]
+            assert all(name in text for name in behind), (who, lang, text)
+            assert all(w in text for w in words), (who, lang, text)
 
 def test_pages_are_chinese_without_asking_even_on_an_english_phone(site: Site,
                                                                    phones: dict[str, BrowserContext]) -> None:
