@@ -13,25 +13,27 @@ is recognised record by record.
 
 Commands for a terminal (user sync) go through :meth:`ZktecoAdapter.queue_commands`;
 the terminal fetches them at its next poll and reports each result, which
-:meth:`ZktecoAdapter.wait_result` and the result listeners receive.
+:meth:`ZktecoAdapter.wait_result` and the result listeners receive. With
+``sync_users`` the gateway keeps each terminal's user list equal to its
+allowlist through them (gateway/terminals/zkteco_sync.py).
 """
 
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import json
 import logging
 import os
 import time
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
+from gateway.devices.allowed import AllowedNetworks, check_networks
 from gateway.devices.base import DeviceConfigBase, DeviceRouter, EventSink, register
 from gateway.devices.hikvision import TerminalRoute
 from gateway.devices.recent import RecentKeys
@@ -46,6 +48,10 @@ log = logging.getLogger(__name__)
 
 _DEDUPE_WINDOW = 16384  # a terminal re-sends whole batches of up to a few hundred records
 _TABLES = frozenset({"ATTLOG", "OPERLOG", "ATTPHOTO", "rtlog", "rtstate"})
+# Results kept for result()/wait_result() after they came: enough for the
+# commands in flight, bounded so that years of full syncs do not pile up.
+_RESULTS_KEPT = 8192
+CommandState = Literal["queued", "sent", "done", "unknown"]
 ResultListener = Callable[[str, "CommandResult"], None]
 
 
@@ -69,13 +75,57 @@ class ZktecoConfig(DeviceConfigBase):
     commands_per_poll: int = Field(default=20, ge=1, le=500)
     # The parser's own bound (devices/zkteco_adms.py MAX_BODY) is 1 MB.
     max_body_kb: int = Field(default=1024, ge=16, le=1024)
+    # Keep each terminal's own user list equal to the allowlist entries for
+    # its door (docs/terminal-sync.md, "ZKTeco ADMS terminals"), so that a
+    # revoked tenant is refused by the terminal itself. Needs every terminal
+    # listed in ``terminals`` with its door.
+    sync_users: bool = False
+    # The Name written on every user the gateway writes: nothing about the
+    # person on a stairwell box. Users the gateway did not write are never
+    # touched (it removes only users it recorded as written).
+    label: str = Field(default="rentgate", min_length=1, max_length=16, pattern=r"^[A-Za-z0-9_-]+$")
+    # Every so often every user is written again (DATA UPDATE is idempotent):
+    # ADMS cannot read the list back, so a terminal replaced or wiped behind
+    # the gateway's back converges within this time.
+    full_sync_interval_s: float = Field(default=6 * 3600, gt=0)
+    # How often the sync looks at the terminal without an allowlist change or
+    # a result (whether it still polls, commands without an answer).
+    sync_probe_interval_s: float = Field(default=10, gt=0, le=3600)
+    # A user write the terminal refused (memory full, a PIN it does not take)
+    # is tried again after this long, not at every poll.
+    refused_retry_s: float = Field(default=60, gt=0, le=86400)
+    # A command the terminal fetched but never answered (it restarted while
+    # executing it) is queued again after this long.
+    result_timeout_s: float = Field(default=120, gt=0, le=86400)
 
     @field_validator("allowed_ips")
     @classmethod
     def _ips(cls, value: list[str]) -> list[str]:
-        for item in value:
-            ipaddress.ip_network(item, strict=False)  # ValueError names the bad one
-        return value
+        return check_networks(value)
+
+    @model_validator(mode="after")
+    def _sync_needs_doors(self) -> ZktecoConfig:
+        if not self.sync_users:
+            return self
+        if not self.terminals:
+            raise ValueError("sync_users needs each terminal listed by its serial number (SN) with its door: "
+                             "terminals = { <SN> = { device = \"<id>\", door = \"<door>\" } }")
+        doorless = sorted(sn for sn, route in self.terminals.items() if route.door is None)
+        if doorless:
+            raise ValueError(f"sync_users: terminal {doorless[0]} has no door; give it one "
+                             f"(terminals = {{ {doorless[0]} = {{ device = \"...\", door = \"<door>\" }} }}): "
+                             "it holds the allowlist entries for that door")
+        return self
+
+    def sync_door(self, sn: str) -> str | None:
+        """The door whose allowlist entries terminal ``sn`` holds."""
+        route = self.terminals.get(sn)
+        return route.door if route is not None else self.door
+
+    def sync_device(self, sn: str) -> str:
+        """The device id the terminal's sync health is reported under."""
+        route = self.terminals.get(sn)
+        return route.device if route is not None else self.id
 
 
 class CommandError(GatewayError, ValueError):
@@ -103,11 +153,12 @@ class ZktecoAdapter:
         self.listening = asyncio.Event()
         self._sink = sink
         self._seen = RecentKeys(_DEDUPE_WINDOW)
-        self._networks = [ipaddress.ip_network(n, strict=False) for n in config.allowed_ips]
+        self._allowed = AllowedNetworks(config.allowed_ips)
         self._stamps: dict[str, dict[str, str]] = _load_stamps(config.state_file)
         self._queues: dict[str, deque[tuple[int, str]]] = {}
+        self._queued: set[tuple[str, int]] = set()  # what the queues hold, for command_state
         self._sent: dict[tuple[str, int], str] = {}
-        self._results: dict[tuple[str, int], CommandResult] = {}
+        self._results: OrderedDict[tuple[str, int], CommandResult] = OrderedDict()
         self._waiters: dict[tuple[str, int], asyncio.Future[CommandResult]] = {}
         self._listeners: list[ResultListener] = []
         self._last_seen: dict[str, float] = {}
@@ -136,6 +187,7 @@ class ZktecoAdapter:
             raise CommandError(f"zkteco {self.config.id}: terminal {sn} is not configured")
         self._next_id += len(lines)
         self._queues.setdefault(sn, deque()).extend(entries)
+        self._queued.update((sn, cmd_id) for cmd_id in ids)
         return ids
 
     def pending(self, sn: str) -> int:
@@ -155,6 +207,37 @@ class ZktecoAdapter:
     def add_result_listener(self, listener: ResultListener) -> None:
         """``listener(sn, result)`` for every result a terminal reports."""
         self._listeners.append(listener)
+
+    def remove_result_listener(self, listener: ResultListener) -> None:
+        if listener in self._listeners:
+            self._listeners.remove(listener)
+
+    def command_state(self, sn: str, cmd_id: int) -> CommandState:
+        """Where a queued command is: not yet fetched, fetched without a result,
+        answered, or unknown (never queued this run, or answered long ago)."""
+        key = (sn, cmd_id)
+        if key in self._results:
+            return "done"
+        if key in self._sent:
+            return "sent"
+        if key in self._queued:
+            return "queued"
+        return "unknown"
+
+    def forget_command(self, sn: str, cmd_id: int) -> None:
+        """Stop waiting for a fetched command's result (the terminal will not
+        send it; the caller queues the command again). A late one is ignored."""
+        self._sent.pop((sn, cmd_id), None)
+
+    def last_request_age(self, sn: str) -> float | None:
+        """Seconds since terminal ``sn`` last talked to the gateway; None if it has not this run."""
+        seen = self._last_seen.get(sn)
+        return None if seen is None else time.monotonic() - seen
+
+    @property
+    def silence_limit_s(self) -> float:
+        """A terminal silent for longer is offline: it polls every ``poll_delay_s``."""
+        return float(3 * self.config.poll_delay_s + self.config.error_delay_s)
 
     # -- serving --------------------------------------------------------------
 
@@ -184,7 +267,7 @@ class ZktecoAdapter:
     async def _watch_terminals(self) -> None:
         # A terminal polls every poll_delay_s; several polls missed is an
         # offline terminal (power, network), reported once until it is back.
-        limit = 3 * self.config.poll_delay_s + self.config.error_delay_s
+        limit = self.silence_limit_s
         while True:
             await asyncio.sleep(max(1.0, self.config.poll_delay_s / 2))
             now = time.monotonic()
@@ -262,6 +345,7 @@ class ZktecoAdapter:
         lines: list[str] = []
         while queue and len(lines) < self.config.commands_per_poll:
             cmd_id, line = queue.popleft()
+            self._queued.discard((sn, cmd_id))
             self._sent[(sn, cmd_id)] = line
             lines.append(line)
         self.stats.commands_sent += len(lines)
@@ -280,9 +364,11 @@ class ZktecoAdapter:
                 continue
             self.stats.results += 1
             self._results[(sn, result.id)] = result
+            if len(self._results) > _RESULTS_KEPT:
+                self._results.popitem(last=False)
             if (future := self._waiters.pop((sn, result.id), None)) is not None and not future.done():
                 future.set_result(result)
-            for listener in self._listeners:
+            for listener in list(self._listeners):  # a listener may remove itself
                 listener(sn, result)
         return _text("OK")
 
@@ -293,7 +379,7 @@ class ZktecoAdapter:
         from devices.hikvision import VendorPayloadError
         from devices.zkteco_adms import parse_serial
 
-        if not self._allowed(request.remote):
+        if not self._allowed.allows(request.remote):
             self.stats.forbidden += 1
             log.warning("zkteco %s: refused %s (not in allowed_ips)", self.config.id, request.remote)
             return 403
@@ -326,15 +412,6 @@ class ZktecoAdapter:
         self._stamps.setdefault(sn, {})[table] = stamp
         if self.config.state_file is not None:
             _save_stamps(self.config.state_file, self._stamps)
-
-    def _allowed(self, remote: str | None) -> bool:
-        if not self._networks:
-            return True
-        try:
-            address = ipaddress.ip_address(remote or "")
-        except ValueError:
-            return False
-        return any(address in network for network in self._networks)
 
 
 def _load_stamps(path: Path | None) -> dict[str, dict[str, str]]:
