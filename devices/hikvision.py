@@ -39,7 +39,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Literal
 from xml.etree.ElementTree import Element, ParseError
 
@@ -118,6 +118,24 @@ class TerminalEvent:
     def terminal_keys(self) -> tuple[str, ...]:
         """What can name this terminal in a config, most specific first."""
         return tuple(k for k in (self.device_id, self.mac, self.ip) if k)
+
+    @property
+    def identity(self) -> str | None:
+        """The event as the terminal numbers it: serial, time and type, the
+        same whether it came pushed, streamed or fetched by AcsEvent search
+        (which give the same time in the same zone). With the time in it, a
+        counter that restarted after a reset does not make a new event look
+        like an old one. Nothing personal: it is kept after the event is sent.
+        None when the terminal gave no serial."""
+        if self.serial_no is None:
+            return None
+        if self.time is None:
+            when = "-"
+        elif self.time.tzinfo is None:
+            when = self.time.strftime("%Y%m%dT%H%M%S")
+        else:
+            when = self.time.astimezone(UTC).strftime("%Y%m%dT%H%M%SZ")
+        return f"{self.serial_no}/{when}/{self.major}/{self.minor}"
 
     @property
     def credential(self) -> wire.Credential | None:

@@ -79,6 +79,7 @@ MAX_SEARCH_ID = 64
 MAX_TEXT = 256
 # ISAPI times are local, without a zone ("timeType": "local").
 _UPTIME_XML = re.compile(rb"<deviceUpTime>\s*(\d{1,18})\s*</deviceUpTime>")
+_DEVICE_TIME_XML = re.compile(rb"<currentDeviceTime>\s*([0-9T:+.\-Z ]{10,40})\s*</currentDeviceTime>")
 _LOCAL_TIME = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}$")
 
 SearchStatus = Literal["OK", "MORE", "NO MATCH"]
@@ -350,6 +351,39 @@ def parse_uptime(body: bytes) -> int | None:
     doc = load(body, "DeviceStatus")
     inner = doc.get("DeviceStatus") if isinstance(doc, dict) else None
     return _opt_int(inner, "deviceUpTime") if isinstance(inner, dict) else None
+
+
+@dataclass(frozen=True)
+class DeviceStatus:
+    uptime_s: int | None
+    # The terminal's own clock, as it answers (``currentDeviceTime``): how far
+    # off it is decides whether its event times are believed.
+    device_time: datetime | None
+
+
+def parse_status(body: bytes) -> DeviceStatus:
+    """``System/status``: uptime and the terminal's clock, either None when
+    the firmware does not say (XML or JSON, whatever was asked for)."""
+    if body.lstrip()[:1] == b"<":
+        head = body[:65536]
+        found = _DEVICE_TIME_XML.search(head)
+        return DeviceStatus(parse_uptime(body), _aware_time(found.group(1).decode() if found else None))
+    doc = load(body, "DeviceStatus")
+    inner = doc.get("DeviceStatus") if isinstance(doc, dict) else None
+    if not isinstance(inner, dict):
+        return DeviceStatus(None, None)
+    return DeviceStatus(_opt_int(inner, "deviceUpTime"), _aware_time(inner.get("currentDeviceTime")))
+
+
+def _aware_time(value: object) -> datetime | None:
+    # Without a zone the offset cannot be measured: as good as unknown.
+    if not isinstance(value, str) or len(value) > 40:
+        return None
+    try:
+        when = datetime.fromisoformat(value.strip().replace(" ", "T"))
+    except ValueError:
+        return None
+    return when if when.tzinfo is not None else None
 
 
 def _page(body: bytes, outer: str, list_key: str) -> tuple[SearchStatus, int | None, list[dict[str, Any]]]:

@@ -13,18 +13,19 @@ import logging
 import signal
 import uuid
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from gateway.access.doors import DoorEvent
 from gateway.access.runtime import AccessRuntime
 from gateway.config import GatewayConfig
 from gateway.devices import DeviceConfigBase, make_adapter
-from gateway.devices.base import DoorStateName, Respond
+from gateway.devices.base import DoorStateName, Respond, TerminalOrigin
 from gateway.errors import GatewayError
 from gateway.health import ConfigReport, DeviceTracker, resources
-from gateway.outbox import DropReport, EventMaker, new_outbox_first_seq
+from gateway.outbox import DropReport, EventMaker, Sourced, new_outbox_first_seq
 from gateway.sender import Sender
+from gateway.terminals.clock import Stamp, event_time
 from gateway.writer import AsyncOutbox
 from rentgate import __version__, wire
 from rentgate.aio import wait_event
@@ -37,10 +38,17 @@ if TYPE_CHECKING:
     from gateway.camera.spool import SnapshotSpool
     from gateway.camera.uploads import SnapshotUploader
     from gateway.terminals import TerminalHealth, TerminalSync
+    from gateway.terminals.zkteco_sync import ZkUserSync
 
 log = logging.getLogger(__name__)
 
 _STOP_REPORT_AFTER_S = 10.0
+# A terminal's read stamped this long before it arrived is a past passage (a
+# re-post after a network cut): reported with the terminal's verdict, not
+# decided again (that would open the door's unlock window now).
+_LIVE_WITHIN_S = 60.0
+_DEFAULT_CLOCK_TOLERANCE_S = 120.0
+_CLOCK_WARNING_EVERY_S = 3600.0
 _BOUNDS_INTERVAL_MAX_S = 60.0
 # After a connect, how long publishing waits for the retained server status
 # (it normally comes within milliseconds); past it, with no status at all
@@ -89,6 +97,8 @@ class GatewayApp:
         self._background: set[asyncio.Future[Any]] = set()  # keeps allowlist applies referenced
         # Terminals whose own user lists follow the allowlist ([[terminals]]).
         self.terminals: list[TerminalSync] = []
+        self.zk_syncs: list[ZkUserSync] = []
+        self._clock_warned: dict[str, float] = {}
 
     def stop(self) -> None:
         """Ask :meth:`run` to shut down cleanly (from the loop)."""
@@ -151,10 +161,12 @@ class GatewayApp:
 
                 services.extend(tg.create_task(supervise(t), name=f"terminal-sync-{t.config.id}")
                                 for t in self.terminals)
-            devices = [
-                tg.create_task(make_adapter(d, _DeviceSink(self, d)).run(), name=f"device-{d.id}")
-                for d in self.config.devices
-            ]
+            devices = []
+            for d in self.config.devices:
+                adapter = make_adapter(d, _DeviceSink(self, d))
+                devices.append(tg.create_task(adapter.run(), name=f"device-{d.id}"))
+                services.extend(tg.create_task(sync.supervise(), name=sync.task_name)
+                                for sync in self._user_syncs(d, adapter))
             self.ready.set()
             await self._stop.wait()
             log.info("gateway %s shutting down", self.gateway_id)
@@ -186,23 +198,93 @@ class GatewayApp:
 
         access.on_change(changed)
 
-    def terminal_event_seen(self, device: str, serial_no: int) -> bool:
-        """For the push listener (on the loop): note that the terminal kept as
-        ``device`` delivered event ``serial_no``, so an outage's catch-up does
-        not send it again. False when it was delivered before."""
-        for terminal in self.terminals:
-            if terminal.config.id == device:
-                return terminal.serials.note(serial_no)
-        return True
+    def _user_syncs(self, config: DeviceConfigBase, adapter: object) -> list[ZkUserSync]:
+        """ZKTeco terminals whose users the gateway keeps (``sync_users``):
+        the push server's adapter carries their commands."""
+        if config.type != "zkteco_adms" or self.access is None or not getattr(config, "sync_users", False):
+            return []
+        from gateway.devices.zkteco import ZktecoAdapter
+        from gateway.terminals.zkteco_sync import user_syncs
 
-    def _terminal_health(self, terminal: str) -> Callable[[TerminalHealth], None]:
+        assert isinstance(adapter, ZktecoAdapter)
+        syncs = user_syncs(adapter, self.access.store, self.config.data_dir / "terminals",
+                           lambda device, health: self._terminal_health(device, "zkteco_adms")(health))
+        self.zk_syncs.extend(syncs)
+
+        def changed(_version: int | None) -> None:
+            for sync in syncs:
+                sync.changed()
+
+        self.access.on_change(changed)
+        return syncs
+
+    def _terminal(self, device: str) -> TerminalSync | None:
+        return next((t for t in self.terminals if t.config.id == device), None)
+
+    def terminal_read(self, device: str, door: str | None, credential: wire.Credential, verdict: bool | None,
+                      origin: TerminalOrigin) -> None:
+        """A read a terminal pushed or streamed (on the loop): stored once
+        under its identity, noted for the catch-up, at the terminal's time
+        where its clock is believed."""
+        stamp = self._terminal_stamp(device, origin)
+        source = _source_key(device, origin.identity)
+        if stamp.at >= wire.utcnow() - timedelta(seconds=_LIVE_WITHIN_S):
+            self.card_read(device, door, stamp.at, credential, None, verdict, source=source)
+        else:
+            self._past_read(device, door, stamp.at, credential, verdict, source)
+
+    def terminal_door(self, device: str, door: str, state: DoorStateName, origin: TerminalOrigin) -> None:
+        stamp = self._terminal_stamp(device, origin)
+        self.record_door(device, door, state, at=stamp.at, source=_source_key(device, origin.identity))
+
+    def terminal_heard(self, device: str, origin: TerminalOrigin) -> None:
+        if (terminal := self._terminal(device)) is not None:
+            terminal.heard(origin.serial)
+
+    def _terminal_stamp(self, device: str, origin: TerminalOrigin | None, *,
+                        stamped: datetime | None = None) -> Stamp:
+        """The time to report a terminal's event at (gateway/terminals/clock.py);
+        a pushed event (``origin``) is also noted for the catch-up."""
+        terminal = self._terminal(device)
+        if terminal is not None and origin is not None:
+            terminal.heard(origin.serial)
+        when = origin.stamped if origin is not None else stamped
+        stamp = event_time(when, wire.utcnow(), offset_s=terminal.clock_offset_s if terminal else None,
+                           tolerance_s=terminal.config.clock_tolerance_s if terminal else _DEFAULT_CLOCK_TOLERANCE_S,
+                           max_age_s=self.config.outbox.max_age_s)
+        if stamp.source == "arrival" and when is not None:
+            self._clock_doubted(device, when)
+        return stamp
+
+    def _clock_doubted(self, device: str, stamped: datetime) -> None:
+        now = asyncio.get_running_loop().time()
+        if now - self._clock_warned.get(device, -_CLOCK_WARNING_EVERY_S) >= _CLOCK_WARNING_EVERY_S:
+            self._clock_warned[device] = now
+            log.warning("terminal %s stamps its events %s: they are reported at when they reached the gateway "
+                        "until its clock is set (warned once an hour)", device, stamped.isoformat())
+
+    def _past_read(self, device: str, door: str | None, ts: datetime, credential: wire.Credential,
+                   verdict: bool | None, source: str | None) -> None:
+        # The terminal decided back then; deciding now would open the door's
+        # unlock window (and anti-passback) for a past passage.
+        outcome: Literal["granted", "denied"] | None = None if verdict is None else "granted" if verdict else "denied"
+        gw = self.gateway_id
+
+        def make(seq: int) -> wire.Event:
+            return wire.CardRead(gw=gw, seq=seq, device=device, door=door, ts=ts, credential=credential,
+                                 decision=outcome)
+
+        self.record([make if source is None else Sourced(make, source)])
+
+    def _terminal_health(self, terminal: str, device_type: str = "hikvision_isapi"
+                         ) -> Callable[[TerminalHealth], None]:
         def report(health: TerminalHealth) -> None:
             if health.trusted and not health.pending and health.last_error is None:
                 detail = f"holds allowlist version {health.version_held}"
             else:
                 detail = health.last_error or f"{health.pending} changes pending"
             # A terminal that cannot be written to is not "ok": it may open for someone revoked.
-            self.device_online(terminal, health.trusted, detail[:300], "hikvision_isapi")
+            self.device_online(terminal, health.trusted, detail[:300], device_type)
             self._status_now.set()
 
         return report
@@ -212,20 +294,17 @@ class GatewayApp:
 
         def deliver(record: AcsEventRecord) -> None:
             event = as_terminal_event(record)
-            if event is None:
+            if event is None or event.identity is None:
                 return
-            ts = event.time if event.time is not None and event.time.tzinfo is not None else wire.utcnow()
+            # The same identity as the push would have had: the outbox keeps
+            # one of the two.
+            source = _source_key(terminal, event.identity)
+            ts = self._terminal_stamp(terminal, None, stamped=event.time).at
             credential = event.credential
             if event.kind == "access" and credential is not None:
-                # The terminal decided back then; deciding now would open the
-                # door's unlock window (and anti-passback) for a past passage.
-                outcome: Literal["granted", "denied"] | None = (
-                    None if event.verified is None else "granted" if event.verified else "denied")
-                gw = self.gateway_id
-                self.record([lambda seq: wire.CardRead(gw=gw, seq=seq, device=terminal, door=door, ts=ts,
-                                                       credential=credential, decision=outcome)])
+                self._past_read(terminal, door, ts, credential, event.verified, source)
             elif (state := door_state(event)) is not None:
-                self.record_door(terminal, door, state)
+                self.record_door(terminal, door, state, at=ts, source=source)
 
         return deliver
 
@@ -416,13 +495,14 @@ class GatewayApp:
         )
 
     def _terminal_statuses(self) -> list[wire.TerminalSyncHealth] | None:
-        if not self.terminals:
+        kept = [(t.config.id, t.health) for t in self.terminals] + [(z.id, z.health) for z in self.zk_syncs]
+        if not kept:
             return None
         return [wire.TerminalSyncHealth(
-            id=t.config.id, reachable=t.health.reachable, version_held=t.health.version_held,
-            pending=t.health.pending, writes_refused=t.health.writes_refused, last_error=t.health.last_error,
-            last_full_sync=t.health.last_full_at, foreign_users=t.health.foreign_users,
-            skipped_credentials=t.health.skipped) for t in self.terminals[:wire.MAX_STATUS_DEVICES]]
+            id=device, reachable=h.reachable, version_held=h.version_held, pending=h.pending,
+            writes_refused=h.writes_refused, last_error=h.last_error, last_full_sync=h.last_full_at,
+            foreign_users=h.foreign_users, skipped_credentials=h.skipped)
+            for device, h in kept[:wire.MAX_STATUS_DEVICES]]
 
     def status_changed(self) -> None:
         """Publish the status now rather than at the next heartbeat."""
@@ -458,10 +538,11 @@ class GatewayApp:
         self.record([lambda seq: make(gw, seq)])
 
     def card_read(self, device: str, door: str | None, ts: datetime, credential: wire.Credential,
-                  respond: Respond | None, verdict: bool | None = None) -> None:
+                  respond: Respond | None, verdict: bool | None = None, *, source: str | None = None) -> None:
         """Decide (when access control is on), make the read durable with its
         decision, then let the adapter signal the reader and open the lock.
-        Without local decisions, a terminal's own verdict is the decision."""
+        Without local decisions, a terminal's own verdict is the decision.
+        ``source``: the read's identity at its terminal (stored once)."""
         decision = self.access.decide(device, door, credential) if self.access is not None else None
         outcome = decision.outcome if decision is not None else None
         if outcome is None and verdict is not None:
@@ -475,14 +556,15 @@ class GatewayApp:
 
         if self.outbox is None:
             raise GatewayError("gateway not running")
-        future = self.outbox.submit([make])
+        future = self.outbox.submit([make if source is None else Sourced(make, source)])
         future.add_done_callback(_log_failure)
         if outcome == "granted" and door is not None and self.cameras is not None:
             cameras = self.cameras
-            # The grant is known to the cameras with its seq, once on disk.
+            # The grant is known to the cameras with its seq, once on disk
+            # (a read its terminal had delivered before has none: not again).
             future.add_done_callback(
-                lambda f: cameras.grant(door, ts, f.result()[0]) if not f.cancelled() and f.exception() is None
-                else None)
+                lambda f: cameras.grant(door, ts, f.result()[0])
+                if not f.cancelled() and f.exception() is None and f.result() else None)
         if decision is not None and respond is not None:
             granted, unlock_s = decision.granted, self.access.unlock_pulse_s if self.access else 0.0
             # The door opens once the decision is on disk; if the disk failed the
@@ -509,9 +591,14 @@ class GatewayApp:
     def _door_event(self, event: DoorEvent, device: str | None = None) -> None:
         self.record_door(device or event.door, event.door, event.kind)
 
-    def record_door(self, device: str, door: str, state: DoorStateName) -> None:
-        gw, ts = self.gateway_id, wire.utcnow()
-        self.record([lambda seq: wire.DoorState(gw=gw, seq=seq, device=device, door=door, ts=ts, state=state)])
+    def record_door(self, device: str, door: str, state: DoorStateName, *, at: datetime | None = None,
+                    source: str | None = None) -> None:
+        gw, ts = self.gateway_id, at or wire.utcnow()
+
+        def make(seq: int) -> wire.Event:
+            return wire.DoorState(gw=gw, seq=seq, device=device, door=door, ts=ts, state=state)
+
+        self.record([make if source is None else Sourced(make, source)])
 
     def _publish_now(self, topic: str, payload: bytes) -> bool:
         return self.link is not None and self.link.publish(topic, payload, qos=1)
@@ -560,6 +647,21 @@ class _DeviceSink:
             return
         self._hand_over(self._app.record_door, self._device, self._door, state)
 
+    # A terminal's own events (gateway.devices.base.TerminalSink).
+
+    def terminal_read(self, credential: wire.Credential, verdict: bool | None, origin: TerminalOrigin) -> None:
+        self._hand_over(self._app.terminal_read, self._device, self._door, credential, verdict, origin)
+
+    def terminal_door(self, state: DoorStateName, origin: TerminalOrigin) -> None:
+        if self._door is None:
+            log.warning("device %s reported door state %s but has no door configured", self._device, state)
+            self._hand_over(self._app.terminal_heard, self._device, origin)
+            return
+        self._hand_over(self._app.terminal_door, self._device, self._door, state, origin)
+
+    def terminal_heard(self, origin: TerminalOrigin) -> None:
+        self._hand_over(self._app.terminal_heard, self._device, origin)
+
     def device_status(self, online: bool, detail: str | None = None, bad_frames: int | None = None) -> None:
         ts, device, door = wire.utcnow(), self._device, self._door
 
@@ -576,6 +678,11 @@ class _DeviceSink:
         except RuntimeError:
             # The loop is gone: only the reader's own "stopped" report can land here.
             log.debug("device %s: event after shutdown dropped", self._device)
+
+
+def _source_key(device: str, identity: str) -> str:
+    # Per device: two terminals count their serials each from one.
+    return f"{device}#{identity}"
 
 
 def _respond_safely(respond: Respond, granted: bool, unlock_s: float, device: str) -> None:

@@ -32,6 +32,27 @@ log = logging.getLogger(__name__)
 EventMaker = Callable[[int], wire.Event]
 """Builds an event once the outbox has chosen its sequence number."""
 
+MAX_SOURCE_KEY = 200
+_SOURCES_KEPT = 500_000  # keys kept at most (newest), whatever their age
+
+
+@dataclass(frozen=True)
+class Sourced:
+    """An event maker for an event its device identifies itself (terminal,
+    serial number, time): the outbox stores it once under ``key``, however many
+    times and by whichever path it arrives. The key must say nothing personal
+    (no card or person numbers): it stays on disk after the event is sent."""
+
+    make: EventMaker
+    key: str
+
+    def __post_init__(self) -> None:
+        if not 0 < len(self.key) <= MAX_SOURCE_KEY:
+            raise ValueError(f"source key of {len(self.key)} characters (1..{MAX_SOURCE_KEY})")
+
+    def __call__(self, seq: int) -> wire.Event:
+        return self.make(seq)
+
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS events (
@@ -39,6 +60,16 @@ CREATE TABLE IF NOT EXISTS events (
     created REAL NOT NULL,  -- wall-clock seconds, for the age bound across restarts
     json TEXT NOT NULL      -- encoded once, sent as is
 );
+-- Events a device numbers itself (a terminal's serial and time): the key is
+-- kept after the event is sent, so that the same event delivered again (a
+-- terminal re-posting, the catch-up fetching what a push already brought)
+-- is stored once. Old keys go with the age bound.
+CREATE TABLE IF NOT EXISTS sources (
+    key TEXT PRIMARY KEY,
+    seq INTEGER NOT NULL,
+    created REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS sources_created ON sources (created);
 """
 _SCHEMA_VERSION = "1"
 
@@ -87,6 +118,7 @@ class Outbox:
         self._first_seq_if_new = first_seq
         self._mutex = threading.Lock()
         self._drops: list[DropReport] = []
+        self.repeats = 0  # Sourced events delivered again and not stored, since open
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock_fd = _lock(self.path)
         try:
@@ -168,24 +200,70 @@ class Outbox:
     def append(self, makers: Sequence[EventMaker]) -> list[int]:
         """Number, encode and commit the events in one transaction; returns their
         seqs once the commit is on disk. Enforces ``max_events`` in the same
-        transaction. If a maker raises, nothing is written."""
+        transaction. If a maker raises, nothing is written. A :class:`Sourced`
+        event stored before is skipped and has no seq in the answer."""
+        return [seq for seq in self.append_each(makers) if seq is not None]
+
+    def append_each(self, makers: Sequence[EventMaker]) -> list[int | None]:
+        """As :meth:`append`, one answer per maker: its seq, or None for a
+        :class:`Sourced` event that was stored before (under an earlier seq)."""
         if not makers:
             return []
         with self._mutex:
             db = self._conn()
             now = self._clock()
-            first = self._last_seq + 1
-            rows = [(seq, now, _encode(make, seq)) for seq, make in enumerate(makers, first)]
-            last = first + len(rows) - 1
+            keys = [make.key for make in makers if isinstance(make, Sourced)]
+            known = self._known_sources(db, keys) if keys else set()
+            seqs: list[int | None] = []
+            rows: list[tuple[int, float, str]] = []
+            sources: list[tuple[str, int, float]] = []
+            seq = self._last_seq
+            for make in makers:
+                if isinstance(make, Sourced):
+                    if make.key in known:
+                        seqs.append(None)
+                        self.repeats += 1
+                        continue
+                    known.add(make.key)  # twice in one batch: the first counts
+                    sources.append((make.key, seq + 1, now))
+                seq += 1
+                rows.append((seq, now, _encode(make, seq)))
+                seqs.append(seq)
+            if not rows:
+                return seqs
             with self._transaction(db):
                 db.executemany("INSERT INTO events (seq, created, json) VALUES (?, ?, ?)", rows)
-                self._set_last_seq(db, last)
+                if sources:
+                    db.executemany("INSERT INTO sources (key, seq, created) VALUES (?, ?, ?)", sources)
+                self._set_last_seq(db, seq)
                 self._depth += len(rows)
                 excess = self._depth - self.max_events
                 if excess > 0:
                     # +1: room for the EventsDropped that reports the loss.
                     self._drop_oldest(db, excess + 1, "outbox_full", now)
-            return list(range(first, last + 1))
+            return seqs
+
+    def _known_sources(self, db: sqlite3.Connection, keys: list[str]) -> set[str]:
+        known: set[str] = set()
+        for at in range(0, len(keys), 500):  # under SQLite's bound on parameters
+            chunk = keys[at:at + 500]
+            marks = ",".join("?" * len(chunk))
+            known.update(k for (k,) in db.execute(f"SELECT key FROM sources WHERE key IN ({marks})",  # noqa: S608
+                                                  chunk))
+        return known
+
+    def forget_sources(self) -> int:
+        """Drop source keys older than the age bound, and the oldest beyond
+        the count bound (an event that old delivered again is stored again;
+        the server still has the first)."""
+        with self._mutex:
+            db = self._conn()
+            cutoff = self._clock() - self.max_age_s
+            with self._transaction(db):
+                n = db.execute("DELETE FROM sources WHERE created < ?", (cutoff,)).rowcount
+                n += db.execute("DELETE FROM sources WHERE rowid IN (SELECT rowid FROM sources ORDER BY created "
+                                "DESC LIMIT -1 OFFSET ?)", (_SOURCES_KEPT,)).rowcount
+            return n
 
     def enforce_age(self) -> DropReport | None:
         """Delete events older than ``max_age_s`` (and everything before them, so

@@ -99,7 +99,7 @@ class AsyncOutbox:
         while self._queue:
             group, self._queue = self._queue, []
             try:
-                seqs = await self._run(self.outbox.append, [m for makers, _ in group for m in makers])
+                seqs = await self._run(self.outbox.append_each, [m for makers, _ in group for m in makers])
             except Exception:
                 # One bad event must not fail its neighbours: commit each caller alone.
                 for makers, future in group:
@@ -110,7 +110,7 @@ class AsyncOutbox:
 
     async def _commit_one(self, makers: list[EventMaker], future: asyncio.Future[list[int]]) -> None:
         try:
-            seqs = await self._run(self.outbox.append, makers)
+            seqs = await self._run(self.outbox.append_each, makers)
         except Exception as exc:
             log.error("outbox %s: events could not be stored: %s", self.outbox.path, exc)
             if not future.done():
@@ -118,15 +118,19 @@ class AsyncOutbox:
         else:
             self._resolve([(makers, future)], seqs)
 
-    def _resolve(self, group: list[_Pending], seqs: list[int]) -> None:
+    def _resolve(self, group: list[_Pending], seqs: list[int | None]) -> None:
+        """Each caller gets the seqs of its events that were stored (an event
+        its device had delivered before has none)."""
         self.commits += 1
         at = 0
         for makers, future in group:
             if not future.done():
-                future.set_result(seqs[at : at + len(makers)])
+                future.set_result([s for s in seqs[at : at + len(makers)] if s is not None])
             at += len(makers)
-        for listener in self._commit_listeners:
-            listener(seqs)
+        stored = [s for s in seqs if s is not None]
+        if stored:
+            for listener in self._commit_listeners:
+                listener(stored)
 
     def _publish_drops(self) -> None:
         for report in self.outbox.take_drops():
@@ -147,6 +151,7 @@ class AsyncOutbox:
 
     async def enforce_age(self) -> DropReport | None:
         report = await self._run(self.outbox.enforce_age)
+        await self._run(self.outbox.forget_sources)
         self._publish_drops()
         if report is not None:
             for listener in self._commit_listeners:

@@ -59,6 +59,31 @@ class EventSink(Protocol):
         """A camera saw a person cross its door line at ``at`` (wall clock)."""
 
 
+@dataclass(frozen=True)
+class TerminalOrigin:
+    """Where an event a terminal numbered itself came from: its identity
+    (serial, time, type: devices.hikvision.TerminalEvent.identity), so that
+    it is stored once however it reaches the gateway, and the time the
+    terminal stamped it (which the gateway checks against its own clock)."""
+
+    serial: int
+    identity: str
+    stamped: datetime | None
+
+
+@runtime_checkable
+class TerminalSink(Protocol):
+    """A sink that takes a terminal's own events with their origin (the
+    gateway's sink does; a plain sink gets card_read/door_state)."""
+
+    def terminal_read(self, credential: wire.Credential, verdict: bool | None, origin: TerminalOrigin) -> None: ...
+
+    def terminal_door(self, state: DoorStateName, origin: TerminalOrigin) -> None: ...
+
+    def terminal_heard(self, origin: TerminalOrigin) -> None:
+        """An event with nothing to report (an alarm, a tamper): only its serial counts."""
+
+
 @runtime_checkable
 class DeviceRouter(Protocol):
     """A sink that can also report for other devices than the adapter's own:

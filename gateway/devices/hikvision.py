@@ -18,11 +18,11 @@ import asyncio
 import ipaddress
 import logging
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Literal, cast
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from gateway.devices.base import DeviceConfigBase, DeviceRouter, EventSink, register
+from gateway.devices.base import DeviceConfigBase, DeviceRouter, EventSink, TerminalOrigin, TerminalSink, register
 from gateway.devices.recent import RecentKeys
 from rentgate import wire
 
@@ -106,21 +106,36 @@ class TerminalDelivery:
                 return
             self.last_serials[event.terminal_keys[0] if event.terminal_keys else ""] = event.serial_no
         credential = event.credential
+        identity = event.identity
+        # The gateway's own sink takes the event with its origin: stored once
+        # however often it arrives (a re-post, the outage catch-up), noted for
+        # the catch-up, and stamped with the terminal's time where its clock
+        # can be believed (gateway.terminals.clock).
+        origin = (TerminalOrigin(event.serial_no, identity, event.time)
+                  if identity is not None and event.serial_no is not None and isinstance(sink, TerminalSink)
+                  else None)
         if event.kind == "access" and credential is not None:
             self.stats.reads += 1
             # The terminal opened its own lock or not: its verdict is the
-            # grant a door camera matches people with. The read is stamped
-            # with the gateway's clock: a terminal whose clock is wrong (unset
-            # after a power cut) still has its reads reported, at when they
-            # reached us.
-            sink.card_read(credential, verdict=event.verified)
+            # grant a door camera matches people with.
+            if origin is not None:
+                cast(TerminalSink, sink).terminal_read(credential, event.verified, origin)
+            else:
+                sink.card_read(credential, verdict=event.verified)
         elif event.kind == "door" and (state := DOOR_STATES.get(event.minor)) is not None:
             # The terminal drives its own lock, so its judgement of the door
             # (forced, held open) is the one that counts.
             self.stats.door_events += 1
-            sink.door_state(state)
+            if origin is not None:
+                cast(TerminalSink, sink).terminal_door(state, origin)
+            else:
+                sink.door_state(state)
         else:
             self.stats.other_events += 1
+            if origin is not None:
+                # Nothing to report, but its serial was heard: the catch-up
+                # need not fetch it.
+                cast(TerminalSink, sink).terminal_heard(origin)
 
 
 def _event_key(event: TerminalEvent) -> tuple[object, ...]:

@@ -52,10 +52,15 @@ class TerminalSyncConfig(BaseModel):
     # After a refused login: terminals lock an address out after a few
     # failures, the landlord's own admin login too, so wait this long.
     login_retry_s: float = Field(default=600, gt=0, le=86400)
-    # Fetch events missed during an outage through AcsEvent search. Off until
-    # the push listener notes the serial numbers it delivers (docs/terminal-sync.md),
-    # or every outage would send the pushed events twice.
-    catch_up_events: bool = False
+    # Fetch through AcsEvent search the events that did not arrive by push:
+    # after start, an outage or a reboot, when a gap in the pushed serials
+    # stays open, and every catch_up_interval_s. Each event is stored once
+    # whichever way it came (docs/terminal-sync.md, "Events").
+    catch_up_events: bool = True
+    catch_up_interval_s: float = Field(default=300, gt=0, le=86400)
+    # Its clock may be this far off the gateway's before its event times are
+    # no longer believed (gateway/terminals/clock.py).
+    clock_tolerance_s: float = Field(default=120, ge=1, le=86400)
     # The door caught-up events are reported for (default: the first door).
     event_door: wire.DeviceId | None = None
 

@@ -10,8 +10,17 @@ One task per terminal (``terminal-sync-<id>``), one pass at a time:
 3. plan the difference against the allowlist's entries for its doors and
    apply it, removals first (a revocation must land in seconds), then
    additions and changes, each confirmed by the terminal before it counts;
-4. after an outage, fetch the events it kept meanwhile (``catch_up_events``);
+4. fetch the events it kept that the push listener did not bring
+   (``catch_up_events``): after start, an outage or a reboot, when a gap in
+   the pushed serial numbers stays open, and every ``catch_up_interval_s``;
 5. wait for the next allowlist change or probe.
+
+Events are delivered by serial number and identity (serial, time, type): the
+outbox stores each once (gateway.outbox.Sourced), so the push and the catch-up
+may both bring an event without it reaching the server twice. How far the
+serials are known to have arrived (the push listener's serials, contiguous,
+and each catch-up's end) is kept across restarts, so a catch-up fetches only
+the gap.
 
 A transient failure ends the pass and the next one starts after a capped,
 jittered backoff from what had been applied. A write the terminal refuses
@@ -25,7 +34,6 @@ import asyncio
 import logging
 import random
 import time
-from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -35,6 +43,7 @@ from typing import Any, Literal, Protocol, TypeVar
 from devices import hikvision_isapi as isapi
 from devices.hikvision_isapi import AcsEventRecord, CardRecord, UserRecord
 from gateway.terminals.client import IsapiClient
+from gateway.terminals.clock import offset_s
 from gateway.terminals.config import TerminalSyncConfig
 from gateway.terminals.errors import TerminalAnswerError, TerminalError, TerminalRefused, TerminalUnreachable
 from gateway.terminals.mapping import Desired, for_terminal
@@ -46,7 +55,9 @@ log = logging.getLogger(__name__)
 _PAGE = 30  # what DS-K1T firmware answers at most per search page
 _DELETE_POLL_S = (0.02, 0.05, 0.1, 0.2, 0.5)
 _DELETE_WAIT_S = 30.0
-_RECENT_SERIALS = 65_536
+_ABOVE_MAX = 4096  # pushed serials noted beyond a gap, at most
+_GAP_WAIT_S = 30.0  # a gap in the pushed serials open this long is fetched
+_RESTART_REACH = 5000  # after a counter restart, fetch at most this many of its newest serials
 R = TypeVar("R")
 
 
@@ -82,6 +93,7 @@ class TerminalHealth:
     writes_refused: int = 0  # writes refused since the last complete pass
     foreign_users: int | None = None
     skipped: int = 0
+    clock_offset_s: float | None = None  # its clock minus the gateway's, at the last probe
 
     @property
     def trusted(self) -> bool:
@@ -119,24 +131,6 @@ def plan(desired: Desired, users: dict[str, UserRecord], cards: dict[str, CardRe
     return out
 
 
-class SerialBook:
-    """Event serial numbers a terminal's events were delivered under, so the
-    catch-up sends only what the push listener did not (bounded, newest kept)."""
-
-    def __init__(self, limit: int = _RECENT_SERIALS) -> None:
-        self._seen: OrderedDict[int, None] = OrderedDict()
-        self._limit = limit
-
-    def note(self, serial: int) -> bool:
-        """Mark ``serial`` delivered; False if it already was."""
-        if serial in self._seen:
-            return False
-        self._seen[serial] = None
-        if len(self._seen) > self._limit:
-            self._seen.popitem(last=False)
-        return True
-
-
 class TerminalSync:
     def __init__(self, config: TerminalSyncConfig, source: AllowlistSource, state_dir: Path, *,
                  client: IsapiClient | None = None, deliver: Deliver | None = None,
@@ -144,7 +138,6 @@ class TerminalSync:
         self.config = config
         self.source = source
         self.client = client or IsapiClient(config)
-        self.serials = SerialBook()
         self._deliver = deliver
         self._on_health = on_health
         self._state_path = state_dir / f"{config.id}.json"
@@ -157,6 +150,10 @@ class TerminalSync:
         self._cards: dict[str, CardRecord] = {}
         self._uptime: int | None = None
         self._catch_up_due = config.catch_up_events
+        self._catch_up_at = time.monotonic() + config.catch_up_interval_s
+        self._above: set[int] = set()  # pushed serials beyond a gap
+        self._gap_since: float | None = None
+        self._dirty = False  # the saved state changed since it was written
         self._full_due_at = 0.0
         self._legacy_delete = False
         self._failures = 0
@@ -171,6 +168,51 @@ class TerminalSync:
         self._users = None
         self._changed.set()
 
+    @property
+    def caught_up_to(self) -> int | None:
+        """The event serial up to which everything has arrived or been fetched."""
+        return self._saved.caught_up_to
+
+    @property
+    def clock_offset_s(self) -> float | None:
+        return self.health.clock_offset_s
+
+    def heard(self, serial: int) -> None:
+        """The push listener delivered event ``serial`` (called on the loop):
+        a catch-up starts after the serials known to have arrived without a
+        gap. A serial at or below them is a re-post or a restarted counter;
+        the catch-up after the terminal's reboot sorts the latter out."""
+        known = self._saved.caught_up_to
+        if known is None or serial <= known:
+            return
+        if serial != known + 1:
+            if len(self._above) < _ABOVE_MAX:
+                self._above.add(serial)
+            if self._gap_since is None:
+                self._gap_since = time.monotonic()
+            return
+        known = serial
+        while known + 1 in self._above:
+            known += 1
+            self._above.discard(known)
+        self._advance(known)
+
+    def _advance(self, known: int) -> None:
+        self._saved.caught_up_to = known
+        self._above = {s for s in self._above if s > known}
+        if not self._above:
+            self._gap_since = None
+        self._dirty = True
+
+    def _save_if_dirty(self) -> None:
+        if self._dirty:
+            self._dirty = False
+            try:
+                self._saved.save(self._state_path)
+            except OSError as exc:
+                # Only costs a longer catch-up: the outbox still stores each event once.
+                log.warning("terminal %s: cannot save its state: %s", self.config.id, exc)
+
     # ------------------------------------------------------------------ the loop
 
     async def run(self) -> None:
@@ -180,9 +222,21 @@ class TerminalSync:
             while True:
                 self._changed.clear()
                 delay = await self._one_pass()
-                await self._wait(delay)
+                self._save_if_dirty()
+                await self._wait(min(delay, self._catch_up_wait()))
         finally:
+            self._save_if_dirty()
             await self.client.close()
+
+    def _catch_up_wait(self) -> float:
+        """Seconds until a catch-up falls due by itself (a gap, the interval)."""
+        if not self.config.catch_up_events or self._deliver is None:
+            return float("inf")
+        now = time.monotonic()
+        due = self._catch_up_at
+        if self._gap_since is not None:
+            due = min(due, self._gap_since + _GAP_WAIT_S)
+        return max(0.0, due - now)
 
     async def _wait(self, delay: float) -> None:
         try:
@@ -229,6 +283,20 @@ class TerminalSync:
 
     async def _sync(self) -> Literal["done", "again", "refused"]:
         await self._probe()
+        if self._saved.caught_up_to is None:
+            # First contact: where its events start counting, before anything
+            # else, so that an outage right after is caught up from here.
+            await self._catch_up_when_due()
+        try:
+            outcome = await self._keep_list()
+        except (TerminalRefused, TerminalAnswerError):
+            # A terminal that refuses writes still hands over its events.
+            await self._catch_up_when_due()
+            raise
+        await self._catch_up_when_due()
+        return outcome
+
+    async def _keep_list(self) -> Literal["done", "again", "refused"]:
         if self._users is None or time.monotonic() >= self._full_due_at:
             await self._read_all()
         self._changed.clear()  # changes from here on interrupt this pass's additions
@@ -244,23 +312,31 @@ class TerminalSync:
                                           self.config.label)
         self.health.skipped = desired.skipped
         complete = await self._apply(desired)
-        if self._catch_up_due and self._deliver is not None:
-            await self._catch_up_if_supported()
         if not complete:
             self._report()
             return "again" if self._changed.is_set() and not self.health.writes_refused else "refused"
         self._held(version)
         return "done"
 
+    async def _catch_up_when_due(self) -> None:
+        if self._deliver is not None and self.config.catch_up_events and (
+                self._catch_up_due or self._catch_up_wait() == 0.0):
+            await self._catch_up_if_supported()
+
     # ------------------------------------------------------------------ reading
 
     async def _probe(self) -> None:
+        sent = datetime.now(UTC)
         try:
-            uptime = await self.client.parsed("GET", isapi.DEVICE_STATUS, "status", None, isapi.parse_uptime)
+            status = await self.client.parsed("GET", isapi.DEVICE_STATUS, "status", None, isapi.parse_status)
         except TerminalRefused as exc:
             if exc.http_status != 404 and exc.sub_status != "notSupport":
                 raise
-            uptime = None  # firmware without System/status: reboots show as outages only
+            # Firmware without System/status: reboots show as outages only,
+            # and its clock is not measured.
+            status = isapi.DeviceStatus(None, None)
+        uptime = status.uptime_s
+        self._measure_clock(status.device_time, sent, datetime.now(UTC))
         if self.health.reachable is not True:
             log.info("terminal %s reachable", self.config.id)
             self._users = None
@@ -272,6 +348,22 @@ class TerminalSync:
             self._catch_up_due = self.config.catch_up_events
         self._uptime = uptime
         self.health.reachable = True
+
+    def _measure_clock(self, device_time: datetime | None, sent: datetime, answered: datetime) -> None:
+        if device_time is None:
+            self.health.clock_offset_s = None
+            return
+        offset = offset_s(device_time, sent, answered)
+        tolerance = self.config.clock_tolerance_s
+        was = self.health.clock_offset_s
+        if abs(offset) > tolerance and (was is None or abs(was) <= tolerance):
+            # Its event times are not believed while it is off (gateway/terminals/clock.py),
+            # and the validity times written to it are read against a wrong clock.
+            log.warning("terminal %s: its clock is %s the gateway's by %.0f s; set it (or its NTP server)",
+                        self.config.id, "ahead of" if offset > 0 else "behind", abs(offset))
+        elif abs(offset) <= tolerance and was is not None and abs(was) > tolerance:
+            log.info("terminal %s: its clock is right again (%+.0f s)", self.config.id, offset)
+        self.health.clock_offset_s = offset
 
     async def _read_all(self) -> None:
         started = time.monotonic()
@@ -438,39 +530,57 @@ class TerminalSync:
             self._deliver = None
 
     async def _catch_up(self) -> None:
-        """Deliver the events the terminal kept while we could not hear it."""
+        """Deliver the events the terminal kept that did not arrive by push."""
         assert self._deliver is not None
+        self._catch_up_due = False
+        self._catch_up_at = time.monotonic() + self.config.catch_up_interval_s
         since = self._saved.caught_up_to
         newest = await self._newest_serial()
-        if since is None or newest is None or newest < since:
-            # First contact, or a terminal reset that numbers afresh: its
-            # history is not "missed"; start from now.
-            if newest is not None and newest != since:
-                log.info("terminal %s: events counted from serial %s on", self.config.id, newest)
-                self._saved.caught_up_to = newest
-                self._saved.save(self._state_path)
-            self._catch_up_due = False
+        if newest is None:
+            if since is None:
+                self._advance(0)  # it holds no events yet: all from serial 1 on are new
             return
+        if newest == since:
+            return
+        if since is None:
+            # First contact: its history is from before the gateway knew it, not missed.
+            log.info("terminal %s: events counted from serial %s on", self.config.id, newest)
+            self._advance(newest)
+            return
+        restarted = newest < since
+        if restarted:
+            # Its counter started again (a reset, its events cleared): what it
+            # holds now came after. Fetched by identity, a repeat is not stored twice.
+            log.warning("terminal %s: event serials restarted (%s, was %s): fetching its newest events",
+                        self.config.id, newest, since)
+        first = max(1, newest - _RESTART_REACH + 1) if restarted else since + 1
+        fetched = await self._fetch_events(first, newest)
+        if restarted:
+            self._above = set()
+            self._advance(newest)
+        else:
+            self._advance(max(newest, self._saved.caught_up_to or newest))
+        self._save_if_dirty()
+        if fetched:
+            log.info("terminal %s: %d events fetched (serials %s-%s); those the push brought are not stored again",
+                     self.config.id, fetched, first, newest)
+
+    async def _fetch_events(self, first: int, last: int) -> int:
+        assert self._deliver is not None
         search_id = f"rg-{random.getrandbits(48):012x}"
-        position, delivered = 0, 0
-        while newest > since:
-            body = isapi.acs_event_search(search_id, position, _PAGE, begin_serial=since + 1, end_serial=newest)
+        position, fetched = 0, 0
+        while True:
+            body = isapi.acs_event_search(search_id, position, _PAGE, begin_serial=first, end_serial=last)
             page = await self.client.parsed("POST", isapi.ACS_EVENT, "event search", body, isapi.parse_event_page)
             for event in page.records:
-                if since < event.serial_no <= newest and self.serials.note(event.serial_no):
+                if first <= event.serial_no <= last:
                     self._deliver(event)
-                    delivered += 1
+                    fetched += 1
             position += len(page.records)
             if not page.more:
-                break
-            if position > newest - since:
+                return fetched
+            if position > last - first + 1:
                 raise TerminalAnswerError(self.config.id, "event search: more events than serials asked for")
-        self._saved.caught_up_to = newest
-        self._saved.save(self._state_path)
-        self._catch_up_due = False
-        if delivered:
-            log.info("terminal %s: %d missed events caught up (serials %s-%s)", self.config.id, delivered,
-                     since + 1, newest)
 
     async def _newest_serial(self) -> int | None:
         body = isapi.acs_event_search("rg-newest", 0, 1, newest_first=True)

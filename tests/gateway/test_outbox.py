@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from gateway.errors import OutboxError, OutboxLockedError
-from gateway.outbox import Outbox, new_outbox_first_seq
+from gateway.outbox import Outbox, Sourced, new_outbox_first_seq
 from gateway.writer import AsyncOutbox
 from rentgate import wire
 from tests.gateway.helpers import GW, card, cards
@@ -203,3 +203,57 @@ async def test_close_finishes_the_commit_in_progress(tmp_path: Path) -> None:
     assert all(f.done() and not f.exception() for f in futures)
     with Outbox(path, gateway_id=GW) as reopened:
         assert reopened.depth() == 50
+
+
+def _sourced(key: str, value: str = "AB") -> Sourced:
+    return Sourced(card(value), key)
+
+
+def test_an_event_its_device_delivers_again_is_stored_once_even_across_restarts(tmp_path: Path) -> None:
+    with _open(tmp_path) as outbox:
+        first = outbox.append_each([_sourced("k1t#7/20261206T010203Z/5/1", "01"), card("02")])
+        assert first[0] is not None and first[1] is not None
+        # The same event twice in one batch, and again beside a new one.
+        again = outbox.append_each([_sourced("k1t#7/20261206T010203Z/5/1", "01"),
+                                    _sourced("k1t#8/20261206T010204Z/5/1", "03"),
+                                    _sourced("k1t#8/20261206T010204Z/5/1", "03")])
+        assert again[0] is None and again[1] == first[1] + 1 and again[2] is None
+        assert outbox.repeats == 2
+        sent = [seq for seq, _ in outbox.pending(0, 100)]
+        outbox.delete_ranges([(min(sent), max(sent))])  # the server committed them
+    with _open(tmp_path) as outbox:
+        # After a restart, with the events long sent: still known.
+        assert outbox.append([_sourced("k1t#7/20261206T010203Z/5/1", "01")]) == []
+        # Another terminal's serial 7 is its own event.
+        assert len(outbox.append([_sourced("k1t-back#7/20261206T010203Z/5/1", "01")])) == 1
+        assert [e.credential.value for e in _decoded(outbox) if isinstance(e, wire.CardRead)] == ["01"]
+
+
+def test_source_keys_go_with_the_age_bound(tmp_path: Path) -> None:
+    clock = [1_795_000_000.0]
+    with _open(tmp_path, max_age_s=3600, clock=lambda: clock[0]) as outbox:
+        outbox.append([_sourced("k1t#1/-/5/1")])
+        clock[0] += 3601
+        assert outbox.forget_sources() == 1
+        # An event that old delivered again is stored again: the server
+        # still has the first, and an outbox never holds events that old.
+        assert len(outbox.append([_sourced("k1t#1/-/5/1")])) == 1
+
+
+def test_source_keys_are_bounded() -> None:
+    with pytest.raises(ValueError, match="source key"):
+        Sourced(card("01"), "x" * 201)
+    with pytest.raises(ValueError, match="source key"):
+        Sourced(card("01"), "")
+
+
+async def test_each_caller_gets_the_seqs_of_what_was_stored(tmp_path: Path) -> None:
+    async with await AsyncOutbox.open(str(tmp_path / "outbox.sqlite3"), gateway_id=GW) as outbox:
+        committed: list[list[int]] = []
+        outbox.on_commit(committed.append)
+        a = outbox.submit([_sourced("t#1/-/5/1")])
+        b = outbox.submit([_sourced("t#1/-/5/1"), card("02")])
+        seqs_a, seqs_b = await a, await b
+        assert len(seqs_a) == 1 and len(seqs_b) == 1 and seqs_b[0] == seqs_a[0] + 1
+        assert await outbox.append([_sourced("t#1/-/5/1")]) == []
+        assert sorted(s for c in committed for s in c) == [seqs_a[0], seqs_b[0]], "a repeat wakes no one"

@@ -76,30 +76,34 @@ async def test_the_terminals_own_list_follows_the_allowlist(tmp_path: Path, mosq
     assert health.type == "hikvision_isapi"
 
 
-async def test_reads_the_terminal_kept_in_an_outage_reach_the_server_once(
-        tmp_path: Path, mosquitto: Mosquitto, server: FakeServer, terminal: FakeTerminal) -> None:
-    snapshot = AllowlistSnapshot(gw=GW, version=1, issued_at=T0, entries=[AllowlistEntry(credential=CARD,
-                                                                                         person="p-1")])
-    _publish(mosquitto, signed(snapshot), wire.allowlist_topic(GW))
-    config = _config(tmp_path, mosquitto, terminal)
-    config = config.model_copy(update={"terminals": [config.terminals[0].model_copy(
-        update={"catch_up_events": True})]})
-    terminal.add_event(card="1")  # from before the gateway knew the terminal
-    async with running(config) as app:
-        await wait_until(lambda: _terminal_status(server, 1), timeout=15, what="synced")
-        pushed = terminal.add_event(card=str(0x14008EC793))
-        assert app.terminal_event_seen("k1t-main", pushed)  # the push listener delivered it
-        await terminal.offline()
-        await wait_until(lambda: app.terminals[0].health.reachable is False, timeout=10, what="unreachable")
-        granted = terminal.add_event(card=str(0x14008EC793), minor=0x01)
-        denied = terminal.add_event(card="42", minor=0x09)
-        await terminal.online()
+async def test_a_zkteco_terminals_own_list_follows_the_allowlist_through_the_gateway(
+        tmp_path: Path, mosquitto: Mosquitto, server: FakeServer) -> None:
+    from firmware_sim.zkteco_terminal import ZktecoTerminalSim
+    from tests.services import free_port
 
-        def reads() -> list[wire.CardRead]:
-            return [e for e in server.received if isinstance(e, wire.CardRead)]
+    sn, port = "CKJS201260012", free_port()
+    config = GatewayConfig.model_validate({
+        "gateway_id": GW, "mqtt_url": mosquitto.url, "data_dir": str(tmp_path / "data"), "heartbeat_s": 0.5,
+        "access": {"public_keys": {"k1": signing.public_key_b64(SERVER_KEY.public_key())}},
+        "devices": [{"type": "zkteco_adms", "id": "zk-listener", "host": "127.0.0.1", "port": port,
+                     "poll_delay_s": 1, "error_delay_s": 1, "sync_users": True,
+                     "terminals": {sn: {"device": "zk-lobby", "door": "front"}}}],
+    })
+    tenant, leaver = Credential(format="em4100", value="00C2A1B0F2"), Credential(format="em4100", value="00C2A1B0F3")
+    _publish(mosquitto, signed(AllowlistSnapshot(gw=GW, version=1, issued_at=T0, entries=[
+        AllowlistEntry(credential=tenant, person="p-1"), AllowlistEntry(credential=leaver, person="p-2")])),
+        wire.allowlist_topic(GW))
 
-        await wait_until(lambda: len(reads()) >= 2, timeout=10, what="the missed reads at the server")
-        assert not app.terminal_event_seen("k1t-main", granted), "the catch-up noted what it delivered"
-    assert [(r.device, r.door, r.credential.value, r.decision) for r in reads()] == [
-        ("k1t-main", "front", "14008EC793", "granted"), ("k1t-main", "front", "2A", "denied")]
-    assert denied == granted + 1
+    def held(version: int) -> bool:
+        return any(t.id == "zk-lobby" and t.version_held == version and t.reachable
+                   for s in server.statuses for t in s.terminals or [])
+
+    async with running(config), ZktecoTerminalSim(f"http://127.0.0.1:{port}", serial=sn, poll_s=0.05,
+                                                  error_delay_s=0.05) as terminal:
+        await wait_until(lambda: held(1), timeout=15, what="version 1 held in the status")
+        assert (await terminal.present_card(str(int(leaver.value, 16)))).granted
+        _publish(mosquitto, signed(AllowlistDelta(gw=GW, base_version=1, version=2, issued_at=T0,
+                                                  removals=[leaver])), wire.allowlist_delta_topic(GW))
+        await wait_until(lambda: held(2), timeout=10, what="version 2 held in the status")
+        assert not (await terminal.present_card(str(int(leaver.value, 16)))).granted, "refused by the terminal"
+        assert (await terminal.present_card(str(int(tenant.value, 16)))).granted

@@ -294,7 +294,7 @@ async def test_events_missed_in_an_outage_are_caught_up_exactly_once(tmp_path: P
     try:
         await until(_held(store, sync), terminal)
         pushed = terminal.add_event(card="200")
-        sync.serials.note(pushed)  # the push listener delivered this one
+        sync.heard(pushed)  # the push listener delivered this one
         await terminal.offline()
         await until(lambda: sync.health.reachable is False, terminal)
         missed = [terminal.add_event(card=str(300 + i)) for i in range(40)]  # more than one page
@@ -356,3 +356,27 @@ async def test_ten_thousand_users_full_sync(tmp_path: Path, terminal: FakeTermin
     elapsed = time.monotonic() - started
     print(f"\n10,000 users + 10,000 cards written in {elapsed:.1f} s ({terminal.requests} HTTP requests)")
     assert len(terminal.users) == 10_000 and len(terminal.cards) == 10_000
+
+
+async def test_a_gap_in_the_pushed_serials_is_fetched_without_an_outage(
+        tmp_path: Path, terminal: FakeTerminal, monkeypatch: pytest.MonkeyPatch) -> None:
+    import gateway.terminals.sync as sync_module
+
+    monkeypatch.setattr(sync_module, "_GAP_WAIT_S", 0.2)
+    store = open_store(tmp_path)
+    store.apply(snapshot(1, "1400000001"))
+    got: list[AcsEventRecord] = []
+    sync = TerminalSync(_config(terminal, tmp_path), store, tmp_path / "terminals", deliver=got.append)
+    run = Running(sync)
+    try:
+        await until(lambda: _held(store, sync)() and sync.caught_up_to == 0, terminal)
+        lost, pushed = terminal.add_event(card="500"), terminal.add_event(card="501")
+        sync.heard(pushed)  # the push of ``lost`` never arrived
+        assert sync.caught_up_to == 0
+        await until(lambda: sync.caught_up_to == pushed, terminal, what="the gap fetched")
+        after = terminal.add_event(card="502")
+        sync.heard(after)  # contiguous again: nothing to fetch
+        assert sync.caught_up_to == after
+    finally:
+        await run.stop()
+    assert [e.serial_no for e in got] == [lost, pushed], "the gap, and what the search found beside it"

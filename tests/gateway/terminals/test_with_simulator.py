@@ -79,7 +79,7 @@ async def test_events_the_terminal_kept_in_an_outage_are_caught_up_once(tmp_path
         await sim.present_card("999")  # before the gateway knew the terminal: not missed
         await wait_until(lambda: sync.health.version_held == 1, timeout=10, what="synced")
         pushed = await sim.present_card(card)
-        sync.serials.note(pushed.serial_no)  # delivered by the push listener
+        sync.heard(pushed.serial_no)  # delivered by the push listener
         await sim.network_down()
         await wait_until(lambda: sync.health.reachable is False, timeout=10, what="unreachable")
         missed = [await sim.present_card(card) for _ in range(35)]
