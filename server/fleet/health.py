@@ -176,6 +176,7 @@ class FleetPage:
     total: int  # gateways matching the filter
     counts: dict[str, int]  # gateways in scope by state
     alerts: list[dict[str, Any]] = field(default_factory=list)
+    alerts_total: int = 0
 
     @property
     def pages(self) -> int:
@@ -220,11 +221,16 @@ def list_fleet(conn: sa.Connection, scope: sa.Select[tuple[int]] | None, now: da
         order = [rank_column(f.state), f.last_seen.desc().nulls_last(), f.id]
     offset = (max(1, query.page) - 1) * query.per_page
     rows = [dict(r) for r in conn.execute(listing.order_by(*order).offset(offset).limit(query.per_page)).mappings()]
+    # A terminal that does not hold the list may open for someone
+    # deregistered: a person should act on it, as on an offline gateway.
+    alerting = sa.or_(f.state.in_(ALERT_STATES), sa.and_(f.state == "degraded", f.terminals_behind > 0))
     alerts = [dict(r) for r in conn.execute(
-        sa.select(inner).where(f.state.in_(ALERT_STATES))
+        sa.select(inner).where(alerting)
         .order_by(f.last_seen.desc().nulls_last(), f.id).limit(ALERTS_SHOWN)).mappings()]
+    alerts_total = len(alerts) if len(alerts) < ALERTS_SHOWN else int(
+        conn.execute(sa.select(sa.func.count()).select_from(inner).where(alerting)).scalar_one())
     total = counts[query.state] if query.state is not None else sum(counts.values())
-    return FleetPage(rows=rows, total=total, counts=counts, alerts=alerts)
+    return FleetPage(rows=rows, total=total, counts=counts, alerts=alerts, alerts_total=alerts_total)
 
 
 # ---------------------------------------------------------------- Prometheus

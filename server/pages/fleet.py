@@ -241,7 +241,10 @@ def _alert_words(t: dict[str, str], row: dict[str, Any], now: datetime) -> str:
         if depth > 0 and (row.get("oldest_unsent_age_s") or 0) <= health.BACKLOG_AGE_S:
             return t["fleet.alert.backlog"].format(name=name, n=depth)
         return t["fleet.alert.backlog_age"].format(name=name, age=age_words(t, float(row["oldest_unsent_age_s"])))
-    return t["fleet.alert.config_failed"].format(name=name)
+    if row["state"] == "config_failed":
+        return t["fleet.alert.config_failed"].format(name=name)
+    behind = int(row.get("terminals_behind") or 0)
+    return t["fleet.alert.terminals_one" if behind == 1 else "fleet.alert.terminals"].format(name=name, n=behind)
 
 
 def _alerts(ctx: PageContext, result: health.FleetPage, now: datetime) -> str:
@@ -251,7 +254,7 @@ def _alerts(ctx: PageContext, result: health.FleetPage, now: datetime) -> str:
     items = "".join(f'<li class="alert" data-state="{esc(r["state"])}">{state_chip(t, r["state"])} '
                     f'{esc(_alert_words(t, r, now))}</li>' for r in result.alerts)
     shown = len(result.alerts)
-    total = sum(result.counts[s] for s in health.ALERT_STATES)
+    total = result.alerts_total
     more = (f'<p class="meta">{esc(t["fleet.alerts.more"].format(n=total - shown))}</p>' if total > shown else "")
     return f'<h2>{esc(t["fleet.alerts"])}</h2><div class="card"><ul class="alerts">{items}</ul>{more}</div>'
 

@@ -31,6 +31,8 @@ TEXTS: dict[str, dict[str, str]] = {
         "fleet.alert.backlog": "{name} 有 {n} 条事件积压未发出",
         "fleet.alert.backlog_age": "{name} 积压事件已等待 {age}",
         "fleet.alert.config_failed": "{name} 最新配置未能生效",
+        "fleet.alert.terminals": "{name} 有 {n} 台门禁终端没有最新名单，已注销的人可能仍能开门",
+        "fleet.alert.terminals_one": "{name} 有 1 台门禁终端没有最新名单，已注销的人可能仍能开门",
         "fleet.none": "没有网关",
         "fleet.none_state": "没有处于这个状态的网关",
         "fleet.col.name": "名称",
@@ -125,6 +127,10 @@ TEXTS: dict[str, dict[str, str]] = {
         "fleet.alert.backlog": "{name} has {n} events waiting to be sent",
         "fleet.alert.backlog_age": "{name} has had events waiting for {age}",
         "fleet.alert.config_failed": "{name}: the newest configuration did not take",
+        "fleet.alert.terminals": "{name}: {n} door terminals do not hold the current list, so someone "
+                                 "deregistered may still get in",
+        "fleet.alert.terminals_one": "{name}: a door terminal does not hold the current list, so someone "
+                                     "deregistered may still get in",
         "fleet.none": "No gateways",
         "fleet.none_state": "No gateway is in this state",
         "fleet.col.name": "Name",

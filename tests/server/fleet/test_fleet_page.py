@@ -194,8 +194,12 @@ async def test_door_terminals_that_do_not_hold_the_list_are_named_with_why(clien
         assert words in text, words
     assert "大门" not in text  # it holds the list: nothing to say about it
     assert "192.168.1.64" not in text and "ISAPI" not in text  # the gateway's error text stays in its log
+    # Someone deregistered may still get in: a person should act, as on an offline gateway.
+    assert re.findall(r'<li class="alert" data-state="(\w+)">', html).count("degraded") == 1
+    assert "有 3 台门禁终端没有最新名单，已注销的人可能仍能开门" in text
     text = visible(await (await client.get("/fleet?state=degraded&lang=en")).text())
     assert "terminal 车库: holds an old list (version 8, current 9)" in text
+    assert "3 door terminals do not hold the current list, so someone deregistered may still get in" in text
     # Once all of them hold the list, one line says so.
     fixed = [{**t, "reachable": True, "version_held": 9, "writes_refused": 0} for t in terminals]
     with sqlite_engine.begin() as conn:
@@ -204,3 +208,4 @@ async def test_door_terminals_that_do_not_hold_the_list_are_named_with_why(clien
     html = await (await client.get("/fleet?state=online&lang=zh")).text()
     assert ("gw-term", "online") in ROW.findall(html)
     assert "门禁终端 4 台均已是最新名单" in visible(html)
+    assert "degraded" not in re.findall(r'<li class="alert" data-state="(\w+)">', html)
