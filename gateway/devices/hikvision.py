@@ -15,13 +15,13 @@ alert-stream adapter (:mod:`gateway.devices.hikvision_stream`).
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal, cast
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from gateway.devices.allowed import AllowedNetworks, check_networks
 from gateway.devices.base import DeviceConfigBase, DeviceRouter, EventSink, TerminalOrigin, TerminalSink, register
 from gateway.devices.recent import RecentKeys
 from rentgate import wire
@@ -64,9 +64,7 @@ class HikvisionConfig(DeviceConfigBase):
     @field_validator("allowed_ips")
     @classmethod
     def _ips(cls, value: list[str]) -> list[str]:
-        for item in value:
-            ipaddress.ip_network(item, strict=False)  # ValueError names the bad one
-        return value
+        return check_networks(value)
 
 
 @dataclass
@@ -153,7 +151,7 @@ class HikvisionAdapter:
         self._sink = sink
         self._delivery = TerminalDelivery(self.stats)
         self.last_serials = self._delivery.last_serials
-        self._networks = [ipaddress.ip_network(n, strict=False) for n in config.allowed_ips]
+        self._allowed = AllowedNetworks(config.allowed_ips)
 
     async def run(self) -> None:
         from aiohttp import web
@@ -189,7 +187,7 @@ class HikvisionAdapter:
     async def _handle(self, request: web.Request) -> web.Response:
         from devices.hikvision import VendorPayloadError, parse_notification
 
-        if not self._allowed(request.remote):
+        if not self._allowed.allows(request.remote):
             self.stats.forbidden += 1
             log.warning("hikvision %s: refused a post from %s (not in allowed_ips)", self.config.id, request.remote)
             return _status(request, 403, 4, "Forbidden")
@@ -246,15 +244,6 @@ class HikvisionAdapter:
         if isinstance(self._sink, DeviceRouter):
             return self._sink.for_device(route.device, route.door)
         return self._sink
-
-    def _allowed(self, remote: str | None) -> bool:
-        if not self._networks:
-            return True
-        try:
-            address = ipaddress.ip_address(remote or "")
-        except ValueError:
-            return False
-        return any(address in network for network in self._networks)
 
 
 class _TooLarge(Exception):
