@@ -238,7 +238,7 @@ class GatewayApp:
         self.record_door(device, door, state, at=stamp.at, source=_source_key(device, origin.identity))
 
     def terminal_heard(self, device: str, origin: TerminalOrigin) -> None:
-        if (terminal := self._terminal(device)) is not None:
+        if (terminal := self._terminal(device)) is not None and origin.serial is not None:
             terminal.heard(origin.serial)
 
     def _terminal_stamp(self, device: str, origin: TerminalOrigin | None, *,
@@ -246,7 +246,7 @@ class GatewayApp:
         """The time to report a terminal's event at (gateway/terminals/clock.py);
         a pushed event (``origin``) is also noted for the catch-up."""
         terminal = self._terminal(device)
-        if terminal is not None and origin is not None:
+        if terminal is not None and origin is not None and origin.serial is not None:
             terminal.heard(origin.serial)
         when = origin.stamped if origin is not None else stamped
         stamp = event_time(when, wire.utcnow(), offset_s=terminal.clock_offset_s if terminal else None,

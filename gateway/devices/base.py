@@ -66,7 +66,7 @@ class TerminalOrigin:
     it is stored once however it reaches the gateway, and the time the
     terminal stamped it (which the gateway checks against its own clock)."""
 
-    serial: int
+    serial: int | None  # None: the terminal does not number its events (ZKTeco ATTLOG)
     identity: str
     stamped: datetime | None
 

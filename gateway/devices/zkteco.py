@@ -21,6 +21,7 @@ allowlist through them (gateway/terminals/zkteco_sync.py).
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import logging
 import os
@@ -28,13 +29,14 @@ import time
 from collections import OrderedDict, deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import timedelta, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 from pydantic import Field, field_validator, model_validator
 
 from gateway.devices.allowed import AllowedNetworks, check_networks
-from gateway.devices.base import DeviceConfigBase, DeviceRouter, EventSink, register
+from gateway.devices.base import DeviceConfigBase, DeviceRouter, EventSink, TerminalOrigin, TerminalSink, register
 from gateway.devices.hikvision import TerminalRoute
 from gateway.devices.recent import RecentKeys
 from gateway.errors import GatewayError
@@ -154,6 +156,7 @@ class ZktecoAdapter:
         self._sink = sink
         self._seen = RecentKeys(_DEDUPE_WINDOW)
         self._allowed = AllowedNetworks(config.allowed_ips)
+        self._zone = timezone(timedelta(hours=config.timezone_h))
         self._stamps: dict[str, dict[str, str]] = _load_stamps(config.state_file)
         self._queues: dict[str, deque[tuple[int, str]]] = {}
         self._queued: set[tuple[str, int]] = set()  # what the queues hold, for command_state
@@ -330,9 +333,17 @@ class ZktecoAdapter:
             self.stats.duplicates += 1
             return
         self.stats.reads += 1
-        # The sink stamps the read with the gateway's clock: the terminal's
-        # own time (kept in the record) may be unset or off by hours.
-        sink.card_read(record.credential, verdict=record.granted)
+        if isinstance(sink, TerminalSink):
+            # Stored once by its identity across gateway restarts too (a
+            # terminal whose stamps were lost uploads its log again), and
+            # reported at the terminal's time where it can be believed
+            # (gateway/terminals/clock.py; ADMS gives no way to measure the
+            # clock, so a clock off by hours passes).
+            stamped = record.time.replace(tzinfo=self._zone) if record.time is not None else None
+            sink.terminal_read(record.credential, record.granted,
+                               TerminalOrigin(None, record_identity(sn, record), stamped))
+        else:
+            sink.card_read(record.credential, verdict=record.granted)
 
     async def _poll(self, request: web.Request) -> web.Response:
         sn = self._admit(request)
@@ -412,6 +423,14 @@ class ZktecoAdapter:
         self._stamps.setdefault(sn, {})[table] = stamp
         if self.config.state_file is not None:
             _save_stamps(self.config.state_file, self._stamps)
+
+
+def record_identity(sn: str, record: AttlogRecord) -> str:
+    """One ATTLOG or rtlog record as the outbox keeps it (gateway.outbox.Sourced):
+    the terminal and a digest of what the record says, so that the same record
+    uploaded again is stored once and no person number stays on disk."""
+    digest = hashlib.sha256("\x1f".join(str(part) for part in record.key).encode()).hexdigest()[:32]
+    return f"zk/{sn[:40]}/{digest}"
 
 
 def _load_stamps(path: Path | None) -> dict[str, dict[str, str]]:

@@ -5,6 +5,7 @@ the gateway's status tells the server which version the terminal holds."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
@@ -107,3 +108,56 @@ async def test_a_zkteco_terminals_own_list_follows_the_allowlist_through_the_gat
         await wait_until(lambda: held(2), timeout=10, what="version 2 held in the status")
         assert not (await terminal.present_card(str(int(leaver.value, 16)))).granted, "refused by the terminal"
         assert (await terminal.present_card(str(int(tenant.value, 16)))).granted
+
+
+async def test_a_zkteco_batch_posted_again_after_a_gateway_restart_is_stored_once_at_the_terminals_time(
+        tmp_path: Path, mosquitto: Mosquitto, server: FakeServer) -> None:
+    import aiohttp
+
+    from tests.gateway.test_zkteco_adapter import ZkTerminal
+    from tests.services import free_port
+
+    port = free_port()
+    config = GatewayConfig.model_validate({
+        "gateway_id": GW, "mqtt_url": mosquitto.url, "data_dir": str(tmp_path / "data"), "heartbeat_s": 0.5,
+        "devices": [{"type": "zkteco_adms", "id": "zk-lobby", "door": "front", "host": "127.0.0.1", "port": port}],
+    })
+    # Ten minutes ago on the terminal's clock (UTC+8), a few seconds apart.
+    then = datetime.now(UTC).astimezone(timezone(timedelta(hours=8))).replace(microsecond=0) - timedelta(minutes=10)
+    lines = [f"100{i}\t{(then + timedelta(seconds=i)).strftime('%Y-%m-%d %H:%M:%S')}\t0\t15\t0\t0\t0\n"
+             for i in range(3)]
+
+    def reads() -> list[wire.CardRead]:
+        return [e for e in server.received if isinstance(e, wire.CardRead)]
+
+    async with aiohttp.ClientSession() as session:
+        terminal = ZkTerminal(session, f"http://127.0.0.1:{port}", sn="CKJS201260012")
+        async with running(config) as first:
+            await wait_until(lambda: _answers(port), timeout=5, what="listening")
+            assert (await terminal.upload("ATTLOG", "".join(lines[:2]).encode(), "1"))[0] == 200
+            await wait_until(lambda: len(reads()) == 2, timeout=10, what="two reads at the server")
+            sent = first.outbox
+            assert sent is not None
+            # Acknowledged, or the restart would send them again under their seqs (the server's to drop).
+            await wait_until(lambda: sent.depth() == 0, timeout=10, what="both acknowledged")
+        # The terminal never got our OK (the gateway stopped) and has no stamp
+        # file to go by: it posts the batch again, with a new record.
+        async with running(config) as app:
+            await wait_until(lambda: _answers(port), timeout=5, what="listening")
+            assert (await terminal.upload("ATTLOG", "".join(lines).encode(), "2"))[0] == 200
+            await wait_until(lambda: len(reads()) >= 3, timeout=10, what="the new read at the server")
+            outbox = app.outbox
+            assert outbox is not None
+            await wait_until(lambda: outbox.depth() == 0, timeout=10, what="everything acknowledged")
+            assert outbox.outbox.repeats == 2
+    assert sorted(r.credential.value for r in reads()) == ["1000", "1001", "1002"], "each record once"
+    for read in reads():
+        i = int(read.credential.value) - 1000
+        assert read.ts == then + timedelta(seconds=i), "the terminal's time, its clock being right"
+        assert read.decision == "granted"  # a record exists only when the terminal verified someone
+
+
+def _answers(port: int) -> bool:
+    from tests.services import port_open
+
+    return port_open("127.0.0.1", port)
