@@ -501,7 +501,8 @@ class GatewayApp:
         return [wire.TerminalSyncHealth(
             id=device, reachable=h.reachable, version_held=h.version_held, pending=h.pending,
             writes_refused=h.writes_refused, last_error=h.last_error, last_full_sync=h.last_full_at,
-            foreign_users=h.foreign_users, skipped_credentials=h.skipped)
+            foreign_users=h.foreign_users, skipped_credentials=h.skipped,
+            clock_offset_s=None if h.clock_offset_s is None else round(h.clock_offset_s, 1))
             for device, h in kept[:wire.MAX_STATUS_DEVICES]]
 
     def status_changed(self) -> None:

@@ -815,6 +815,10 @@ class TerminalSyncHealth(_Model):
     last_full_sync: Timestamp | None = None
     foreign_users: Count | None = None
     skipped_credentials: Count | None = None
+    # Its clock minus the gateway's at the last probe (None: not measured).
+    # Off by minutes or more, it reads validity times wrong and stamps its
+    # events wrong (the gateway corrects those: gateway/terminals/clock.py).
+    clock_offset_s: Annotated[float, Field(ge=-1e10, le=1e10)] | None = None
 
 
 ConfigVersion = Annotated[int, Field(ge=1, le=MAX_INT)]

@@ -11,6 +11,18 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+# A terminal's clock further off than this reads the validity times it holds
+# wrong and stamps its events wrong: worth a line on the fleet page.
+CLOCK_LIMIT_S = 120.0
+
+
+def clock_off(terminal: Mapping[str, Any]) -> float | None:
+    """How far its clock is off (its minus the gateway's), when past the limit."""
+    offset = terminal.get("clock_offset_s")
+    if isinstance(offset, int | float) and not isinstance(offset, bool) and abs(offset) > CLOCK_LIMIT_S:
+        return float(offset)
+    return None
+
 
 def is_behind(terminal: Mapping[str, Any], allowlist_version: int | None) -> bool:
     held = terminal.get("version_held")

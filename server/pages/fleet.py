@@ -297,6 +297,18 @@ def terminal_lines(t: dict[str, str], row: dict[str, Any]) -> tuple[str, list[st
     return head, items, rest
 
 
+def terminal_clocks(t: dict[str, str], row: dict[str, Any]) -> list[str]:
+    """A line for each door terminal whose clock is off: it lets people in by
+    validity times read against that clock."""
+    lines = []
+    for terminal in row.get("terminals_health") or ():
+        if isinstance(terminal, dict) and (offset := terminals.clock_off(terminal)) is not None:
+            key = "fleet.terminal.clock_ahead" if offset > 0 else "fleet.terminal.clock_behind"
+            state = t[key].format(age=age_words(t, abs(offset)))
+            lines.append(t["fleet.terminal.item"].format(name=terminal.get("id", ""), state=state))
+    return lines
+
+
 def _line(text: str) -> str:
     return f'<div class="line">{esc(text)}</div>' if text else ""
 
@@ -324,10 +336,12 @@ def _row(ctx: PageContext, row: dict[str, Any], now: datetime) -> str:
     summary, bad = device_items(t, row.get("devices_health"), terminal_ids(row))
     devices = esc(summary) + _list(bad)
     head, behind, rest = terminal_lines(t, row)
+    clocks = terminal_clocks(t, row)
     if head or behind or rest:
-        # Marked in the colour of "degraded" when some terminal is behind.
-        marked = " attention" if behind else ""
-        devices += f'<div class="door-terminals{marked}">{_line(head)}{_list(behind, "behind")}{_line(rest)}</div>'
+        # Marked in the colour of "degraded" when some terminal is behind or its clock is off.
+        marked = " attention" if behind or clocks else ""
+        devices += (f'<div class="door-terminals{marked}">{_line(head)}{_list(behind, "behind")}{_line(rest)}'
+                    f'{_list(clocks, "clock")}</div>')
     config = "<br>".join(esc(line) for line in config_lines(t, row))
     name = f'<strong>{esc(gateway_name(row))}</strong>'
     if links:

@@ -196,6 +196,9 @@ async def test_a_terminal_with_a_wrong_clock_has_its_reads_placed_at_the_right_t
         await wait_until(lambda: outbox.depth() == 0, timeout=10, what="the outbox emptied")
     reads = _reads(server)
     assert Counter(r.credential.value for r in reads) == Counter(_card_of(e) for e in missed)
+    # The server is told, for the fleet page.
+    told = [t.clock_offset_s for s in server.statuses for t in s.terminals or [] if t.clock_offset_s is not None]
+    assert told and abs(told[-1] + 3 * 3600) < 5
     for read in reads:
         # Stamped three hours early by the terminal; reported when it happened.
         assert abs(read.ts - presented_at) < timedelta(seconds=10), read.ts

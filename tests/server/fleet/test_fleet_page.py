@@ -177,7 +177,8 @@ async def test_door_terminals_that_do_not_hold_the_list_are_named_with_why(clien
     terminals = [{"id": "大门", "reachable": True, "version_held": 9, "pending": 0, "writes_refused": 0},
                  {"id": "后门", "reachable": False, "version_held": 9, "pending": 0, "writes_refused": 0,
                   "last_error": "http://192.168.1.64/ISAPI: connection refused"},
-                 {"id": "车库", "reachable": True, "version_held": 8, "pending": 0, "writes_refused": 0},
+                 {"id": "车库", "reachable": True, "version_held": 8, "pending": 0, "writes_refused": 0,
+                  "clock_offset_s": 10830.5},
                  {"id": "天台", "reachable": True, "version_held": 9, "pending": 0, "writes_refused": 2}]
     with sqlite_engine.begin() as conn:
         conn.execute(gateways.insert().values(
@@ -190,7 +191,7 @@ async def test_door_terminals_that_do_not_hold_the_list_are_named_with_why(clien
     assert ("gw-term", "degraded") in ROW.findall(html)
     text = visible(html)
     for words in ("全部正常（1 台）", "终端 后门：连不上，已注销的人可能仍能开门", "终端 车库：名单不是最新（版本 8，应为 9）",
-                  "终端 天台：拒绝写入 2 次，已注销的人可能仍能开门"):
+                  "终端 天台：拒绝写入 2 次，已注销的人可能仍能开门", "终端 车库：时钟快了 3 小时，请校准时间"):
         assert words in text, words
     assert "大门" not in text  # it holds the list: nothing to say about it
     assert "192.168.1.64" not in text and "ISAPI" not in text  # the gateway's error text stays in its log
@@ -199,6 +200,7 @@ async def test_door_terminals_that_do_not_hold_the_list_are_named_with_why(clien
     assert "有 3 台门禁终端没有最新名单，已注销的人可能仍能开门" in text
     text = visible(await (await client.get("/fleet?state=degraded&lang=en")).text())
     assert "terminal 车库: holds an old list (version 8, current 9)" in text
+    assert "terminal 车库: its clock is 3 h fast; set it" in text
     assert "3 door terminals do not hold the current list, so someone deregistered may still get in" in text
     # Once all of them hold the list, one line says so.
     fixed = [{**t, "reachable": True, "version_held": 9, "writes_refused": 0} for t in terminals]
