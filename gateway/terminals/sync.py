@@ -583,7 +583,9 @@ class TerminalSync:
                 raise TerminalAnswerError(self.config.id, "event search: more events than serials asked for")
 
     async def _newest_serial(self) -> int | None:
-        body = isapi.acs_event_search("rg-newest", 0, 1, newest_first=True)
+        # Every major type (0): alarms and exceptions take serials too, and a
+        # pushed alarm above the newest access event must not look like a gap.
+        body = isapi.acs_event_search("rg-newest", 0, 1, major=0, newest_first=True)
         page = await self.client.parsed("POST", isapi.ACS_EVENT, "event search", body, isapi.parse_event_page)
         return max((e.serial_no for e in page.records), default=None)
 

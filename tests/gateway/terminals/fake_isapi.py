@@ -91,9 +91,10 @@ class FakeTerminal:
             self.users.clear()
             self.cards.clear()
 
-    def add_event(self, *, card: str | None = None, employee: str | None = None, minor: int = 1) -> int:
+    def add_event(self, *, card: str | None = None, employee: str | None = None, minor: int = 1,
+                  major: int = 5) -> int:
         serial = len(self.events) + 1
-        event: dict[str, Any] = {"major": 5, "minor": minor, "time": "2026-12-06T13:00:00+08:00",
+        event: dict[str, Any] = {"major": major, "minor": minor, "time": "2026-12-06T13:00:00+08:00",
                                  "serialNo": serial, "doorNo": 1}
         if card:
             event["cardNo"] = card

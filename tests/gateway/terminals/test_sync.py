@@ -380,3 +380,26 @@ async def test_a_gap_in_the_pushed_serials_is_fetched_without_an_outage(
     finally:
         await run.stop()
     assert [e.serial_no for e in got] == [lost, pushed], "the gap, and what the search found beside it"
+
+
+async def test_a_pushed_alarm_above_the_newest_access_event_is_no_gap(
+        tmp_path: Path, terminal: FakeTerminal, monkeypatch: pytest.MonkeyPatch) -> None:
+    import gateway.terminals.sync as sync_module
+
+    monkeypatch.setattr(sync_module, "_GAP_WAIT_S", 0.2)
+    store = open_store(tmp_path)
+    store.apply(snapshot(1, "1400000001"))
+    got: list[AcsEventRecord] = []
+    sync = TerminalSync(_config(terminal, tmp_path), store, tmp_path / "terminals", deliver=got.append)
+    run = Running(sync)
+    try:
+        await until(lambda: _held(store, sync)() and sync.caught_up_to == 0, terminal)
+        lost = terminal.add_event(card="600")
+        alarm = terminal.add_event(major=1, minor=0x400)  # tamper alarm: takes a serial, is no access event
+        sync.heard(alarm)
+        await until(lambda: sync.caught_up_to == alarm, terminal, what="the gap closed by one catch-up")
+        # Nothing left open: not a catch-up every 30 s for ever.
+        assert sync._catch_up_wait() > 60
+    finally:
+        await run.stop()
+    assert [e.serial_no for e in got] == [lost]
