@@ -93,3 +93,35 @@ async def test_events_the_terminal_kept_in_an_outage_are_caught_up_once(tmp_path
         await asyncio.gather(task, return_exceptions=True)
     assert [e.serial_no for e in got] == [e.serial_no for e in missed]
     assert all(e.card_no == card and e.minor == missed[0].minor for e in got)
+
+
+async def test_a_revoked_face_is_refused_by_the_terminals_own_lock(tmp_path: Path, sim: IsapiTerminalSim) -> None:
+    """A tenant enrolled their face at the terminal (the landlord's phone app
+    or the terminal's own menu): the allowlist names them as the terminal's
+    person; ending the registration deletes the user, and its face with it."""
+    from rentgate.wire import AllowlistDelta, AllowlistEntry, AllowlistSnapshot, Credential
+    from tests.gateway.access.helpers import GW, T0, signed
+
+    face = Credential(format="terminal_person", value="p77")
+    secret = tmp_path / "pw"
+    secret.write_text(PASSWORD)
+    store = open_store(tmp_path)
+    assert store.apply(signed(AllowlistSnapshot(gw=GW, version=1, issued_at=T0, entries=[
+        AllowlistEntry(credential=face, person="p-77")]))).applied
+    config = TerminalSyncConfig.model_validate({
+        "id": "k1t", "url": sim.url, "password_file": str(secret), "doors": ["front"], "probe_interval_s": 0.2,
+        "retry_max_s": 0.3})
+    sync = TerminalSync(config, store, tmp_path / "terminals")
+    task = asyncio.create_task(supervise(sync), name="terminal-sync-k1t")
+    try:
+        await wait_until(lambda: sync.health.version_held == 1, timeout=10, what="version 1 on the terminal")
+        sim.enrol_face("p77")
+        assert (await sim.present_face("p77")).granted
+        assert store.apply(signed(AllowlistDelta(gw=GW, base_version=1, version=2, issued_at=T0,
+                                                 removals=[face]))).applied
+        sync.changed()
+        await wait_until(lambda: sync.health.version_held == 2, timeout=5, what="version 2 on the terminal")
+        assert not (await sim.present_face("p77")).granted, "refused by the terminal itself"
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
