@@ -130,11 +130,16 @@ class TerminalEvent:
         if self.serial_no is None:
             return None
         if self.time is None:
-            when = "-"
+            # No time to tell a restarted counter's event from an old one:
+            # what was presented does (the outbox keeps only a keyed digest).
+            when = f"-{self.card or ''}/{self.person or ''}"
         elif self.time.tzinfo is None:
             when = self.time.strftime("%Y%m%dT%H%M%S")
         else:
-            when = self.time.astimezone(UTC).strftime("%Y%m%dT%H%M%SZ")
+            try:
+                when = self.time.astimezone(UTC).strftime("%Y%m%dT%H%M%SZ")
+            except (OverflowError, ValueError):  # year 1 or 9999 with an offset: an unset clock
+                when = self.time.replace(tzinfo=None).strftime("%Y%m%dT%H%M%S") + str(self.time.utcoffset())
         return f"{self.serial_no}/{when}/{self.major}/{self.minor}"
 
     @property

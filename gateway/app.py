@@ -224,36 +224,51 @@ class GatewayApp:
     def terminal_read(self, device: str, door: str | None, credential: wire.Credential, verdict: bool | None,
                       origin: TerminalOrigin) -> None:
         """A read a terminal pushed or streamed (on the loop): stored once
-        under its identity, noted for the catch-up, at the terminal's time
-        where its clock is believed."""
-        stamp = self._terminal_stamp(device, origin)
-        source = _source_key(device, origin.identity)
-        if stamp.at >= wire.utcnow() - timedelta(seconds=_LIVE_WITHIN_S):
-            self.card_read(device, door, stamp.at, credential, None, verdict, source=source)
+        under its identity, noted for the catch-up once stored, at the
+        terminal's time where its clock is believed."""
+        arrived = wire.utcnow()
+        terminal = self._terminal(device)
+        stamp = self._terminal_stamp(device, origin.stamped, arrived)
+        source = _source_key(device, origin.identity, origin.keep_s)
+        tolerance = terminal.config.clock_tolerance_s if terminal else _DEFAULT_CLOCK_TOLERANCE_S
+        if stamp.at >= arrived - timedelta(seconds=tolerance + _LIVE_WITHIN_S):
+            # Happening now: the cameras match people with the grant at its
+            # arrival, whatever the terminal's clock says.
+            future: asyncio.Future[list[int]] | None = self.card_read(
+                device, door, stamp.at, credential, None, verdict, source=source, seen_at=arrived)
         else:
-            self._past_read(device, door, stamp.at, credential, verdict, source)
+            future = self._past_read(device, door, stamp.at, credential, verdict, source)
+        self._heard_once_stored(terminal, origin, future)
 
     def terminal_door(self, device: str, door: str, state: DoorStateName, origin: TerminalOrigin) -> None:
-        stamp = self._terminal_stamp(device, origin)
-        self.record_door(device, door, state, at=stamp.at, source=_source_key(device, origin.identity))
+        stamp = self._terminal_stamp(device, origin.stamped, wire.utcnow())
+        future = self.record_door(device, door, state, at=stamp.at,
+                                  source=_source_key(device, origin.identity, origin.keep_s))
+        self._heard_once_stored(self._terminal(device), origin, future)
 
     def terminal_heard(self, device: str, origin: TerminalOrigin) -> None:
         if (terminal := self._terminal(device)) is not None and origin.serial is not None:
             terminal.heard(origin.serial)
 
-    def _terminal_stamp(self, device: str, origin: TerminalOrigin | None, *,
-                        stamped: datetime | None = None) -> Stamp:
-        """The time to report a terminal's event at (gateway/terminals/clock.py);
-        a pushed event (``origin``) is also noted for the catch-up."""
+    @staticmethod
+    def _heard_once_stored(terminal: TerminalSync | None, origin: TerminalOrigin,
+                           future: asyncio.Future[list[int]] | None) -> None:
+        # The catch-up may move past a serial only once its event is on disk:
+        # an event lost to a failed write is fetched again.
+        if terminal is None or origin.serial is None or future is None:
+            return
+        serial = origin.serial
+        future.add_done_callback(
+            lambda f: terminal.heard(serial) if not f.cancelled() and f.exception() is None else None)
+
+    def _terminal_stamp(self, device: str, stamped: datetime | None, arrived: datetime) -> Stamp:
+        """The time to report a terminal's event at (gateway/terminals/clock.py)."""
         terminal = self._terminal(device)
-        if terminal is not None and origin is not None and origin.serial is not None:
-            terminal.heard(origin.serial)
-        when = origin.stamped if origin is not None else stamped
-        stamp = event_time(when, wire.utcnow(), offset_s=terminal.clock_offset_s if terminal else None,
+        stamp = event_time(stamped, arrived, offset_s=terminal.clock_offset_s if terminal else None,
                            tolerance_s=terminal.config.clock_tolerance_s if terminal else _DEFAULT_CLOCK_TOLERANCE_S,
                            max_age_s=self.config.outbox.max_age_s)
-        if stamp.source == "arrival" and when is not None:
-            self._clock_doubted(device, when)
+        if stamp.source == "arrival" and stamped is not None:
+            self._clock_doubted(device, stamped)
         return stamp
 
     def _clock_doubted(self, device: str, stamped: datetime) -> None:
@@ -264,7 +279,7 @@ class GatewayApp:
                         "until its clock is set (warned once an hour)", device, stamped.isoformat())
 
     def _past_read(self, device: str, door: str | None, ts: datetime, credential: wire.Credential,
-                   verdict: bool | None, source: str | None) -> None:
+                   verdict: bool | None, source: Source | None) -> asyncio.Future[list[int]] | None:
         # The terminal decided back then; deciding now would open the door's
         # unlock window (and anti-passback) for a past passage.
         outcome: Literal["granted", "denied"] | None = None if verdict is None else "granted" if verdict else "denied"
@@ -274,7 +289,7 @@ class GatewayApp:
             return wire.CardRead(gw=gw, seq=seq, device=device, door=door, ts=ts, credential=credential,
                                  decision=outcome)
 
-        self.record([make if source is None else Sourced(make, source)])
+        return self.record([_sourced(make, source)])
 
     def _terminal_health(self, terminal: str, device_type: str = "hikvision_isapi"
                          ) -> Callable[[TerminalHealth], None]:
@@ -289,22 +304,23 @@ class GatewayApp:
 
         return report
 
-    def _caught_up(self, terminal: str, door: str) -> Callable[[AcsEventRecord], None]:
+    def _caught_up(self, terminal: str, door: str) -> Callable[[AcsEventRecord], asyncio.Future[list[int]] | None]:
         from gateway.terminals.events import as_terminal_event, door_state
 
-        def deliver(record: AcsEventRecord) -> None:
+        def deliver(record: AcsEventRecord) -> asyncio.Future[list[int]] | None:
             event = as_terminal_event(record)
             if event is None or event.identity is None:
-                return
+                return None
             # The same identity as the push would have had: the outbox keeps
             # one of the two.
             source = _source_key(terminal, event.identity)
-            ts = self._terminal_stamp(terminal, None, stamped=event.time).at
+            ts = self._terminal_stamp(terminal, event.time, wire.utcnow()).at
             credential = event.credential
             if event.kind == "access" and credential is not None:
-                self._past_read(terminal, door, ts, credential, event.verified, source)
-            elif (state := door_state(event)) is not None:
-                self.record_door(terminal, door, state, at=ts, source=source)
+                return self._past_read(terminal, door, ts, credential, event.verified, source)
+            if (state := door_state(event)) is not None:
+                return self.record_door(terminal, door, state, at=ts, source=source)
+            return None
 
         return deliver
 
@@ -336,16 +352,18 @@ class GatewayApp:
 
     # ------------------------------------------------------------------ events
 
-    def record(self, makers: list[EventMaker]) -> None:
-        """Queue events for the outbox (on the loop); failures are logged."""
+    def record(self, makers: list[EventMaker]) -> asyncio.Future[list[int]] | None:
+        """Queue events for the outbox (on the loop); failures are logged. The
+        future resolves once they are on disk (None: the outbox is closing)."""
         if self.outbox is None:
             raise GatewayError("gateway not running")
         try:
             future = self.outbox.submit(makers)
         except GatewayError as exc:
             log.error("gateway %s: %d events lost at shutdown: %s", self.gateway_id, len(makers), exc)
-            return
+            return None
         future.add_done_callback(_log_failure)
+        return future
 
     def _started_event(self, outbox_id: str, first_seq: int, pending: int) -> EventMaker:
         gw, ts = self.gateway_id, wire.utcnow()
@@ -539,11 +557,14 @@ class GatewayApp:
         self.record([lambda seq: make(gw, seq)])
 
     def card_read(self, device: str, door: str | None, ts: datetime, credential: wire.Credential,
-                  respond: Respond | None, verdict: bool | None = None, *, source: str | None = None) -> None:
+                  respond: Respond | None, verdict: bool | None = None, *, source: Source | None = None,
+                  seen_at: datetime | None = None) -> asyncio.Future[list[int]]:
         """Decide (when access control is on), make the read durable with its
         decision, then let the adapter signal the reader and open the lock.
         Without local decisions, a terminal's own verdict is the decision.
-        ``source``: the read's identity at its terminal (stored once)."""
+        ``source``: the read's identity at its terminal (stored once);
+        ``seen_at``: when the gateway got it (the cameras' grant time), if
+        ``ts`` is the terminal's."""
         decision = self.access.decide(device, door, credential) if self.access is not None else None
         outcome = decision.outcome if decision is not None else None
         if outcome is None and verdict is not None:
@@ -557,14 +578,14 @@ class GatewayApp:
 
         if self.outbox is None:
             raise GatewayError("gateway not running")
-        future = self.outbox.submit([make if source is None else Sourced(make, source)])
+        future = self.outbox.submit([_sourced(make, source)])
         future.add_done_callback(_log_failure)
         if outcome == "granted" and door is not None and self.cameras is not None:
-            cameras = self.cameras
+            cameras, grant_at = self.cameras, seen_at or ts
             # The grant is known to the cameras with its seq, once on disk
             # (a read its terminal had delivered before has none: not again).
             future.add_done_callback(
-                lambda f: cameras.grant(door, ts, f.result()[0])
+                lambda f: cameras.grant(door, grant_at, f.result()[0])
                 if not f.cancelled() and f.exception() is None and f.result() else None)
         if decision is not None and respond is not None:
             granted, unlock_s = decision.granted, self.access.unlock_pulse_s if self.access else 0.0
@@ -572,6 +593,7 @@ class GatewayApp:
             # tenant still gets in (the failure is logged): a door is no place
             # to stop at a full SD card.
             future.add_done_callback(lambda _f: _respond_safely(respond, granted, unlock_s, device))
+        return future
 
     def person_crossed(self, device: str, door: str | None, crossing: Crossing, at: datetime) -> None:
         if self.cameras is None or door is None:
@@ -593,13 +615,13 @@ class GatewayApp:
         self.record_door(device or event.door, event.door, event.kind)
 
     def record_door(self, device: str, door: str, state: DoorStateName, *, at: datetime | None = None,
-                    source: str | None = None) -> None:
+                    source: Source | None = None) -> asyncio.Future[list[int]] | None:
         gw, ts = self.gateway_id, at or wire.utcnow()
 
         def make(seq: int) -> wire.Event:
             return wire.DoorState(gw=gw, seq=seq, device=device, door=door, ts=ts, state=state)
 
-        self.record([make if source is None else Sourced(make, source)])
+        return self.record([_sourced(make, source)])
 
     def _publish_now(self, topic: str, payload: bytes) -> bool:
         return self.link is not None and self.link.publish(topic, payload, qos=1)
@@ -673,7 +695,7 @@ class _DeviceSink:
         self._hand_over(self._app.device_online, device, online, detail, self._config.type)
         self._hand_over(self._app.device_event, self._config, make)
 
-    def _hand_over(self, fn: Callable[..., None], *args: object) -> None:
+    def _hand_over(self, fn: Callable[..., object], *args: object) -> None:
         try:
             self._loop.call_soon_threadsafe(fn, *args)
         except RuntimeError:
@@ -681,9 +703,16 @@ class _DeviceSink:
             log.debug("device %s: event after shutdown dropped", self._device)
 
 
-def _source_key(device: str, identity: str) -> str:
+Source = tuple[str, float | None]  # an event's identity at its device, how long the outbox keeps it
+
+
+def _source_key(device: str, identity: str, keep_s: float | None = None) -> Source:
     # Per device: two terminals count their serials each from one.
-    return f"{device}#{identity}"
+    return f"{device}#{identity}", keep_s
+
+
+def _sourced(make: EventMaker, source: Source | None) -> EventMaker:
+    return make if source is None else Sourced(make, source[0], keep_s=source[1])
 
 
 def _respond_safely(respond: Respond, granted: bool, unlock_s: float, device: str) -> None:

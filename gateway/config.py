@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from gateway.access.config import AccessConfig
 from gateway.camera.config import CamerasConfig
 from gateway.devices import DeviceConfig
+from gateway.devices.base import DeviceConfigBase
 from gateway.errors import ConfigError, ConfigProblem
 from gateway.terminals.config import TerminalSyncConfig
 from rentgate import wire
@@ -110,6 +111,8 @@ class GatewayConfig(_Model):
             # push listener's route does, not as the listener itself.
             if terminal.id in devices:
                 raise ValueError(f"terminal id {terminal.id!r} is also a device id")
+            if terminal.catch_up_events:
+                _events_under_its_id(terminal, self.devices)
         return self
 
     @property
@@ -348,3 +351,24 @@ def _find_line(text: str, loc: list[int | str]) -> int | None:
 def describe(config: GatewayConfig) -> dict[str, Any]:
     """The validated settings as JSON-ready data (for ``check-config --json``)."""
     return config.model_dump(mode="json")
+
+
+def _events_under_its_id(terminal: TerminalSyncConfig, devices: list[DeviceConfigBase]) -> None:
+    """A terminal whose missed events are fetched (catch_up_events) must have
+    its pushed or streamed events reported under its own id: each event is
+    stored once per device (gateway.outbox.Sourced), so under another id the
+    catch-up would store every pushed event a second time."""
+    from urllib.parse import urlsplit
+
+    host = urlsplit(terminal.url).hostname
+    for device in devices:
+        if device.type == "hikvision_isapi" and not getattr(device, "terminals", None):
+            raise ValueError(
+                f"terminal {terminal.id!r} has its missed events fetched (catch_up_events), and push listener "
+                f"{device.id!r} reports every terminal as {device.id!r}: route the terminal to its id "
+                f"([devices.terminals.\"<its IP, MAC or deviceID>\"] device = {terminal.id!r}), or set "
+                f"catch_up_events = false")
+        if device.type == "hikvision_stream" and urlsplit(str(getattr(device, "url", ""))).hostname == host:
+            raise ValueError(
+                f"terminal {terminal.id!r} is also streamed by device {device.id!r}: its events would be stored "
+                f"under both ids; set catch_up_events = false for it, or use its push instead of the stream")

@@ -13,8 +13,12 @@ worker thread (``gateway.writer``) so that fsyncs never block the event loop.
 from __future__ import annotations
 
 import fcntl
+import hashlib
+import hmac
 import logging
+import math
 import os
+import secrets
 import sqlite3
 import threading
 import time
@@ -45,6 +49,9 @@ class Sourced:
 
     make: EventMaker
     key: str
+    # How long the key is kept after the event is stored (None: the outbox's
+    # age bound); shorter for identities that say more about a person.
+    keep_s: float | None = None
 
     def __post_init__(self) -> None:
         if not 0 < len(self.key) <= MAX_SOURCE_KEY:
@@ -60,16 +67,17 @@ CREATE TABLE IF NOT EXISTS events (
     created REAL NOT NULL,  -- wall-clock seconds, for the age bound across restarts
     json TEXT NOT NULL      -- encoded once, sent as is
 );
--- Events a device numbers itself (a terminal's serial and time): the key is
+-- Events a device numbers itself (a terminal's serial and time): the key (a
+-- keyed digest of the device's identity for the event, meta source_salt) is
 -- kept after the event is sent, so that the same event delivered again (a
 -- terminal re-posting, the catch-up fetching what a push already brought)
--- is stored once. Old keys go with the age bound.
+-- is stored once. Each key goes at keep_until, rounded up to the hour: no
+-- column says when the event was, nor which event it was.
 CREATE TABLE IF NOT EXISTS sources (
     key TEXT PRIMARY KEY,
-    seq INTEGER NOT NULL,
-    created REAL NOT NULL
+    keep_until REAL NOT NULL
 );
-CREATE INDEX IF NOT EXISTS sources_created ON sources (created);
+CREATE INDEX IF NOT EXISTS sources_keep_until ON sources (keep_until);
 """
 _SCHEMA_VERSION = "1"
 
@@ -155,6 +163,9 @@ class Outbox:
                     "rejected_total": "0",
                 }
                 db.executemany("INSERT INTO meta VALUES (?, ?)", meta.items())
+            if "source_salt" not in meta:  # a new outbox, or one from before source keys
+                meta["source_salt"] = secrets.token_hex(32)
+                db.execute("INSERT INTO meta VALUES ('source_salt', ?)", (meta["source_salt"],))
             db.execute("COMMIT")
         except BaseException:
             db.execute("ROLLBACK")
@@ -162,6 +173,7 @@ class Outbox:
         if meta.get("schema") != _SCHEMA_VERSION:
             raise OutboxError(str(self.path), f"unknown outbox schema {meta.get('schema')!r}")
         self.outbox_id: str = meta["outbox_id"]
+        self._source_salt = bytes.fromhex(meta["source_salt"])
         self._last_seq = int(meta["last_seq"])
         self.first_seq = int(meta.get("first_seq", "1"))
         self.dropped_total = int(meta["dropped_total"])
@@ -212,20 +224,22 @@ class Outbox:
         with self._mutex:
             db = self._conn()
             now = self._clock()
-            keys = [make.key for make in makers if isinstance(make, Sourced)]
-            known = self._known_sources(db, keys) if keys else set()
+            keyed = {id(make): self._digest(make.key) for make in makers if isinstance(make, Sourced)}
+            known = self._known_sources(db, list(keyed.values())) if keyed else set()
             seqs: list[int | None] = []
             rows: list[tuple[int, float, str]] = []
-            sources: list[tuple[str, int, float]] = []
+            sources: list[tuple[str, float]] = []
             seq = self._last_seq
             for make in makers:
                 if isinstance(make, Sourced):
-                    if make.key in known:
+                    key = keyed[id(make)]
+                    if key in known:
                         seqs.append(None)
                         self.repeats += 1
                         continue
-                    known.add(make.key)  # twice in one batch: the first counts
-                    sources.append((make.key, seq + 1, now))
+                    known.add(key)  # twice in one batch: the first counts
+                    keep = self.max_age_s if make.keep_s is None else min(make.keep_s, self.max_age_s)
+                    sources.append((key, math.ceil((now + keep) / 3600) * 3600.0))
                 seq += 1
                 rows.append((seq, now, _encode(make, seq)))
                 seqs.append(seq)
@@ -234,7 +248,7 @@ class Outbox:
             with self._transaction(db):
                 db.executemany("INSERT INTO events (seq, created, json) VALUES (?, ?, ?)", rows)
                 if sources:
-                    db.executemany("INSERT INTO sources (key, seq, created) VALUES (?, ?, ?)", sources)
+                    db.executemany("INSERT INTO sources (key, keep_until) VALUES (?, ?)", sources)
                 self._set_last_seq(db, seq)
                 self._depth += len(rows)
                 excess = self._depth - self.max_events
@@ -252,16 +266,20 @@ class Outbox:
                                                   chunk))
         return known
 
+    def _digest(self, key: str) -> str:
+        # Keyed with this outbox's own salt: the table cannot be matched
+        # against precomputed identities, nor across gateways.
+        return hmac.new(self._source_salt, key.encode(), hashlib.sha256).hexdigest()[:40]
+
     def forget_sources(self) -> int:
-        """Drop source keys older than the age bound, and the oldest beyond
-        the count bound (an event that old delivered again is stored again;
-        the server still has the first)."""
+        """Drop source keys past their time, and the oldest beyond the count
+        bound (an event that old delivered again is stored again; the server
+        still has the first)."""
         with self._mutex:
             db = self._conn()
-            cutoff = self._clock() - self.max_age_s
             with self._transaction(db):
-                n = db.execute("DELETE FROM sources WHERE created < ?", (cutoff,)).rowcount
-                n += db.execute("DELETE FROM sources WHERE rowid IN (SELECT rowid FROM sources ORDER BY created "
+                n = db.execute("DELETE FROM sources WHERE keep_until < ?", (self._clock(),)).rowcount
+                n += db.execute("DELETE FROM sources WHERE rowid IN (SELECT rowid FROM sources ORDER BY keep_until "
                                 "DESC LIMIT -1 OFFSET ?)", (_SOURCES_KEPT,)).rowcount
             return n
 

@@ -69,6 +69,9 @@ class TerminalOrigin:
     serial: int | None  # None: the terminal does not number its events (ZKTeco ATTLOG)
     identity: str
     stamped: datetime | None
+    # How long the outbox keeps the identity (None: its age bound): shorter
+    # when the identity holds what a person presented.
+    keep_s: float | None = None
 
 
 @runtime_checkable

@@ -21,7 +21,6 @@ allowlist through them (gateway/terminals/zkteco_sync.py).
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import json
 import logging
 import os
@@ -48,6 +47,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+# A record's identity holds the person's PIN: kept only as long as a terminal
+# plausibly posts a batch again (its OK lost, the gateway restarted).
+_IDENTITY_KEEP_S = 3 * 86400
 _DEDUPE_WINDOW = 16384  # a terminal re-sends whole batches of up to a few hundred records
 _TABLES = frozenset({"ATTLOG", "OPERLOG", "ATTPHOTO", "rtlog", "rtstate"})
 # Results kept for result()/wait_result() after they came: enough for the
@@ -341,7 +343,7 @@ class ZktecoAdapter:
             # clock, so a clock off by hours passes).
             stamped = record.time.replace(tzinfo=self._zone) if record.time is not None else None
             sink.terminal_read(record.credential, record.granted,
-                               TerminalOrigin(None, record_identity(sn, record), stamped))
+                               TerminalOrigin(None, record_identity(sn, record), stamped, keep_s=_IDENTITY_KEEP_S))
         else:
             sink.card_read(record.credential, verdict=record.granted)
 
@@ -426,11 +428,11 @@ class ZktecoAdapter:
 
 
 def record_identity(sn: str, record: AttlogRecord) -> str:
-    """One ATTLOG or rtlog record as the outbox keeps it (gateway.outbox.Sourced):
-    the terminal and a digest of what the record says, so that the same record
-    uploaded again is stored once and no person number stays on disk."""
-    digest = hashlib.sha256("\x1f".join(str(part) for part in record.key).encode()).hexdigest()[:32]
-    return f"zk/{sn[:40]}/{digest}"
+    """One ATTLOG or rtlog record as the outbox keeps it (gateway.outbox.Sourced,
+    which stores only a digest keyed with the outbox's own salt): the terminal
+    and what the record says, so that the same record uploaded again is stored
+    once."""
+    return "zk/" + "/".join(str(part) for part in (sn[:40], *record.key))[:180]
 
 
 def _load_stamps(path: Path | None) -> dict[str, dict[str, str]]:

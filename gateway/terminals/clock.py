@@ -45,12 +45,15 @@ def event_time(stamped: datetime | None, arrived: datetime, *, offset_s: float |
     if stamped is None or stamped.tzinfo is None:
         return Stamp(arrived, "arrival")
     oldest = arrived - timedelta(seconds=max_age_s)
-    if offset_s is not None and abs(offset_s) > tolerance_s:
-        corrected = stamped - timedelta(seconds=offset_s)
-        if oldest <= corrected <= arrived + timedelta(seconds=tolerance_s):
-            return Stamp(min(corrected, arrived), "corrected")
-        return Stamp(arrived, "arrival")
-    if stamped > arrived + timedelta(seconds=tolerance_s) or stamped < oldest:
+    try:
+        if offset_s is not None and abs(offset_s) > tolerance_s:
+            corrected = stamped - timedelta(seconds=offset_s)
+            if oldest <= corrected <= arrived + timedelta(seconds=tolerance_s):
+                return Stamp(min(corrected, arrived), "corrected")
+            return Stamp(arrived, "arrival")
+        if stamped > arrived + timedelta(seconds=tolerance_s) or stamped < oldest:
+            return Stamp(arrived, "arrival")
+    except (OverflowError, ValueError):  # a stamp at the edge of the calendar: an unset clock
         return Stamp(arrived, "arrival")
     return Stamp(stamped, "terminal")
 

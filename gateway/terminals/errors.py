@@ -32,3 +32,8 @@ class TerminalRefused(TerminalError):
 
 class TerminalAnswerError(TerminalError):
     """The terminal answered something the ISAPI documents do not describe."""
+
+
+class TerminalEventsNotStored(TerminalError):
+    """Events fetched from the terminal did not reach the outbox (its disk):
+    the catch-up does not move past them, and fetches them again."""

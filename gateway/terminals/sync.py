@@ -31,6 +31,7 @@ done: the terminal's status names it until a pass holds the whole list.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 import random
 import time
@@ -45,7 +46,13 @@ from devices.hikvision_isapi import AcsEventRecord, CardRecord, UserRecord
 from gateway.terminals.client import IsapiClient
 from gateway.terminals.clock import offset_s
 from gateway.terminals.config import TerminalSyncConfig
-from gateway.terminals.errors import TerminalAnswerError, TerminalError, TerminalRefused, TerminalUnreachable
+from gateway.terminals.errors import (
+    TerminalAnswerError,
+    TerminalError,
+    TerminalEventsNotStored,
+    TerminalRefused,
+    TerminalUnreachable,
+)
 from gateway.terminals.mapping import Desired, for_terminal
 from gateway.terminals.state import SavedState
 from rentgate.wire import AllowlistEntry
@@ -58,6 +65,8 @@ _DELETE_WAIT_S = 30.0
 _ABOVE_MAX = 4096  # pushed serials noted beyond a gap, at most
 _GAP_WAIT_S = 30.0  # a gap in the pushed serials open this long is fetched
 _RESTART_REACH = 5000  # after a counter restart, fetch at most this many of its newest serials
+_FETCH_SPAN = 1_000_000  # serials asked for above the last known (the search needs an end)
+_FETCH_MAX = 100_000  # events fetched in one catch-up at most; the next goes on from there
 R = TypeVar("R")
 
 
@@ -66,7 +75,9 @@ class AllowlistSource(Protocol):
         """The allowlist's version and entries now (safe off the loop)."""
 
 
-Deliver = Callable[[AcsEventRecord], None]
+# Hands a fetched event to the outbox; what it returns, when awaitable, is
+# its commit: the catch-up counts an event as caught up once that is done.
+Deliver = Callable[[AcsEventRecord], "Awaitable[object] | None"]
 
 
 @dataclass
@@ -200,8 +211,8 @@ class TerminalSync:
     def _advance(self, known: int) -> None:
         self._saved.caught_up_to = known
         self._above = {s for s in self._above if s > known}
-        if not self._above:
-            self._gap_since = None
+        # A gap still open starts its wait again: at most one catch-up per wait.
+        self._gap_since = time.monotonic() if self._above else None
         self._dirty = True
 
     def _save_if_dirty(self) -> None:
@@ -223,7 +234,12 @@ class TerminalSync:
                 self._changed.clear()
                 delay = await self._one_pass()
                 self._save_if_dirty()
-                await self._wait(min(delay, self._catch_up_wait()))
+                if self._failures == 0:
+                    # A catch-up falling due shortens only the wait after a pass
+                    # that worked: after a failure the backoff (and after a
+                    # refused login, login_retry_s) holds.
+                    delay = min(delay, self._catch_up_wait())
+                await self._wait(delay)
         finally:
             self._save_if_dirty()
             await self.client.close()
@@ -254,7 +270,7 @@ class TerminalSync:
             self._error(str(exc), refused=exc.refused)
             if exc.http_status == 401:
                 return await self._login_refused()
-        except TerminalAnswerError as exc:
+        except (TerminalAnswerError, TerminalEventsNotStored) as exc:
             self._error(str(exc), refused=False)
         except TerminalError as exc:  # the password cannot be read
             self._error(str(exc), refused=True)
@@ -289,7 +305,7 @@ class TerminalSync:
             await self._catch_up_when_due()
         try:
             outcome = await self._keep_list()
-        except (TerminalRefused, TerminalAnswerError):
+        except (TerminalRefused, TerminalAnswerError, TerminalEventsNotStored):
             # A terminal that refuses writes still hands over its events.
             await self._catch_up_when_due()
             raise
@@ -530,57 +546,83 @@ class TerminalSync:
             self._deliver = None
 
     async def _catch_up(self) -> None:
-        """Deliver the events the terminal kept that did not arrive by push."""
+        """Deliver the events the terminal kept that did not arrive by push:
+        everything above the serials known to have arrived, asked for by
+        serial number (not by time: a clock reset orders events wrongly in
+        time). Done only once every fetched event is on disk."""
         assert self._deliver is not None
-        self._catch_up_due = False
         self._catch_up_at = time.monotonic() + self.config.catch_up_interval_s
         since = self._saved.caught_up_to
-        newest = await self._newest_serial()
-        if newest is None:
-            if since is None:
-                self._advance(0)  # it holds no events yet: all from serial 1 on are new
-            return
-        if newest == since:
-            return
         if since is None:
-            # First contact: its history is from before the gateway knew it, not missed.
-            log.info("terminal %s: events counted from serial %s on", self.config.id, newest)
-            self._advance(newest)
-            return
-        restarted = newest < since
-        if restarted:
-            # Its counter started again (a reset, its events cleared): what it
-            # holds now came after. Fetched by identity, a repeat is not stored twice.
-            log.warning("terminal %s: event serials restarted (%s, was %s): fetching its newest events",
-                        self.config.id, newest, since)
-        first = max(1, newest - _RESTART_REACH + 1) if restarted else since + 1
-        fetched = await self._fetch_events(first, newest)
-        if restarted:
-            self._above = set()
-            self._advance(newest)
+            # First contact: its history is from before the gateway knew it, not
+            # missed. Its newest serial (by time: an estimate is enough here).
+            newest = await self._newest_serial()
+            log.info("terminal %s: events counted from serial %s on", self.config.id, newest or 0)
+            self._advance(newest or 0)
         else:
-            self._advance(max(newest, self._saved.caught_up_to or newest))
+            fetched, highest = await self._fetch_events(since + 1, since + _FETCH_SPAN)
+            if highest is not None:
+                self._advance(max(highest, self._saved.caught_up_to or highest))
+                log.info("terminal %s: %d events fetched (serials %s-%s); those the push brought are not stored "
+                         "again", self.config.id, fetched, since + 1, highest)
+            else:
+                await self._after_nothing_above(since)
         self._save_if_dirty()
-        if fetched:
-            log.info("terminal %s: %d events fetched (serials %s-%s); those the push brought are not stored again",
-                     self.config.id, fetched, first, newest)
+        self._catch_up_due = False
 
-    async def _fetch_events(self, first: int, last: int) -> int:
+    async def _after_nothing_above(self, since: int) -> None:
+        """Nothing above ``since``: all caught up, or its counter started again
+        (a reset or firmware upgrade that cleared its log)."""
+        newest = await self._newest_serial()
+        if newest is None or newest >= since:
+            self._advance(since)  # what was pushed above it meanwhile waits its turn again
+            return
+        # What it holds now came after the restart. Fetched by identity, a
+        # repeat of what the push brought is not stored twice.
+        log.warning("terminal %s: event serials restarted (%s, was %s): fetching its newest events",
+                    self.config.id, newest, since)
+        fetched, highest = await self._fetch_events(max(1, newest - _RESTART_REACH + 1), newest)
+        self._above = set()
+        self._advance(max(newest, highest or 0))
+        log.info("terminal %s: %d events fetched after the restart", self.config.id, fetched)
+
+    async def _fetch_events(self, first: int, last: int) -> tuple[int, int | None]:
+        """Fetch serials ``first``..``last`` (every event type: alarms take
+        serials too) and hand each to the outbox; returns how many and the
+        highest serial seen, once every one is stored (only then may the
+        caller move past them)."""
         assert self._deliver is not None
         search_id = f"rg-{random.getrandbits(48):012x}"
-        position, fetched = 0, 0
-        while True:
-            body = isapi.acs_event_search(search_id, position, _PAGE, begin_serial=first, end_serial=last)
+        position, fetched, highest = 0, 0, None
+        commits: list[Awaitable[object]] = []
+        while fetched < _FETCH_MAX:
+            body = isapi.acs_event_search(search_id, position, _PAGE, begin_serial=first, end_serial=last, major=0)
             page = await self.client.parsed("POST", isapi.ACS_EVENT, "event search", body, isapi.parse_event_page)
             for event in page.records:
                 if first <= event.serial_no <= last:
-                    self._deliver(event)
+                    commits += self._hand_over(event)
                     fetched += 1
+                    highest = event.serial_no if highest is None else max(highest, event.serial_no)
             position += len(page.records)
             if not page.more:
-                return fetched
+                break
             if position > last - first + 1:
                 raise TerminalAnswerError(self.config.id, "event search: more events than serials asked for")
+        results = await asyncio.gather(*commits, return_exceptions=True)
+        if failed := [r for r in results if isinstance(r, BaseException)]:
+            # Not stored (the outbox's disk): fetched again at the next catch-up.
+            raise TerminalEventsNotStored(self.config.id, f"{len(failed)} fetched events not stored: {failed[0]}")
+        return fetched, highest
+
+    def _hand_over(self, event: AcsEventRecord) -> list[Awaitable[object]]:
+        assert self._deliver is not None
+        try:
+            commit = self._deliver(event)
+        except Exception:  # noqa: BLE001 - one event the gateway cannot make must not stop the rest
+            log.exception("terminal %s: event serial %s could not be reported; skipped", self.config.id,
+                          event.serial_no)
+            return []
+        return [commit] if inspect.isawaitable(commit) else []
 
     async def _newest_serial(self) -> int | None:
         # Every major type (0): alarms and exceptions take serials too, and a

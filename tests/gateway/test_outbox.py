@@ -229,15 +229,38 @@ def test_an_event_its_device_delivers_again_is_stored_once_even_across_restarts(
         assert [e.credential.value for e in _decoded(outbox) if isinstance(e, wire.CardRead)] == ["01"]
 
 
-def test_source_keys_go_with_the_age_bound(tmp_path: Path) -> None:
+def test_source_keys_go_with_the_age_bound_or_sooner(tmp_path: Path) -> None:
     clock = [1_795_000_000.0]
-    with _open(tmp_path, max_age_s=3600, clock=lambda: clock[0]) as outbox:
-        outbox.append([_sourced("k1t#1/-/5/1")])
-        clock[0] += 3601
+    with _open(tmp_path, max_age_s=4 * 3600, clock=lambda: clock[0]) as outbox:
+        outbox.append([_sourced("k1t#1/-/5/1"), Sourced(card("02"), "zk/CKJS/1001/x", keep_s=3600)])
+        clock[0] += 2 * 3600 + 1  # kept to the hour after its time: no finer trace of when
         assert outbox.forget_sources() == 1
+        assert outbox.append([Sourced(card("02"), "zk/CKJS/1001/x", keep_s=3600)]) != []
+        assert outbox.append([_sourced("k1t#1/-/5/1")]) == []
+        clock[0] += 3 * 3600
+        outbox.forget_sources()
         # An event that old delivered again is stored again: the server
         # still has the first, and an outbox never holds events that old.
         assert len(outbox.append([_sourced("k1t#1/-/5/1")])) == 1
+
+
+def test_source_keys_on_disk_are_keyed_digests(tmp_path: Path) -> None:
+    """What a person presented may be in an identity (a ZKTeco PIN): the
+    table holds a digest keyed with the outbox's own salt, and no time."""
+    import sqlite3
+
+    with _open(tmp_path) as outbox:
+        outbox.append([Sourced(card("02"), "zk/CKJS201260012/1001/2026-12-06 10:00:00/0/15/None")])
+    with _open(tmp_path / "other") as other:
+        other.append([Sourced(card("02"), "zk/CKJS201260012/1001/2026-12-06 10:00:00/0/15/None")])
+    keys = []
+    for path in (tmp_path / "outbox.sqlite3", tmp_path / "other" / "outbox.sqlite3"):
+        db = sqlite3.connect(path)
+        rows = db.execute("SELECT * FROM sources").fetchall()
+        db.close()
+        assert len(rows) == 1 and len(rows[0]) == 2 and "1001" not in rows[0][0]
+        keys.append(rows[0][0])
+    assert keys[0] != keys[1], "the same event is not the same key on two gateways"
 
 
 def test_source_keys_are_bounded() -> None:

@@ -67,3 +67,14 @@ def test_the_status_gives_uptime_and_the_terminals_clock_in_xml_and_json() -> No
                  b'{"DeviceStatus": {"currentDeviceTime": "soon"}}', b'{"DeviceStatus": {}}',
                  b"<DeviceStatus><currentDeviceTime>" + b"9" * 30 + b"</currentDeviceTime></DeviceStatus>"):
         assert parse_status(body).device_time is None
+
+
+def test_a_stamp_at_the_edge_of_the_calendar_is_no_crash() -> None:
+    from devices.hikvision import TerminalEvent
+
+    for stamped in (datetime(1, 1, 1, tzinfo=CHINA), datetime(9999, 12, 31, 23, 59, tzinfo=timezone(-timedelta(hours=8)))):
+        assert _at(stamped) == (ARRIVED, "arrival")
+        assert _at(stamped, offset=-3 * 3600.0) == (ARRIVED, "arrival")
+        event = TerminalEvent(kind="access", major=5, minor=1, serial_no=7, mac=None, ip=None, device_id=None,
+                              device_name=None, person=None, card="1", verified=True, time=stamped)
+        assert event.identity is not None and event.identity.startswith("7/")

@@ -85,3 +85,30 @@ def test_the_example_config_is_valid(tmp_path: Path) -> None:
     example = Path(__file__).parents[3] / "gateway" / "examples" / "terminals-gateway.toml"
     config = load_config(example)
     assert [t.id for t in config.terminals] == ["k1t-main-door"]
+
+
+LISTENER = """
+[[devices]]
+type = "hikvision_isapi"
+id = "hik-listener"
+port = 8099
+"""
+STREAM = """
+[[devices]]
+type = "hikvision_stream"
+id = "k1t-stream"
+url = "http://192.168.1.64"
+password_file = "secrets/k1t.pw"
+"""
+
+
+def test_pushed_events_must_be_reported_under_the_terminals_id_when_missed_ones_are_fetched() -> None:
+    # A listener that reports every terminal as itself: each pushed event
+    # would be stored again by the catch-up, under the terminal's id.
+    with pytest.raises(ConfigError, match="route the terminal to its id"):
+        parse_config(HEAD + LISTENER + TERMINAL)
+    routed = LISTENER + '[devices.terminals."192.168.1.64"]\ndevice = "k1t-main"\ndoor = "main-door"\n'
+    assert parse_config(HEAD + routed + TERMINAL).terminals[0].catch_up_events
+    assert not parse_config(HEAD + LISTENER + TERMINAL + "catch_up_events = false\n").terminals[0].catch_up_events
+    with pytest.raises(ConfigError, match="also streamed"):
+        parse_config(HEAD + STREAM + TERMINAL)

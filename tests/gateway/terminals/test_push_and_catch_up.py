@@ -202,3 +202,40 @@ async def test_a_terminal_with_a_wrong_clock_has_its_reads_placed_at_the_right_t
     for read in reads:
         # Stamped three hours early by the terminal; reported when it happened.
         assert abs(read.ts - presented_at) < timedelta(seconds=10), read.ts
+
+
+class _Cameras:
+    def __init__(self) -> None:
+        self.grants: list[tuple[str, datetime, int]] = []
+
+    def grant(self, door: str, at: datetime, seq: int) -> None:
+        self.grants.append((door, at, seq))
+
+
+async def test_the_door_cameras_match_a_terminals_grant_at_its_arrival_not_its_clock(
+        tmp_path: Path, mosquitto: Mosquitto, server: FakeServer) -> None:
+    from gateway.devices.base import TerminalOrigin
+
+    config = GatewayConfig.model_validate({"gateway_id": GW, "mqtt_url": mosquitto.url,
+                                           "data_dir": str(tmp_path / "data")})
+    cameras = _Cameras()
+    async with running(config) as app:
+        app.cameras = cameras  # type: ignore[assignment]
+        card = Credential(format="raw", value="14008EC793")
+        # Its clock 90 s slow, within what is believed: the read is stored at the
+        # terminal's time, live, and the cameras get the moment it arrived.
+        before = datetime.now(UTC)
+        slow = before - timedelta(seconds=90)
+        app.terminal_read("k1t", "front", card, True, TerminalOrigin(5, f"5/{slow:%Y%m%dT%H%M%S}Z/5/1", slow))
+        await wait_until(lambda: len(cameras.grants) == 1, what="the grant handed to the cameras")
+        door, at, _seq = cameras.grants[0]
+        assert door == "front" and before <= at <= datetime.now(UTC)
+        # The same read posted again: stored once, and no second grant.
+        app.terminal_read("k1t", "front", card, True, TerminalOrigin(5, f"5/{slow:%Y%m%dT%H%M%S}Z/5/1", slow))
+        assert app.outbox is not None
+        outbox = app.outbox
+        await wait_until(lambda: outbox.outbox.repeats == 1, what="the repeat seen")
+        await wait_until(lambda: outbox.depth() == 0, timeout=10, what="acknowledged")
+    reads = [e for e in server.received if isinstance(e, wire.CardRead)]
+    assert len(reads) == 1 and reads[0].ts == slow and reads[0].decision == "granted"
+    assert len(cameras.grants) == 1

@@ -402,4 +402,65 @@ async def test_a_pushed_alarm_above_the_newest_access_event_is_no_gap(
         assert sync._catch_up_wait() > 60
     finally:
         await run.stop()
-    assert [e.serial_no for e in got] == [lost]
+    # The alarm is fetched too (it holds a serial); the gateway reports no read for it.
+    assert [(e.serial_no, e.major) for e in got] == [(lost, 5), (alarm, 1)]
+
+
+async def test_events_fetched_but_not_stored_are_fetched_again(tmp_path: Path, terminal: FakeTerminal) -> None:
+    """The catch-up moves past an event only once the outbox has it on disk:
+    a failed write (a full SD card) leaves it to the next catch-up."""
+    store = open_store(tmp_path)
+    store.apply(snapshot(1, "1400000001"))
+    disk_ok = False
+    handed: list[int] = []
+
+    def deliver(event: AcsEventRecord) -> asyncio.Future[list[int]]:
+        handed.append(event.serial_no)
+        commit: asyncio.Future[list[int]] = asyncio.get_running_loop().create_future()
+        if disk_ok:
+            commit.set_result([event.serial_no])
+        else:
+            commit.set_exception(OSError("disk I/O error"))
+        return commit
+
+    sync = TerminalSync(_config(terminal, tmp_path), store, tmp_path / "terminals", deliver=deliver)
+    run = Running(sync)
+    try:
+        await until(lambda: _held(store, sync)() and sync.caught_up_to == 0, terminal)
+        await terminal.offline()
+        await until(lambda: sync.health.reachable is False, terminal)
+        missed = [terminal.add_event(card=str(700 + i)) for i in range(3)]
+        await terminal.online()
+        await until(lambda: "not stored" in (sync.health.last_error or ""), terminal, what="the failure reported")
+        assert sync.caught_up_to == 0
+        disk_ok = True
+        await until(lambda: sync.caught_up_to == missed[-1], terminal, what="fetched again and stored")
+    finally:
+        await run.stop()
+    assert handed[:3] == missed and handed[-3:] == missed
+
+
+async def test_a_refused_login_is_not_tried_again_sooner_for_a_catch_up(
+        tmp_path: Path, terminal: FakeTerminal, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Terminals lock an address out after a few failed logins: an open gap
+    in the serials or a catch-up falling due must not shorten login_retry_s."""
+    import gateway.terminals.sync as sync_module
+
+    monkeypatch.setattr(sync_module, "_GAP_WAIT_S", 0.05)
+    store = open_store(tmp_path)
+    store.apply(snapshot(1, "1400000001"))
+    sync = TerminalSync(_config(terminal, tmp_path, login_retry_s=600, catch_up_interval_s=0.05), store,
+                        tmp_path / "terminals", deliver=lambda _e: None)
+    run = Running(sync)
+    try:
+        await until(lambda: _held(store, sync)() and sync.caught_up_to == 0, terminal)
+        terminal.add_event(card="800")
+        sync.heard(terminal.add_event(card="801"))  # a gap
+        terminal.password = "changed-by-the-landlord"
+        await until(lambda: sync.health.writes_refused > 0, terminal, what="the login refused")
+        before = terminal.requests
+        # Nothing to await: the point is that nothing happens for a while.
+        await asyncio.sleep(1.0)
+    finally:
+        await run.stop()
+    assert terminal.requests - before <= 2, "logins tried again before login_retry_s"
