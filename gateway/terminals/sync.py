@@ -66,7 +66,6 @@ _ABOVE_MAX = 4096  # pushed serials noted beyond a gap, at most
 _GAP_WAIT_S = 30.0  # a gap in the pushed serials open this long is fetched
 _RESTART_REACH = 5000  # after a counter restart, fetch at most this many of its newest serials
 _FETCH_SPAN = 1_000_000  # serials asked for above the last known (the search needs an end)
-_FETCH_MAX = 100_000  # events fetched in one catch-up at most; the next goes on from there
 R = TypeVar("R")
 
 
@@ -595,7 +594,7 @@ class TerminalSync:
         search_id = f"rg-{random.getrandbits(48):012x}"
         position, fetched, highest = 0, 0, None
         commits: list[Awaitable[object]] = []
-        while fetched < _FETCH_MAX:
+        while True:  # bounded: at most last - first + 1 events (checked below)
             body = isapi.acs_event_search(search_id, position, _PAGE, begin_serial=first, end_serial=last, major=0)
             page = await self.client.parsed("POST", isapi.ACS_EVENT, "event search", body, isapi.parse_event_page)
             for event in page.records:
