@@ -5,6 +5,7 @@ key path (``devices.1.port``) and, where it can find it, the line."""
 
 from __future__ import annotations
 
+import logging
 import re
 import tomllib
 from pathlib import Path
@@ -22,6 +23,7 @@ from rentgate import wire
 from rentgate.mqtt import validate_url
 from rentgate.validation_words import explain
 
+log = logging.getLogger(__name__)
 
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -106,13 +108,21 @@ class GatewayConfig(_Model):
         if self.terminals and not self.access.public_keys:
             raise ValueError("terminals are kept from the signed allowlist: set [access] public_keys")
         devices = {d.id for d in self.devices}
+        kept = []
         for terminal in self.terminals:
             # Both report a state under their id; name the terminal as its
             # push listener's route does, not as the listener itself.
             if terminal.id in devices:
                 raise ValueError(f"terminal id {terminal.id!r} is also a device id")
-            if terminal.catch_up_events:
-                _events_under_its_id(terminal, self.devices)
+            if terminal.catch_up_events and (problem := _events_under_another_id(terminal, self.devices)):
+                if "catch_up_events" in terminal.model_fields_set:
+                    raise ValueError(problem)
+                # On by default only: a configuration written before it was the
+                # default must not stop the gateway (and its doors) at an upgrade.
+                log.warning("%s; catch_up_events is off for it until then", problem)
+                terminal = terminal.model_copy(update={"catch_up_events": False})
+            kept.append(terminal)
+        object.__setattr__(self, "terminals", kept)  # frozen: the checked list replaces the given one
         return self
 
     @property
@@ -353,22 +363,21 @@ def describe(config: GatewayConfig) -> dict[str, Any]:
     return config.model_dump(mode="json")
 
 
-def _events_under_its_id(terminal: TerminalSyncConfig, devices: list[DeviceConfigBase]) -> None:
+def _events_under_another_id(terminal: TerminalSyncConfig, devices: list[DeviceConfigBase]) -> str | None:
     """A terminal whose missed events are fetched (catch_up_events) must have
     its pushed or streamed events reported under its own id: each event is
     stored once per device (gateway.outbox.Sourced), so under another id the
-    catch-up would store every pushed event a second time."""
+    catch-up would store every pushed event a second time. What is wrong, or None."""
     from urllib.parse import urlsplit
 
     host = urlsplit(terminal.url).hostname
     for device in devices:
         if device.type == "hikvision_isapi" and not getattr(device, "terminals", None):
-            raise ValueError(
-                f"terminal {terminal.id!r} has its missed events fetched (catch_up_events), and push listener "
-                f"{device.id!r} reports every terminal as {device.id!r}: route the terminal to its id "
-                f"([devices.terminals.\"<its IP, MAC or deviceID>\"] device = {terminal.id!r}), or set "
-                f"catch_up_events = false")
+            return (f"terminal {terminal.id!r} has its missed events fetched (catch_up_events), and push listener "
+                    f"{device.id!r} reports every terminal as {device.id!r}: route the terminal to its id "
+                    f"([devices.terminals.\"<its IP, MAC or deviceID>\"] device = {terminal.id!r}), or set "
+                    f"catch_up_events = false")
         if device.type == "hikvision_stream" and urlsplit(str(getattr(device, "url", ""))).hostname == host:
-            raise ValueError(
-                f"terminal {terminal.id!r} is also streamed by device {device.id!r}: its events would be stored "
-                f"under both ids; set catch_up_events = false for it, or use its push instead of the stream")
+            return (f"terminal {terminal.id!r} is also streamed by device {device.id!r}: its events would be stored "
+                    f"under both ids; set catch_up_events = false for it, or use its push instead of the stream")
+    return None

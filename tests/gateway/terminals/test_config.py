@@ -102,13 +102,18 @@ password_file = "secrets/k1t.pw"
 """
 
 
-def test_pushed_events_must_be_reported_under_the_terminals_id_when_missed_ones_are_fetched() -> None:
+def test_pushed_events_must_be_reported_under_the_terminals_id_when_missed_ones_are_fetched(
+        caplog: pytest.LogCaptureFixture) -> None:
     # A listener that reports every terminal as itself: each pushed event
     # would be stored again by the catch-up, under the terminal's id.
     with pytest.raises(ConfigError, match="route the terminal to its id"):
-        parse_config(HEAD + LISTENER + TERMINAL)
+        parse_config(HEAD + LISTENER + TERMINAL + "catch_up_events = true\n")
+    with pytest.raises(ConfigError, match="also streamed"):
+        parse_config(HEAD + STREAM + TERMINAL + "catch_up_events = true\n")
     routed = LISTENER + '[devices.terminals."192.168.1.64"]\ndevice = "k1t-main"\ndoor = "main-door"\n'
     assert parse_config(HEAD + routed + TERMINAL).terminals[0].catch_up_events
-    assert not parse_config(HEAD + LISTENER + TERMINAL + "catch_up_events = false\n").terminals[0].catch_up_events
-    with pytest.raises(ConfigError, match="also streamed"):
-        parse_config(HEAD + STREAM + TERMINAL)
+    # A configuration from before catch-up was the default still starts the
+    # gateway (its doors must not stop at an upgrade), with catch-up off and why.
+    with caplog.at_level("WARNING", logger="gateway.config"):
+        assert not parse_config(HEAD + LISTENER + TERMINAL).terminals[0].catch_up_events
+    assert "route the terminal to its id" in caplog.text and "off for it" in caplog.text
