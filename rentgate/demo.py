@@ -335,12 +335,14 @@ class Demo:
         except (demo_dir.DataDirRefused, OSError) as exc:
             raise DemoError(str(exc)) from exc
         (self.data_dir / "logs").mkdir()
-        broker_port = free_port()
-        self.http_port = free_port(self.http_port)
-        mqtt_url = f"mqtt://127.0.0.1:{broker_port}"
         database_url = f"sqlite:///{self.data_dir / 'rentgate.db'}"
         if self.district_buildings > 0:
             self.district = self._run_district(database_url)
+        # Picked only now, just before the broker and server bind them: the
+        # district's own processes above take ports of their own meanwhile.
+        broker_port = free_port()
+        self.http_port = free_port(self.http_port)
+        mqtt_url = f"mqtt://127.0.0.1:{broker_port}"
         login = _create_admin(database_url)
         self.token = login.token
         coordinator = _create_coordinator(database_url)
