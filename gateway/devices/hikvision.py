@@ -21,8 +21,8 @@ from typing import TYPE_CHECKING, Literal, cast
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from gateway.devices.allowed import AllowedNetworks, check_networks
 from gateway.devices.base import DeviceConfigBase, DeviceRouter, EventSink, TerminalOrigin, TerminalSink, register
+from gateway.devices.listener import AllowedNetworks, check_networks, serving
 from gateway.devices.recent import RecentKeys
 from rentgate import wire
 
@@ -158,23 +158,19 @@ class HikvisionAdapter:
 
         app = web.Application(client_max_size=self.config.max_body_kb * 1024)
         app.router.add_post(self.config.path, self._handle)
-        runner = web.AppRunner(app, access_log=None, handle_signals=False)
-        await runner.setup()
         try:
-            site = web.TCPSite(runner, self.config.host, self.config.port)
-            await site.start()
-            self.port = _bound_port(runner, self.config.port)
-            log.info("hikvision %s: listening on %s:%s%s", self.config.id, self.config.host, self.port,
-                     self.config.path)
-            if self.config.terminals and not isinstance(self._sink, DeviceRouter):
-                log.warning("hikvision %s: this sink cannot report per terminal; "
-                            "all reads are reported as %s", self.config.id, self.config.id)
-            self._sink.device_status(True, f"listening on port {self.port}")
-            self.listening.set()
-            await self._report_noise()
+            async with serving(app, self.config.host, self.config.port) as port:
+                self.port = port
+                log.info("hikvision %s: listening on %s:%s%s", self.config.id, self.config.host, port,
+                         self.config.path)
+                if self.config.terminals and not isinstance(self._sink, DeviceRouter):
+                    log.warning("hikvision %s: this sink cannot report per terminal; "
+                                "all reads are reported as %s", self.config.id, self.config.id)
+                self._sink.device_status(True, f"listening on port {port}")
+                self.listening.set()
+                await self._report_noise()
         finally:
             self.listening.clear()
-            await runner.cleanup()
 
     async def _report_noise(self) -> None:
         reported = 0
@@ -257,13 +253,6 @@ def _status(request: web.Request, http_status: int, code: int, text: str) -> web
     body = {"requestURL": request.path, "statusCode": code, "statusString": text,
             "subStatusCode": "ok" if http_status == 200 else "badParameters"}
     return web.json_response(body, status=http_status)
-
-
-def _bound_port(runner: web.AppRunner, configured: int) -> int:
-    for address in runner.addresses:
-        if isinstance(address, tuple) and len(address) >= 2:
-            return int(address[1])
-    return configured
 
 
 register("hikvision_isapi", HikvisionConfig, HikvisionAdapter)

@@ -34,9 +34,9 @@ from typing import TYPE_CHECKING, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from gateway.devices.allowed import AllowedNetworks, check_networks
 from gateway.devices.base import DeviceConfigBase, DeviceRouter, EventSink, TerminalOrigin, TerminalSink, register
 from gateway.devices.hikvision import TerminalRoute
+from gateway.devices.listener import AllowedNetworks, check_networks, serving
 from gateway.devices.recent import RecentKeys
 from gateway.errors import GatewayError
 
@@ -254,20 +254,15 @@ class ZktecoAdapter:
         app.router.add_post("/iclock/cdata", self._upload)
         app.router.add_get("/iclock/getrequest", self._poll)
         app.router.add_post("/iclock/devicecmd", self._results_posted)
-        runner = web.AppRunner(app, access_log=None, handle_signals=False)
-        await runner.setup()
         try:
-            site = web.TCPSite(runner, self.config.host, self.config.port)
-            await site.start()
-            self.port = _bound_port(runner, self.config.port)
-            log.info("zkteco %s: ADMS server on %s:%s", self.config.id, self.config.host, self.port)
-            self._sink.device_status(True, f"listening on port {self.port}")
-            self.listening.set()
-            async with asyncio.TaskGroup() as group:
-                group.create_task(self._watch_terminals(), name=f"zkteco-{self.config.id}-watchdog")
+            async with serving(app, self.config.host, self.config.port) as port:
+                self.port = port
+                log.info("zkteco %s: ADMS server on %s:%s", self.config.id, self.config.host, port)
+                self._sink.device_status(True, f"listening on port {port}")
+                self.listening.set()
+                await self._watch_terminals()
         finally:
             self.listening.clear()
-            await runner.cleanup()
 
     async def _watch_terminals(self) -> None:
         # A terminal polls every poll_delay_s; several polls missed is an
@@ -462,13 +457,6 @@ def _text(body: str, status: int = 200) -> web.Response:
     from aiohttp import web
 
     return web.Response(text=body, status=status, content_type="text/plain")
-
-
-def _bound_port(runner: web.AppRunner, configured: int) -> int:
-    for address in runner.addresses:
-        if isinstance(address, tuple) and len(address) >= 2:
-            return int(address[1])
-    return configured
 
 
 register("zkteco_adms", ZktecoConfig, ZktecoAdapter)

@@ -55,6 +55,7 @@ from gateway.terminals.errors import (
 )
 from gateway.terminals.mapping import Desired, for_terminal
 from gateway.terminals.state import SavedState
+from gateway.terminals.watchdog import restart_on_crash
 from rentgate.wire import AllowlistEntry
 
 log = logging.getLogger(__name__)
@@ -683,18 +684,11 @@ def _parse_time(text: str | None) -> datetime | None:
 
 
 async def supervise(sync: TerminalSync) -> None:
-    """Run ``sync`` for ever: a bug that escapes a pass is logged and the
-    terminal's sync starts again after a pause, without taking the gateway
-    (and its doors) down with it."""
-    failures = 0
-    while True:
-        try:
-            await sync.run()
-        except asyncio.CancelledError:
-            raise
-        except Exception:  # noqa: BLE001 - the watchdog of last resort
-            failures += 1
-            log.exception("terminal %s: sync crashed (%d); restarting", sync.config.id, failures)
-            sync.health.last_error = "sync crashed; restarting"
-            sync.forget()
-            await asyncio.sleep(min(sync.config.retry_max_s, 2.0 ** min(failures, 6)) * random.uniform(0.5, 1))  # noqa: S311
+    """Run ``sync`` for ever, restarted after a crash with its list read afresh."""
+
+    def crashed() -> None:
+        sync.health.last_error = "sync crashed; restarting"
+        sync.forget()
+
+    await restart_on_crash(sync.run, what=f"terminal {sync.config.id}: sync", crashed=crashed,
+                           pause_max_s=sync.config.retry_max_s)

@@ -35,7 +35,6 @@ import hashlib
 import json
 import logging
 import os
-import random
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
@@ -49,6 +48,7 @@ from devices.zkteco_adms import CommandResult, user_delete, user_update
 from gateway.devices.zkteco import CommandError, ZktecoAdapter
 from gateway.terminals.mapping import for_terminal
 from gateway.terminals.sync import AllowlistSource, TerminalHealth
+from gateway.terminals.watchdog import restart_on_crash
 from rentgate.aio import wait_event
 from rentgate.wire import AllowlistEntry
 
@@ -278,23 +278,15 @@ class ZkUserSync:
             self.adapter.remove_result_listener(self._on_result)
 
     async def supervise(self) -> None:
-        """Run for ever: a bug that escapes a pass is logged and the sync starts
-        again after a pause, without taking the gateway (and its doors) down."""
-        failures = 0
-        while True:
-            try:
-                await self.run()
-            except asyncio.CancelledError:
-                raise
-            except Exception:  # noqa: BLE001 - the watchdog of last resort
-                failures += 1
-                log.exception("zkteco %s: user sync of terminal %s crashed (%d); restarting", self._config.id,
-                              self.sn, failures)
-                self._crash_error = "sync crashed; restarting"
-                self._allowlist_changed = True
-                self._health(None)
-                pause = min(_CRASH_PAUSE_MAX_S, 2.0 ** min(failures, 6))
-                await asyncio.sleep(pause * random.uniform(0.5, 1))  # noqa: S311 - not for secrets
+        """Run for ever, restarted after a crash (gateway/terminals/watchdog.py)."""
+
+        def crashed() -> None:
+            self._crash_error = "sync crashed; restarting"
+            self._allowlist_changed = True
+            self._health(None)
+
+        await restart_on_crash(self.run, what=f"zkteco {self._config.id}: user sync of terminal {self.sn}",
+                               crashed=crashed, pause_max_s=_CRASH_PAUSE_MAX_S)
 
     async def _pass(self) -> float:
         """One pass; how long to wait before the next unless something happens."""
