@@ -7,6 +7,7 @@ import asyncio
 import json
 import time
 from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,7 @@ from devices.hikvision_isapi import AcsEventRecord
 from gateway.access.store import AllowlistStore
 from gateway.terminals import TerminalSync, TerminalSyncConfig, supervise
 from gateway.terminals.mapping import card_no, employee_no
+from gateway.terminals.sync import Deliver
 from tests.gateway.access.helpers import delta, open_store, snapshot
 from tests.gateway.terminals.fake_isapi import FakeTerminal
 
@@ -58,6 +60,22 @@ class Running:
     async def stop(self) -> None:
         self.task.cancel()
         await asyncio.gather(self.task, return_exceptions=True)
+
+
+@asynccontextmanager
+async def counting_events(tmp_path: Path, terminal: FakeTerminal, deliver: Deliver,
+                          **config: object) -> AsyncIterator[TerminalSync]:
+    """A sync holding version 1 that has counted the terminal's (empty) event
+    log from serial 0, for the block."""
+    store = open_store(tmp_path)
+    store.apply(snapshot(1, "1400000001"))
+    sync = TerminalSync(_config(terminal, tmp_path, **config), store, tmp_path / "terminals", deliver=deliver)
+    run = Running(sync)
+    try:
+        await until(lambda: _held(store, sync)() and sync.caught_up_to == 0, terminal)
+        yield sync
+    finally:
+        await run.stop()
 
 
 def _held(store: AllowlistStore, sync: TerminalSync) -> Callable[[], bool]:
@@ -363,13 +381,8 @@ async def test_a_gap_in_the_pushed_serials_is_fetched_without_an_outage(
     import gateway.terminals.sync as sync_module
 
     monkeypatch.setattr(sync_module, "_GAP_WAIT_S", 0.2)
-    store = open_store(tmp_path)
-    store.apply(snapshot(1, "1400000001"))
     got: list[AcsEventRecord] = []
-    sync = TerminalSync(_config(terminal, tmp_path), store, tmp_path / "terminals", deliver=got.append)
-    run = Running(sync)
-    try:
-        await until(lambda: _held(store, sync)() and sync.caught_up_to == 0, terminal)
+    async with counting_events(tmp_path, terminal, got.append) as sync:
         lost, pushed = terminal.add_event(card="500"), terminal.add_event(card="501")
         sync.heard(pushed)  # the push of ``lost`` never arrived
         assert sync.caught_up_to == 0
@@ -377,8 +390,6 @@ async def test_a_gap_in_the_pushed_serials_is_fetched_without_an_outage(
         after = terminal.add_event(card="502")
         sync.heard(after)  # contiguous again: nothing to fetch
         assert sync.caught_up_to == after
-    finally:
-        await run.stop()
     assert [e.serial_no for e in got] == [lost, pushed], "the gap, and what the search found beside it"
 
 
@@ -387,21 +398,14 @@ async def test_a_pushed_alarm_above_the_newest_access_event_is_no_gap(
     import gateway.terminals.sync as sync_module
 
     monkeypatch.setattr(sync_module, "_GAP_WAIT_S", 0.2)
-    store = open_store(tmp_path)
-    store.apply(snapshot(1, "1400000001"))
     got: list[AcsEventRecord] = []
-    sync = TerminalSync(_config(terminal, tmp_path), store, tmp_path / "terminals", deliver=got.append)
-    run = Running(sync)
-    try:
-        await until(lambda: _held(store, sync)() and sync.caught_up_to == 0, terminal)
+    async with counting_events(tmp_path, terminal, got.append) as sync:
         lost = terminal.add_event(card="600")
         alarm = terminal.add_event(major=1, minor=0x400)  # tamper alarm: takes a serial, is no access event
         sync.heard(alarm)
         await until(lambda: sync.caught_up_to == alarm, terminal, what="the gap closed by one catch-up")
         # Nothing left open: not a catch-up every 30 s for ever.
         assert sync._catch_up_wait() > 60
-    finally:
-        await run.stop()
     # The alarm is fetched too (it holds a serial); the gateway reports no read for it.
     assert [(e.serial_no, e.major) for e in got] == [(lost, 5), (alarm, 1)]
 
@@ -409,8 +413,6 @@ async def test_a_pushed_alarm_above_the_newest_access_event_is_no_gap(
 async def test_events_fetched_but_not_stored_are_fetched_again(tmp_path: Path, terminal: FakeTerminal) -> None:
     """The catch-up moves past an event only once the outbox has it on disk:
     a failed write (a full SD card) leaves it to the next catch-up."""
-    store = open_store(tmp_path)
-    store.apply(snapshot(1, "1400000001"))
     disk_ok = False
     handed: list[int] = []
 
@@ -423,10 +425,7 @@ async def test_events_fetched_but_not_stored_are_fetched_again(tmp_path: Path, t
             commit.set_exception(OSError("disk I/O error"))
         return commit
 
-    sync = TerminalSync(_config(terminal, tmp_path), store, tmp_path / "terminals", deliver=deliver)
-    run = Running(sync)
-    try:
-        await until(lambda: _held(store, sync)() and sync.caught_up_to == 0, terminal)
+    async with counting_events(tmp_path, terminal, deliver) as sync:
         await terminal.offline()
         await until(lambda: sync.health.reachable is False, terminal)
         missed = [terminal.add_event(card=str(700 + i)) for i in range(3)]
@@ -435,8 +434,6 @@ async def test_events_fetched_but_not_stored_are_fetched_again(tmp_path: Path, t
         assert sync.caught_up_to == 0
         disk_ok = True
         await until(lambda: sync.caught_up_to == missed[-1], terminal, what="fetched again and stored")
-    finally:
-        await run.stop()
     assert handed[:3] == missed and handed[-3:] == missed
 
 
@@ -447,13 +444,8 @@ async def test_a_refused_login_is_not_tried_again_sooner_for_a_catch_up(
     import gateway.terminals.sync as sync_module
 
     monkeypatch.setattr(sync_module, "_GAP_WAIT_S", 0.05)
-    store = open_store(tmp_path)
-    store.apply(snapshot(1, "1400000001"))
-    sync = TerminalSync(_config(terminal, tmp_path, login_retry_s=600, catch_up_interval_s=0.05), store,
-                        tmp_path / "terminals", deliver=lambda _e: None)
-    run = Running(sync)
-    try:
-        await until(lambda: _held(store, sync)() and sync.caught_up_to == 0, terminal)
+    async with counting_events(tmp_path, terminal, lambda _e: None, login_retry_s=600,
+                               catch_up_interval_s=0.05) as sync:
         terminal.add_event(card="800")
         sync.heard(terminal.add_event(card="801"))  # a gap
         terminal.password = "changed-by-the-landlord"
@@ -461,6 +453,4 @@ async def test_a_refused_login_is_not_tried_again_sooner_for_a_catch_up(
         before = terminal.requests
         # Nothing to await: the point is that nothing happens for a while.
         await asyncio.sleep(1.0)
-    finally:
-        await run.stop()
     assert terminal.requests - before <= 2, "logins tried again before login_retry_s"

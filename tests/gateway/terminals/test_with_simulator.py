@@ -7,12 +7,15 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import pytest
 
 from firmware_sim.isapi_terminal import IsapiTerminalSim
+from gateway.access.store import AllowlistStore
 from gateway.terminals import TerminalSync, TerminalSyncConfig, supervise
+from gateway.terminals.sync import Deliver
 from tests.gateway.access.helpers import delta, open_store, snapshot
 from tests.gateway.helpers import wait_until
 
@@ -26,17 +29,28 @@ async def sim() -> AsyncIterator[IsapiTerminalSim]:
         yield terminal
 
 
-async def test_a_revoked_card_is_refused_by_the_terminals_own_lock(tmp_path: Path, sim: IsapiTerminalSim) -> None:
-    secret = tmp_path / "pw"
+@asynccontextmanager
+async def syncing(sim: IsapiTerminalSim, store: AllowlistStore, folder: Path, *,
+                  deliver: Deliver | None = None, **extra: object) -> AsyncIterator[TerminalSync]:
+    """A sync of ``sim`` from ``store``, supervised as the gateway runs it, for the block."""
+    secret = folder / "pw"
     secret.write_text(PASSWORD)
-    store = open_store(tmp_path)
-    assert store.apply(snapshot(1, TENANT, LEAVER)).applied
     config = TerminalSyncConfig.model_validate({
         "id": "k1t", "url": sim.url, "password_file": str(secret), "doors": ["front"], "probe_interval_s": 0.2,
-        "retry_max_s": 0.3})
-    sync = TerminalSync(config, store, tmp_path / "terminals")
+        "retry_max_s": 0.3, **extra})
+    sync = TerminalSync(config, store, folder / "terminals", deliver=deliver)
     task = asyncio.create_task(supervise(sync), name="terminal-sync-k1t")
     try:
+        yield sync
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+
+async def test_a_revoked_card_is_refused_by_the_terminals_own_lock(tmp_path: Path, sim: IsapiTerminalSim) -> None:
+    store = open_store(tmp_path)
+    assert store.apply(snapshot(1, TENANT, LEAVER)).applied
+    async with syncing(sim, store, tmp_path) as sync:
         await wait_until(lambda: sync.health.version_held == 1, timeout=10, what="version 1 on the terminal")
         leaver_card = str(int(LEAVER, 16))
         assert (await sim.present_card(leaver_card)).granted
@@ -54,9 +68,6 @@ async def test_a_revoked_card_is_refused_by_the_terminals_own_lock(tmp_path: Pat
         await wait_until(lambda: sim.boots == 1 and sync.health.reachable is True and sync.health.version_held == 2
                          and sync.health.pending == 0 and sync.health.last_error is None, timeout=10,
                          what="the list read again after the reboot")
-    finally:
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
     assert sync.health.writes_refused == 0 and sync.health.last_error is None
 
 
@@ -64,18 +75,11 @@ async def test_events_the_terminal_kept_in_an_outage_are_caught_up_once(tmp_path
                                                                         sim: IsapiTerminalSim) -> None:
     from devices.hikvision_isapi import AcsEventRecord
 
-    secret = tmp_path / "pw"
-    secret.write_text(PASSWORD)
     store = open_store(tmp_path)
     store.apply(snapshot(1, TENANT))
     card = str(int(TENANT, 16))
-    config = TerminalSyncConfig.model_validate({
-        "id": "k1t", "url": sim.url, "password_file": str(secret), "doors": ["front"], "probe_interval_s": 0.2,
-        "retry_max_s": 0.3, "catch_up_events": True})
     got: list[AcsEventRecord] = []
-    sync = TerminalSync(config, store, tmp_path / "terminals", deliver=got.append)
-    task = asyncio.create_task(supervise(sync), name="terminal-sync-k1t")
-    try:
+    async with syncing(sim, store, tmp_path, deliver=got.append, catch_up_events=True) as sync:
         await sim.present_card("999")  # before the gateway knew the terminal: not missed
         await wait_until(lambda: sync.health.version_held == 1, timeout=10, what="synced")
         pushed = await sim.present_card(card)
@@ -88,9 +92,6 @@ async def test_events_the_terminal_kept_in_an_outage_are_caught_up_once(tmp_path
         await sim.reboot()
         await wait_until(lambda: sim.boots == 1 and sync.health.reachable is True and sync.health.pending == 0,
                          timeout=10, what="back after the reboot")
-    finally:
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
     assert [e.serial_no for e in got] == [e.serial_no for e in missed]
     assert all(e.card_no == card and e.minor == missed[0].minor for e in got)
 
@@ -103,17 +104,10 @@ async def test_a_revoked_face_is_refused_by_the_terminals_own_lock(tmp_path: Pat
     from tests.gateway.access.helpers import GW, T0, signed
 
     face = Credential(format="terminal_person", value="p77")
-    secret = tmp_path / "pw"
-    secret.write_text(PASSWORD)
     store = open_store(tmp_path)
     assert store.apply(signed(AllowlistSnapshot(gw=GW, version=1, issued_at=T0, entries=[
         AllowlistEntry(credential=face, person="p-77")]))).applied
-    config = TerminalSyncConfig.model_validate({
-        "id": "k1t", "url": sim.url, "password_file": str(secret), "doors": ["front"], "probe_interval_s": 0.2,
-        "retry_max_s": 0.3})
-    sync = TerminalSync(config, store, tmp_path / "terminals")
-    task = asyncio.create_task(supervise(sync), name="terminal-sync-k1t")
-    try:
+    async with syncing(sim, store, tmp_path) as sync:
         await wait_until(lambda: sync.health.version_held == 1, timeout=10, what="version 1 on the terminal")
         sim.enrol_face("p77")
         assert (await sim.present_face("p77")).granted
@@ -122,6 +116,3 @@ async def test_a_revoked_face_is_refused_by_the_terminals_own_lock(tmp_path: Pat
         sync.changed()
         await wait_until(lambda: sync.health.version_held == 2, timeout=5, what="version 2 on the terminal")
         assert not (await sim.present_face("p77")).granted, "refused by the terminal itself"
-    finally:
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
