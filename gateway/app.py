@@ -47,7 +47,6 @@ _STOP_REPORT_AFTER_S = 10.0
 # re-post after a network cut): reported with the terminal's verdict, not
 # decided again (that would open the door's unlock window now).
 _LIVE_WITHIN_S = 60.0
-_DEFAULT_CLOCK_TOLERANCE_S = 120.0
 _CLOCK_WARNING_EVERY_S = 3600.0
 _BOUNDS_INTERVAL_MAX_S = 60.0
 # After a connect, how long publishing waits for the retained server status
@@ -228,10 +227,9 @@ class GatewayApp:
         terminal's time where its clock is believed."""
         arrived = wire.utcnow()
         terminal = self._terminal(device)
-        stamp = self._terminal_stamp(device, origin.stamped, arrived)
+        stamp = self._terminal_stamp(device, terminal, origin.stamped, arrived)
         source = _source_key(device, origin.identity, origin.keep_s)
-        tolerance = terminal.config.clock_tolerance_s if terminal else _DEFAULT_CLOCK_TOLERANCE_S
-        if stamp.at >= arrived - timedelta(seconds=tolerance + _LIVE_WITHIN_S):
+        if stamp.at >= arrived - timedelta(seconds=_clock_tolerance_s(terminal) + _LIVE_WITHIN_S):
             # Happening now: the cameras match people with the grant at its
             # arrival, whatever the terminal's clock says.
             future: asyncio.Future[list[int]] | None = self.card_read(
@@ -241,10 +239,11 @@ class GatewayApp:
         self._heard_once_stored(terminal, origin, future)
 
     def terminal_door(self, device: str, door: str, state: DoorStateName, origin: TerminalOrigin) -> None:
-        stamp = self._terminal_stamp(device, origin.stamped, wire.utcnow())
+        terminal = self._terminal(device)
+        stamp = self._terminal_stamp(device, terminal, origin.stamped, wire.utcnow())
         future = self.record_door(device, door, state, at=stamp.at,
                                   source=_source_key(device, origin.identity, origin.keep_s))
-        self._heard_once_stored(self._terminal(device), origin, future)
+        self._heard_once_stored(terminal, origin, future)
 
     def terminal_heard(self, device: str, origin: TerminalOrigin) -> None:
         if (terminal := self._terminal(device)) is not None and origin.serial is not None:
@@ -261,12 +260,11 @@ class GatewayApp:
         future.add_done_callback(
             lambda f: terminal.heard(serial) if not f.cancelled() and f.exception() is None else None)
 
-    def _terminal_stamp(self, device: str, stamped: datetime | None, arrived: datetime) -> Stamp:
+    def _terminal_stamp(self, device: str, terminal: TerminalSync | None, stamped: datetime | None,
+                        arrived: datetime) -> Stamp:
         """The time to report a terminal's event at (gateway/terminals/clock.py)."""
-        terminal = self._terminal(device)
         stamp = event_time(stamped, arrived, offset_s=terminal.clock_offset_s if terminal else None,
-                           tolerance_s=terminal.config.clock_tolerance_s if terminal else _DEFAULT_CLOCK_TOLERANCE_S,
-                           max_age_s=self.config.outbox.max_age_s)
+                           tolerance_s=_clock_tolerance_s(terminal), max_age_s=self.config.outbox.max_age_s)
         if stamp.source == "arrival" and stamped is not None:
             self._clock_doubted(device, stamped)
         return stamp
@@ -314,7 +312,7 @@ class GatewayApp:
             # The same identity as the push would have had: the outbox keeps
             # one of the two.
             source = _source_key(terminal, event.identity)
-            ts = self._terminal_stamp(terminal, event.time, wire.utcnow()).at
+            ts = self._terminal_stamp(terminal, self._terminal(terminal), event.time, wire.utcnow()).at
             credential = event.credential
             if event.kind == "access" and credential is not None:
                 return self._past_read(terminal, door, ts, credential, event.verified, source)
@@ -704,6 +702,15 @@ class _DeviceSink:
 
 
 Source = tuple[str, float | None]  # an event's identity at its device, how long the outbox keeps it
+
+
+def _clock_tolerance_s(terminal: TerminalSync | None) -> float:
+    # A push listener without a [[terminals]] table: the table's default.
+    if terminal is not None:
+        return terminal.config.clock_tolerance_s
+    from gateway.terminals.config import TerminalSyncConfig
+
+    return float(TerminalSyncConfig.model_fields["clock_tolerance_s"].default)
 
 
 def _source_key(device: str, identity: str, keep_s: float | None = None) -> Source:
