@@ -8,12 +8,13 @@ import re
 from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from gateway.terminals.errors import TerminalError
 from rentgate import wire
+from rentgate.zones import check_zone
 
 
 class TerminalSyncConfig(BaseModel):
@@ -85,11 +86,7 @@ class TerminalSyncConfig(BaseModel):
     @field_validator("timezone")
     @classmethod
     def _zone(cls, value: str) -> str:
-        try:
-            ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError) as exc:
-            raise ValueError(f"unknown time zone {value!r}") from exc
-        return value
+        return check_zone(value)
 
     @model_validator(mode="after")
     def _one_secret(self) -> TerminalSyncConfig:
