@@ -6,7 +6,8 @@ never dies silently, jittered and capped reconnect backoff, subscriptions made
 again on every connect, and a watchdog (an asyncio task) that replaces a
 network loop that has stopped beating.
 
-Callbacks (``on_message``, ``on_connect``, ``on_disconnect``) run on the
+Callbacks (``on_message``, ``on_connect``, ``on_subscribed``,
+``on_disconnect``) run on the
 network thread; consumers hand work to their own loop or thread from there and
 return quickly.
 """
@@ -166,6 +167,7 @@ class MqttLink:
         *,
         on_message: Callable[[str, bytes], None] | None = None,
         on_connect: Callable[[], None] | None = None,
+        on_subscribed: Callable[[], None] | None = None,
         on_disconnect: Callable[[], None] | None = None,
     ) -> None:
         self.settings = settings
@@ -175,8 +177,14 @@ class MqttLink:
         self.address = self.addresses[0]
         self._on_message = on_message
         self._on_connect = on_connect
+        self._on_subscribed = on_subscribed
         self._on_disconnect = on_disconnect
         self.connected = threading.Event()
+        # Set once the broker has granted every subscription of the current
+        # connection: only from then on is a message published to them sure
+        # to reach this client (a CONNACK alone does not say so; a clean
+        # session, or a broker that lost its store, has no subscriptions yet).
+        self.subscribed = threading.Event()
         self.stats = LinkStats()
         self._client: paho.Client | None = None
         self._thread: threading.Thread | None = None
@@ -279,9 +287,14 @@ class MqttLink:
                 # A daemon thread: it cannot keep the process alive, but say so.
                 log.warning("mqtt %s: network thread did not stop within %.1f s", self.settings.client_id, drain_s)
         self.connected.clear()
+        self.subscribed.clear()
 
     def wait_connected(self, timeout: float | None = None) -> bool:
         return self.connected.wait(timeout)
+
+    def wait_subscribed(self, timeout: float | None = None) -> bool:
+        """Wait until connected with every subscription granted."""
+        return self.subscribed.wait(timeout)
 
     # ------------------------------------------------------------------ network thread
 
@@ -305,6 +318,7 @@ class MqttLink:
             except Exception:  # noqa: BLE001
                 pass
         self.connected.clear()
+        self.subscribed.clear()
         self._thread.start()
 
     def _make_client(self) -> paho.Client:
@@ -417,6 +431,7 @@ class MqttLink:
             return
         self._suback_due.clear()
         self._resubscribe.clear()
+        self.subscribed.clear()
         for topic, qos in self.settings.subscriptions:
             self._subscribe(client, topic, qos, self.settings.backoff_initial_s)
         self.stats.connects += 1
@@ -424,6 +439,7 @@ class MqttLink:
         self.connected.set()
         log.info("mqtt %s: connected to %s:%s", self.settings.client_id, self.address.host, self.address.port)
         self._fire(self._on_connect)
+        self._check_subscribed()
 
     def _subscribe(self, client: paho.Client, topic: str, qos: int, retry_s: float) -> None:
         rc, mid = client.subscribe(topic, qos)
@@ -438,6 +454,7 @@ class MqttLink:
         would never hear an acknowledgement again: ask again, backing off."""
         entry = self._suback_due.pop(mid, None)
         if entry is None or not any(getattr(r, "is_failure", False) for r in reasons):
+            self._check_subscribed()
             return
         topic, qos, retry_s = entry
         self.stats.last_error = f"subscription refused: {topic}"
@@ -445,6 +462,13 @@ class MqttLink:
                     self.settings.client_id, topic, retry_s)
         self._resubscribe.append((time.monotonic() + retry_s, topic, qos,
                                   min(retry_s * 2, self.settings.backoff_max_s)))
+
+    def _check_subscribed(self) -> None:
+        """Once per connection, when the last subscription is granted."""
+        if self._suback_due or self._resubscribe or self.subscribed.is_set() or not self.connected.is_set():
+            return
+        self.subscribed.set()
+        self._fire(self._on_subscribed)
 
     def _subscribe_again(self, client: paho.Client) -> None:
         now = time.monotonic()
@@ -464,6 +488,7 @@ class MqttLink:
         with self._lock:
             was_up = self.connected.is_set()
             self.connected.clear()
+            self.subscribed.clear()
         with self._count_lock:
             self._unacked = 0  # nothing more will be acknowledged on this connection
         if was_up:

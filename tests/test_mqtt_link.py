@@ -48,7 +48,9 @@ async def test_reconnects_and_subscribes_again_after_a_broker_restart(mosquitto:
         await until(lambda: not link.connected.is_set(), "the link to notice the broker is gone")
         assert not link.publish("t/x", b"lost?")  # refused, not queued in memory behind our back
         mosquitto.start()
-        await until(lambda: link.stats.connects >= 2, "the reconnection")
+        # Connected is not enough: a message published before the broker has
+        # granted the subscription again would not reach the link.
+        await until(lambda: link.stats.connects >= 2 and link.subscribed.is_set(), "the reconnection")
         probe = MqttProbe(mosquitto.host, mosquitto.port).connect()
         try:
             probe.publish("t/after", b"hello again")
@@ -211,11 +213,15 @@ async def test_a_subscription_the_broker_refuses_is_asked_for_again_until_grante
         {"command": "createClient", "username": "late", "password": "pw", "roles": [{"rolename": "late"}]},
     ])
     got: queue.Queue[bytes] = queue.Queue()
+    granted: list[bool] = []
     link = MqttLink(LinkSettings(url=f"mqtt://late:pw@{fleet_broker.host}:{fleet_broker.port}", client_id="late",
                                  subscriptions=[("t/#", 1)], backoff_initial_s=0.1, backoff_max_s=0.4),
-                    on_message=lambda t, p: got.put(p))
+                    on_message=lambda t, p: got.put(p), on_subscribed=lambda: granted.append(True))
     async with running(link):
         await until(lambda: link.stats.last_error == "subscription refused: t/#", "the refused SUBACK")
+        # Connected, but not every subscription is granted: nobody is told
+        # the link hears its topics.
+        assert link.connected.is_set() and not link.subscribed.is_set() and granted == []
         fleet_broker.dynsec.command(fleet_broker, [
             {"command": "addRoleACL", "rolename": "late", "acltype": acltype, "topic": "t/#", "allow": True}
             for acltype in ("subscribePattern", "publishClientReceive", "publishClientSend")])
@@ -228,3 +234,5 @@ async def test_a_subscription_the_broker_refuses_is_asked_for_again_until_grante
                 return False
 
         await until(arrived, "the subscription granted on a later attempt")
+        await until(link.subscribed.is_set, "the link to say it is subscribed")
+        assert granted == [True]

@@ -100,7 +100,7 @@ class MqttTerminalAdapter:
 
         settings = LinkSettings(url=self.config.mqtt_url, client_id=f"rentgate-terminals-{self.config.id}",
                                 subscriptions=[(self._template.subscription, self.config.qos)])
-        link = MqttLink(settings, on_message=self._on_message, on_connect=self._on_connect,
+        link = MqttLink(settings, on_message=self._on_message, on_subscribed=self._on_subscribed,
                         on_disconnect=self._on_disconnect)
         async with asyncio.TaskGroup() as tg:
             tg.create_task(link.run(), name=f"mqtt-terminal-{self.config.id}")
@@ -114,7 +114,9 @@ class MqttTerminalAdapter:
                 reported = self.stats.rejected
                 self._sink.device_status(self.subscribed.is_set(), "rejected terminal messages", bad_frames=reported)
 
-    def _on_connect(self) -> None:
+    def _on_subscribed(self) -> None:
+        # Not on the CONNACK: a terminal's message published before the
+        # broker grants the subscription would not reach us.
         self.subscribed.set()
         self._sink.device_status(True, f"connected to terminal broker, topic {self.config.topic}")
 

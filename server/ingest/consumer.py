@@ -107,7 +107,7 @@ class IngestService:
                 will=Will(self.status_topic, self._server_status("offline")),
             ),
             on_message=self._on_message,
-            on_connect=self._on_connect,
+            on_subscribed=self._on_subscribed,
         )
 
     @property
@@ -157,9 +157,13 @@ class IngestService:
             self._loop.call_soon_threadsafe(self._wake.set)
         return True
 
-    def _on_connect(self) -> None:
+    def _on_subscribed(self) -> None:
         # Retained, so gateways that connect later also learn a server is up
-        # and replay whatever they have not had acknowledged.
+        # and replay whatever they have not had acknowledged. Said only once
+        # the broker has granted the subscriptions: a gateway replays on
+        # hearing it, and a replay published before would reach nobody when
+        # this server's session is new (first start, a broker that lost its
+        # store, a worker of a group).
         self.link.publish(self.status_topic, self._server_status("online"), qos=1, retain=True)
 
     def _server_status(self, state: str) -> bytes:

@@ -39,7 +39,7 @@ async def running(config: GatewayConfig) -> AsyncIterator[GatewayApp]:
     if task.done():
         task.result()
     assert app.link is not None
-    await asyncio.to_thread(app.link.wait_connected, 10)
+    await asyncio.to_thread(app.link.wait_subscribed, 10)
     try:
         yield app
     finally:

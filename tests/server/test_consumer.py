@@ -32,7 +32,7 @@ def settings(mosquitto: Any, sqlite_url: str) -> ServerSettings:
 async def service(settings: ServerSettings, sqlite_engine: sa.Engine) -> AsyncIterator[IngestService]:
     service = IngestService(settings, EventStore(sqlite_engine))
     task = asyncio.create_task(service.run(), name="test-ingest")
-    await asyncio.to_thread(service.link.wait_connected, TIMEOUT)
+    await asyncio.to_thread(service.link.wait_subscribed, TIMEOUT)
     yield service
     service.stop()
     await asyncio.wait_for(task, TIMEOUT)
@@ -85,7 +85,7 @@ async def test_events_sent_while_the_server_is_down_arrive_after_restart(
         settings: ServerSettings, sqlite_engine: sa.Engine, gateway: FakeGateway) -> None:
     first = IngestService(settings, EventStore(sqlite_engine))
     task = asyncio.create_task(first.run(), name="test-ingest-1")
-    await asyncio.to_thread(first.link.wait_connected, TIMEOUT)
+    await asyncio.to_thread(first.link.wait_subscribed, TIMEOUT)
     first.stop()
     await asyncio.wait_for(task, TIMEOUT)
 

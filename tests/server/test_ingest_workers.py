@@ -82,7 +82,7 @@ async def gateway(config: GatewayConfig) -> AsyncIterator[GatewayApp]:
     try:
         await asyncio.wait_for(app.ready.wait(), 10)
         assert app.link is not None
-        await asyncio.to_thread(app.link.wait_connected, 10)
+        await asyncio.to_thread(app.link.wait_subscribed, 10)
         yield app
     finally:
         app.stop()

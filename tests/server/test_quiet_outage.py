@@ -53,7 +53,7 @@ async def test_the_server_rides_out_a_database_outage_quietly(
     ingest = client.app[INGEST]
     gateway = FakeGateway(mosquitto.url, GW)
     try:
-        await asyncio.to_thread(ingest.link.wait_connected, TIMEOUT)
+        await asyncio.to_thread(ingest.link.wait_subscribed, TIMEOUT)
         gateway.publish(batch(GW, [card_read(GW, 1)]))
         await gateway.next_ack(lambda a: a.committed)
         caplog.clear()

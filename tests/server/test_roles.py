@@ -63,7 +63,7 @@ async def test_each_role_runs_its_own_parts(tmp_path: Path, sqlite_url: str, mos
     assert INGEST in ingest.app and ACCESS not in ingest.app and SERVICE not in ingest.app
     assert (await ingest.get("/api/v1/events")).status == 404
     assert (await ingest.get("/landlord")).status == 404
-    await asyncio.to_thread(ingest.app[INGEST].link.wait_connected, TIMEOUT)
+    await asyncio.to_thread(ingest.app[INGEST].link.wait_subscribed, TIMEOUT)
     assert (await ingest.get("/healthz")).status == 200
     assert "rentgate_events_ingested_total" in await (await ingest.get("/metrics")).text()
 
@@ -103,7 +103,7 @@ async def test_the_reconcile_process_wakes_on_an_ingest_process_commit(
     feed.add_commit_listener(heard)
     gateway = FakeGateway(mosquitto.url, "gw-roles-1")
     try:
-        await asyncio.to_thread(ingest.app[INGEST].link.wait_connected, TIMEOUT)
+        await asyncio.to_thread(ingest.app[INGEST].link.wait_subscribed, TIMEOUT)
         gateway.publish(batch("gw-roles-1", [card_read("gw-roles-1", 1)]))
         assert (await gateway.next_ack(lambda a: a.committed)).committed == [(1, 1)]
         await asyncio.wait_for(notified.wait(), TIMEOUT)

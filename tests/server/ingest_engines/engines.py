@@ -147,7 +147,7 @@ class LiveGateway:
         if self._task.done():
             self._task.result()
         assert self.app.link is not None
-        assert await asyncio.to_thread(self.app.link.wait_connected, 10), f"{self.gateway_id} did not connect"
+        assert await asyncio.to_thread(self.app.link.wait_subscribed, 10), f"{self.gateway_id} did not connect"
         return self
 
     async def add(self, n: int) -> None:

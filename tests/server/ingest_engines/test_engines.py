@@ -85,7 +85,7 @@ def db(events_db_url: str) -> Iterator[sa.Engine]:
 async def start_ingest(engine: Engine, db: sa.Engine, events_db_url: str) -> tuple[IngestService, asyncio.Task[None]]:
     service = IngestService(engine.settings(events_db_url), EventStore(db))
     task = asyncio.create_task(service.run(), name="ingest-under-test")
-    assert await asyncio.to_thread(service.link.wait_connected, TIMEOUT)
+    assert await asyncio.to_thread(service.link.wait_subscribed, TIMEOUT)
     if engine.cluster is not None:
         urls = engine.cluster.urls
         await until(lambda: asyncio.run(consumer_waiting(urls))[0] >= 1, TIMEOUT, "the worker to pull", watch=task)
