@@ -309,6 +309,20 @@ def terminal_clocks(t: dict[str, str], row: dict[str, Any]) -> list[str]:
     return lines
 
 
+def door_terminals(t: dict[str, str], row: dict[str, Any]) -> str:
+    """The block about the gateway's door terminals (terminal_lines, then
+    terminal_clocks), on this page and on a building's terminals page;
+    nothing for a gateway without any."""
+    head, behind, rest = terminal_lines(t, row)
+    if not (head or behind or rest):
+        return ""
+    clocks = terminal_clocks(t, row)
+    # Marked in the colour of "degraded" when some terminal is behind or its clock is off.
+    marked = " attention" if behind or clocks else ""
+    return (f'<div class="door-terminals{marked}">{_line(head)}{_list(behind, "behind")}{_line(rest)}'
+            f'{_list(clocks, "clock")}</div>')
+
+
 def _line(text: str) -> str:
     return f'<div class="line">{esc(text)}</div>' if text else ""
 
@@ -335,13 +349,7 @@ def _row(ctx: PageContext, row: dict[str, Any], now: datetime) -> str:
                      f'{esc(t["fleet.link.terminals"])}</a>')
     summary, bad = device_items(t, row.get("devices_health"), terminal_ids(row))
     devices = esc(summary) + _list(bad)
-    head, behind, rest = terminal_lines(t, row)
-    clocks = terminal_clocks(t, row)
-    if head or behind or rest:
-        # Marked in the colour of "degraded" when some terminal is behind or its clock is off.
-        marked = " attention" if behind or clocks else ""
-        devices += (f'<div class="door-terminals{marked}">{_line(head)}{_list(behind, "behind")}{_line(rest)}'
-                    f'{_list(clocks, "clock")}</div>')
+    devices += door_terminals(t, row)
     config = "<br>".join(esc(line) for line in config_lines(t, row))
     name = f'<strong>{esc(gateway_name(row))}</strong>'
     if links:

@@ -1,5 +1,6 @@
 """A building's terminals (gateways) for its landlord (or an administrator):
-which are installed and whether they are online, "add a terminal" (a
+which are installed, whether they are online and whether the face and card
+terminals behind them hold the current door list, "add a terminal" (a
 one-time code, its QR and the command to type, with a status line that
 turns to 已连接 / online by itself when the gateway connects) and "stop
 this terminal" (revocation, after a confirmation step). Also the public
@@ -23,6 +24,7 @@ from server.auth.policy import allow, public
 from server.db.models import buildings, gateways
 from server.fleet import enrol, enrol_routes, revoke
 from server.fleet.errors import FleetError
+from server.pages.fleet import door_terminals
 from server.pages.forms import FormErrors, errors_box, read_form
 from server.pages.gateway_config import config_url
 from server.pages.guard import page_not_found, page_user
@@ -46,6 +48,8 @@ font-size:.95rem;margin:6px 0} pre.command span{white-space:nowrap}
 .enrol-status[data-state=online]{background:#e6f4ea;color:#137333}
 .enrol-status[data-state=expired],.enrol-status[data-state=cancelled]{background:#fce8e6;color:#a50e0e}
 .terminal .state{font-weight:600}
+.door-terminals{margin-top:6px} .door-terminals ul{margin:2px 0;padding-left:18px}
+.door-terminals.attention{border-left:3px solid #f9ab00;padding-left:8px}
 </style>"""
 # Polls the enrolment's state every two seconds until it is final; counts
 # the minutes left from the server's figure, not the phone's clock.
@@ -96,7 +100,8 @@ def _building(conn: sa.Connection, building_id: int) -> Row | None:
 def _gateways(conn: sa.Connection, building_id: int) -> list[Row]:
     g = gateways.c
     rows = conn.execute(sa.select(g.id, g.hostname, g.online, g.status_at, g.last_seen, g.enrolled_at,
-                                  g.revoked_at, g.devices_online, g.devices_total)
+                                  g.revoked_at, g.devices_online, g.devices_total, g.terminals_health,
+                                  g.allowlist_version)
                         .where(g.building_id == building_id)
                         .order_by(g.revoked_at.is_not(None), g.enrolled_at.desc(), g.id))
     return [dict(r) for r in rows.mappings()]
@@ -136,6 +141,10 @@ def _terminal(ctx: PageContext, row: Row, now: datetime, request: web.Request) -
     if row["devices_total"] is not None and row["status_at"] is not None:
         devices = tt["devices"].format(online=row["devices_online"] or 0, total=row["devices_total"])
         lines.append(f'<div class="meta">{esc(devices)}</div>')
+        # Face and card terminals that open the door from their own list: a
+        # landlord sees here, as on the fleet page, which do not hold the
+        # current one (a deregistered tenant may still get in there).
+        lines.append(door_terminals(ctx.t, row) if state != "revoked" else "")
     if row["enrolled_at"] is not None:
         lines.append(f'<div class="meta">{esc(tt["enrolled"])}{esc(ctx.t["sep"])}'
                      f'{esc(when(ctx.t, row["enrolled_at"], zone, now))}</div>')

@@ -250,6 +250,10 @@ def test_every_page_fits_a_phone_and_speaks_to_people(site: Site, phones: dict[s
             behind = [str(t["id"]) for t in DOOR_TERMINALS if t["id"] != "正门人脸机"]
             assert all(name in text for name in behind), (who, lang, text)
             assert all(w in text for w in words), (who, lang, text)
+    # ... and the building's own terminals page, where the landlord installs them.
+    tabs["landlord"].goto(site.url + f"/landlord/buildings/{names['building']}/terminals?lang=zh")
+    text = tabs["landlord"].evaluate("document.body.innerText")
+    assert "终端 后门人脸机：" in text and "门禁终端 2 台均已是最新名单" in text, text
 
 def test_pages_are_chinese_without_asking_even_on_an_english_phone(site: Site,
                                                                    phones: dict[str, BrowserContext]) -> None:

@@ -168,24 +168,34 @@ async def test_pages_of_many_gateways(client: Client, sqlite_engine: sa.Engine, 
     assert not set(ROW.findall(first)) & set(ROW.findall(second))
 
 
+DOOR_TERMINALS = [
+    {"id": "大门", "reachable": True, "version_held": 9, "pending": 0, "writes_refused": 0},
+    {"id": "后门", "reachable": False, "version_held": 9, "pending": 0, "writes_refused": 0,
+     "last_error": "http://192.168.1.64/ISAPI: connection refused"},
+    {"id": "车库", "reachable": True, "version_held": 8, "pending": 0, "writes_refused": 0, "clock_offset_s": 10830.5},
+    {"id": "天台", "reachable": True, "version_held": 9, "pending": 0, "writes_refused": 2}]
+
+
+def _door_terminals(engine: sa.Engine, world: World) -> list[dict[str, Any]]:
+    """Gateway gw-term of the first landlord's building, with four door
+    terminals: one holds list 9, three do not (and one clock is 3 h fast)."""
+    now = datetime.now(UTC)
+    with engine.begin() as conn:
+        conn.execute(gateways.insert().values(
+            id="gw-term", first_seen=now - timedelta(days=2), last_seen=now - timedelta(seconds=10), max_seq=0,
+            building_id=world.building_id, online=True, status_at=now - timedelta(seconds=10), outbox_depth=0,
+            clock_skew_s=0.1, devices_health=[{"id": "1号读卡器", "type": "reader", "state": "ok"}],
+            devices_online=5, devices_total=5, hostname="门禁网关",
+            allowlist_version=9, terminals_health=DOOR_TERMINALS, terminals_behind=3))
+    return DOOR_TERMINALS
+
+
 async def test_door_terminals_that_do_not_hold_the_list_are_named_with_why(client: Client, world: World,
                                                                            sqlite_engine: sa.Engine) -> None:
     """A terminal that decides at the door from its own list can let a
     deregistered tenant in until it holds the gateway's list: the fleet page
     names each one that does not, in words, and the gateway is degraded."""
-    now = datetime.now(UTC)
-    terminals = [{"id": "大门", "reachable": True, "version_held": 9, "pending": 0, "writes_refused": 0},
-                 {"id": "后门", "reachable": False, "version_held": 9, "pending": 0, "writes_refused": 0,
-                  "last_error": "http://192.168.1.64/ISAPI: connection refused"},
-                 {"id": "车库", "reachable": True, "version_held": 8, "pending": 0, "writes_refused": 0,
-                  "clock_offset_s": 10830.5},
-                 {"id": "天台", "reachable": True, "version_held": 9, "pending": 0, "writes_refused": 2}]
-    with sqlite_engine.begin() as conn:
-        conn.execute(gateways.insert().values(
-            id="gw-term", first_seen=now - timedelta(days=2), last_seen=now - timedelta(seconds=10), max_seq=0,
-            building_id=world.building_id, online=True, status_at=now - timedelta(seconds=10), outbox_depth=0,
-            clock_skew_s=0.1, devices_health=[{"id": "1号读卡器", "type": "reader", "state": "ok"}],
-            allowlist_version=9, terminals_health=terminals, terminals_behind=3))
+    terminals = _door_terminals(sqlite_engine, world)
     await login(client, "landlord-a")
     html = await (await client.get("/fleet?state=degraded")).text()
     assert ("gw-term", "degraded") in ROW.findall(html)
@@ -211,3 +221,36 @@ async def test_door_terminals_that_do_not_hold_the_list_are_named_with_why(clien
     assert ("gw-term", "online") in ROW.findall(html)
     assert "门禁终端 4 台均已是最新名单" in visible(html)
     assert "degraded" not in re.findall(r'<li class="alert" data-state="(\w+)">', html)
+
+
+async def test_the_buildings_terminals_page_names_door_terminals_without_the_list(
+        client: Client, world: World, sqlite_engine: sa.Engine) -> None:
+    """The landlord who installs the terminals sees, on the building's own
+    terminals page, the same words as the fleet page: which door terminal
+    does not hold the current list and why, and a clock that is off."""
+    _door_terminals(sqlite_engine, world)
+    await login(client, "landlord-a")
+    html = await (await client.get(f"/landlord/buildings/{world.building_id}/terminals")).text()
+    text = visible(html)
+    for words in ("终端 后门：连不上，已注销的人可能仍能开门", "终端 车库：名单不是最新（版本 8，应为 9）",
+                  "终端 天台：拒绝写入 2 次，已注销的人可能仍能开门", "终端 车库：时钟快了 3 小时，请校准时间"):
+        assert words in text, words
+    assert 'class="door-terminals attention"' in html
+    assert "192.168.1.64" not in text and "ISAPI" not in text
+    english = visible(await (await client.get(
+        f"/landlord/buildings/{world.building_id}/terminals?lang=en")).text())
+    assert "terminal 车库: holds an old list (version 8, current 9)" in english
+    # Once all hold the list, one calm line, not marked.
+    fixed = [{**t, "reachable": True, "version_held": 9, "writes_refused": 0, "clock_offset_s": 0.0}
+             for t in DOOR_TERMINALS]
+    with sqlite_engine.begin() as conn:
+        conn.execute(gateways.update().where(gateways.c.id == "gw-term").values(terminals_health=fixed,
+                                                                               terminals_behind=0))
+    html = await (await client.get(f"/landlord/buildings/{world.building_id}/terminals?lang=zh")).text()
+    assert "门禁终端 4 台均已是最新名单" in visible(html)
+    assert 'class="door-terminals attention"' not in html
+    # A stopped gateway's terminals no longer get its lists: nothing is said of them.
+    with sqlite_engine.begin() as conn:
+        conn.execute(gateways.update().where(gateways.c.id == "gw-term").values(revoked_at=datetime.now(UTC)))
+    html = await (await client.get(f"/landlord/buildings/{world.building_id}/terminals")).text()
+    assert "门禁终端 4 台" not in visible(html)
