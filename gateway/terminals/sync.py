@@ -13,6 +13,10 @@ One task per terminal (``terminal-sync-<id>``), one pass at a time:
 4. fetch the events it kept that the push listener did not bring
    (``catch_up_events``): after start, an outage or a reboot, when a gap in
    the pushed serial numbers stays open, and every ``catch_up_interval_s``;
+   after start, an outage or a reboot it first asks for the one event it is
+   known to hold (serial and identity, kept with ``caught_up_to``): gone, or
+   another event under that serial, means its counter restarted, and its
+   newest events are fetched by identity;
 5. wait for the next allowlist change or probe.
 
 Events are delivered by serial number and identity (serial, time, type): the
@@ -20,7 +24,9 @@ outbox stores each once (gateway.outbox.Sourced), so the push and the catch-up
 may both bring an event without it reaching the server twice. How far the
 serials are known to have arrived (the push listener's serials, contiguous,
 and each catch-up's end) is kept across restarts, so a catch-up fetches only
-the gap.
+the gap; with it the newest event the catch-up knows by identity, so that a
+counter that restarted and already counted past ``caught_up_to`` while the
+gateway was not looking is still seen.
 
 A transient failure ends the pass and the next one starts after a capped,
 jittered backoff from what had been applied. A write the terminal refuses
@@ -161,6 +167,9 @@ class TerminalSync:
         self._cards: dict[str, CardRecord] = {}
         self._uptime: int | None = None
         self._catch_up_due = config.catch_up_events
+        # Ask for the marked event before the next catch-up: set with
+        # _catch_up_due after start, an outage, a reboot; never by the interval.
+        self._check_counter = config.catch_up_events
         self._catch_up_at = time.monotonic() + config.catch_up_interval_s
         self._above: set[int] = set()  # pushed serials beyond a gap
         self._gap_since: float | None = None
@@ -183,6 +192,12 @@ class TerminalSync:
     def caught_up_to(self) -> int | None:
         """The event serial up to which everything has arrived or been fetched."""
         return self._saved.caught_up_to
+
+    @property
+    def marked_serial(self) -> int | None:
+        """The serial of the event known by its identity, asked for again to
+        see whether the counter restarted (None: none known yet)."""
+        return self._saved.marked_serial
 
     @property
     def clock_offset_s(self) -> float | None:
@@ -210,6 +225,8 @@ class TerminalSync:
 
     def _advance(self, known: int) -> None:
         self._saved.caught_up_to = known
+        if (self._saved.marked_serial or 0) > known:  # moved back (a restarted counter): not its event
+            self._saved.marked_serial = self._saved.marked_event = None
         self._above = {s for s in self._above if s > known}
         # A gap still open starts its wait again: at most one catch-up per wait.
         self._gap_since = time.monotonic() if self._above else None
@@ -356,12 +373,12 @@ class TerminalSync:
         if self.health.reachable is not True:
             log.info("terminal %s reachable", self.config.id)
             self._users = None
-            self._catch_up_due = self.config.catch_up_events
+            self._catch_up_due = self._check_counter = self.config.catch_up_events
         if uptime is not None and self._uptime is not None and uptime < self._uptime:
             log.warning("terminal %s rebooted (uptime %s s, was %s s): reading its list again", self.config.id,
                         uptime, self._uptime)
             self._users = None
-            self._catch_up_due = self.config.catch_up_events
+            self._catch_up_due = self._check_counter = self.config.catch_up_events
         self._uptime = uptime
         self.health.reachable = True
 
@@ -552,48 +569,120 @@ class TerminalSync:
         time). Done only once every fetched event is on disk."""
         assert self._deliver is not None
         self._catch_up_at = time.monotonic() + self.config.catch_up_interval_s
-        since = self._saved.caught_up_to
-        if since is None:
+        if self._saved.caught_up_to is None:
             # First contact: its history is from before the gateway knew it, not
             # missed. Its newest serial (by time: an estimate is enough here).
-            newest = await self._newest_serial()
-            log.info("terminal %s: events counted from serial %s on", self.config.id, newest or 0)
-            self._advance(newest or 0)
-        else:
+            newest = await self._newest_event()
+            log.info("terminal %s: events counted from serial %s on", self.config.id,
+                     newest.serial_no if newest else 0)
+            self._advance(newest.serial_no if newest else 0)
+            self._mark(newest)
+        elif not (self._check_counter and await self._counter_restarted()):
+            since = self._saved.caught_up_to
             fetched, highest = await self._fetch_events(since + 1, since + _FETCH_SPAN)
             if highest is not None:
-                self._advance(max(highest, self._saved.caught_up_to or highest))
+                self._advance(max(highest.serial_no, self._saved.caught_up_to or highest.serial_no))
+                self._mark(highest)
                 log.info("terminal %s: %d events fetched (serials %s-%s); those the push brought are not stored "
-                         "again", self.config.id, fetched, since + 1, highest)
+                         "again", self.config.id, fetched, since + 1, highest.serial_no)
             else:
                 await self._after_nothing_above(since)
         self._save_if_dirty()
-        self._catch_up_due = False
+        self._catch_up_due = self._check_counter = False
+
+    async def _counter_restarted(self) -> bool:
+        """After start, an outage or a reboot: is the marked event still what
+        the terminal holds under its serial? If not, its counter restarted (a
+        reset or firmware upgrade that cleared its log), perhaps already past
+        ``caught_up_to``, where fetching above it would miss the new counter's
+        first serials: its newest events are fetched by identity instead (a
+        repeat of what the push brought is not stored twice). One small
+        search when it did not restart; True when it did (and was handled)."""
+        serial, mark = self._saved.marked_serial, self._saved.marked_event
+        if serial is None or mark is None:
+            log.debug("terminal %s: no event known by its identity yet: its counter is not checked", self.config.id)
+            return False
+        try:
+            held = await self._event_at(serial)
+        except TerminalRefused as exc:
+            if not exc.refused or exc.http_status in (401, 404) or exc.sub_status == "notSupport":
+                raise  # busy, the login, or no event search at all: as for any search
+            # A search of one serial refused (begin = end): the catch-up goes
+            # on as before rather than failing every pass on it.
+            log.warning("terminal %s: the search for event serial %s was refused (%s): whether its counter "
+                        "restarted is not checked", self.config.id, serial, exc.reason)
+            return False
+        if held is not None and event_mark(held) == mark:
+            log.debug("terminal %s: event serial %s is the one it was: its counter did not restart", self.config.id,
+                      serial)
+            return False
+        newest = await self._newest_event()
+        since = self._saved.caught_up_to or 0
+        first = None if newest is None else max(1, newest.serial_no - _RESTART_REACH + 1)
+        if held is None and newest is not None and newest.serial_no >= since:
+            # Gone, yet it counts on above: cleared and counted past it again,
+            # or a full log overwrote it. Either way what it holds above
+            # caught_up_to is fetched too, as an ordinary catch-up would.
+            first = min(first or 1, since + 1)
+            log.warning("terminal %s: event serial %s is gone (its log was cleared and its event serials restarted, "
+                        "or it overwrote its oldest events): fetching serials %s-%s by identity", self.config.id,
+                        serial, first, newest.serial_no)
+        else:
+            log.warning("terminal %s: event serials restarted (serial %s is %s, newest %s, was caught up to %s): "
+                        "fetching its newest events", self.config.id, serial,
+                        "another event" if held is not None else "gone",
+                        newest.serial_no if newest else "none", since)
+        await self._after_restart(newest, first)
+        return True
 
     async def _after_nothing_above(self, since: int) -> None:
         """Nothing above ``since``: all caught up, or its counter started again
         (a reset or firmware upgrade that cleared its log)."""
-        newest = await self._newest_serial()
-        if newest is None or newest >= since:
+        newest = await self._newest_event()
+        if newest is None or newest.serial_no >= since:
             self._advance(since)  # what was pushed above it meanwhile waits its turn again
+            if newest is not None and newest.serial_no == since:
+                self._mark(newest)  # learnt without asking: checked after the next start, outage, reboot
             return
         # What it holds now came after the restart. Fetched by identity, a
         # repeat of what the push brought is not stored twice.
         log.warning("terminal %s: event serials restarted (%s, was %s): fetching its newest events",
-                    self.config.id, newest, since)
-        fetched, highest = await self._fetch_events(max(1, newest - _RESTART_REACH + 1), newest)
-        self._above = set()
-        self._advance(max(newest, highest or 0))
-        log.info("terminal %s: %d events fetched after the restart", self.config.id, fetched)
+                    self.config.id, newest.serial_no, since)
+        await self._after_restart(newest, max(1, newest.serial_no - _RESTART_REACH + 1))
 
-    async def _fetch_events(self, first: int, last: int) -> tuple[int, int | None]:
+    async def _after_restart(self, newest: AcsEventRecord | None, first: int | None) -> None:
+        """Fetch ``first`` to ``newest`` (its newest event; None: its log is
+        empty) and count on from the restarted counter."""
+        fetched, highest = (0, None) if newest is None or first is None else await self._fetch_events(
+            first, newest.serial_no)
+        top = max(newest.serial_no if newest else 0, highest.serial_no if highest else 0)
+        self._above = set()
+        self._saved.marked_serial = self._saved.marked_event = None  # the old counter's
+        self._advance(top)
+        self._mark(highest if highest is not None and highest.serial_no == top else newest)
+        log.info("terminal %s: %d events fetched after the restart; counting on from serial %s", self.config.id,
+                 fetched, top)
+
+    def _mark(self, event: AcsEventRecord | None) -> None:
+        """Keep ``event`` as the one asked for after the next start, outage or
+        reboot, when it is caught up and no older than the one kept."""
+        known, mark = self._saved.caught_up_to, event_mark(event) if event is not None else None
+        if event is None or mark is None or known is None or event.serial_no > known:
+            return
+        if event.serial_no >= (self._saved.marked_serial or 0) and (
+                event.serial_no, mark) != (self._saved.marked_serial, self._saved.marked_event):
+            self._saved.marked_serial, self._saved.marked_event = event.serial_no, mark
+            self._dirty = True
+
+    async def _fetch_events(self, first: int, last: int) -> tuple[int, AcsEventRecord | None]:
         """Fetch serials ``first``..``last`` (every event type: alarms take
         serials too) and hand each to the outbox; returns how many and the
-        highest serial seen, once every one is stored (only then may the
-        caller move past them)."""
+        event with the highest serial, once every one is stored (only then may
+        the caller move past them)."""
         assert self._deliver is not None
         search_id = f"rg-{random.getrandbits(48):012x}"
-        position, fetched, highest = 0, 0, None
+        position, fetched = 0, 0
+        highest: AcsEventRecord | None = None
         commits: list[Awaitable[object]] = []
         while True:  # bounded: at most last - first + 1 events (checked below)
             body = isapi.acs_event_search(search_id, position, _PAGE, begin_serial=first, end_serial=last, major=0)
@@ -602,7 +691,8 @@ class TerminalSync:
                 if first <= event.serial_no <= last:
                     commits += self._hand_over(event)
                     fetched += 1
-                    highest = event.serial_no if highest is None else max(highest, event.serial_no)
+                    if highest is None or event.serial_no > highest.serial_no:
+                        highest = event
             position += len(page.records)
             if not page.more:
                 break
@@ -624,12 +714,18 @@ class TerminalSync:
             return []
         return [commit] if inspect.isawaitable(commit) else []
 
-    async def _newest_serial(self) -> int | None:
+    async def _newest_event(self) -> AcsEventRecord | None:
         # Every major type (0): alarms and exceptions take serials too, and a
         # pushed alarm above the newest access event must not look like a gap.
         body = isapi.acs_event_search("rg-newest", 0, 1, major=0, newest_first=True)
         page = await self.client.parsed("POST", isapi.ACS_EVENT, "event search", body, isapi.parse_event_page)
-        return max((e.serial_no for e in page.records), default=None)
+        return max(page.records, key=lambda e: e.serial_no, default=None)
+
+    async def _event_at(self, serial: int) -> AcsEventRecord | None:
+        """The one event the terminal holds under ``serial`` (None: none)."""
+        body = isapi.acs_event_search("rg-marked", 0, 1, begin_serial=serial, end_serial=serial, major=0)
+        page = await self.client.parsed("POST", isapi.ACS_EVENT, "event search", body, isapi.parse_event_page)
+        return next((e for e in page.records if e.serial_no == serial), None)
 
     # ------------------------------------------------------------------ status
 
@@ -668,6 +764,24 @@ class TerminalSync:
             self.synced.clear()
         if self._on_health is not None:
             self._on_health(self.health)
+
+
+def event_mark(event: AcsEventRecord) -> str | None:
+    """What tells an event from another one under the same serial after a
+    counter restart: its time (as an instant where it carries a zone, as in
+    its identity: devices.hikvision.TerminalEvent.identity) and type, as the
+    terminal reported them. Nothing personal: it is kept in the state file.
+    None without a time (one the terminal did not even format)."""
+    when = event.time
+    if when is None:
+        return None
+    text = when.isoformat()
+    if when.tzinfo is not None:
+        try:
+            text = when.astimezone(UTC).isoformat()
+        except (OverflowError, ValueError):  # year 1 or 9999 with an offset: an unset clock
+            pass
+    return f"{text}/{event.major}/{event.minor}"
 
 
 def _batches(items: list[str], size: int) -> list[list[str]]:

@@ -43,6 +43,8 @@ class FakeTerminal:
         self.full = False  # storage full: user and card records refused
         self.writes = 0
         self.event_search = True  # older firmware has no AcsEvent search
+        self.single_serial_search = True  # False: a search with beginSerialNo = endSerialNo is refused
+        self.event_searches: list[dict[str, Any]] = []  # every AcsEventCond asked, in order
         self.ignore_position = False  # broken firmware: every search answers its first page
         self.stalled = asyncio.Event()  # set: requests hang (a terminal busy or a link that drops packets)
         self.requests = 0
@@ -215,7 +217,10 @@ class FakeTerminal:
 
     def _acs_event(self, body: Any) -> web.Response:
         cond = body["AcsEventCond"]
+        self.event_searches.append(cond)
         begin, end = cond.get("beginSerialNo", 1), cond.get("endSerialNo", 2**62)
+        if begin == end and not self.single_serial_search:
+            return _status(6, "badParameters", 400)
         found = [e for e in self.events if begin <= e["serialNo"] <= end and cond["major"] in (0, e["major"])]
         if cond.get("timeReverseOrder"):
             found.reverse()

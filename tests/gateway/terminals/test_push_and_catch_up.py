@@ -45,7 +45,8 @@ async def sim(listen_port: int, request: pytest.FixtureRequest) -> AsyncIterator
         yield terminal
 
 
-def _config(tmp_path: Path, mosquitto: Mosquitto, sim: IsapiTerminalSim, port: int) -> GatewayConfig:
+def _config(tmp_path: Path, mosquitto: Mosquitto, sim: IsapiTerminalSim, port: int,
+            **terminal: object) -> GatewayConfig:
     (tmp_path / "k1t.pw").write_text(PASSWORD)
     return GatewayConfig.model_validate({
         "gateway_id": GW, "mqtt_url": mosquitto.url, "data_dir": str(tmp_path / "data"), "heartbeat_s": 0.5,
@@ -55,7 +56,7 @@ def _config(tmp_path: Path, mosquitto: Mosquitto, sim: IsapiTerminalSim, port: i
         "devices": [{"type": "hikvision_isapi", "id": "hik-listener", "host": "127.0.0.1", "port": port,
                      "terminals": {sim.mac: {"device": TERMINAL, "door": "front"}}}],
         "terminals": [{"id": TERMINAL, "url": sim.url, "password_file": str(tmp_path / "k1t.pw"),
-                       "doors": ["front"], "probe_interval_s": 0.3, "retry_max_s": 0.5}],
+                       "doors": ["front"], "probe_interval_s": 0.3, "retry_max_s": 0.5, **terminal}],
     })
 
 
@@ -172,6 +173,45 @@ async def test_a_terminal_whose_counter_restarted_still_has_every_new_event_stor
         await wait_until(lambda: outbox.depth() == 0, timeout=10, what="the outbox emptied")
     got = Counter(r.credential.value for r in _reads(server))
     assert got == Counter(_card_of(e) for e in before + after)
+
+
+@pytest.mark.parametrize("sim", [2], indirect=True)
+async def test_a_counter_restarted_past_where_the_stopped_gateway_was_loses_none_of_its_events(
+        tmp_path: Path, mosquitto: Mosquitto, server: FakeServer, sim: IsapiTerminalSim, listen_port: int,
+        caplog: pytest.LogCaptureFixture) -> None:
+    _allowlist(mosquitto)
+    # The push brings serials only: the interval's catch-up, finding nothing
+    # missing, learns the identity of the event at caught_up_to on the way.
+    config = _config(tmp_path, mosquitto, sim, listen_port, catch_up_interval_s=0.5)
+    async with running(config) as app:
+        await _synced(app)
+        before = await _present(sim, 8000, 4)
+        await _settled(app, sim, before[-1])
+        terminal = app.terminals[0]
+        await wait_until(lambda: terminal.marked_serial == before[-1].serial_no, timeout=10,
+                         what="the event at caught_up_to known by its identity")
+    # The gateway is down for days. A firmware upgrade clears the terminal's
+    # log (a second later at least: its clock counts whole seconds), and its
+    # new counter passes where the gateway stopped; its push queue (two)
+    # keeps only the last two.
+    await wait_until(lambda: sim.now() > before[-1].time, what="the terminal's clock past the last event")
+    await sim.reboot(lose_events=True)
+    after = await _present(sim, 9000, 2 * len(before) + 3)
+    assert after[0].serial_no == 1 and after[-1].serial_no > before[-1].serial_no
+    with caplog.at_level("WARNING", logger="gateway.terminals.sync"):
+        async with running(config) as app:
+            terminal = app.terminals[0]
+            await sim.delivered(after[-1].serial_no, timeout=10)
+            await wait_until(lambda: terminal.caught_up_to == after[-1].serial_no, timeout=10,
+                             what="counting from the new serials")
+            assert app.outbox is not None
+            outbox = app.outbox
+            # The two re-posted events came both ways, and were stored once.
+            await wait_until(lambda: outbox.outbox.repeats >= 2, timeout=10, what="the re-posts seen as repeats")
+            await wait_until(lambda: outbox.depth() == 0, timeout=10, what="the outbox emptied")
+    got = Counter(r.credential.value for r in _reads(server))
+    assert got == Counter(_card_of(e) for e in before + after), "every event once, the new counter's first too"
+    assert f"event serials restarted (serial {before[-1].serial_no} is another event" in caplog.text
 
 
 async def test_a_terminal_with_a_wrong_clock_has_its_reads_placed_at_the_right_time(

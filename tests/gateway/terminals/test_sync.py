@@ -454,3 +454,52 @@ async def test_a_refused_login_is_not_tried_again_sooner_for_a_catch_up(
         # Nothing to await: the point is that nothing happens for a while.
         await asyncio.sleep(1.0)
     assert terminal.requests - before <= 2, "logins tried again before login_retry_s"
+
+
+def _single_serial(cond: dict[str, Any]) -> bool:
+    return "beginSerialNo" in cond and cond["beginSerialNo"] == cond.get("endSerialNo")
+
+
+async def test_the_counter_is_checked_after_an_outage_never_by_the_interval(tmp_path: Path,
+                                                                            terminal: FakeTerminal) -> None:
+    got: list[AcsEventRecord] = []
+    async with counting_events(tmp_path, terminal, got.append, catch_up_interval_s=0.05) as sync:
+        await terminal.offline()
+        await until(lambda: sync.health.reachable is False, terminal)
+        missed = [terminal.add_event(card=str(900 + i)) for i in range(3)]
+        await terminal.online()
+        await until(lambda: sync.marked_serial == missed[-1], terminal, what="caught up, the last one marked")
+        # The interval's catch-ups (every 0.05 s here) do not ask for it.
+        asked = len(terminal.event_searches)
+        await until(lambda: len(terminal.event_searches) >= asked + 20, terminal, what="twenty searches more")
+        assert not [c for c in terminal.event_searches if _single_serial(c)]
+        await terminal.offline()
+        await until(lambda: sync.health.reachable is False, terminal)
+        await terminal.online()
+        await until(lambda: any(_single_serial(c) for c in terminal.event_searches), terminal,
+                    what="the marked event asked for")
+        checks = [c for c in terminal.event_searches if _single_serial(c)]
+        assert len(checks) == 1 and checks[0]["beginSerialNo"] == missed[-1] and checks[0]["major"] == 0
+    assert [e.serial_no for e in got] == missed
+
+
+async def test_a_terminal_refusing_a_single_serial_search_is_caught_up_unchecked(
+        tmp_path: Path, terminal: FakeTerminal, caplog: pytest.LogCaptureFixture) -> None:
+    terminal.single_serial_search = False
+    got: list[AcsEventRecord] = []
+    async with counting_events(tmp_path, terminal, got.append) as sync:
+        await terminal.offline()
+        await until(lambda: sync.health.reachable is False, terminal)
+        first = terminal.add_event(card="950")
+        await terminal.online()
+        await until(lambda: sync.marked_serial == first, terminal, what="caught up, marked")
+        await terminal.offline()
+        await until(lambda: sync.health.reachable is False, terminal)
+        second = terminal.add_event(card="951")
+        with caplog.at_level("WARNING", logger="gateway.terminals.sync"):
+            await terminal.online()
+            await until(lambda: sync.caught_up_to == second and sync.health.pending == 0, terminal,
+                        what="caught up without the check")
+        assert f"the search for event serial {first} was refused" in caplog.text
+        assert sync.health.last_error is None and sync.health.writes_refused == 0
+    assert [e.serial_no for e in got] == [first, second]

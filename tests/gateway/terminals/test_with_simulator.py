@@ -5,6 +5,8 @@ tenant deregistered at the server is refused by the terminal itself."""
 from __future__ import annotations
 
 import asyncio
+import json
+import logging
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -15,7 +17,7 @@ import pytest
 from firmware_sim.isapi_terminal import IsapiTerminalSim
 from gateway.access.store import AllowlistStore
 from gateway.terminals import TerminalSync, TerminalSyncConfig, supervise
-from gateway.terminals.sync import Deliver
+from gateway.terminals.sync import Deliver, event_mark
 from tests.gateway.access.helpers import delta, open_store, snapshot
 from tests.gateway.helpers import wait_until
 
@@ -116,3 +118,85 @@ async def test_a_revoked_face_is_refused_by_the_terminals_own_lock(tmp_path: Pat
         sync.changed()
         await wait_until(lambda: sync.health.version_held == 2, timeout=5, what="version 2 on the terminal")
         assert not (await sim.present_face("p77")).granted, "refused by the terminal itself"
+
+
+async def test_a_gateway_restart_with_the_terminal_unchanged_fetches_nothing_again(
+        tmp_path: Path, sim: IsapiTerminalSim, caplog: pytest.LogCaptureFixture) -> None:
+    from devices.hikvision_isapi import AcsEventRecord
+
+    caplog.set_level(logging.DEBUG, logger="gateway.terminals.sync")
+    store = open_store(tmp_path)
+    store.apply(snapshot(1, TENANT))
+    got: list[AcsEventRecord] = []
+    async with syncing(sim, store, tmp_path, deliver=got.append) as sync:
+        await wait_until(lambda: sync.health.version_held == 1 and sync.caught_up_to == 0, timeout=10,
+                         what="synced and counting from serial 0")
+        kept = [await sim.present_card(str(100 + i)) for i in range(3)]
+        await sim.reboot()  # its log kept: the catch-up after the reboot fetches them
+        await wait_until(lambda: len(got) == 3 and sync.marked_serial == kept[-1].serial_no, timeout=10,
+                         what="fetched, the last known by its identity")
+    caplog.clear()
+    async with syncing(sim, store, tmp_path, deliver=got.append) as sync:
+        # One search for the marked event at the start finds it as it was.
+        await wait_until(lambda: f"event serial {kept[-1].serial_no} is the one it was" in caplog.text,
+                         timeout=10, what="the counter checked")
+        later = await sim.present_card("200")
+        await sim.reboot()
+        await wait_until(lambda: len(got) == 4, timeout=10, what="the new event fetched")
+        await wait_until(lambda: caplog.text.count("its counter did not restart") == 2, timeout=10,
+                         what="checked again after the reboot")
+    assert [e.serial_no for e in got] == [e.serial_no for e in [*kept, later]], "nothing fetched twice"
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING and "serials" in r.getMessage()]
+
+
+async def test_a_state_file_from_before_the_mark_loads_and_catches_up(
+        tmp_path: Path, sim: IsapiTerminalSim, caplog: pytest.LogCaptureFixture) -> None:
+    from devices.hikvision_isapi import AcsEventRecord
+
+    caplog.set_level(logging.DEBUG, logger="gateway.terminals.sync")
+    store = open_store(tmp_path)
+    store.apply(snapshot(1, TENANT))
+    caught_up = [await sim.present_card(str(300 + i)) for i in range(3)]
+    missed = [await sim.present_card(str(400 + i)) for i in range(2)]
+    # Written by the gateway before it kept an event's identity.
+    state = tmp_path / "terminals" / "k1t.json"
+    state.parent.mkdir()
+    state.write_text(json.dumps({"version_held": 1, "last_full_at": None,
+                                 "caught_up_to": caught_up[-1].serial_no}))
+    got: list[AcsEventRecord] = []
+    async with syncing(sim, store, tmp_path, deliver=got.append) as sync:
+        assert sync.caught_up_to == caught_up[-1].serial_no and sync.marked_serial is None
+        await wait_until(lambda: len(got) == 2 and sync.marked_serial == missed[-1].serial_no, timeout=10,
+                         what="caught up, the last known by its identity")
+    assert "no event known by its identity yet: its counter is not checked" in caplog.text
+    assert [e.serial_no for e in got] == [e.serial_no for e in missed]
+    saved = json.loads(state.read_text())
+    assert saved["caught_up_to"] == saved["marked_serial"] == missed[-1].serial_no
+    assert saved["marked_event"] == event_mark(got[-1])
+
+
+async def test_a_log_cleared_at_a_reboot_is_counted_from_its_first_new_serial(
+        tmp_path: Path, sim: IsapiTerminalSim, caplog: pytest.LogCaptureFixture) -> None:
+    from devices.hikvision_isapi import AcsEventRecord
+
+    store = open_store(tmp_path)
+    store.apply(snapshot(1, TENANT))
+    got: list[AcsEventRecord] = []
+    async with syncing(sim, store, tmp_path, deliver=got.append) as sync:
+        await wait_until(lambda: sync.health.version_held == 1 and sync.caught_up_to == 0, timeout=10,
+                         what="synced and counting from serial 0")
+        kept = [await sim.present_card(str(500 + i)) for i in range(3)]
+        await sim.reboot()
+        await wait_until(lambda: len(got) == 3 and sync.marked_serial == kept[-1].serial_no, timeout=10,
+                         what="fetched, the last known by its identity")
+        # Some models clear their log at a reboot: empty when the gateway asks.
+        with caplog.at_level("WARNING", logger="gateway.terminals.sync"):
+            await sim.reboot(lose_events=True)
+            await wait_until(lambda: sync.caught_up_to == 0, timeout=10, what="counting from serial 0 again")
+        assert f"event serials restarted (serial {kept[-1].serial_no} is gone, newest none" in caplog.text
+        # More than it had before; the next catch-up (here: after another reboot) fetches them all.
+        new = [await sim.present_card(str(600 + i)) for i in range(5)]
+        await sim.reboot()
+        await wait_until(lambda: len(got) == 8, timeout=10, what="the new events fetched")
+    assert [e.serial_no for e in got] == [1, 2, 3, 1, 2, 3, 4, 5]
+    assert [e.card_no for e in got] == [e.card_no for e in [*kept, *new]]
