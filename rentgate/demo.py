@@ -16,10 +16,10 @@ object comparing what happened at the doors with what the server stored.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import logging
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from rentgate import demo_dir, demo_osdp, demo_terminal
+from rentgate import demo_dir, demo_osdp, demo_stop, demo_terminal
 from rentgate.lang import cli_lang, tr
 from server.pages.i18n import in_cli_language
 
@@ -110,10 +110,6 @@ def register(subparsers: Any) -> None:
     p.set_defaults(func=_run)
 
 
-def _sigterm_as_interrupt(signum: int, frame: Any) -> None:
-    raise KeyboardInterrupt
-
-
 def _bad_arguments(args: argparse.Namespace) -> str | None:
     """What is wrong with the numbers given, in words, before anything starts."""
     checks = (
@@ -138,8 +134,8 @@ def _run(args: argparse.Namespace) -> int:
             print(json.dumps({"error": problem}, ensure_ascii=False))
         return 2
     # SIGTERM must stop the children too, as Ctrl-C does; they run in their own
-    # sessions so that a terminal's Ctrl-C reaches only the demo.
-    signal.signal(signal.SIGTERM, _sigterm_as_interrupt)
+    # sessions so that a terminal's Ctrl-C reaches only the demo (demo_stop.py).
+    demo_stop.install()
     demo = Demo(
         data_dir=Path(args.data_dir).absolute(),  # a link is refused, not followed
         http_port=args.http_port,
@@ -193,14 +189,14 @@ def _wait(predicate: Any, timeout: float, what: str, procs: dict[str, subprocess
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         for name, proc in procs.items():
-            if proc.poll() is not None:
+            if demo_stop.exited(proc, 0):
                 raise DemoError(tr(f"{_PART_NAMES.get(name, name)}在等待{what}时退出（退出码 {proc.returncode}）；"
                                    "日志在数据文件夹的 logs 里",
                                    f"{name} exited with code {proc.returncode} while waiting for {what}; its log is "
                                    "in the data folder's logs"))
         if predicate():
             return
-        time.sleep(0.05)
+        demo_stop.pause(0.05)
     raise DemoError(tr(f"等待{what}超过 {timeout:.0f} 秒；日志在数据文件夹的 logs 里",
                        f"timed out after {timeout:.0f} s waiting for {what}; the logs are in the data folder's logs"))
 
@@ -460,13 +456,7 @@ class Demo:
                 code = proc.wait()
             finally:
                 # Ctrl-C or SIGTERM while it runs: it stops with the demo.
-                if proc.poll() is None:
-                    proc.terminate()
-                    try:
-                        proc.wait(10)
-                    except subprocess.TimeoutExpired:
-                        proc.kill()
-                        proc.wait()
+                demo_stop.end(proc, 10)
             if code != 0 or not out.strip():
                 raise DemoError(tr(f"辖区模拟失败（退出码 {code}），详见 {log_path}",
                                    f"the district simulation failed (exit {code}); see {log_path}"))
@@ -536,7 +526,7 @@ class Demo:
         try:
             while True:
                 for name, proc in self.procs.items():
-                    if proc.poll() is not None:
+                    if demo_stop.exited(proc, 0):
                         raise DemoError(tr(f"{name} 意外退出（退出码 {proc.returncode}），日志在 {self.data_dir / 'logs'}",
                                            f"{name} exited with code {proc.returncode}; logs in "
                                            f"{self.data_dir / 'logs'}"))
@@ -548,7 +538,7 @@ class Demo:
                     print(_describe(ev, zone), flush=True)
                 after = page.get("next") or (page["events"][-1]["id"] if page["events"] else after)
                 if not page.get("next"):
-                    time.sleep(1)
+                    demo_stop.pause(1)
         except KeyboardInterrupt:
             say(tr("正在停止……", "stopping ..."))
         return {"events_stored": stored}
@@ -610,27 +600,17 @@ class Demo:
         graceful exit takes up to 10 s, the others a few. A part that does
         not stop is aborted (SIGABRT: with PYTHONFAULTHANDLER set at spawn it
         writes where each of its threads was into its log first), then
-        killed, so the demo itself always ends."""
-        for name in ("sim", "gateway", "terminal", "camera", "server", "broker"):
-            proc = self.procs.get(name)
-            if proc is None or proc.poll() is not None:
-                continue
-            proc.send_signal(signal.SIGTERM)
-            allowed = _STOP_WITHIN_S[name]
-            try:
-                proc.wait(timeout=allowed)
-                continue
-            except subprocess.TimeoutExpired:
-                pass
-            log_path = self.data_dir / "logs" / f"{name}.log"
-            log.warning("%s did not stop within %d s; aborting it (where it hung is at the end of %s)",
-                        name, allowed, log_path)
-            proc.send_signal(signal.SIGABRT)
-            try:
-                proc.wait(timeout=3)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        killed, so the demo itself always ends. Another Ctrl-C meanwhile
+        does not cut this short: it would leave the rest running."""
+        with demo_stop.safe_points():
+            for name in ("sim", "gateway", "terminal", "camera", "server", "broker"):
+                proc = self.procs.get(name)
+                if proc is None:
+                    continue
+                allowed = _STOP_WITHIN_S[name]
+                demo_stop.end(proc, allowed, late=functools.partial(
+                    log.warning, "%s did not stop within %d s; aborting it (where it hung is at the end of %s)",
+                    name, allowed, self.data_dir / "logs" / f"{name}.log"))
 
     def _get(self, path: str) -> bytes | None:
         headers = {} if path in ("/healthz", "/metrics") else {"Authorization": f"Bearer {self.token}"}

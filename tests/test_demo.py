@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 from collections import Counter
@@ -405,8 +406,14 @@ def _what_the_demo_said(proc: subprocess.Popen[bytes], data_dir: Path) -> str:
     """The demo's own stderr and the end of each part's log: where a part
     hung on stop is there (the demo aborts it with faulthandler on)."""
     if proc.poll() is None:
-        proc.kill()
-        proc.wait()
+        # Started with faulthandler on: SIGABRT writes where each of its
+        # threads was to its stderr before it dies.
+        proc.send_signal(signal.SIGABRT)
+        try:
+            proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
     parts = ["demo stderr:\n" + (proc.stderr.read().decode(errors="replace")[-3000:] if proc.stderr else "")]
     for log_file in sorted((data_dir / "logs").glob("*.log")):
         parts.append(f"{log_file.name}:\n" + log_file.read_text(errors="replace")[-4000:])
@@ -417,7 +424,8 @@ def _what_the_demo_said(proc: subprocess.Popen[bytes], data_dir: Path) -> str:
 def interactive_demo(tmp_path: Path) -> Iterator[subprocess.Popen[bytes]]:
     proc = subprocess.Popen([sys.executable, "-m", "rentgate", "demo", "--data-dir", str(tmp_path / "demo"),
                              "--http-port", "0", "--district-buildings", "0"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
+                            env={**os.environ, "PYTHONFAULTHANDLER": "1"})
     try:
         yield proc
     finally:
@@ -429,7 +437,6 @@ def interactive_demo(tmp_path: Path) -> Iterator[subprocess.Popen[bytes]]:
 def test_the_demo_stops_when_asked(interactive_demo: subprocess.Popen[bytes], tmp_path: Path) -> None:
     """Told to stop while its building runs, the demo and everything it
     started end within seconds (a gateway once waited on libosdp for ever)."""
-    import signal
     import time
 
     assert interactive_demo.stdout is not None
