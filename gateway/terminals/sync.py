@@ -592,12 +592,15 @@ class TerminalSync:
 
     async def _counter_restarted(self) -> bool:
         """After start, an outage or a reboot: is the marked event still what
-        the terminal holds under its serial? If not, its counter restarted (a
-        reset or firmware upgrade that cleared its log), perhaps already past
-        ``caught_up_to``, where fetching above it would miss the new counter's
-        first serials: its newest events are fetched by identity instead (a
-        repeat of what the push brought is not stored twice). One small
-        search when it did not restart; True when it did (and was handled)."""
+        the terminal holds under its serial? Another event there (or none,
+        with its newest serial below ``caught_up_to``) means its counter
+        restarted (a reset or firmware upgrade that cleared its log), perhaps
+        already past ``caught_up_to``, where fetching above it would miss the
+        new counter's first serials: its newest events are fetched by
+        identity too (a repeat of what the push brought is not stored twice).
+        None there while it counts on above is an overwritten oldest event,
+        not a restart. One small search when it did not restart; True when it
+        did (and was handled)."""
         serial, mark = self._saved.marked_serial, self._saved.marked_event
         if serial is None or mark is None:
             log.debug("terminal %s: no event known by its identity yet: its counter is not checked", self.config.id)
@@ -612,26 +615,34 @@ class TerminalSync:
             log.warning("terminal %s: the search for event serial %s was refused (%s): whether its counter "
                         "restarted is not checked", self.config.id, serial, exc.reason)
             return False
-        if held is not None and event_mark(held) == mark:
+        held_mark = event_mark(held) if held is not None else None
+        if held_mark is not None and same_event(held_mark, mark):
             log.debug("terminal %s: event serial %s is the one it was: its counter did not restart", self.config.id,
                       serial)
             return False
         newest = await self._newest_event()
         since = self._saved.caught_up_to or 0
-        first = None if newest is None else max(1, newest.serial_no - _RESTART_REACH + 1)
         if held is None and newest is not None and newest.serial_no >= since:
-            # Gone, yet it counts on above: cleared and counted past it again,
-            # or a full log overwrote it. Either way what it holds above
-            # caught_up_to is fetched too, as an ordinary catch-up would.
+            # Gone, yet it counts on at or above caught_up_to. A counter that
+            # restarted and counted past the marked serial would hold some
+            # event there: this is a full log that overwrote its oldest
+            # events (or a firmware that finds nothing for one serial). The
+            # ordinary catch-up goes on; the mark is learnt again.
+            log.info("terminal %s: event serial %s is no longer kept (its oldest events were overwritten): "
+                     "catching up as usual", self.config.id, serial)
+            self._saved.marked_serial = self._saved.marked_event = None
+            self._dirty = True
+            return False
+        first = None if newest is None else max(1, newest.serial_no - _RESTART_REACH + 1)
+        if newest is not None and newest.serial_no > since:
+            # Whatever it holds above caught_up_to is fetched as any catch-up
+            # would: were this no restart after all (a clock or time-zone
+            # change the mark did not see through), nothing is skipped.
             first = min(first or 1, since + 1)
-            log.warning("terminal %s: event serial %s is gone (its log was cleared and its event serials restarted, "
-                        "or it overwrote its oldest events): fetching serials %s-%s by identity", self.config.id,
-                        serial, first, newest.serial_no)
-        else:
-            log.warning("terminal %s: event serials restarted (serial %s is %s, newest %s, was caught up to %s): "
-                        "fetching its newest events", self.config.id, serial,
-                        "another event" if held is not None else "gone",
-                        newest.serial_no if newest else "none", since)
+        log.warning("terminal %s: event serials restarted (serial %s is %s, newest %s, was caught up to %s): "
+                    "fetching serials %s-%s by identity", self.config.id, serial,
+                    "another event" if held is not None else "gone", newest.serial_no if newest else "none", since,
+                    first, newest.serial_no if newest else "none")
         await self._after_restart(newest, first)
         return True
 
@@ -723,7 +734,10 @@ class TerminalSync:
 
     async def _event_at(self, serial: int) -> AcsEventRecord | None:
         """The one event the terminal holds under ``serial`` (None: none)."""
-        body = isapi.acs_event_search("rg-marked", 0, 1, begin_serial=serial, end_serial=serial, major=0)
+        # A search id of its own each time: a terminal may answer a repeated id
+        # from where that search left off.
+        body = isapi.acs_event_search(f"rg-{random.getrandbits(48):012x}", 0, 1, begin_serial=serial,
+                                      end_serial=serial, major=0)
         page = await self.client.parsed("POST", isapi.ACS_EVENT, "event search", body, isapi.parse_event_page)
         return next((e for e in page.records if e.serial_no == serial), None)
 
@@ -768,20 +782,34 @@ class TerminalSync:
 
 def event_mark(event: AcsEventRecord) -> str | None:
     """What tells an event from another one under the same serial after a
-    counter restart: its time (as an instant where it carries a zone, as in
-    its identity: devices.hikvision.TerminalEvent.identity) and type, as the
-    terminal reported them. Nothing personal: it is kept in the state file.
-    None without a time (one the terminal did not even format)."""
+    counter restart: its time and type as the terminal reported them, the
+    time both as the clock read it and as an instant (``wall|instant/major/
+    minor``). Nothing personal: it is kept in the state file. None without a
+    time (one the terminal did not even format)."""
     when = event.time
     if when is None:
         return None
-    text = when.isoformat()
+    wall = instant = when.replace(tzinfo=None).isoformat()
     if when.tzinfo is not None:
         try:
-            text = when.astimezone(UTC).isoformat()
+            instant = when.astimezone(UTC).replace(tzinfo=None).isoformat()
         except (OverflowError, ValueError):  # year 1 or 9999 with an offset: an unset clock
             pass
-    return f"{text}/{event.major}/{event.minor}"
+    return f"{wall}|{instant}/{event.major}/{event.minor}"
+
+
+def same_event(mark: str, other: str) -> bool:
+    """Whether two marks name the same event: the same type and the same
+    time, read either way. A terminal whose time zone was changed reports
+    its kept events again under another offset: either the clock reading
+    or the instant stays the same, and that is not a restarted counter."""
+    time_a, _, kind_a = mark.partition("/")
+    time_b, _, kind_b = other.partition("/")
+    if kind_a != kind_b:
+        return False
+    wall_a, _, instant_a = time_a.partition("|")
+    wall_b, _, instant_b = time_b.partition("|")
+    return wall_a == wall_b or (bool(instant_a) and instant_a == instant_b)
 
 
 def _batches(items: list[str], size: int) -> list[list[str]]:

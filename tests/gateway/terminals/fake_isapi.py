@@ -44,6 +44,7 @@ class FakeTerminal:
         self.writes = 0
         self.event_search = True  # older firmware has no AcsEvent search
         self.single_serial_search = True  # False: a search with beginSerialNo = endSerialNo is refused
+        self.single_serial_finds = True  # False: such a search answers with no event (seen on some firmware)
         self.event_searches: list[dict[str, Any]] = []  # every AcsEventCond asked, in order
         self.ignore_position = False  # broken firmware: every search answers its first page
         self.stalled = asyncio.Event()  # set: requests hang (a terminal busy or a link that drops packets)
@@ -221,7 +222,8 @@ class FakeTerminal:
         begin, end = cond.get("beginSerialNo", 1), cond.get("endSerialNo", 2**62)
         if begin == end and not self.single_serial_search:
             return _status(6, "badParameters", 400)
-        found = [e for e in self.events if begin <= e["serialNo"] <= end and cond["major"] in (0, e["major"])]
+        found = [e for e in self.events if begin <= e["serialNo"] <= end and cond["major"] in (0, e["major"])
+                 and (begin != end or self.single_serial_finds)]
         if cond.get("timeReverseOrder"):
             found.reverse()
         return self._page("AcsEvent", "InfoList", cond, found)

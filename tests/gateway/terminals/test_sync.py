@@ -18,6 +18,7 @@ from devices.hikvision_isapi import AcsEventRecord
 from gateway.access.store import AllowlistStore
 from gateway.terminals import TerminalSync, TerminalSyncConfig, supervise
 from gateway.terminals.mapping import card_no, employee_no
+from gateway.terminals import sync as sync_module
 from gateway.terminals.sync import Deliver
 from tests.gateway.access.helpers import delta, open_store, snapshot
 from tests.gateway.terminals.fake_isapi import FakeTerminal
@@ -503,3 +504,76 @@ async def test_a_terminal_refusing_a_single_serial_search_is_caught_up_unchecked
         assert f"the search for event serial {first} was refused" in caplog.text
         assert sync.health.last_error is None and sync.health.writes_refused == 0
     assert [e.serial_no for e in got] == [first, second]
+
+
+async def _caught_up_and_marked(sync: TerminalSync, terminal: FakeTerminal, cards: list[str]) -> list[int]:
+    """Events kept through an outage, fetched when it ends, the last one marked."""
+    await terminal.offline()
+    await until(lambda: sync.health.reachable is False, terminal)
+    kept = [terminal.add_event(card=card) for card in cards]
+    await terminal.online()
+    await until(lambda: sync.marked_serial == kept[-1], terminal, what="caught up, the last one marked")
+    await terminal.offline()
+    await until(lambda: sync.health.reachable is False, terminal)
+    return kept
+
+
+@pytest.mark.parametrize("reported", ["2026-12-06T14:00:00+09:00",  # the same instant, read in another zone
+                                      "2026-12-06T13:00:00+09:00"])  # the same clock reading, another offset
+async def test_a_changed_time_zone_is_not_taken_for_a_restarted_counter(
+        tmp_path: Path, terminal: FakeTerminal, caplog: pytest.LogCaptureFixture, reported: str) -> None:
+    """An installer corrects the terminal's time zone: it reports its kept
+    events again under another offset. Nothing is fetched again (each
+    would count as new where the identity's instant changed)."""
+    got: list[AcsEventRecord] = []
+    async with counting_events(tmp_path, terminal, got.append) as sync:
+        kept = await _caught_up_and_marked(sync, terminal, ["960", "961", "962"])
+        for event in terminal.events:
+            event["time"] = reported
+        new = terminal.add_event(card="963")
+        with caplog.at_level("INFO", logger="gateway.terminals.sync"):
+            await terminal.online()
+            await until(lambda: sync.caught_up_to == new, terminal, what="the new event caught up")
+    assert [e.serial_no for e in got] == [*kept, new]
+    assert "restarted" not in caplog.text
+
+
+async def test_a_terminal_that_finds_nothing_for_one_serial_is_caught_up_without_fetching_again(
+        tmp_path: Path, terminal: FakeTerminal, caplog: pytest.LogCaptureFixture) -> None:
+    """The marked serial comes back empty while the terminal counts on above
+    it: an overwritten oldest event (or such firmware), not a restart, so
+    what was delivered already is not fetched again."""
+    terminal.single_serial_finds = False
+    got: list[AcsEventRecord] = []
+    async with counting_events(tmp_path, terminal, got.append) as sync:
+        kept = await _caught_up_and_marked(sync, terminal, ["970", "971"])
+        new = [terminal.add_event(card="972"), terminal.add_event(card="973")]
+        with caplog.at_level("INFO", logger="gateway.terminals.sync"):
+            await terminal.online()
+            await until(lambda: sync.caught_up_to == new[-1], terminal, what="the new events caught up")
+    assert [e.serial_no for e in got] == [*kept, *new]
+    assert f"event serial {kept[-1]} is no longer kept" in caplog.text and "restarted" not in caplog.text
+
+
+async def test_a_restarted_counter_far_past_the_reach_skips_nothing_above_caught_up_to(
+        tmp_path: Path, terminal: FakeTerminal, caplog: pytest.LogCaptureFixture,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Another event under the marked serial: a restart, and its newest
+    serials are fetched; whatever is above caught_up_to is fetched too,
+    however far the newest is past the reach (were this no restart after
+    all, nothing would be skipped)."""
+    monkeypatch.setattr(sync_module, "_RESTART_REACH", 2)
+    got: list[AcsEventRecord] = []
+    async with counting_events(tmp_path, terminal, got.append) as sync:
+        kept = await _caught_up_and_marked(sync, terminal, ["980", "981"])
+        terminal.events.clear()  # a reset: the log cleared, the counter from 1 again
+        for i in range(6):
+            terminal.add_event(card=str(990 + i))
+        for event in terminal.events:
+            event["time"] = "2026-12-07T09:00:00+08:00"
+        with caplog.at_level("WARNING", logger="gateway.terminals.sync"):
+            await terminal.online()
+            await until(lambda: sync.caught_up_to == 6, terminal, what="counting on from the new counter")
+    # The reach (2) alone would have fetched 5-6; above caught_up_to (2) is 3-6.
+    assert [e.serial_no for e in got] == [*kept, 3, 4, 5, 6]
+    assert "event serials restarted" in caplog.text
