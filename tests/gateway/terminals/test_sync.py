@@ -17,8 +17,8 @@ from devices.hikvision import card_credential
 from devices.hikvision_isapi import AcsEventRecord
 from gateway.access.store import AllowlistStore
 from gateway.terminals import TerminalSync, TerminalSyncConfig, supervise
-from gateway.terminals.mapping import card_no, employee_no
 from gateway.terminals import sync as sync_module
+from gateway.terminals.mapping import card_no, employee_no
 from gateway.terminals.sync import Deliver
 from tests.gateway.access.helpers import delta, open_store, snapshot
 from tests.gateway.terminals.fake_isapi import FakeTerminal
