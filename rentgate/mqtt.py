@@ -391,7 +391,7 @@ class MqttLink:
                     rc = paho.MQTT_ERR_UNKNOWN
                 if rc != paho.MQTT_ERR_SUCCESS:
                     break
-                if self._resubscribe:
+                if self._resubscribe and not self._draining.is_set():
                     self._subscribe_again(client)
                 if not backoff_reset and self.connected.is_set():
                     delays = backoff_delays(self.settings.backoff_initial_s, self.settings.backoff_max_s)
@@ -400,7 +400,10 @@ class MqttLink:
                 client.disconnect()
             except Exception:  # noqa: BLE001
                 pass
-            self._mark_down("network loop ended")
+            # A thread the watchdog replaced must not mark the new thread's
+            # live connection down (it ends only after its last callback).
+            if generation == self._generation:
+                self._mark_down("network loop ended")
             if self.stats.connects == connects_before:
                 # Refused, or closed before a CONNACK (a cluster node that
                 # is starting): the next node. A connection that worked and
@@ -425,6 +428,8 @@ class MqttLink:
     # ------------------------------------------------------------------ paho callbacks
 
     def _handle_connect(self, client: paho.Client, userdata: Any, flags: Any, reason: Any, props: Any = None) -> None:
+        if client is not self._client:
+            return  # a replaced thread's client, closing
         if reason.is_failure:
             self.stats.last_error = f"connack: {reason}"
             log.warning("mqtt %s: broker refused connection: %s", self.settings.client_id, reason)
@@ -445,6 +450,9 @@ class MqttLink:
         rc, mid = client.subscribe(topic, qos)
         if rc == paho.MQTT_ERR_SUCCESS and mid is not None:
             self._suback_due[mid] = (topic, qos, retry_s)
+        else:  # not even sent: asked again like a refused one, never dropped
+            self._resubscribe.append((time.monotonic() + retry_s, topic, qos,
+                                      min(retry_s * 2, self.settings.backoff_max_s)))
 
     def _handle_subscribe(self, client: paho.Client, userdata: Any, mid: int, reasons: Any, props: Any) -> None:
         """A broker may refuse a subscription in its SUBACK while the
@@ -452,6 +460,8 @@ class MqttLink:
         make the subscription's consumer yet (seen after a cluster node was
         lost, docs/clustering.md). A gateway without its ack subscription
         would never hear an acknowledgement again: ask again, backing off."""
+        if client is not self._client:
+            return  # a replaced client's mids are not this connection's
         entry = self._suback_due.pop(mid, None)
         if entry is None or not any(getattr(r, "is_failure", False) for r in reasons):
             self._check_subscribed()
@@ -464,8 +474,10 @@ class MqttLink:
                                   min(retry_s * 2, self.settings.backoff_max_s)))
 
     def _check_subscribed(self) -> None:
-        """Once per connection, when the last subscription is granted."""
-        if self._suback_due or self._resubscribe or self.subscribed.is_set() or not self.connected.is_set():
+        """Once per connection, when the last subscription is granted; not
+        while stopping (its owner may have said goodbye already)."""
+        if (self._suback_due or self._resubscribe or self.subscribed.is_set() or not self.connected.is_set()
+                or self._draining.is_set() or self._stop.is_set()):
             return
         self.subscribed.set()
         self._fire(self._on_subscribed)
@@ -481,6 +493,8 @@ class MqttLink:
         self._count(client, -1)
 
     def _handle_disconnect(self, client: paho.Client, userdata: Any, flags: Any, reason: Any, props: Any = None) -> None:
+        if client is not self._client:
+            return  # a replaced thread's client: the live connection is another
         self._mark_down(str(reason))
 
     def _mark_down(self, why: str) -> None:

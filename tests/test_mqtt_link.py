@@ -91,6 +91,45 @@ async def test_watchdog_replaces_a_network_thread_that_died(mosquitto: Mosquitto
     assert link.stats.watchdog_restarts >= 1 and len(calls) >= 2
 
 
+async def test_a_replaced_network_thread_leaves_the_new_connection_up(mosquitto: Mosquitto) -> None:
+    """A message handler that blocks past the watchdog: the watchdog starts a
+    new network thread, which connects and subscribes. When the old handler
+    returns, the old thread ends: that must not mark the new, live
+    connection down (publish() would refuse everything until the broker
+    happened to drop it)."""
+    release = threading.Event()
+    blocked = threading.Event()
+    got: queue.Queue[bytes] = queue.Queue()
+
+    def handler(topic: str, payload: bytes) -> None:
+        if payload == b"block" and not blocked.is_set():
+            blocked.set()
+            release.wait(10)
+        got.put(payload)
+
+    link = MqttLink(settings(mosquitto, subscriptions=[("t/#", 1)], watchdog_s=0.4), on_message=handler)
+    async with running(link):
+        await until(link.subscribed.is_set, "the first subscription")
+        probe = MqttProbe(mosquitto.host, mosquitto.port).connect()
+        try:
+            probe.publish("t/x", b"block")
+            await until(blocked.is_set, "the handler to block")
+            await until(lambda: link.stats.watchdog_restarts >= 1 and link.subscribed.is_set(),
+                        "the replacement thread subscribed")
+            replaced = link.stats.watchdog_restarts
+            release.set()  # the old thread leaves now
+            assert await asyncio.to_thread(got.get, True, 5) == b"block"
+            # Through the new connection, both ways, after the old thread left.
+            probe.publish("t/y", b"after")
+            assert await asyncio.to_thread(got.get, True, 5) == b"after"
+            assert link.connected.is_set() and link.subscribed.is_set()
+            assert link.publish("t/z", b"still up")
+            assert link.stats.watchdog_restarts == replaced
+        finally:
+            release.set()
+            probe.close()
+
+
 def test_backoff_is_jittered_and_capped() -> None:
     delays = backoff_delays(0.1, 2.0)
     sample = [next(delays) for _ in range(200)]

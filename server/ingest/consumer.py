@@ -64,6 +64,10 @@ class IngestService:
         self._queue: deque[Message] = deque()
         self._lock = threading.Lock()
         self._signalled = False
+        # "online" and "offline" on the status topic in the order they happen
+        # (the first from the network thread, the second from the loop).
+        self._status_lock = threading.Lock()
+        self._said_offline = False
         self._loop: asyncio.AbstractEventLoop | None = None
         self._wake = asyncio.Event()
         self._stopping = asyncio.Event()
@@ -127,7 +131,9 @@ class IngestService:
 
                 tg.create_task(JetStreamSource(self.settings, self).run(self._stopping), name="ingest-jetstream")
             await self._drain()
-            self.link.publish(self.status_topic, self._server_status("offline"), qos=1, retain=True)
+            with self._status_lock:
+                self._said_offline = True
+                self.link.publish(self.status_topic, self._server_status("offline"), qos=1, retain=True)
             link_task.cancel()
 
     def stop(self) -> None:
@@ -163,8 +169,12 @@ class IngestService:
         # the broker has granted the subscriptions: a gateway replays on
         # hearing it, and a replay published before would reach nobody when
         # this server's session is new (first start, a broker that lost its
-        # store, a worker of a group).
-        self.link.publish(self.status_topic, self._server_status("online"), qos=1, retain=True)
+        # store, a worker of a group). Never after "offline" at a stop: a
+        # SUBACK may still come then, and a retained "online" would outlive
+        # this server (its clean DISCONNECT sends no last will).
+        with self._status_lock:
+            if not self._said_offline:
+                self.link.publish(self.status_topic, self._server_status("online"), qos=1, retain=True)
 
     def _server_status(self, state: str) -> bytes:
         status = wire.ServerStatus(state=state, instance=self.instance, ts=wire.utcnow())  # type: ignore[arg-type]
