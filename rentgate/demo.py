@@ -586,14 +586,19 @@ class Demo:
         # The story on stderr is for the person watching; how each part was
         # started is in its log (and here with --log-level DEBUG).
         log.debug("starting %s: %s", name, " ".join(args))
-        self.procs[name] = subprocess.Popen(
-            cmd, stdout=stdout if stdout is not None else logfile, stderr=logfile, stdin=subprocess.DEVNULL,
-            # Plates printed from the pages (/c/plates) point at this server.
-            # PYTHONFAULTHANDLER: a part that hangs on stop and is aborted
-            # leaves its threads' stacks in its log (see _stop_all).
-            env={**os.environ, "RENTGATE_PUBLIC_URL": self.url, "PYTHONFAULTHANDLER": "1"},
-            start_new_session=True,  # Ctrl-C reaches the demo only; it stops the children in order
-        )
+        # Started and recorded without an interrupt in between: a part started
+        # but not in self.procs would never be stopped (and in its own
+        # session it does not hear a terminal's Ctrl-C either).
+        with demo_stop.safe_points():
+            self.procs[name] = subprocess.Popen(
+                cmd, stdout=stdout if stdout is not None else logfile, stderr=logfile, stdin=subprocess.DEVNULL,
+                # Plates printed from the pages (/c/plates) point at this server.
+                # PYTHONFAULTHANDLER: a part that hangs on stop and is aborted
+                # leaves its threads' stacks in its log (see _stop_all).
+                env={**os.environ, "RENTGATE_PUBLIC_URL": self.url, "PYTHONFAULTHANDLER": "1"},
+                start_new_session=True,  # Ctrl-C reaches the demo only; it stops the children in order
+            )
+        demo_stop.check()
 
     def _stop_all(self) -> None:
         """Stop the parts in order, each within its own time: the server's
@@ -601,14 +606,20 @@ class Demo:
         not stop is aborted (SIGABRT: with PYTHONFAULTHANDLER set at spawn it
         writes where each of its threads was into its log first), then
         killed, so the demo itself always ends. Another Ctrl-C meanwhile
-        does not cut this short: it would leave the rest running."""
+        does not cut this short, which would leave the rest running: it
+        hurries it (each part left is killed at once)."""
+        asked = demo_stop.requests()
+
+        def asked_again() -> bool:
+            return demo_stop.requests() > asked
+
         with demo_stop.safe_points():
             for name in ("sim", "gateway", "terminal", "camera", "server", "broker"):
                 proc = self.procs.get(name)
                 if proc is None:
                     continue
                 allowed = _STOP_WITHIN_S[name]
-                demo_stop.end(proc, allowed, late=functools.partial(
+                demo_stop.end(proc, allowed, hurry=asked_again, late=functools.partial(
                     log.warning, "%s did not stop within %d s; aborting it (where it hung is at the end of %s)",
                     name, allowed, self.data_dir / "logs" / f"{name}.log"))
 

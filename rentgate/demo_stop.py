@@ -35,6 +35,7 @@ from typing import Any
 # Plain values, not a threading.Event: the handler runs in the main thread,
 # possibly while that thread holds the Event's own lock.
 _requested = False
+_requests = 0  # how many times asked: asked again while stopping, it hurries
 _safe_depth = 0
 _STEP_S = 0.1
 
@@ -47,14 +48,19 @@ def install() -> None:
 
 
 def _on_signal(signum: int, frame: Any) -> None:
-    global _requested
+    global _requested, _requests
     _requested = True
+    _requests += 1
     if _safe_depth == 0:
         raise KeyboardInterrupt
 
 
 def requested() -> bool:
     return _requested
+
+
+def requests() -> int:
+    return _requests
 
 
 @contextlib.contextmanager
@@ -86,24 +92,28 @@ def pause(seconds: float) -> None:
         time.sleep(min(left, _STEP_S))
 
 
-def exited(proc: subprocess.Popen[bytes], timeout: float) -> bool:
-    """Whether ``proc`` has ended, waiting up to ``timeout`` seconds; reaps
-    it with os.waitpid and records its exit code on the Popen."""
+def exited(proc: subprocess.Popen[bytes], timeout: float, *, hurry: Callable[[], bool] | None = None) -> bool:
+    """Whether ``proc`` has ended, waiting up to ``timeout`` seconds (less
+    once ``hurry`` says so); reaps it with os.waitpid and records its exit
+    code on the Popen."""
     with safe_points():  # reaped but not yet recorded must not happen
-        return _exited(proc, timeout)
+        return _exited(proc, timeout, hurry)
 
 
-def _exited(proc: subprocess.Popen[bytes], timeout: float) -> bool:
+def _exited(proc: subprocess.Popen[bytes], timeout: float, hurry: Callable[[], bool] | None) -> bool:
     deadline = time.monotonic() + timeout
     while proc.returncode is None:
         try:
             pid, status = os.waitpid(proc.pid, os.WNOHANG)
-        except ChildProcessError:  # reaped already (by its Popen, when that was sound)
-            return True
+        except ChildProcessError:
+            # Reaped already, by something else than this module: its code is
+            # unknown, as Popen itself records it then.
+            proc.returncode = 0
+            break
         if pid == proc.pid:
             proc.returncode = os.waitstatus_to_exitcode(status)
             break
-        if time.monotonic() >= deadline:
+        if time.monotonic() >= deadline or (hurry is not None and hurry()):
             return False
         time.sleep(0.02)
     return True
@@ -117,20 +127,27 @@ def send(proc: subprocess.Popen[bytes], signum: int) -> None:
             os.kill(proc.pid, signum)
 
 
-def end(proc: subprocess.Popen[bytes], within: float, *, late: Callable[[], None] | None = None) -> bool:
+def end(proc: subprocess.Popen[bytes], within: float, *, late: Callable[[], None] | None = None,
+        hurry: Callable[[], bool] | None = None) -> bool:
     """Ask ``proc`` to stop (SIGTERM) and give it ``within`` seconds. If it
     does not, call ``late``, abort it (SIGABRT: with faulthandler on, it
     writes where each of its threads was before it dies), give it three
-    seconds, then kill it. False if it did not stop when asked."""
+    seconds, then kill it. Once ``hurry`` says so (asked to stop again), no
+    more waiting: it is killed. False if it did not stop when asked."""
     if exited(proc, 0):
         return True
-    send(proc, signal.SIGTERM)
-    if exited(proc, within):
-        return True
-    if late is not None:
-        late()
-    send(proc, signal.SIGABRT)
-    if not exited(proc, 3):
-        send(proc, signal.SIGKILL)
-        exited(proc, 5)
+    hurried = hurry is not None and hurry()
+    if not hurried:
+        send(proc, signal.SIGTERM)
+        if exited(proc, within, hurry=hurry):
+            return True
+        hurried = hurry is not None and hurry()
+    if not hurried:
+        if late is not None:
+            late()
+        send(proc, signal.SIGABRT)
+        if exited(proc, 3, hurry=hurry):
+            return False
+    send(proc, signal.SIGKILL)
+    exited(proc, 5)
     return False

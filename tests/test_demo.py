@@ -432,6 +432,9 @@ def interactive_demo(tmp_path: Path) -> Iterator[subprocess.Popen[bytes]]:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+        # A demo that hung on stop leaves its parts (each in a session of its
+        # own) running on this machine: they all name this test's folder.
+        subprocess.run(["pkill", "-KILL", "-f", str(tmp_path / "demo")], check=False)
 
 
 def test_the_demo_stops_when_asked(interactive_demo: subprocess.Popen[bytes], tmp_path: Path) -> None:

@@ -92,3 +92,23 @@ def test_at_a_safe_point_the_request_is_only_recorded() -> None:
     # Outside, the handler raises at once (a phase blocked in a library call).
     with pytest.raises(KeyboardInterrupt):
         demo_stop._on_signal(signal.SIGINT, None)
+
+
+def test_asked_again_while_stopping_a_part_that_hangs_is_killed_at_once() -> None:
+    """A second Ctrl-C during the stop does not cut the stop short (that
+    would leave the other parts running): it hurries it."""
+    proc = spawn(IGNORES_SIGTERM)
+    told: list[str] = []
+    asked_again_at = time.monotonic() + 0.3
+    started = time.monotonic()
+    assert demo_stop.end(proc, 30, late=lambda: told.append("late"),
+                         hurry=lambda: time.monotonic() >= asked_again_at) is False
+    assert time.monotonic() - started < 5  # not the 30 s it was given
+    assert proc.returncode == -signal.SIGKILL and told == []
+
+
+def test_a_part_reaped_by_something_else_counts_as_ended() -> None:
+    proc = spawn("print('ready', flush=True)")
+    os.waitpid(proc.pid, 0)  # not through the Popen, not through demo_stop
+    assert demo_stop.exited(proc, 1) is True
+    assert proc.returncode == 0  # unknown, recorded as Popen records it: never signalled again
