@@ -144,7 +144,11 @@ def _terminal(ctx: PageContext, row: Row, now: datetime, request: web.Request) -
         # Face and card terminals that open the door from their own list: a
         # landlord sees here, as on the fleet page, which do not hold the
         # current one (a deregistered tenant may still get in there).
-        lines.append(door_terminals(ctx.t, row) if state != "revoked" else "")
+        # An offline gateway's report is old news: said so, not shown as now.
+        block = door_terminals(ctx.t, row) if state != "revoked" else ""
+        if block and state == "offline":
+            block = f'<div class="meta as-last-reported">{esc(tt["as_last_reported"])}</div>{block}'
+        lines.append(block)
     if row["enrolled_at"] is not None:
         lines.append(f'<div class="meta">{esc(tt["enrolled"])}{esc(ctx.t["sep"])}'
                      f'{esc(when(ctx.t, row["enrolled_at"], zone, now))}</div>')

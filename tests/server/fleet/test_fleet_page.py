@@ -249,6 +249,12 @@ async def test_the_buildings_terminals_page_names_door_terminals_without_the_lis
     html = await (await client.get(f"/landlord/buildings/{world.building_id}/terminals?lang=zh")).text()
     assert "门禁终端 4 台均已是最新名单" in visible(html)
     assert 'class="door-terminals attention"' not in html
+    # Offline: what it said last is shown as that, not as the state now.
+    with sqlite_engine.begin() as conn:
+        conn.execute(gateways.update().where(gateways.c.id == "gw-term").values(
+            online=False, last_seen=datetime.now(UTC) - timedelta(hours=2)))
+    text = visible(await (await client.get(f"/landlord/buildings/{world.building_id}/terminals")).text())
+    assert "网关离线前最后一次报告： 门禁终端 4 台均已是最新名单" in re.sub(r"\s+", " ", text)
     # A stopped gateway's terminals no longer get its lists: nothing is said of them.
     with sqlite_engine.begin() as conn:
         conn.execute(gateways.update().where(gateways.c.id == "gw-term").values(revoked_at=datetime.now(UTC)))
