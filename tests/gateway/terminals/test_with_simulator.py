@@ -11,6 +11,7 @@ import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -120,6 +121,19 @@ async def test_a_revoked_face_is_refused_by_the_terminals_own_lock(tmp_path: Pat
         assert not (await sim.present_face("p77")).granted, "refused by the terminal itself"
 
 
+async def _three_kept_and_marked(sim: IsapiTerminalSim, sync: TerminalSync, got: list[Any],
+                                 first_card: int) -> list[Any]:
+    """Three reads kept by the terminal across a reboot (its log kept): the
+    catch-up after it fetches them, the last one becomes the marked event."""
+    await wait_until(lambda: sync.health.version_held == 1 and sync.caught_up_to == 0, timeout=10,
+                     what="synced and counting from serial 0")
+    kept = [await sim.present_card(str(first_card + i)) for i in range(3)]
+    await sim.reboot()
+    await wait_until(lambda: len(got) == 3 and sync.marked_serial == kept[-1].serial_no, timeout=10,
+                     what="fetched, the last known by its identity")
+    return kept
+
+
 async def test_a_gateway_restart_with_the_terminal_unchanged_fetches_nothing_again(
         tmp_path: Path, sim: IsapiTerminalSim, caplog: pytest.LogCaptureFixture) -> None:
     from devices.hikvision_isapi import AcsEventRecord
@@ -129,12 +143,7 @@ async def test_a_gateway_restart_with_the_terminal_unchanged_fetches_nothing_aga
     store.apply(snapshot(1, TENANT))
     got: list[AcsEventRecord] = []
     async with syncing(sim, store, tmp_path, deliver=got.append) as sync:
-        await wait_until(lambda: sync.health.version_held == 1 and sync.caught_up_to == 0, timeout=10,
-                         what="synced and counting from serial 0")
-        kept = [await sim.present_card(str(100 + i)) for i in range(3)]
-        await sim.reboot()  # its log kept: the catch-up after the reboot fetches them
-        await wait_until(lambda: len(got) == 3 and sync.marked_serial == kept[-1].serial_no, timeout=10,
-                         what="fetched, the last known by its identity")
+        kept = await _three_kept_and_marked(sim, sync, got, 100)
     caplog.clear()
     async with syncing(sim, store, tmp_path, deliver=got.append) as sync:
         # One search for the marked event at the start finds it as it was.
@@ -183,12 +192,7 @@ async def test_a_log_cleared_at_a_reboot_is_counted_from_its_first_new_serial(
     store.apply(snapshot(1, TENANT))
     got: list[AcsEventRecord] = []
     async with syncing(sim, store, tmp_path, deliver=got.append) as sync:
-        await wait_until(lambda: sync.health.version_held == 1 and sync.caught_up_to == 0, timeout=10,
-                         what="synced and counting from serial 0")
-        kept = [await sim.present_card(str(500 + i)) for i in range(3)]
-        await sim.reboot()
-        await wait_until(lambda: len(got) == 3 and sync.marked_serial == kept[-1].serial_no, timeout=10,
-                         what="fetched, the last known by its identity")
+        kept = await _three_kept_and_marked(sim, sync, got, 500)
         # Some models clear their log at a reboot: empty when the gateway asks.
         with caplog.at_level("WARNING", logger="gateway.terminals.sync"):
             await sim.reboot(lose_events=True)
