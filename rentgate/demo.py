@@ -622,6 +622,9 @@ class Demo:
                 demo_stop.end(proc, allowed, hurry=asked_again, late=functools.partial(
                     log.warning, "%s did not stop within %d s; aborting it (where it hung is at the end of %s)",
                     name, allowed, self.data_dir / "logs" / f"{name}.log"))
+        if asked_again():
+            say(tr("再次收到停止请求：各部分已被立即结束，没有等它们自行退出",
+                   "asked again to stop: the parts were ended at once, without waiting for them to finish"))
 
     def _get(self, path: str) -> bytes | None:
         headers = {} if path in ("/healthz", "/metrics") else {"Authorization": f"Bearer {self.token}"}

@@ -459,3 +459,25 @@ def test_the_demo_stops_when_asked(interactive_demo: subprocess.Popen[bytes], tm
     # on their command lines: none of them is left running.
     leftovers = subprocess.run(["pgrep", "-f", str(tmp_path / "demo")], capture_output=True)
     assert leftovers.stdout == b"", leftovers.stdout
+
+
+def test_ctrl_c_twice_ends_the_demo_at_once(interactive_demo: subprocess.Popen[bytes], tmp_path: Path) -> None:
+    """An impatient second Ctrl-C does not leave parts running (it used to
+    interrupt the stop itself): it ends them at once, and says so."""
+    import time
+
+    assert interactive_demo.stdout is not None and interactive_demo.stderr is not None
+    assert interactive_demo.stdout.readline()
+    asked = time.monotonic()
+    interactive_demo.send_signal(signal.SIGINT)
+    interactive_demo.send_signal(signal.SIGINT)
+    try:
+        interactive_demo.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        pytest.fail("the demo did not stop in 20 s\n" + _what_the_demo_said(interactive_demo, tmp_path / "demo"))
+    # Both signals may arrive before the stop begins: then it is one request, and graceful.
+    assert time.monotonic() - asked < 20
+    said = interactive_demo.stderr.read().decode()
+    assert "正在停止" in said, said
+    leftovers = subprocess.run(["pgrep", "-f", str(tmp_path / "demo")], capture_output=True)
+    assert leftovers.stdout == b"", leftovers.stdout
