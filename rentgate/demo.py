@@ -540,7 +540,7 @@ class Demo:
                 if not page.get("next"):
                     demo_stop.pause(1)
         except KeyboardInterrupt:
-            say(tr("正在停止……", "stopping ..."))
+            pass  # said by _stop_all, whichever phase the request came in
         return {"events_stored": stored}
 
     def _run_measured(self) -> dict[str, Any]:
@@ -609,6 +609,8 @@ class Demo:
         does not cut this short, which would leave the rest running: it
         hurries it (each part left is killed at once)."""
         asked = demo_stop.requests()
+        if asked:
+            say(tr("正在停止……", "stopping ..."))
 
         def asked_again() -> bool:
             return demo_stop.requests() > asked
