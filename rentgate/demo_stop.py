@@ -34,7 +34,6 @@ from typing import Any
 
 # Plain values, not a threading.Event: the handler runs in the main thread,
 # possibly while that thread holds the Event's own lock.
-_requested = False
 _requests = 0  # how many times asked: asked again while stopping, it hurries
 _safe_depth = 0
 _STEP_S = 0.1
@@ -48,15 +47,14 @@ def install() -> None:
 
 
 def _on_signal(signum: int, frame: Any) -> None:
-    global _requested, _requests
-    _requested = True
+    global _requests
     _requests += 1
     if _safe_depth == 0:
         raise KeyboardInterrupt
 
 
 def requested() -> bool:
-    return _requested
+    return _requests > 0
 
 
 def requests() -> int:
@@ -77,7 +75,7 @@ def safe_points() -> Iterator[None]:
 
 def check() -> None:
     """Raise KeyboardInterrupt if a stop was asked for."""
-    if _requested:
+    if _requests:
         raise KeyboardInterrupt
 
 

@@ -451,8 +451,7 @@ class MqttLink:
         if rc == paho.MQTT_ERR_SUCCESS and mid is not None:
             self._suback_due[mid] = (topic, qos, retry_s)
         else:  # not even sent: asked again like a refused one, never dropped
-            self._resubscribe.append((time.monotonic() + retry_s, topic, qos,
-                                      min(retry_s * 2, self.settings.backoff_max_s)))
+            self._ask_again(topic, qos, retry_s)
 
     def _handle_subscribe(self, client: paho.Client, userdata: Any, mid: int, reasons: Any, props: Any) -> None:
         """A broker may refuse a subscription in its SUBACK while the
@@ -470,6 +469,10 @@ class MqttLink:
         self.stats.last_error = f"subscription refused: {topic}"
         log.warning("mqtt %s: the broker refused the subscription to %s; asking again in %.1f s",
                     self.settings.client_id, topic, retry_s)
+        self._ask_again(topic, qos, retry_s)
+
+    def _ask_again(self, topic: str, qos: int, retry_s: float) -> None:
+        """Subscribe to ``topic`` again in ``retry_s``, backing off after that."""
         self._resubscribe.append((time.monotonic() + retry_s, topic, qos,
                                   min(retry_s * 2, self.settings.backoff_max_s)))
 

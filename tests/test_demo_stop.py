@@ -23,7 +23,7 @@ IGNORES_SIGTERM = ("import signal, sys, time; signal.signal(signal.SIGTERM, sign
 
 @pytest.fixture(autouse=True)
 def no_request_left(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    monkeypatch.setattr(demo_stop, "_requested", False)
+    monkeypatch.setattr(demo_stop, "_requests", 0)
     yield
 
 
