@@ -39,6 +39,11 @@ STATE_COLOURS = {
 }
 DEVICE_STATES = ("ok", "offline", "no_frames", "frozen", "dark", "moved", "starting")
 
+# The door terminals' block (door_terminals), here and on a building's
+# terminals page: marked in the colour of "degraded" when it needs attention.
+DOOR_TERMINALS_CSS = """.door-terminals{margin-top:4px} .door-terminals ul{margin:2px 0;padding-left:18px}
+.door-terminals.attention{border-left:3px solid #f9ab00;padding-left:8px}"""
+
 CSS = """<style>
 main{max-width:1280px} .fleet-wrap{overflow-x:auto}
 .fleet-nav{display:flex;flex-wrap:wrap;gap:6px;margin:6px 0}
@@ -46,8 +51,7 @@ main{max-width:1280px} .fleet-wrap{overflow-x:auto}
 border:1px solid #c7ccd1;text-decoration:none;line-height:26px}
 .fleet-nav a.on{background:#1a4d8f;color:#fff;border-color:#1a4d8f}
 ul.alerts{list-style:none;margin:0;padding:0} ul.alerts li{padding:6px 0;border-bottom:1px solid #e3e5e8}
-table.fleet td ul{margin:0;padding-left:18px} .door-terminals{margin-top:4px}
-.door-terminals.attention{border-left:3px solid #f9ab00;padding-left:8px}
+table.fleet td ul{margin:0;padding-left:18px} """ + DOOR_TERMINALS_CSS + """
 table.fleet .links a{display:inline-block;min-height:44px;line-height:44px;margin-right:10px}
 .pager{display:flex;flex-wrap:wrap;gap:10px;align-items:center;margin:12px 0}
 @media (max-width:720px){

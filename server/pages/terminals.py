@@ -24,7 +24,7 @@ from server.auth.policy import allow, public
 from server.db.models import buildings, gateways
 from server.fleet import enrol, enrol_routes, revoke
 from server.fleet.errors import FleetError
-from server.pages.fleet import door_terminals
+from server.pages.fleet import DOOR_TERMINALS_CSS, door_terminals
 from server.pages.forms import FormErrors, errors_box, read_form
 from server.pages.gateway_config import config_url
 from server.pages.guard import page_not_found, page_user
@@ -48,8 +48,7 @@ font-size:.95rem;margin:6px 0} pre.command span{white-space:nowrap}
 .enrol-status[data-state=online]{background:#e6f4ea;color:#137333}
 .enrol-status[data-state=expired],.enrol-status[data-state=cancelled]{background:#fce8e6;color:#a50e0e}
 .terminal .state{font-weight:600}
-.door-terminals{margin-top:6px} .door-terminals ul{margin:2px 0;padding-left:18px}
-.door-terminals.attention{border-left:3px solid #f9ab00;padding-left:8px}
+""" + DOOR_TERMINALS_CSS + """
 </style>"""
 # Polls the enrolment's state every two seconds until it is final; counts
 # the minutes left from the server's figure, not the phone's clock.
