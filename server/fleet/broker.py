@@ -213,7 +213,7 @@ class DynsecProvisioner:
         while True:
             # Wait outside run_commands: its lock must not keep a
             # provisioning call waiting behind this check while the broker is away.
-            while not self.link.connected.is_set():
+            while not self.link.subscribed.is_set():
                 await asyncio.sleep(0.2)
             try:
                 answer = await self.run_commands([{"command": "getDefaultACLAccess"}])
@@ -253,7 +253,13 @@ class DynsecProvisioner:
         # One batch at a time: add_gateway's delete-then-create must not
         # interleave with another batch for the same gateway.
         async with self._lock:
-            if not await asyncio.to_thread(self.link.wait_connected, self.timeout_s):
+            # Subscribed, not just connected: a command sent between the
+            # CONNACK and the SUBACK is answered on a topic nobody hears yet.
+            if not await asyncio.to_thread(self.link.wait_subscribed, self.timeout_s):
+                if self.link.connected.is_set():
+                    raise BrokerError(f"the broker at {self.address.host}:{self.address.port} let this login in but "
+                                      f"not hear the dynamic security answers within {self.timeout_s:g} s "
+                                      "(is this login its admin?)")
                 raise BrokerError(f"no admin connection to the broker at {self.address.host}:{self.address.port} "
                                   f"within {self.timeout_s:g} s ({self.link.stats.last_error or 'no answer'})")
             tagged = []

@@ -20,6 +20,7 @@ from rentgate import wire
 from server.app import make_app
 from server.db.models import gateway_enrolments, gateways
 from server.fleet import broker
+from server.fleet.appkeys import BROKER
 from server.fleet.broker import gateway_client_id
 from tests.server.fleet.enrol_helpers import csr_pem, enrol_settings, metrics, new_code, seed_landlords
 from tests.server.registry.api_helpers import Api, MakeClient
@@ -107,6 +108,12 @@ async def test_with_the_broker_down_nothing_is_kept_and_the_same_code_works_late
     state = await api.call("GET", f"/api/v1/enrolments/{made['enrolment']}", token=people.a.token)
     assert state["state"] == "waiting"
     await asyncio.to_thread(fleet_broker.start)
+    # The gateway's installer tries again "in a minute": by then the admin
+    # link is back. Its reconnect (jittered, up to RECONNECT_MAX_S) can
+    # outlast this test's short command timeout, so wait for the link itself.
+    provisioner = api.client.app[BROKER]
+    assert isinstance(provisioner, broker.DynsecProvisioner)
+    assert await asyncio.to_thread(provisioner.link.wait_subscribed, 30)
     status, body, _ = await _enrol(api, made["code"])
     assert status == 200, body
     assert (await metrics(api))["ok"] == 1

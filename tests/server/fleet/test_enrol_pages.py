@@ -156,7 +156,7 @@ async def test_stopping_a_terminal_while_the_broker_is_down_says_so_and_the_retr
     # short command timeout on a busy machine, so wait for the link itself.
     provisioner = client.app[BROKER]
     assert isinstance(provisioner, DynsecProvisioner)
-    assert await asyncio.to_thread(provisioner.link.wait_connected, 30)
+    assert await asyncio.to_thread(provisioner.link.wait_subscribed, 30)
     again = await client.post(f"/landlord/gateways/{gw}/revoke", data={"csrf": csrf}, allow_redirects=False)
     assert again.status == 303 and again.headers["Location"] == f"{page}?ok=stopped_ok"
     with sqlite_engine.connect() as conn:
