@@ -113,6 +113,11 @@ channel_id = 1
 [tenants]
 cards = {json.dumps(TENANT_CARDS)}
 
+# People wait up to 5 s for the door: on a busy laptop the gateway may unlock
+# a second after the swipe, and the held-open incident needs the unlock.
+[person]
+push_within_s = 5
+
 [traffic]
 pattern = "poisson"
 rate_per_min = {rate_per_min}

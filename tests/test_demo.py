@@ -145,6 +145,7 @@ class DemoRun:
     data_dir: Path
     result: dict[str, Any]
     said: str
+    started_at: datetime
     finished_at: datetime
     token: str  # an administrator's, for reading the pages afterwards
     fonts_listed: str | None  # what fontconfig found in the run's namespace; None: ran with the system's fonts
@@ -157,6 +158,7 @@ def osdp_demo(tmp_path_factory: pytest.TempPathFactory) -> DemoRun:
     # As a newcomer's machine may be: no CJK font installed (where a mount
     # namespace can be had to hide the system's).
     bare = None if unshare_refusal() else work / "bare"
+    started_at = datetime.now(UTC)
     result, said = run_demo(data_dir, "--duration", "16", without_fonts=bare)
     finished_at = datetime.now(UTC)
     engine = create_engine(f"sqlite:///{data_dir / 'rentgate.db'}")
@@ -164,7 +166,7 @@ def osdp_demo(tmp_path_factory: pytest.TempPathFactory) -> DemoRun:
         token = make_user(engine, username="checker").token
     finally:
         engine.dispose()
-    return DemoRun(data_dir, result, said, finished_at, token, fonts_listed(bare) if bare else None)
+    return DemoRun(data_dir, result, said, started_at, finished_at, token, fonts_listed(bare) if bare else None)
 
 
 @pytest.fixture
@@ -260,10 +262,17 @@ def test_the_story_is_told_in_chinese_with_the_figures_of_today(osdp_demo: DemoR
         assert f"({ratio['numerator']}/{ratio['denominator']})" in line, line
 
 
+def _demo_today(run: DemoRun) -> date:
+    """The day the demo ran, in Shanghai: the day it started, or the next if
+    it ran across midnight there (16:00 UTC)."""
+    end = datetime.fromisoformat(run.result["district"]["end"]).date()
+    assert end in {run.started_at.astimezone(ZONE).date(), run.finished_at.astimezone(ZONE).date()}, end
+    return end
+
+
 def test_the_district_ends_today(osdp_demo: DemoRun) -> None:
     district = osdp_demo.result["district"]
-    today = osdp_demo.finished_at.astimezone(ZONE).date()
-    assert datetime.fromisoformat(district["end"]).date() == today
+    today = _demo_today(osdp_demo)
     assert datetime.fromisoformat(district["start"]).date() == today - timedelta(days=90)
     engine = create_engine(f"sqlite:///{osdp_demo.data_dir / 'rentgate.db'}")
     try:
@@ -296,7 +305,7 @@ async def test_rates_and_open_cases_on_the_pages_are_the_ones_the_demo_printed(o
 async def test_departure_prompts_are_about_the_last_weeks(osdp_demo: DemoRun, pages: Client) -> None:
     """A tenant is asked about only after 30 silent days, and those days lie
     inside the simulated months: no prompt about everyone since spring."""
-    today = osdp_demo.finished_at.astimezone(ZONE).date()
+    today = _demo_today(osdp_demo)
     start = datetime.fromisoformat(osdp_demo.result["district"]["start"]).date()
     buildings = (await get_json(pages, "/api/v1/registry/buildings"))["buildings"]
     prompts = 0
@@ -320,7 +329,7 @@ def _page_date(shown: str, today: date) -> date:
 async def test_a_30_day_trend_with_a_point_for_each_day(osdp_demo: DemoRun, pages: Client) -> None:
     items = (await get_json(pages, "/api/v1/rates/history?code=440699&days=30"))["items"]
     assert len(items) >= 29, items
-    today = osdp_demo.finished_at.astimezone(ZONE).date()
+    today = _demo_today(osdp_demo)
     assert date.fromisoformat(items[-1]["day"]) >= today - timedelta(days=1)
 
 

@@ -95,9 +95,9 @@ def test_a_landlord_adds_a_terminal_and_sees_it_come_online_without_reloading(
     page.evaluate("window.__same_page = true")  # gone if the page reloads
 
     answer = _redeem(site, code)
-    expect(page.locator("#enrol-status")).to_have_text(w["enrolled"], timeout=6_000)
+    expect(page.locator("#enrol-status")).to_have_text(w["enrolled"], timeout=15_000)
     _report_online(site, answer.gw)
-    expect(page.locator("#enrol-status")).to_have_text(w["online"], timeout=6_000)
+    expect(page.locator("#enrol-status")).to_have_text(w["online"], timeout=15_000)
     expect(page.locator("#enrol-status")).to_have_attribute("data-state", "online")
     assert page.evaluate("window.__same_page") is True
     assert_fits_phone(page)

@@ -82,9 +82,15 @@ def test_mjpeg_over_http_is_delivered_at_the_rate_asked() -> None:
     assert all(f is not None for f in frames)
     times = [f.t for f in frames if f is not None]
     gaps = np.diff(times)
-    assert gaps.min() > 0.15 and np.median(gaps) == pytest.approx(0.2, abs=0.03), gaps
-    # About four of five frames the camera sent were grabbed and never decoded.
-    assert capture.skipped >= 20
+    # Never early: frame i is kept no sooner than 0.2 s * i after the first
+    # (a late frame is followed by a sooner one, so no bound on each gap),
+    # and the rate is the one asked for.
+    early = [t - (times[0] + 0.2 * i) for i, t in enumerate(times) if t < times[0] + 0.2 * i - 0.002]
+    assert not early, (early, gaps)
+    assert np.median(gaps) == pytest.approx(0.2, abs=0.03), gaps
+    # Most of the frames the camera sent (25 a second; about four of five)
+    # were grabbed and never decoded.
+    assert capture.skipped >= 2 * len(times), capture.skipped
 
 
 def test_a_camera_that_hangs_is_reported_within_the_read_timeout() -> None:

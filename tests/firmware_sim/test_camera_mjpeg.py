@@ -211,8 +211,9 @@ def test_the_camera_vanishes_and_comes_back_on_its_port(camera: MjpegServer) -> 
             return True
 
     _until(refused, 2)
-    reads = [cap.read()[0] for _ in range(3)]
-    assert not all(reads)  # the open stream ended
+    # Frames already in the socket's buffer still decode; the open stream
+    # must end once they are used up.
+    assert any(not cap.read()[0] for _ in range(100)), "the open stream went on after the camera vanished"
     cap.release()
     _until(lambda: not refused(), 5)
     assert time.monotonic() - started >= 0.9

@@ -21,6 +21,10 @@ from rentgate import wire
 from tests.devices.helpers import wait_until
 
 QUICK = PersonModel(push_within_s=1.0, open_s_min=0.2, open_s_max=0.3)
+# Someone the panel lets in: on a loaded 2-core machine the panel may answer a
+# second after the swipe, and a person who waits only 1 s would have gone.
+# What these tests check is the door's behaviour, not the panel's latency.
+PATIENT = PersonModel(push_within_s=5.0, open_s_min=0.2, open_s_max=0.3)
 PULSE_MS = 1000
 
 
@@ -102,9 +106,10 @@ def test_pulsing_the_relay_opens_the_lock_window_and_it_closes_again(line: SimOs
     door = SimDoor("front", line.add_reader(1))
     with panel(line.pts, [1]) as p:
         assert not door.unlocked
-        assert p.line.pulse_output(1, 0, 300)
+        # Long enough that a stalled test thread still sees the lock released.
+        assert p.line.pulse_output(1, 0, 3000)
         wait_until(lambda: door.unlocked, what="the lock released")
-        wait_until(lambda: not door.unlocked, what="the lock engaged again")
+        wait_until(lambda: not door.unlocked, 10, what="the lock engaged again")
         assert door.relay_commands == 1
         assert not door.is_open  # an unlock alone opens no door
 
@@ -114,11 +119,12 @@ def test_a_granted_card_opens_and_closes_the_door_a_denied_one_does_not(line: Si
     front.start()
     back.start()
     with panel(line.pts, [1, 2], allowed={"90:324"}) as p:
-        assert front.enter(90, 324, person=QUICK, open_s=0.3) is True
+        assert front.enter(90, 324, person=PATIENT, open_s=0.3) is True
         started = time.monotonic()
         assert back.enter(90, 999, person=QUICK, open_s=0.3) is False
         assert time.monotonic() - started >= QUICK.push_within_s  # waited, then left
         wait_until(lambda: p.contacts(1) == [False, True, False], what="front opened and closed")
+        wait_until(lambda: len(p.cards) == 2, what="both cards read at the panel")
         assert sorted(p.cards) == [(1, "90:324"), (2, "90:999")]
         assert p.contacts(2) == [False]  # only the initial "closed"
         assert [c.open for c in back.contact_log()] == [False]
@@ -154,7 +160,9 @@ def building(script: list[dict[str, Any]], **overrides: Any) -> OsdpBuildingConf
         "doors": [{"id": "front", "line": "l1", "address": 1}, {"id": "back", "line": "l1", "address": 2}],
         "tenants": {"cards": ["90:324", "90:325"]},
         "traffic": {"pattern": "none"},
-        "person": {"open_s_min": 0.2, "open_s_max": 0.3},
+        # Patient people (see PATIENT): the script's entries must not fail
+        # because a loaded machine's panel answered after a second.
+        "person": {"open_s_min": 0.2, "open_s_max": 0.3, "push_within_s": 5.0},
         "script": script,
     }
     raw.update(overrides)
@@ -207,12 +215,8 @@ def test_an_unplugged_reader_is_silent_then_works_again() -> None:
 
 
 def test_normal_traffic_stops_at_the_total_and_stop_closes_an_open_door() -> None:
-    # Three swipes at once on one line: on a loaded 2-core machine the panel
-    # has answered a second after the swipe, and a person who waits 1 s has
-    # gone. What is tested is that traffic stops at its total and every swipe
-    # is granted, not the panel's latency, so these people wait longer.
-    config = building([], traffic={"pattern": "burst", "total": 3, "burst_gap_s": 0.0},
-                      person={"open_s_min": 0.2, "open_s_max": 0.3, "push_within_s": 5.0})
+    # Three swipes at once on one line (patient people, as building() makes them).
+    config = building([], traffic={"pattern": "burst", "total": 3, "burst_gap_s": 0.0})
     with OsdpBuildingSim(config) as sim, panel(sim.pts()["l1"], [1, 2], allowed={"90:324", "90:325"}):
         sim.start()
         assert sim.wait(15)

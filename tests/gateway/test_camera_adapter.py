@@ -61,8 +61,10 @@ async def test_crossings_reach_the_sink_with_the_time_of_their_frame() -> None:
     (first, at), (second, _) = sink.crossings
     assert (first.direction, second.direction) == ("in", "out")
     assert first.snapshot is not None and first.snapshot.startswith(b"\xff\xd8")
-    # The frame was taken after the walk was scripted, within a couple of frames.
-    assert walked_at - 0.05 <= at.timestamp() <= walked_at + 1.0
+    # The frame is the walk's, within a couple of frames either side (10 a
+    # second are analysed; one grabbed just before walk() may be analysed
+    # just after it, the analysis thread being niced).
+    assert walked_at - 0.25 <= at.timestamp() <= walked_at + 1.0
     # The pipeline got the door line the config named, and colour frames of the camera's size.
     assert pipelines.settings[0].line.y1 == 120 and pipelines.current.shapes[0] == (240, 320, 3)
     # It analysed about 10 frames a second of the camera's 25.

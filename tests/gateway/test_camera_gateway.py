@@ -183,5 +183,9 @@ async def test_a_busy_camera_does_not_slow_the_door(tmp_path: Path, mosquitto: M
     idle_p50, busy_p50 = statistics.median(idle), statistics.median(busy)
     print(f"door decision p50 idle {idle_p50 * 1000:.2f} ms, camera busy {busy_p50 * 1000:.2f} ms; "
           f"max {max(idle) * 1000:.2f} / {max(busy) * 1000:.2f} ms")
-    assert busy_p50 < idle_p50 + 0.005
-    assert sorted(busy)[-2] < max(0.05, 3 * sorted(idle)[-2])
+    # A door that waited on the camera would take the analysis' 300 ms per
+    # frame. The two phases run seconds apart while the other test worker's
+    # load changes, so the bounds catch that, not a millisecond's noise; the
+    # milliseconds themselves are bench/camera.py's to measure.
+    assert busy_p50 < idle_p50 + 0.02
+    assert sorted(busy)[-2] < max(0.1, 3 * sorted(idle)[-2])

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import threading
 import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import AsyncExitStack, asynccontextmanager
@@ -98,19 +99,36 @@ def _stored(engine: sa.Engine) -> dict[str, list[int]]:
     return found
 
 
-def _retained_statuses(url: str) -> dict[str, str]:
-    """Each server status topic's retained state, as a gateway connecting now reads them."""
+def _retained_statuses(url: str, topics: set[str], timeout: float = 10.0) -> dict[str, str]:
+    """The retained state of the server status topics, as a gateway connecting
+    now reads them: once every one of ``topics`` has been heard (nothing marks
+    the end of the retained messages, so the test names what it expects),
+    plus anything else retained that arrived with them."""
     port = int(url.rsplit(":", 1)[1])
     found: dict[str, str] = {}
+    lock = threading.Lock()
+
+    def on_message(_c: object, _u: object, m: paho.MQTTMessage) -> None:
+        with lock:
+            found[m.topic] = json.loads(m.payload)["state"]
+
     client = paho.Client(CallbackAPIVersion.VERSION2, client_id="status-reader")
-    client.on_message = lambda c, u, m: found.__setitem__(m.topic, json.loads(m.payload)["state"])
+    client.on_message = on_message
     client.connect("127.0.0.1", port)
     client.subscribe([(wire.SERVER_STATUS_TOPIC, 1), (wire.SERVER_WORKER_STATUS_SUBSCRIPTION, 1)])
     client.loop_start()
-    time.sleep(0.5)  # retained messages come right after the subscription; nothing marks their end
-    client.loop_stop()
-    client.disconnect()
-    return found
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            with lock:
+                if topics <= found.keys():
+                    break
+            time.sleep(0.02)
+    finally:
+        client.loop_stop()
+        client.disconnect()
+    with lock:
+        return dict(found)
 
 
 async def test_a_killed_ingest_worker_loses_and_doubles_nothing(
@@ -166,7 +184,8 @@ async def test_a_killed_ingest_worker_loses_and_doubles_nothing(
     # again when its last will said it was gone, and all of it is stored.
     assert held >= 10, held
     assert all(r is not None and r.startswith("server worker ingest-2/") for r in replays), replays
-    statuses = _retained_statuses(mosquitto.url)
-    assert statuses == {wire.server_worker_status_topic("ingest-1"): "online",
-                        wire.server_worker_status_topic("ingest-2"): "offline",
-                        wire.server_worker_status_topic("ingest-3"): "online"}, statuses
+    want = {wire.server_worker_status_topic("ingest-1"): "online",
+            wire.server_worker_status_topic("ingest-2"): "offline",
+            wire.server_worker_status_topic("ingest-3"): "online"}
+    statuses = await asyncio.to_thread(_retained_statuses, mosquitto.url, set(want))
+    assert statuses == want, statuses

@@ -138,9 +138,12 @@ async def test_register_and_end_reach_the_gateways_store(
     started = time.monotonic()
     ended = await end(client, reg["id"])
     assert ended["revoked_credentials"] == 1 and ended["published"] is True
-    await until(lambda: door.store.is_revoked(CARD), "the revocation at the gateway", timeout=2.0)
+    # Seconds, not the minutes of a periodic sync; the figure itself (tens of
+    # milliseconds) is bench/door.py's revocation_s_p99 to measure, as a loaded
+    # test machine can stall for a second.
+    await until(lambda: door.store.is_revoked(CARD), "the revocation at the gateway", timeout=5.0)
     assert door.store.lookup(CARD) is None
-    assert time.monotonic() - started < 2.0
+    assert time.monotonic() - started < 5.0
 
     versions = door.applied_versions()
     assert versions == sorted(set(versions)) and versions[-1] == ended["allowlist_versions"][GW]

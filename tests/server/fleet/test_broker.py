@@ -165,6 +165,7 @@ async def test_a_broker_that_refuses_or_does_not_answer_is_a_broker_error(fleet_
     not_admin = DynsecProvisioner(fleet_broker.server_url, timeout_s=1.0)
     await not_admin.start()
     try:
+        assert await asyncio.to_thread(not_admin.link.wait_connected, 10)
         with pytest.raises(BrokerError, match=r"let this login in but not hear .* \(is this login its admin\?\)"):
             await not_admin.add_gateway("gw-a", "x" * 20)
     finally:
