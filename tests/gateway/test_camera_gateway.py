@@ -188,4 +188,4 @@ async def test_a_busy_camera_does_not_slow_the_door(tmp_path: Path, mosquitto: M
     # load changes, so the bounds catch that, not a millisecond's noise; the
     # milliseconds themselves are bench/camera.py's to measure.
     assert busy_p50 < idle_p50 + 0.02
-    assert sorted(busy)[-2] < max(0.1, 3 * sorted(idle)[-2])
+    assert sorted(busy)[-2] < max(0.2, 3 * sorted(idle)[-2])
