@@ -12,6 +12,7 @@ import glob
 import os
 import pwd
 import queue
+import random
 import shutil
 import signal
 import socket
@@ -52,12 +53,61 @@ class ServiceMissing(ServiceError):
 # --------------------------------------------------------------------------- polling helpers
 
 
+# Ports handed out by free_port: below the kernel's ephemeral range, one block
+# per xdist worker. A port picked now is often bound only later (a broker
+# restarted on its port, a receiver brought up mid-test); the kernel's own
+# pick (bind to 0) comes from the ephemeral range, where the other worker's
+# picks and every outgoing connection's local port come from too, and could
+# take it meanwhile. Here neither can.
+_PORT_FLOOR = 20_000
+_PORT_BLOCK = 2_000
+_handed_out: set[int] = set()
+_port_lock = threading.Lock()
+
+
+def _ephemeral_floor() -> int:
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32_768
+
+
+def _port_block() -> range:
+    """This process's block: gw0, gw1, ... each its own; the main process the last."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    blocks = max(1, (_ephemeral_floor() - _PORT_FLOOR) // _PORT_BLOCK)
+    index = int(worker[2:]) % max(1, blocks - 1) if worker.startswith("gw") and worker[2:].isdigit() else blocks - 1
+    start = _PORT_FLOOR + index * _PORT_BLOCK
+    return range(start, start + _PORT_BLOCK)
+
+
+def _bindable(host: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
 def free_port(host: str = "127.0.0.1") -> int:
-    """A TCP port nobody listens on right now (the kernel's pick)."""
+    """A TCP port nobody listens on right now and that nothing else in the
+    test run will be given: from this worker's block below the ephemeral
+    range, never the same one twice in a process (the kernel's pick if the
+    block is used up or below the range there is no room)."""
+    block = _port_block()
+    if block.start < _ephemeral_floor():
+        with _port_lock:
+            offset = random.randrange(len(block))
+            for i in range(len(block)):
+                port = block[(offset + i) % len(block)]
+                if port not in _handed_out and _bindable(host, port):
+                    _handed_out.add(port)
+                    return port
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind((host, 0))
-        port: int = sock.getsockname()[1]
-        return port
+        picked: int = sock.getsockname()[1]
+        return picked
 
 
 def port_open(host: str, port: int, timeout: float = 0.2) -> bool:
