@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -107,6 +107,9 @@ def test_broker_stopped_during_swipes(
     mosquitto.start()
     received_during = _reads_received_between(system, stopped_at, restarted_at)
     system.check(received_during == 0, f"{received_during} reads were received with the broker down")
+    # The same question about the minute before the stop has answers (swipes were flowing).
+    system.check(_reads_received_between(system, stopped_at - timedelta(minutes=1), stopped_at) > 0,
+                 "no read was received before the broker stopped")
 
     system.check(depth > 0, "the outbox held nothing during the outage")
     _assert_all_delivered_once(system, sim)
