@@ -28,7 +28,11 @@ import pytest
 
 from rentgate import lang
 from rentgate.broker import EmbeddedBroker
-from tests.services import REQUIRE_ENV, Mosquitto, NatsCluster, PostgresCluster, ServiceMissing
+from tests.services import PORT_OWNER_ENV, REQUIRE_ENV, Mosquitto, NatsCluster, PostgresCluster, ServiceMissing
+
+# This process hands out the test ports (tests/services.py free_port); a
+# subprocess it starts inherits the variable with another pid and does not.
+os.environ[PORT_OWNER_ENV] = str(os.getpid())
 
 _SERVICE_FIXTURES = {"mosquitto", "fleet_broker", "pg_cluster", "postgres_url", "make_postgres_url", "nats_cluster"}
 

@@ -61,8 +61,13 @@ class ServiceMissing(ServiceError):
 # take it meanwhile. Here neither can.
 _PORT_FLOOR = 20_000
 _PORT_BLOCK = 2_000
+# The pytest process that owns the blocks (tests/conftest.py sets it): a
+# subprocess inherits the variable but not the record of ports handed out,
+# so it takes the kernel's pick.
+PORT_OWNER_ENV = "PYTEST_PORT_OWNER_PID"  # not RENTGATE_*: the server refuses settings it does not know
 _handed_out: set[int] = set()
 _port_lock = threading.Lock()
+_port_random = random.Random()  # not the global one, which tests may seed
 
 
 def _ephemeral_floor() -> int:
@@ -72,11 +77,20 @@ def _ephemeral_floor() -> int:
         return 32_768
 
 
-def _port_block() -> range:
-    """This process's block: gw0, gw1, ... each its own; the main process the last."""
+def _port_block() -> range | None:
+    """This process's block (gw0, gw1, ... each its own, the main process the
+    one after them), or None where the blocks would not all fit below the
+    ephemeral range or this process does not own them."""
+    if os.environ.get(PORT_OWNER_ENV) != str(os.getpid()):
+        return None
     worker = os.environ.get("PYTEST_XDIST_WORKER", "")
-    blocks = max(1, (_ephemeral_floor() - _PORT_FLOOR) // _PORT_BLOCK)
-    index = int(worker[2:]) % max(1, blocks - 1) if worker.startswith("gw") and worker[2:].isdigit() else blocks - 1
+    try:
+        workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "0"))
+        index = int(worker[2:]) if worker.startswith("gw") else workers
+    except ValueError:
+        return None
+    if not 0 <= index <= workers or _PORT_FLOOR + (workers + 1) * _PORT_BLOCK > _ephemeral_floor():
+        return None
     start = _PORT_FLOOR + index * _PORT_BLOCK
     return range(start, start + _PORT_BLOCK)
 
@@ -93,12 +107,12 @@ def _bindable(host: str, port: int) -> bool:
 def free_port(host: str = "127.0.0.1") -> int:
     """A TCP port nobody listens on right now and that nothing else in the
     test run will be given: from this worker's block below the ephemeral
-    range, never the same one twice in a process (the kernel's pick if the
-    block is used up or below the range there is no room)."""
+    range, never the same one twice in a process. Where there is no block
+    (see _port_block) or it is used up, the kernel's pick."""
     block = _port_block()
-    if block.start < _ephemeral_floor():
+    if block is not None:
         with _port_lock:
-            offset = random.randrange(len(block))
+            offset = _port_random.randrange(len(block))
             for i in range(len(block)):
                 port = block[(offset + i) % len(block)]
                 if port not in _handed_out and _bindable(host, port):

@@ -213,7 +213,9 @@ class DynsecProvisioner:
         while True:
             # Wait outside run_commands: its lock must not keep a
             # provisioning call waiting behind this check while the broker is away.
-            while not self.link.subscribed.is_set():
+            # Connected is enough here: run_commands waits for the subscription
+            # itself, and a login refused it says so in the log every round.
+            while not self.link.connected.is_set():
                 await asyncio.sleep(0.2)
             try:
                 answer = await self.run_commands([{"command": "getDefaultACLAccess"}])
@@ -256,7 +258,8 @@ class DynsecProvisioner:
             # Subscribed, not just connected: a command sent between the
             # CONNACK and the SUBACK is answered on a topic nobody hears yet.
             if not await asyncio.to_thread(self.link.wait_subscribed, self.timeout_s):
-                if self.link.connected.is_set():
+                if self.link.connected.is_set() and (self.link.stats.last_error or "").startswith(
+                        "subscription refused"):
                     raise BrokerError(f"the broker at {self.address.host}:{self.address.port} let this login in but "
                                       f"not hear the dynamic security answers within {self.timeout_s:g} s "
                                       "(is this login its admin?)")

@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-import time
 import xml.etree.ElementTree as ET
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -250,16 +249,14 @@ async def test_reboot_keeps_users_and_serials_go_on() -> None:
             status, _ = await call(session, "PUT", "/ISAPI/System/reboot")
             assert status == 200
         await terminal.wait_for(lambda: terminal.boots == 1)
-        booted = time.monotonic()
         async with client(terminal) as session:
             _, count = await call(session, "GET", f"{AC}/UserInfo/Count?format=json")
             assert count["UserInfoCount"]["userNumber"] == 1
             _, status_xml = await call(session, "GET", "/ISAPI/System/status")
-            # Counted from the reboot (not the hour before it): no more whole
-            # seconds than have passed since.
+            # Counted from the reboot, not from the hour before it.
             up = re.search(r"<deviceUpTime>(\d+)</deviceUpTime>", status_xml)
             assert up is not None, status_xml
-            assert int(up.group(1)) <= time.monotonic() - booted + 1
+            assert int(up.group(1)) < 600, up.group(1)
         assert (await terminal.present_card("55")).serial_no == first.serial_no + 1
 
 

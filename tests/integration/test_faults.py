@@ -93,12 +93,16 @@ def _reads_received_between(system: System, start: datetime, end: datetime) -> i
 def test_broker_stopped_during_swipes(
     tmp_path: Path, mosquitto: Mosquitto, postgres_url: str, system: System,
 ) -> None:
-    _, gateway, sim = _bring_up(system, tmp_path, mosquitto, postgres_url)
+    server, gateway, sim = _bring_up(system, tmp_path, mosquitto, postgres_url)
     _swipes_flowing(system, sim)
 
     mosquitto.stop()
-    # Whatever the server received before this moment may still be committing;
-    # nothing can reach it after, so no read may carry a later receipt time.
+    # What the broker wrote before it went may still sit in the server's socket
+    # and be read (and stamped) a moment later. Once the server has seen the
+    # connection end it has read all of it: nothing can reach it after that,
+    # so no read may carry a later receipt time.
+    system.wait_for(lambda: (server.get("/healthz") or (0, {}))[1].get("mqtt") == "disconnected", 15,
+                    "the server to see the broker gone")
     stopped_at = datetime.now(UTC)
     depth = system.wait_for(lambda: len(gateway.outbox_seqs("card_read")), 15,
                             "reads to pile up in the gateway's outbox while the broker is down")
