@@ -382,7 +382,10 @@ def test_retention_deletes_the_legacy_rows_past_the_period_then_drops_the_partit
     assert len(entries) == first.batches and all("partition" not in e for e in entries)
 
     # Once its whole range is past, it is dropped whole, its rows counted.
-    second = purge_before(engine, legacy.hi + timedelta(days=1), zone=SHANGHAI, audit=AuditLog(engine), pause_s=0)
+    # Two days on: a purge takes whole local days only, and after 22:00 in
+    # Shanghai the event dated two hours ahead lies in tomorrow's day, which
+    # a cut-off one day on would leave (rightly) for the next purge.
+    second = purge_before(engine, legacy.hi + timedelta(days=2), zone=SHANGHAI, audit=AuditLog(engine), pause_s=0)
     with engine.connect() as conn:
         assert conn.execute(sa.text("SELECT to_regclass('events_legacy')")).scalar() is None
         remaining = set(conn.execute(sa.text("SELECT seq FROM events")).scalars())
