@@ -5,11 +5,13 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 
 from gateway.outbox import EventMaker
 from rentgate import wire
+from tests.gateway.access.helpers import T0, signed
+from tests.services import Mosquitto, MqttProbe
 
 GW = "gw-test"
 TS = datetime(2025, 1, 2, 3, 4, 5, tzinfo=UTC)
@@ -39,3 +41,16 @@ def seqs_in(payload: bytes) -> list[int]:
 
 def is_batch(payload: bytes) -> bool:
     return "events" in json.loads(payload)
+
+
+def publish_allowlist(mosquitto: Mosquitto, tenant: wire.Credential,
+                      revoked: Sequence[wire.Credential] = ()) -> None:
+    """Version 1 of GW's allowlist as the server publishes it: signed and
+    retained on ``mosquitto``, ``tenant`` its one entry (person p-1)."""
+    snapshot = wire.AllowlistSnapshot(gw=GW, version=1, issued_at=T0, revoked=list(revoked),
+                                      entries=[wire.AllowlistEntry(credential=tenant, person="p-1")])
+    probe = MqttProbe(mosquitto.host, mosquitto.port).connect()
+    try:
+        probe.publish(wire.allowlist_topic(GW), signed(snapshot), retain=True)
+    finally:
+        probe.close()

@@ -12,12 +12,12 @@ from firmware_sim.osdp_reader import SimOsdpLine, SimOsdpReader
 from gateway.app import GatewayApp
 from gateway.config import GatewayConfig
 from rentgate import signing, wire
-from rentgate.wire import AllowlistEntry, AllowlistSnapshot, Credential
-from tests.gateway.access.helpers import SERVER_KEY, T0, signed
+from rentgate.wire import Credential
+from tests.gateway.access.helpers import SERVER_KEY
 from tests.gateway.fake_server import FakeServer
-from tests.gateway.helpers import GW, wait_until
+from tests.gateway.helpers import GW, publish_allowlist, wait_until
 from tests.gateway.test_app import running
-from tests.services import Mosquitto, MqttProbe
+from tests.services import Mosquitto
 
 TENANT = Credential(format="wiegand26", value="90:324")
 GONE = Credential(format="wiegand26", value="90:325")
@@ -33,17 +33,6 @@ def _config(tmp_path: Path, mosquitto: Mosquitto, port: str) -> GatewayConfig:
             {"id": "reader-front", "door": "front", "address": 1},
         ]}],
     })
-
-
-def _publish_allowlist(mosquitto: Mosquitto) -> None:
-    snapshot = AllowlistSnapshot(gw=GW, version=1, issued_at=T0, revoked=[GONE], entries=[
-        AllowlistEntry(credential=TENANT, person="p-1"),
-    ])
-    probe = MqttProbe(mosquitto.host, mosquitto.port).connect()
-    try:
-        probe.publish(wire.allowlist_topic(GW), signed(snapshot), retain=True)
-    finally:
-        probe.close()
 
 
 def _reads(server: FakeServer) -> list[tuple[str, str | None, str | None]]:
@@ -68,7 +57,7 @@ async def _ready(app: GatewayApp, server: FakeServer) -> None:
 
 async def test_grant_opens_the_lock_and_a_denial_says_why(tmp_path: Path, mosquitto: Mosquitto,
                                                          server: FakeServer) -> None:
-    _publish_allowlist(mosquitto)
+    publish_allowlist(mosquitto, TENANT, revoked=[GONE])
     with SimOsdpLine() as sim:
         reader = sim.add_reader(1)
         async with running(_config(tmp_path, mosquitto, sim.pts)) as app:
@@ -99,7 +88,7 @@ async def test_grant_opens_the_lock_and_a_denial_says_why(tmp_path: Path, mosqui
 
 async def test_decisions_go_on_while_the_broker_is_down(tmp_path: Path, mosquitto: Mosquitto,
                                                        server: FakeServer) -> None:
-    _publish_allowlist(mosquitto)
+    publish_allowlist(mosquitto, TENANT, revoked=[GONE])
     with SimOsdpLine() as sim:
         reader = sim.add_reader(1)
         async with running(_config(tmp_path, mosquitto, sim.pts)) as app:

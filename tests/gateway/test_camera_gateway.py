@@ -18,15 +18,15 @@ import gateway.devices.camera as camera_adapter
 from gateway.app import GatewayApp
 from gateway.config import GatewayConfig
 from rentgate import signing, wire
-from rentgate.wire import AllowlistEntry, AllowlistSnapshot, Credential
+from rentgate.wire import Credential
 from tests.devices.mjpeg_server import write_video
-from tests.gateway.access.helpers import SERVER_KEY, T0, signed
+from tests.gateway.access.helpers import SERVER_KEY
 from tests.gateway.camera_fakes import JPEG, FakePipelines, ScriptedHealth
 from tests.gateway.fake_server import FakeServer
-from tests.gateway.helpers import GW, wait_until
+from tests.gateway.helpers import GW, publish_allowlist, wait_until
 from tests.gateway.test_app import running
 from tests.gateway.test_camera_uploads import SnapshotServer
-from tests.services import Mosquitto, MqttProbe
+from tests.services import Mosquitto
 
 TENANT = Credential(format="wiegand26", value="90:324")
 
@@ -128,16 +128,6 @@ async def test_without_a_server_url_the_pictures_stay(tmp_path: Path, mosquitto:
     assert "server_url is not set" in caplog.text
 
 
-def _publish_allowlist(mosquitto: Mosquitto) -> None:
-    snapshot = AllowlistSnapshot(gw=GW, version=1, issued_at=T0, revoked=[],
-                                 entries=[AllowlistEntry(credential=TENANT, person="p-1")])
-    probe = MqttProbe(mosquitto.host, mosquitto.port).connect()
-    try:
-        probe.publish(wire.allowlist_topic(GW), signed(snapshot), retain=True)
-    finally:
-        probe.close()
-
-
 async def _decision_times(app: GatewayApp, reads: int) -> list[float]:
     """Seconds from a card presented to the door told to open (decision and
     the read on disk), one read at a time."""
@@ -162,7 +152,7 @@ async def _decision_times(app: GatewayApp, reads: int) -> list[float]:
 @pytest.mark.parametrize("pipelines", [{"busy_s": 0.0}], indirect=True)
 async def test_a_busy_camera_does_not_slow_the_door(tmp_path: Path, mosquitto: Mosquitto, server: FakeServer,
                                                    pipelines: FakePipelines) -> None:
-    _publish_allowlist(mosquitto)
+    publish_allowlist(mosquitto, TENANT)
     config = _config(tmp_path, mosquitto, _video(tmp_path), access={
         "public_keys": {"k1": signing.public_key_b64(SERVER_KEY.public_key())}})
     async with running(config) as app:

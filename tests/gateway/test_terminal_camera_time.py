@@ -22,12 +22,12 @@ from firmware_sim.isapi_terminal import IsapiTerminalSim
 from gateway.app import GatewayApp
 from gateway.config import GatewayConfig
 from rentgate import signing, wire
-from rentgate.wire import AllowlistEntry, AllowlistSnapshot, Credential
-from tests.gateway.access.helpers import SERVER_KEY, T0, signed
+from rentgate.wire import Credential
+from tests.gateway.access.helpers import SERVER_KEY
 from tests.gateway.fake_server import FakeServer
-from tests.gateway.helpers import GW, wait_until
+from tests.gateway.helpers import GW, publish_allowlist, wait_until
 from tests.gateway.test_app import running
-from tests.services import Mosquitto, MqttProbe, free_port
+from tests.services import Mosquitto, free_port
 
 PASSWORD = "Passw0rd!"
 TERMINAL = "k1t-front"
@@ -44,16 +44,6 @@ class Door:
     scene: LiveScene
 
 
-def _allowlist(mosquitto: Mosquitto) -> None:
-    snapshot = AllowlistSnapshot(gw=GW, version=1, issued_at=T0,
-                                 entries=[AllowlistEntry(credential=TENANT, person="p-1")])
-    probe = MqttProbe(mosquitto.host, mosquitto.port).connect()
-    try:
-        probe.publish(wire.allowlist_topic(GW), signed(snapshot), retain=True)
-    finally:
-        probe.close()
-
-
 def _of(server: FakeServer, kind: type[Any]) -> list[Any]:
     return [e for e in list(server.received) if isinstance(e, kind)]
 
@@ -67,7 +57,7 @@ async def _front_door(tmp_path: Path, mosquitto: Mosquitto, server: FakeServer,
                       clock_offset_s: float) -> AsyncIterator[Door]:
     """A running gateway with the terminal (its clock ``clock_offset_s`` off,
     measured by the sync) and the camera of one door, both working."""
-    _allowlist(mosquitto)
+    publish_allowlist(mosquitto, TENANT)
     listen_port = free_port()
     (tmp_path / "k1t.pw").write_text(PASSWORD)
     scene = LiveScene(width=320, height=240)

@@ -19,15 +19,16 @@ from firmware_sim.isapi_terminal import IsapiTerminalSim
 from gateway.app import GatewayApp
 from gateway.config import GatewayConfig
 from rentgate import signing, wire
-from rentgate.wire import AllowlistEntry, AllowlistSnapshot, Credential
-from tests.gateway.access.helpers import SERVER_KEY, T0, signed
+from rentgate.wire import Credential
+from tests.gateway.access.helpers import SERVER_KEY
 from tests.gateway.fake_server import FakeServer
-from tests.gateway.helpers import GW, wait_until
+from tests.gateway.helpers import GW, publish_allowlist, wait_until
 from tests.gateway.test_app import running
-from tests.services import Mosquitto, MqttProbe, free_port
+from tests.services import Mosquitto, free_port
 
 PASSWORD = "Passw0rd!"
 TERMINAL = "k1t-main"
+TENANT = Credential(format="raw", value="14008EC793")  # the allowlist's one card, as the server keeps it
 
 
 @pytest.fixture
@@ -58,16 +59,6 @@ def _config(tmp_path: Path, mosquitto: Mosquitto, sim: IsapiTerminalSim, port: i
         "terminals": [{"id": TERMINAL, "url": sim.url, "password_file": str(tmp_path / "k1t.pw"),
                        "doors": ["front"], "probe_interval_s": 0.3, "retry_max_s": 0.5, **terminal}],
     })
-
-
-def _allowlist(mosquitto: Mosquitto) -> None:
-    snapshot = AllowlistSnapshot(gw=GW, version=1, issued_at=T0, entries=[
-        AllowlistEntry(credential=Credential(format="raw", value="14008EC793"), person="p-1")])
-    probe = MqttProbe(mosquitto.host, mosquitto.port).connect()
-    try:
-        probe.publish(wire.allowlist_topic(GW), signed(snapshot), retain=True)
-    finally:
-        probe.close()
 
 
 def _reads(server: FakeServer) -> list[wire.CardRead]:
@@ -102,7 +93,7 @@ async def _synced(app: GatewayApp) -> None:
 @pytest.mark.parametrize("sim", [10], indirect=True)
 async def test_a_cut_between_terminal_and_gateway_loses_nothing_and_doubles_nothing(
         tmp_path: Path, mosquitto: Mosquitto, server: FakeServer, sim: IsapiTerminalSim, listen_port: int) -> None:
-    _allowlist(mosquitto)
+    publish_allowlist(mosquitto, TENANT)
     # Before the gateway listens: the terminal keeps posting it until it does.
     early = await sim.present_card("77")
     async with running(_config(tmp_path, mosquitto, sim, listen_port)) as app:
@@ -130,7 +121,7 @@ async def test_a_cut_between_terminal_and_gateway_loses_nothing_and_doubles_noth
 
 async def test_a_gateway_restart_that_forgot_how_far_it_got_stores_nothing_twice(
         tmp_path: Path, mosquitto: Mosquitto, server: FakeServer, sim: IsapiTerminalSim, listen_port: int) -> None:
-    _allowlist(mosquitto)
+    publish_allowlist(mosquitto, TENANT)
     config = _config(tmp_path, mosquitto, sim, listen_port)
     async with running(config) as app:
         await _synced(app)
@@ -154,7 +145,7 @@ async def test_a_gateway_restart_that_forgot_how_far_it_got_stores_nothing_twice
 
 async def test_a_terminal_whose_counter_restarted_still_has_every_new_event_stored_once(
         tmp_path: Path, mosquitto: Mosquitto, server: FakeServer, sim: IsapiTerminalSim, listen_port: int) -> None:
-    _allowlist(mosquitto)
+    publish_allowlist(mosquitto, TENANT)
     async with running(_config(tmp_path, mosquitto, sim, listen_port)) as app:
         await _synced(app)
         before = await _present(sim, 5000, 4)
@@ -179,7 +170,7 @@ async def test_a_terminal_whose_counter_restarted_still_has_every_new_event_stor
 async def test_a_counter_restarted_past_where_the_stopped_gateway_was_loses_none_of_its_events(
         tmp_path: Path, mosquitto: Mosquitto, server: FakeServer, sim: IsapiTerminalSim, listen_port: int,
         caplog: pytest.LogCaptureFixture) -> None:
-    _allowlist(mosquitto)
+    publish_allowlist(mosquitto, TENANT)
     # The push brings serials only: the interval's catch-up, finding nothing
     # missing, learns the identity of the event at caught_up_to on the way.
     config = _config(tmp_path, mosquitto, sim, listen_port, catch_up_interval_s=0.5)
@@ -216,7 +207,7 @@ async def test_a_counter_restarted_past_where_the_stopped_gateway_was_loses_none
 
 async def test_a_terminal_with_a_wrong_clock_has_its_reads_placed_at_the_right_time(
         tmp_path: Path, mosquitto: Mosquitto, server: FakeServer, sim: IsapiTerminalSim, listen_port: int) -> None:
-    _allowlist(mosquitto)
+    publish_allowlist(mosquitto, TENANT)
     sim.clock_offset_s = -3 * 3600  # lost three hours in a power cut
     sim.push_url = None  # events reach the gateway by the catch-up only: the corrected times are checked
     async with running(_config(tmp_path, mosquitto, sim, listen_port)) as app:
