@@ -135,6 +135,9 @@ class LinkStats:
     watchdog_restarts: int = 0
     callback_errors: int = 0
     last_error: str | None = None
+    # The topic the broker last refused in a SUBACK, until every
+    # subscription of a connection has been granted.
+    refused_subscription: str | None = None
     connected_since: float | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -467,6 +470,7 @@ class MqttLink:
             return
         topic, qos, retry_s = entry
         self.stats.last_error = f"subscription refused: {topic}"
+        self.stats.refused_subscription = topic
         log.warning("mqtt %s: the broker refused the subscription to %s; asking again in %.1f s",
                     self.settings.client_id, topic, retry_s)
         self._ask_again(topic, qos, retry_s)
@@ -482,6 +486,7 @@ class MqttLink:
         if (self._suback_due or self._resubscribe or self.subscribed.is_set() or not self.connected.is_set()
                 or self._draining.is_set() or self._stop.is_set()):
             return
+        self.stats.refused_subscription = None
         self.subscribed.set()
         self._fire(self._on_subscribed)
 

@@ -264,6 +264,7 @@ async def test_a_subscription_the_broker_refuses_is_asked_for_again_until_grante
         # Connected, but not every subscription is granted: nobody is told
         # the link hears its topics.
         assert link.connected.is_set() and not link.subscribed.is_set() and granted == []
+        assert link.stats.refused_subscription == "t/#"
         fleet_broker.dynsec.command(fleet_broker, [
             {"command": "addRoleACL", "rolename": "late", "acltype": acltype, "topic": "t/#", "allow": True}
             for acltype in ("subscribePattern", "publishClientReceive", "publishClientSend")])
@@ -277,4 +278,4 @@ async def test_a_subscription_the_broker_refuses_is_asked_for_again_until_grante
 
         await until(arrived, "the subscription granted on a later attempt")
         await until(link.subscribed.is_set, "the link to say it is subscribed")
-        assert granted == [True]
+        assert granted == [True] and link.stats.refused_subscription is None

@@ -258,8 +258,7 @@ class DynsecProvisioner:
             # Subscribed, not just connected: a command sent between the
             # CONNACK and the SUBACK is answered on a topic nobody hears yet.
             if not await asyncio.to_thread(self.link.wait_subscribed, self.timeout_s):
-                if self.link.connected.is_set() and (self.link.stats.last_error or "").startswith(
-                        "subscription refused"):
+                if self.link.connected.is_set() and self.link.stats.refused_subscription is not None:
                     raise BrokerError(f"the broker at {self.address.host}:{self.address.port} let this login in but "
                                       f"not hear the dynamic security answers within {self.timeout_s:g} s "
                                       "(is this login its admin?)")
