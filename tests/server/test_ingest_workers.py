@@ -12,16 +12,12 @@ from __future__ import annotations
 
 import asyncio
 import json
-import threading
-import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
 
-import paho.mqtt.client as paho
 import pytest
 import sqlalchemy as sa
-from paho.mqtt.enums import CallbackAPIVersion
 
 from gateway.app import GatewayApp
 from gateway.config import GatewayConfig
@@ -30,7 +26,7 @@ from server.db import migrate
 from server.db.engine import create_engine
 from tests.gateway.helpers import card, wait_until
 from tests.server.server_procs import ServerProc
-from tests.services import Mosquitto
+from tests.services import Mosquitto, MqttProbe, wait_for
 
 GROUP = "ingest"
 GATEWAYS = ("gw-share-1", "gw-share-2", "gw-share-3")
@@ -104,31 +100,22 @@ def _retained_statuses(url: str, topics: set[str], timeout: float = 10.0) -> dic
     now reads them: once every one of ``topics`` has been heard (nothing marks
     the end of the retained messages, so the test names what it expects),
     plus anything else retained that arrived with them."""
-    port = int(url.rsplit(":", 1)[1])
+    probe = MqttProbe("127.0.0.1", int(url.rsplit(":", 1)[1])).connect()
     found: dict[str, str] = {}
-    lock = threading.Lock()
 
-    def on_message(_c: object, _u: object, m: paho.MQTTMessage) -> None:
-        with lock:
-            found[m.topic] = json.loads(m.payload)["state"]
+    def heard_all() -> bool:
+        while not probe.messages.empty():
+            message = probe.messages.get_nowait()
+            found[message.topic] = json.loads(message.payload)["state"]
+        return topics <= found.keys()
 
-    client = paho.Client(CallbackAPIVersion.VERSION2, client_id="status-reader")
-    client.on_message = on_message
-    client.connect("127.0.0.1", port)
-    client.subscribe([(wire.SERVER_STATUS_TOPIC, 1), (wire.SERVER_WORKER_STATUS_SUBSCRIPTION, 1)])
-    client.loop_start()
-    deadline = time.monotonic() + timeout
     try:
-        while time.monotonic() < deadline:
-            with lock:
-                if topics <= found.keys():
-                    break
-            time.sleep(0.02)
+        probe.subscribe(wire.SERVER_STATUS_TOPIC)
+        probe.subscribe(wire.SERVER_WORKER_STATUS_SUBSCRIPTION)
+        wait_for(heard_all, timeout, what=f"the retained statuses of {sorted(topics)}")
     finally:
-        client.loop_stop()
-        client.disconnect()
-    with lock:
-        return dict(found)
+        probe.close()
+    return found
 
 
 async def test_a_killed_ingest_worker_loses_and_doubles_nothing(
