@@ -15,6 +15,7 @@ import re
 import signal
 import subprocess
 import sys
+import time
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
@@ -449,8 +450,6 @@ def interactive_demo(tmp_path: Path) -> Iterator[subprocess.Popen[bytes]]:
 def test_the_demo_stops_when_asked(interactive_demo: subprocess.Popen[bytes], tmp_path: Path) -> None:
     """Told to stop while its building runs, the demo and everything it
     started end within seconds (a gateway once waited on libosdp for ever)."""
-    import time
-
     assert interactive_demo.stdout is not None
     # The live part prints each stored event on stdout: the first one means
     # every process is up and the doors are in use.
@@ -473,8 +472,6 @@ def test_the_demo_stops_when_asked(interactive_demo: subprocess.Popen[bytes], tm
 def test_ctrl_c_twice_ends_the_demo_at_once(interactive_demo: subprocess.Popen[bytes], tmp_path: Path) -> None:
     """An impatient second Ctrl-C does not leave parts running (it used to
     interrupt the stop itself): it ends them at once, and says so."""
-    import time
-
     assert interactive_demo.stdout is not None and interactive_demo.stderr is not None
     assert interactive_demo.stdout.readline()
     asked = time.monotonic()
